@@ -1,0 +1,126 @@
+"""Threshold bands: where a calibrated score sits between negative and critical.
+
+Bands live in a versioned JSON file (``config/bands.json`` by default, ``BANDS_CONFIG`` to point
+elsewhere). Every stored run records the version and the exact thresholds the reviewer saw.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+from inference.errors import ConfigError
+
+
+class Band(str, Enum):
+    NEGATIVE = "negative"
+    INDETERMINATE = "indeterminate"
+    POSITIVE = "positive"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {Band.NEGATIVE: 0, Band.INDETERMINATE: 1, Band.POSITIVE: 2, Band.CRITICAL: 3}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    low: float
+    high: float
+    critical: float
+
+    def __post_init__(self) -> None:
+        values = (self.low, self.high, self.critical)
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            raise ConfigError(f"Band thresholds must be finite numbers, got {values}.")
+        if not 0.0 <= self.low < self.high < self.critical <= 1.0:
+            raise ConfigError(
+                "Band thresholds must satisfy 0 <= low < high < critical <= 1, "
+                f"got low={self.low}, high={self.high}, critical={self.critical}."
+            )
+
+    def band_of(self, score: float) -> Band:
+        if score >= self.critical:
+            return Band.CRITICAL
+        if score >= self.high:
+            return Band.POSITIVE
+        if score >= self.low:
+            return Band.INDETERMINATE
+        return Band.NEGATIVE
+
+    def as_dict(self) -> dict[str, float]:
+        return {"low": self.low, "high": self.high, "critical": self.critical}
+
+
+@dataclass(frozen=True)
+class BandConfig:
+    version: str
+    source: str
+    default: Mapping[str, Thresholds]
+    per_finding: Mapping[str, Mapping[str, Thresholds]]
+
+    def thresholds(self, modality: str, finding: str) -> Thresholds:
+        if modality not in self.default:
+            raise ConfigError(f"No threshold bands are configured for modality {modality!r}.")
+        return self.per_finding.get(modality, {}).get(finding, self.default[modality])
+
+    def snapshot(self, modality: str, findings: list[str]) -> dict[str, dict[str, float]]:
+        """The thresholds for these findings, as plain data to store with a run."""
+        return {f: self.thresholds(modality, f).as_dict() for f in findings}
+
+
+def _thresholds(raw: object, where: str) -> Thresholds:
+    if not isinstance(raw, dict) or set(raw) != {"low", "high", "critical"}:
+        raise ConfigError(f"{where} must have exactly the keys low, high, critical; got {raw!r}.")
+    try:
+        return Thresholds(float(raw["low"]), float(raw["high"]), float(raw["critical"]))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} has a threshold that is not a number: {raw!r}.") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def parse_band_config(data: object, source: str) -> BandConfig:
+    if not isinstance(data, dict) or not isinstance(data.get("version"), str) or not data["version"]:
+        raise ConfigError(f"{source}: the bands file needs a non-empty string 'version'.")
+    modalities = data.get("modalities")
+    if not isinstance(modalities, dict) or not modalities:
+        raise ConfigError(f"{source}: the bands file needs a 'modalities' object.")
+    default: dict[str, Thresholds] = {}
+    per_finding: dict[str, Mapping[str, Thresholds]] = {}
+    for modality, entry in modalities.items():
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{source}: modality {modality!r} must be an object.")
+        default[modality] = _thresholds(entry.get("default"), f"{source}: {modality}.default")
+        findings = entry.get("findings", {})
+        if not isinstance(findings, dict):
+            raise ConfigError(f"{source}: {modality}.findings must be an object.")
+        per_finding[modality] = MappingProxyType(
+            {name: _thresholds(t, f"{source}: {modality}.findings.{name}") for name, t in findings.items()}
+        )
+    return BandConfig(
+        version=data["version"],
+        source=source,
+        default=MappingProxyType(default),
+        per_finding=MappingProxyType(per_finding),
+    )
+
+
+def load_band_config(path: Path) -> BandConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"Threshold bands file not found at {path} (set BANDS_CONFIG).") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON: line {exc.lineno}: {exc.msg}.") from None
+    return parse_band_config(data, str(path))

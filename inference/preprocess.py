@@ -1,0 +1,51 @@
+"""Grayscale radiograph to the tensor layout torchxrayvision models expect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+XRV_MAX = 1024.0  # torchxrayvision scales 0..255 images to [-1024, 1024]
+
+
+@dataclass(frozen=True)
+class CropBox:
+    top: int
+    left: int
+    size: int
+
+
+def centre_crop_box(shape: tuple[int, int]) -> CropBox:
+    """The largest centred square, as torchxrayvision's ``XRayCenterCrop`` takes it."""
+    height, width = shape
+    size = min(height, width)
+    return CropBox(top=(height - size) // 2, left=(width - size) // 2, size=size)
+
+
+def crop(pixels: np.ndarray, box: CropBox) -> np.ndarray:
+    return pixels[box.top : box.top + box.size, box.left : box.left + box.size]
+
+
+def resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    if pixels.shape[0] == size:
+        return pixels.astype(np.float32, copy=False)
+    interpolation = cv2.INTER_AREA if pixels.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(pixels.astype(np.float32, copy=False), (size, size), interpolation=interpolation)
+
+
+def model_input(pixels: np.ndarray, input_size: int) -> np.ndarray:
+    """(1, 1, S, S) float32 in [-1024, 1024] from a 0..255 grayscale image."""
+    square = resize_square(crop(pixels, centre_crop_box(pixels.shape)), input_size)
+    scaled = (square / 255.0 * 2.0 - 1.0) * XRV_MAX
+    return scaled[None, None].astype(np.float32)
+
+
+def display_crop(pixels: np.ndarray, max_size: int = 512) -> np.ndarray:
+    """The square the model sees, as uint8 for display, at most ``max_size`` pixels wide."""
+    square = crop(pixels, centre_crop_box(pixels.shape))
+    if square.shape[0] > max_size:
+        square = resize_square(square, max_size)
+    return np.clip(np.rint(square), 0, 255).astype(np.uint8)

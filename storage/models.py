@@ -1,0 +1,96 @@
+"""Typed ORM tables. Verdicts and case notes are append-only: a change is a new row that
+supersedes the previous one, and the database refuses UPDATE and DELETE on them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    input_sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    source_format: Mapped[str] = mapped_column(String(16))
+    modality: Mapped[str] = mapped_column(String(16))
+    view_position: Mapped[str | None] = mapped_column(String(16))
+    body_part: Mapped[str | None] = mapped_column(String(32))
+    patient_key: Mapped[str | None] = mapped_column(String(40), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    runs: Mapped[list[AnalysisRun]] = relationship(back_populates="case", order_by="AnalysisRun.id")
+
+
+class AnalysisRun(Base):
+    __tablename__ = "analysis_runs"
+    __table_args__ = (
+        UniqueConstraint("case_id", "model_id", "weights_sha256", "bands_version", name="uq_run_identity"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    input_sha256: Mapped[str] = mapped_column(String(64))
+    model_id: Mapped[str] = mapped_column(String(64))
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    trained: Mapped[bool] = mapped_column(Boolean)
+    bands_version: Mapped[str] = mapped_column(String(32))
+    thresholds_json: Mapped[str] = mapped_column(Text)
+    cam_method: Mapped[str] = mapped_column(String(32))
+    device: Mapped[str] = mapped_column(String(16))
+    timing_ms: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    case: Mapped[Case] = relationship(back_populates="runs")
+    findings: Mapped[list[RunFinding]] = relationship(order_by="RunFinding.position", cascade="all")
+
+
+class RunFinding(Base):
+    __tablename__ = "run_findings"
+    __table_args__ = (UniqueConstraint("run_id", "label", name="uq_run_finding"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("analysis_runs.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(64))
+    score: Mapped[float] = mapped_column(Float)
+    band: Mapped[str] = mapped_column(String(16))
+
+
+class Verdict(Base):
+    __tablename__ = "verdicts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("analysis_runs.id"), index=True)
+    finding_label: Mapped[str] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    reviewer: Mapped[str] = mapped_column(String(80))
+    cam_method: Mapped[str | None] = mapped_column(String(32))
+    # Each row is superseded at most once, so a finding's history is a single chain per reviewer.
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("verdicts.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CaseNote(Base):
+    __tablename__ = "case_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("analysis_runs.id"), index=True)
+    note: Mapped[str] = mapped_column(Text)
+    reviewer: Mapped[str] = mapped_column(String(80))
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("case_notes.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+APPEND_ONLY_TABLES = ("verdicts", "case_notes")

@@ -1,0 +1,336 @@
+"""Reads and writes of cases, runs and verdicts. Each function takes an open Session (inside
+``with Session.begin()``) and returns plain frozen dataclasses, never ORM objects."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from inference.bands import Band
+from inference.errors import InvalidReview
+from inference.types import CaseFacts, Finding, Prediction
+from storage.models import AnalysisRun, Case, CaseNote, RunFinding, Verdict
+
+VERDICTS = ("agree", "disagree", "unsure")
+MAX_REVIEWER_CHARS = 80
+MAX_NOTE_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: int
+    case_id: int
+    facts: CaseFacts
+    model_id: str
+    weights_sha256: str
+    trained: bool
+    bands_version: str
+    thresholds: dict[str, dict[str, float]]
+    cam_method: str
+    device: str
+    timing_ms: float
+    created_at: datetime
+    findings: tuple[Finding, ...]
+
+    def ranked(self) -> tuple[Finding, ...]:
+        return tuple(sorted(self.findings, key=lambda f: (f.band is not Band.CRITICAL, -f.score)))
+
+
+@dataclass(frozen=True)
+class VerdictRecord:
+    verdict_id: int
+    run_id: int
+    finding_label: str
+    verdict: str
+    note: str
+    reviewer: str
+    cam_method: str | None
+    supersedes_id: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NoteRecord:
+    note_id: int
+    run_id: int
+    note: str
+    reviewer: str
+    supersedes_id: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class CaseSummary:
+    case_id: int
+    latest_run_id: int
+    modality: str
+    view_position: str | None
+    created_at: datetime
+    trained: bool
+    model_id: str
+    top_band: str
+    top_finding: str
+    verdict_count: int
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _run_record(run: AnalysisRun) -> RunRecord:
+    case = run.case
+    return RunRecord(
+        run_id=run.id,
+        case_id=case.id,
+        facts=CaseFacts(
+            input_sha256=case.input_sha256,
+            source_format=case.source_format,
+            modality=case.modality,
+            view_position=case.view_position,
+            body_part=case.body_part,
+            patient_key=case.patient_key,
+        ),
+        model_id=run.model_id,
+        weights_sha256=run.weights_sha256,
+        trained=run.trained,
+        bands_version=run.bands_version,
+        thresholds=json.loads(run.thresholds_json),
+        cam_method=run.cam_method,
+        device=run.device,
+        timing_ms=run.timing_ms,
+        created_at=_utc(run.created_at),
+        findings=tuple(Finding(f.label, f.score, Band(f.band)) for f in run.findings),
+    )
+
+
+def _verdict_record(row: Verdict) -> VerdictRecord:
+    return VerdictRecord(
+        verdict_id=row.id,
+        run_id=row.run_id,
+        finding_label=row.finding_label,
+        verdict=row.verdict,
+        note=row.note,
+        reviewer=row.reviewer,
+        cam_method=row.cam_method,
+        supersedes_id=row.supersedes_id,
+        created_at=_utc(row.created_at),
+    )
+
+
+def _note_record(row: CaseNote) -> NoteRecord:
+    return NoteRecord(row.id, row.run_id, row.note, row.reviewer, row.supersedes_id, _utc(row.created_at))
+
+
+def _get_or_create_case(session: Session, facts: CaseFacts) -> Case:
+    case = session.scalar(select(Case).where(Case.input_sha256 == facts.input_sha256))
+    if case is not None:
+        return case
+    case = Case(
+        input_sha256=facts.input_sha256,
+        source_format=facts.source_format,
+        modality=facts.modality,
+        view_position=facts.view_position,
+        body_part=facts.body_part,
+        patient_key=facts.patient_key,
+    )
+    session.add(case)
+    session.flush()
+    return case
+
+
+def store_analysis(session: Session, facts: CaseFacts, prediction: Prediction, cam_method: str) -> RunRecord:
+    """The run for this input and model identity, stored once; re-analysing the same image with the
+    same weights and bands returns the existing run instead of adding a duplicate."""
+    case = _get_or_create_case(session, facts)
+    model = prediction.model
+    existing = session.scalar(
+        select(AnalysisRun).where(
+            AnalysisRun.case_id == case.id,
+            AnalysisRun.model_id == model.model_id,
+            AnalysisRun.weights_sha256 == model.weights_sha256,
+            AnalysisRun.bands_version == prediction.bands_version,
+        )
+    )
+    if existing is not None:
+        return _run_record(existing)
+    run = AnalysisRun(
+        case=case,
+        input_sha256=facts.input_sha256,
+        model_id=model.model_id,
+        weights_sha256=model.weights_sha256,
+        trained=model.trained,
+        bands_version=prediction.bands_version,
+        thresholds_json=json.dumps(prediction.thresholds, sort_keys=True),
+        cam_method=cam_method,
+        device=model.device,
+        timing_ms=prediction.timing_ms,
+        findings=[
+            RunFinding(position=i, label=f.label, score=f.score, band=f.band.value)
+            for i, f in enumerate(prediction.findings)
+        ],
+    )
+    session.add(run)
+    session.flush()
+    return _run_record(run)
+
+
+def get_run(session: Session, run_id: int) -> RunRecord | None:
+    run = session.get(AnalysisRun, run_id)
+    return _run_record(run) if run is not None else None
+
+
+def _clean_reviewer(reviewer: str) -> str:
+    cleaned = " ".join(str(reviewer or "").split())
+    if not cleaned:
+        raise InvalidReview("Enter your name in the sidebar before recording a verdict.")
+    if len(cleaned) > MAX_REVIEWER_CHARS:
+        raise InvalidReview(f"Reviewer names are limited to {MAX_REVIEWER_CHARS} characters.")
+    return cleaned
+
+
+def _clean_note(note: str | None) -> str:
+    text = (note or "").strip()
+    if len(text) > MAX_NOTE_CHARS:
+        raise InvalidReview(f"Notes are limited to {MAX_NOTE_CHARS} characters; this one has {len(text)}.")
+    return text
+
+
+def _latest_verdict(session: Session, run_id: int, label: str, reviewer: str) -> Verdict | None:
+    return session.scalar(
+        select(Verdict)
+        .where(Verdict.run_id == run_id, Verdict.finding_label == label, Verdict.reviewer == reviewer)
+        .order_by(Verdict.id.desc())
+        .limit(1)
+    )
+
+
+def record_verdict(
+    session: Session,
+    run_id: int,
+    finding_label: str,
+    verdict: str,
+    reviewer: str,
+    note: str | None = None,
+    cam_method: str | None = None,
+) -> VerdictRecord:
+    """Append a verdict; it supersedes this reviewer's previous one for the finding. Recording the
+    same verdict and note again stores nothing new."""
+    if verdict not in VERDICTS:
+        raise InvalidReview(f"A verdict must be one of {', '.join(VERDICTS)}; got {verdict!r}.")
+    reviewer = _clean_reviewer(reviewer)
+    note = _clean_note(note)
+    run = session.get(AnalysisRun, run_id)
+    if run is None:
+        raise InvalidReview(f"Analysis run {run_id} does not exist; reload the case.")
+    if finding_label not in {f.label for f in run.findings}:
+        raise InvalidReview(f"{finding_label!r} is not a finding of run {run_id}.")
+    previous = _latest_verdict(session, run_id, finding_label, reviewer)
+    if previous is not None and previous.verdict == verdict and previous.note == note:
+        return _verdict_record(previous)
+    row = Verdict(
+        run_id=run_id,
+        finding_label=finding_label,
+        verdict=verdict,
+        note=note,
+        reviewer=reviewer,
+        cam_method=cam_method,
+        supersedes_id=previous.id if previous is not None else None,
+    )
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise InvalidReview("This verdict changed in another window at the same moment; reload and try again.") from exc
+    return _verdict_record(row)
+
+
+def current_verdicts(session: Session, run_id: int, reviewer: str | None = None) -> list[VerdictRecord]:
+    """Each reviewer's latest verdict per finding (all reviewers unless one is named)."""
+    latest = (
+        select(func.max(Verdict.id))
+        .where(Verdict.run_id == run_id)
+        .group_by(Verdict.reviewer, Verdict.finding_label)
+    )
+    query = select(Verdict).where(Verdict.id.in_(latest))
+    if reviewer is not None:
+        query = query.where(Verdict.reviewer == " ".join(reviewer.split()))
+    return [_verdict_record(v) for v in session.scalars(query.order_by(Verdict.id))]
+
+
+def verdict_history(session: Session, run_id: int) -> list[VerdictRecord]:
+    rows = session.scalars(select(Verdict).where(Verdict.run_id == run_id).order_by(Verdict.id))
+    return [_verdict_record(v) for v in rows]
+
+
+def record_case_note(session: Session, run_id: int, note: str, reviewer: str) -> NoteRecord | None:
+    """Append a case note superseding this reviewer's previous one; None when nothing changed."""
+    reviewer = _clean_reviewer(reviewer)
+    note = _clean_note(note)
+    if session.get(AnalysisRun, run_id) is None:
+        raise InvalidReview(f"Analysis run {run_id} does not exist; reload the case.")
+    previous = session.scalar(
+        select(CaseNote)
+        .where(CaseNote.run_id == run_id, CaseNote.reviewer == reviewer)
+        .order_by(CaseNote.id.desc())
+        .limit(1)
+    )
+    if (previous is None and not note) or (previous is not None and previous.note == note):
+        return None
+    row = CaseNote(run_id=run_id, note=note, reviewer=reviewer, supersedes_id=previous.id if previous else None)
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise InvalidReview("This note changed in another window at the same moment; reload and try again.") from exc
+    return _note_record(row)
+
+
+def case_note_history(session: Session, run_id: int) -> list[NoteRecord]:
+    rows = session.scalars(select(CaseNote).where(CaseNote.run_id == run_id).order_by(CaseNote.id))
+    return [_note_record(n) for n in rows]
+
+
+def current_case_note(session: Session, run_id: int, reviewer: str) -> NoteRecord | None:
+    reviewer = " ".join(reviewer.split())
+    for record in reversed(case_note_history(session, run_id)):
+        if record.reviewer == reviewer:
+            return record
+    return None
+
+
+def list_cases(session: Session, limit: int = 200) -> list[CaseSummary]:
+    """Most recent cases first, each with its latest run's highest band."""
+    latest_run_ids = select(func.max(AnalysisRun.id)).group_by(AnalysisRun.case_id)
+    runs = session.scalars(
+        select(AnalysisRun).where(AnalysisRun.id.in_(latest_run_ids)).order_by(AnalysisRun.id.desc()).limit(limit)
+    ).all()
+    counts = dict(
+        session.execute(
+            select(Verdict.run_id, func.count(Verdict.id))
+            .where(Verdict.run_id.in_([r.id for r in runs]))
+            .group_by(Verdict.run_id)
+        ).all()
+    )
+    summaries = []
+    for run in runs:
+        top = max(run.findings, key=lambda f: (Band(f.band).rank, f.score))
+        summaries.append(
+            CaseSummary(
+                case_id=run.case_id,
+                latest_run_id=run.id,
+                modality=run.case.modality,
+                view_position=run.case.view_position,
+                created_at=_utc(run.created_at),
+                trained=run.trained,
+                model_id=run.model_id,
+                top_band=top.band,
+                top_finding=top.label,
+                verdict_count=int(counts.get(run.id, 0)),
+            )
+        )
+    return summaries

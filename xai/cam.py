@@ -1,0 +1,110 @@
+"""Class activation maps for the chest X-ray DenseNet.
+
+Grad-CAM for every label comes from one forward pass: the target layer (``features.norm5``) feeds
+ReLU, global average pooling and a linear layer, so d score_c / d A_k(i,j) is
+``s'_c * W_ck / HW * [A_k(i,j) > 0]``. The Grad-CAM channel weight is therefore
+``s'_c / HW * W_ck * (share of positions where A_k > 0)``; ``s'_c > 0`` drops out in the
+normalisation. The map is taken over the post-ReLU activations, as pytorch-grad-cam sees them
+(torchxrayvision applies that ReLU in place), and scaled exactly as pytorch-grad-cam scales it.
+
+The other methods run through pytorch-grad-cam, whose hooks live on the shared model: they hold
+the model's ``hook_lock`` so that two sessions never mix each other's activations.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from inference.model_loader import LoadedModel
+
+log = logging.getLogger(__name__)
+
+CLOSED_FORM_METHOD = "Grad-CAM"
+CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "XGrad-CAM", "HiRes-CAM", "Layer-CAM", "Eigen-CAM")
+
+
+def _pgc_class(method: str):
+    import pytorch_grad_cam as pgc
+
+    classes = {
+        "Grad-CAM": pgc.GradCAM,
+        "Grad-CAM++": pgc.GradCAMPlusPlus,
+        "XGrad-CAM": pgc.XGradCAM,
+        "HiRes-CAM": pgc.HiResCAM,
+        "Layer-CAM": pgc.LayerCAM,
+        "Eigen-CAM": pgc.EigenCAM,
+    }
+    try:
+        return classes[method]
+    except KeyError:
+        raise ValueError(f"Unknown CAM method {method!r}; choose one of {CAM_METHODS}.") from None
+
+
+def _minmax(maps: np.ndarray) -> np.ndarray:
+    """Per-map scaling to [0, 1] over the last two axes, as pytorch-grad-cam does it."""
+    lowest = maps.min(axis=(-2, -1), keepdims=True)
+    shifted = maps - lowest
+    return shifted / (1e-7 + shifted.max(axis=(-2, -1), keepdims=True))
+
+
+def scale_like_pgc(raw: np.ndarray, size: int) -> np.ndarray:
+    """ReLU, scale, resize to ``size``, scale again: pytorch-grad-cam's single-layer path."""
+    import cv2
+
+    scaled = _minmax(np.maximum(raw, 0).astype(np.float32))
+    resized = np.stack([cv2.resize(m, (size, size)) for m in scaled]) if scaled.shape[-1] != size else scaled
+    return _minmax(resized).astype(np.float32)
+
+
+def gradcam_all_labels(features: np.ndarray, classifier_weight: np.ndarray, size: int) -> np.ndarray:
+    """Grad-CAM maps for every output of the DenseNet, from the target layer's activations.
+
+    Args:
+        features: (K, h, w) activations of ``features.norm5`` before ReLU, for one image.
+        classifier_weight: (C, K) weight of the final linear layer.
+        size: side of the model input; maps are returned as (C, size, size) in [0, 1].
+    """
+    if features.ndim != 3 or classifier_weight.ndim != 2 or classifier_weight.shape[1] != features.shape[0]:
+        raise ValueError(
+            f"features must be (K, h, w) and weights (C, K), got {features.shape} and {classifier_weight.shape}."
+        )
+    positive_share = (features > 0).mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
+    channel_weights = classifier_weight * positive_share[None, :]
+    activations = np.maximum(features, 0)
+    raw = np.einsum("ck,kij->cij", channel_weights, activations, optimize=True)
+    return scale_like_pgc(raw, size)
+
+
+def target_layer(module: "torch.nn.Module", dotted: str) -> "torch.nn.Module":
+    layer = module
+    for part in dotted.split("."):
+        layer = getattr(layer, part)
+    return layer
+
+
+def pgc_cam(loaded: "LoadedModel", model_input: np.ndarray, method: str, label_index: int) -> np.ndarray:
+    """One label's map from pytorch-grad-cam (any method in ``CAM_METHODS``), (S, S) in [0, 1]."""
+    import torch
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cam_class = _pgc_class(method)
+    x = torch.from_numpy(model_input).to(loaded.device).requires_grad_(True)
+    layer = target_layer(loaded.module, loaded.spec.cam_target_layer)
+    with loaded.hook_lock, cam_class(model=loaded.module, target_layers=[layer]) as cam:
+        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(label_index)])
+    return np.asarray(maps[0], dtype=np.float32)
+
+
+def heatmap_problem(cam: np.ndarray) -> str | None:
+    """A plain reason not to draw a heatmap, or None when it is drawable."""
+    if not np.all(np.isfinite(cam)):
+        return "The heatmap contains invalid values (NaN or infinity) and is not drawn."
+    if float(cam.max() - cam.min()) < 1e-6:
+        return "The heatmap is flat: no region raised this score, so there is nothing to highlight."
+    return None
