@@ -12,6 +12,7 @@ from inference.model_loader import LoadedModel, import_xrv
 from inference.preprocess import display_crop, model_input
 from inference.types import CaseFacts, CamSet, Finding, Image2D, ModelIdentity, Prediction
 from xai.cam import CLOSED_FORM_METHOD, gradcam_all_labels
+from xai.overlay import png_bytes
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class CaseAnalysis:
 
     facts: CaseFacts
     display: np.ndarray  # uint8 (D, D) square centre crop
+    display_png: bytes  # the same, encoded once
     model_input: np.ndarray  # float32 (1, 1, S, S) for on-demand CAM methods
     prediction: Prediction
     gradcam: CamSet
@@ -81,9 +83,11 @@ def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> CaseAnaly
         model=identity,
         timing_ms=(finished - predicted) * 1000.0,
     )
+    display = display_crop(image.pixels)
     return CaseAnalysis(
         facts=image.facts,
-        display=display_crop(image.pixels),
+        display=display,
+        display_png=png_bytes(display),
         model_input=x,
         prediction=prediction,
         gradcam=gradcam,

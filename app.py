@@ -1,0 +1,24 @@
+"""Entry point: page config, navigation and the shared sidebar. No heavy work here."""
+
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+
+from ui import sidebar
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+st.set_page_config(page_title="Radiology AI review", page_icon="🩻", layout="wide")
+
+navigation = st.navigation(
+    [
+        st.Page("pages/review.py", title="Review a chest X-ray", icon="🩻", default=True, url_path="review"),
+        st.Page("pages/cases.py", title="Cases", icon="🗂️", url_path="cases"),
+        st.Page("pages/settings.py", title="Settings", icon="⚙️", url_path="settings"),
+        st.Page("pages/about.py", title="About", icon="ℹ️", url_path="about"),
+    ]
+)
+sidebar.render()
+navigation.run()

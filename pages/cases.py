@@ -1,0 +1,80 @@
+"""Stored cases: reopen one to see what the AI showed, the verdicts and their history."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from storage import repository
+from ui import cache
+from ui.charts import band_legend_text
+from ui.model_status import UNTRAINED_LABEL
+from ui.text import md_escape
+from ui.verdicts import history_table, verdict_panel
+
+st.title("Cases")
+
+with cache.database().begin() as session:
+    cases = repository.list_cases(session)
+if not cases:
+    st.info("No cases yet. Analyse a chest X-ray on the Review page and it appears here.")
+    st.stop()
+
+table = pd.DataFrame(
+    [
+        {
+            "case": c.case_id,
+            "analysed (UTC)": c.created_at.strftime("%Y-%m-%d %H:%M"),
+            "modality": c.modality,
+            "view": c.view_position or "",
+            "highest band": c.top_band,
+            "top finding": c.top_finding,
+            "verdict entries": c.verdict_count,
+            "weights": "trained" if c.trained else "UNTRAINED",
+        }
+        for c in cases
+    ]
+)
+band_order = {"critical": 0, "positive": 1, "indeterminate": 2, "negative": 3}
+table = table.sort_values(by=["highest band", "case"], key=lambda s: s.map(band_order) if s.name == "highest band" else -s)
+st.dataframe(table, hide_index=True)
+
+by_id = {c.case_id: c for c in cases}
+requested = st.query_params.get("case")
+options = list(table["case"])
+default = options.index(int(requested)) if requested and requested.isdigit() and int(requested) in by_id else 0
+case_id = st.selectbox("Open case", options, index=default, format_func=lambda c: f"Case {c}")
+st.query_params["case"] = str(case_id)
+
+with cache.database().begin() as session:
+    run = repository.get_run(session, by_id[case_id].latest_run_id)
+if run is None:
+    st.error("This case's analysis could not be found; it may have been removed by an administrator.")
+    st.stop()
+
+st.subheader(f"Case {case_id}")
+st.caption(
+    " · ".join(
+        md_escape(x)
+        for x in [
+            f"run #{run.run_id}",
+            f"analysed {run.created_at:%Y-%m-%d %H:%M} UTC",
+            f"model {run.model_id}",
+            f"weights sha256 {run.weights_sha256[:12]}…",
+            f"bands version {run.bands_version}",
+            f"device {run.device.upper()}",
+        ]
+    )
+)
+if not run.trained:
+    st.error(f"This run used UNTRAINED weights: {UNTRAINED_LABEL}.")
+st.caption("Images are not stored. Upload the image again on the Review page to see its heatmaps.")
+ranked = run.ranked()
+st.plotly_chart(
+    cache.band_figure(f"stored-run-{run.run_id}", ranked, run.thresholds, run.trained),
+    config={"displayModeBar": False},
+)
+st.caption(band_legend_text())
+verdict_panel(run.run_id, ranked, run.trained, with_heatmap=False)
+st.subheader("History")
+history_table(run.run_id)

@@ -1,0 +1,90 @@
+"""Review a chest X-ray: upload, findings in bands, Grad-CAM side by side, verdicts."""
+
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+from inference.errors import ReviewError
+from storage import repository
+from ui import cache
+from ui.cam_viewer import cam_viewer
+from ui.charts import band_legend_text
+from ui.model_status import require_model
+from ui.session import RUN_IDS
+from ui.text import md_escape
+from ui.verdicts import history_table, verdict_panel
+from xai.cam import CLOSED_FORM_METHOD
+
+st.title("Review a chest X-ray")
+loaded = require_model()
+if loaded is None:
+    st.stop()
+
+upload = st.file_uploader(
+    "Chest radiograph: DICOM (CR/DX), PNG or JPEG",
+    help="The file is analysed in memory. The image itself is not stored; findings and verdicts are.",
+)
+if upload is None:
+    st.info("Drop a chest radiograph above to see the AI findings, heatmaps and record your verdicts.")
+    st.stop()
+
+data = upload.getvalue()
+hashes = st.session_state.setdefault("upload_sha256", {})
+sha = hashes.get(upload.file_id) or hashes.setdefault(upload.file_id, hashlib.sha256(data).hexdigest())
+bands = cache.band_config()
+try:
+    analysis = cache.case_analysis(
+        sha, upload.name, loaded.spec.model_id, loaded.weights_sha256, bands.version, data, loaded, bands
+    )
+except ReviewError as exc:
+    st.error(str(exc))
+    st.stop()
+
+run_key = f"{sha}:{loaded.weights_sha256}:{bands.version}"
+run_ids = st.session_state.setdefault(RUN_IDS, {})
+if run_key not in run_ids:
+    try:
+        with cache.database().begin() as session:
+            run_ids[run_key] = repository.store_analysis(
+                session, analysis.facts, analysis.prediction, CLOSED_FORM_METHOD
+            ).run_id
+    except ReviewError as exc:
+        st.error(str(exc))
+        st.stop()
+run_id = run_ids[run_key]
+
+facts = analysis.facts
+prediction = analysis.prediction
+details = [f"Case run #{run_id}", f"format {facts.source_format.upper()}", f"modality {facts.modality}"]
+if facts.view_position:
+    details.append(f"view {facts.view_position}")
+if facts.patient_key:
+    details.append(f"patient key {facts.patient_key}")
+details.append(f"model {prediction.model.model_id} in {prediction.timing_ms:.0f} ms on {prediction.model.device.upper()}")
+st.caption(" · ".join(md_escape(d) for d in details))
+for note in facts.notes:
+    st.warning(note)
+
+ranked = prediction.ranked()
+critical = [f.label for f in ranked if f.band.value == "critical"]
+if critical:
+    st.markdown(f"**Critical band:** {md_escape(', '.join(critical))}")
+
+chart_col, cam_col = st.columns([1, 1.25])
+with chart_col:
+    st.plotly_chart(
+        cache.band_figure(run_key, ranked, prediction.thresholds, prediction.model.trained),
+        config={"displayModeBar": False},
+        key="band_chart",
+    )
+    st.caption(
+        f"{len(ranked)} findings · {band_legend_text()} · bands version {md_escape(prediction.bands_version)}"
+    )
+with cam_col:
+    cam_viewer(analysis, loaded, [f.label for f in ranked])
+
+verdict_panel(run_id, ranked, prediction.model.trained, with_heatmap=True)
+if st.toggle("Show the verdict history for this case", key="show_history"):
+    history_table(run_id)

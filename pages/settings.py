@@ -1,0 +1,65 @@
+"""Settings in force: threshold bands and their version, model weights, storage, limits."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy.engine import make_url
+
+from inference.errors import ReviewError
+from inference.registry import CXR_DENSENET
+from inference.settings import load_settings
+from inference.weights import expected_weights_path
+from ui import cache
+from ui.model_status import require_model
+
+st.title("Settings")
+settings = load_settings()
+
+st.subheader("Threshold bands")
+try:
+    bands = cache.band_config()
+except ReviewError as exc:
+    st.error(str(exc))
+    st.stop()
+st.markdown(f"Version **{bands.version}** from `{bands.source}`")
+st.caption(
+    "Scores are calibrated so that 0.5 is each finding's operating point. Below low: negative; "
+    "low to high: indeterminate; high to critical: positive; at or above critical: critical."
+)
+rows = []
+for label in CXR_DENSENET.labels:
+    t = bands.thresholds(CXR_DENSENET.modality, label)
+    custom = label in bands.per_finding.get(CXR_DENSENET.modality, {})
+    rows.append({"finding": label, "low": t.low, "high": t.high, "critical": t.critical,
+                 "source": "finding-specific" if custom else "modality default"})
+st.dataframe(pd.DataFrame(rows), hide_index=True)
+
+st.subheader("Model")
+loaded = require_model()
+model_rows = {
+    "model id": CXR_DENSENET.model_id,
+    "architecture": CXR_DENSENET.display_name,
+    "input size": f"{CXR_DENSENET.input_size} x {CXR_DENSENET.input_size}",
+    "weights expected at": str(expected_weights_path(CXR_DENSENET, settings)),
+    "weights source": CXR_DENSENET.weights_source,
+}
+if loaded is not None:
+    model_rows.update(
+        {
+            "weights in use": loaded.weights_path or "none: seeded random (untrained) weights",
+            "weights sha256": loaded.weights_sha256,
+            "trained": "yes" if loaded.trained else "NO — scores are meaningless",
+            "device": loaded.device.upper(),
+        }
+    )
+st.dataframe(pd.DataFrame({"setting": list(model_rows), "value": list(model_rows.values())}), hide_index=True)
+
+st.subheader("Storage and limits")
+limits = {
+    "database": make_url(settings.database_url).render_as_string(hide_password=True),
+    "upload limit": f"{settings.max_upload_mb} MB, {settings.max_image_pixels // 1_000_000} megapixels",
+    "patient identifiers": "never stored; PatientID kept only as a keyed hash (PATIENT_HASH_KEY)",
+    "images": "not stored",
+}
+st.dataframe(pd.DataFrame({"setting": list(limits), "value": list(limits.values())}), hide_index=True)

@@ -1,0 +1,168 @@
+"""The one Streamlit-aware module that owns caching.
+
+* Models and the database sessionmaker: ``st.cache_resource`` (one per process, shared by every
+  session; ``LoadedModel`` guards its hook-based CAM methods with a lock).
+* Per-case results: ``st.cache_data`` keyed by the input's sha256 and every parameter that
+  changes the result (model id, weights hash, bands version, CAM method, label).
+
+Exceptions are never cached, so a fixed problem (weights put in place) is picked up on the next
+rerun without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+import streamlit as st
+from sqlalchemy.orm import Session, sessionmaker
+
+from inference.bands import BandConfig, load_band_config
+from inference.deid import KEY_ENV, load_or_create_key
+from inference.errors import WeightsInvalid, WeightsMissing
+from inference.model_loader import LoadedModel, load_model
+from inference.registry import CXR_DENSENET
+from inference.settings import Settings, load_settings
+from inference.weights import download_weights, find_weights_file
+
+log = logging.getLogger(__name__)
+
+_download_lock = threading.Lock()
+
+
+@st.cache_resource(show_spinner="Loading the chest X-ray model…")
+def _classifier(model_id: str, allow_untrained: bool, weights_dir: str) -> LoadedModel:
+    settings = load_settings()
+    return load_model(CXR_DENSENET, settings, allow_untrained=allow_untrained)
+
+
+@st.cache_resource(show_spinner=False)
+def _download_attempts() -> dict[str, str]:
+    """model id -> why the automatic download failed, so it is tried once per process."""
+    return {}
+
+
+def untrained_allowed() -> bool:
+    return load_settings().allow_untrained_weights or bool(st.session_state.get("allow_untrained"))
+
+
+def try_download(settings: Settings) -> None:
+    """Download the release weights with a progress bar (first use, or the page's button)."""
+    spec = CXR_DENSENET
+    with _download_lock:
+        if find_weights_file(spec, settings) is not None:
+            return
+        bar = st.progress(0.0, text=f"Downloading weights for {spec.display_name}…")
+        try:
+            download_weights(spec, settings, progress=lambda f, text: bar.progress(f, text=text))
+            _download_attempts().pop(spec.model_id, None)
+        except WeightsMissing as exc:
+            _download_attempts()[spec.model_id] = str(exc)
+            log.warning("Weights download failed: %s", exc)
+        finally:
+            bar.empty()
+
+
+def classifier() -> LoadedModel | WeightsMissing | WeightsInvalid:
+    """The chest X-ray model, or the reason it cannot run (shown by the page, never hidden)."""
+    settings = load_settings()
+    allow = untrained_allowed()
+    missing = find_weights_file(CXR_DENSENET, settings) is None
+    if missing and settings.auto_download_weights and CXR_DENSENET.model_id not in _download_attempts():
+        try_download(settings)
+    use_untrained = allow and find_weights_file(CXR_DENSENET, settings) is None
+    try:
+        return _classifier(CXR_DENSENET.model_id, use_untrained, str(settings.weights_dir))
+    except (WeightsMissing, WeightsInvalid) as exc:
+        return exc
+
+
+def last_download_error() -> str | None:
+    return _download_attempts().get(CXR_DENSENET.model_id)
+
+
+def forget_download_attempt() -> None:
+    _download_attempts().pop(CXR_DENSENET.model_id, None)
+
+
+@st.cache_resource(show_spinner=False)
+def _sessionmaker(url: str) -> sessionmaker[Session]:
+    from storage.db import open_database
+
+    return open_database(url)
+
+
+def database() -> sessionmaker[Session]:
+    return _sessionmaker(load_settings().database_url)
+
+
+@st.cache_resource(show_spinner=False)
+def _band_config(path: str, mtime_ns: int) -> BandConfig:
+    from pathlib import Path
+
+    return load_band_config(Path(path))
+
+
+def band_config() -> BandConfig:
+    path = load_settings().bands_file
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        mtime = 0
+    return _band_config(str(path), mtime)
+
+
+def _secret_key() -> str | None:
+    try:
+        value = st.secrets.get(KEY_ENV)
+    except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
+        return None
+    return str(value) if value else None
+
+
+@st.cache_resource(show_spinner=False)
+def _patient_hash_key(key_file: str, secret: str | None) -> bytes:
+    from pathlib import Path
+
+    return load_or_create_key(Path(key_file), secret)
+
+
+def patient_hash_key() -> bytes:
+    return _patient_hash_key(str(load_settings().patient_key_file), _secret_key())
+
+
+@st.cache_data(max_entries=32, show_spinner="Reading the image and running the model…")
+def case_analysis(input_sha256: str, filename: str, model_id: str, weights_sha256: str, bands_version: str,
+                  _data: bytes, _loaded: LoadedModel, _bands: BandConfig):
+    """Decode, predict and compute every Grad-CAM for one upload; cached per input and model."""
+    from inference.analysis import analyze
+    from inference.ingest import load_image
+
+    settings = load_settings()
+    image = load_image(
+        _data,
+        filename,
+        max_bytes=settings.max_upload_mb * 1_000_000,
+        max_pixels=settings.max_image_pixels,
+        hash_key=patient_hash_key(),
+    )
+    return analyze(_loaded, image, _bands)
+
+
+@st.cache_data(max_entries=64, show_spinner="Computing the heatmap…")
+def cam_map(input_sha256: str, weights_sha256: str, method: str, label_index: int,
+            _loaded: LoadedModel, _model_input: np.ndarray) -> np.ndarray:
+    """One label's heatmap for a pytorch-grad-cam method other than the closed-form Grad-CAM."""
+    from xai.cam import pgc_cam
+
+    return pgc_cam(_loaded, _model_input, method, label_index)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def band_figure(run_key: str, _findings: tuple, _thresholds: dict, trained: bool):
+    """The findings chart for one stored run, built once (Plotly validation is the slow part).
+    Shared read-only: ``st.plotly_chart`` serialises a copy and never mutates it."""
+    from ui.charts import band_chart
+
+    return band_chart(_findings, _thresholds, trained)

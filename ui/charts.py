@@ -1,0 +1,84 @@
+"""Plotly figures built from plain results (no Streamlit import here)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import plotly.graph_objects as go
+
+from inference.bands import Band
+from inference.model_loader import UNTRAINED_LABEL
+from inference.types import Finding
+
+BAND_COLOURS = {
+    Band.NEGATIVE: "#d9e7d4",
+    Band.INDETERMINATE: "#fbe8a6",
+    Band.POSITIVE: "#f7bf86",
+    Band.CRITICAL: "#f08c8c",
+}
+MARKER_COLOURS = {
+    Band.NEGATIVE: "#2f6b2f",
+    Band.INDETERMINATE: "#8a6d00",
+    Band.POSITIVE: "#b35900",
+    Band.CRITICAL: "#b00020",
+}
+
+
+def score_text(score: float, trained: bool) -> str:
+    return f"{score:.2f}" if trained else f"{score:.2f} (untrained)"
+
+
+def band_chart(
+    findings: Sequence[Finding], thresholds: Mapping[str, Mapping[str, float]], trained: bool
+) -> go.Figure:
+    """One horizontal bar per finding with its coloured bands and a marker at the score.
+
+    ``findings`` must already be ranked (critical first, then by score); the first is drawn on top.
+    All band segments are one bar trace (few traces keep Plotly's per-rerun validation cheap).
+    """
+    rows = list(range(len(findings)))[::-1]
+    seg_y, seg_base, seg_width, seg_colour = [], [], [], []
+    for row, finding in zip(rows, findings):
+        t = thresholds[finding.label]
+        edges = (0.0, t["low"], t["high"], t["critical"], 1.0)
+        for band, start, end in zip(Band, edges[:-1], edges[1:]):
+            seg_y.append(row)
+            seg_base.append(start)
+            seg_width.append(end - start)
+            seg_colour.append(BAND_COLOURS[band])
+    fig = go.Figure(
+        [
+            go.Bar(x=seg_width, base=seg_base, y=seg_y, orientation="h", width=0.7,
+                   marker=dict(color=seg_colour, line=dict(width=0)), hoverinfo="skip", showlegend=False),
+            go.Scatter(
+                x=[f.score for f in findings], y=rows, mode="markers+text", showlegend=False,
+                marker=dict(symbol="diamond", size=13, color=[MARKER_COLOURS[f.band] for f in findings],
+                            line=dict(width=1, color="#222")),
+                text=[score_text(f.score, trained) for f in findings], textposition="middle right",
+                textfont=dict(size=11),
+                customdata=[[f.label, f.band.value] for f in findings],
+                hovertemplate="%{customdata[0]}: %{x:.3f} (%{customdata[1]})<extra></extra>",
+            ),
+        ]
+    )
+    title = "Calibrated score in threshold bands (0.5 = operating point)"
+    if not trained:
+        title = f"UNTRAINED WEIGHTS: {UNTRAINED_LABEL}"
+    fig.update_layout(
+        height=50 + 27 * len(findings), margin=dict(l=10, r=10, t=40, b=25),
+        title=dict(text=title, font=dict(size=13, color="#222" if trained else "#b00020")),
+        xaxis=dict(range=[0, 1.2], tickvals=[0, 0.25, 0.5, 0.75, 1.0], fixedrange=True),
+        yaxis=dict(
+            tickvals=rows, fixedrange=True,
+            ticktext=[f"<b>{f.label}</b>" if f.band is Band.CRITICAL else f.label for f in findings],
+        ),
+        plot_bgcolor="white",
+    )
+    return fig
+
+
+BAND_SWATCHES = {Band.NEGATIVE: "🟩", Band.INDETERMINATE: "🟨", Band.POSITIVE: "🟧", Band.CRITICAL: "🟥"}
+
+
+def band_legend_text() -> str:
+    return "  ".join(f"{BAND_SWATCHES[b]} {b.value}" for b in Band)

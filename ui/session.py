@@ -1,0 +1,15 @@
+"""Session-state keys used by more than one page, in one place."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+REVIEWER = "reviewer_name"  # plain session key: survives pages that do not draw the sidebar
+REVIEWER_INPUT = "reviewer_name_input"
+ALLOW_UNTRAINED = "allow_untrained"
+RUN_IDS = "stored_run_ids"
+CAM_METHOD_KEY = "cam_method"
+
+
+def reviewer() -> str:
+    return " ".join(str(st.session_state.get(REVIEWER, "") or "").split())

@@ -1,0 +1,86 @@
+"""Heatmap colouring and blending. Pure numpy/OpenCV: cheap enough to run on every slider move."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+COLORMAPS = ("jet", "hot", "viridis", "inferno")
+OPACITY_RANGE = (0.1, 0.9)
+
+CAM_MEANING = (
+    "Coloured regions are where this score was most sensitive in the image; they show where the "
+    "model looked, not where disease is, and a bright region is not a diagnosis."
+)
+
+
+@lru_cache(maxsize=len(COLORMAPS))
+def colormap_lut(name: str) -> np.ndarray:
+    """(256, 3) uint8 lookup table for a matplotlib colormap."""
+    if name not in COLORMAPS:
+        raise ValueError(f"Unknown colormap {name!r}; choose one of {COLORMAPS}.")
+    from matplotlib import colormaps
+
+    lut = colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3]
+    lut = np.rint(lut * 255).astype(np.uint8)
+    lut.setflags(write=False)
+    return lut
+
+
+def resize_map(cam: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    if cam.shape[0] == size:
+        return cam
+    return cv2.resize(cam.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def colorize(cam: np.ndarray, colormap: str) -> np.ndarray:
+    """RGB uint8 image of a [0, 1] heatmap."""
+    import cv2
+
+    index = np.clip(cam * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return cv2.LUT(cv2.merge([index, index, index]), colormap_lut(colormap)[None, :, :])
+
+
+def overlay(gray: np.ndarray, cam: np.ndarray, colormap: str, opacity: float) -> np.ndarray:
+    """RGB uint8 blend of a grayscale uint8 image and a [0, 1] heatmap at the image's size."""
+    import cv2
+
+    low, high = OPACITY_RANGE
+    if not low <= opacity <= high:
+        raise ValueError(f"opacity must be between {low} and {high}, got {opacity}.")
+    heat = colorize(resize_map(cam, gray.shape[0]), colormap)
+    base = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+    return cv2.addWeighted(base, 1.0 - opacity, heat, opacity, 0.0)
+
+
+def jpeg_bytes(image: np.ndarray, quality: int = 92) -> bytes:
+    """JPEG of an RGB uint8 overlay. Overlays are re-encoded on every opacity change, and PNG of
+    a colour heatmap costs ~10x more; the grayscale image itself is always shown as PNG."""
+    import cv2
+
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # pragma: no cover
+        raise ValueError(f"Could not encode an image of shape {image.shape} as JPEG.")
+    return encoded.tobytes()
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """Lossless PNG of a uint8 grayscale or RGB image (encode once, show many times)."""
+    import cv2
+
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:  # pragma: no cover - OpenCV fails only on invalid arrays
+        raise ValueError(f"Could not encode an image of shape {image.shape} as PNG.")
+    return encoded.tobytes()
+
+
+@lru_cache(maxsize=len(COLORMAPS))
+def legend_png(colormap: str, width: int = 256, height: int = 14) -> bytes:
+    """A horizontal colour bar from 0 (left) to 1 (right), as PNG bytes."""
+    row = colormap_lut(colormap)[np.linspace(0, 255, width).astype(np.uint8)]
+    return png_bytes(np.ascontiguousarray(np.repeat(row[None, :, :], height, axis=0)))
