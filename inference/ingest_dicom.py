@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 
 import numpy as np
 
@@ -40,16 +41,26 @@ def _read_dataset(data: bytes, filename: str):
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(io.BytesIO(data))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(io.BytesIO(data))
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
         raise CorruptImage(
             f"{filename} is a damaged or truncated DICOM file and cannot be read ({type(exc).__name__}). "
             "Export it again from PACS."
         ) from None
+    if any("End of file reached" in str(w.message) for w in caught):
+        raise CorruptImage(f"{filename} is a truncated DICOM file (it ends early). Export it again from PACS.")
+    return ds
 
 
 def _check_is_radiograph(ds, filename: str) -> tuple[str, ...]:
     if not any(tag in ds for tag in _PIXEL_TAGS):
+        if "Rows" in ds and "Columns" in ds:
+            raise CorruptImage(
+                f"{filename} describes a {ds.Columns}x{ds.Rows} image but its pixel data is missing "
+                "(a truncated file?). Export it again from PACS."
+            )
         sop = getattr(getattr(ds, "SOPClassUID", None), "name", None) or "unknown object type"
         raise NoPixelData(
             f"{filename} is a DICOM without an image ({sop}). Upload the chest radiograph itself."
@@ -118,7 +129,10 @@ def to_display_gray(arr: np.ndarray, ds) -> np.ndarray:
 
     values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
-        lut = np.asarray(apply_voi(arr if "ModalityLUTSequence" in ds else values, ds), dtype=np.float32)
+        rescaled = float(getattr(ds, "RescaleSlope", 1) or 1) != 1 or float(getattr(ds, "RescaleIntercept", 0) or 0) != 0
+        # The VOI LUT is indexed by modality values, which are integers in practice.
+        lut_input = np.rint(values).astype(np.int32) if rescaled and "ModalityLUTSequence" not in ds else arr
+        lut = np.asarray(apply_voi(lut_input, ds), dtype=np.float32)
         out_bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
         gray = np.clip(lut / float(2**out_bits - 1), 0, 1) * 255.0
     elif "WindowCenter" in ds and "WindowWidth" in ds:

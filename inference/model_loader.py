@@ -72,6 +72,7 @@ def build_architecture(spec: ModelSpec) -> "torch.nn.Module":
 def apply_state_dict(model: "torch.nn.Module", state_dict: dict, *, source_name: str) -> None:
     """Load with strict keys; the operating points always come from the registry."""
     state_dict = {k: v for k, v in state_dict.items() if k != "op_threshs"}
+    state_dict["op_threshs"] = model.op_threshs  # the registry's operating points, never the file's
     try:
         result = model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:

@@ -1,0 +1,69 @@
+"""Shared fixtures: real sample images, an isolated data directory per test, the untrained model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+SAMPLES = Path(os.environ.get("REVIEW_SAMPLES_DIR", PROJECT.parent / "shared" / "samples"))
+CXR = SAMPLES / "cxr"
+NIH_PNG = CXR / "nih_00000001_000.png"
+
+
+def require_samples() -> None:
+    if not NIH_PNG.is_file():
+        pytest.skip(f"sample images not found at {SAMPLES} (set REVIEW_SAMPLES_DIR)")
+
+
+@pytest.fixture
+def samples() -> Path:
+    require_samples()
+    return CXR
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own data dir and database; no test touches the network by default."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(data))
+    monkeypatch.setenv("MODEL_AUTO_DOWNLOAD", "0")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("MODEL_WEIGHTS_DIR", raising=False)
+    monkeypatch.delenv("ALLOW_UNTRAINED_WEIGHTS", raising=False)
+    monkeypatch.delenv("PATIENT_HASH_KEY", raising=False)
+    monkeypatch.delenv("BANDS_CONFIG", raising=False)
+    # torchxrayvision's own cache is a second place the loader looks: keep the user's out of tests.
+    monkeypatch.setattr("inference.weights.XRV_CACHE_DIR", tmp_path / "xrv-cache")
+    return data
+
+
+@pytest.fixture(scope="session")
+def untrained_model():
+    from inference.model_loader import load_model
+    from inference.registry import CXR_DENSENET
+    from inference.settings import load_settings
+
+    return load_model(CXR_DENSENET, load_settings(), allow_untrained=True, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def bands():
+    from inference.bands import load_band_config
+    from inference.settings import DEFAULT_BANDS_FILE
+
+    return load_band_config(DEFAULT_BANDS_FILE)
+
+
+def load(path: Path, name: str | None = None, **limits):
+    from inference.ingest import load_image
+
+    return load_image(
+        path.read_bytes(),
+        name or path.name,
+        max_bytes=limits.get("max_bytes", 50_000_000),
+        max_pixels=limits.get("max_pixels", 64_000_000),
+        hash_key=b"test-key-0123456789abcdef",
+    )
