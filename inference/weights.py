@@ -77,16 +77,16 @@ def read_state_dict(path: Path, *, allow_pickle: bool = False) -> dict:
 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError) as exc:
+    except pickle.UnpicklingError as exc:  # a pickle with objects beyond tensors: a whole model
         if not allow_pickle:
             raise WeightsInvalid(
                 f"{path.name} is not a plain state_dict (it looks like a pickled whole model, the "
                 "torchxrayvision release format). If it came from the official release, convert "
                 f"it with `python -m inference weights import {path} --allow-pickle`."
             ) from exc
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, EOFError, ValueError) as exc:
-        raise WeightsInvalid(f"{path.name} cannot be read as a PyTorch weights file: {exc}") from exc
+        obj = _load_untrusted_format(path)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a file that is not weights
+        raise WeightsInvalid(f"{path.name} cannot be read as a PyTorch weights file ({type(exc).__name__}).") from exc
     if hasattr(obj, "state_dict") and callable(obj.state_dict):
         obj = obj.state_dict()
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
@@ -94,6 +94,15 @@ def read_state_dict(path: Path, *, allow_pickle: bool = False) -> dict:
     if not isinstance(obj, Mapping) or not all(isinstance(k, str) for k in obj):
         raise WeightsInvalid(f"{path.name} does not contain a state_dict (got {type(obj).__name__}).")
     return dict(obj)
+
+
+def _load_untrusted_format(path: Path):
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - arbitrary pickles fail in arbitrary ways
+        raise WeightsInvalid(f"{path.name} could not be unpickled as a model ({type(exc).__name__}: {exc}).") from exc
 
 
 def _write_state_dict_atomically(state_dict: Mapping, dest: Path) -> None:

@@ -24,12 +24,19 @@ def nih_analysis(untrained_model, bands):
 
 def test_closed_form_equals_pytorch_grad_cam_for_all_18(untrained_model, nih_analysis) -> None:
     analysis, x = nih_analysis
+    flat = 0
     for index, label in enumerate(untrained_model.spec.labels):
         reference = pgc_cam(untrained_model, x, "Grad-CAM", index)
         ours = analysis.gradcam.map_for(label)
         assert ours.shape == reference.shape == (224, 224)
         assert np.abs(ours - reference).max() <= 0.01, label
-        assert ours.min() == pytest.approx(0.0, abs=1e-6) and ours.max() == pytest.approx(1.0, abs=1e-3)
+        assert ours.min() == pytest.approx(0.0, abs=1e-6)
+        if ours.max() == 0.0:  # no region raised this score: both implementations give a flat map
+            flat += 1
+            assert reference.max() <= 0.01
+        else:
+            assert ours.max() == pytest.approx(1.0, abs=1e-3)
+    assert flat < 6
 
 
 def test_maps_differ_between_findings(nih_analysis) -> None:

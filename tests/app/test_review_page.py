@@ -1,0 +1,167 @@
+"""The review page as a radiologist uses it, through AppTest with the real pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+from sqlalchemy import create_engine, text
+
+from tests.app.conftest import new_app, texts
+
+
+def db_rows(sql: str) -> list:
+    """Rows from the app's database (created empty if the app never wrote to it)."""
+    from inference.settings import load_settings
+    from storage.db import create_schema
+
+    engine = create_engine(load_settings().database_url)
+    try:
+        create_schema(engine)
+        with engine.connect() as connection:
+            return list(connection.execute(text(sql)))
+    finally:
+        engine.dispose()
+
+
+def upload(at, path: Path, name: str | None = None, mime: str = "image/png"):
+    at.file_uploader[0].set_value((name or path.name, path.read_bytes(), mime)).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_without_weights_the_page_says_what_is_missing_and_offers_untrained_mode() -> None:
+    at = new_app()
+    at.run()
+    assert not at.exception
+    said = texts(at)
+    assert "cannot run" in said and "missing" in said
+    assert "nih-pc-chex-mimic_ch-google-openi-kaggle-densenet121" in said
+    assert any("python -m inference weights import" in c.value for c in at.code)
+    assert not at.file_uploader, "no analysis without a model"
+    at.button(key=None)  # noqa: B018 - the button list exists
+    [untrained] = [b for b in at.button if b.label.startswith("Use untrained weights")]
+    untrained.click().run()
+    assert "Untrained weights: scores are meaningless" in texts(at)
+    assert at.file_uploader
+
+
+def test_upload_shows_18_findings_heatmap_and_stores_an_untrained_run(untrained_env, samples: Path) -> None:
+    at = new_app()
+    at.run()
+    upload(at, samples / "nih_00000001_000.png")
+    said = texts(at)
+    assert "Untrained weights: scores are meaningless" in said
+    assert "18 findings" in said
+    verdict_rows = [m.value for m in at.markdown if "(untrained)" in m.value]
+    assert len(verdict_rows) == 18, "every score carries the untrained label"
+    captions = " ".join(c for image in at.image for c in image.captions)
+    assert "Grad-CAM for" in captions and "untrained weights" in captions
+    assert len(at.get("plotly_chart")) == 1
+    [run] = db_rows("SELECT model_id, trained, bands_version, cam_method, device, weights_sha256 FROM analysis_runs")
+    assert run[0] == "xrv-densenet121-res224-all" and run[1] == 0 and run[3] == "Grad-CAM" and run[4] == "cpu"
+    assert len(db_rows("SELECT * FROM run_findings")) == 18
+
+
+def test_opacity_and_colormap_never_call_the_model(untrained_env, samples: Path, monkeypatch) -> None:
+    import inference.analysis as analysis
+
+    calls = []
+    real = analysis.forward_with_features
+    monkeypatch.setattr(analysis, "forward_with_features", lambda *a: calls.append(1) or real(*a))
+    at = new_app()
+    at.run()
+    upload(at, samples / "nih_00000001_000.png")
+    assert len(calls) == 1
+    at.slider(key="cam_opacity").set_value(0.8).run()
+    at.selectbox(key="cam_colormap").set_value("viridis").run()
+    at.selectbox(key="cam_finding").set_value("Effusion").run()
+    assert not at.exception
+    assert len(calls) == 1, "the cached analysis is reused"
+    assert len(db_rows("SELECT * FROM analysis_runs")) == 1, "a rerun stores nothing new"
+
+
+def test_other_cam_methods_are_offered_and_labelled(untrained_env, samples: Path) -> None:
+    at = new_app()
+    at.run()
+    upload(at, samples / "nih_00000001_000.png")
+    assert {"Grad-CAM", "Grad-CAM++"} <= set(at.selectbox(key="cam_method").options)
+    assert len(at.selectbox(key="cam_method").options) >= 4
+    at.selectbox(key="cam_method").set_value("Grad-CAM++").run()
+    assert not at.exception
+    captions = " ".join(c for image in at.image for c in image.captions)
+    assert "Grad-CAM++ for" in captions
+
+
+def test_agree_is_stored_with_what_the_reviewer_saw(untrained_env, samples: Path) -> None:
+    at = new_app()
+    at.run()
+    upload(at, samples / "siim_sample.dcm", mime="application/dicom")
+    assert "modality CR" in texts(at)
+    controls = [c for c in at.get("button_group") if c.key and c.key.startswith("verdict::")]
+    assert len(controls) == 18
+    first = controls[0]
+    label = first.key.split("::")[2]
+    first.set_value("agree").run()
+    assert not at.exception
+    assert f"Saved: {label} — agree" in texts(at)
+    at.selectbox(key="note_target::1").set_value(label).run()
+    at.text_input(key="note_text::1::Dr Test").input("Old scarring, unchanged.").run()
+    rows = db_rows("SELECT finding_label, verdict, note, reviewer, cam_method, supersedes_id FROM verdicts ORDER BY id")
+    assert rows[0][:5] == (label, "agree", "", "Dr Test", "Grad-CAM")
+    assert rows[1][:4] == (label, "agree", "Old scarring, unchanged.", "Dr Test") and rows[1][5] == 1
+    at.toggle(key="show_history").set_value(True).run()
+    history = at.dataframe[-1].value
+    assert list(history["verdict"]) == ["agree", "agree"]
+
+
+def test_verdicts_need_a_reviewer_name(untrained_env, samples: Path) -> None:
+    at = new_app(reviewer=None)
+    at.run()
+    upload(at, samples / "nih_00000001_000.png")
+    assert "Enter your name in the sidebar" in texts(at)
+    assert all(c.disabled for c in at.get("button_group") if c.key and c.key.startswith("verdict::"))
+
+
+@pytest.mark.parametrize(
+    "source, name, phrase",
+    [
+        ("nih", "chest.dcm", "named as a DICOM file but contains a PNG image"),
+        ("ct", "CT_small.dcm", "not a chest radiograph"),
+        ("sr", "report.dcm", "without an image"),
+        ("empty", "empty.png", "is empty"),
+        ("text", "notes.png", "not a PNG, JPEG or DICOM"),
+    ],
+)
+def test_bad_input_gets_a_clear_message_and_stores_nothing(untrained_env, samples: Path, source, name, phrase) -> None:
+    data = {
+        "nih": lambda: (samples / "nih_00000001_000.png").read_bytes(),
+        "ct": lambda: Path(get_testdata_file("CT_small.dcm")).read_bytes(),
+        "sr": lambda: Path(get_testdata_file("test-SR.dcm")).read_bytes(),
+        "empty": lambda: b"",
+        "text": lambda: b"<html><script>alert(1)</script></html>",
+    }[source]()
+    at = new_app()
+    at.run()
+    at.file_uploader[0].set_value((name, data, "application/octet-stream")).run()
+    assert not at.exception
+    assert any(phrase in e.value for e in at.error)
+    assert db_rows("SELECT count(*) FROM cases")[0][0] == 0
+
+
+def test_html_typed_by_a_user_is_shown_as_text(untrained_env, samples: Path) -> None:
+    payload = "<img src=x onerror=alert(1)>"
+    at = new_app(reviewer=payload)
+    at.run()
+    upload(at, samples / "nih_00000001_000.png")
+    control = next(c for c in at.get("button_group") if c.key and c.key.startswith("verdict::"))
+    control.set_value("unsure").run()
+    label = control.key.split("::")[2]
+    at.selectbox(key="note_target::1").set_value(label).run()
+    at.text_input(key=f"note_text::1::{payload}").input(f"**bold** {payload}").run()
+    assert not at.exception
+    shown = [m.value for m in at.caption if "Note:" in m.value]
+    assert shown and "\\<img" in shown[0] and "\\*\\*bold" in shown[0]
+    assert not at.get("html")
+    assert all(not m.proto.allow_html for m in [*at.markdown, *at.caption])

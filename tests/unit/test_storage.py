@@ -1,0 +1,193 @@
+"""Append-only verdicts, idempotent runs, concurrent writers, nothing half-stored."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+
+from inference.bands import Band
+from inference.errors import InvalidReview
+from inference.types import CaseFacts, Finding, ModelIdentity, Prediction
+from storage import repository as repo
+from storage.db import open_database
+from storage.models import AnalysisRun, Case, Verdict
+
+LABELS = ("Effusion", "Pneumothorax", "Mass")
+
+
+def prediction(weights: str = "a" * 64, trained: bool = False) -> Prediction:
+    return Prediction(
+        findings=(
+            Finding("Effusion", 0.91, Band.CRITICAL),
+            Finding("Pneumothorax", 0.55, Band.POSITIVE),
+            Finding("Mass", 0.12, Band.NEGATIVE),
+        ),
+        model=ModelIdentity("xrv-densenet121-res224-all", weights, trained, "cpu"),
+        bands_version="test-1",
+        thresholds={label: {"low": 0.3, "high": 0.5, "critical": 0.8} for label in LABELS},
+        timing_ms=123.0,
+    )
+
+
+FACTS = CaseFacts(input_sha256="f" * 64, source_format="dicom", modality="CR", view_position="PA",
+                  body_part="CHEST", patient_key="pk-0123456789abcdef01234567")
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    return open_database(f"sqlite:///{tmp_path / 'reviews.sqlite3'}")
+
+
+@pytest.fixture
+def run(db):
+    with db.begin() as s:
+        return repo.store_analysis(s, FACTS, prediction(), "Grad-CAM")
+
+
+def test_run_records_everything_the_reviewer_saw(db, run) -> None:
+    with db.begin() as s:
+        stored = repo.get_run(s, run.run_id)
+    assert stored.model_id == "xrv-densenet121-res224-all"
+    assert stored.weights_sha256 == "a" * 64 and stored.trained is False
+    assert stored.bands_version == "test-1" and stored.thresholds["Mass"]["critical"] == 0.8
+    assert stored.cam_method == "Grad-CAM" and stored.device == "cpu" and stored.timing_ms == 123.0
+    assert stored.facts.input_sha256 == "f" * 64 and stored.facts.patient_key.startswith("pk-")
+    assert stored.created_at.tzinfo is not None
+    assert [f.label for f in stored.findings] == list(LABELS)
+    assert stored.ranked()[0].label == "Effusion"
+
+
+def test_same_input_and_model_reuses_the_run_new_weights_add_one(db, run) -> None:
+    with db.begin() as s:
+        assert repo.store_analysis(s, FACTS, prediction(), "Grad-CAM").run_id == run.run_id
+        other = repo.store_analysis(s, FACTS, prediction(weights="b" * 64, trained=True), "Grad-CAM")
+    assert other.run_id != run.run_id
+    with db.begin() as s:
+        assert s.scalar(select(func.count(Case.id))) == 1
+        assert s.scalar(select(func.count(AnalysisRun.id))) == 2
+
+
+def test_verdicts_are_append_only_with_a_history(db, run) -> None:
+    with db.begin() as s:
+        first = repo.record_verdict(s, run.run_id, "Effusion", "agree", "Dr A")
+        repeat = repo.record_verdict(s, run.run_id, "Effusion", "agree", "Dr A")
+        second = repo.record_verdict(s, run.run_id, "Effusion", "disagree", "Dr A", "blunted angle is old")
+        repo.record_verdict(s, run.run_id, "Effusion", "unsure", "Dr B")
+    assert repeat.verdict_id == first.verdict_id, "re-recording the same verdict stores nothing"
+    assert second.supersedes_id == first.verdict_id
+    with db.begin() as s:
+        history = repo.verdict_history(s, run.run_id)
+        current = {(v.reviewer, v.finding_label): v.verdict for v in repo.current_verdicts(s, run.run_id)}
+        mine = repo.current_verdicts(s, run.run_id, "Dr A")
+    assert [v.verdict for v in history] == ["agree", "disagree", "unsure"]
+    assert current == {("Dr A", "Effusion"): "disagree", ("Dr B", "Effusion"): "unsure"}
+    assert [v.note for v in mine] == ["blunted angle is old"]
+
+
+def test_the_database_refuses_update_and_delete(db, run) -> None:
+    with db.begin() as s:
+        repo.record_verdict(s, run.run_id, "Mass", "agree", "Dr A")
+        repo.record_case_note(s, run.run_id, "compare with prior", "Dr A")
+    for statement in ("UPDATE verdicts SET verdict = 'disagree'", "DELETE FROM verdicts",
+                      "UPDATE case_notes SET note = 'x'", "DELETE FROM case_notes"):
+        with pytest.raises(IntegrityError, match="append-only"):
+            with db.begin() as s:
+                s.execute(text(statement))
+    with db.begin() as s:
+        assert repo.current_verdicts(s, run.run_id)[0].verdict == "agree"
+
+
+@pytest.mark.parametrize(
+    "label, verdict, reviewer, phrase",
+    [
+        ("Effusion", "maybe", "Dr A", "must be one of"),
+        ("Nodule", "agree", "Dr A", "not a finding"),
+        ("Effusion", "agree", "   ", "Enter your name"),
+        ("Effusion", "agree", "x" * 81, "limited to 80"),
+    ],
+)
+def test_bad_verdicts_are_refused_and_store_nothing(db, run, label, verdict, reviewer, phrase) -> None:
+    with pytest.raises(InvalidReview, match=phrase):
+        with db.begin() as s:
+            repo.record_verdict(s, run.run_id, label, verdict, reviewer)
+    with db.begin() as s:
+        assert s.scalar(select(func.count(Verdict.id))) == 0
+
+
+def test_a_failed_transaction_leaves_nothing_half_stored(db) -> None:
+    with pytest.raises(InvalidReview):
+        with db.begin() as s:
+            run = repo.store_analysis(s, FACTS, prediction(), "Grad-CAM")
+            repo.record_verdict(s, run.run_id, "Effusion", "agree", "")
+    with db.begin() as s:
+        assert s.scalar(select(func.count(Case.id))) == 0
+        assert s.scalar(select(func.count(AnalysisRun.id))) == 0
+
+
+def test_html_in_notes_is_stored_verbatim_as_text(db, run) -> None:
+    payload = "<img src=x onerror=alert(1)> <script>alert(2)</script>"
+    with db.begin() as s:
+        repo.record_verdict(s, run.run_id, "Mass", "unsure", "<b>Dr X</b>", payload)
+    with db.begin() as s:
+        stored = repo.current_verdicts(s, run.run_id)[0]
+    assert stored.note == payload and stored.reviewer == "<b>Dr X</b>"
+
+
+def test_concurrent_writers_from_threads_lose_nothing(db, run) -> None:
+    reviewers, rounds = 8, 15
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(reviewers)
+
+    def write(index: int) -> None:
+        try:
+            barrier.wait()
+            for round_ in range(rounds):
+                with db.begin() as s:
+                    repo.record_verdict(s, run.run_id, LABELS[round_ % 3], ("agree", "disagree")[round_ % 2],
+                                        f"Dr {index}", f"round {round_}")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(reviewers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with db.begin() as s:
+        history = repo.verdict_history(s, run.run_id)
+        assert len(history) == reviewers * rounds
+        for i in range(reviewers):
+            chain = [v for v in history if v.reviewer == f"Dr {i}"]
+            assert [v.note for v in chain] == [f"round {r}" for r in range(rounds)]
+            for label in LABELS:
+                per_label = [v for v in chain if v.finding_label == label]
+                assert per_label[0].supersedes_id is None
+                assert [v.supersedes_id for v in per_label[1:]] == [v.verdict_id for v in per_label[:-1]]
+
+
+def test_case_notes_and_case_list(db, run) -> None:
+    with db.begin() as s:
+        assert repo.record_case_note(s, run.run_id, "", "Dr A") is None
+        first = repo.record_case_note(s, run.run_id, "Compare with prior film.", "Dr A")
+        assert repo.record_case_note(s, run.run_id, "Compare with prior film.", "Dr A") is None
+        second = repo.record_case_note(s, run.run_id, "Prior film shows the same.", "Dr A")
+        repo.record_verdict(s, run.run_id, "Effusion", "agree", "Dr A")
+    assert second.supersedes_id == first.note_id
+    with db.begin() as s:
+        assert repo.current_case_note(s, run.run_id, "Dr A").note == "Prior film shows the same."
+        cases = repo.list_cases(s)
+    assert len(cases) == 1
+    assert cases[0].top_band == "critical" and cases[0].top_finding == "Effusion"
+    assert cases[0].verdict_count == 1 and cases[0].trained is False
+
+
+def test_sqlite_runs_in_wal_with_a_busy_timeout(db) -> None:
+    with db.begin() as s:
+        assert s.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert s.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+        assert s.execute(text("PRAGMA foreign_keys")).scalar() == 1
