@@ -75,6 +75,6 @@ st.plotly_chart(
     config={"displayModeBar": False},
 )
 st.caption(band_legend_text())
-verdict_panel(run.run_id, ranked, run.trained, with_heatmap=False)
+verdict_panel(run.run_id, ranked, run.trained, with_heatmap=False, scope="cases")
 st.subheader("History")
 history_table(run.run_id)

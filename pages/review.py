@@ -85,6 +85,6 @@ with chart_col:
 with cam_col:
     cam_viewer(analysis, loaded, [f.label for f in ranked])
 
-verdict_panel(run_id, ranked, prediction.model.trained, with_heatmap=True)
+verdict_panel(run_id, ranked, prediction.model.trained, with_heatmap=True, scope="review")
 if st.toggle("Show the verdict history for this case", key="show_history"):
     history_table(run_id)

@@ -73,9 +73,10 @@ def _show_feedback() -> None:
 
 
 @st.fragment
-def verdict_panel(run_id: int, findings: Sequence[Finding], trained: bool, with_heatmap: bool) -> None:
+def verdict_panel(run_id: int, findings: Sequence[Finding], trained: bool, with_heatmap: bool, scope: str) -> None:
     """Agree / Disagree / Unsure for every finding of a stored run, and notes. Each change is
-    stored at once as a new row; only this panel reruns."""
+    stored at once as a new row; only this panel reruns. ``scope`` (the page) keeps the text
+    boxes of two pages apart."""
     st.subheader("Your verdicts")
     name = reviewer()
     if not name:
@@ -87,8 +88,8 @@ def verdict_panel(run_id: int, findings: Sequence[Finding], trained: bool, with_
     for finding in findings:
         current = mine.get(finding.label)
         key = _choice_key(run_id, finding.label, name)
-        if key not in st.session_state:
-            st.session_state[key] = current.verdict if current else None
+        # The database is the source of truth (another page or window may have changed it).
+        st.session_state[key] = current.verdict if current else None
         row = st.columns([3, 2.6, 3.4], vertical_alignment="center")
         row[0].markdown(
             f"{BAND_SWATCHES[finding.band]} **{md_escape(finding.label)}** · "
@@ -107,7 +108,7 @@ def verdict_panel(run_id: int, findings: Sequence[Finding], trained: bool, with_
         )
         if current is not None and current.note:
             row[2].caption(f"Note: {md_escape(current.note)}")
-    target_key, text_key = f"note_target::{run_id}", f"note_text::{run_id}::{name}"
+    target_key, text_key = f"{scope}::note_target::{run_id}", f"{scope}::note_text::{run_id}::{name}"
     left, right = st.columns([1, 2])
     left.selectbox("Note on finding", [f.label for f in findings], key=target_key, disabled=not name)
     right.text_input(
@@ -118,17 +119,17 @@ def verdict_panel(run_id: int, findings: Sequence[Finding], trained: bool, with_
         on_change=_on_note,
         args=(run_id, name, target_key, text_key, with_heatmap),
     )
-    _case_note(run_id, name)
+    _case_note(run_id, name, scope)
 
 
-def _case_note(run_id: int, name: str) -> None:
-    key = f"case_note::{run_id}"
+def _case_note(run_id: int, name: str, scope: str) -> None:
+    key = f"{scope}::case_note::{run_id}::{name}"
     if name and key not in st.session_state:
         with cache.database().begin() as session:
             current = repository.current_case_note(session, run_id, name)
         st.session_state[key] = current.note if current else ""
     st.text_area("Case note", key=key, max_chars=repository.MAX_NOTE_CHARS, disabled=not name)
-    st.button("Save case note", key=f"save_case_note::{run_id}", disabled=not name,
+    st.button("Save case note", key=f"{scope}::save_case_note::{run_id}", disabled=not name,
               on_click=_save_case_note, args=(run_id, key))
 
 

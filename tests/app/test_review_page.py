@@ -106,8 +106,8 @@ def test_agree_is_stored_with_what_the_reviewer_saw(untrained_env, samples: Path
     first.set_value("agree").run()
     assert not at.exception
     assert f"Saved: {label} — agree" in texts(at)
-    at.selectbox(key="note_target::1").set_value(label).run()
-    at.text_input(key="note_text::1::Dr Test").input("Old scarring, unchanged.").run()
+    at.selectbox(key="review::note_target::1").set_value(label).run()
+    at.text_input(key="review::note_text::1::Dr Test").input("Old scarring, unchanged.").run()
     rows = db_rows("SELECT finding_label, verdict, note, reviewer, cam_method, supersedes_id FROM verdicts ORDER BY id")
     assert rows[0][:5] == (label, "agree", "", "Dr Test", "Grad-CAM")
     assert rows[1][:4] == (label, "agree", "Old scarring, unchanged.", "Dr Test") and rows[1][5] == 1
@@ -158,8 +158,8 @@ def test_html_typed_by_a_user_is_shown_as_text(untrained_env, samples: Path) -> 
     control = next(c for c in at.get("button_group") if c.key and c.key.startswith("verdict::"))
     control.set_value("unsure").run()
     label = control.key.split("::")[2]
-    at.selectbox(key="note_target::1").set_value(label).run()
-    at.text_input(key=f"note_text::1::{payload}").input(f"**bold** {payload}").run()
+    at.selectbox(key="review::note_target::1").set_value(label).run()
+    at.text_input(key=f"review::note_text::1::{payload}").input(f"**bold** {payload}").run()
     assert not at.exception
     shown = [m.value for m in at.caption if "Note:" in m.value]
     assert shown and "\\<img" in shown[0] and "\\*\\*bold" in shown[0]

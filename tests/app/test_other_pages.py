@@ -1,0 +1,100 @@
+"""Cases, Settings and About pages through AppTest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.app.conftest import new_app, texts
+
+
+def analysed_case(samples: Path, verdict: str = "disagree"):
+    at = new_app()
+    at.run()
+    at.file_uploader[0].set_value(("nih.png", (samples / "nih_00000001_000.png").read_bytes(), "image/png")).run()
+    control = next(c for c in at.get("button_group") if c.key and c.key.startswith("verdict::"))
+    control.set_value(verdict).run()
+    assert not at.exception
+    return at, control.key.split("::")[2]
+
+
+def test_cases_page_reopens_a_case_with_its_findings_and_verdicts(untrained_env, samples: Path) -> None:
+    at, label = analysed_case(samples)
+    at.switch_page("pages/cases.py").run()
+    assert not at.exception
+    listing = at.dataframe[0].value
+    assert list(listing["case"]) == [1] and listing["weights"][0] == "UNTRAINED"
+    said = texts(at)
+    assert "Case 1" in said and "UNTRAINED weights" in said and "bands version" in said
+    assert "Images are not stored" in said
+    controls = {c.key.split("::")[2]: c.value for c in at.get("button_group") if c.key and c.key.startswith("verdict::")}
+    assert len(controls) == 18 and controls[label] == "disagree"
+    history = at.dataframe[-1].value
+    assert list(history["verdict"]) == ["disagree"] and list(history["reviewer"]) == ["Dr Test"]
+
+
+def test_a_second_reviewer_sees_the_case_but_not_as_their_own_verdict(untrained_env, samples: Path) -> None:
+    analysed_case(samples)
+    other = new_app(reviewer="Dr Other")
+    other.switch_page("pages/cases.py").run()
+    assert not other.exception
+    values = [c.value for c in other.get("button_group") if c.key and c.key.startswith("verdict::")]
+    assert values and all(v is None for v in values)
+    assert list(other.dataframe[-1].value["reviewer"]) == ["Dr Test"], "the history shows who said what"
+
+
+def test_cases_page_when_empty(untrained_env) -> None:
+    at = new_app()
+    at.switch_page("pages/cases.py").run()
+    assert not at.exception
+    assert "No cases yet" in texts(at)
+
+
+def test_settings_page_shows_bands_in_force_and_model_identity(untrained_env) -> None:
+    at = new_app()
+    at.switch_page("pages/settings.py").run()
+    assert not at.exception
+    said = texts(at)
+    assert "Version **2026.11-1**" in said
+    bands = at.dataframe[0].value
+    assert len(bands) == 18 and set(bands.columns) >= {"finding", "low", "high", "critical"}
+    pneumothorax = bands[bands["finding"] == "Pneumothorax"].iloc[0]
+    assert (pneumothorax["low"], pneumothorax["high"], pneumothorax["critical"]) == (0.3, 0.5, 0.7)
+    model = dict(zip(at.dataframe[1].value["setting"], at.dataframe[1].value["value"]))
+    assert model["trained"].startswith("NO") and len(model["weights sha256"]) == 64
+    storage = dict(zip(at.dataframe[2].value["setting"], at.dataframe[2].value["value"]))
+    assert storage["database"].startswith("sqlite:///") and storage["images"] == "not stored"
+
+
+def test_settings_page_without_weights_explains_the_fix() -> None:
+    at = new_app()
+    at.switch_page("pages/settings.py").run()
+    assert not at.exception
+    assert "cannot run" in texts(at)
+
+
+def test_about_page_says_it_is_not_a_medical_device() -> None:
+    at = new_app()
+    at.switch_page("pages/about.py").run()
+    assert not at.exception
+    assert "not a cleared medical device" in texts(at)
+    assert "not where disease is" in texts(at)
+
+
+def test_sidebar_takes_the_reviewer_name() -> None:
+    at = new_app(reviewer=None)
+    at.run()
+    assert any("Open mode" in c.value for c in at.sidebar.caption)
+    at.text_input(key="reviewer_name_input").input("  Dr   Rahman ").run()
+    assert at.session_state["reviewer_name"] == "Dr Rahman"
+
+
+def test_case_note_is_saved_and_shown_in_history(untrained_env, samples: Path) -> None:
+    at, _ = analysed_case(samples)
+    at.switch_page("pages/cases.py").run()
+    at.text_area(key="cases::case_note::1::Dr Test").input("Compare with the prior film.").run()
+    at.button(key="cases::save_case_note::1").click().run()
+    assert not at.exception
+    assert "Case note saved." in texts(at)
+    history = at.dataframe[-1].value
+    assert "(case note)" in list(history["finding"])
+    assert "Compare with the prior film." in list(history["note"])
