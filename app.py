@@ -14,10 +14,10 @@ st.set_page_config(page_title="Radiology AI review", page_icon="🩻", layout="w
 
 navigation = st.navigation(
     [
-        st.Page("pages/review.py", title="Review a chest X-ray", icon="🩻", default=True, url_path="review"),
-        st.Page("pages/cases.py", title="Cases", icon="🗂️", url_path="cases"),
-        st.Page("pages/settings.py", title="Settings", icon="⚙️", url_path="settings"),
-        st.Page("pages/about.py", title="About", icon="ℹ️", url_path="about"),
+        st.Page("pages/review.py", title="Review a chest X-ray", icon=":material/radiology:", default=True, url_path="review"),
+        st.Page("pages/cases.py", title="Cases", icon=":material/folder_open:", url_path="cases"),
+        st.Page("pages/settings.py", title="Settings", icon=":material/settings:", url_path="settings"),
+        st.Page("pages/about.py", title="About", icon=":material/info:", url_path="about"),
     ]
 )
 sidebar.render()

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 
 from inference.bands import Band
-from inference.model_loader import UNTRAINED_LABEL
 from inference.types import Finding
 
 BAND_COLOURS = {
@@ -55,7 +54,7 @@ def band_chart(
                 marker=dict(symbol="diamond", size=13, color=[MARKER_COLOURS[f.band] for f in findings],
                             line=dict(width=1, color="#222")),
                 text=[score_text(f.score, trained) for f in findings], textposition="middle right",
-                textfont=dict(size=11),
+                textfont=dict(size=11), cliponaxis=False,
                 customdata=[[f.label, f.band.value] for f in findings],
                 hovertemplate="%{customdata[0]}: %{x:.3f} (%{customdata[1]})<extra></extra>",
             ),
@@ -63,11 +62,11 @@ def band_chart(
     )
     title = "Calibrated score in threshold bands (0.5 = operating point)"
     if not trained:
-        title = f"UNTRAINED WEIGHTS: {UNTRAINED_LABEL}"
+        title = "UNTRAINED WEIGHTS: scores are meaningless"
     fig.update_layout(
-        height=50 + 27 * len(findings), margin=dict(l=10, r=10, t=40, b=25),
+        height=50 + 27 * len(findings), margin=dict(l=10, r=45 if trained else 110, t=40, b=25),
         title=dict(text=title, font=dict(size=13, color="#222" if trained else "#b00020")),
-        xaxis=dict(range=[0, 1.2], tickvals=[0, 0.25, 0.5, 0.75, 1.0], fixedrange=True),
+        xaxis=dict(range=[0, 1.01], tickvals=[0, 0.25, 0.5, 0.75, 1.0], fixedrange=True),
         yaxis=dict(
             tickvals=rows, fixedrange=True,
             ticktext=[f"<b>{f.label}</b>" if f.band is Band.CRITICAL else f.label for f in findings],
@@ -77,7 +76,13 @@ def band_chart(
     return fig
 
 
-BAND_SWATCHES = {Band.NEGATIVE: "🟩", Band.INDETERMINATE: "🟨", Band.POSITIVE: "🟧", Band.CRITICAL: "🟥"}
+# Streamlit Markdown colour + Material icon: renders without an emoji font on the reading-room PC.
+BAND_SWATCHES = {
+    Band.NEGATIVE: ":green[:material/square:]",
+    Band.INDETERMINATE: ":yellow[:material/square:]",
+    Band.POSITIVE: ":orange[:material/square:]",
+    Band.CRITICAL: ":red[:material/square:]",
+}
 
 
 def band_legend_text() -> str:

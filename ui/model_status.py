@@ -68,10 +68,10 @@ def sidebar_status() -> None:
     state = cache.classifier()
     st.sidebar.markdown("**Model**")
     if isinstance(state, LoadedModel):
-        weights = "trained weights" if state.trained else "⚠️ UNTRAINED weights (scores meaningless)"
+        weights = "trained weights" if state.trained else ":red[:material/warning: **UNTRAINED weights** (scores meaningless)]"
         st.sidebar.caption(
             f"{CXR_DENSENET.display_name}  \n{weights}  \nweights sha256 {state.weights_sha256[:12]}…  \n"
             f"device: {state.device.upper()}"
         )
     else:
-        st.sidebar.caption(f"{CXR_DENSENET.display_name}  \n❌ weights missing — see the page for the fix")
+        st.sidebar.caption(f"{CXR_DENSENET.display_name}  \n:red[:material/error: weights missing] — see the page for the fix")

@@ -1,0 +1,143 @@
+"""One real browser against `streamlit run`: upload, see findings and a heatmap, agree, reload,
+and find the verdict kept. Screenshots go to $SCREENSHOT_DIR when it is set."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import NIH_PNG, PROJECT, require_samples
+
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic",
+]
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    require_samples()
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'e2e.sqlite3'}",
+        "REVIEW_DATA_DIR": str(tmp_path / "data"),
+        "ALLOW_UNTRAINED_WEIGHTS": "1",
+        "MODEL_AUTO_DOWNLOAD": "0",
+    }
+    log = (tmp_path / "streamlit.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url, env["DATABASE_URL"]
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _shot(page, name: str) -> None:
+    folder = os.environ.get("SCREENSHOT_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def _sign(page, name: str) -> None:
+    box = page.get_by_role("textbox", name="Reviewer name")
+    box.fill(name)
+    box.press("Enter")
+
+
+def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, database_url = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1500, "height": 2900})
+        page.set_default_timeout(120_000)
+        expect.set_options(timeout=120_000)
+        page.goto(url)
+        expect(page.get_by_text("Review a chest X-ray").first).to_be_visible()
+        expect(page.get_by_text("not a cleared medical device")).to_be_visible()
+        _sign(page, "Dr Browser")
+        page.locator("input[type=file]").set_input_files(str(NIH_PNG))
+        expect(page.get_by_text("18 findings")).to_be_visible()
+        expect(page.get_by_text("Untrained weights: scores are meaningless").first).to_be_visible()
+        verdicts = page.get_by_role("radiogroup", name="Verdict on")
+        expect(verdicts).to_have_count(18)
+        overlay = page.locator("[data-testid='stImage']").filter(has_text="Grad-CAM for")
+        expect(overlay).to_have_count(1)
+        expect(overlay.locator("img")).to_be_visible()
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=stImage] img')].every(i => i.complete && i.naturalWidth > 0)"
+        )
+        _shot(page, "01-review-after-upload")
+
+        label = verdicts.first.get_attribute("aria-label").removeprefix("Verdict on ")
+        verdicts.first.get_by_role("radio", name="Agree", exact=True).click()
+        expect(page.get_by_text(f"Saved: {label} — agree")).to_be_visible()
+        expect(page.locator("[role=radio][aria-checked=true]")).to_have_count(1)
+        _shot(page, "02-review-after-agree")
+
+        page.reload()
+        expect(page.get_by_text("Review a chest X-ray").first).to_be_visible()
+        page.goto(f"{url}/cases")
+        expect(page.get_by_text("Case 1").first).to_be_visible()
+        expect(page.get_by_text("UNTRAINED weights").first).to_be_visible()
+        _sign(page, "Dr Browser")
+        kept = page.get_by_role("radiogroup", name=f"Verdict on {label}").get_by_role("radio", name="Agree", exact=True)
+        expect(kept).to_have_attribute("aria-checked", "true")
+        expect(page.locator("[role=radio][aria-checked=true]")).to_have_count(1)
+        _shot(page, "03-cases-after-reload")
+
+        page.goto(f"{url}/settings")
+        expect(page.get_by_text("Threshold bands")).to_be_visible()
+        _shot(page, "04-settings")
+        browser.close()
+
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        rows = list(connection.execute(text(
+            "SELECT v.verdict, v.reviewer, r.trained, r.model_id FROM verdicts v JOIN analysis_runs r ON r.id = v.run_id"
+        )))
+    engine.dispose()
+    assert rows == [("agree", "Dr Browser", 0, "xrv-densenet121-res224-all")]
