@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from inference.preprocess import display_crop, model_input
 from inference.types import CaseFacts, CamSet, Finding, Image2D, ModelIdentity, Prediction
 from xai.cam import CLOSED_FORM_METHOD, gradcam_all_labels
 from xai.overlay import png_bytes
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ def identity_of(loaded: LoadedModel) -> ModelIdentity:
     )
 
 
-def forward_with_features(loaded: LoadedModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def forward_with_features(loaded: LoadedModel, x: np.ndarray) -> tuple[np.ndarray, "torch.Tensor"]:
     """Calibrated scores (B, C) and target-layer activations (B, K, h, w) from one forward pass.
 
     Mirrors torchxrayvision's ``DenseNet.forward`` (ReLU, pooling, linear, sigmoid, ``op_norm``)
@@ -52,7 +56,7 @@ def forward_with_features(loaded: LoadedModel, x: np.ndarray) -> tuple[np.ndarra
         pooled = F.relu(features).mean(dim=(2, 3))
         logits = module.classifier(pooled)
         scores = import_xrv().models.op_norm(torch.sigmoid(logits), module.op_threshs)
-    return scores.float().cpu().numpy(), features.float().cpu().numpy()
+    return scores.float().cpu().numpy(), features
 
 
 def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> CaseAnalysis:
@@ -61,8 +65,7 @@ def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> CaseAnaly
     x = model_input(image.pixels, spec.input_size)
     scores, features = forward_with_features(loaded, x)
     predicted = time.perf_counter()
-    weight = loaded.module.classifier.weight.detach().float().cpu().numpy()
-    maps = gradcam_all_labels(features[0], weight, spec.input_size)
+    maps = gradcam_all_labels(features[0], loaded.module.classifier.weight, spec.input_size)
     finished = time.perf_counter()
     findings = tuple(
         Finding(label=label, score=float(score), band=bands.thresholds(spec.modality, label).band_of(float(score)))

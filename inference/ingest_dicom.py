@@ -105,7 +105,8 @@ def _pixels(ds, filename: str, max_pixels: int) -> tuple[np.ndarray, tuple[str, 
         arr = arr[0]
         notes.append(f"Multi-frame DICOM ({frames} frames): the first frame is shown and analysed.")
     if arr.ndim == 3:  # colour radiograph (RGB after pydicom's YBR conversion)
-        gray = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        rgb = arr[..., :3].astype(np.float32)
+        gray = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
         return np.clip(gray, 0, 255).astype(np.float32), tuple(notes)
     return to_display_gray(arr, ds), tuple(notes)
 
