@@ -14,8 +14,12 @@ NIH_PNG = CXR / "nih_00000001_000.png"
 
 
 def require_samples() -> None:
+    """Skip without the shared sample images, except in CI (REQUIRE_SAMPLES=1), where that is a failure."""
     if not NIH_PNG.is_file():
-        pytest.skip(f"sample images not found at {SAMPLES} (set REVIEW_SAMPLES_DIR)")
+        message = f"sample images not found at {SAMPLES} (set REVIEW_SAMPLES_DIR)"
+        if os.environ.get("REQUIRE_SAMPLES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 @pytest.fixture

@@ -33,7 +33,10 @@ def _free_port() -> int:
 def server(tmp_path: Path):
     require_samples()
     if not CHROMIUM.exists():
-        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+        message = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
     port = _free_port()
     env = {
         **os.environ,
