@@ -95,3 +95,15 @@ def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> CaseAnaly
         prediction=prediction,
         gradcam=gradcam,
     )
+
+
+def score_batch(loaded: LoadedModel):
+    """A ``predict`` function for explanation code: model inputs (N, 1, S, S) -> calibrated scores (N, C)."""
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return loaded.module(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(loaded.device)).float().cpu().numpy()
+
+    return predict
