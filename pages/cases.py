@@ -7,7 +7,7 @@ import streamlit as st
 
 from storage import repository
 from ui import cache
-from ui.charts import band_legend_text
+from ui.charts import band_legend_text, shap_waterfall
 from ui.model_status import UNTRAINED_LABEL
 from ui.text import md_escape
 from ui.verdicts import history_table, verdict_panel
@@ -76,5 +76,19 @@ st.plotly_chart(
 )
 st.caption(band_legend_text())
 verdict_panel(run.run_id, ranked, run.trained, with_heatmap=False, scope="cases")
+with cache.database().begin() as session:
+    explanation = repository.get_region_explanation(session, run.run_id)
+if explanation is not None:
+    st.subheader("Region SHAP stored with this run")
+    shown = st.selectbox("Finding", [f.label for f in ranked], key=f"cases_shap_finding::{run.run_id}")
+    values, base, score = explanation.for_label(shown)
+    if explanation.is_flat(shown):
+        st.info(f"No region changes the {shown} score: hiding any of them leaves it at {score:.3f}.")
+    else:
+        st.plotly_chart(
+            shap_waterfall(explanation.region_names, values.tolist(), base, score, shown, run.trained),
+            config={"displayModeBar": False},
+        )
+    st.caption(f"Regions: {explanation.regions_source}. {explanation.evaluations} model evaluations.")
 st.subheader("History")
 history_table(run.run_id)

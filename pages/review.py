@@ -9,9 +9,10 @@ import streamlit as st
 from inference.errors import ReviewError
 from storage import repository
 from ui import cache
-from ui.cam_viewer import cam_viewer
+from ui.cam_viewer import cam_viewer, compare_methods
 from ui.charts import band_legend_text
 from ui.model_status import require_model
+from ui.shap_view import shap_panel
 from ui.session import RUN_IDS
 from ui.text import md_escape
 from ui.verdicts import history_table, verdict_panel
@@ -73,6 +74,7 @@ if critical:
     st.markdown(f"**Critical band:** {md_escape(', '.join(critical))}")
 
 chart_col, cam_col = st.columns([1, 1.25])
+labels = [f.label for f in ranked]
 with chart_col:
     st.plotly_chart(
         cache.band_figure(run_key, ranked, prediction.thresholds, prediction.model.trained),
@@ -83,7 +85,12 @@ with chart_col:
         f"{len(ranked)} findings · {band_legend_text()} · bands version {md_escape(prediction.bands_version)}"
     )
 with cam_col:
-    cam_viewer(analysis, loaded, [f.label for f in ranked])
+    label = st.selectbox("Finding to explain", labels, key="cam_finding")
+    cam_viewer(analysis, loaded, label)
+
+shap_panel(analysis, loaded, run_id, label)
+if st.toggle("Compare all heatmap methods for this finding", key="compare_cams"):
+    compare_methods(analysis, loaded, label)
 
 verdict_panel(run_id, ranked, prediction.model.trained, with_heatmap=True, scope="review")
 if st.toggle("Show the verdict history for this case", key="show_history"):

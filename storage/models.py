@@ -93,4 +93,25 @@ class CaseNote(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-APPEND_ONLY_TABLES = ("verdicts", "case_notes")
+class RegionExplanationRow(Base):
+    """A region SHAP explanation of every finding of a run, kept with the run it explains."""
+
+    __tablename__ = "region_explanations"
+    __table_args__ = (UniqueConstraint("run_id", "method", "regions_source", name="uq_run_explanation"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("analysis_runs.id"), index=True)
+    method: Mapped[str] = mapped_column(String(32))
+    regions_source: Mapped[str] = mapped_column(String(80))
+    masking: Mapped[str] = mapped_column(Text)
+    region_names_json: Mapped[str] = mapped_column(Text)
+    values_json: Mapped[str] = mapped_column(Text)  # {finding: [value per region]}
+    base_values_json: Mapped[str] = mapped_column(Text)  # {finding: score with every region hidden}
+    scores_json: Mapped[str] = mapped_column(Text)  # {finding: score with nothing hidden}
+    evaluations: Mapped[int] = mapped_column(Integer)
+    max_err: Mapped[float] = mapped_column(Float)
+    timing_ms: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+APPEND_ONLY_TABLES = ("verdicts", "case_notes", "region_explanations")

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -14,7 +15,8 @@ from sqlalchemy.orm import Session
 from inference.bands import Band
 from inference.errors import InvalidReview
 from inference.types import CaseFacts, Finding, Prediction
-from storage.models import AnalysisRun, Case, CaseNote, RunFinding, Verdict
+from storage.models import AnalysisRun, Case, CaseNote, RegionExplanationRow, RunFinding, Verdict
+from xai.region_shap import METHOD as REGION_SHAP_METHOD, RegionExplanation
 
 VERDICTS = ("agree", "disagree", "unsure")
 MAX_REVIEWER_CHARS = 80
@@ -334,3 +336,59 @@ def list_cases(session: Session, limit: int = 200) -> list[CaseSummary]:
             )
         )
     return summaries
+
+
+def store_region_explanation(session: Session, run_id: int, result: RegionExplanation) -> None:
+    """Keep a run's region SHAP result; storing the same kind of explanation twice keeps the first."""
+    if session.get(AnalysisRun, run_id) is None:
+        raise InvalidReview(f"Analysis run {run_id} does not exist; reload the case.")
+    exists = session.scalar(
+        select(RegionExplanationRow.id).where(
+            RegionExplanationRow.run_id == run_id,
+            RegionExplanationRow.method == REGION_SHAP_METHOD,
+            RegionExplanationRow.regions_source == result.regions_source,
+        )
+    )
+    if exists is not None:
+        return
+    session.add(
+        RegionExplanationRow(
+            run_id=run_id,
+            method=REGION_SHAP_METHOD,
+            regions_source=result.regions_source,
+            masking=result.masking,
+            region_names_json=json.dumps(list(result.region_names)),
+            values_json=json.dumps({label: result.values[i].tolist() for i, label in enumerate(result.labels)}),
+            base_values_json=json.dumps(dict(zip(result.labels, result.base_values.tolist()))),
+            scores_json=json.dumps(dict(zip(result.labels, result.scores.tolist()))),
+            evaluations=result.evaluations,
+            max_err=result.max_err,
+            timing_ms=result.timing_ms,
+        )
+    )
+    session.flush()
+
+
+def get_region_explanation(session: Session, run_id: int) -> RegionExplanation | None:
+    row = session.scalar(
+        select(RegionExplanationRow)
+        .where(RegionExplanationRow.run_id == run_id, RegionExplanationRow.method == REGION_SHAP_METHOD)
+        .order_by(RegionExplanationRow.id)
+        .limit(1)
+    )
+    if row is None:
+        return None
+    values, base, scores = json.loads(row.values_json), json.loads(row.base_values_json), json.loads(row.scores_json)
+    labels = tuple(values)
+    return RegionExplanation(
+        labels=labels,
+        region_names=tuple(json.loads(row.region_names_json)),
+        values=np.array([values[label] for label in labels], dtype=np.float64),
+        base_values=np.array([base[label] for label in labels], dtype=np.float64),
+        scores=np.array([scores[label] for label in labels], dtype=np.float64),
+        evaluations=row.evaluations,
+        regions_source=row.regions_source,
+        masking=row.masking,
+        timing_ms=row.timing_ms,
+        max_err=row.max_err,
+    )

@@ -166,3 +166,46 @@ def band_figure(run_key: str, _findings: tuple, _thresholds: dict, trained: bool
     from ui.charts import band_chart
 
     return band_chart(_findings, _thresholds, trained)
+
+
+@st.cache_resource(show_spinner=False)
+def jobs():
+    """Background computations shared by all sessions (one at a time: each uses every core)."""
+    from inference.jobs import JobRunner
+
+    return JobRunner(parallel=1)
+
+
+def region_shap_key(input_sha256: str, weights_sha256: str, run_id: int) -> str:
+    return f"region-shap:{input_sha256}:{weights_sha256}:{run_id}"
+
+
+def start_region_shap(analysis, loaded: LoadedModel, run_id: int):
+    """Start (or join) the region SHAP job for a case; it stores its result with the run."""
+    from inference.analysis import score_batch
+    from storage import repository
+    from xai.region_shap import explain_regions, warm_up
+    from xai.regions import grid_regions
+
+    database_sessions = database()
+    image = analysis.model_input[0, 0]
+
+    def work(progress):
+        progress(0.0, "preparing SHAP (the first run in this server compiles its kernels, ~10 s)")
+        warm_up()
+        result = explain_regions(score_batch(loaded), image, grid_regions(loaded.spec.input_size),
+                                 loaded.spec.labels, progress=progress)
+        with database_sessions.begin() as session:
+            repository.store_region_explanation(session, run_id, result)
+        return result
+
+    return jobs().submit(region_shap_key(analysis.facts.input_sha256, loaded.weights_sha256, run_id), work)
+
+
+@st.cache_data(max_entries=128, show_spinner="Checking how much the score depends on the highlighted pixels…")
+def faithfulness(input_sha256: str, weights_sha256: str, methods: tuple[str, ...], label_index: int,
+                 _loaded: LoadedModel, _model_input: np.ndarray, _cams: tuple[np.ndarray, ...]):
+    from inference.analysis import score_batch
+    from xai.faithfulness import faithfulness_of
+
+    return faithfulness_of(score_batch(_loaded), _model_input[0, 0], dict(zip(methods, _cams)), label_index)

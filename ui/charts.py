@@ -87,3 +87,40 @@ BAND_SWATCHES = {
 
 def band_legend_text() -> str:
     return "  ".join(f"{BAND_SWATCHES[b]} {b.value}" for b in Band)
+
+
+def shap_waterfall(region_names: Sequence[str], values: Sequence[float], base: float, score: float,
+                   label: str, trained: bool) -> go.Figure:
+    """From the score with every region hidden to the model's score, region by region (largest effect first)."""
+    order = sorted(range(len(values)), key=lambda i: -abs(values[i]))
+    names = ["all regions hidden"] + [region_names[i] for i in order] + ["score"]
+    fig = go.Figure(
+        go.Waterfall(
+            orientation="h",
+            measure=["absolute"] + ["relative"] * len(order) + ["total"],
+            y=names,
+            x=[base] + [values[i] for i in order] + [score],
+            text=[f"{base:.3f}"] + [f"{values[i]:+.3f}" for i in order] + [score_text(score, trained)],
+            textposition="outside",
+            increasing=dict(marker=dict(color="#c0392b")),
+            decreasing=dict(marker=dict(color="#2e6fb0")),
+            totals=dict(marker=dict(color="#555")),
+            connector=dict(line=dict(color="#999", width=1)),
+            cliponaxis=False,
+        )
+    )
+    path = [base]
+    for i in order:
+        path.append(path[-1] + values[i])
+    span = max(max(path) - min(path), 0.02)
+    # Zoom on the path from base to score (as shap's own waterfall does): on a 0..1 axis, effects
+    # of a few hundredths would be invisible. The first and last bars run off the left edge.
+    low, high = min(path) - 0.15 * span, max(path) + 0.45 * span
+    fig.update_layout(
+        title=dict(text=f"Why {label} scores {score:.2f}" + ("" if trained else " (UNTRAINED weights)"), font=dict(size=13)),
+        height=70 + 30 * len(names), margin=dict(l=10, r=60, t=40, b=25),
+        xaxis=dict(range=[low, high], fixedrange=True, title="calibrated score (zoomed on the change)"),
+        yaxis=dict(autorange="reversed", fixedrange=True),
+        plot_bgcolor="white", showlegend=False,
+    )
+    return fig

@@ -84,3 +84,35 @@ def legend_png(colormap: str, width: int = 256, height: int = 14) -> bytes:
     """A horizontal colour bar from 0 (left) to 1 (right), as PNG bytes."""
     row = colormap_lut(colormap)[np.linspace(0, 255, width).astype(np.uint8)]
     return png_bytes(np.ascontiguousarray(np.repeat(row[None, :, :], height, axis=0)))
+
+
+REGION_COLORMAP = "RdBu_r"  # red raises the score, blue lowers it
+
+
+def region_value_map(gray: np.ndarray, label_map: np.ndarray, values: np.ndarray, opacity: float = 0.5) -> tuple[np.ndarray, float]:
+    """RGB image with each region tinted by its value on a diverging scale centred on zero.
+
+    Returns the image and the value at either end of the colour scale (+/- that value).
+    """
+    import cv2
+    from matplotlib import colormaps
+
+    size = gray.shape[0]
+    regions = cv2.resize(label_map.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+    limit = float(np.abs(values).max()) or 1.0
+    lut = np.rint(colormaps[REGION_COLORMAP](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+    region_colours = lut[np.clip(np.rint((values / limit + 1.0) * 127.5), 0, 255).astype(np.uint8)]
+    tint = region_colours[regions]
+    base = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+    blended = cv2.addWeighted(base, 1.0 - opacity, tint, opacity, 0.0)
+    edges = cv2.morphologyEx(regions, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    blended[edges] = (40, 40, 40)
+    return blended, limit
+
+
+@lru_cache(maxsize=1)
+def diverging_legend_png(width: int = 256, height: int = 14) -> bytes:
+    from matplotlib import colormaps
+
+    row = np.rint(colormaps[REGION_COLORMAP](np.linspace(0, 1, width))[:, :3] * 255).astype(np.uint8)
+    return png_bytes(np.ascontiguousarray(np.repeat(row[None], height, axis=0)))

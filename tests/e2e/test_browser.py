@@ -77,6 +77,7 @@ def server(tmp_path: Path):
 def _shot(page, name: str) -> None:
     folder = os.environ.get("SCREENSHOT_DIR")
     if folder:
+        page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
         Path(folder).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
@@ -144,3 +145,35 @@ def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
         )))
     engine.dispose()
     assert rows == [("agree", "Dr Browser", 0, "xrv-densenet121-res224-all")]
+
+
+def test_shap_runs_while_the_reviewer_keeps_marking_findings(server) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1500, "height": 2400})
+        page.set_default_timeout(180_000)
+        expect.set_options(timeout=180_000)
+        page.goto(url)
+        _sign(page, "Dr Browser")
+        page.locator("input[type=file]").set_input_files(str(NIH_PNG))
+        expect(page.get_by_text("18 findings")).to_be_visible()
+        expect(page.get_by_text("Faithfulness").first).to_be_visible()
+        page.get_by_role("button", name="Explain the scores with region SHAP").click()
+        expect(page.get_by_text("Region SHAP:").first).to_be_visible()
+        _shot(page, "05-shap-running")
+        verdicts = page.get_by_role("radiogroup", name="Verdict on")
+        label = verdicts.nth(1).get_attribute("aria-label").removeprefix("Verdict on ")
+        verdicts.nth(1).get_by_role("radio", name="Disagree", exact=True).click()
+        expect(page.get_by_text(f"Saved: {label} — disagree")).to_be_visible()
+        expect(page.get_by_text("Region SHAP:").first).to_be_visible()  # still running meanwhile
+        expect(page.get_by_text("Regions: fixed grid on the centred crop")).to_be_visible()
+        expect(page.locator("[data-testid='stImage']").filter(has_text="Regions tinted by their effect")).to_have_count(1)
+        _shot(page, "06-shap-done")
+        page.get_by_text("Compare all heatmap methods for this finding").click()
+        expect(page.get_by_text("Ranked by faithfulness")).to_be_visible()
+        expect(page.locator("[data-testid='stImage']").filter(has_text="Layer-CAM")).to_have_count(1)
+        _shot(page, "07-compare-methods")
+        browser.close()

@@ -191,3 +191,27 @@ def test_sqlite_runs_in_wal_with_a_busy_timeout(db) -> None:
         assert s.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert s.execute(text("PRAGMA busy_timeout")).scalar() == 30000
         assert s.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def test_region_explanation_is_stored_with_the_run_and_kept(db, run) -> None:
+    import numpy as np
+
+    from xai.region_shap import RegionExplanation
+
+    result = RegionExplanation(
+        labels=LABELS, region_names=("A", "B"), values=np.array([[0.1, -0.05], [0.0, 0.2], [0.0, 0.0]]),
+        base_values=np.array([0.5, 0.3, 0.12]), scores=np.array([0.55, 0.5, 0.12]), evaluations=4,
+        regions_source="fixed grid", masking="blur", timing_ms=10.0, max_err=0.0,
+    )
+    with db.begin() as s:
+        repo.store_region_explanation(s, run.run_id, result)
+        repo.store_region_explanation(s, run.run_id, result)  # a second copy is not added
+    with db.begin() as s:
+        loaded = repo.get_region_explanation(s, run.run_id)
+        assert s.execute(text("SELECT count(*) FROM region_explanations")).scalar() == 1
+    assert loaded.labels == LABELS and loaded.region_names == ("A", "B")
+    np.testing.assert_array_equal(loaded.values, result.values)
+    assert loaded.for_label("Pneumothorax")[1:] == (0.3, 0.5) and loaded.is_flat("Mass")
+    with pytest.raises(IntegrityError, match="append-only"):
+        with db.begin() as s:
+            s.execute(text("DELETE FROM region_explanations"))
