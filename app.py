@@ -15,7 +15,9 @@ st.set_page_config(page_title="Radiology AI review", page_icon="🩻", layout="w
 navigation = st.navigation(
     [
         st.Page("pages/review.py", title="Review a chest X-ray", icon=":material/radiology:", default=True, url_path="review"),
-        st.Page("pages/cases.py", title="Cases", icon=":material/folder_open:", url_path="cases"),
+        st.Page("pages/worklist.py", title="Worklist", icon=":material/list_alt:", url_path="worklist"),
+        st.Page("pages/cases.py", title="Case review", icon=":material/folder_open:", url_path="cases"),
+        st.Page("pages/analytics.py", title="Analytics", icon=":material/monitoring:", url_path="analytics"),
         st.Page("pages/settings.py", title="Settings", icon=":material/settings:", url_path="settings"),
         st.Page("pages/about.py", title="About", icon=":material/info:", url_path="about"),
     ]

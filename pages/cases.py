@@ -2,52 +2,36 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
-from storage import repository
+from analytics import exports
+from storage import reporting, repository
 from ui import cache
 from ui.charts import band_legend_text, shap_waterfall
 from ui.model_status import UNTRAINED_LABEL
 from ui.text import md_escape
 from ui.verdicts import history_table, verdict_panel
 
-st.title("Cases")
+st.title("Case review")
 
 with cache.database().begin() as session:
-    cases = repository.list_cases(session)
+    cases = reporting.worklist(session)
 if not cases:
     st.info("No cases yet. Analyse a chest X-ray on the Review page and it appears here.")
     st.stop()
 
-table = pd.DataFrame(
-    [
-        {
-            "case": c.case_id,
-            "analysed (UTC)": c.created_at.strftime("%Y-%m-%d %H:%M"),
-            "modality": c.modality,
-            "view": c.view_position or "",
-            "highest band": c.top_band,
-            "top finding": c.top_finding,
-            "verdict entries": c.verdict_count,
-            "weights": "trained" if c.trained else "UNTRAINED",
-        }
-        for c in cases
-    ]
-)
-band_order = {"critical": 0, "positive": 1, "indeterminate": 2, "negative": 3}
-table = table.sort_values(by=["highest band", "case"], key=lambda s: s.map(band_order) if s.name == "highest band" else -s)
-st.dataframe(table, hide_index=True)
-
 by_id = {c.case_id: c for c in cases}
 requested = st.query_params.get("case")
-options = list(table["case"])
+options = [c.case_id for c in cases]
 default = options.index(int(requested)) if requested and requested.isdigit() and int(requested) in by_id else 0
-case_id = st.selectbox("Open case", options, index=default, format_func=lambda c: f"Case {c}")
+case_id = st.selectbox(
+    "Open case", options, index=default,
+    format_func=lambda c: f"Case {c} · {by_id[c].top_band} · {by_id[c].status}",
+)
 st.query_params["case"] = str(case_id)
 
 with cache.database().begin() as session:
-    run = repository.get_run(session, by_id[case_id].latest_run_id)
+    run = repository.get_run(session, by_id[case_id].run_id)
 if run is None:
     st.error("This case's analysis could not be found; it may have been removed by an administrator.")
     st.stop()
@@ -92,3 +76,14 @@ if explanation is not None:
     st.caption(f"Regions: {explanation.regions_source}. {explanation.evaluations} model evaluations.")
 st.subheader("History")
 history_table(run.run_id)
+
+
+
+def _report() -> bytes:
+    with cache.database().begin() as session:
+        return exports.case_report_html(
+            run, repository.verdict_history(session, run.run_id), repository.case_note_history(session, run.run_id)
+        )
+
+
+st.download_button("Download case report (HTML)", _report, file_name=f"case-{case_id}-report.html", mime="text/html")

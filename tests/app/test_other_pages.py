@@ -21,8 +21,6 @@ def test_cases_page_reopens_a_case_with_its_findings_and_verdicts(untrained_env,
     at, label = analysed_case(samples)
     at.switch_page("pages/cases.py").run()
     assert not at.exception
-    listing = at.dataframe[0].value
-    assert list(listing["case"]) == [1] and listing["weights"][0] == "UNTRAINED"
     said = texts(at)
     assert "Case 1" in said and "UNTRAINED weights" in said and "bands version" in said
     assert "Images are not stored" in said
@@ -40,6 +38,39 @@ def test_a_second_reviewer_sees_the_case_but_not_as_their_own_verdict(untrained_
     values = [c.value for c in other.get("button_group") if c.key and c.key.startswith("verdict::")]
     assert values and all(v is None for v in values)
     assert list(other.dataframe[-1].value["reviewer"]) == ["Dr Test"], "the history shows who said what"
+
+
+def test_worklist_lists_cases_with_status_and_finds_the_next_unreviewed(untrained_env, samples: Path) -> None:
+    at, _ = analysed_case(samples)
+    at.file_uploader[0].set_value(("tbx.png", (samples / "tbx11k_h0001.png").read_bytes(), "image/png")).run()
+    at.switch_page("pages/worklist.py").run()
+    assert not at.exception
+    listing = at.dataframe[0].value
+    assert sorted(listing["case"]) == [1, 2]
+    assert set(listing["status"]) == {"in review", "new"}
+    assert list(listing["weights"]) == ["UNTRAINED", "UNTRAINED"]
+    assert set(listing["open"]) == {"/cases?case=1", "/cases?case=2"}
+    next_button = next(b for b in at.button if b.label.startswith("Next unreviewed case"))
+    at.selectbox(key="wl_status").set_value("new").run()
+    assert list(at.dataframe[0].value["case"]) == [2]
+    next_button.click().run()
+    assert not at.exception
+    assert "Case 2" in texts(at), "the newest case not yet fully reviewed comes first"
+
+
+def test_analytics_excludes_untrained_runs_unless_asked_and_labels_them(untrained_env, samples: Path) -> None:
+    at, _ = analysed_case(samples, verdict="agree")
+    at.switch_page("pages/analytics.py").run()
+    assert not at.exception
+    assert "No verdicts match these filters yet." in texts(at)
+    at.toggle(key="an_untrained").set_value(True).run()
+    assert not at.exception
+    assert any("UNTRAINED" in e.value for e in at.error)
+    metrics = {m.label: m.value for m in at.get("metric")}
+    assert metrics["Verdicts"] == "1" and metrics["Agree with AI"] == "100%"
+    frame = at.dataframe[0].value
+    assert list(frame["verdicts"]) == [1] and frame["measure"][0].startswith("needs 2")
+    assert [b.label for b in at.get("download_button")] == ["Verdicts (CSV)", "Runs and verdict history (JSON)"]
 
 
 def test_cases_page_when_empty(untrained_env) -> None:

@@ -1,0 +1,122 @@
+"""Agreement between readers and between each reader and the AI, from current verdicts.
+
+A verdict is a reader's answer to "is the AI right about this finding?": agree / disagree /
+unsure. From it and the AI's band we also derive what the reader thinks of the finding itself:
+the AI called it present (positive or critical band) or absent (negative), and the reader agreed
+or disagreed. Indeterminate bands and "unsure" verdicts have no such reading.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from storage.reporting import VerdictFact
+
+CATEGORIES = ("agree", "disagree", "unsure")
+AI_PRESENT = {"positive", "critical"}
+
+
+def fleiss_kappa(items: Sequence[Sequence[str]], categories: Sequence[str] = CATEGORIES) -> float | None:
+    """Fleiss' kappa for items each rated by the same number (>= 2) of raters.
+
+    Returns None when it is undefined (fewer than 2 items, or every rating in one category).
+    """
+    items = [list(item) for item in items]
+    if len(items) < 2:
+        return None
+    raters = len(items[0])
+    if raters < 2 or any(len(item) != raters for item in items):
+        raise ValueError(f"every item needs the same number (>= 2) of ratings, got {sorted({len(i) for i in items})}.")
+    counts = [[item.count(c) for c in categories] for item in items]
+    n_items = len(items)
+    p_category = [sum(row[j] for row in counts) / (n_items * raters) for j in range(len(categories))]
+    p_items = [(sum(c * c for c in row) - raters) / (raters * (raters - 1)) for row in counts]
+    p_bar = sum(p_items) / n_items
+    p_expected = sum(p * p for p in p_category)
+    if p_expected >= 1.0:
+        return None
+    return (p_bar - p_expected) / (1.0 - p_expected)
+
+
+def cohen_kappa(first: Sequence[str], second: Sequence[str], categories: Sequence[str] = CATEGORIES) -> float | None:
+    if len(first) != len(second):
+        raise ValueError(f"both readers must rate the same items, got {len(first)} and {len(second)}.")
+    n = len(first)
+    if n < 2:
+        return None
+    observed = sum(a == b for a, b in zip(first, second)) / n
+    a_counts, b_counts = Counter(first), Counter(second)
+    expected = sum(a_counts[c] * b_counts[c] for c in categories) / (n * n)
+    if expected >= 1.0:
+        return None
+    return (observed - expected) / (1.0 - expected)
+
+
+@dataclass(frozen=True)
+class FindingAgreement:
+    finding: str
+    verdicts: int
+    agree_rate: float | None  # share of "agree" among agree + disagree
+    readers: int
+    shared_items: int  # runs read by every one of those readers
+    kappa: float | None  # Fleiss' kappa between readers over the shared items
+    kappa_kind: str
+
+
+def reader_implied_presence(fact: VerdictFact) -> bool | None:
+    """What the reader's verdict says about the finding itself (None when it says nothing)."""
+    if fact.verdict == "unsure" or fact.band == "indeterminate":
+        return None
+    ai_present = fact.band in AI_PRESENT
+    return ai_present if fact.verdict == "agree" else not ai_present
+
+
+def per_finding(facts: Iterable[VerdictFact]) -> list[FindingAgreement]:
+    by_finding: dict[str, list[VerdictFact]] = defaultdict(list)
+    for fact in facts:
+        by_finding[fact.finding].append(fact)
+    results = []
+    for finding, rows in sorted(by_finding.items()):
+        decided = [r for r in rows if r.verdict != "unsure"]
+        agree_rate = sum(r.verdict == "agree" for r in decided) / len(decided) if decided else None
+        ratings: dict[int, dict[str, str]] = defaultdict(dict)
+        for r in rows:
+            ratings[r.run_id][r.reviewer] = r.verdict
+        readers = sorted({r.reviewer for r in rows})
+        shared = [run for run, by_reader in ratings.items() if set(readers) <= set(by_reader)]
+        kappa, kind = None, "needs 2 or more readers on 2 or more cases"
+        if len(readers) >= 2 and len(shared) >= 2:
+            items = [[ratings[run][reader] for reader in readers] for run in shared]
+            if len(readers) == 2:
+                kappa, kind = cohen_kappa([i[0] for i in items], [i[1] for i in items]), "Cohen's kappa"
+            else:
+                kappa, kind = fleiss_kappa(items), "Fleiss' kappa"
+            if kappa is None:
+                kind = "undefined: every verdict was the same"
+        results.append(FindingAgreement(finding, len(rows), agree_rate, len(readers), len(shared), kappa, kind))
+    return results
+
+
+def confusion(facts: Iterable[VerdictFact]) -> dict[str, Counter]:
+    """finding -> Counter of (AI says present?, reader says present?) over decided verdicts."""
+    table: dict[str, Counter] = defaultdict(Counter)
+    for fact in facts:
+        reader = reader_implied_presence(fact)
+        if reader is None:
+            continue
+        table[fact.finding][(fact.band in AI_PRESENT, reader)] += 1
+    return dict(table)
+
+
+def agree_share_by_score_bin(facts: Iterable[VerdictFact], bins: int = 10) -> list[tuple[float, float, int, float | None]]:
+    """(bin start, bin end, verdicts, share of agree) over the calibrated score."""
+    counts = [[0, 0] for _ in range(bins)]
+    for fact in facts:
+        if fact.verdict == "unsure":
+            continue
+        index = min(int(fact.score * bins), bins - 1)
+        counts[index][0] += 1
+        counts[index][1] += fact.verdict == "agree"
+    return [(i / bins, (i + 1) / bins, n, (a / n if n else None)) for i, (n, a) in enumerate(counts)]

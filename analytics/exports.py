@@ -1,0 +1,122 @@
+"""Exports of runs and verdicts (CSV, JSON) and a self-contained per-case HTML report.
+
+Everything a reviewer typed is escaped for the format it goes into: HTML-escaped in the report,
+and in CSV a leading = + - @ is neutralised so a spreadsheet never runs it as a formula.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime, timezone
+
+from storage.reporting import VerdictFact
+from storage.repository import NoteRecord, RunRecord, VerdictRecord
+
+DISCLAIMER = "Research and demonstration tool, not a cleared medical device."
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def verdicts_csv(facts: Sequence[VerdictFact]) -> bytes:
+    buffer = io.StringIO()
+    fields = list(VerdictFact.__dataclass_fields__)
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    for fact in facts:
+        row = asdict(fact)
+        row["created_at"] = fact.created_at.isoformat()
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+    return buffer.getvalue().encode("utf-8")
+
+
+def _run_dict(run: RunRecord, verdicts: Sequence[VerdictRecord], notes: Sequence[NoteRecord]) -> dict:
+    return {
+        "run_id": run.run_id,
+        "case_id": run.case_id,
+        "input_sha256": run.facts.input_sha256,
+        "modality": run.facts.modality,
+        "patient_key": run.facts.patient_key,
+        "model": {"id": run.model_id, "weights_sha256": run.weights_sha256, "trained": run.trained},
+        "bands_version": run.bands_version,
+        "thresholds": run.thresholds,
+        "device": run.device,
+        "analysed_at": run.created_at.isoformat(),
+        "findings": [{"label": f.label, "score": f.score, "band": f.band.value} for f in run.findings],
+        "verdicts": [
+            {"entry": v.verdict_id, "finding": v.finding_label, "verdict": v.verdict, "note": v.note,
+             "reviewer": v.reviewer, "heatmap_method": v.cam_method, "replaces_entry": v.supersedes_id,
+             "at": v.created_at.isoformat()}
+            for v in verdicts
+        ],
+        "case_notes": [
+            {"entry": n.note_id, "note": n.note, "reviewer": n.reviewer, "replaces_entry": n.supersedes_id,
+             "at": n.created_at.isoformat()}
+            for n in notes
+        ],
+    }
+
+
+def runs_json(runs: Sequence[tuple[RunRecord, Sequence[VerdictRecord], Sequence[NoteRecord]]]) -> bytes:
+    document = {
+        "exported_at": datetime.now(timezone.utc).isoformat(),
+        "disclaimer": DISCLAIMER,
+        "runs": [_run_dict(run, verdicts, notes) for run, verdicts, notes in runs],
+    }
+    return json.dumps(document, indent=2).encode("utf-8")
+
+
+def _img(png: bytes | None, alt: str, mime: str = "image/png") -> str:
+    if not png:
+        return ""
+    return f'<figure><img alt="{html.escape(alt)}" src="data:{mime};base64,{base64.b64encode(png).decode()}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+
+
+def case_report_html(
+    run: RunRecord,
+    verdicts: Sequence[VerdictRecord],
+    notes: Sequence[NoteRecord],
+    *,
+    image_png: bytes | None = None,
+    heatmap_jpeg: bytes | None = None,
+    heatmap_caption: str = "",
+) -> bytes:
+    """A single HTML file a reviewer can open or attach: image, heatmap, findings, verdicts."""
+    e = html.escape
+    current: dict[tuple[str, str], VerdictRecord] = {}
+    for v in verdicts:
+        current[(v.reviewer, v.finding_label)] = v
+    rows = "".join(
+        f"<tr><td>{e(f.label)}</td><td>{f.score:.3f}{'' if run.trained else ' (untrained)'}</td><td>{e(f.band.value)}</td>"
+        f"<td>{'; '.join(e(f'{v.reviewer}: {v.verdict}' + (f' ({v.note})' if v.note else '')) for (r, label), v in sorted(current.items()) if label == f.label)}</td></tr>"
+        for f in run.ranked()
+    )
+    history = "".join(
+        f"<tr><td>{e(v.created_at.strftime('%Y-%m-%d %H:%M:%S'))}</td><td>{e(v.reviewer)}</td><td>{e(v.finding_label)}</td>"
+        f"<td>{e(v.verdict)}</td><td>{e(v.note)}</td></tr>"
+        for v in verdicts
+    )
+    case_notes = "".join(f"<p><b>{e(n.reviewer)}</b>: {e(n.note)}</p>" for n in notes[-5:])
+    warning = "" if run.trained else "<p class='warn'>UNTRAINED WEIGHTS: scores are meaningless, for interface testing only.</p>"
+    body = f"""<!doctype html><html><head><meta charset="utf-8"><title>Case {run.case_id} report</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 6px}}
+figure{{display:inline-block;margin:0 1em 1em 0}}img{{width:22em}}.warn{{color:#b00020;font-weight:bold}}</style></head><body>
+<h1>Case {run.case_id}: AI review report</h1><p>{e(DISCLAIMER)}</p>{warning}
+<p>Run {run.run_id} · analysed {e(run.created_at.strftime('%Y-%m-%d %H:%M'))} UTC · model {e(run.model_id)} · weights sha256 {e(run.weights_sha256)}
+· bands version {e(run.bands_version)} · modality {e(run.facts.modality)}</p>
+{_img(image_png, "Image (centre crop the model sees)")}{_img(heatmap_jpeg, heatmap_caption, "image/jpeg")}
+<h2>Findings and current verdicts</h2><table><tr><th>finding</th><th>score</th><th>band</th><th>verdicts</th></tr>{rows}</table>
+<h2>Case notes</h2>{case_notes or '<p>none</p>'}
+<h2>Verdict history</h2><table><tr><th>time (UTC)</th><th>reviewer</th><th>finding</th><th>verdict</th><th>note</th></tr>{history}</table>
+<p>Generated {e(datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M'))} UTC.</p></body></html>"""
+    return body.encode("utf-8")

@@ -1,0 +1,128 @@
+"""Agreement analytics for leads and stakeholders: how often readers agree with the AI and with
+each other. Runs on untrained weights are excluded unless asked for, and labelled when included."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, time, timedelta, timezone
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from analytics import agreement, exports
+from storage import reporting, repository
+from ui import cache
+
+st.title("Analytics")
+st.caption("Current verdicts only (a changed verdict counts once, as it stands now).")
+
+today = datetime.now(timezone.utc).date()
+filters = st.columns([2, 2, 2, 1.4])
+dates = filters[0].date_input("Verdicts between", (today - timedelta(days=90), today), key="an_dates")
+include_untrained = filters[3].toggle("Include untrained runs", value=False, key="an_untrained")
+with cache.database().begin() as session:
+    everything = reporting.current_verdict_facts(session, include_untrained=include_untrained)
+    windows = reporting.first_and_last_verdict_times(session)
+model = filters[1].selectbox("Model", ["all"] + sorted({f.model_id for f in everything}), key="an_model")
+reviewer = filters[2].selectbox("Reviewer", ["all"] + sorted({f.reviewer for f in everything}), key="an_reviewer")
+
+start, end = (dates if isinstance(dates, tuple) and len(dates) == 2 else (dates, dates))
+since = datetime.combine(start, time.min, tzinfo=timezone.utc)
+until = datetime.combine(end, time.min, tzinfo=timezone.utc) + timedelta(days=1)
+facts = [
+    f for f in everything
+    if since <= f.created_at < until and (model == "all" or f.model_id == model)
+    and (reviewer == "all" or f.reviewer == reviewer)
+]
+if include_untrained and any(not f.trained for f in facts):
+    st.error("Includes verdicts on runs with UNTRAINED weights: those AI scores were meaningless.")
+if not facts:
+    st.info("No verdicts match these filters yet.")
+    st.stop()
+
+cases = {f.run_id for f in facts}
+readers = {f.reviewer for f in facts}
+metrics = st.columns(4)
+metrics[0].metric("Verdicts", len(facts))
+metrics[1].metric("Cases", len(cases))
+metrics[2].metric("Readers", len(readers))
+decided = [f for f in facts if f.verdict != "unsure"]
+metrics[3].metric("Agree with AI", f"{sum(f.verdict == 'agree' for f in decided) / len(decided):.0%}" if decided else "–")
+
+per_finding = agreement.per_finding(facts)
+frame = pd.DataFrame(
+    [
+        {
+            "finding": a.finding,
+            "verdicts": a.verdicts,
+            "agree with AI": a.agree_rate,
+            "readers": a.readers,
+            "cases read by all": a.shared_items,
+            "reader agreement": a.kappa,
+            "measure": a.kappa_kind,
+        }
+        for a in per_finding
+    ]
+)
+st.subheader("Agreement per finding")
+chart = px.bar(frame.dropna(subset=["agree with AI"]), x="agree with AI", y="finding", orientation="h",
+               range_x=[0, 1], height=60 + 24 * len(frame), labels={"agree with AI": "share of agree (agree + disagree)"})
+st.plotly_chart(chart, config={"displayModeBar": False})
+st.dataframe(frame, hide_index=True, column_config={
+    "agree with AI": st.column_config.NumberColumn(format="percent"),
+    "reader agreement": st.column_config.NumberColumn(format="%.2f"),
+})
+
+st.subheader("AI versus reader, per finding")
+st.caption("What the reader's verdict implies about the finding: agreeing with a positive or critical band means "
+           "present, disagreeing means absent; the reverse for a negative band. Indeterminate and unsure are left out.")
+rows = []
+for finding, counts in sorted(agreement.confusion(facts).items()):
+    for (ai, reader_says), n in counts.items():
+        rows.append({"finding": finding, "AI": "present" if ai else "absent",
+                     "reader": "present" if reader_says else "absent", "verdicts": n})
+if rows:
+    st.dataframe(pd.DataFrame(rows).pivot_table(index="finding", columns=["AI", "reader"], values="verdicts",
+                                                fill_value=0, aggfunc="sum"))
+
+left, right = st.columns(2)
+bands = Counter(f.band for f in facts)
+left.plotly_chart(px.bar(x=list(bands), y=list(bands.values()), labels={"x": "AI band", "y": "verdicts"},
+                         title="Band distribution of reviewed findings"), config={"displayModeBar": False})
+bins = agreement.agree_share_by_score_bin(facts)
+right.plotly_chart(
+    px.bar(x=[f"{a:.1f}–{b:.1f}" for a, b, _n, _s in bins], y=[s if s is not None else 0 for *_x, s in bins],
+           labels={"x": "calibrated score", "y": "share of agree"}, title="Agree share per score bin",
+           range_y=[0, 1]),
+    config={"displayModeBar": False},
+)
+
+per_day = Counter(f.created_at.date() for f in facts)
+left, right = st.columns(2)
+left.plotly_chart(px.bar(x=sorted(per_day), y=[per_day[d] for d in sorted(per_day)],
+                         labels={"x": "day (UTC)", "y": "verdicts"}, title="Reviews per day"),
+                  config={"displayModeBar": False})
+minutes = [(last - first).total_seconds() / 60 for (run, who), (first, last) in windows.items()
+           if run in cases and who in readers]
+if minutes:
+    right.plotly_chart(px.histogram(x=minutes, nbins=20, labels={"x": "minutes from first to last verdict"},
+                                    title="Time per case and reader"), config={"displayModeBar": False})
+
+st.subheader("Exports")
+
+
+def _runs_json() -> bytes:
+    """Built only when the button is pressed (a download callable), not on every rerun."""
+    with cache.database().begin() as session:
+        runs = [
+            (repository.get_run(session, run_id), repository.verdict_history(session, run_id),
+             repository.case_note_history(session, run_id))
+            for run_id in sorted(cases)
+        ]
+    return exports.runs_json(runs)
+
+
+left, right = st.columns(2)
+left.download_button("Verdicts (CSV)", lambda: exports.verdicts_csv(facts), file_name="verdicts.csv", mime="text/csv")
+right.download_button("Runs and verdict history (JSON)", _runs_json, file_name="runs.json", mime="application/json")

@@ -1,0 +1,65 @@
+"""Every case, critical first, with its review status; open one or jump to the next unreviewed."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from storage import reporting
+from ui import cache
+
+st.title("Worklist")
+with cache.database().begin() as session:
+    rows = reporting.worklist(session)
+if not rows:
+    st.info("No cases yet. Analyse a chest X-ray on the Review page and it appears here.")
+    st.stop()
+
+unreviewed = [r for r in rows if r.readers_done == 0]
+if unreviewed:
+    if st.button(f"Next unreviewed case (case {unreviewed[0].case_id}, {unreviewed[0].top_band})", type="primary"):
+        st.switch_page("pages/cases.py", query_params={"case": str(unreviewed[0].case_id)})
+else:
+    st.success("Every case has been fully reviewed by at least one reader.")
+
+filters = st.columns(4)
+bands = filters[0].multiselect("Highest band", ["critical", "positive", "indeterminate", "negative"], key="wl_bands")
+status = filters[1].selectbox("Status", ["all", "new", "in review", "reviewed"], key="wl_status")
+modalities = filters[2].multiselect("Modality", sorted({r.modality for r in rows}), key="wl_modality")
+weights = filters[3].selectbox("Weights", ["all", "trained", "untrained"], key="wl_weights")
+
+
+def keep(row: reporting.WorklistRow) -> bool:
+    if bands and row.top_band not in bands:
+        return False
+    if status != "all" and not row.status.startswith(status):
+        return False
+    if modalities and row.modality not in modalities:
+        return False
+    return weights == "all" or (weights == "trained") == row.trained
+
+
+shown = [r for r in rows if keep(r)]
+table = pd.DataFrame(
+    [
+        {
+            "open": f"/cases?case={r.case_id}",
+            "case": r.case_id,
+            "analysed (UTC)": r.analysed_at.strftime("%Y-%m-%d %H:%M"),
+            "modality": r.modality,
+            "view": r.view_position or "",
+            "highest band": r.top_band,
+            "top finding": r.top_finding,
+            "status": r.status,
+            "weights": "trained" if r.trained else "UNTRAINED",
+        }
+        for r in shown
+    ],
+    columns=["open", "case", "analysed (UTC)", "modality", "view", "highest band", "top finding", "status", "weights"],
+)
+st.dataframe(
+    table,
+    hide_index=True,
+    column_config={"open": st.column_config.LinkColumn("open", display_text="open")},
+)
+st.caption(f"{len(shown)} of {len(rows)} cases · critical first, then newest · 'reviewed by N': N readers gave a verdict on every finding")
