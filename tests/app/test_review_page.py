@@ -165,3 +165,37 @@ def test_html_typed_by_a_user_is_shown_as_text(untrained_env, samples: Path) -> 
     assert shown and "\\<img" in shown[0] and "\\*\\*bold" in shown[0]
     assert not at.get("html")
     assert all(not m.proto.allow_html for m in [*at.markdown, *at.caption])
+
+
+def test_identifiers_in_a_dicom_never_reach_the_database_or_the_screen(untrained_env, samples: Path) -> None:
+    import io
+
+    import pydicom
+
+    ds = pydicom.dcmread(samples / "siim_sample.dcm")
+    identifiers = {
+        "PatientName": "Doe^Jane", "PatientID": "MRN-123456", "PatientBirthDate": "19700101",
+        "AccessionNumber": "ACC-987654", "InstitutionName": "St Elsewhere Hospital",
+        "ReferringPhysicianName": "Welby^Marcus", "PerformingPhysicianName": "House^Gregory",
+        "OperatorsName": "Tech^Tina", "StudyDescription": "<img src=x onerror=alert(1)> chest",
+        "StudyInstanceUID": "1.2.826.0.1.3680043.8.498.111", "SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.222",
+    }
+    for keyword, value in identifiers.items():
+        setattr(ds, keyword, value)
+    ds.ViewPosition = "<b>PA</b>"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    at = new_app()
+    at.run()
+    at.file_uploader[0].set_value(("id.dcm", buffer.getvalue(), "application/dicom")).run()
+    assert not at.exception
+    shown = texts(at)
+    stored = " ".join(
+        str(row) for table in ("cases", "analysis_runs", "run_findings", "verdicts")
+        for row in db_rows(f"SELECT * FROM {table}")
+    )
+    for value in ("Doe", "Jane", "MRN-123456", "19700101", "ACC-987654", "Elsewhere", "Welby", "House", "Tina",
+                  "onerror", "1.2.826.0.1.3680043.8.498"):
+        assert value not in shown and value not in stored, value
+    assert "pk-" in stored, "only the keyed hash of PatientID is kept"
+    assert "view \\<b\\>PA\\</b\\>" in shown, "text from the file is escaped, never rendered"
