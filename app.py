@@ -7,11 +7,13 @@ import logging
 import streamlit as st
 
 from ui import sidebar
+from ui.identity import require_sign_in
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 st.set_page_config(page_title="Radiology AI review", page_icon="🩻", layout="wide")
 
+require_sign_in()
 navigation = st.navigation(
     [
         st.Page("pages/review.py", title="Review a chest X-ray", icon=":material/radiology:", default=True, url_path="review"),

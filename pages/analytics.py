@@ -13,6 +13,7 @@ import streamlit as st
 from analytics import agreement, exports
 from storage import reporting, repository
 from ui import cache
+from ui.identity import current_reviewer
 
 st.title("Analytics")
 st.caption("Current verdicts only (a changed verdict counts once, as it stands now).")
@@ -25,7 +26,12 @@ with cache.database().begin() as session:
     everything = reporting.current_verdict_facts(session, include_untrained=include_untrained)
     windows = reporting.first_and_last_verdict_times(session)
 model = filters[1].selectbox("Model", ["all"] + sorted({f.model_id for f in everything}), key="an_model")
-reviewer = filters[2].selectbox("Reviewer", ["all"] + sorted({f.reviewer for f in everything}), key="an_reviewer")
+who = current_reviewer()
+if who is not None and who.is_admin:
+    reviewer = filters[2].selectbox("Reviewer", ["all"] + sorted({f.reviewer for f in everything}), key="an_reviewer")
+else:
+    reviewer = who.identity if who is not None else ""
+    filters[2].caption("Only your own verdicts are shown; the lead (admin) sees everyone's.")
 
 start, end = (dates if isinstance(dates, tuple) and len(dates) == 2 else (dates, dates))
 since = datetime.combine(start, time.min, tzinfo=timezone.utc)
@@ -67,7 +73,7 @@ frame = pd.DataFrame(
 )
 st.subheader("Agreement per finding")
 chart = px.bar(frame.dropna(subset=["agree with AI"]), x="agree with AI", y="finding", orientation="h",
-               range_x=[0, 1], height=60 + 24 * len(frame), labels={"agree with AI": "share of agree (agree + disagree)"})
+               range_x=[0, 1], height=140 + 26 * len(frame), labels={"agree with AI": "share of agree (agree + disagree)"})
 st.plotly_chart(chart, config={"displayModeBar": False})
 st.dataframe(frame, hide_index=True, column_config={
     "agree with AI": st.column_config.NumberColumn(format="percent"),
@@ -100,9 +106,11 @@ right.plotly_chart(
 
 per_day = Counter(f.created_at.date() for f in facts)
 left, right = st.columns(2)
-left.plotly_chart(px.bar(x=sorted(per_day), y=[per_day[d] for d in sorted(per_day)],
-                         labels={"x": "day (UTC)", "y": "verdicts"}, title="Reviews per day"),
-                  config={"displayModeBar": False})
+days = sorted(per_day)
+reviews_per_day = px.bar(x=[d.isoformat() for d in days], y=[per_day[d] for d in days],
+                         labels={"x": "day (UTC)", "y": "verdicts"}, title="Reviews per day")
+reviews_per_day.update_xaxes(type="category")
+left.plotly_chart(reviews_per_day, config={"displayModeBar": False})
 minutes = [(last - first).total_seconds() / 60 for (run, who), (first, last) in windows.items()
            if run in cases and who in readers]
 if minutes:

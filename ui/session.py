@@ -12,4 +12,8 @@ CAM_METHOD_KEY = "cam_method"
 
 
 def reviewer() -> str:
-    return " ".join(str(st.session_state.get(REVIEWER, "") or "").split())
+    """The identity stored with verdicts: the signed-in account, else the typed name (open mode)."""
+    from ui.identity import current_reviewer
+
+    who = current_reviewer()
+    return who.identity if who else ""
