@@ -132,5 +132,7 @@ def _runs_json() -> bytes:
 
 
 left, right = st.columns(2)
-left.download_button("Verdicts (CSV)", lambda: exports.verdicts_csv(facts), file_name="verdicts.csv", mime="text/csv")
-right.download_button("Runs and verdict history (JSON)", _runs_json, file_name="runs.json", mime="application/json")
+left.download_button("Verdicts (CSV)", lambda: exports.verdicts_csv(facts), file_name="verdicts.csv", mime="text/csv",
+                     on_click=cache.record_export, args=("verdicts (CSV)",))
+right.download_button("Runs and verdict history (JSON)", _runs_json, file_name="runs.json", mime="application/json",
+                      on_click=cache.record_export, args=("runs and verdicts (JSON)",))

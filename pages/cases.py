@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analytics import exports
-from storage import reporting, repository
+from storage import audit, reporting, repository
 from ui import cache
 from ui.charts import band_legend_text, shap_waterfall
 from ui.model_status import UNTRAINED_LABEL
@@ -86,4 +86,17 @@ def _report() -> bytes:
         )
 
 
-st.download_button("Download case report (HTML)", _report, file_name=f"case-{case_id}-report.html", mime="text/html")
+st.download_button("Download case report (HTML)", _report, file_name=f"case-{case_id}-report.html",
+                   mime="text/html", on_click=cache.record_export, args=("case report (HTML)", case_id))
+
+if st.toggle("Show the audit trail", key=f"audit::{case_id}"):
+    with cache.database().begin() as session:
+        events = audit.events_for_case(session, case_id)
+    st.dataframe(
+        [
+            {"time (UTC)": e.at.strftime("%Y-%m-%d %H:%M:%S"), "who": e.actor, "event": e.kind.replace("_", " "),
+             "run": e.run_id, "detail": ", ".join(f"{k}={v}" for k, v in e.detail.items())}
+            for e in events
+        ],
+        hide_index=True,
+    )

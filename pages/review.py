@@ -13,7 +13,7 @@ from ui.cam_viewer import cam_viewer, compare_methods
 from ui.charts import band_legend_text
 from ui.model_status import require_model
 from ui.shap_view import shap_panel
-from ui.session import RUN_IDS
+from ui.session import RUN_IDS, reviewer
 from ui.text import md_escape
 from ui.verdicts import history_table, verdict_panel
 from xai.cam import CLOSED_FORM_METHOD
@@ -49,7 +49,7 @@ if run_key not in run_ids:
     try:
         with cache.database().begin() as session:
             run_ids[run_key] = repository.store_analysis(
-                session, analysis.facts, analysis.prediction, CLOSED_FORM_METHOD
+                session, analysis.facts, analysis.prediction, CLOSED_FORM_METHOD, actor=reviewer() or None
             ).run_id
     except ReviewError as exc:
         st.error(str(exc))

@@ -114,4 +114,18 @@ class RegionExplanationRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-APPEND_ONLY_TABLES = ("verdicts", "case_notes", "region_explanations")
+class AuditEvent(Base):
+    """Who did what to which case, when. Never changed or removed."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("analysis_runs.id"))
+    detail_json: Mapped[str] = mapped_column(Text, default="{}")
+
+
+APPEND_ONLY_TABLES = ("verdicts", "case_notes", "region_explanations", "audit_events")

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from inference.bands import Band
 from inference.errors import InvalidReview
 from inference.types import CaseFacts, Finding, Prediction
+from storage import audit
 from storage.models import AnalysisRun, Case, CaseNote, RegionExplanationRow, RunFinding, Verdict
 from xai.region_shap import METHOD as REGION_SHAP_METHOD, RegionExplanation
 
@@ -128,7 +129,7 @@ def _note_record(row: CaseNote) -> NoteRecord:
     return NoteRecord(row.id, row.run_id, row.note, row.reviewer, row.supersedes_id, _utc(row.created_at))
 
 
-def _get_or_create_case(session: Session, facts: CaseFacts) -> Case:
+def _get_or_create_case(session: Session, facts: CaseFacts, actor: str | None) -> Case:
     case = session.scalar(select(Case).where(Case.input_sha256 == facts.input_sha256))
     if case is not None:
         return case
@@ -142,13 +143,16 @@ def _get_or_create_case(session: Session, facts: CaseFacts) -> Case:
     )
     session.add(case)
     session.flush()
+    audit.record_event(session, "case_created", actor, case_id=case.id, modality=facts.modality,
+                       source_format=facts.source_format)
     return case
 
 
-def store_analysis(session: Session, facts: CaseFacts, prediction: Prediction, cam_method: str) -> RunRecord:
+def store_analysis(session: Session, facts: CaseFacts, prediction: Prediction, cam_method: str,
+                   actor: str | None = None) -> RunRecord:
     """The run for this input and model identity, stored once; re-analysing the same image with the
     same weights and bands returns the existing run instead of adding a duplicate."""
-    case = _get_or_create_case(session, facts)
+    case = _get_or_create_case(session, facts, actor)
     model = prediction.model
     existing = session.scalar(
         select(AnalysisRun).where(
@@ -178,6 +182,9 @@ def store_analysis(session: Session, facts: CaseFacts, prediction: Prediction, c
     )
     session.add(run)
     session.flush()
+    audit.record_event(session, "analysis_run", actor, case_id=case.id, run_id=run.id, model_id=model.model_id,
+                       weights_sha256=model.weights_sha256, trained=model.trained,
+                       bands_version=prediction.bands_version)
     return _run_record(run)
 
 
@@ -248,6 +255,9 @@ def record_verdict(
         session.flush()
     except IntegrityError as exc:
         raise InvalidReview("This verdict changed in another window at the same moment; reload and try again.") from exc
+    audit.record_event(session, "verdict_changed" if previous is not None else "verdict_set", reviewer,
+                       case_id=run.case_id, run_id=run_id, finding=finding_label, verdict=verdict,
+                       entry=row.id, replaces=row.supersedes_id)
     return _verdict_record(row)
 
 
@@ -273,7 +283,8 @@ def record_case_note(session: Session, run_id: int, note: str, reviewer: str) ->
     """Append a case note superseding this reviewer's previous one; None when nothing changed."""
     reviewer = _clean_reviewer(reviewer)
     note = _clean_note(note)
-    if session.get(AnalysisRun, run_id) is None:
+    run = session.get(AnalysisRun, run_id)
+    if run is None:
         raise InvalidReview(f"Analysis run {run_id} does not exist; reload the case.")
     previous = session.scalar(
         select(CaseNote)
@@ -289,6 +300,7 @@ def record_case_note(session: Session, run_id: int, note: str, reviewer: str) ->
         session.flush()
     except IntegrityError as exc:
         raise InvalidReview("This note changed in another window at the same moment; reload and try again.") from exc
+    audit.record_event(session, "case_note", reviewer, case_id=run.case_id, run_id=run_id, entry=row.id)
     return _note_record(row)
 
 
@@ -340,7 +352,8 @@ def list_cases(session: Session, limit: int = 200) -> list[CaseSummary]:
 
 def store_region_explanation(session: Session, run_id: int, result: RegionExplanation) -> None:
     """Keep a run's region SHAP result; storing the same kind of explanation twice keeps the first."""
-    if session.get(AnalysisRun, run_id) is None:
+    run = session.get(AnalysisRun, run_id)
+    if run is None:
         raise InvalidReview(f"Analysis run {run_id} does not exist; reload the case.")
     exists = session.scalar(
         select(RegionExplanationRow.id).where(
@@ -367,6 +380,8 @@ def store_region_explanation(session: Session, run_id: int, result: RegionExplan
         )
     )
     session.flush()
+    audit.record_event(session, "explanation_stored", None, case_id=run.case_id, run_id=run_id,
+                       method=REGION_SHAP_METHOD, evaluations=result.evaluations)
 
 
 def get_region_explanation(session: Session, run_id: int) -> RegionExplanation | None:

@@ -209,3 +209,12 @@ def faithfulness(input_sha256: str, weights_sha256: str, methods: tuple[str, ...
     from xai.faithfulness import faithfulness_of
 
     return faithfulness_of(score_batch(_loaded), _model_input[0, 0], dict(zip(methods, _cams)), label_index)
+
+
+def record_export(kind: str, case_id: int | None = None) -> None:
+    """Download callback: note in the audit trail that an export was made, and by whom."""
+    from storage import audit
+    from ui.session import reviewer
+
+    with database().begin() as session:
+        audit.record_event(session, "export_made", reviewer() or None, case_id=case_id, export=kind)

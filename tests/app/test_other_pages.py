@@ -129,3 +129,16 @@ def test_case_note_is_saved_and_shown_in_history(untrained_env, samples: Path) -
     history = at.dataframe[-1].value
     assert "(case note)" in list(history["finding"])
     assert "Compare with the prior film." in list(history["note"])
+
+
+def test_the_case_page_shows_the_audit_trail(untrained_env, samples: Path) -> None:
+    at, label = analysed_case(samples, verdict="agree")
+    control = next(c for c in at.get("button_group") if c.key and c.key.startswith(f"verdict::1::{label}::"))
+    control.set_value("disagree").run()
+    at.switch_page("pages/cases.py").run()
+    at.toggle(key="audit::1").set_value(True).run()
+    assert not at.exception
+    trail = at.dataframe[-1].value
+    assert list(trail["event"]) == ["case created", "analysis run", "verdict set", "verdict changed"]
+    assert list(trail["who"]) == ["Dr Test"] * 4
+    assert "trained=False" in trail["detail"][1] and f"finding={label}" in trail["detail"][3]

@@ -215,3 +215,28 @@ def test_region_explanation_is_stored_with_the_run_and_kept(db, run) -> None:
     with pytest.raises(IntegrityError, match="append-only"):
         with db.begin() as s:
             s.execute(text("DELETE FROM region_explanations"))
+
+
+def test_every_change_leaves_an_audit_event_that_cannot_be_altered(db) -> None:
+    from storage import audit
+
+    with db.begin() as s:
+        run = repo.store_analysis(s, FACTS, prediction(), "Grad-CAM", actor="Dr A")
+        repo.record_verdict(s, run.run_id, "Mass", "agree", "Dr A")
+        repo.record_verdict(s, run.run_id, "Mass", "disagree", "Dr A")
+        repo.record_case_note(s, run.run_id, "compare with prior", "Dr B")
+        audit.record_event(s, "export_made", "Dr B", case_id=run.case_id, export="csv")
+    with db.begin() as s:
+        events = audit.events_for_case(s, run.case_id)
+    assert [e.kind for e in events] == ["case_created", "analysis_run", "verdict_set", "verdict_changed",
+                                        "case_note", "export_made"]
+    assert [e.actor for e in events] == ["Dr A", "Dr A", "Dr A", "Dr A", "Dr B", "Dr B"]
+    assert events[3].detail["replaces"] == events[2].detail["entry"]
+    assert all(e.at.tzinfo is not None for e in events)
+    for statement in ("UPDATE audit_events SET actor = 'x'", "DELETE FROM audit_events"):
+        with pytest.raises(IntegrityError, match="append-only"):
+            with db.begin() as s:
+                s.execute(text(statement))
+    with pytest.raises(ValueError, match="Unknown audit event kind"):
+        with db.begin() as s:
+            audit.record_event(s, "deleted_everything", "Dr X")

@@ -1,0 +1,46 @@
+"""The audit trail: append-only events for everything that changes what a case shows or says."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import AuditEvent
+
+KINDS = (
+    "case_created", "analysis_run", "verdict_set", "verdict_changed", "case_note",
+    "explanation_stored", "export_made", "bands_changed",
+)
+SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    event_id: int
+    at: datetime
+    actor: str
+    kind: str
+    case_id: int | None
+    run_id: int | None
+    detail: dict
+
+
+def record_event(session: Session, kind: str, actor: str | None, *, case_id: int | None = None,
+                 run_id: int | None = None, **detail: object) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"Unknown audit event kind {kind!r}; known: {KINDS}.")
+    session.add(AuditEvent(kind=kind, actor=(actor or SYSTEM)[:80], case_id=case_id, run_id=run_id,
+                           detail_json=json.dumps(detail, sort_keys=True, default=str)))
+
+
+def events_for_case(session: Session, case_id: int) -> list[AuditRecord]:
+    rows = session.scalars(select(AuditEvent).where(AuditEvent.case_id == case_id).order_by(AuditEvent.id))
+    return [
+        AuditRecord(r.id, r.at if r.at.tzinfo else r.at.replace(tzinfo=timezone.utc), r.actor, r.kind, r.case_id,
+                    r.run_id, json.loads(r.detail_json))
+        for r in rows
+    ]
