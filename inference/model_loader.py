@@ -41,12 +41,29 @@ class LoadedModel:
     trained: bool
     weights_path: str | None
     device: str
-    # Hook-based CAM methods register hooks on the shared module; they take this lock.
+    # Hook-based CAM methods (pytorch-grad-cam) run on a private copy of the network, never on
+    # ``module``: a forward hook on the shared module would also fire for every other session's
+    # plain forward pass. The lock serialises the hook users of that copy.
     hook_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _hooked_copy: list = field(default_factory=list, repr=False, compare=False)
 
-    @property
-    def weights_label(self) -> str:
-        return "trained weights" if self.trained else UNTRAINED_LABEL
+    def hooked_copy(self) -> "torch.nn.Module":
+        """The private copy for hook-based CAM methods (call with ``hook_lock`` held).
+
+        Its ``features`` end in an explicit, not in-place ReLU, the CAM target layer: the
+        activations pytorch-grad-cam records are post-ReLU on every device (torchxrayvision's own
+        in-place ReLU made them post-ReLU on CPU only, by aliasing).
+        """
+        import copy
+
+        from inference.cam_layer import PostReLU
+
+        if not self._hooked_copy:
+            clone = copy.deepcopy(self.module)
+            clone.features.add_module("cam_relu", PostReLU())
+            self._hooked_copy.append(clone.eval())
+        return self._hooked_copy[0]
+
 
 
 def pick_device() -> str:

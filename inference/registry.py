@@ -53,7 +53,7 @@ CXR_DENSENET = ModelSpec(
         0.010060724, 0.103246614, 0.056810737, 0.026791653, 0.050318155, 0.023985857,
         0.01939503, 0.042889766, 0.053369623, 0.035975814, 0.20204692, 0.05015312,
     ),
-    cam_target_layer="features.norm5",
+    cam_target_layer="features.cam_relu",  # the explicit ReLU after norm5 in the hooked copy
 )
 
 MODELS: dict[str, ModelSpec] = {CXR_DENSENET.model_id: CXR_DENSENET}

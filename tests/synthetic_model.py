@@ -24,7 +24,7 @@ SPEC = replace(
     labels=("Blob",),
     input_size=SIZE,
     op_thresholds=(0.5,),
-    cam_target_layer="features.conv3",
+    cam_target_layer="features.cam_relu",
 )
 
 

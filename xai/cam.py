@@ -7,8 +7,9 @@ ReLU, global average pooling and a linear layer, so d score_c / d A_k(i,j) is
 normalisation. The map is taken over the post-ReLU activations, as pytorch-grad-cam sees them
 (torchxrayvision applies that ReLU in place), and scaled exactly as pytorch-grad-cam scales it.
 
-The other methods run through pytorch-grad-cam, whose hooks live on the shared model: they hold
-the model's ``hook_lock`` so that two sessions never mix each other's activations.
+The other methods run through pytorch-grad-cam on a private copy of the network whose target
+layer is an explicit ReLU after ``norm5`` (``LoadedModel.hooked_copy``): hooks never sit on the
+module that other sessions' forward passes use, and one lock serialises the copy's users.
 """
 
 from __future__ import annotations
@@ -99,9 +100,11 @@ def pgc_cam(loaded: "LoadedModel", model_input: np.ndarray, method: str, label_i
 
     cam_class = _pgc_class(method)
     x = torch.from_numpy(model_input).to(loaded.device).requires_grad_(True)
-    layer = target_layer(loaded.module, loaded.spec.cam_target_layer)
-    with loaded.hook_lock, cam_class(model=loaded.module, target_layers=[layer]) as cam:
-        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(label_index)])
+    with loaded.hook_lock:
+        module = loaded.hooked_copy()
+        layer = target_layer(module, loaded.spec.cam_target_layer)
+        with cam_class(model=module, target_layers=[layer]) as cam:
+            maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(label_index)])
     return np.asarray(maps[0], dtype=np.float32)
 
 

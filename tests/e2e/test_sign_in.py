@@ -77,7 +77,7 @@ def _sign_in(page, url: str, who: str) -> None:
     expect(page.get_by_text(f"Signed in as")).to_be_visible()
 
 
-def test_two_signed_in_readers_and_the_lead(oidc_app) -> None:
+def test_two_signed_in_readers_and_the_lead(oidc_app, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     url, database_url = oidc_app
@@ -111,6 +111,20 @@ def test_two_signed_in_readers_and_the_lead(oidc_app) -> None:
         lead.get_by_text("Include untrained runs").click()
         expect(lead.get_by_test_id("stMetricValue").nth(2)).to_have_text("2")  # readers
         _shot(lead, "09-analytics-lead")
+
+        lead.goto(f"{url}/cases?case=1")
+        expect(lead.get_by_text("Case 1").first).to_be_visible()
+        with lead.expect_download() as download_info:
+            lead.get_by_role("button", name="Download case report (HTML)").click()
+        report = tmp_path / download_info.value.suggested_filename
+        download_info.value.save_as(report)
+        assert report.suffix == ".html"
+        lead.goto(report.as_uri())
+        expect(lead.get_by_role("heading", name="Case 1: AI review report")).to_be_visible()
+        expect(lead.get_by_text("reader1@hospital.test: agree")).to_be_visible()
+        expect(lead.get_by_text("reader2@hospital.test: disagree")).to_be_visible()
+        expect(lead.get_by_text("UNTRAINED WEIGHTS")).to_be_visible()
+        _shot(lead, "10-exported-report")
         browser.close()
 
     from sqlalchemy import create_engine, text

@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 from inference.analysis import analyze
 from inference.preprocess import model_input
@@ -79,6 +80,37 @@ def test_hook_based_cams_from_concurrent_sessions_do_not_mix(untrained_model, sa
     for job in jobs:
         np.testing.assert_allclose(results[job], expected[job], atol=1e-5, err_msg=str(job))
     assert not untrained_model.module.features.norm5._forward_hooks, "no hook is left on the shared model"
+
+
+def test_hook_based_cams_are_not_disturbed_by_other_sessions_plain_forwards(untrained_model, samples) -> None:
+    """Another session analysing a different image while a pgc CAM runs must not change that CAM."""
+    from inference.analysis import forward_with_features
+
+    mine = model_input(load(samples / "nih_00000001_000.png").pixels, 224)
+    other = model_input(load(samples / "tbx11k_h0001.png").pixels, 224)
+    expected = {m: pgc_cam(untrained_model, mine, m, 2) for m in ("Grad-CAM++", "Layer-CAM")}
+    stop = threading.Event()
+
+    def other_session() -> None:
+        while not stop.is_set():
+            forward_with_features(untrained_model, other)
+
+    thread = threading.Thread(target=other_session)
+    thread.start()
+    try:
+        for _ in range(3):
+            for method, reference in expected.items():
+                np.testing.assert_allclose(pgc_cam(untrained_model, mine, method, 2), reference, atol=1e-5)
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_pgc_sees_post_relu_activations_whatever_the_device(untrained_model) -> None:
+    layer = untrained_model.hooked_copy().features.cam_relu
+    x = torch.tensor([-1.0, 2.0])
+    assert torch.equal(layer(x), torch.tensor([0.0, 2.0])) and layer(x) is not x
+    assert not hasattr(untrained_model.module.features, "cam_relu"), "the shared module is unchanged"
 
 
 def test_flat_and_invalid_heatmaps_are_reported_not_drawn() -> None:
