@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inference.bands import BandConfig
+from inference.errors import CorruptImage
 from inference.model_loader import LoadedModel, import_xrv
 from inference.preprocess import display_crop, model_input
 from inference.types import CaseFacts, CamSet, Finding, Image2D, ModelIdentity, Prediction
@@ -64,6 +65,8 @@ def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> CaseAnaly
     spec = loaded.spec
     x = model_input(image.pixels, spec.input_size)
     scores, features = forward_with_features(loaded, x)
+    if not np.isfinite(scores).all():
+        raise CorruptImage("The model returned invalid scores (NaN) for this image; it is not analysed.")
     predicted = time.perf_counter()
     maps = gradcam_all_labels(features[0], loaded.module.classifier.weight, spec.input_size)
     finished = time.perf_counter()

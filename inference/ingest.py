@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import warnings
 from pathlib import PurePath
 
 import numpy as np
@@ -69,18 +68,17 @@ def decode_raster(data: bytes, filename: str, fmt: str, max_pixels: int) -> np.n
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with warnings.catch_warnings():
-            # Pillow warns on very large images before our own limit is checked: treat it as an error here.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise InputTooLarge(
-                    f"{filename} is {width}x{height} pixels, over the limit of {max_pixels / 1e6:.0f} "
-                    "megapixels. Export the radiograph at a normal diagnostic resolution."
-                )
-            image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Image.open reads only the header; our limit is checked before any pixel is decoded.
+        # (Pillow's own bomb check raises beyond twice its limit; no warning filter is touched.)
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise InputTooLarge(
+                f"{filename} is {width}x{height} pixels, over the limit of {max_pixels / 1e6:.0f} "
+                "megapixels. Export the radiograph at a normal diagnostic resolution."
+            )
+        image.load()
+    except Image.DecompressionBombError:
         raise InputTooLarge(
             f"{filename} declares an image far larger than the {max_pixels / 1e6:.0f} megapixel limit "
             "and was not decoded (possible decompression bomb)."
@@ -134,6 +132,10 @@ def load_image(
     if fmt == "dicom":
         from inference.ingest_dicom import decode_dicom
 
-        return decode_dicom(data, filename, sha, max_pixels=max_pixels, hash_key=hash_key)
-    pixels = decode_raster(data, filename, fmt, max_pixels)
-    return Image2D(pixels=pixels, facts=CaseFacts(input_sha256=sha, source_format=fmt, modality="image"))
+        image = decode_dicom(data, filename, sha, max_pixels=max_pixels, hash_key=hash_key)
+    else:
+        pixels = decode_raster(data, filename, fmt, max_pixels)
+        image = Image2D(pixels=pixels, facts=CaseFacts(input_sha256=sha, source_format=fmt, modality="image"))
+    if not np.isfinite(image.pixels).all():
+        raise CorruptImage(f"{filename} has invalid pixel values (NaN or infinity) and cannot be analysed.")
+    return image

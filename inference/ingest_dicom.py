@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import warnings
 
 import numpy as np
 
@@ -41,20 +40,18 @@ def _read_dataset(data: bytes, filename: str):
     from pydicom.errors import InvalidDicomError
 
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            ds = pydicom.dcmread(io.BytesIO(data))
+        return pydicom.dcmread(io.BytesIO(data))
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
         raise CorruptImage(
             f"{filename} is a damaged or truncated DICOM file and cannot be read ({type(exc).__name__}). "
             "Export it again from PACS."
         ) from None
-    if any("End of file reached" in str(w.message) for w in caught):
-        raise CorruptImage(f"{filename} is a truncated DICOM file (it ends early). Export it again from PACS.")
-    return ds
 
 
 def _check_is_radiograph(ds, filename: str) -> tuple[str, ...]:
+    if "SOPClassUID" not in ds and "Modality" not in ds and "Rows" not in ds:
+        # pydicom returns an empty dataset when the file is cut inside its pixel data.
+        raise CorruptImage(f"{filename} is a damaged or truncated DICOM file (no readable content). Export it again from PACS.")
     if not any(tag in ds for tag in _PIXEL_TAGS):
         if "Rows" in ds and "Columns" in ds:
             raise CorruptImage(
@@ -84,10 +81,16 @@ def _check_is_radiograph(ds, filename: str) -> tuple[str, ...]:
 def _pixels(ds, filename: str, max_pixels: int) -> tuple[np.ndarray, tuple[str, ...]]:
     """Stored pixel values of the (first) frame; colour images come back already as 0..255 gray."""
     rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
-    if rows * cols > max_pixels:
-        raise InputTooLarge(f"{filename} is {cols}x{rows} pixels, over the {max_pixels / 1e6:.0f} megapixel limit.")
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if rows * cols * frames > max_pixels:
+        raise InputTooLarge(
+            f"{filename} holds {frames} frame(s) of {cols}x{rows} pixels, over the {max_pixels / 1e6:.0f} "
+            "megapixel limit."
+        )
     try:
-        arr = ds.pixel_array
+        from pydicom.pixels import pixel_array
+
+        arr = pixel_array(ds, index=0) if frames > 1 else ds.pixel_array
     except (NotImplementedError, RuntimeError) as exc:
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(syntax, "name", str(syntax))
@@ -100,9 +103,7 @@ def _pixels(ds, filename: str, max_pixels: int) -> tuple[np.ndarray, tuple[str, 
             f"{filename} has damaged or truncated pixel data ({exc}). Export it again from PACS."
         ) from None
     notes: list[str] = []
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if frames > 1:
-        arr = arr[0]
         notes.append(f"Multi-frame DICOM ({frames} frames): the first frame is shown and analysed.")
     if arr.ndim == 3:  # colour radiograph (RGB after pydicom's YBR conversion)
         rgb = arr[..., :3].astype(np.float32)
@@ -129,6 +130,8 @@ def to_display_gray(arr: np.ndarray, ds) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut, apply_voi
 
     values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise CorruptImage("The DICOM has invalid pixel values (NaN or infinity) and cannot be analysed.")
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
         rescaled = float(getattr(ds, "RescaleSlope", 1) or 1) != 1 or float(getattr(ds, "RescaleIntercept", 0) or 0) != 0
         # The VOI LUT is indexed by modality values, which are integers in practice.

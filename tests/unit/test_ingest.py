@@ -211,3 +211,41 @@ def test_decompression_bomb_is_refused_before_decoding(side: int) -> None:
 def test_upload_over_byte_limit(samples: Path) -> None:
     with pytest.raises(InputTooLarge, match="upload limit"):
         ingest(NIH_BYTES(samples), "big.png", max_bytes=1000)
+
+
+def test_non_finite_pixels_are_refused(samples: Path) -> None:
+    ds = _siim(samples)
+    values = ds.pixel_array.astype(np.float32)
+    values[10, 10] = np.nan
+    ds.FloatPixelData = values.tobytes()
+    del ds.PixelData
+    ds.BitsAllocated = 32
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    with pytest.raises(CorruptImage, match="invalid pixel values"):
+        ingest(_dicom_bytes(ds), "nan.dcm")
+
+
+def test_multi_frame_size_counts_every_frame(samples: Path) -> None:
+    ds = _siim(samples)
+    ds.decompress()
+    frame = ds.pixel_array
+    ds.NumberOfFrames = 3
+    ds.PixelData = np.stack([frame, frame, frame]).tobytes()
+    data = _dicom_bytes(ds)
+    image = ingest(data, "three_frames.dcm")
+    assert image.shape == (1024, 1024) and any("3 frames" in n for n in image.facts.notes)
+    with pytest.raises(InputTooLarge, match="3 frame"):
+        ingest(data, "three_frames.dcm", max_pixels=2 * 1024 * 1024)
+
+
+def test_decoding_leaves_the_warning_filters_alone(samples: Path) -> None:
+    import warnings
+
+    before = list(warnings.filters)
+    data = (samples / "siim_sample.dcm").read_bytes()
+    ingest(data, "ok.dcm")
+    with pytest.raises(CorruptImage):
+        ingest(data[: len(data) // 2], "cut.dcm")
+    with pytest.raises(InputTooLarge):
+        ingest(_png_claiming(10_000, 10_000), "bomb.png")
+    assert list(warnings.filters) == before
