@@ -6,6 +6,7 @@ import logging
 
 import streamlit as st
 
+from inference.errors import ReviewError
 from ui import sidebar
 from ui.identity import require_sign_in
 
@@ -24,5 +25,9 @@ navigation = st.navigation(
         st.Page("pages/about.py", title="About", icon=":material/info:", url_path="about"),
     ]
 )
-sidebar.render()
-navigation.run()
+try:
+    sidebar.render()
+    navigation.run()
+except ReviewError as problem:
+    # The page edge: set-up and storage problems are shown as what to do, never as a traceback.
+    st.error(str(problem))

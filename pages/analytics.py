@@ -22,7 +22,7 @@ today = datetime.now(timezone.utc).date()
 filters = st.columns([2, 2, 2, 1.4])
 dates = filters[0].date_input("Verdicts between", (today - timedelta(days=90), today), key="an_dates")
 include_untrained = filters[3].toggle("Include untrained runs", value=False, key="an_untrained")
-with cache.database().begin() as session:
+with cache.transaction() as session:
     everything = reporting.current_verdict_facts(session, include_untrained=include_untrained)
     windows = reporting.first_and_last_verdict_times(session)
 model = filters[1].selectbox("Model", ["all"] + sorted({f.model_id for f in everything}), key="an_model")
@@ -122,7 +122,7 @@ st.subheader("Exports")
 
 def _runs_json() -> bytes:
     """Built only when the button is pressed (a download callable), not on every rerun."""
-    with cache.database().begin() as session:
+    with cache.transaction() as session:
         runs = [
             (repository.get_run(session, run_id), repository.verdict_history(session, run_id),
              repository.case_note_history(session, run_id))

@@ -14,7 +14,7 @@ from ui.verdicts import history_table, verdict_panel
 
 st.title("Case review")
 
-with cache.database().begin() as session:
+with cache.transaction() as session:
     cases = reporting.worklist(session)
 if not cases:
     st.info("No cases yet. Analyse a chest X-ray on the Review page and it appears here.")
@@ -30,7 +30,7 @@ case_id = st.selectbox(
 )
 st.query_params["case"] = str(case_id)
 
-with cache.database().begin() as session:
+with cache.transaction() as session:
     run = repository.get_run(session, by_id[case_id].run_id)
 if run is None:
     st.error("This case's analysis could not be found; it may have been removed by an administrator.")
@@ -60,7 +60,7 @@ st.plotly_chart(
 )
 st.caption(band_legend_text())
 verdict_panel(run.run_id, ranked, run.trained, with_heatmap=False, scope="cases")
-with cache.database().begin() as session:
+with cache.transaction() as session:
     explanation = repository.get_region_explanation(session, run.run_id)
 if explanation is not None:
     st.subheader("Region SHAP stored with this run")
@@ -80,7 +80,7 @@ history_table(run.run_id)
 
 
 def _report() -> bytes:
-    with cache.database().begin() as session:
+    with cache.transaction() as session:
         return exports.case_report_html(
             run, repository.verdict_history(session, run.run_id), repository.case_note_history(session, run.run_id)
         )
@@ -90,7 +90,7 @@ st.download_button("Download case report (HTML)", _report, file_name=f"case-{cas
                    mime="text/html", on_click=cache.record_export, args=("case report (HTML)", case_id))
 
 if st.toggle("Show the audit trail", key=f"audit::{case_id}"):
-    with cache.database().begin() as session:
+    with cache.transaction() as session:
         events = audit.events_for_case(session, case_id)
     st.dataframe(
         [

@@ -34,8 +34,8 @@ if upload is None:
 data = upload.getvalue()
 hashes = st.session_state.setdefault("upload_sha256", {})
 sha = hashes.get(upload.file_id) or hashes.setdefault(upload.file_id, hashlib.sha256(data).hexdigest())
-bands = cache.band_config()
 try:
+    bands = cache.band_config()
     analysis = cache.case_analysis(
         sha, upload.name, loaded.spec.model_id, loaded.weights_sha256, bands.version, data, loaded, bands
     )
@@ -47,7 +47,7 @@ run_key = f"{sha}:{loaded.weights_sha256}:{bands.version}"
 run_ids = st.session_state.setdefault(RUN_IDS, {})
 if run_key not in run_ids:
     try:
-        with cache.database().begin() as session:
+        with cache.transaction() as session:
             run_ids[run_key] = repository.store_analysis(
                 session, analysis.facts, analysis.prediction, CLOSED_FORM_METHOD, actor=reviewer() or None
             ).run_id

@@ -9,7 +9,7 @@ from storage import reporting
 from ui import cache
 
 st.title("Worklist")
-with cache.database().begin() as session:
+with cache.transaction() as session:
     rows = reporting.worklist(session)
 if not rows:
     st.info("No cases yet. Analyse a chest X-ray on the Review page and it appears here.")

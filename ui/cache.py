@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import streamlit as st
@@ -20,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inference.bands import BandConfig, load_band_config
 from inference.deid import KEY_ENV, load_or_create_key
-from inference.errors import WeightsInvalid, WeightsMissing
+from inference.errors import ReviewError, WeightsInvalid, WeightsMissing
 from inference.model_loader import LoadedModel, load_model
 from inference.registry import CXR_DENSENET
 from inference.settings import Settings, load_settings
@@ -57,9 +59,12 @@ def try_download(settings: Settings) -> None:
         try:
             download_weights(spec, settings, progress=lambda f, text: bar.progress(f, text=text))
             _download_attempts().pop(spec.model_id, None)
-        except WeightsMissing as exc:
+        except (WeightsMissing, WeightsInvalid) as exc:
             _download_attempts()[spec.model_id] = str(exc)
             log.warning("Weights download failed: %s", exc)
+        except OSError as exc:  # disk full, weights folder not writable
+            _download_attempts()[spec.model_id] = f"the weights could not be saved ({exc.strerror or exc})."
+            log.warning("Weights download could not be saved: %s", exc)
         finally:
             bar.empty()
 
@@ -88,13 +93,48 @@ def forget_download_attempt() -> None:
 
 @st.cache_resource(show_spinner=False)
 def _sessionmaker(url: str) -> sessionmaker[Session]:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from inference.errors import StorageError
     from storage.db import open_database
 
-    return open_database(url)
+    try:
+        return open_database(url)
+    except (OSError, SQLAlchemyError) as exc:
+        where = make_url(url).render_as_string(hide_password=True)
+        log.exception("Cannot open the review database at %s", where)
+        raise StorageError(
+            f"The review database at {where} cannot be opened ({type(exc).__name__}), so nothing can be "
+            "stored. Check DATABASE_URL and that the folder is writable, or tell IT."
+        ) from exc
 
 
 def database() -> sessionmaker[Session]:
     return _sessionmaker(load_settings().database_url)
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """A database transaction whose failures reach the page as a StorageError it can show."""
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+    from inference.errors import StorageError
+
+    try:
+        with database().begin() as session:
+            yield session
+    except OperationalError as exc:
+        log.exception("Database unavailable")
+        raise StorageError(
+            "The review database is busy or unavailable, so nothing was saved. Try again in a moment; "
+            "if it persists, tell IT (details are in the server log)."
+        ) from exc
+    except SQLAlchemyError as exc:
+        if isinstance(exc.__cause__, ReviewError) or isinstance(exc, ReviewError):
+            raise
+        log.exception("Database error")
+        raise StorageError("The review database refused the change, so nothing was saved (details are in the server log).") from exc
 
 
 @st.cache_resource(show_spinner=False)
@@ -132,7 +172,7 @@ def patient_hash_key() -> bytes:
     return _patient_hash_key(str(load_settings().patient_key_file), _secret_key())
 
 
-@st.cache_data(max_entries=32, show_spinner="Reading the image and running the model…")
+@st.cache_data(max_entries=128, show_spinner="Reading the image and running the model…")
 def case_analysis(input_sha256: str, filename: str, model_id: str, weights_sha256: str, bands_version: str,
                   _data: bytes, _loaded: LoadedModel, _bands: BandConfig):
     """Decode, predict and compute every Grad-CAM for one upload; cached per input and model."""
@@ -150,7 +190,7 @@ def case_analysis(input_sha256: str, filename: str, model_id: str, weights_sha25
     return analyze(_loaded, image, _bands)
 
 
-@st.cache_data(max_entries=64, show_spinner="Computing the heatmap…")
+@st.cache_data(max_entries=512, show_spinner="Computing the heatmap…")
 def cam_map(input_sha256: str, weights_sha256: str, method: str, label_index: int,
             _loaded: LoadedModel, _model_input: np.ndarray) -> np.ndarray:
     """One label's heatmap for a pytorch-grad-cam method other than the closed-form Grad-CAM."""
@@ -202,7 +242,7 @@ def start_region_shap(analysis, loaded: LoadedModel, run_id: int):
     return jobs().submit(region_shap_key(analysis.facts.input_sha256, loaded.weights_sha256, run_id), work)
 
 
-@st.cache_data(max_entries=128, show_spinner="Checking how much the score depends on the highlighted pixels…")
+@st.cache_data(max_entries=512, show_spinner="Checking how much the score depends on the highlighted pixels…")
 def faithfulness(input_sha256: str, weights_sha256: str, methods: tuple[str, ...], label_index: int,
                  _loaded: LoadedModel, _model_input: np.ndarray, _cams: tuple[np.ndarray, ...]):
     from inference.analysis import score_batch
@@ -216,5 +256,5 @@ def record_export(kind: str, case_id: int | None = None) -> None:
     from storage import audit
     from ui.session import reviewer
 
-    with database().begin() as session:
+    with transaction() as session:
         audit.record_event(session, "export_made", reviewer() or None, case_id=case_id, export=kind)

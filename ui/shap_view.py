@@ -17,7 +17,7 @@ from xai.regions import grid_regions
 
 
 def _stored(run_id: int) -> RegionExplanation | None:
-    with cache.database().begin() as session:
+    with cache.transaction() as session:
         return repository.get_region_explanation(session, run_id)
 
 

@@ -27,7 +27,7 @@ def _store(run_id: int, label: str, verdict: str, name: str, note: str, with_hea
     # Record which heatmap method the reviewer had on screen, if any.
     cam_method = st.session_state.get(CAM_METHOD_KEY) if with_heatmap else None
     try:
-        with cache.database().begin() as session:
+        with cache.transaction() as session:
             repository.record_verdict(session, run_id, label, verdict, name, note, cam_method)
     except ReviewError as exc:
         st.session_state[_FEEDBACK] = ("error", str(exc))
@@ -57,7 +57,7 @@ def _on_note(run_id: int, name: str, target_key: str, text_key: str, with_heatma
 
 def _save_case_note(run_id: int, key: str) -> None:
     try:
-        with cache.database().begin() as session:
+        with cache.transaction() as session:
             saved = repository.record_case_note(session, run_id, st.session_state.get(key, ""), reviewer())
         st.session_state[_FEEDBACK] = ("ok", "Case note saved.") if saved else ("info", "The case note is unchanged.")
     except ReviewError as exc:
@@ -81,7 +81,7 @@ def verdict_panel(run_id: int, findings: Sequence[Finding], trained: bool, with_
     name = reviewer()
     if not name:
         st.info("Enter your name in the sidebar to record verdicts.")
-    with cache.database().begin() as session:
+    with cache.transaction() as session:
         mine = {v.finding_label: v for v in repository.current_verdicts(session, run_id, name)} if name else {}
     _show_feedback()
     labels = dict(CHOICES)
@@ -125,7 +125,7 @@ def verdict_panel(run_id: int, findings: Sequence[Finding], trained: bool, with_
 def _case_note(run_id: int, name: str, scope: str) -> None:
     key = f"{scope}::case_note::{run_id}::{name}"
     if name and key not in st.session_state:
-        with cache.database().begin() as session:
+        with cache.transaction() as session:
             current = repository.current_case_note(session, run_id, name)
         st.session_state[key] = current.note if current else ""
     st.text_area("Case note", key=key, max_chars=repository.MAX_NOTE_CHARS, disabled=not name)
@@ -135,7 +135,7 @@ def _case_note(run_id: int, name: str, scope: str) -> None:
 
 def history_table(run_id: int) -> None:
     """Every verdict and case note ever recorded for the run, oldest first (text, never HTML)."""
-    with cache.database().begin() as session:
+    with cache.transaction() as session:
         verdicts = repository.verdict_history(session, run_id)
         notes = repository.case_note_history(session, run_id)
     if not verdicts and not notes:

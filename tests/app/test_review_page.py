@@ -199,3 +199,22 @@ def test_identifiers_in_a_dicom_never_reach_the_database_or_the_screen(untrained
         assert value not in shown and value not in stored, value
     assert "pk-" in stored, "only the keyed hash of PatientID is kept"
     assert "view \\<b\\>PA\\</b\\>" in shown, "text from the file is escaped, never rendered"
+
+
+def test_a_broken_bands_file_is_explained_not_a_traceback(untrained_env, samples: Path, tmp_path, monkeypatch) -> None:
+    broken = tmp_path / "bands.json"
+    broken.write_text('{"version": "x", "modalities": {"cxr": {"default": {"low": 0.6, "high": 0.5, "critical": 0.9}}}}')
+    monkeypatch.setenv("BANDS_CONFIG", str(broken))
+    at = new_app()
+    at.run()
+    upload(at, samples / "nih_00000001_000.png")
+    assert any("low < high < critical" in e.value for e in at.error)
+
+
+def test_a_database_that_cannot_be_written_is_explained(untrained_env, samples: Path, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'missing-dir' / 'sub' / 'x.sqlite3'}")
+    (tmp_path / "missing-dir").write_text("a file where a folder should be")
+    at = new_app()
+    at.run()
+    upload(at, samples / "nih_00000001_000.png")
+    assert any("review database" in e.value and "cannot be opened" in e.value for e in at.error)
