@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from inference.errors import ConfigError
@@ -27,15 +28,35 @@ def load_or_create_key(key_file: Path, explicit: str | None = None) -> bytes:
         if len(explicit) < 16:
             raise ConfigError(f"{KEY_ENV} must be at least 16 characters long, got {len(explicit)}.")
         return explicit.encode()
-    if key_file.is_file():
-        return key_file.read_bytes().strip()
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32).encode()
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
-    log.info("Created a patient-ID hashing key at %s; back it up with the database.", key_file)
+    if not key_file.is_file():
+        _create_key_file(key_file)
+    key = key_file.read_bytes().strip()
+    if len(key) < 32:
+        raise ConfigError(
+            f"The patient-ID hashing key in {key_file} is too short ({len(key)} bytes); restore it from "
+            f"backup or set {KEY_ENV}. Without the original key, stored patient keys no longer match."
+        )
     return key
+
+
+def _create_key_file(key_file: Path) -> None:
+    """Write a new random key atomically: another process starting at the same moment either
+    sees no file or the whole key, and the first writer's key wins."""
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=key_file.parent, prefix=".key-")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_hex(32).encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, key_file)  # fails if another process created it first
+            log.info("Created a patient-ID hashing key at %s; back it up with the database.", key_file)
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)
 
 
 def patient_key(patient_id: str | None, key: bytes) -> str | None:

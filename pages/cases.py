@@ -7,7 +7,7 @@ import streamlit as st
 from analytics import exports
 from storage import audit, reporting, repository
 from ui import cache
-from ui.charts import band_legend_text, shap_waterfall
+from ui.charts import band_legend_text, score_text, shap_waterfall
 from ui.model_status import UNTRAINED_LABEL
 from ui.text import md_escape
 from ui.verdicts import history_table, verdict_panel
@@ -67,7 +67,7 @@ if explanation is not None:
     shown = st.selectbox("Finding", [f.label for f in ranked], key=f"cases_shap_finding::{run.run_id}")
     values, base, score = explanation.for_label(shown)
     if explanation.is_flat(shown):
-        st.info(f"No region changes the {shown} score: hiding any of them leaves it at {score:.3f}.")
+        st.info(f"No region changes the {shown} score: hiding any of them leaves it at {score_text(score, run.trained)}.")
     else:
         st.plotly_chart(
             shap_waterfall(explanation.region_names, values.tolist(), base, score, shown, run.trained),

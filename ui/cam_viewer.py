@@ -10,7 +10,7 @@ import numpy as np
 import streamlit as st
 
 from inference.analysis import CaseAnalysis
-from inference.model_loader import LoadedModel
+from inference.model_loader import UNTRAINED_LABEL, LoadedModel
 from ui import cache
 from ui.session import CAM_METHOD_KEY
 from xai.cam import CAM_METHODS, CLOSED_FORM_METHOD, heatmap_problem
@@ -37,10 +37,11 @@ def faithfulness_for(analysis: CaseAnalysis, loaded: LoadedModel, methods: tuple
                               loaded.spec.labels.index(label), loaded, analysis.model_input, cams)
 
 
-def faithfulness_text(result: Faithfulness) -> str:
+def faithfulness_text(result: Faithfulness, trained: bool) -> str:
     if result.score is None:
         return f"Faithfulness: not scored ({result.problem})"
-    return (
+    prefix = "" if trained else "Untrained weights, meaningless: "
+    return prefix + (
         f"Faithfulness {result.score:+.3f}: blurring the top {TOP_FRACTION:.0%} of this heatmap lowers the "
         f"score by {result.drop_top:.3f}, blurring random pixels of the same area by {result.drop_random:.3f}."
     )
@@ -53,7 +54,7 @@ def cam_viewer(analysis: CaseAnalysis, loaded: LoadedModel, label: str) -> None:
     colormap = controls[1].selectbox("Colormap", COLORMAPS, key="cam_colormap")
     opacity = controls[2].slider("Opacity", *OPACITY_RANGE, value=0.45, step=0.05, key="cam_opacity")
     cam = selected_map(analysis, loaded, method, label)
-    tag = "" if loaded.trained else " — untrained weights: scores are meaningless, for interface testing only"
+    tag = "" if loaded.trained else f" — {UNTRAINED_LABEL}"
     left, right = st.columns(2)
     left.image(analysis.display_png, caption="Image (the square centre crop the model sees)", width="stretch",
                output_format="PNG")
@@ -65,7 +66,7 @@ def cam_viewer(analysis: CaseAnalysis, loaded: LoadedModel, label: str) -> None:
                     caption=f"{method} for {label}{tag}", width="stretch", output_format="JPEG")
         right.image(legend_png(colormap), width="stretch", output_format="PNG")
         right.caption("colour scale: low contribution (left) → high contribution (right)")
-        right.caption(faithfulness_text(faithfulness_for(analysis, loaded, (method,), label)[method]))
+        right.caption(faithfulness_text(faithfulness_for(analysis, loaded, (method,), label)[method], loaded.trained))
     if not loaded.trained:
         st.error("Heatmap from untrained weights: it shows nothing about disease.")
     st.caption(CAM_MEANING)
@@ -75,6 +76,8 @@ def compare_methods(analysis: CaseAnalysis, loaded: LoadedModel, label: str, col
     """Every offered method side by side for one finding, each with its faithfulness score."""
     scores = faithfulness_for(analysis, loaded, CAM_METHODS, label)
     ranked = sorted(CAM_METHODS, key=lambda m: -(scores[m].score if scores[m].score is not None else -np.inf))
+    if not loaded.trained:
+        st.error("Heatmaps and faithfulness scores from untrained weights: they show nothing about disease.")
     st.caption(
         f"Ranked by faithfulness for {label}: how much more the score drops when the method's top "
         f"{TOP_FRACTION:.0%} pixels are blurred than when random pixels are."
@@ -84,6 +87,8 @@ def compare_methods(analysis: CaseAnalysis, loaded: LoadedModel, label: str, col
             cam = selected_map(analysis, loaded, method, label)
             result = scores[method]
             heading = f"{method}: {result.score:+.3f}" if result.score is not None else f"{method}: not scored"
+            if not loaded.trained:
+                heading += " (untrained weights: meaningless)"
             if heatmap_problem(cam):
                 column.warning(f"{heading}. {heatmap_problem(cam)}")
                 continue

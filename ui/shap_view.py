@@ -7,10 +7,10 @@ import numpy as np
 import streamlit as st
 
 from inference.analysis import CaseAnalysis
-from inference.model_loader import LoadedModel
+from inference.model_loader import UNTRAINED_LABEL, LoadedModel
 from storage import repository
 from ui import cache
-from ui.charts import shap_waterfall
+from ui.charts import score_text, shap_waterfall
 from xai.overlay import diverging_legend_png, png_bytes, region_value_map
 from xai.region_shap import RegionExplanation
 from xai.regions import grid_regions
@@ -57,8 +57,8 @@ def _explanation(analysis: CaseAnalysis, loaded: LoadedModel, result: RegionExpl
     values, base, score = result.for_label(label)
     if result.is_flat(label):
         st.info(
-            f"No region changes the {label} score: hiding any of them leaves it at {score:.3f}. "
-            "There is nothing for a waterfall to show."
+            f"No region changes the {label} score: hiding any of them leaves it at "
+            f"{score_text(score, loaded.trained)}. There is nothing for a waterfall to show."
         )
         return
     left, right = st.columns([1.3, 1])
@@ -69,7 +69,7 @@ def _explanation(analysis: CaseAnalysis, loaded: LoadedModel, result: RegionExpl
     )
     regions = grid_regions(loaded.spec.input_size)
     tinted, limit = region_value_map(analysis.display, regions.label_map, np.asarray(values))
-    right.image(png_bytes(tinted), caption=f"Regions tinted by their effect on {label}", width="stretch",
+    right.image(png_bytes(tinted), caption=f"Regions tinted by their effect on {label}" + ("" if loaded.trained else f" — {UNTRAINED_LABEL}"), width="stretch",
                 output_format="PNG")
     right.image(diverging_legend_png(), width="stretch", output_format="PNG")
     right.caption(f"blue: lowers the score (down to −{limit:.3f}) · red: raises it (up to +{limit:.3f})")

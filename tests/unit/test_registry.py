@@ -19,12 +19,21 @@ def test_registry_matches_torchxrayvision() -> None:
 
 
 def test_importing_torchxrayvision_leaves_warning_filters_alone() -> None:
-    import warnings
+    """torchxrayvision calls warnings.filterwarnings("ignore") at import; ours must undo it.
+    Checked in a fresh interpreter, where the import really happens."""
+    import subprocess
+    import sys
 
-    before = list(warnings.filters)
-    import_xrv()
-    assert ("ignore", None, Warning, None, 0) not in warnings.filters
-    assert list(warnings.filters) == before
+    from tests.conftest import PROJECT
+
+    code = (
+        "import warnings; before = list(warnings.filters)\n"
+        "from inference.model_loader import import_xrv; import_xrv()\n"
+        "import torchxrayvision\n"
+        "assert list(warnings.filters) == before, warnings.filters[:3]\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_lookup() -> None:
