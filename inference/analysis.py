@@ -78,7 +78,7 @@ def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> CaseAnaly
     prediction = Prediction(
         findings=findings,
         model=identity,
-        bands_version=bands.version,
+        bands_version=bands.identity,
         thresholds=bands.snapshot(spec.modality, list(spec.labels)),
         timing_ms=(predicted - started) * 1000.0,
     )

@@ -6,6 +6,7 @@ elsewhere). Every stored run records the version and the exact thresholds the re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -66,6 +67,13 @@ class BandConfig:
     source: str
     default: Mapping[str, Thresholds]
     per_finding: Mapping[str, Mapping[str, Thresholds]]
+    fingerprint: str = ""  # hash of the thresholds themselves
+
+    @property
+    def identity(self) -> str:
+        """What runs record: the file's version plus a hash of its content, so an edit that forgot
+        to bump the version still gives a new identity (and never reuses an old run)."""
+        return f"{self.version}+{self.fingerprint}" if self.fingerprint else self.version
 
     def thresholds(self, modality: str, finding: str) -> Thresholds:
         if modality not in self.default:
@@ -106,11 +114,13 @@ def parse_band_config(data: object, source: str) -> BandConfig:
         per_finding[modality] = MappingProxyType(
             {name: _thresholds(t, f"{source}: {modality}.findings.{name}") for name, t in findings.items()}
         )
+    canonical = json.dumps(modalities, sort_keys=True, separators=(",", ":"))
     return BandConfig(
         version=data["version"],
         source=source,
         default=MappingProxyType(default),
         per_finding=MappingProxyType(per_finding),
+        fingerprint=hashlib.sha256(canonical.encode()).hexdigest()[:8],
     )
 
 

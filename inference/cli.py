@@ -58,14 +58,20 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "image"
 
 
-def _write_cams(cam_dir: Path, source: Path, analysis, colormap: str = "jet", opacity: float = 0.45) -> None:
+def _write_cams(cam_dir: Path, index: int, source: Path, analysis, colormap: str = "jet", opacity: float = 0.45) -> None:
+    """One overlay PNG per finding, named by input position, file name and input hash (so two
+    inputs called x.png never overwrite each other) and marked UNTRAINED when they are."""
     from xai.overlay import overlay, png_bytes
 
-    cam_dir.mkdir(parents=True, exist_ok=True)
-    stem = _safe_name(source.stem)
-    for label in analysis.gradcam.labels:
-        image = overlay(analysis.display, analysis.gradcam.map_for(label), colormap, opacity)
-        (cam_dir / f"{stem}__{_safe_name(label)}.png").write_bytes(png_bytes(image))
+    tag = "" if analysis.prediction.model.trained else "__UNTRAINED"
+    stem = f"{index:03d}_{_safe_name(source.stem)}_{analysis.facts.input_sha256[:8]}"
+    try:
+        cam_dir.mkdir(parents=True, exist_ok=True)
+        for label in analysis.gradcam.labels:
+            image = overlay(analysis.display, analysis.gradcam.map_for(label), colormap, opacity)
+            (cam_dir / f"{stem}__{_safe_name(label)}{tag}.png").write_bytes(png_bytes(image))
+    except OSError as exc:
+        raise ReviewError(f"cannot write heatmaps to {cam_dir}: {exc.strerror or exc}") from None
 
 
 def _result(path: Path, analysis) -> dict:
@@ -116,7 +122,7 @@ def analyze_files(args: argparse.Namespace, out: TextIO) -> int:
             _emit({"file": str(path), "error": str(exc)}, args.json, out)
         return 1
     failures = 0
-    for path in args.files:
+    for index, path in enumerate(args.files, start=1):
         try:
             try:
                 data = path.read_bytes()
@@ -128,7 +134,7 @@ def analyze_files(args: argparse.Namespace, out: TextIO) -> int:
             )
             analysis = analyze(loaded, image, bands)
             if args.cam_dir is not None:
-                _write_cams(args.cam_dir, path, analysis)
+                _write_cams(args.cam_dir, index, path, analysis)
             result = _result(path, analysis)
         except ReviewError as exc:
             failures += 1

@@ -37,13 +37,13 @@ sha = hashes.get(upload.file_id) or hashes.setdefault(upload.file_id, hashlib.sh
 try:
     bands = cache.band_config()
     analysis = cache.case_analysis(
-        sha, upload.name, loaded.spec.model_id, loaded.weights_sha256, bands.version, data, loaded, bands
+        sha, upload.name, loaded.spec.model_id, loaded.weights_sha256, bands.identity, data, loaded, bands
     )
 except ReviewError as exc:
     st.error(str(exc))
     st.stop()
 
-run_key = f"{sha}:{loaded.weights_sha256}:{bands.version}"
+run_key = f"{sha}:{loaded.weights_sha256}:{bands.identity}"
 run_ids = st.session_state.setdefault(RUN_IDS, {})
 if run_key not in run_ids:
     try:

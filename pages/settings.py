@@ -22,7 +22,7 @@ try:
 except ReviewError as exc:
     st.error(str(exc))
     st.stop()
-st.markdown(f"Version **{bands.version}** from `{bands.source}`")
+st.markdown(f"Version **{bands.version}** (content fingerprint {bands.fingerprint}, recorded with every run as `{bands.identity}`) from `{bands.source}`")
 st.caption(
     "Scores are calibrated so that 0.5 is each finding's operating point. Below low: negative; "
     "low to high: indeterminate; high to critical: positive; at or above critical: critical."

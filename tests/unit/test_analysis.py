@@ -32,7 +32,7 @@ def test_all_eighteen_findings_with_bands_and_identity(samples, untrained_model,
     assert prediction.model.trained is False
     assert prediction.model.model_id == CXR_DENSENET.model_id
     assert prediction.model.weights_sha256 == untrained_model.weights_sha256
-    assert prediction.bands_version == bands.version
+    assert prediction.bands_version == bands.identity and bands.identity.startswith(bands.version + "+")
     assert len({round(f.score, 3) for f in prediction.findings}) > 5, "scores are not saturated"
     ranked = prediction.ranked()
     criticals = [f for f in ranked if f.band is Band.CRITICAL]

@@ -66,3 +66,11 @@ def test_missing_or_broken_file(tmp_path: Path) -> None:
 def test_unknown_modality_is_an_error(bands) -> None:
     with pytest.raises(ConfigError, match="modality 'mri'"):
         bands.thresholds("mri", "Mass")
+
+
+def test_an_edit_without_a_new_version_still_changes_the_identity() -> None:
+    base = {"version": "same", "modalities": {"cxr": {"default": {"low": 0.3, "high": 0.5, "critical": 0.8}}}}
+    edited = {"version": "same", "modalities": {"cxr": {"default": {"low": 0.3, "high": 0.5, "critical": 0.9}}}}
+    first, second = parse_band_config(base, "a"), parse_band_config(edited, "b")
+    assert first.version == second.version and first.identity != second.identity
+    assert parse_band_config(base, "c").identity == first.identity

@@ -47,7 +47,22 @@ def test_analyze_good_and_bad_files_in_one_batch(samples: Path, tmp_path: Path) 
     assert "cannot read the file" in messages[4]
     assert all("\n" not in m for m in messages)
     cams = sorted((tmp_path / "cams").glob("*.png"))
-    assert len(cams) == 36 and any("nih_00000001_000__Effusion" in c.name for c in cams)
+    assert len(cams) == 36 and all(c.name.endswith("__UNTRAINED.png") for c in cams)
+    assert any(c.name.startswith("001_nih_00000001_000_") and "__Effusion__" in c.name for c in cams)
+
+
+def test_same_names_do_not_overwrite_and_a_bad_cam_dir_is_a_per_file_error(samples: Path, tmp_path: Path) -> None:
+    for folder, source in (("a", "nih_00000001_000.png"), ("b", "tbx11k_h0001.png")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.png").write_bytes((samples / source).read_bytes())
+    done = run_cli("analyze", str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png"), "--json",
+                   "--allow-untrained", "--cam-dir", str(tmp_path / "cams"))
+    assert done.returncode == 0 and len(list((tmp_path / "cams").glob("*.png"))) == 36
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    done = run_cli("analyze", str(tmp_path / "a" / "x.png"), "--json", "--allow-untrained", "--cam-dir", str(blocked))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "cannot write heatmaps" in json.loads(done.stdout)["error"]
 
 
 def test_all_good_files_exit_zero_and_human_output_labels_untrained(samples: Path) -> None:
