@@ -134,3 +134,30 @@ def load_band_config(path: Path) -> BandConfig:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON: line {exc.lineno}: {exc.msg}.") from None
     return parse_band_config(data, str(path))
+
+
+def to_document(config: BandConfig) -> dict:
+    """The JSON document for a configuration (the inverse of ``parse_band_config``)."""
+    return {
+        "version": config.version,
+        "scale": "calibrated: 0.5 is each finding's operating point (torchxrayvision op_norm)",
+        "modalities": {
+            modality: {
+                "default": config.default[modality].as_dict(),
+                "findings": {name: t.as_dict() for name, t in config.per_finding.get(modality, {}).items()},
+            }
+            for modality in config.default
+        },
+    }
+
+
+def save_band_config(config: BandConfig, path: Path) -> None:
+    """Write atomically (a reader never sees half a file)."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".bands-", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(to_document(config), fh, indent=2)
+    os.replace(tmp, path)

@@ -56,13 +56,21 @@ class Settings:
     max_image_pixels: int
     patient_key_file: Path
 
+    @property
+    def edited_bands_file(self) -> Path:
+        return self.data_dir / "bands" / "active.json"
+
 
 def load_settings() -> Settings:
     """Read the settings now in force (cheap; call it where they are needed)."""
     data_dir = Path(os.environ.get("REVIEW_DATA_DIR", PROJECT_ROOT / "data")).expanduser()
     weights_dir = Path(os.environ.get("MODEL_WEIGHTS_DIR", data_dir / "weights")).expanduser()
     database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'reviews.sqlite3'}"
-    bands_file = Path(os.environ.get("BANDS_CONFIG", DEFAULT_BANDS_FILE)).expanduser()
+    # IT can pin a file with BANDS_CONFIG; otherwise a version saved by an admin in the app, else the default.
+    edited_bands = data_dir / "bands" / "active.json"
+    bands_file = Path(
+        os.environ.get("BANDS_CONFIG") or (edited_bands if edited_bands.is_file() else DEFAULT_BANDS_FILE)
+    ).expanduser()
     return Settings(
         data_dir=data_dir,
         weights_dir=weights_dir,

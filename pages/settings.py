@@ -11,6 +11,7 @@ from inference.registry import CXR_DENSENET
 from inference.settings import load_settings
 from inference.weights import expected_weights_path
 from ui import cache
+from ui.band_editor import edit_bands_section
 from ui.model_status import require_model
 
 st.title("Settings")
@@ -34,6 +35,7 @@ for label in CXR_DENSENET.labels:
     rows.append({"finding": label, "low": t.low, "high": t.high, "critical": t.critical,
                  "source": "finding-specific" if custom else "modality default"})
 st.dataframe(pd.DataFrame(rows), hide_index=True)
+edit_bands_section(bands, pd.DataFrame(rows))
 
 st.subheader("Model")
 loaded = require_model()

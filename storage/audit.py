@@ -37,10 +37,16 @@ def record_event(session: Session, kind: str, actor: str | None, *, case_id: int
                            detail_json=json.dumps(detail, sort_keys=True, default=str)))
 
 
+def _record(row: AuditEvent) -> AuditRecord:
+    at = row.at if row.at.tzinfo else row.at.replace(tzinfo=timezone.utc)
+    return AuditRecord(row.id, at, row.actor, row.kind, row.case_id, row.run_id, json.loads(row.detail_json))
+
+
 def events_for_case(session: Session, case_id: int) -> list[AuditRecord]:
     rows = session.scalars(select(AuditEvent).where(AuditEvent.case_id == case_id).order_by(AuditEvent.id))
-    return [
-        AuditRecord(r.id, r.at if r.at.tzinfo else r.at.replace(tzinfo=timezone.utc), r.actor, r.kind, r.case_id,
-                    r.run_id, json.loads(r.detail_json))
-        for r in rows
-    ]
+    return [_record(r) for r in rows]
+
+
+def events_of_kind(session: Session, kind: str, limit: int = 50) -> list[AuditRecord]:
+    rows = session.scalars(select(AuditEvent).where(AuditEvent.kind == kind).order_by(AuditEvent.id.desc()).limit(limit))
+    return [_record(r) for r in rows]

@@ -142,3 +142,29 @@ def test_the_case_page_shows_the_audit_trail(untrained_env, samples: Path) -> No
     assert list(trail["event"]) == ["case created", "analysis run", "verdict set", "verdict changed"]
     assert list(trail["who"]) == ["Dr Test"] * 4
     assert "trained=False" in trail["detail"][1] and f"finding={label}" in trail["detail"][3]
+
+
+def test_a_signed_in_admin_changes_the_bands_and_it_is_audited(untrained_env, monkeypatch) -> None:
+    import ui.band_editor
+    from ui.identity import Reviewer
+
+    lead = Reviewer("lead@hospital.test", "Lead", signed_in=True, is_admin=True)
+    monkeypatch.setattr(ui.band_editor, "auth_configured", lambda: True)
+    monkeypatch.setattr(ui.band_editor, "current_reviewer", lambda: lead)
+    at = new_app()
+    at.switch_page("pages/settings.py").run()
+    assert not at.exception
+    at.text_input(key="bands_version").input("2026.12-lead").run()
+    at.button(key="bands_save").click().run()
+    assert not at.exception
+    assert "Bands 2026.12-lead are now in force" in texts(at)
+    at.run()
+    assert "Version **2026.12-lead**" in texts(at)
+    assert "by lead@hospital.test: 2026.11-1+" in texts(at)
+
+
+def test_in_open_mode_nobody_changes_the_bands(untrained_env) -> None:
+    at = new_app()
+    at.switch_page("pages/settings.py").run()
+    assert "Only a signed-in admin can change the bands" in texts(at)
+    assert not [b for b in at.button if b.key == "bands_save"]
