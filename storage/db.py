@@ -1,17 +1,18 @@
 """Engine and sessionmaker. SQLite gets WAL, a busy timeout, ``BEGIN IMMEDIATE`` for every
 transaction (writers queue instead of failing mid-transaction) and ``synchronous=FULL``.
-Append-only tables get triggers that refuse UPDATE and DELETE."""
+The schema, with the triggers that make append-only tables refuse UPDATE and DELETE, comes from
+the Alembic migrations in ``storage/migrations`` (see ``storage.migrate``)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.models import APPEND_ONLY_TABLES, Base
+from storage.migrate import upgrade_to_head
 
 log = logging.getLogger(__name__)
 
@@ -45,39 +46,19 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def _append_only_ddl(dialect: str) -> list[str]:
-    statements: list[str] = []
-    if dialect == "sqlite":
-        for table in APPEND_ONLY_TABLES:
-            for action in ("UPDATE", "DELETE"):
-                statements.append(
-                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action.lower()} BEFORE {action} ON {table} "
-                    f"BEGIN SELECT RAISE(ABORT, '{table} are append-only'); END"
-                )
-    elif dialect == "postgresql":
-        statements.append(
-            "CREATE OR REPLACE FUNCTION refuse_change() RETURNS trigger AS $$ BEGIN "
-            "RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END; $$ LANGUAGE plpgsql"
-        )
-        for table in APPEND_ONLY_TABLES:
-            statements.append(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
-            statements.append(
-                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                "FOR EACH ROW EXECUTE FUNCTION refuse_change()"
-            )
-    return statements
-
-
 def create_schema(engine: Engine) -> None:
-    Base.metadata.create_all(engine)
-    with engine.begin() as connection:
-        for statement in _append_only_ddl(engine.dialect.name):
-            connection.execute(text(statement))
+    """Bring the database behind ``engine`` to the newest schema (Alembic migrations, including the
+    append-only triggers)."""
+    upgrade_to_head(engine)
 
 
 def open_database(url: str) -> sessionmaker[Session]:
-    """Engine, schema and the one sessionmaker for this process."""
+    """Engine, schema at the newest migration, and the one sessionmaker for this process."""
     engine = make_engine(url)
-    create_schema(engine)
+    try:
+        create_schema(engine)
+    except BaseException:
+        engine.dispose()
+        raise
     log.info("Review database ready at %s", engine.url.render_as_string(hide_password=True))
     return sessionmaker(engine, expire_on_commit=False)
