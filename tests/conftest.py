@@ -1,4 +1,5 @@
-"""Shared fixtures: real sample images, an isolated data directory per test, the untrained model."""
+"""Shared fixtures: real sample images, an isolated data directory per test, the untrained model,
+and a throwaway PostgreSQL server beside SQLite for the storage tests."""
 
 from __future__ import annotations
 
@@ -71,3 +72,27 @@ def load(path: Path, name: str | None = None, **limits):
         max_pixels=limits.get("max_pixels", 64_000_000),
         hash_key=b"test-key-0123456789abcdef",
     )
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the session. Without the binaries this skips, except in CI
+    (REQUIRE_POSTGRES=1), where that is a failure."""
+    from tests.pg_server import PostgresUnavailable, start_server
+
+    try:
+        server = start_server()
+    except PostgresUnavailable as exc:
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required here: {exc}")
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind: a SQLite file, or a new database on the session's server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'reviews.sqlite3'}"
+    return request.getfixturevalue("postgres_server").create_database()
