@@ -1,4 +1,5 @@
-"""Append-only verdicts, idempotent runs, concurrent writers, nothing half-stored."""
+"""Append-only verdicts, idempotent runs, concurrent writers, nothing half-stored: on SQLite and on
+a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 
 from inference.bands import Band
 from inference.errors import InvalidReview
@@ -17,6 +18,10 @@ from storage.db import open_database
 from storage.models import AnalysisRun, Case, Verdict
 
 LABELS = ("Effusion", "Pneumothorax", "Mass")
+# SQLite's RAISE(ABORT) surfaces as IntegrityError; PostgreSQL's RAISE EXCEPTION as the driver's
+# class for SQLSTATE P0001 (ProgrammingError in psycopg 3, InternalError in psycopg2). The message
+# is what identifies the trigger.
+REFUSED_BY_TRIGGER = DBAPIError
 
 
 def prediction(weights: str = "a" * 64, trained: bool = False) -> Prediction:
@@ -38,8 +43,18 @@ FACTS = CaseFacts(input_sha256="f" * 64, source_format="dicom", modality="CR", v
 
 
 @pytest.fixture
-def db(tmp_path: Path):
-    return open_database(f"sqlite:///{tmp_path / 'reviews.sqlite3'}")
+def db(database_url: str):
+    """The app's sessionmaker on an empty database, once SQLite and once PostgreSQL."""
+    sessions = open_database(database_url)
+    yield sessions
+    sessions.kw["bind"].dispose()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path):
+    sessions = open_database(f"sqlite:///{tmp_path / 'reviews.sqlite3'}")
+    yield sessions
+    sessions.kw["bind"].dispose()
 
 
 @pytest.fixture
@@ -94,7 +109,7 @@ def test_the_database_refuses_update_and_delete(db, run) -> None:
         repo.record_case_note(s, run.run_id, "compare with prior", "Dr A")
     for statement in ("UPDATE verdicts SET verdict = 'disagree'", "DELETE FROM verdicts",
                       "UPDATE case_notes SET note = 'x'", "DELETE FROM case_notes"):
-        with pytest.raises(IntegrityError, match="append-only"):
+        with pytest.raises(REFUSED_BY_TRIGGER, match="append-only"):
             with db.begin() as s:
                 s.execute(text(statement))
     with db.begin() as s:
@@ -186,11 +201,12 @@ def test_case_notes_and_case_list(db, run) -> None:
     assert cases[0].verdict_count == 1 and cases[0].trained is False
 
 
-def test_sqlite_runs_in_wal_with_a_busy_timeout(db) -> None:
-    with db.begin() as s:
+def test_sqlite_runs_in_wal_with_a_busy_timeout(sqlite_db) -> None:
+    with sqlite_db.begin() as s:
         assert s.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert s.execute(text("PRAGMA busy_timeout")).scalar() == 30000
         assert s.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert s.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
 
 
 def test_region_explanation_is_stored_with_the_run_and_kept(db, run) -> None:
@@ -212,7 +228,7 @@ def test_region_explanation_is_stored_with_the_run_and_kept(db, run) -> None:
     assert loaded.labels == LABELS and loaded.region_names == ("A", "B")
     np.testing.assert_array_equal(loaded.values, result.values)
     assert loaded.for_label("Pneumothorax")[1:] == (0.3, 0.5) and loaded.is_flat("Mass")
-    with pytest.raises(IntegrityError, match="append-only"):
+    with pytest.raises(REFUSED_BY_TRIGGER, match="append-only"):
         with db.begin() as s:
             s.execute(text("DELETE FROM region_explanations"))
 
@@ -234,7 +250,7 @@ def test_every_change_leaves_an_audit_event_that_cannot_be_altered(db) -> None:
     assert events[3].detail["replaces"] == events[2].detail["entry"]
     assert all(e.at.tzinfo is not None for e in events)
     for statement in ("UPDATE audit_events SET actor = 'x'", "DELETE FROM audit_events"):
-        with pytest.raises(IntegrityError, match="append-only"):
+        with pytest.raises(REFUSED_BY_TRIGGER, match="append-only"):
             with db.begin() as s:
                 s.execute(text(statement))
     with pytest.raises(ValueError, match="Unknown audit event kind"):
