@@ -12,8 +12,6 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.migrate import upgrade_to_head
-
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
@@ -65,6 +63,9 @@ def make_engine(url: str) -> Engine:
 def create_schema(engine: Engine) -> None:
     """Bring the database behind ``engine`` to the newest schema (Alembic migrations, including the
     append-only triggers)."""
+    # Imported here: Alembic is needed to migrate, not by processes that only read and write.
+    from storage.migrate import upgrade_to_head
+
     upgrade_to_head(engine)
 
 
