@@ -67,20 +67,6 @@ class NoteRecord:
     created_at: datetime
 
 
-@dataclass(frozen=True)
-class CaseSummary:
-    case_id: int
-    latest_run_id: int
-    modality: str
-    view_position: str | None
-    created_at: datetime
-    trained: bool
-    model_id: str
-    top_band: str
-    top_finding: str
-    verdict_count: int
-
-
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
@@ -328,39 +314,6 @@ def current_case_note(session: Session, run_id: int, reviewer: str) -> NoteRecor
         if record.reviewer == reviewer:
             return record
     return None
-
-
-def list_cases(session: Session, limit: int = 200) -> list[CaseSummary]:
-    """Most recent cases first, each with its latest run's highest band."""
-    latest_run_ids = select(func.max(AnalysisRun.id)).group_by(AnalysisRun.case_id)
-    runs = session.scalars(
-        select(AnalysisRun).where(AnalysisRun.id.in_(latest_run_ids)).order_by(AnalysisRun.id.desc()).limit(limit)
-    ).all()
-    counts = dict(
-        session.execute(
-            select(Verdict.run_id, func.count(Verdict.id))
-            .where(Verdict.run_id.in_([r.id for r in runs]))
-            .group_by(Verdict.run_id)
-        ).all()
-    )
-    summaries = []
-    for run in runs:
-        top = max(run.findings, key=lambda f: (Band(f.band).rank, f.score))
-        summaries.append(
-            CaseSummary(
-                case_id=run.case_id,
-                latest_run_id=run.id,
-                modality=run.case.modality,
-                view_position=run.case.view_position,
-                created_at=_utc(run.created_at),
-                trained=run.trained,
-                model_id=run.model_id,
-                top_band=top.band,
-                top_finding=top.label,
-                verdict_count=int(counts.get(run.id, 0)),
-            )
-        )
-    return summaries
 
 
 def store_region_explanation(session: Session, run_id: int, result: RegionExplanation) -> None:

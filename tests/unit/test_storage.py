@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from inference.bands import Band
 from inference.errors import InvalidReview
 from inference.types import CaseFacts, Finding, ModelIdentity, Prediction
+from storage import reporting
 from storage import repository as repo
 from storage.db import open_database
 from storage.models import AnalysisRun, Case, Verdict
@@ -205,10 +206,10 @@ def test_case_notes_and_case_list(db, run) -> None:
     assert second.supersedes_id == first.note_id
     with db.begin() as s:
         assert repo.current_case_note(s, run.run_id, "Dr A").note == "Prior film shows the same."
-        cases = repo.list_cases(s)
+        cases = reporting.worklist(s)
     assert len(cases) == 1
     assert cases[0].top_band == "critical" and cases[0].top_finding == "Effusion"
-    assert cases[0].verdict_count == 1 and cases[0].trained is False
+    assert cases[0].status == "in review" and cases[0].readers_started == 1 and cases[0].trained is False
 
 
 def test_sqlite_runs_in_wal_with_a_busy_timeout(sqlite_db) -> None:

@@ -81,7 +81,7 @@ def test_untrained_mode_only_when_asked_and_always_flagged(no_network) -> None:
     loaded = load_model(CXR_DENSENET, settings, allow_untrained=True, device="cpu")
     again = load_model(CXR_DENSENET, settings, allow_untrained=True, device="cpu")
     assert loaded.trained is False and loaded.weights_path is None
-    assert "untrained" in loaded.weights_label
+    assert loaded.hooked_copy() is not loaded.module, "hook users never touch the shared module"
     assert loaded.weights_sha256 == again.weights_sha256, "untrained weights are seeded and reproducible"
 
 
