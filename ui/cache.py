@@ -216,6 +216,31 @@ def jobs():
     return JobRunner(parallel=1)
 
 
+@st.cache_resource(show_spinner="Loading the chest anatomy segmentation…")
+def _anatomy_model(weights_dir: str, present: bool):
+    from pathlib import Path
+
+    from xai.anatomy import load_anatomy_model
+
+    return load_anatomy_model(Path(weights_dir)) if present else None
+
+
+def anatomy_model():
+    """torchxrayvision's anatomy segmentation when its weights are installed, else None (grid regions)."""
+    from xai.anatomy import PSPNET_FILENAME
+
+    weights_dir = load_settings().weights_dir
+    return _anatomy_model(str(weights_dir), (weights_dir / PSPNET_FILENAME).is_file())
+
+
+@st.cache_data(max_entries=128, show_spinner="Segmenting the anatomy…")
+def anatomy_regions(input_sha256: str, _image: np.ndarray):
+    """The anatomical regions of one case (computed once; the segmentation takes seconds)."""
+    from xai.anatomy import choose_regions
+
+    return choose_regions(anatomy_model(), _image)[0]
+
+
 def region_shap_key(input_sha256: str, weights_sha256: str, run_id: int) -> str:
     return f"region-shap:{input_sha256}:{weights_sha256}:{run_id}"
 
@@ -224,17 +249,20 @@ def start_region_shap(analysis, loaded: LoadedModel, run_id: int):
     """Start (or join) the region SHAP job for a case; it stores its result with the run."""
     from inference.analysis import score_batch
     from storage import repository
+    from xai.anatomy import choose_regions
     from xai.region_shap import explain_regions, warm_up
-    from xai.regions import grid_regions
 
     database_sessions = database()
     image = analysis.model_input[0, 0]
+    segmentation = anatomy_model()
 
     def work(progress):
         progress(0.0, "preparing SHAP (the first run in this server compiles its kernels, ~10 s)")
         warm_up()
-        result = explain_regions(score_batch(loaded), image, grid_regions(loaded.spec.input_size),
-                                 loaded.spec.labels, progress=progress)
+        regions, note = choose_regions(segmentation, image)
+        if note:
+            log.info(note)
+        result = explain_regions(score_batch(loaded), image, regions, loaded.spec.labels, progress=progress)
         with database_sessions.begin() as session:
             repository.store_region_explanation(session, run_id, result)
         return result

@@ -53,6 +53,17 @@ def shap_panel(analysis: CaseAnalysis, loaded: LoadedModel, run_id: int, label: 
     _explanation(analysis, loaded, result, label)
 
 
+def _regions_of(result: RegionExplanation, analysis: CaseAnalysis, loaded: LoadedModel):
+    """The region map the stored values refer to: the grid, or the anatomy segmentation."""
+    from xai.anatomy import ANATOMY_SOURCE
+
+    if result.regions_source == ANATOMY_SOURCE:
+        regions = cache.anatomy_regions(analysis.facts.input_sha256, analysis.model_input[0, 0])
+        if regions.source == ANATOMY_SOURCE:
+            return regions
+    return grid_regions(loaded.spec.input_size)
+
+
 def _explanation(analysis: CaseAnalysis, loaded: LoadedModel, result: RegionExplanation, label: str) -> None:
     values, base, score = result.for_label(label)
     if result.is_flat(label):
@@ -67,7 +78,7 @@ def _explanation(analysis: CaseAnalysis, loaded: LoadedModel, result: RegionExpl
         config={"displayModeBar": False},
         key="shap_waterfall",
     )
-    regions = grid_regions(loaded.spec.input_size)
+    regions = _regions_of(result, analysis, loaded)
     tinted, limit = region_value_map(analysis.display, regions.label_map, np.asarray(values))
     right.image(png_bytes(tinted), caption=f"Regions tinted by their effect on {label}" + ("" if loaded.trained else f" — {UNTRAINED_LABEL}"), width="stretch",
                 output_format="PNG")
