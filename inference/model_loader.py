@@ -137,8 +137,6 @@ def load_model(spec: ModelSpec, settings: Settings, *, allow_untrained: bool, de
         WeightsMissing: no weights file and ``allow_untrained`` is False.
         WeightsInvalid: a weights file exists but cannot be loaded; never replaced silently.
     """
-    import torch
-
     device = device or pick_device()
     path = find_weights_file(spec, settings)
     if path is not None:

@@ -42,6 +42,11 @@ class Finding:
     band: Band
 
 
+def rank_findings(findings) -> tuple[Finding, ...]:
+    """Critical first, then by score, highest first: the order every screen shows."""
+    return tuple(sorted(findings, key=lambda f: (f.band is not Band.CRITICAL, -f.score)))
+
+
 @dataclass(frozen=True)
 class ModelIdentity:
     model_id: str
@@ -59,8 +64,7 @@ class Prediction:
     timing_ms: float
 
     def ranked(self) -> tuple[Finding, ...]:
-        """Critical first, then by score, highest first."""
-        return tuple(sorted(self.findings, key=lambda f: (f.band is not Band.CRITICAL, -f.score)))
+        return rank_findings(self.findings)
 
     def finding(self, label: str) -> Finding:
         for f in self.findings:

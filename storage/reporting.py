@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inference.bands import Band
-from storage.models import AnalysisRun, Case, RunFinding, Verdict
+from storage.models import AnalysisRun, RunFinding, Verdict
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,3 @@ def worklist(session: Session, limit: int = 500) -> list[WorklistRow]:
     rows.sort(key=lambda r: (-Band(r.top_band).rank, -r.run_id))
     return rows
 
-
-def case_ids(session: Session) -> list[int]:
-    return list(session.scalars(select(Case.id).order_by(Case.id)))

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from inference.bands import Band
 from inference.errors import InvalidReview
-from inference.types import CaseFacts, Finding, Prediction
+from inference.types import CaseFacts, Finding, Prediction, rank_findings
 from storage import audit
 from storage.models import AnalysisRun, Case, CaseNote, RegionExplanationRow, RunFinding, Verdict, utcnow
 from xai.region_shap import METHOD as REGION_SHAP_METHOD, RegionExplanation
@@ -41,7 +41,7 @@ class RunRecord:
     findings: tuple[Finding, ...]
 
     def ranked(self) -> tuple[Finding, ...]:
-        return tuple(sorted(self.findings, key=lambda f: (f.band is not Band.CRITICAL, -f.score)))
+        return rank_findings(self.findings)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import streamlit as st
-
 REVIEWER = "reviewer_name"  # plain session key: survives pages that do not draw the sidebar
 REVIEWER_INPUT = "reviewer_name_input"
 ALLOW_UNTRAINED = "allow_untrained"
