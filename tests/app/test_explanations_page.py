@@ -4,7 +4,6 @@ answer is known (a CNN trained in the test to find a blob in the left lower zone
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest

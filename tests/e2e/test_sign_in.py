@@ -74,7 +74,7 @@ def _sign_in(page, url: str, who: str) -> None:
     page.get_by_role("button", name="Sign in").click()
     page.locator("input[name=sub]").fill(who)
     page.get_by_role("button", name="Authorize").click()
-    expect(page.get_by_text(f"Signed in as")).to_be_visible()
+    expect(page.get_by_text("Signed in as")).to_be_visible()
 
 
 def test_two_signed_in_readers_and_the_lead(oidc_app, tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 
 import numpy as np
-import pytest
 import torch
 
 from inference.preprocess import model_input
