@@ -8,7 +8,6 @@ from analytics import exports
 from storage import audit, reporting, repository
 from ui import cache
 from ui.charts import band_legend_text, score_text, shap_waterfall
-from ui.model_status import UNTRAINED_LABEL
 from ui.text import md_escape
 from ui.verdicts import history_table, verdict_panel
 
@@ -51,7 +50,7 @@ st.caption(
     )
 )
 if not run.trained:
-    st.error(f"This run used UNTRAINED weights: {UNTRAINED_LABEL}.")
+    st.error("This run used UNTRAINED weights: scores are meaningless, for interface testing only.")
 st.caption("Images are not stored. Upload the image again on the Review page to see its heatmaps.")
 ranked = run.ranked()
 st.plotly_chart(
