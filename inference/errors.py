@@ -66,3 +66,23 @@ class StorageError(ReviewError):
 
 class InvalidReview(ReviewError):
     """A verdict or note that cannot be stored as given (unknown finding, empty reviewer...)."""
+
+
+class NotAVolume(InputRejected):
+    """A file that is not a 3D scan where one is expected (2D, 4D, not NIfTI or DICOM at all)."""
+
+
+class MixedSeries(InputRejected):
+    """Files from more than one DICOM series were uploaded as one volume."""
+
+
+class GridMismatch(InputRejected):
+    """Two arrays that must share a voxel grid do not (MRI channels, or a mask and its image)."""
+
+
+class UnsafeArchive(InputRejected):
+    """A zip with path traversal, too many members or members too large to unpack safely."""
+
+
+class ChannelAssignmentError(InputRejected):
+    """The uploaded MRI files cannot be assigned to the channels the model needs."""
