@@ -14,6 +14,7 @@ from storage.models import AuditEvent
 KINDS = (
     "case_created", "analysis_run", "verdict_set", "verdict_changed", "case_note",
     "explanation_stored", "export_made", "bands_changed",
+    "segmentation_run", "structure_verdict_set", "structure_verdict_changed",
 )
 SYSTEM = "system"
 

@@ -128,4 +128,68 @@ class AuditEvent(Base):
     detail_json: Mapped[str] = mapped_column(Text, default="{}")
 
 
-APPEND_ONLY_TABLES = ("verdicts", "case_notes", "region_explanations", "audit_events")
+class SegmentationRun(Base):
+    """A 3D segmentation as the reviewer saw it: the label map's hash, what made it and how. Never
+    changed after insert (a new model, weights or label map is a new run)."""
+
+    __tablename__ = "segmentation_runs"
+    __table_args__ = (
+        UniqueConstraint("case_id", "model_id", "weights_sha256", "label_map_sha256", name="uq_segmentation_identity"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    input_sha256: Mapped[str] = mapped_column(String(64))
+    model_id: Mapped[str] = mapped_column(String(64))
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    trained: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(16))  # "model" or "uploaded"
+    label_map_sha256: Mapped[str] = mapped_column(String(64))
+    params_json: Mapped[str] = mapped_column(Text)  # {name: text}: roi, overlap, threshold...
+    labels_json: Mapped[str] = mapped_column(Text)  # [{value, name, color}], ascending value
+    spacing_json: Mapped[str] = mapped_column(Text)  # [x, y, z] mm
+    shape_json: Mapped[str] = mapped_column(Text)  # [x, y, z] voxels
+    device: Mapped[str] = mapped_column(String(16))
+    timing_ms: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    case: Mapped[Case] = relationship()
+    structures: Mapped[list[RunStructure]] = relationship(order_by="RunStructure.position", cascade="all")
+
+
+class RunStructure(Base):
+    """One measured structure of a segmentation run (the union of its label values)."""
+
+    __tablename__ = "run_structures"
+    __table_args__ = (UniqueConstraint("run_id", "name", name="uq_run_structure"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("segmentation_runs.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    values_json: Mapped[str] = mapped_column(Text)  # [label value, ...]
+    voxels: Mapped[int] = mapped_column(Integer)
+    volume_ml: Mapped[float] = mapped_column(Float)
+    axial_first: Mapped[int | None] = mapped_column(Integer)
+    axial_last: Mapped[int | None] = mapped_column(Integer)
+    max_axial_extent_mm: Mapped[float] = mapped_column(Float)
+
+
+class StructureVerdict(Base):
+    __tablename__ = "structure_verdicts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("segmentation_runs.id"), index=True)
+    structure: Mapped[str] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    reviewer: Mapped[str] = mapped_column(String(80))
+    # As for verdicts: superseded at most once, so one chain per reviewer and structure.
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("structure_verdicts.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+APPEND_ONLY_TABLES = (
+    "verdicts", "case_notes", "region_explanations", "audit_events",
+    "segmentation_runs", "run_structures", "structure_verdicts",
+)
