@@ -6,7 +6,8 @@ The last line printed is one JSON object. Goals (2-core CPU): all_cams_ms <= 1.3
 case_ms <= 2 x forward_ms + decode_ms, rerun_ms <= 50, rss_mb <= 1500;
 shap_s x 1000 <= 1.2 x shap_evals x forward_ms_batched, shap_evals <= 256, shap_max_err <= 0.01;
 20 threads writing verdicts to SQLite (WAL, synchronous=FULL) sustain >= 200 verdicts/s with no
-error and none lost. Untrained weights are used when no trained file is installed: timing does not
+error and none lost. Volumes (bench_volumes.py): seg_s <= 1.15 x seg_window_s, scroll_rerun_ms <= 50,
+rss_both_mb <= 3000. Untrained weights are used when no trained file is installed: timing does not
 depend on the weight values. PostgreSQL figures (pg_*) are measured on a throwaway server when
 Debian's postgresql binaries are installed, and are null otherwise.
 """
@@ -302,6 +303,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--out", type=Path, help="also write the JSON result here")
+    parser.add_argument("--skip-volumes", action="store_true", help="leave out the MRI/CT figures (about 4 minutes)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if not SAMPLE.is_file():
@@ -316,6 +318,12 @@ def main() -> int:
         result.update(storage)
         result["rerun_ms"] = rerun_timing(args.repeats)
         result["rss_mb"] = rss_mb()
+        if not args.skip_volumes:
+            from bench import bench_volumes
+
+            result.update(bench_volumes.seg_timings())
+            result["scroll_rerun_ms"] = bench_volumes.scroll_timing(args.repeats)
+            result.update(bench_volumes.rss_both(SAMPLE))
     forward = result["forward_ms"]
     result["all_cams_over_forward"] = result["all_cams_ms"] / forward
     result["pgc_over_ours"] = result["pgc_all_cams_ms"] / result["all_cams_ms"]
@@ -333,6 +341,11 @@ def main() -> int:
             result["verdicts_per_s_20_threads"] >= 200.0 and result["sqlite_synchronous"] == "FULL"
             and result["verdict_errors_20_threads"] == 0 and result["verdicts_lost_20_threads"] == 0,
     }
+    if not args.skip_volumes:
+        from bench import bench_volumes
+
+        result["seg_over_window"] = result["seg_s"] / result["seg_window_s"]
+        result["goals_met"].update(bench_volumes.goals(result))
     result["shap_over_evals_x_forward_batched"] = result["shap_s"] * 1000 / (result["shap_evals"] * result["forward_ms_batched"])
     rounded = {k: (round(v, 3) if isinstance(v, float) and abs(v) >= 1e-3 else v) for k, v in result.items()}
     line = json.dumps(rounded)

@@ -3,7 +3,10 @@
     python -m inference analyze FILE... [--json] [--cam-dir DIR] [--allow-untrained]
     python -m inference weights status
     python -m inference weights import FILE [--allow-pickle]
+    python -m inference weights import BUNDLE_DIR_OR_ZIP_OR_PT --model SEG_MODEL_ID
     python -m inference weights download
+    python -m inference segment FILE... [--json] [--model ID] [--mask-out OUT.nii.gz] [--allow-untrained]
+    python -m inference measure IMAGE LABELMAP [--legend FILE] [--threshold T] [--json]
 
 Bad input never produces a traceback: each file gets a result or a one-line error.
 """
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from inference.errors import ReviewError
+from inference.cli_volumes import add_commands as add_volume_commands, measure_command, segment_command
 from inference.registry import CXR_DENSENET
 from inference.settings import load_settings
 
@@ -50,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept a pickled whole model (the torchxrayvision release format); only for trusted files",
     )
+    install.add_argument("--model", help="a segmentation model id: install a MONAI bundle folder, zip or model.pt for it")
     actions.add_parser("download", help="download the release weights (needs internet)")
+    add_volume_commands(commands)
     return parser
 
 
@@ -152,6 +158,8 @@ def _emit(result: dict, as_json: bool, out: TextIO) -> None:
 
 
 def weights_command(args: argparse.Namespace, out: TextIO) -> int:
+    from inference.seg_loader import candidate_paths as seg_candidate_paths, find_seg_weights, import_seg_weights
+    from inference.seg_registry import SEG_MODELS, get_seg_spec
     from inference.weights import candidate_paths, download_weights, find_weights_file, import_weights
 
     settings = load_settings()
@@ -161,9 +169,22 @@ def weights_command(args: argparse.Namespace, out: TextIO) -> int:
         for path in candidate_paths(CXR_DENSENET, settings):
             out.write(f"  looks in: {path} ({'present' if path.is_file() else 'absent'})\n")
         out.write(f"status: {'installed at ' + str(found) if found else 'MISSING'}\n")
+        for spec in SEG_MODELS.values():
+            seg_found = find_seg_weights(spec, settings)
+            out.write(f"model: {spec.model_id}\n")
+            for path in seg_candidate_paths(spec, settings):
+                out.write(f"  looks in: {path} ({'present' if path.is_file() else 'absent'})\n")
+            out.write(f"status: {'installed at ' + str(seg_found) if seg_found else 'MISSING'}\n")
         return 0 if found else 1
     if args.action == "import":
-        dest = import_weights(args.file, CXR_DENSENET, settings, allow_pickle=args.allow_pickle)
+        if args.model:
+            try:
+                spec = get_seg_spec(args.model)
+            except KeyError as exc:
+                raise ReviewError(str(exc).strip("'\"")) from None
+            dest = import_seg_weights(args.file, spec, settings)
+        else:
+            dest = import_weights(args.file, CXR_DENSENET, settings, allow_pickle=args.allow_pickle)
         out.write(f"installed {args.file} as {dest} (checked: loads with strict keys)\n")
         return 0
     dest = download_weights(CXR_DENSENET, settings)
@@ -178,6 +199,10 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     try:
         if args.command == "analyze":
             return analyze_files(args, out)
+        if args.command == "segment":
+            return segment_command(args, out)
+        if args.command == "measure":
+            return measure_command(args, out)
         return weights_command(args, out)
     except ReviewError as exc:
         # Set-up problems (missing weights, bad bands file) stop the whole run with one line.

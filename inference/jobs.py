@@ -43,8 +43,9 @@ class Job:
 
 
 class JobRunner:
-    def __init__(self, parallel: int = 1) -> None:
+    def __init__(self, parallel: int = 1, keep_finished: int = 32) -> None:
         self._jobs: dict[str, Job] = {}
+        self._keep_finished = keep_finished
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(parallel)
 
@@ -59,8 +60,15 @@ class JobRunner:
             if existing is not None and (not existing.done or existing.error is None):
                 return existing
             job = self._jobs[key] = Job(key)
+            self._forget_oldest_finished()
         threading.Thread(target=self._run, args=(job, work), name=f"job-{key[:24]}", daemon=True).start()
         return job
+
+    def _forget_oldest_finished(self) -> None:
+        """Results (a segmentation's label map is megabytes) are kept for the newest finished jobs only."""
+        finished = [key for key, job in self._jobs.items() if job.done]
+        for key in finished[: max(0, len(finished) - self._keep_finished)]:
+            del self._jobs[key]
 
     def _run(self, job: Job, work: Work) -> None:
         with self._slots:

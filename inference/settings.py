@@ -55,6 +55,8 @@ class Settings:
     max_upload_mb: int
     max_image_pixels: int
     patient_key_file: Path
+    max_volume_upload_mb: int = 500
+    max_volume_voxels: int = 160_000_000
 
     @property
     def edited_bands_file(self) -> Path:
@@ -81,4 +83,7 @@ def load_settings() -> Settings:
         max_upload_mb=_positive_int("MAX_UPLOAD_MB", 50),
         max_image_pixels=_positive_int("MAX_IMAGE_MEGAPIXELS", 64) * 1_000_000,
         patient_key_file=data_dir / "patient_hash.key",
+        # A 512x512x600 CT is 157 million voxels (630 MB as float32); larger volumes are refused.
+        max_volume_upload_mb=_positive_int("MAX_VOLUME_UPLOAD_MB", 500),
+        max_volume_voxels=_positive_int("MAX_VOLUME_MEGAVOXELS", 160) * 1_000_000,
     )

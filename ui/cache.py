@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -286,3 +287,104 @@ def record_export(kind: str, case_id: int | None = None) -> None:
 
     with transaction() as session:
         audit.record_event(session, "export_made", reviewer() or None, case_id=case_id, export=kind)
+
+
+# --- Volumes (MRI / CT) ------------------------------------------------------------------------
+# Volumes are hundreds of MB, so they live in cache_resource (shared, never copied or pickled on a
+# rerun) and their arrays are read-only. Keys are the uploads' file ids, which are random per upload,
+# so one session cannot reach another's volume by guessing.
+
+
+def upload_key(uploads) -> str:
+    return "|".join(f"{u.file_id}:{u.size}" for u in uploads)
+
+
+@st.cache_resource(max_entries=4, ttl=4 * 3600, show_spinner="Reading the volume…")
+def volume(key: str, _files: tuple[tuple[str, bytes], ...]):
+    """One NIfTI, a DICOM series (files or a zip) or a multi-frame DICOM as a canonical Volume."""
+    from inference.volume_ingest import load_volume
+
+    settings = load_settings()
+    return load_volume(list(_files), max_bytes=settings.max_volume_upload_mb * 1_000_000,
+                       max_voxels=settings.max_volume_voxels, hash_key=patient_hash_key())
+
+
+@st.cache_resource(max_entries=2, ttl=4 * 3600, show_spinner="Reading the four MRI channels…")
+def mri_channels(key: str, assignment: tuple[tuple[str, str], ...], _files: tuple[tuple[str, bytes], ...]):
+    """The BraTS channels (T1c, T1, T2, FLAIR) on one grid, from the reviewer's file assignment."""
+    from inference.volume_ingest import load_mri_channels
+
+    settings = load_settings()
+    by_name = dict(_files)
+    chosen = {channel: (name, by_name[name]) for channel, name in assignment}
+    return load_mri_channels(chosen, max_bytes=settings.max_volume_upload_mb * 1_000_000,
+                             max_voxels=settings.max_volume_voxels, hash_key=patient_hash_key())
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def mr_window(volume_sha256: str, _data: np.ndarray) -> tuple[float, float]:
+    """The percentile window of one MR volume, computed once (it reads the whole volume)."""
+    from inference.windowing import percentile_window
+
+    return percentile_window(_data)
+
+
+@st.cache_resource(show_spinner="Loading the segmentation model…")
+def _seg_model(model_id: str, allow_untrained: bool, weights_dir: str):
+    from inference.seg_loader import load_seg_model
+    from inference.seg_registry import get_seg_spec
+
+    return load_seg_model(get_seg_spec(model_id), load_settings(), allow_untrained=allow_untrained)
+
+
+def seg_model(model_id: str):
+    """A segmentation network, or the reason it cannot run (WeightsMissing / WeightsInvalid)."""
+    from inference.seg_loader import find_seg_weights
+    from inference.seg_registry import get_seg_spec
+
+    settings = load_settings()
+    use_untrained = untrained_allowed() and find_seg_weights(get_seg_spec(model_id), settings) is None
+    try:
+        return _seg_model(model_id, use_untrained, str(settings.weights_dir))
+    except (WeightsMissing, WeightsInvalid) as exc:
+        return exc
+
+
+def segmentation_key(input_sha256: str, model_id: str, weights_sha256: str) -> str:
+    return f"segment:{input_sha256}:{model_id}:{weights_sha256}"
+
+
+def start_segmentation(inputs, loaded, facts, actor: str | None):
+    """Segment a case in the background (progress per window), measure it and store the run.
+    The job's result is (Segmentation, stored run id); the same case and weights join the same job."""
+    from inference.measure import measure_structures
+    from inference.segment import segment
+    from storage import segmentation_repository
+
+    database_sessions = database()
+
+    def work(progress):
+        result = segment(inputs, loaded, progress=progress)
+        progress(0.99, "measuring the structures")
+        labels = result.label_map
+        result = replace(result, measurements=measure_structures(labels.data, labels.affine, labels.structures))
+        with database_sessions.begin() as session:
+            run = segmentation_repository.store_segmentation(session, facts, result, actor=actor)
+        return result, run.run_id
+
+    key = segmentation_key(inputs.input_sha256, loaded.spec.model_id, loaded.weights_sha256)
+    return jobs().submit(key, work)
+
+
+@st.cache_resource(max_entries=8, ttl=4 * 3600, show_spinner="Reading the mask…")
+def uploaded_mask(key: str, volume_sha256: str, threshold: float | None,
+                  _files: tuple[tuple[str, bytes], ...], _legend: tuple[str, bytes] | None, _volume):
+    """A label map from another tool on this volume's grid, measured once."""
+    from inference.labelmap import load_label_map
+    from inference.volume_case import uploaded_segmentation
+
+    settings = load_settings()
+    label_map = load_label_map(list(_files), _volume, legend=_legend, threshold=threshold,
+                               max_bytes=settings.max_volume_upload_mb * 1_000_000,
+                               max_voxels=settings.max_volume_voxels)
+    return uploaded_segmentation(label_map, _volume)

@@ -124,3 +124,30 @@ def shap_waterfall(region_names: Sequence[str], values: Sequence[float], base: f
         plot_bgcolor="white", showlegend=False,
     )
     return fig
+
+
+def volume_chart(names: Sequence[str], volumes_ml: Sequence[float], colours: Sequence[str], caption: str) -> go.Figure:
+    """Horizontal bars of structure volumes in mL, largest on top, coloured like their masks."""
+    order = sorted(range(len(names)), key=lambda i: volumes_ml[i])
+    figure = go.Figure(
+        go.Bar(
+            x=[volumes_ml[i] for i in order],
+            y=[names[i] for i in order],
+            orientation="h",
+            marker_color=[colours[i] for i in order],
+            marker_line_color="#444",
+            marker_line_width=0.5,
+            text=[f"{volumes_ml[i]:.1f} mL" for i in order],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{y}: %{x:.2f} mL<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        height=max(180, 26 * len(names) + 70),
+        margin=dict(l=10, r=60, t=30, b=30),
+        title=dict(text=caption, font=dict(size=13)),
+        xaxis_title="volume (mL)",
+        showlegend=False,
+    )
+    return figure

@@ -75,3 +75,31 @@ def sidebar_status() -> None:
         )
     else:
         st.sidebar.caption(f"{CXR_DENSENET.display_name}  \n:red[:material/error: weights missing] — see the page for the fix")
+
+
+def seg_model_panel(spec):
+    """The segmentation network for ``spec``, or None after showing why it cannot run and the fix."""
+    from inference.seg_loader import LoadedSegModel, installed_weights_path
+
+    state = cache.seg_model(spec.model_id)
+    if isinstance(state, LoadedSegModel):
+        if not state.trained:
+            st.error(
+                f"**{spec.display_name}: {UNTRAINED_LABEL}.** Its masks and volumes are meaningless; every "
+                "volume, mask caption and stored run is marked as untrained."
+            )
+        return state
+    st.error(f"**{spec.display_name} cannot run.** {state}")
+    st.markdown("**To use the trained model**, on a machine with internet download the MONAI bundle, then import it here:")
+    st.code(
+        f"python -m monai.bundle download {spec.bundle_name} --bundle_dir bundles\n"
+        f"python -m inference weights import bundles/{spec.bundle_name} --model {spec.model_id}",
+        language="bash",
+    )
+    st.caption(
+        f"The weights are installed as {installed_weights_path(spec, load_settings())}. "
+        "Set MODEL_WEIGHTS_DIR to use another folder."
+    )
+    st.button("Use untrained weights (masks are meaningless, for interface testing only)",
+              on_click=_enable_untrained, key=f"untrained::{spec.model_id}")
+    return None

@@ -1,0 +1,152 @@
+"""Slices of a canonical (RAS+) volume as a radiologist expects to see them, with mask overlays.
+
+Everything here works on one slice, so a scroll costs a few milliseconds whatever the volume's
+size. Conventions (radiological): axial and coronal views show the patient's right on the
+screen's left; axial has anterior at the top; coronal and sagittal have superior at the top;
+sagittal has anterior on the left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from inference.volume_types import LabelInfo
+
+VIEWS = ("Axial", "Coronal", "Sagittal")
+_AXIS = {"Axial": 2, "Coronal": 1, "Sagittal": 0}
+# In-plane (row axis, column axis) of the slice before it is flipped for display.
+_PLANE = {"Axial": (1, 0), "Coronal": (2, 0), "Sagittal": (2, 1)}
+_MARKS = {
+    "Axial": ("R", "L", "A", "P"),
+    "Coronal": ("R", "L", "S", "I"),
+    "Sagittal": ("A", "P", "S", "I"),
+}
+_AXIS_NAME = {0: "x (R-L)", 1: "y (A-P)", 2: "z (S-I)"}
+
+
+@dataclass(frozen=True)
+class Marks:
+    left: str
+    right: str
+    top: str
+    bottom: str
+
+
+def slice_axis(view: str) -> int:
+    try:
+        return _AXIS[view]
+    except KeyError:
+        raise ValueError(f"view must be one of {VIEWS}, got {view!r}.") from None
+
+
+def slice_count(shape: tuple[int, ...], view: str) -> int:
+    return int(shape[slice_axis(view)])
+
+
+def orientation_marks(view: str) -> Marks:
+    slice_axis(view)
+    return Marks(*_MARKS[view])
+
+
+def oriented_slice(data: np.ndarray, view: str, index: int) -> np.ndarray:
+    """The 2D slice ``index`` along the view's axis, rows and columns in display order (a view, no copy)."""
+    axis = slice_axis(view)
+    if not 0 <= index < data.shape[axis]:
+        raise IndexError(f"{view} slice {index} is outside 0..{data.shape[axis] - 1}.")
+    where: list[slice | int] = [slice(None)] * 3
+    where[axis] = index
+    plane = data[tuple(where)]  # basic indexing: a view (np.take would gather through the volume)
+    # Canonical axes increase towards R, A, S; after the transpose rows follow the plane's first
+    # axis. Flipping both puts superior/anterior at the top and the patient's right on the left.
+    return plane.T[::-1, ::-1]
+
+
+def pixel_size_mm(spacing_mm: tuple[float, float, float], view: str) -> tuple[float, float]:
+    """(row height, column width) in mm of the displayed slice's pixels."""
+    rows, cols = _PLANE[view]
+    return float(spacing_mm[rows]), float(spacing_mm[cols])
+
+
+def slice_position_mm(affine: np.ndarray, shape: tuple[int, int, int], view: str, index: int) -> float:
+    """World coordinate (RAS+ mm) of the slice centre along the view's axis."""
+    axis = slice_axis(view)
+    centre = np.array([(n - 1) / 2.0 for n in shape] + [1.0])
+    centre[axis] = index
+    return float((np.asarray(affine) @ centre)[axis])
+
+
+def position_text(affine: np.ndarray, shape: tuple[int, int, int], view: str, index: int) -> str:
+    axis = slice_axis(view)
+    return f"{view} {index + 1} of {shape[axis]} · {_AXIS_NAME[axis]} = {slice_position_mm(affine, shape, view, index):.1f} mm"
+
+
+def display_size(slice_shape: tuple[int, int], pixel_mm: tuple[float, float], width_px: int) -> tuple[int, int]:
+    """(height, width) in screen pixels that keeps the slice's true aspect ratio."""
+    rows, cols = slice_shape
+    height_mm, width_mm = rows * pixel_mm[0], cols * pixel_mm[1]
+    return max(1, round(width_px * height_mm / width_mm)), width_px
+
+
+def colour_table(labels: tuple[LabelInfo, ...], visible: set[int] | frozenset[int]) -> np.ndarray:
+    """uint8 (max value + 1, 3) colours; hidden labels and background are black (= no overlay)."""
+    top = max((info.value for info in labels), default=0)
+    table = np.zeros((top + 1, 3), dtype=np.uint8)
+    for info in labels:
+        if info.value in visible and info.value > 0:
+            table[info.value] = info.color
+    return table
+
+
+def render_pair(
+    image_slice: np.ndarray,
+    mask_slice: np.ndarray | None,
+    table: np.ndarray | None,
+    opacity: float,
+    size: tuple[int, int],
+    marks: Marks,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The windowed slice (uint8 grey) and the same slice with masks blended in, both RGB at ``size``.
+
+    The mask is resized with nearest neighbour so label edges stay where the voxels are."""
+    height, width = size
+    grey = cv2.resize(np.ascontiguousarray(image_slice), (width, height), interpolation=cv2.INTER_LINEAR)
+    plain = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+    overlay = plain.copy()
+    if mask_slice is not None and table is not None:
+        values = np.asarray(mask_slice)
+        values = np.where((values >= 0) & (values < len(table)), values, 0)
+        colours = cv2.resize(table[values], (width, height), interpolation=cv2.INTER_NEAREST)
+        shown = colours.any(axis=2)
+        if shown.any():
+            blended = cv2.addWeighted(plain, 1.0 - opacity, colours, opacity, 0.0)
+            overlay[shown] = blended[shown]
+    for picture in (plain, overlay):
+        _draw_marks(picture, marks)
+    return plain, overlay
+
+
+def _draw_marks(picture: np.ndarray, marks: Marks) -> None:
+    height, width = picture.shape[:2]
+    scale = max(0.45, width / 700.0)
+    thickness = 1 if width < 500 else 2
+
+    def put(text: str, x: int, y: int) -> None:
+        cv2.putText(picture, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+        cv2.putText(picture, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 235, 59), thickness, cv2.LINE_AA)
+
+    (tw, th), _ = cv2.getTextSize("M", cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    put(marks.left, 6, height // 2 + th // 2)
+    put(marks.right, width - tw - 6, height // 2 + th // 2)
+    put(marks.top, width // 2 - tw // 2, th + 6)
+    put(marks.bottom, width // 2 - tw // 2, height - 6)
+
+
+def encode_png(picture: np.ndarray) -> bytes:
+    """Fast lossless PNG (level 1): a scroll must not spend its budget compressing."""
+    ok, buffer = cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:  # pragma: no cover - OpenCV only fails on invalid arrays
+        raise ValueError("Could not encode the slice image.")
+    return buffer.tobytes()

@@ -1,0 +1,37 @@
+"""What is stored about a volume case, and a reviewable result for a mask made by another tool."""
+
+from __future__ import annotations
+
+from inference.measure import measure_structures
+from inference.types import CaseFacts, ModelIdentity
+from inference.volume_types import LabelMap, MultiChannelVolume, Segmentation, Volume
+
+UPLOADED_MASK_MODEL_ID = "uploaded-mask"
+
+
+def case_facts(inputs: Volume | MultiChannelVolume) -> CaseFacts:
+    """The non-identifying facts of a volume case (a BraTS case is one case of four channels)."""
+    volume = inputs.reference if isinstance(inputs, MultiChannelVolume) else inputs
+    source = "nifti-4ch" if isinstance(inputs, MultiChannelVolume) else volume.source_format
+    notes = tuple(volume.warnings)
+    return CaseFacts(
+        input_sha256=inputs.input_sha256,
+        source_format=source,
+        modality=volume.modality,
+        patient_key=volume.patient_key,
+        notes=notes,
+    )
+
+
+def uploaded_segmentation(label_map: LabelMap, volume: Volume) -> Segmentation:
+    """An uploaded label map as a reviewable result. Its identity is the file's hash; there are no
+    model weights, so ``trained`` is True only in the sense that nothing here is untrained output."""
+    identity = ModelIdentity(model_id=UPLOADED_MASK_MODEL_ID, weights_sha256=label_map.sha256, trained=True, device="n/a")
+    return Segmentation(
+        label_map=label_map,
+        model=identity,
+        params=(("source", label_map.source),),
+        spacing_mm=volume.spacing_mm,
+        timing_ms=0.0,
+        measurements=measure_structures(label_map.data, label_map.affine, label_map.structures),
+    )

@@ -1,0 +1,217 @@
+"""Review an MRI or CT volume: upload, AI or uploaded masks on a slice scroller, volumes in mL,
+and a verdict on every structure."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from inference.errors import ChannelAssignmentError, ReviewError
+from inference.seg_registry import BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET
+from inference.volume_case import case_facts
+from inference.volume_ingest import BRATS_CHANNELS, assign_mri_channels
+from inference.volume_types import MultiChannelVolume, Segmentation, Volume
+from storage import segmentation_repository
+from ui import cache
+from ui.model_status import seg_model_panel
+from ui.session import reviewer
+from ui.structure_verdicts import measurement_rows, structure_history, structure_verdict_panel
+from ui.text import md_escape
+from ui.volume_viewer import jump_to, volume_viewer
+from ui.charts import volume_chart
+
+TASK_BRATS = "Brain tumour (MRI, 4 channels)"
+TASK_CT = "Whole-body CT structures"
+TASK_MASK = "A mask from another tool"
+TASKS = (TASK_BRATS, TASK_CT, TASK_MASK)
+CHANNEL_NAMES = {"t1c": "T1c (contrast)", "t1": "T1", "t2": "T2", "flair": "FLAIR"}
+SEG_RUN_IDS = "segmentation_run_ids"
+
+st.title("Review an MRI or CT volume")
+task = st.segmented_control("What to review", TASKS, default=TASK_BRATS, key="volume_task") or TASK_BRATS
+
+
+def _files(uploads) -> tuple[tuple[str, bytes], ...]:
+    return tuple((u.name, u.getvalue()) for u in uploads)
+
+
+def _brats_inputs(uploads) -> MultiChannelVolume | None:
+    names = [u.name for u in uploads]
+    try:
+        automatic = assign_mri_channels(names)
+    except ChannelAssignmentError as exc:
+        st.warning(f"{exc} Assign the files by hand below.")
+        automatic = {}
+    columns = st.columns(4)
+    assignment = []
+    for column, channel in zip(columns, BRATS_CHANNELS):
+        default = names.index(automatic[channel]) if channel in automatic else None
+        chosen = column.selectbox(CHANNEL_NAMES[channel], names, index=default, key=f"channel::{channel}",
+                                  placeholder="choose the file")
+        assignment.append((channel, chosen))
+    if any(name is None for _, name in assignment):
+        st.info("Assign a file to each of the four channels to continue.")
+        return None
+    if len({name for _, name in assignment}) < 4:
+        st.error("Each channel needs its own file; one file is assigned to two channels.")
+        return None
+    return cache.mri_channels(cache.upload_key(uploads), tuple(assignment), _files(uploads))
+
+
+def _upload_volume() -> Volume | MultiChannelVolume | None:
+    if task == TASK_BRATS:
+        prompt = "The four MRI channels of one brain case as NIfTI (T1c, T1, T2, FLAIR), co-registered on one grid"
+    else:
+        prompt = "A volume: one NIfTI (.nii / .nii.gz), a DICOM series (several files or one .zip) or a multi-frame DICOM"
+    uploads = st.file_uploader(prompt, accept_multiple_files=True, key=f"volume_upload::{task}",
+                               help="Read in memory. The images are not stored; measurements and verdicts are.")
+    if not uploads:
+        st.info("Upload a volume above to scroll through it, see the masks and record your verdicts.")
+        return None
+    if task == TASK_BRATS:
+        if len(uploads) != 4:
+            st.error(f"The brain tumour model needs exactly 4 NIfTI files (T1c, T1, T2, FLAIR); {len(uploads)} were uploaded.")
+            return None
+        return _brats_inputs(uploads)
+    return cache.volume(cache.upload_key(uploads), _files(uploads))
+
+
+def _model_segmentation(inputs, spec) -> tuple[Segmentation, int] | None:
+    loaded = seg_model_panel(spec)
+    if loaded is None:
+        return None
+    key = cache.segmentation_key(inputs.input_sha256, spec.model_id, loaded.weights_sha256)
+    job = cache.jobs().get(key)
+    if job is not None and job.done and job.error is None:
+        return job.result
+    if job is not None and not job.done:
+        _follow(key)
+        return None
+    if job is not None and job.error:
+        st.error(job.error)
+    if st.button(f"Segment with {spec.display_name}", type="primary", key=f"segment::{spec.model_id}"):
+        cache.start_segmentation(inputs, loaded, case_facts(inputs), reviewer() or None)
+        st.rerun()
+    return None
+
+
+@st.fragment(run_every=1.0)
+def _follow(key: str) -> None:
+    job = cache.jobs().get(key)
+    if job is None:
+        return
+    if job.done:
+        st.rerun()
+    st.progress(job.progress, text=f"Segmenting: {job.message}. You can scroll the volume meanwhile.")
+
+
+def _uploaded_segmentation(volume: Volume) -> tuple[Segmentation, int] | None:
+    left, middle, right = st.columns([2, 1.4, 1])
+    masks = left.file_uploader("Label map: NIfTI on the same grid, or a DICOM SEG", accept_multiple_files=False,
+                               key="mask_upload")
+    legend = middle.file_uploader("Label names (optional): JSON or CSV legend", key="legend_upload",
+                                  type=["json", "csv", "txt"])
+    probability = right.checkbox("It is a probability map", key="mask_is_probability",
+                                 help="Voxels at or above the threshold become label 1.")
+    threshold = right.number_input("Threshold", value=0.5, key="mask_threshold", disabled=not probability)
+    if masks is None:
+        st.caption("Upload a label map from nnU-Net, TotalSegmentator or another tool to review it here.")
+        return None
+    key = cache.upload_key([masks] + ([legend] if legend else []))
+    segmentation = cache.uploaded_mask(
+        key, volume.input_sha256, float(threshold) if probability else None, ((masks.name, masks.getvalue()),),
+        (legend.name, legend.getvalue()) if legend else None, volume,
+    )
+    return segmentation, _stored_run(volume, segmentation)
+
+
+def _stored_run(inputs, segmentation: Segmentation) -> int:
+    run_ids = st.session_state.setdefault(SEG_RUN_IDS, {})
+    run_key = f"{inputs.input_sha256}:{segmentation.model.model_id}:{segmentation.label_map.sha256}"
+    if run_key not in run_ids:
+        with cache.transaction() as session:
+            run_ids[run_key] = segmentation_repository.store_segmentation(
+                session, case_facts(inputs), segmentation, actor=reviewer() or None
+            ).run_id
+    return run_ids[run_key]
+
+
+def _origin_label(segmentation: Segmentation) -> str:
+    if segmentation.model.model_id == "uploaded-mask":
+        return " (uploaded mask)"
+    return "" if segmentation.model.trained else " (untrained model: meaningless)"
+
+
+def _go_to(present: dict) -> None:
+    target = present.get(st.session_state.get("goto_structure"))
+    if target is not None:
+        jump_to("Axial", (target.axial_first + target.axial_last) // 2)
+
+
+def _results(segmentation: Segmentation, run_id: int) -> None:
+    model = segmentation.model
+    origin = _origin_label(segmentation)
+    if model.model_id == "uploaded-mask":
+        what = f"mask {segmentation.label_map.source.removeprefix('uploaded:')} (sha256 {model.weights_sha256[:12]}…)"
+    else:
+        weights = "trained weights" if model.trained else "UNTRAINED weights"
+        what = (f"model {model.model_id}, {weights} sha256 {model.weights_sha256[:12]}…, "
+                f"{segmentation.timing_ms / 1000:.1f} s on {model.device.upper()}")
+    st.caption(md_escape(f"Segmentation run #{run_id} · {what} · " + ", ".join(f"{k} {v}" for k, v in segmentation.params)))
+    measurements = segmentation.measurements
+    label_colours = {info.value: "#%02x%02x%02x" % info.color for info in segmentation.label_map.labels}
+    table, chart = st.columns([1.3, 1])
+    table.dataframe(measurement_rows(measurements), hide_index=True)
+    colours = [label_colours.get(m.values[0], "#888888") if len(m.values) == 1 else "#9e9e9e" for m in measurements]
+    chart.plotly_chart(
+        volume_chart([m.name for m in measurements], [m.volume_ml for m in measurements], colours,
+                     "Volume per structure" + origin),
+        config={"displayModeBar": False}, key="volume_chart",
+    )
+    present = {m.name: m for m in measurements if m.axial_first is not None}
+    if present:
+        st.selectbox("Go to a structure (axial view, middle of its slice range)", list(present), index=None,
+                     key="goto_structure", placeholder="choose a structure", on_change=_go_to, args=(present,))
+    structure_verdict_panel(run_id, measurements, origin)
+    if st.toggle("Show the verdict history of this segmentation", key="show_structure_history"):
+        structure_history(run_id)
+
+
+try:
+    inputs = _upload_volume()
+except ReviewError as exc:
+    st.error(str(exc))
+    st.stop()
+if inputs is None:
+    st.stop()
+
+volume = inputs.reference if isinstance(inputs, MultiChannelVolume) else inputs
+for warning in volume.warnings:
+    st.warning(warning)
+facts = case_facts(inputs)
+shown = volume
+if isinstance(inputs, MultiChannelVolume):
+    names = [CHANNEL_NAMES[c] for c in inputs.channel_names]
+    chosen = st.radio("Channel shown", names, index=names.index("FLAIR"), horizontal=True, key="channel_shown")
+    shown = inputs.channels[names.index(chosen)]
+st.caption(md_escape(
+    f"{volume.description} · {volume.modality} · {facts.source_format} · " + " x ".join(str(n) for n in volume.shape)
+    + " voxels · stored as " + volume.original_axcodes + (f" · patient key {facts.patient_key}" if facts.patient_key else "")
+))
+
+result = None
+try:
+    if task == TASK_BRATS:
+        result = _model_segmentation(inputs, BRATS_SEGRESNET)
+    elif task == TASK_CT:
+        if volume.modality == "MR":
+            st.warning("This volume looks like an MRI (no air at -1000 HU); the whole-body model expects CT in HU.")
+        result = _model_segmentation(inputs, WHOLEBODY_CT_SEGRESNET)
+    else:
+        result = _uploaded_segmentation(volume)
+except ReviewError as exc:
+    st.error(str(exc))
+
+segmentation, run_id = result if result is not None else (None, None)
+volume_viewer(shown, segmentation, _origin_label(segmentation) if segmentation is not None else "")
+if segmentation is not None and run_id is not None:
+    _results(segmentation, run_id)

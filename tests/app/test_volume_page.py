@@ -1,0 +1,162 @@
+"""The MRI/CT page through AppTest: the MNI152 T1 with a grey-matter mask, scrolling, volumes and
+verdicts; a BraTS case and a CT series through the (untrained, labelled) networks; bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tests.app.conftest import new_app, texts
+from tests.conftest import SAMPLES, require_samples
+
+MASK_TASK = "A mask from another tool"
+MRI = SAMPLES / "mri"
+
+
+def _nifti(data: np.ndarray, affine: np.ndarray) -> bytes:
+    return gzip.compress(nib.Nifti1Image(data, affine).to_bytes(), compresslevel=1)
+
+
+def _grey_matter_mask() -> bytes:
+    image = nib.load(MRI / "mni152_gm_prob.nii.gz")
+    return _nifti((np.asarray(image.dataobj) >= 128).astype(np.uint8), image.affine)
+
+
+def _open_mask_task(at):
+    at.run()
+    at.switch_page("pages/volumes.py").run()
+    at.segmented_control(key="volume_task").set_value(MASK_TASK).run()
+    return at
+
+
+def _upload_t1_and_mask(at, mask: bytes):
+    t1 = (MRI / "mni152_t1.nii.gz").read_bytes()
+    at.file_uploader(key=f"volume_upload::{MASK_TASK}").set_value([("mni152_t1.nii.gz", t1, "application/gzip")]).run()
+    at.file_uploader(key="mask_upload").set_value(("grey_matter.nii.gz", mask, "application/gzip")).run()
+    return at
+
+
+def _count(table: str) -> int:
+    from sqlalchemy import text
+
+    from inference.settings import load_settings
+    from storage.db import open_database
+
+    with open_database(load_settings().database_url).begin() as session:
+        return session.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+
+
+def test_mni_t1_with_grey_matter_mask_scrolls_measures_and_records_a_verdict():
+    require_samples()
+    at = _upload_t1_and_mask(_open_mask_task(new_app()), _grey_matter_mask())
+    assert not at.exception, at.exception
+    said = texts(at)
+    assert "Axial 95 of 189" in said  # opens in the middle slice
+    assert "1.00 x 1.00 x 1.00 mm" in said
+    table = at.dataframe[0].value
+    volume_ml = float(table.loc[table["structure"] == "Label 1", "volume (mL)"].iloc[0])
+    assert 400 < volume_ml < 1200  # an adult brain's grey matter
+
+    at.slider(key="vv::slice::Axial").set_value(120).run()
+    assert "Axial 120 of 189" in texts(at)
+    at.button(key="vv::next").click().run()
+    assert "Axial 121 of 189" in texts(at)
+    at.segmented_control(key="vv::view").set_value("Coronal").run()
+    assert "Coronal 117 of 233" in texts(at)
+    at.segmented_control(key="vv::view").set_value("Sagittal").run()
+    assert "Sagittal 99 of 197" in texts(at)
+    assert not at.exception, at.exception
+
+    at.segmented_control(key="sverdict::1::Label 1::Dr Test").set_value("agree").run()
+    assert "Saved: Label 1 — agree" in texts(at)
+    from storage import segmentation_repository
+    from storage.db import open_database
+    from inference.settings import load_settings
+
+    with open_database(load_settings().database_url).begin() as session:
+        run = segmentation_repository.get_segmentation_run(session, 1)
+        verdicts = segmentation_repository.current_structure_verdicts(session, 1)
+    assert run.model_id == "uploaded-mask" and run.source == "uploaded"
+    assert [(v.structure, v.verdict, v.reviewer) for v in verdicts] == [("Label 1", "agree", "Dr Test")]
+
+
+def test_a_mask_on_another_grid_is_refused_and_nothing_is_stored():
+    require_samples()
+    image = nib.load(MRI / "mni152_gm_prob.nii.gz")
+    cropped = (np.asarray(image.dataobj)[10:-10] >= 128).astype(np.uint8)
+    at = _upload_t1_and_mask(_open_mask_task(new_app()), _nifti(cropped, image.affine))
+    assert not at.exception, at.exception
+    errors = " ".join(str(e.value) for e in at.error)
+    assert "177x233x189" in errors and "197x233x189" in errors
+    assert _count("segmentation_runs") == 0
+
+
+def test_a_file_that_is_not_a_volume_gets_a_clear_error():
+    require_samples()
+    at = _open_mask_task(new_app())
+    png = (SAMPLES / "cxr" / "nih_00000001_000.png").read_bytes()
+    at.file_uploader(key=f"volume_upload::{MASK_TASK}").set_value([("chest.png", png, "image/png")]).run()
+    assert not at.exception, at.exception
+    assert "chest.png" in " ".join(str(e.value) for e in at.error)
+
+
+def _wait_for_segmentation(at, timeout: float = 240.0):
+    deadline = time.monotonic() + timeout
+    while "Segmentation run" not in texts(at):
+        assert time.monotonic() < deadline, texts(at)
+        assert not at.exception, at.exception
+        time.sleep(0.5)
+        at.run()
+    return at
+
+
+def _small_brats_files() -> list[tuple[str, bytes, str]]:
+    rng = np.random.default_rng(1)
+    x, y, z = np.ogrid[:48, :56, :40]
+    brain = ((x - 24) / 18.0) ** 2 + ((y - 28) / 22.0) ** 2 + ((z - 20) / 16.0) ** 2 <= 1
+    files = []
+    for i, suffix in enumerate(("t1c", "t1", "t2", "flair")):
+        data = (brain * (300.0 + 40 * i) + rng.normal(0, 10, brain.shape) * brain).astype(np.float32)
+        files.append((f"BraTS2021_00001_{suffix}.nii.gz", _nifti(data, np.eye(4)), "application/gzip"))
+    return files[::-1]  # upload order must not matter
+
+
+def test_brats_case_runs_through_the_untrained_network_labelled_everywhere(untrained_env, monkeypatch):
+    import inference.seg_registry as registry
+
+    # A small roi keeps this test to seconds on CPU; the architecture and weights rules are unchanged.
+    small = dataclasses.replace(registry.BRATS_SEGRESNET, roi_size=(48, 56, 40))
+    monkeypatch.setattr(registry, "BRATS_SEGRESNET", small)
+    monkeypatch.setitem(registry.SEG_MODELS, small.model_id, small)
+    at = new_app()
+    at.run()
+    at.switch_page("pages/volumes.py").run()
+    at.file_uploader(key="volume_upload::Brain tumour (MRI, 4 channels)").set_value(_small_brats_files()).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="channel::t1c").value == "BraTS2021_00001_t1c.nii.gz"
+    assert at.selectbox(key="channel::flair").value == "BraTS2021_00001_flair.nii.gz"
+    assert "untrained" in texts(at).lower()
+    at.button(key="segment::monai-brats-segresnet").click().run()
+    _wait_for_segmentation(at)
+    said = texts(at)
+    assert "UNTRAINED weights" in said
+    structures = list(at.dataframe[0].value["structure"])
+    assert structures == ["Tumour core", "Whole tumour", "Enhancing tumour", "Necrotic core", "Oedema"]
+    assert "(untrained model: meaningless)" in said.replace("\\", "")
+
+
+def test_missing_segmentation_weights_say_where_they_go_and_offer_untrained_mode():
+    at = new_app()
+    at.run()
+    at.switch_page("pages/volumes.py").run()
+    at.file_uploader(key="volume_upload::Brain tumour (MRI, 4 channels)").set_value(_small_brats_files()).run()
+    said = texts(at)
+    assert "cannot run" in said and "model.pt" in said
+    assert not any(b.key == "segment::monai-brats-segresnet" for b in at.button)
+    at.button(key="untrained::monai-brats-segresnet").click().run()
+    assert any(b.key == "segment::monai-brats-segresnet" for b in at.button)
