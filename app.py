@@ -8,6 +8,7 @@ import streamlit as st
 
 from inference.errors import ReviewError
 from ui import sidebar
+from ui.entry import app_entry
 from ui.identity import require_sign_in
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -28,7 +29,8 @@ navigation = st.navigation(
 )
 try:
     sidebar.render()
-    navigation.run()
+    with app_entry():
+        navigation.run()
 except ReviewError as problem:
     # The page edge: set-up and storage problems are shown as what to do, never as a traceback.
     st.error(str(problem))

@@ -6,6 +6,9 @@ import streamlit as st
 
 from ui.model_status import DISCLAIMER
 from xai.overlay import CAM_MEANING
+from ui.entry import require_app_entry
+
+require_app_entry()
 
 st.title("About this tool")
 st.warning(DISCLAIMER)

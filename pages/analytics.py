@@ -14,6 +14,9 @@ from analytics import agreement, exports
 from storage import reporting, repository
 from ui import cache
 from ui.identity import current_reviewer
+from ui.entry import require_app_entry
+
+require_app_entry()
 
 st.title("Analytics")
 st.caption("Current verdicts only (a changed verdict counts once, as it stands now).")

@@ -10,6 +10,9 @@ from ui import cache
 from ui.charts import band_legend_text, score_text, shap_waterfall
 from ui.text import md_escape
 from ui.verdicts import history_table, verdict_panel
+from ui.entry import require_app_entry
+
+require_app_entry()
 
 st.title("Case review")
 

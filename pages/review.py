@@ -17,6 +17,9 @@ from ui.session import RUN_IDS, reviewer
 from ui.text import md_escape
 from ui.verdicts import history_table, verdict_panel
 from xai.cam import CLOSED_FORM_METHOD
+from ui.entry import require_app_entry
+
+require_app_entry()
 
 st.title("Review a chest X-ray")
 loaded = require_model()

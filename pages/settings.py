@@ -13,6 +13,9 @@ from inference.weights import expected_weights_path
 from ui import cache
 from ui.band_editor import edit_bands_section
 from ui.model_status import require_model
+from ui.entry import require_app_entry
+
+require_app_entry()
 
 st.title("Settings")
 settings = load_settings()

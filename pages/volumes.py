@@ -18,6 +18,9 @@ from ui.structure_verdicts import measurement_rows, structure_history, structure
 from ui.text import md_escape
 from ui.volume_viewer import jump_to, volume_viewer
 from ui.charts import volume_chart
+from ui.entry import require_app_entry
+
+require_app_entry()
 
 TASK_BRATS = "Brain tumour (MRI, 4 channels)"
 TASK_CT = "Whole-body CT structures"

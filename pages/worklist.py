@@ -7,6 +7,9 @@ import streamlit as st
 
 from storage import reporting
 from ui import cache
+from ui.entry import require_app_entry
+
+require_app_entry()
 
 st.title("Worklist")
 with cache.transaction() as session:

@@ -1,0 +1,85 @@
+"""A real browser on the MRI/CT page: upload the MNI152 T1 and a grey-matter mask, scroll all three
+views, read the volume and record a verdict that lands in the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tests.conftest import SAMPLES
+from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, _shot, _sign, server  # noqa: F401 - server is a fixture
+
+pytestmark = pytest.mark.e2e
+MRI = SAMPLES / "mri"
+
+
+def _mask_file(folder: Path) -> Path:
+    gm = nib.load(MRI / "mni152_gm_prob.nii.gz")
+    path = folder / "grey_matter_mask.nii.gz"
+    nib.save(nib.Nifti1Image((np.asarray(gm.dataobj) >= 128).astype(np.uint8), gm.affine), path)
+    return path
+
+
+def test_scroll_three_views_read_the_volume_and_agree(server, tmp_path: Path) -> None:  # noqa: F811
+    from playwright.sync_api import expect, sync_playwright
+
+    url, database_url = server
+    mask = _mask_file(tmp_path)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1500, "height": 2200})
+        page.set_default_timeout(120_000)
+        expect.set_options(timeout=120_000)
+        # A freshly started server's first request for a page URL must still pass through app.py
+        # (sign-in gate, sidebar), never run the page file on its own.
+        page.goto(f"{url}/volumes")
+        expect(page.get_by_role("textbox", name="Reviewer name")).to_be_visible()
+        _sign(page, "Dr Volume")
+        page.get_by_role("link", name="Review an MRI or CT").click()
+        expect(page.get_by_text("Review an MRI or CT volume").first).to_be_visible()
+        page.get_by_role("radiogroup", name="What to review").get_by_role("radio", name="A mask from another tool").click()
+        expect(page.get_by_text("A volume: one NIfTI")).to_be_visible()
+        page.locator("input[type=file]").first.set_input_files(str(MRI / "mni152_t1.nii.gz"))
+        expect(page.get_by_text("Axial 95 of 189")).to_be_visible()
+        expect(page.get_by_text("Label map: NIfTI on the same grid")).to_be_visible()
+        page.locator("input[type=file]").nth(1).set_input_files(str(mask))
+        expect(page.get_by_text("Volume per structure (uploaded mask)")).to_be_visible()
+        images = page.locator("[data-testid='stImage']")
+        expect(images.filter(has_text="Image with masks (uploaded mask)")).to_have_count(1)
+        _shot(page, "20-volume-mask-axial")
+
+        slice_slider = page.get_by_role("slider", name="Slice")
+        slice_slider.focus()
+        for _ in range(3):
+            slice_slider.press("ArrowRight")
+        expect(page.get_by_text("Axial 98 of 189")).to_be_visible()
+        views = page.get_by_role("radiogroup", name="View")
+        views.get_by_role("radio", name="Coronal").click()
+        expect(page.get_by_text("Coronal 117 of 233")).to_be_visible()
+        _shot(page, "21-volume-coronal")
+        views.get_by_role("radio", name="Sagittal").click()
+        expect(page.get_by_text("Sagittal 99 of 197")).to_be_visible()
+        page.get_by_role("slider", name="Slice").focus()
+        page.get_by_role("slider", name="Slice").press("ArrowLeft")
+        expect(page.get_by_text("Sagittal 98 of 197")).to_be_visible()
+        _shot(page, "22-volume-sagittal")
+
+        verdict = page.get_by_role("radiogroup", name="Verdict on Label 1")
+        verdict.get_by_role("radio", name="Agree", exact=True).click()
+        expect(page.get_by_text("Saved: Label 1 — agree")).to_be_visible()
+        _shot(page, "23-volume-verdict")
+        browser.close()
+
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        rows = list(connection.execute(text(
+            "SELECT v.structure, v.verdict, v.reviewer, r.model_id, r.source FROM structure_verdicts v "
+            "JOIN segmentation_runs r ON r.id = v.run_id"
+        )))
+    engine.dispose()
+    assert rows == [("Label 1", "agree", "Dr Volume", "uploaded-mask", "uploaded")]
