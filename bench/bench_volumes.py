@@ -45,7 +45,7 @@ def brats_sized_case():
     return MultiChannelVolume(channel_names=("t1c", "t1", "t2", "flair"), channels=tuple(channels), input_sha256="bench-case")
 
 
-def seg_timings(repeats: int = 2) -> dict:
+def seg_timings(repeats: int = 3, device: str = "cpu") -> dict:
     import torch
 
     from inference.seg_loader import load_seg_model
@@ -53,14 +53,15 @@ def seg_timings(repeats: int = 2) -> dict:
     from inference.segment import segment
     from inference.settings import load_settings
 
-    loaded = load_seg_model(BRATS_SEGRESNET, load_settings(), allow_untrained=True, device="cpu")
+    loaded = load_seg_model(BRATS_SEGRESNET, load_settings(), allow_untrained=True, device=device)
     case = brats_sized_case()
     window = torch.zeros((1, 4, *_roi(BRATS_SEGRESNET)), dtype=torch.float32)
 
     def bare_forward() -> float:
+        # The floor: one forward of a roi-sized window, with the copies to and from the device any run needs.
         start = time.perf_counter()
         with torch.inference_mode():
-            loaded.module(window)
+            loaded.module(window.to(device)).cpu()
         return time.perf_counter() - start
 
     def pipeline() -> float:
@@ -75,7 +76,8 @@ def seg_timings(repeats: int = 2) -> dict:
         full.append(pipeline())
     log.info("seg window %s s, seg %s s", [round(t, 2) for t in windows], [round(t, 2) for t in full])
     return {"seg_window_s": statistics.median(windows), "seg_s": statistics.median(full),
-            "seg_roi": "x".join(map(str, _roi(BRATS_SEGRESNET))), "seg_threads": torch.get_num_threads()}
+            "seg_roi": "x".join(map(str, _roi(BRATS_SEGRESNET))), "seg_threads": torch.get_num_threads(),
+            "seg_device": device}
 
 
 def _roi(spec) -> tuple[int, int, int]:
