@@ -33,10 +33,6 @@ st.title("Review an MRI or CT volume")
 task = st.segmented_control("What to review", TASKS, default=TASK_BRATS, key="volume_task") or TASK_BRATS
 
 
-def _files(uploads) -> tuple[tuple[str, bytes], ...]:
-    return tuple((u.name, u.getvalue()) for u in uploads)
-
-
 def _brats_inputs(uploads) -> MultiChannelVolume | None:
     names = [u.name for u in uploads]
     try:
@@ -57,7 +53,7 @@ def _brats_inputs(uploads) -> MultiChannelVolume | None:
     if len({name for _, name in assignment}) < 4:
         st.error("Each channel needs its own file; one file is assigned to two channels.")
         return None
-    return cache.mri_channels(cache.upload_key(uploads), tuple(assignment), _files(uploads))
+    return cache.mri_channels(cache.upload_key(uploads), tuple(assignment), tuple(uploads))
 
 
 def _upload_volume() -> Volume | MultiChannelVolume | None:
@@ -75,7 +71,7 @@ def _upload_volume() -> Volume | MultiChannelVolume | None:
             st.error(f"The brain tumour model needs exactly 4 NIfTI files (T1c, T1, T2, FLAIR); {len(uploads)} were uploaded.")
             return None
         return _brats_inputs(uploads)
-    return cache.volume(cache.upload_key(uploads), _files(uploads))
+    return cache.volume(cache.upload_key(uploads), tuple(uploads))
 
 
 def _model_segmentation(inputs, spec) -> tuple[Segmentation, int] | None:
@@ -120,10 +116,8 @@ def _uploaded_segmentation(volume: Volume) -> tuple[Segmentation, int] | None:
         st.caption("Upload a label map from nnU-Net, TotalSegmentator or another tool to review it here.")
         return None
     key = cache.upload_key([masks] + ([legend] if legend else []))
-    segmentation = cache.uploaded_mask(
-        key, volume.input_sha256, float(threshold) if probability else None, ((masks.name, masks.getvalue()),),
-        (legend.name, legend.getvalue()) if legend else None, volume,
-    )
+    segmentation = cache.uploaded_mask(key, volume.input_sha256, float(threshold) if probability else None,
+                                       masks, legend, volume)
     return segmentation, _stored_run(volume, segmentation)
 
 

@@ -299,23 +299,28 @@ def upload_key(uploads) -> str:
     return "|".join(f"{u.file_id}:{u.size}" for u in uploads)
 
 
+def _contents(uploads) -> list[tuple[str, bytes]]:
+    # Read only on a cache miss: getvalue() copies the upload, hundreds of MB for a CT series.
+    return [(u.name, u.getvalue()) for u in uploads]
+
+
 @st.cache_resource(max_entries=4, ttl=4 * 3600, show_spinner="Reading the volume…")
-def volume(key: str, _files: tuple[tuple[str, bytes], ...]):
+def volume(key: str, _uploads: tuple):
     """One NIfTI, a DICOM series (files or a zip) or a multi-frame DICOM as a canonical Volume."""
     from inference.volume_ingest import load_volume
 
     settings = load_settings()
-    return load_volume(list(_files), max_bytes=settings.max_volume_upload_mb * 1_000_000,
+    return load_volume(_contents(_uploads), max_bytes=settings.max_volume_upload_mb * 1_000_000,
                        max_voxels=settings.max_volume_voxels, hash_key=patient_hash_key())
 
 
 @st.cache_resource(max_entries=2, ttl=4 * 3600, show_spinner="Reading the four MRI channels…")
-def mri_channels(key: str, assignment: tuple[tuple[str, str], ...], _files: tuple[tuple[str, bytes], ...]):
+def mri_channels(key: str, assignment: tuple[tuple[str, str], ...], _uploads: tuple):
     """The BraTS channels (T1c, T1, T2, FLAIR) on one grid, from the reviewer's file assignment."""
     from inference.volume_ingest import load_mri_channels
 
     settings = load_settings()
-    by_name = dict(_files)
+    by_name = dict(_contents(_uploads))
     chosen = {channel: (name, by_name[name]) for channel, name in assignment}
     return load_mri_channels(chosen, max_bytes=settings.max_volume_upload_mb * 1_000_000,
                              max_voxels=settings.max_volume_voxels, hash_key=patient_hash_key())
@@ -377,14 +382,14 @@ def start_segmentation(inputs, loaded, facts, actor: str | None):
 
 
 @st.cache_resource(max_entries=8, ttl=4 * 3600, show_spinner="Reading the mask…")
-def uploaded_mask(key: str, volume_sha256: str, threshold: float | None,
-                  _files: tuple[tuple[str, bytes], ...], _legend: tuple[str, bytes] | None, _volume):
+def uploaded_mask(key: str, volume_sha256: str, threshold: float | None, _mask, _legend, _volume):
     """A label map from another tool on this volume's grid, measured once."""
     from inference.labelmap import load_label_map
     from inference.volume_case import uploaded_segmentation
 
     settings = load_settings()
-    label_map = load_label_map(list(_files), _volume, legend=_legend, threshold=threshold,
+    legend = _contents([_legend])[0] if _legend is not None else None
+    label_map = load_label_map(_contents([_mask]), _volume, legend=legend, threshold=threshold,
                                max_bytes=settings.max_volume_upload_mb * 1_000_000,
                                max_voxels=settings.max_volume_voxels)
     return uploaded_segmentation(label_map, _volume)
