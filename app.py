@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import streamlit as st
 
@@ -12,6 +13,13 @@ from ui.entry import app_entry
 from ui.identity import require_sign_in
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+# LOG_LEVEL=DEBUG makes this app's own modules (not every library) log in detail, e.g. scroll timings.
+_level = os.environ.get("LOG_LEVEL", "INFO").upper()
+if _level not in logging.getLevelNamesMapping():
+    logging.getLogger(__name__).warning("LOG_LEVEL=%r is not a logging level; using INFO.", _level)
+    _level = "INFO"
+for package in ("inference", "ui", "storage", "xai", "analytics"):
+    logging.getLogger(package).setLevel(_level)
 
 st.set_page_config(page_title="Radiology AI review", page_icon="🩻", layout="wide")
 

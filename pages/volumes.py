@@ -17,7 +17,6 @@ from ui.session import reviewer
 from ui.structure_verdicts import measurement_rows, structure_history, structure_verdict_panel
 from ui.text import md_escape
 from ui.volume_viewer import jump_to, volume_viewer
-from ui.charts import volume_chart
 from ui.entry import require_app_entry
 
 require_app_entry()
@@ -160,8 +159,8 @@ def _results(segmentation: Segmentation, run_id: int) -> None:
     table.dataframe(measurement_rows(measurements), hide_index=True)
     colours = [label_colours.get(m.values[0], "#888888") if len(m.values) == 1 else "#9e9e9e" for m in measurements]
     chart.plotly_chart(
-        volume_chart([m.name for m in measurements], [m.volume_ml for m in measurements], colours,
-                     "Volume per structure" + origin),
+        cache.volume_figure(f"segmentation-run-{run_id}", tuple(m.name for m in measurements),
+                            tuple(m.volume_ml for m in measurements), tuple(colours), "Volume per structure" + origin),
         config={"displayModeBar": False}, key="volume_chart",
     )
     present = {m.name: m for m in measurements if m.axial_first is not None}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from storage import reporting
+from storage import reporting, segmentation_repository
 from ui import cache
 from ui.entry import require_app_entry
 
@@ -14,8 +14,40 @@ require_app_entry()
 st.title("Worklist")
 with cache.transaction() as session:
     rows = reporting.worklist(session)
+    volume_rows = segmentation_repository.segmentation_worklist(session)
+
+
+def volume_section() -> None:
+    if not volume_rows:
+        return
+    st.subheader("MRI and CT segmentations")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "run": r.run_id,
+                    "case": r.case_id,
+                    "stored (UTC)": r.created_at.strftime("%Y-%m-%d %H:%M"),
+                    "modality": r.modality,
+                    "masks from": "uploaded mask" if r.source == "uploaded" else r.model_id,
+                    "structures": r.structures,
+                    "status": r.status,
+                    "weights": "n/a" if r.source == "uploaded" else ("trained" if r.trained else "UNTRAINED"),
+                }
+                for r in volume_rows
+            ]
+        ),
+        hide_index=True,
+    )
+    st.caption("Newest first · volumes are not stored: upload the volume again on the MRI/CT page to see its masks "
+               "· 'reviewed by N': N readers gave a verdict on every structure")
+
+
 if not rows:
-    st.info("No cases yet. Analyse a chest X-ray on the Review page and it appears here.")
+    if volume_rows:
+        volume_section()
+    else:
+        st.info("No cases yet. Analyse a chest X-ray or an MRI/CT volume and it appears here.")
     st.stop()
 
 unreviewed = [r for r in rows if r.readers_done == 0]
@@ -66,3 +98,4 @@ st.dataframe(
     column_config={"open": st.column_config.LinkColumn("open", display_text="open")},
 )
 st.caption(f"{len(shown)} of {len(rows)} cases · critical first, then newest · 'reviewed by N': N readers gave a verdict on every finding")
+volume_section()

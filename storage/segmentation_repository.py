@@ -295,3 +295,49 @@ def structure_verdict_history(session: Session, run_id: int) -> list[StructureVe
         select(StructureVerdict).where(StructureVerdict.run_id == run_id).order_by(StructureVerdict.id)
     )
     return [_verdict_record(v) for v in rows]
+
+
+@dataclass(frozen=True)
+class SegmentationWorklistRow:
+    run_id: int
+    case_id: int
+    modality: str
+    source: str
+    model_id: str
+    trained: bool
+    created_at: datetime
+    structures: int
+    readers_done: int  # reviewers with a verdict on every structure
+    readers_started: int
+
+    @property
+    def status(self) -> str:
+        if self.readers_done:
+            return f"reviewed by {self.readers_done}"
+        return "in review" if self.readers_started else "new"
+
+
+def segmentation_worklist(session: Session, limit: int = 500) -> list[SegmentationWorklistRow]:
+    """Every segmentation run, newest first, with how far its readers have got."""
+    runs = session.execute(
+        select(SegmentationRun, func.count(RunStructure.id))
+        .join(RunStructure, RunStructure.run_id == SegmentationRun.id)
+        .group_by(SegmentationRun.id)
+        .order_by(SegmentationRun.id.desc())
+        .limit(limit)
+        .options(selectinload(SegmentationRun.case))
+    ).all()
+    coverage = session.execute(
+        select(StructureVerdict.run_id, StructureVerdict.reviewer, func.count(func.distinct(StructureVerdict.structure)))
+        .where(StructureVerdict.run_id.in_([run.id for run, _ in runs]))
+        .group_by(StructureVerdict.run_id, StructureVerdict.reviewer)
+    ).all()
+    rows = []
+    for run, structures in runs:
+        per_reader = [count for run_id, _reader, count in coverage if run_id == run.id]
+        rows.append(SegmentationWorklistRow(
+            run_id=run.id, case_id=run.case_id, modality=run.case.modality, source=run.source,
+            model_id=run.model_id, trained=run.trained, created_at=_utc(run.created_at), structures=structures,
+            readers_done=sum(1 for c in per_reader if c >= structures), readers_started=len(per_reader),
+        ))
+    return rows

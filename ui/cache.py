@@ -209,6 +209,14 @@ def band_figure(run_key: str, _findings: tuple, _thresholds: dict, trained: bool
     return band_chart(_findings, _thresholds, trained)
 
 
+@st.cache_resource(max_entries=64, show_spinner=False)
+def volume_figure(run_key: str, _names: tuple, _volumes_ml: tuple, _colours: tuple, caption: str):
+    """The structure-volume chart of one stored segmentation run, built once (shared read-only)."""
+    from ui.charts import volume_chart
+
+    return volume_chart(_names, _volumes_ml, _colours, caption)
+
+
 @st.cache_resource(show_spinner=False)
 def jobs():
     """Background computations shared by all sessions (one at a time: each uses every core)."""

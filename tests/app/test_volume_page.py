@@ -84,6 +84,11 @@ def test_mni_t1_with_grey_matter_mask_scrolls_measures_and_records_a_verdict():
     assert run.model_id == "uploaded-mask" and run.source == "uploaded"
     assert [(v.structure, v.verdict, v.reviewer) for v in verdicts] == [("Label 1", "agree", "Dr Test")]
 
+    at.switch_page("pages/worklist.py").run()
+    assert not at.exception, at.exception
+    row = at.dataframe[0].value.iloc[0]
+    assert (row["masks from"], row["status"], row["modality"], row["structures"]) == ("uploaded mask", "reviewed by 1", "MR", 1)
+
 
 def test_a_mask_on_another_grid_is_refused_and_nothing_is_stored():
     require_samples()
