@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
 import tempfile
 import zipfile
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING
 from inference.errors import WeightsInvalid, WeightsMissing
 from inference.seg_registry import SegModelSpec
 from inference.settings import Settings
-from inference.weights import sha256_of_file
+from inference.weights import sha256_of_file, write_state_dict_atomically
 
 if TYPE_CHECKING:
     import torch
@@ -223,20 +222,6 @@ def _read_import_source(source: Path, spec: SegModelSpec) -> dict:
     raise WeightsInvalid(f"No file or folder at {source}.")
 
 
-def _write_state_dict_atomically(state_dict: Mapping, dest: Path) -> None:
-    import torch
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dest.name, suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        torch.save(dict(state_dict), tmp)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def import_seg_weights(source: Path, spec: SegModelSpec, settings: Settings) -> Path:
     """Check a bundle folder, bundle zip or ``.pt`` file fits the architecture, then install it.
 
@@ -247,7 +232,7 @@ def import_seg_weights(source: Path, spec: SegModelSpec, settings: Settings) -> 
     state_dict = _read_import_source(source, spec)
     apply_seg_state_dict(build_seg_architecture(spec), state_dict, spec, source_name=source.name)
     dest = installed_weights_path(spec, settings)
-    _write_state_dict_atomically(state_dict, dest)
+    write_state_dict_atomically(state_dict, dest)
     provenance = {
         "model_id": spec.model_id,
         "bundle": spec.bundle_name,

@@ -105,7 +105,7 @@ def _load_untrusted_format(path: Path):
         raise WeightsInvalid(f"{path.name} could not be unpickled as a model ({type(exc).__name__}: {exc}).") from exc
 
 
-def _write_state_dict_atomically(state_dict: Mapping, dest: Path) -> None:
+def write_state_dict_atomically(state_dict: Mapping, dest: Path) -> None:
     import torch
 
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +131,7 @@ def import_weights(source: Path, spec: ModelSpec, settings: Settings, *, allow_p
     state_dict = read_state_dict(source, allow_pickle=allow_pickle)
     apply_state_dict(build_architecture(spec), state_dict, source_name=source.name)
     dest = expected_weights_path(spec, settings)
-    _write_state_dict_atomically(state_dict, dest)
+    write_state_dict_atomically(state_dict, dest)
     provenance = {
         "model_id": spec.model_id,
         "source_file": source.name,

@@ -12,6 +12,7 @@ from inference.volume_ingest import BRATS_CHANNELS, assign_mri_channels
 from inference.volume_types import MultiChannelVolume, Segmentation, Volume
 from storage import segmentation_repository
 from ui import cache
+from ui.job_progress import follow_job
 from ui.model_status import seg_model_panel
 from ui.session import reviewer
 from ui.structure_verdicts import measurement_rows, structure_history, structure_verdict_panel
@@ -82,7 +83,7 @@ def _model_segmentation(inputs, spec) -> tuple[Segmentation, int] | None:
     if job is not None and job.done and job.error is None:
         return job.result
     if job is not None and not job.done:
-        _follow(key)
+        follow_job(key, "Segmenting", "You can scroll the volume meanwhile.")
         return None
     if job is not None and job.error:
         st.error(job.error)
@@ -90,16 +91,6 @@ def _model_segmentation(inputs, spec) -> tuple[Segmentation, int] | None:
         cache.start_segmentation(inputs, loaded, case_facts(inputs), reviewer() or None)
         st.rerun()
     return None
-
-
-@st.fragment(run_every=1.0)
-def _follow(key: str) -> None:
-    job = cache.jobs().get(key)
-    if job is None:
-        return
-    if job.done:
-        st.rerun()
-    st.progress(job.progress, text=f"Segmenting: {job.message}. You can scroll the volume meanwhile.")
 
 
 def _uploaded_segmentation(volume: Volume) -> tuple[Segmentation, int] | None:

@@ -11,6 +11,7 @@ from inference.model_loader import UNTRAINED_LABEL, LoadedModel
 from storage import repository
 from ui import cache
 from ui.charts import score_text, shap_waterfall
+from ui.job_progress import follow_job
 from xai.overlay import diverging_legend_png, png_bytes, region_value_map
 from xai.region_shap import RegionExplanation
 from xai.regions import grid_regions
@@ -21,16 +22,6 @@ def _stored(run_id: int) -> RegionExplanation | None:
         return repository.get_region_explanation(session, run_id)
 
 
-@st.fragment(run_every=1.0)
-def _follow(job_key: str) -> None:
-    job = cache.jobs().get(job_key)
-    if job is None:
-        return
-    if job.done:
-        st.rerun()  # show the result (or the error) on the whole page
-    st.progress(job.progress, text=f"Region SHAP: {job.message}. You can keep reviewing meanwhile.")
-
-
 def shap_panel(analysis: CaseAnalysis, loaded: LoadedModel, run_id: int, label: str) -> None:
     st.markdown("**Why this score? Region SHAP**")
     result = _stored(run_id)
@@ -38,7 +29,7 @@ def shap_panel(analysis: CaseAnalysis, loaded: LoadedModel, run_id: int, label: 
     job = cache.jobs().get(key)
     if result is None:
         if job is not None and not job.done:
-            _follow(key)
+            follow_job(key, "Region SHAP", "You can keep reviewing meanwhile.")
             return
         if job is not None and job.error:
             st.error(job.error)

@@ -89,6 +89,11 @@ def legend_html(labels: tuple[LabelInfo, ...], visible: set[int]) -> str:
     return "".join(items)
 
 
+def present_values(segmentation: Segmentation) -> set[int]:
+    """Label values with at least one voxel, from the measurements (no pass over the volume)."""
+    return {m.values[0] for m in segmentation.measurements if len(m.values) == 1 and m.voxels > 0}
+
+
 @st.fragment
 def volume_viewer(volume: Volume, segmentation: Segmentation | None, caption_suffix: str = "") -> None:
     """Axial / coronal / sagittal scroller with step buttons, window, mask visibility and opacity."""
@@ -106,7 +111,10 @@ def volume_viewer(volume: Volume, segmentation: Segmentation | None, caption_suf
     visible: set[int] = set()
     opacity = 0.4
     if label_map is not None:
-        names = {info.value: f"{info.value}: {info.name}" for info in label_map.labels if info.value > 0}
+        # Only labels the mask holds: a whole-body model declares 104, a slice shows a handful.
+        present = present_values(segmentation)
+        names = {info.value: f"{info.value}: {info.name}" for info in label_map.labels
+                 if info.value > 0 and info.value in present}
         with controls[2]:
             chosen = st.multiselect("Masks shown", list(names), default=list(names), format_func=names.get,
                                     key=f"vv::visible::{label_map.sha256}")
@@ -137,7 +145,11 @@ def volume_viewer(volume: Volume, segmentation: Segmentation | None, caption_suf
         "right is on the screen's left"
     )
     if label_map is not None:
-        st.markdown(legend_html(label_map.labels, visible), unsafe_allow_html=True)
+        shown_labels = tuple(info for info in label_map.labels if info.value in present)
+        if shown_labels:
+            st.markdown(legend_html(shown_labels, visible), unsafe_allow_html=True)
+        else:
+            st.caption("The mask is empty: no label has any voxel.")
     # The benchmark reads this line (LOG_LEVEL=DEBUG) for the server time of a scroll.
     log.debug("viewer rendered %s slice %d in %.2f ms", view, index + 1, (time.perf_counter() - started) * 1000)
 

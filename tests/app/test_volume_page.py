@@ -9,7 +9,6 @@ import time
 
 import nibabel as nib
 import numpy as np
-import pytest
 
 from tests.app.conftest import new_app, texts
 from tests.conftest import SAMPLES, require_samples

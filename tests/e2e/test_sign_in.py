@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import NIH_PNG, PROJECT, require_samples
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _shot
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, _free_port
+from tests.e2e.test_browser import _shot
 
 pytestmark = pytest.mark.e2e
 

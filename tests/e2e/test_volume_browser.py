@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import SAMPLES
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, _shot, _sign, server  # noqa: F401 - server is a fixture
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.test_browser import _shot, _sign
 
 pytestmark = pytest.mark.e2e
 MRI = SAMPLES / "mri"
@@ -23,7 +24,7 @@ def _mask_file(folder: Path) -> Path:
     return path
 
 
-def test_scroll_three_views_read_the_volume_and_agree(server, tmp_path: Path) -> None:  # noqa: F811
+def test_scroll_three_views_read_the_volume_and_agree(server, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     url, database_url = server
