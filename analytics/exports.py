@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 
 from storage.reporting import VerdictFact
 from storage.repository import NoteRecord, RunRecord, VerdictRecord
+from storage.segmentation_repository import StructureVerdictFact
 
 DISCLAIMER = "Research and demonstration tool, not a cleared medical device."
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -28,9 +29,8 @@ def _cell(value: object) -> object:
     return value
 
 
-def verdicts_csv(facts: Sequence[VerdictFact]) -> bytes:
+def _facts_csv(facts: Sequence, fields: list[str]) -> bytes:
     buffer = io.StringIO()
-    fields = list(VerdictFact.__dataclass_fields__)
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     for fact in facts:
@@ -38,6 +38,15 @@ def verdicts_csv(facts: Sequence[VerdictFact]) -> bytes:
         row["created_at"] = fact.created_at.isoformat()
         writer.writerow({k: _cell(v) for k, v in row.items()})
     return buffer.getvalue().encode("utf-8")
+
+
+def verdicts_csv(facts: Sequence[VerdictFact]) -> bytes:
+    return _facts_csv(facts, list(VerdictFact.__dataclass_fields__))
+
+
+def structure_verdicts_csv(facts: Sequence[StructureVerdictFact]) -> bytes:
+    """Current verdicts on segmented structures, with the volume and model each reader saw."""
+    return _facts_csv(facts, list(StructureVerdictFact.__dataclass_fields__))
 
 
 def _run_dict(run: RunRecord, verdicts: Sequence[VerdictRecord], notes: Sequence[NoteRecord]) -> dict:

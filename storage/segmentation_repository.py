@@ -18,7 +18,7 @@ from inference.errors import InvalidReview, StorageError
 from inference.types import CaseFacts
 from inference.volume_types import LabelInfo, Segmentation, StructureMeasurement
 from storage import audit
-from storage.models import RunStructure, SegmentationRun, StructureVerdict, utcnow
+from storage.models import Case, RunStructure, SegmentationRun, StructureVerdict, utcnow
 from storage.repository import VERDICTS, _clean_note, _clean_reviewer, _get_or_create_case, _utc
 
 SOURCES = ("model", "uploaded")
@@ -341,3 +341,49 @@ def segmentation_worklist(session: Session, limit: int = 500) -> list[Segmentati
             readers_done=sum(1 for c in per_reader if c >= structures), readers_started=len(per_reader),
         ))
     return rows
+
+
+@dataclass(frozen=True)
+class StructureVerdictFact:
+    """A reviewer's current verdict on one structure, with what the masks showed them."""
+
+    verdict_id: int
+    run_id: int
+    case_id: int
+    modality: str
+    structure: str
+    voxels: int
+    volume_ml: float
+    model_id: str
+    weights_sha256: str
+    trained: bool
+    source: str
+    reviewer: str
+    verdict: str
+    note: str
+    created_at: datetime
+
+
+def current_structure_verdict_facts(session: Session) -> list[StructureVerdictFact]:
+    """Each reviewer's latest verdict on every structure of every run, oldest first."""
+    latest = select(func.max(StructureVerdict.id)).group_by(
+        StructureVerdict.run_id, StructureVerdict.reviewer, StructureVerdict.structure
+    )
+    rows = session.execute(
+        select(StructureVerdict, SegmentationRun, RunStructure, Case.modality)
+        .join(SegmentationRun, SegmentationRun.id == StructureVerdict.run_id)
+        .join(RunStructure, (RunStructure.run_id == StructureVerdict.run_id)
+              & (RunStructure.name == StructureVerdict.structure))
+        .join(Case, Case.id == SegmentationRun.case_id)
+        .where(StructureVerdict.id.in_(latest))
+        .order_by(StructureVerdict.id)
+    ).all()
+    return [
+        StructureVerdictFact(
+            verdict_id=v.id, run_id=run.id, case_id=run.case_id, modality=modality, structure=v.structure,
+            voxels=structure.voxels, volume_ml=structure.volume_ml, model_id=run.model_id,
+            weights_sha256=run.weights_sha256, trained=run.trained, source=run.source, reviewer=v.reviewer,
+            verdict=v.verdict, note=v.note, created_at=_utc(v.created_at),
+        )
+        for v, run, structure, modality in rows
+    ]

@@ -83,8 +83,19 @@ def test_mni_t1_with_grey_matter_mask_scrolls_measures_and_records_a_verdict():
     assert run.model_id == "uploaded-mask" and run.source == "uploaded"
     assert [(v.structure, v.verdict, v.reviewer) for v in verdicts] == [("Label 1", "agree", "Dr Test")]
 
+    from analytics import exports
+
+    with open_database(load_settings().database_url).begin() as session:
+        csv_text = exports.structure_verdicts_csv(segmentation_repository.current_structure_verdict_facts(session)).decode()
+    header, row = csv_text.splitlines()
+    assert header.startswith("verdict_id,run_id,case_id,modality,structure,voxels,volume_ml,model_id")
+    assert ",MR,Label 1," in row and ",uploaded-mask," in row and ",Dr Test,agree," in row
+    voxels = int((np.asarray(nib.load(MRI / "mni152_gm_prob.nii.gz").dataobj) >= 128).sum())
+    assert f",{voxels},{voxels / 1000}," in row  # voxel count, then mL (1 mm voxels: 1000 per mL)
+
     at.switch_page("pages/worklist.py").run()
     assert not at.exception, at.exception
+    assert any(b.label == "Structure verdicts (CSV)" for b in at.get("download_button"))
     row = at.dataframe[0].value.iloc[0]
     assert (row["masks from"], row["status"], row["modality"], row["structures"]) == ("uploaded mask", "reviewed by 1", "MR", 1)
 
