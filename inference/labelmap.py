@@ -80,12 +80,25 @@ def load_label_map(
     names: dict[int, LegendEntry] = {}
     if legend is not None:
         _check_size(legend[0], legend[1], max_bytes)
-        names = parse_legend(*legend)
+        try:
+            names = parse_legend(*legend)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise UnsupportedFormat(
+                f"The legend {legend[0]} has a malformed entry ({exc}). Each entry needs a label value, a name "
+                "and optionally a colour such as #ff0000."
+            ) from None
     kind = _sniff(data)
     if kind == "dicom":
         if threshold is not None:
-            log.info("%s: threshold ignored; a DICOM SEG says itself which pixels are inside", name)
-        labels, seg_names = read_dicom_seg(data, name, volume, max_voxels=max_voxels)
+            log.info("Threshold ignored: a DICOM SEG says itself which pixels are inside")
+        try:
+            labels, seg_names = read_dicom_seg(data, name, volume, max_voxels=max_voxels)
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            # pydicom raises these for a SEG missing a required attribute or holding a malformed one.
+            raise CorruptImage(
+                f"{name} is a DICOM SEG with a missing or malformed attribute ({type(exc).__name__}: {exc}). "
+                "Export the segmentation again from its tool."
+            ) from None
         names = {**seg_names, **names}
     elif kind in ("nifti", "nifti-gz"):
         raw, affine = read_nifti_array(data, name, gzipped=kind == "nifti-gz", max_voxels=max_voxels)
@@ -103,7 +116,7 @@ def load_label_map(
     infos = build_labels(present, names)
     missing = sorted(set(names) - set(int(v) for v in present))
     if missing:
-        log.info("%s: legend labels %s have no voxels in the mask", name, missing)
+        log.info("Legend labels %s have no voxels in the uploaded mask", missing)
     top = int(present[-1]) if present.size else 0
     # The LabelMap contract is uint8 or int16; uint16 only for values int16 cannot hold.
     dtype = np.uint8 if top <= 255 else np.int16 if top <= 32767 else np.uint16
@@ -116,8 +129,18 @@ def load_label_map(
         labels=infos,
         structures=structures_from_labels(infos),
         source=f"uploaded:{name}",
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=_identity(data, threshold if kind != "dicom" else None, legend),
     )
+
+
+def _identity(data: bytes, threshold: float | None, legend: tuple[str, bytes] | None) -> str:
+    """The hash of everything that shaped the label map: the file, the threshold and the legend. Two
+    thresholds of one probability map are two different masks, and are stored as two runs."""
+    digest = hashlib.sha256(data)
+    digest.update(f"|threshold={threshold!r}|".encode())
+    if legend is not None:
+        digest.update(hashlib.sha256(legend[1]).digest())
+    return digest.hexdigest()
 
 
 def read_nifti_array(data: bytes, name: str, *, gzipped: bool, max_voxels: int) -> tuple[np.ndarray, np.ndarray]:

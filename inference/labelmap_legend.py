@@ -58,12 +58,29 @@ def build_labels(present: Iterable[int], names: Mapping[int, LegendEntry]) -> tu
     """
     values = sorted({int(v) for v in present if v} | {v for v in names if v})
     labels = []
+    taken: set[str] = set()
     for value in values:
         entry = names.get(value)
-        name = entry.name if entry else f"Label {value}"
+        name = _reviewable_name(entry.name if entry else f"Label {value}", value, taken)
+        taken.add(name)
         color = entry.color if entry and entry.color else palette_color(value)
         labels.append(LabelInfo(value=value, name=name, color=color))
     return tuple(labels)
+
+
+MAX_NAME_CHARS = 64  # what storage keeps per structure
+
+
+def _reviewable_name(name: str, value: int, taken: set[str]) -> str:
+    """Names are what verdicts are stored against, so they must be unique and fit storage: two
+    segments both called "Tumor" become "Tumor" and "Tumor (label 3)"."""
+    name = " ".join(name.split()) or f"Label {value}"
+    if len(name) > MAX_NAME_CHARS:
+        name = name[: MAX_NAME_CHARS - 1] + "…"
+    if name in taken:
+        suffix = f" (label {value})"
+        name = name[: MAX_NAME_CHARS - len(suffix)] + suffix
+    return name
 
 
 def parse_legend(filename: str, data: bytes) -> dict[int, LegendEntry]:

@@ -70,7 +70,7 @@ def read_dicom_seg(
             "export the SEG again."
         )
     if len(per_frame) > frames:
-        log.warning("%s: %d per-frame groups for %d frames; using the first %d", filename, len(per_frame), frames, frames)
+        log.warning("DICOM SEG: %d per-frame groups for %d frames; using the first %d", len(per_frame), frames, frames)
     shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
     placements = [_placement(ds, shared, per_frame[i], i, volume, filename) for i in range(frames)]
     for i, (segment, *_) in enumerate(placements):
@@ -98,7 +98,7 @@ def read_dicom_seg(
         raise CorruptImage(f"{filename} declares {frames} frames but holds {decoded}; export the SEG again.")
     if overlaps:
         log.warning(
-            "%s: %d voxels belong to more than one segment; the higher segment number was kept", filename, overlaps
+            "DICOM SEG: %d voxels belong to more than one segment; the higher segment number was kept", overlaps
         )
     return labels, names
 

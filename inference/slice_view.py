@@ -25,7 +25,8 @@ _MARKS = {
     "Coronal": ("R", "L", "S", "I"),
     "Sagittal": ("A", "P", "S", "I"),
 }
-_AXIS_NAME = {0: "x (R-L)", 1: "y (A-P)", 2: "z (S-I)"}
+_AXIS_NAME = {0: "x", 1: "y", 2: "z"}
+_POSITIVE = {0: "+ is the patient's right", 1: "+ is anterior", 2: "+ is superior"}
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,9 @@ def slice_position_mm(affine: np.ndarray, shape: tuple[int, int, int], view: str
 
 def position_text(affine: np.ndarray, shape: tuple[int, int, int], view: str, index: int) -> str:
     axis = slice_axis(view)
-    return f"{view} {index + 1} of {shape[axis]} · {_AXIS_NAME[axis]} = {slice_position_mm(affine, shape, view, index):.1f} mm"
+    # RAS+ world coordinates, as NIfTI tools show them (a DICOM viewer's LPS x and y have the opposite sign).
+    return (f"{view} {index + 1} of {shape[axis]} · {_AXIS_NAME[axis]} = "
+            f"{slice_position_mm(affine, shape, view, index):.1f} mm (RAS, {_POSITIVE[axis]})")
 
 
 def display_size(slice_shape: tuple[int, int], pixel_mm: tuple[float, float], width_px: int) -> tuple[int, int]:

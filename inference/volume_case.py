@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from inference.measure import measure_structures
 from inference.types import CaseFacts, ModelIdentity
-from inference.volume_types import LabelMap, MultiChannelVolume, Segmentation, Volume
+from inference.volume_types import LabelMap, MultiChannelVolume, Segmentation, StructureMeasurement, Volume
 
 UPLOADED_MASK_MODEL_ID = "uploaded-mask"
+# Up to this many structures every one is reviewed, empty ones included ("no enhancing tumour" is a
+# finding). Beyond it (104 whole-body structures) only those with voxels are: a reader cannot be
+# asked to confirm 90 organs a head CT does not contain.
+REVIEW_ALL_UP_TO = 12
+
+
+def required_count(total: int, with_voxels: int) -> int:
+    """How many structures a reader must judge for a run to count as reviewed."""
+    return total if total <= REVIEW_ALL_UP_TO else with_voxels
+
+
+def reviewed_structures(measurements: tuple[StructureMeasurement, ...]) -> tuple[StructureMeasurement, ...]:
+    if len(measurements) <= REVIEW_ALL_UP_TO:
+        return measurements
+    return tuple(m for m in measurements if m.voxels > 0)
 
 
 def case_facts(inputs: Volume | MultiChannelVolume) -> CaseFacts:
@@ -30,7 +45,9 @@ def uploaded_segmentation(label_map: LabelMap, volume: Volume) -> Segmentation:
     return Segmentation(
         label_map=label_map,
         model=identity,
-        params=(("source", label_map.source),),
+        # Not the file name: names exported from scanners or dcm2niix often hold a patient's name or
+        # the acquisition date, and this is stored.
+        params=(("source", "uploaded label map"), ("mask_sha256", label_map.sha256)),
         spacing_mm=volume.spacing_mm,
         timing_ms=0.0,
         measurements=measure_structures(label_map.data, label_map.affine, label_map.structures),

@@ -240,6 +240,9 @@ def _floats(value, count: int, what: str, name: str) -> np.ndarray:
         out = np.zeros(0)
     if out.shape != (count,) or not np.isfinite(out).all():
         raise CorruptImage(f"{name} has an invalid {what} ({value!r}); expected {count} numbers.")
+    if what == "PixelSpacing" and not (out > 0).all():
+        # A zero or negative spacing would mirror or collapse an axis (left could become right).
+        raise CorruptImage(f"{name} has PixelSpacing {value!r}; both spacings must be greater than 0.")
     return out
 
 

@@ -257,7 +257,8 @@ def load_nifti(data: bytes, name: str, *, max_bytes: int, max_voxels: int) -> Vo
         )
     data3d, affine, axcodes = _decode(raw, name)
     modality = guess_modality(data3d)
-    log.info("Loaded NIfTI %s: shape %s, stored as %s, guessed %s", name, data3d.shape, axcodes, modality)
+    # No file name in the log: exported names often carry a patient's name or a date.
+    log.info("Loaded a NIfTI volume: shape %s, stored as %s, guessed %s", data3d.shape, axcodes, modality)
     return Volume(
         data=read_only(data3d),
         affine=read_only(affine),

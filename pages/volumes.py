@@ -7,7 +7,7 @@ import streamlit as st
 
 from inference.errors import ChannelAssignmentError, ReviewError
 from inference.seg_registry import BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET
-from inference.volume_case import case_facts
+from inference.volume_case import UPLOADED_MASK_MODEL_ID, case_facts, reviewed_structures
 from inference.volume_ingest import BRATS_CHANNELS, assign_mri_channels
 from inference.volume_types import MultiChannelVolume, Segmentation, Volume
 from storage import segmentation_repository
@@ -123,7 +123,7 @@ def _stored_run(inputs, segmentation: Segmentation) -> int:
 
 
 def _origin_label(segmentation: Segmentation) -> str:
-    if segmentation.model.model_id == "uploaded-mask":
+    if segmentation.model.model_id == UPLOADED_MASK_MODEL_ID:
         return " (uploaded mask)"
     return "" if segmentation.model.trained else " (untrained model: meaningless)"
 
@@ -137,14 +137,16 @@ def _go_to(present: dict) -> None:
 def _results(segmentation: Segmentation, run_id: int) -> None:
     model = segmentation.model
     origin = _origin_label(segmentation)
-    if model.model_id == "uploaded-mask":
-        what = f"mask {segmentation.label_map.source.removeprefix('uploaded:')} (sha256 {model.weights_sha256[:12]}…)"
+    if model.model_id == UPLOADED_MASK_MODEL_ID:
+        what = f"uploaded mask, sha256 {model.weights_sha256[:12]}…"
     else:
         weights = "trained weights" if model.trained else "UNTRAINED weights"
         what = (f"model {model.model_id}, {weights} sha256 {model.weights_sha256[:12]}…, "
                 f"{segmentation.timing_ms / 1000:.1f} s on {model.device.upper()}")
-    st.caption(md_escape(f"Segmentation run #{run_id} · {what} · " + ", ".join(f"{k} {v}" for k, v in segmentation.params)))
-    measurements = segmentation.measurements
+    params = ", ".join(f"{k} {v}" for k, v in segmentation.params if k != "mask_sha256")
+    st.caption(md_escape(f"Segmentation run #{run_id} · {what} · {params}"))
+    measurements = reviewed_structures(segmentation.measurements)
+    absent = [m.name for m in segmentation.measurements if m not in measurements]
     label_colours = {info.value: "#%02x%02x%02x" % info.color for info in segmentation.label_map.labels}
     table, chart = st.columns([1.3, 1])
     table.dataframe(measurement_rows(measurements), hide_index=True)
@@ -154,6 +156,8 @@ def _results(segmentation: Segmentation, run_id: int) -> None:
                             tuple(m.volume_ml for m in measurements), tuple(colours), "Volume per structure" + origin),
         config={"displayModeBar": False}, key="volume_chart",
     )
+    if absent:
+        st.caption(md_escape(f"No voxels, so not listed for review ({len(absent)}): " + ", ".join(absent)))
     present = {m.name: m for m in measurements if m.axial_first is not None}
     if present:
         st.selectbox("Go to a structure (axial view, middle of its slice range)", list(present), index=None,

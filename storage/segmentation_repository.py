@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from inference.errors import InvalidReview, StorageError
 from inference.types import CaseFacts
+from inference.volume_case import required_count
 from inference.volume_types import LabelInfo, Segmentation, StructureMeasurement
 from storage import audit
 from storage.models import Case, RunStructure, SegmentationRun, StructureVerdict, utcnow
@@ -307,7 +308,7 @@ class SegmentationWorklistRow:
     trained: bool
     created_at: datetime
     structures: int
-    readers_done: int  # reviewers with a verdict on every structure
+    readers_done: int  # reviewers with a verdict on every structure under review (volume_case.required_count)
     readers_started: int
 
     @property
@@ -320,7 +321,7 @@ class SegmentationWorklistRow:
 def segmentation_worklist(session: Session, limit: int = 500) -> list[SegmentationWorklistRow]:
     """Every segmentation run, newest first, with how far its readers have got."""
     runs = session.execute(
-        select(SegmentationRun, func.count(RunStructure.id))
+        select(SegmentationRun, func.count(RunStructure.id), func.count(RunStructure.id).filter(RunStructure.voxels > 0))
         .join(RunStructure, RunStructure.run_id == SegmentationRun.id)
         .group_by(SegmentationRun.id)
         .order_by(SegmentationRun.id.desc())
@@ -329,16 +330,17 @@ def segmentation_worklist(session: Session, limit: int = 500) -> list[Segmentati
     ).all()
     coverage = session.execute(
         select(StructureVerdict.run_id, StructureVerdict.reviewer, func.count(func.distinct(StructureVerdict.structure)))
-        .where(StructureVerdict.run_id.in_([run.id for run, _ in runs]))
+        .where(StructureVerdict.run_id.in_([row[0].id for row in runs]))
         .group_by(StructureVerdict.run_id, StructureVerdict.reviewer)
     ).all()
     rows = []
-    for run, structures in runs:
+    for run, structures, with_voxels in runs:
         per_reader = [count for run_id, _reader, count in coverage if run_id == run.id]
+        required = required_count(structures, with_voxels)
         rows.append(SegmentationWorklistRow(
             run_id=run.id, case_id=run.case_id, modality=run.case.modality, source=run.source,
             model_id=run.model_id, trained=run.trained, created_at=_utc(run.created_at), structures=structures,
-            readers_done=sum(1 for c in per_reader if c >= structures), readers_started=len(per_reader),
+            readers_done=sum(1 for c in per_reader if c >= required), readers_started=len(per_reader),
         ))
     return rows
 

@@ -147,7 +147,7 @@ def volume_viewer(volume: Volume, segmentation: Segmentation | None, caption_suf
     if label_map is not None:
         shown_labels = tuple(info for info in label_map.labels if info.value in present)
         if shown_labels:
-            st.markdown(legend_html(shown_labels, visible), unsafe_allow_html=True)
+            st.html(legend_html(shown_labels, visible))  # st.html: names are escaped and never read as Markdown
         else:
             st.caption("The mask is empty: no label has any voxel.")
     # The benchmark reads this line (LOG_LEVEL=DEBUG) for the server time of a scroll.

@@ -73,7 +73,12 @@ def test_gm_probability_map_thresholded(mni):
     assert np.array_equal(result.data, gm >= 128)
     assert np.array_equal(result.affine, volume.affine)
     assert result.source == "uploaded:mni152_gm_prob.nii.gz"
-    assert result.sha256 == hashlib.sha256(gm_bytes).hexdigest()
+    # The identity covers what shaped the mask: another threshold or a legend is another mask.
+    other = load_label_map([("mni152_gm_prob.nii.gz", gm_bytes)], volume, threshold=64, **LIMITS)
+    assert other.sha256 != result.sha256 and other.data.sum() > result.data.sum()
+    named = load_label_map([("mni152_gm_prob.nii.gz", gm_bytes)], volume, threshold=128,
+                           legend=("l.json", b'{"1": "Grey matter"}'), **LIMITS)
+    assert named.sha256 not in (result.sha256, other.sha256)
     (gm_ml,) = measure_structures(result.data, result.affine, result.structures)
     # The template's grey matter at p >= 0.5 measures 1079.6 mL (a smoothed average brain).
     assert 900 < gm_ml.volume_ml < 1300
@@ -290,3 +295,30 @@ def test_other_dicom_is_not_a_seg():
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     with pytest.raises(UnsupportedFormat, match="DICOM CT .* not a DICOM SEG"):
         load_label_map([("ct.dcm", _seg_bytes(ds))], _volume((4, 4, 4), np.eye(4)), **LIMITS)
+
+
+def test_names_are_unique_and_fit_storage():
+    from inference.labelmap_legend import LegendEntry, build_labels
+
+    labels = build_labels([1, 2, 3], {1: LegendEntry("Tumor"), 2: LegendEntry("Tumor"), 3: LegendEntry("x" * 90)})
+    names = [info.name for info in labels]
+    assert names[:2] == ["Tumor", "Tumor (label 2)"]
+    assert len(names[2]) == 64 and names[2].endswith("…")
+
+
+def test_a_seg_missing_a_required_attribute_is_refused_clearly():
+    from inference.errors import CorruptImage
+
+    ds = _seg_dataset()
+    grid = _seg_grid(ds)
+    del ds.SegmentSequence[0].SegmentNumber
+    with pytest.raises(CorruptImage, match="liver_seg.dcm is a DICOM SEG with a missing or malformed attribute"):
+        load_label_map([("liver_seg.dcm", _seg_bytes(ds))], grid, **LIMITS)
+
+
+def test_a_malformed_legend_colour_is_refused_clearly(small):
+    volume, _mask, data = small
+    with pytest.raises(Exception) as caught:
+        load_label_map([("m.nii", data)], volume, legend=("l.json", b'{"1": {"name": "A", "color": "#zzzzzz"}}'), **LIMITS)
+    assert "l.json" in str(caught.value)
+    assert type(caught.value).__module__ == "inference.errors"

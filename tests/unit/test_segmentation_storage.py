@@ -289,3 +289,27 @@ def test_upgrading_from_0002_keeps_the_xray_data_and_downgrading_keeps_it_too(da
                 s.execute(text("DELETE FROM verdicts"))
     finally:
         engine.dispose()
+
+
+def test_worklist_counts_a_reader_done_when_every_structure_under_review_has_a_verdict(db) -> None:
+    # 20 declared structures, 2 with voxels: beyond REVIEW_ALL_UP_TO only those two need a verdict.
+    many = tuple(Structure(f"Organ {i}", (i,)) for i in range(1, 21))
+    with db.begin() as s:
+        run = seg.store_segmentation(s, FACTS, segmentation(extra=1, structures=many), actor="Dr A")
+        seg.record_structure_verdict(s, run.run_id, "Organ 1", "agree", "Dr A")
+    with db.begin() as s:
+        (row,) = seg.segmentation_worklist(s)
+    assert (row.structures, row.status) == (20, "in review")
+    with db.begin() as s:
+        seg.record_structure_verdict(s, run.run_id, "Organ 2", "disagree", "Dr A")
+        (row,) = seg.segmentation_worklist(s)
+    assert row.status == "reviewed by 1"
+
+
+def test_few_structures_all_need_a_verdict_even_empty_ones(db, run) -> None:
+    # 3 structures (up to REVIEW_ALL_UP_TO): every one needs a verdict, as an empty one would too.
+    with db.begin() as s:
+        for name in ("Liver", "Liver and tumour"):
+            seg.record_structure_verdict(s, run.run_id, name, "agree", "Dr A")
+        (row,) = seg.segmentation_worklist(s)
+    assert row.status == "in review"

@@ -59,7 +59,7 @@ def test_anisotropic_voxels_keep_their_true_aspect_and_positions_are_in_mm():
     assert display_size((30, 40), pixel_size_mm(spacing, "Coronal"), 200) == (900, 200)
     affine = np.diag([0.5, 0.5, 3.0, 1.0])
     affine[:3, 3] = (-10.0, -12.5, -45.0)
-    assert position_text(affine, SHAPE, "Axial", 15).startswith("Axial 16 of 30 · z (S-I) = 0.0 mm")
+    assert position_text(affine, SHAPE, "Axial", 15).startswith("Axial 16 of 30 · z = 0.0 mm (RAS, + is superior)")
 
 
 def test_slices_outside_the_volume_are_refused():

@@ -452,3 +452,9 @@ def test_zipped_series_with_folders_and_macos_junk_loads() -> None:
     volume = load_volume([("study.zip", buf.getvalue())], **LIMITS)
     assert volume.shape[2] == 6
     assert_cube_in_place(volume)
+
+
+def test_a_negative_pixel_spacing_is_refused_rather_than_mirroring_the_image() -> None:
+    geometry = Geometry(*PLANES["axial"], spacing=(-2.0, 1.9))
+    with pytest.raises(CorruptImage, match="PixelSpacing .* must be greater than 0"):
+        load_dicom_series(series(geometry), **LIMITS)
