@@ -71,6 +71,8 @@ def test_scroll_three_views_read_the_volume_and_agree(server, tmp_path: Path) ->
         verdict = page.get_by_role("radiogroup", name="Verdict on Label 1")
         verdict.get_by_role("radio", name="Agree", exact=True).click()
         expect(page.get_by_text("Saved: Label 1 — agree")).to_be_visible()
+        expect(page.get_by_role("radiogroup", name="Verdict on Label 1").get_by_role("radio", name="Agree", exact=True)
+               ).to_have_attribute("aria-checked", "true")
         _shot(page, "23-volume-verdict")
         browser.close()
 
