@@ -66,6 +66,8 @@ def load_inputs(paths: list[Path], settings: Settings, key: bytes) -> Volume | M
 
 
 def segmentation_result(files: list[str], segmentation: Segmentation, volume: Volume, timing: dict) -> dict:
+    from inference.measure import measurements_table  # OpenCV: only when a volume command runs
+
     model = segmentation.model
     return {
         "files": files,
@@ -77,13 +79,7 @@ def segmentation_result(files: list[str], segmentation: Segmentation, volume: Vo
         "shape": list(volume.shape),
         "spacing_mm": [round(s, 4) for s in volume.spacing_mm],
         "labels": [{"value": i.value, "name": i.name} for i in segmentation.label_map.labels],
-        "structures": [
-            {
-                "name": m.name, "values": list(m.values), "voxels": m.voxels, "volume_ml": m.volume_ml,
-                "axial_first": m.axial_first, "axial_last": m.axial_last, "max_axial_extent_mm": m.max_axial_extent_mm,
-            }
-            for m in segmentation.measurements
-        ],
+        "structures": measurements_table(segmentation.measurements),
         "voxel_counts": {m.name: m.voxels for m in segmentation.measurements},
         "volumes_ml": {m.name: round(m.volume_ml, 3) for m in segmentation.measurements},
         "params": dict(segmentation.params),

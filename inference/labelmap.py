@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 GRID_TOLERANCE_MM = 1e-3
 _MAX_VOX_OFFSET = 16 << 20  # header + extensions; more is a crafted file, not a label map
-_BLOCK_VOXELS = 4_000_000
 # An integer "mask" with this many values that change between most neighbouring voxels is a
 # scan or a probability map; real label maps (even TotalSegmentator's 117 classes) are blocky.
 _MANY_VALUES = 20

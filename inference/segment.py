@@ -192,12 +192,11 @@ def count_windows(shape, spec: SegModelSpec) -> int:
     return len(dense_patch_slices(size, roi, interval))
 
 
-def _run_windows(x: "torch.Tensor", model: "LoadedSegModel", progress: Progress | None) -> "torch.Tensor":
+def _run_windows(x: "torch.Tensor", model: "LoadedSegModel", total: int, progress: Progress | None) -> "torch.Tensor":
     import torch
     from monai.inferers import sliding_window_inference
 
     spec, network = model.spec, model.module
-    total = count_windows(x.shape[2:], spec)
     done = 0
 
     def predictor(window: "torch.Tensor") -> "torch.Tensor":
@@ -305,7 +304,7 @@ def _segment(inputs, model: "LoadedSegModel", progress: Progress | None) -> Segm
         progress(0.0, "preparing input")
     x, reference, grid = _prepare(inputs, spec, model.device)
     windows = count_windows(x.shape[2:], spec)
-    logits = _run_windows(x, model, progress)
+    logits = _run_windows(x, model, windows, progress)
     del x
     if progress is not None:
         progress(_WINDOWS_END, "building label map")

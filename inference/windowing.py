@@ -50,12 +50,7 @@ def percentile_window(volume_data: np.ndarray, low: float = 0.5, high: float = 9
     return (lo + hi) / 2.0, width
 
 
-def default_window(volume: Volume) -> tuple[float, float, str]:
-    """(level, width, description) to show a volume first: a CT preset, or an MR percentile window."""
-    if volume.modality == "CT":
-        extent_mm = volume.shape[2] * volume.spacing_mm[2]
-        name = "Brain" if extent_mm < _HEAD_EXTENT_MM else "Soft tissue"
-        level, width = CT_PRESETS[name]
-        return level, width, f"{name} window (level {level:g}, width {width:g} HU)"
-    level, width = percentile_window(volume.data)
-    return level, width, "Automatic window (0.5th to 99.5th percentile of the non-zero voxels)"
+def default_ct_preset(volume: Volume) -> str:
+    """The CT preset to show a volume first: brain for a head-sized scan, soft tissue for a body."""
+    extent_mm = volume.shape[2] * volume.spacing_mm[2]
+    return "Brain" if extent_mm < _HEAD_EXTENT_MM else "Soft tissue"

@@ -28,7 +28,7 @@ from inference.slice_view import (
     slice_count,
 )
 from inference.volume_types import LabelInfo, Segmentation, Volume
-from inference.windowing import CT_PRESETS, window_to_uint8
+from inference.windowing import CT_PRESETS, default_ct_preset, window_to_uint8
 from ui import cache
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def jump_to(view: str, index: int) -> None:
 def _window(volume: Volume) -> tuple[float, float, str]:
     if volume.modality == "CT":
         names = [*CT_PRESETS, _CUSTOM]
-        preset = st.selectbox("Window", names, index=names.index("Brain") if volume.spacing_mm[2] * volume.shape[2] < 250 else names.index("Soft tissue"), key="vv::preset")
+        preset = st.selectbox("Window", names, index=names.index(default_ct_preset(volume)), key="vv::preset")
         if preset != _CUSTOM:
             level, width = CT_PRESETS[preset]
             return level, width, f"{preset} window L {level:g} / W {width:g} HU"

@@ -277,7 +277,7 @@ def test_single_window_path_equals_sliding_window() -> None:
     x = prepare_input(_brats_case(shape=(44, 40, 36)), spec)
     assert count_windows(x.shape[2:], spec) == 1
     calls: list[str] = []
-    direct = _run_windows(x, model, lambda f, m: calls.append(m))
+    direct = _run_windows(x, model, 1, lambda f, m: calls.append(m))
     with torch.inference_mode():
         reference = sliding_window_inference(x, spec.roi_size, 1, model.module, overlap=spec.overlap)
     assert direct.shape == (1, 3, 44, 40, 36) and calls == ["window 1 of 1"]

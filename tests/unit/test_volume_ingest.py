@@ -37,7 +37,7 @@ from inference.volume_ingest import (
 from inference.volume_nifti import guess_modality
 from inference.volume_types import Volume
 from inference.volume_zip import unpack_zip
-from inference.windowing import CT_PRESETS, default_window, percentile_window, window_to_uint8
+from inference.windowing import CT_PRESETS, default_ct_preset, percentile_window, window_to_uint8
 from tests.conftest import SAMPLES, require_samples
 
 MNI = SAMPLES / "mri" / "mni152_t1.nii.gz"
@@ -453,10 +453,6 @@ def _volume(modality: str, shape: tuple[int, int, int], z_mm: float) -> Volume:
     )
 
 
-def test_default_window_by_modality_and_extent(mni: Volume) -> None:
-    assert default_window(_volume("CT", (4, 4, 30), 5.0))[:2] == CT_PRESETS["Brain"]  # 150 mm: a head
-    level, width, text = default_window(_volume("CT", (4, 4, 80), 5.0))  # 400 mm: a body
-    assert (level, width) == CT_PRESETS["Soft tissue"] and "Soft tissue" in text
-    level, width, text = default_window(mni)
-    assert (level, width) == percentile_window(mni.data)
-    assert 0 < level < 255 and 0 < width <= 255 and "percentile" in text
+def test_default_ct_preset_by_extent() -> None:
+    assert default_ct_preset(_volume("CT", (4, 4, 30), 5.0)) == "Brain"  # 150 mm: a head
+    assert default_ct_preset(_volume("CT", (4, 4, 80), 5.0)) == "Soft tissue"  # 400 mm: a body
