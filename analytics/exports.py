@@ -11,7 +11,7 @@ import csv
 import html
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
 
@@ -49,7 +49,8 @@ def structure_verdicts_csv(facts: Sequence[StructureVerdictFact]) -> bytes:
     return _facts_csv(facts, list(StructureVerdictFact.__dataclass_fields__))
 
 
-def _run_dict(run: RunRecord, verdicts: Sequence[VerdictRecord], notes: Sequence[NoteRecord]) -> dict:
+def _run_dict(run: RunRecord, verdicts: Sequence[VerdictRecord], notes: Sequence[NoteRecord],
+              names: Mapping[str, str]) -> dict:
     return {
         "run_id": run.run_id,
         "case_id": run.case_id,
@@ -64,23 +65,28 @@ def _run_dict(run: RunRecord, verdicts: Sequence[VerdictRecord], notes: Sequence
         "findings": [{"label": f.label, "score": f.score, "band": f.band.value} for f in run.findings],
         "verdicts": [
             {"entry": v.verdict_id, "finding": v.finding_label, "verdict": v.verdict, "note": v.note,
-             "reviewer": v.reviewer, "heatmap_method": v.cam_method, "replaces_entry": v.supersedes_id,
+             "reviewer": v.reviewer, "reviewer_name": names.get(v.reviewer, v.reviewer), "heatmap_method": v.cam_method, "replaces_entry": v.supersedes_id,
              "at": v.created_at.isoformat()}
             for v in verdicts
         ],
         "case_notes": [
-            {"entry": n.note_id, "note": n.note, "reviewer": n.reviewer, "replaces_entry": n.supersedes_id,
+            {"entry": n.note_id, "note": n.note, "reviewer": n.reviewer,
+             "reviewer_name": names.get(n.reviewer, n.reviewer), "replaces_entry": n.supersedes_id,
              "at": n.created_at.isoformat()}
             for n in notes
         ],
     }
 
 
-def runs_json(runs: Sequence[tuple[RunRecord, Sequence[VerdictRecord], Sequence[NoteRecord]]]) -> bytes:
+def runs_json(runs: Sequence[tuple[RunRecord, Sequence[VerdictRecord], Sequence[NoteRecord]]],
+              names: Mapping[str, str] | None = None, *, blinded_to: str | None = None) -> bytes:
+    """Runs with their verdict and note history; ``blinded_to`` says the history holds only that
+    reviewer's entries (a reader's export)."""
     document = {
         "exported_at": datetime.now(timezone.utc).isoformat(),
         "disclaimer": DISCLAIMER,
-        "runs": [_run_dict(run, verdicts, notes) for run, verdicts, notes in runs],
+        "verdicts_of": "everyone" if blinded_to is None else blinded_to,
+        "runs": [_run_dict(run, verdicts, notes, names or {}) for run, verdicts, notes in runs],
     }
     return json.dumps(document, indent=2).encode("utf-8")
 
@@ -99,28 +105,38 @@ def case_report_html(
     image_png: bytes | None = None,
     heatmap_jpeg: bytes | None = None,
     heatmap_caption: str = "",
+    names: Mapping[str, str] | None = None,
+    blinded: bool = False,
 ) -> bytes:
-    """A single HTML file a reviewer can open or attach: image, heatmap, findings, verdicts."""
+    """A single HTML file a reviewer can open or attach: image, heatmap, findings, verdicts.
+    ``blinded``: the verdicts given are one reader's own, and the report says so."""
     e = html.escape
+    shown = names or {}
+
+    def who(identity: str) -> str:
+        return shown.get(identity, identity)
+
     current: dict[tuple[str, str], VerdictRecord] = {}
     for v in verdicts:
         current[(v.reviewer, v.finding_label)] = v
     rows = "".join(
         f"<tr><td>{e(f.label)}</td><td>{f.score:.3f}{'' if run.trained else ' (untrained)'}</td><td>{e(f.band.value)}</td>"
-        f"<td>{'; '.join(e(f'{v.reviewer}: {v.verdict}' + (f' ({v.note})' if v.note else '')) for (r, label), v in sorted(current.items()) if label == f.label)}</td></tr>"
+        f"<td>{'; '.join(e(f'{who(v.reviewer)}: {v.verdict}' + (f' ({v.note})' if v.note else '')) for (r, label), v in sorted(current.items()) if label == f.label)}</td></tr>"
         for f in run.ranked()
     )
     history = "".join(
-        f"<tr><td>{e(v.created_at.strftime('%Y-%m-%d %H:%M:%S'))}</td><td>{e(v.reviewer)}</td><td>{e(v.finding_label)}</td>"
+        f"<tr><td>{e(v.created_at.strftime('%Y-%m-%d %H:%M:%S'))}</td><td>{e(who(v.reviewer))}</td><td>{e(v.finding_label)}</td>"
         f"<td>{e(v.verdict)}</td><td>{e(v.note)}</td></tr>"
         for v in verdicts
     )
-    case_notes = "".join(f"<p><b>{e(n.reviewer)}</b>: {e(n.note)}</p>" for n in notes[-5:])
+    case_notes = "".join(f"<p><b>{e(who(n.reviewer))}</b>: {e(n.note)}</p>" for n in notes[-5:])
+    scope = ("<p>Only your own verdicts and notes are in this report (independent reads); the lead's "
+             "report holds every reader's.</p>") if blinded else ""
     warning = "" if run.trained else "<p class='warn'>UNTRAINED WEIGHTS: scores are meaningless, for interface testing only.</p>"
     body = f"""<!doctype html><html><head><meta charset="utf-8"><title>Case {run.case_id} report</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 6px}}
 figure{{display:inline-block;margin:0 1em 1em 0}}img{{width:22em}}.warn{{color:#b00020;font-weight:bold}}</style></head><body>
-<h1>Case {run.case_id}: AI review report</h1><p>{e(DISCLAIMER)}</p>{warning}
+<h1>Case {run.case_id}: AI review report</h1><p>{e(DISCLAIMER)}</p>{warning}{scope}
 <p>Run {run.run_id} · analysed {e(run.created_at.strftime('%Y-%m-%d %H:%M'))} UTC · model {e(run.model_id)} · weights sha256 {e(run.weights_sha256)}
 · bands version {e(run.bands_version)} · modality {e(run.facts.modality)}</p>
 {_img(image_png, "Image (centre crop the model sees)")}{_img(heatmap_jpeg, heatmap_caption, "image/jpeg")}

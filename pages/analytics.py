@@ -13,7 +13,8 @@ import streamlit as st
 from analytics import agreement, exports
 from storage import reporting, repository
 from ui import cache
-from ui.identity import current_reviewer
+from ui.downloads import export_button
+from ui.identity import auth_configured, visible_reviewer
 from ui.entry import require_app_entry
 
 require_app_entry()
@@ -28,12 +29,16 @@ include_untrained = filters[3].toggle("Include untrained runs", value=False, key
 with cache.transaction() as session:
     everything = reporting.current_verdict_facts(session, include_untrained=include_untrained)
     windows = reporting.first_and_last_verdict_times(session)
+    names = repository.reviewer_names(session)
 model = filters[1].selectbox("Model", ["all"] + sorted({f.model_id for f in everything}), key="an_model")
-who = current_reviewer()
-if who is not None and who.is_admin:
-    reviewer = filters[2].selectbox("Reviewer", ["all"] + sorted({f.reviewer for f in everything}), key="an_reviewer")
+only = visible_reviewer()
+if only is None:
+    reviewer = filters[2].selectbox("Reviewer", ["all"] + sorted({f.reviewer for f in everything}), key="an_reviewer",
+                                    format_func=lambda r: names.get(r, r))
+    if not auth_configured():
+        filters[2].caption("Open mode: everyone's verdicts are shown. A name is needed only to record verdicts.")
 else:
-    reviewer = who.identity if who is not None else ""
+    reviewer = only
     filters[2].caption("Only your own verdicts are shown; the lead (admin) sees everyone's.")
 
 start, end = (dates if isinstance(dates, tuple) and len(dates) == 2 else (dates, dates))
@@ -123,19 +128,21 @@ if minutes:
 st.subheader("Exports")
 
 
-def _runs_json() -> bytes:
-    """Built only when the button is pressed (a download callable), not on every rerun."""
-    with cache.transaction() as session:
-        runs = [
-            (repository.get_run(session, run_id), repository.verdict_history(session, run_id),
-             repository.case_note_history(session, run_id))
-            for run_id in sorted(cases)
-        ]
-    return exports.runs_json(runs)
+def _runs_json(session) -> bytes:
+    """Built only when the button is pressed: the runs behind these figures, with the history a
+    reader may see (their own) or the lead may see (everyone's)."""
+    runs = [
+        (repository.get_run(session, run_id), repository.verdict_history(session, run_id, reviewer=only),
+         repository.case_note_history(session, run_id, reviewer=only))
+        for run_id in sorted(cases)
+    ]
+    return exports.runs_json(runs, names, blinded_to=only)
 
 
 left, right = st.columns(2)
-left.download_button("Verdicts (CSV)", lambda: exports.verdicts_csv(facts), file_name="verdicts.csv", mime="text/csv",
-                     on_click=cache.record_export, args=("verdicts (CSV)",))
-right.download_button("Runs and verdict history (JSON)", _runs_json, file_name="runs.json", mime="application/json",
-                      on_click=cache.record_export, args=("runs and verdicts (JSON)",))
+with left:
+    export_button("Verdicts (CSV)", lambda session: exports.verdicts_csv(facts), file_name="verdicts.csv",
+                  mime="text/csv", kind="verdicts (CSV)")
+with right:
+    export_button("Runs and verdict history (JSON)", _runs_json, file_name="runs.json", mime="application/json",
+                  kind="runs and verdicts (JSON)")

@@ -9,7 +9,9 @@ from storage import audit, reporting, repository
 from ui import cache
 from ui.charts import band_legend_text, score_text, shap_waterfall
 from ui.text import md_escape
-from ui.verdicts import history_table, verdict_panel
+from ui.downloads import export_button
+from ui.identity import visible_reviewer
+from ui.verdicts import finding_verdict_panel, history_table
 from ui.entry import require_app_entry
 
 require_app_entry()
@@ -61,7 +63,7 @@ st.plotly_chart(
     config={"displayModeBar": False},
 )
 st.caption(band_legend_text())
-verdict_panel(run.run_id, ranked, run.trained, with_heatmap=False, scope="cases")
+finding_verdict_panel(run.run_id, ranked, run.trained, with_heatmap=False, scope="cases")
 with cache.transaction() as session:
     explanation = repository.get_region_explanation(session, run.run_id)
 if explanation is not None:
@@ -78,25 +80,27 @@ if explanation is not None:
     st.caption(f"Regions: {explanation.regions_source}. {explanation.evaluations} model evaluations.")
 st.subheader("History")
 history_table(run.run_id)
+def _report(session) -> bytes:
+    return exports.case_report_html(
+        run, repository.verdict_history(session, run.run_id, reviewer=only),
+        repository.case_note_history(session, run.run_id, reviewer=only),
+        names=repository.reviewer_names(session), blinded=only is not None,
+    )
 
 
-
-def _report() -> bytes:
-    with cache.transaction() as session:
-        return exports.case_report_html(
-            run, repository.verdict_history(session, run.run_id), repository.case_note_history(session, run.run_id)
-        )
-
-
-st.download_button("Download case report (HTML)", _report, file_name=f"case-{case_id}-report.html",
-                   mime="text/html", on_click=cache.record_export, args=("case report (HTML)", case_id))
+only = visible_reviewer()
+export_button("Download case report (HTML)", _report, file_name=f"case-{case_id}-report.html", mime="text/html",
+              kind="case report (HTML)", case_id=case_id)
 
 if st.toggle("Show the audit trail", key=f"audit::{case_id}"):
     with cache.transaction() as session:
-        events = audit.events_for_case(session, case_id)
+        events = audit.events_for_case(session, case_id, actor=only)
+        names = repository.reviewer_names(session)
+    if only is not None:
+        st.caption("Only your own actions and the system's are shown; the lead (admin) sees everyone's.")
     st.dataframe(
         [
-            {"time (UTC)": e.at.strftime("%Y-%m-%d %H:%M:%S"), "who": e.actor, "event": e.kind.replace("_", " "),
+            {"time (UTC)": e.at.strftime("%Y-%m-%d %H:%M:%S"), "who": names.get(e.actor, e.actor), "event": e.kind.replace("_", " "),
              "run": e.run_id, "detail": ", ".join(f"{k}={v}" for k, v in e.detail.items())}
             for e in events
         ],

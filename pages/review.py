@@ -15,7 +15,7 @@ from ui.model_status import require_model
 from ui.shap_view import shap_panel
 from ui.session import RUN_IDS, reviewer
 from ui.text import md_escape
-from ui.verdicts import history_table, verdict_panel
+from ui.verdicts import finding_verdict_panel, history_table
 from xai.cam import CLOSED_FORM_METHOD
 from ui.entry import require_app_entry
 
@@ -95,6 +95,6 @@ shap_panel(analysis, loaded, run_id, label)
 if st.toggle("Compare all heatmap methods for this finding", key="compare_cams"):
     compare_methods(analysis, loaded, label)
 
-verdict_panel(run_id, ranked, prediction.model.trained, with_heatmap=True, scope="review")
+finding_verdict_panel(run_id, ranked, prediction.model.trained, with_heatmap=True, scope="review")
 if st.toggle("Show the verdict history for this case", key="show_history"):
     history_table(run_id)

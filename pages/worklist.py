@@ -8,7 +8,9 @@ import streamlit as st
 from analytics import exports
 from storage import reporting, segmentation_repository
 from ui import cache
+from ui.downloads import export_button
 from ui.entry import require_app_entry
+from ui.identity import visible_reviewer
 
 require_app_entry()
 
@@ -42,14 +44,15 @@ def volume_section() -> None:
     )
     st.caption("Newest first · volumes are not stored: upload the volume again on the MRI/CT page to see its masks "
                "· 'reviewed by N': N readers gave a verdict on every structure")
-    st.download_button("Structure verdicts (CSV)", _structure_verdicts_csv, file_name="structure_verdicts.csv",
-                       mime="text/csv", on_click=cache.record_export, args=("structure verdicts (CSV)",))
-
-
-def _structure_verdicts_csv() -> bytes:
-    """Built only when the button is pressed."""
-    with cache.transaction() as session:
-        return exports.structure_verdicts_csv(segmentation_repository.current_structure_verdict_facts(session))
+    only = visible_reviewer()
+    export_button(
+        "Structure verdicts (CSV)",
+        lambda session: exports.structure_verdicts_csv(
+            segmentation_repository.current_structure_verdict_facts(session, reviewer=only)),
+        file_name="structure_verdicts.csv", mime="text/csv", kind="structure verdicts (CSV)",
+    )
+    if only is not None:
+        st.caption("The export holds only your own verdicts; the lead (admin) exports everyone's.")
 
 
 if not rows:

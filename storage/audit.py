@@ -46,9 +46,13 @@ def _record(row: AuditEvent) -> AuditRecord:
     return AuditRecord(row.id, at, row.actor, row.kind, row.case_id, row.run_id, json.loads(row.detail_json))
 
 
-def events_for_case(session: Session, case_id: int) -> list[AuditRecord]:
-    rows = session.scalars(select(AuditEvent).where(AuditEvent.case_id == case_id).order_by(AuditEvent.id))
-    return [_record(r) for r in rows]
+def events_for_case(session: Session, case_id: int, actor: str | None = None) -> list[AuditRecord]:
+    """A case's events, oldest first: everyone's, or only ``actor``'s own and the system's (a
+    reader must not learn from the trail what another reader said)."""
+    query = select(AuditEvent).where(AuditEvent.case_id == case_id)
+    if actor is not None:
+        query = query.where(AuditEvent.actor.in_((actor, SYSTEM)))
+    return [_record(r) for r in session.scalars(query.order_by(AuditEvent.id))]
 
 
 def events_of_kind(session: Session, kind: str, limit: int = 50) -> list[AuditRecord]:

@@ -189,6 +189,20 @@ class StructureVerdict(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ReviewerIdentity(Base):
+    """How to show a signed-in identity key: the provider's verified e-mail or name, kept up to date.
+    Verdicts store the key (issuer and subject), never this name."""
+
+    __tablename__ = "reviewers"
+
+    identity: Mapped[str] = mapped_column(String(80), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    verified_email: Mapped[str | None] = mapped_column(String(320))
+    issuer: Mapped[str] = mapped_column(String(1000))
+    subject: Mapped[str] = mapped_column(String(1000))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 APPEND_ONLY_TABLES = (
     "verdicts", "case_notes", "region_explanations", "audit_events",
     "segmentation_runs", "run_structures", "structure_verdicts",

@@ -16,7 +16,16 @@ from inference.bands import Band
 from inference.errors import InvalidReview
 from inference.types import CaseFacts, Finding, Prediction, rank_findings
 from storage import audit
-from storage.models import AnalysisRun, Case, CaseNote, RegionExplanationRow, RunFinding, Verdict, utcnow
+from storage.models import (
+    AnalysisRun,
+    Case,
+    CaseNote,
+    RegionExplanationRow,
+    ReviewerIdentity,
+    RunFinding,
+    Verdict,
+    utcnow,
+)
 from xai.region_shap import METHOD as REGION_SHAP_METHOD, RegionExplanation
 
 VERDICTS = ("agree", "disagree", "unsure")
@@ -191,7 +200,8 @@ def _clean_reviewer(reviewer: str) -> str:
 def _clean_note(note: str | None) -> str:
     text = (note or "").strip()
     if len(text) > MAX_NOTE_CHARS:
-        raise InvalidReview(f"Notes are limited to {MAX_NOTE_CHARS} characters; this one has {len(text)}.")
+        raise InvalidReview(f"Notes are limited to {MAX_NOTE_CHARS:,} characters; this one has {len(text):,}. "
+                            "Nothing was saved: shorten it and save again.")
     return text
 
 
@@ -273,9 +283,12 @@ def current_verdicts(session: Session, run_id: int, reviewer: str | None = None)
     return [_verdict_record(v) for v in session.scalars(query.order_by(Verdict.id))]
 
 
-def verdict_history(session: Session, run_id: int) -> list[VerdictRecord]:
-    rows = session.scalars(select(Verdict).where(Verdict.run_id == run_id).order_by(Verdict.id))
-    return [_verdict_record(v) for v in rows]
+def verdict_history(session: Session, run_id: int, reviewer: str | None = None) -> list[VerdictRecord]:
+    """Every verdict entry of a run, oldest first: everyone's, or only ``reviewer``'s (blinded reads)."""
+    query = select(Verdict).where(Verdict.run_id == run_id)
+    if reviewer is not None:
+        query = query.where(Verdict.reviewer == reviewer)
+    return [_verdict_record(v) for v in session.scalars(query.order_by(Verdict.id))]
 
 
 def record_case_note(session: Session, run_id: int, note: str, reviewer: str) -> NoteRecord | None:
@@ -303,9 +316,31 @@ def record_case_note(session: Session, run_id: int, note: str, reviewer: str) ->
     return _note_record(row)
 
 
-def case_note_history(session: Session, run_id: int) -> list[NoteRecord]:
-    rows = session.scalars(select(CaseNote).where(CaseNote.run_id == run_id).order_by(CaseNote.id))
-    return [_note_record(n) for n in rows]
+def case_note_history(session: Session, run_id: int, reviewer: str | None = None) -> list[NoteRecord]:
+    """Every case note entry of a run, oldest first: everyone's, or only ``reviewer``'s."""
+    query = select(CaseNote).where(CaseNote.run_id == run_id)
+    if reviewer is not None:
+        query = query.where(CaseNote.reviewer == reviewer)
+    return [_note_record(n) for n in session.scalars(query.order_by(CaseNote.id))]
+
+
+def register_reviewer(session: Session, identity: str, display_name: str, verified_email: str | None,
+                      issuer: str, subject: str) -> None:
+    """Remember how to show a signed-in identity key (its verified e-mail or name). The key in the
+    verdict rows never changes; only the name shown for it does."""
+    row = session.get(ReviewerIdentity, identity)
+    display_name = display_name[:200]
+    if row is None:
+        session.add(ReviewerIdentity(identity=identity, display_name=display_name, verified_email=verified_email,
+                                     issuer=issuer[:1000], subject=subject[:1000]))
+    elif (row.display_name, row.verified_email) != (display_name, verified_email):
+        row.display_name, row.verified_email, row.updated_at = display_name, verified_email, utcnow()
+
+
+def reviewer_names(session: Session) -> dict[str, str]:
+    """identity key -> the name to show for it (open-mode names are shown as typed)."""
+    rows = session.execute(select(ReviewerIdentity.identity, ReviewerIdentity.display_name)).all()
+    return {identity: name for identity, name in rows}
 
 
 def current_case_note(session: Session, run_id: int, reviewer: str) -> NoteRecord | None:

@@ -291,11 +291,13 @@ def current_structure_verdicts(session: Session, run_id: int,
     return [_verdict_record(v) for v in session.scalars(query.order_by(StructureVerdict.id))]
 
 
-def structure_verdict_history(session: Session, run_id: int) -> list[StructureVerdictRecord]:
-    rows = session.scalars(
-        select(StructureVerdict).where(StructureVerdict.run_id == run_id).order_by(StructureVerdict.id)
-    )
-    return [_verdict_record(v) for v in rows]
+def structure_verdict_history(session: Session, run_id: int,
+                              reviewer: str | None = None) -> list[StructureVerdictRecord]:
+    """Every structure verdict entry of a run, oldest first: everyone's, or only ``reviewer``'s."""
+    query = select(StructureVerdict).where(StructureVerdict.run_id == run_id)
+    if reviewer is not None:
+        query = query.where(StructureVerdict.reviewer == reviewer)
+    return [_verdict_record(v) for v in session.scalars(query.order_by(StructureVerdict.id))]
 
 
 @dataclass(frozen=True)
@@ -366,20 +368,23 @@ class StructureVerdictFact:
     created_at: datetime
 
 
-def current_structure_verdict_facts(session: Session) -> list[StructureVerdictFact]:
-    """Each reviewer's latest verdict on every structure of every run, oldest first."""
+def current_structure_verdict_facts(session: Session, reviewer: str | None = None) -> list[StructureVerdictFact]:
+    """Each reviewer's latest verdict on every structure of every run, oldest first (only
+    ``reviewer``'s when one is named)."""
     latest = select(func.max(StructureVerdict.id)).group_by(
         StructureVerdict.run_id, StructureVerdict.reviewer, StructureVerdict.structure
     )
-    rows = session.execute(
+    query = (
         select(StructureVerdict, SegmentationRun, RunStructure, Case.modality)
         .join(SegmentationRun, SegmentationRun.id == StructureVerdict.run_id)
         .join(RunStructure, (RunStructure.run_id == StructureVerdict.run_id)
               & (RunStructure.name == StructureVerdict.structure))
         .join(Case, Case.id == SegmentationRun.case_id)
         .where(StructureVerdict.id.in_(latest))
-        .order_by(StructureVerdict.id)
-    ).all()
+    )
+    if reviewer is not None:
+        query = query.where(StructureVerdict.reviewer == reviewer)
+    rows = session.execute(query.order_by(StructureVerdict.id)).all()
     return [
         StructureVerdictFact(
             verdict_id=v.id, run_id=run.id, case_id=run.case_id, modality=modality, structure=v.structure,

@@ -288,15 +288,6 @@ def faithfulness(input_sha256: str, weights_sha256: str, methods: tuple[str, ...
     return faithfulness_of(score_batch(_loaded), _model_input[0, 0], dict(zip(methods, _cams)), label_index)
 
 
-def record_export(kind: str, case_id: int | None = None) -> None:
-    """Download callback: note in the audit trail that an export was made, and by whom."""
-    from storage import audit
-    from ui.session import reviewer
-
-    with transaction() as session:
-        audit.record_event(session, "export_made", reviewer() or None, case_id=case_id, export=kind)
-
-
 # --- Volumes (MRI / CT) ------------------------------------------------------------------------
 # Volumes are hundreds of MB, so they live in cache_resource (shared, never copied or pickled on a
 # rerun) and their arrays are read-only. Keys are the uploads' file ids, which are random per upload,

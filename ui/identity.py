@@ -1,25 +1,34 @@
 """Who is reviewing: the signed-in identity (OIDC through ``st.login``) when `[auth]` is set in
 ``.streamlit/secrets.toml``, otherwise the name typed in the sidebar, in a clearly marked open mode.
 
-Roles: a reviewer is an admin when their e-mail (or subject) is listed in the secrets under
-``[roles] admins = [...]``. Admins see everyone's statistics; reviewers see their own.
+Signed in, the identity is the provider's issuer and subject (see ``core.identity``); an e-mail
+claim counts only when the provider verified it. Roles: a reviewer is an admin when their
+verified e-mail, or their identity key, is listed under ``[roles] admins = [...]``. Admins see
+everyone's verdicts and statistics; readers see only their own.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import streamlit as st
 
+from core.identity import IdentityUnavailable, SignedInIdentity, from_claims
+from inference.errors import ReviewError
 from ui.session import REVIEWER
+
+log = logging.getLogger(__name__)
+_REGISTERED = "reviewer_identity_registered"
 
 
 @dataclass(frozen=True)
 class Reviewer:
-    identity: str  # what is stored with each verdict: the signed-in e-mail/subject, or the typed name
+    identity: str  # what is stored with each verdict: the signed-in identity key, or the typed name
     display_name: str
     signed_in: bool
     is_admin: bool
+    unverified_email: str | None = None
 
 
 def _secrets_section(name: str) -> dict:
@@ -34,29 +43,80 @@ def auth_configured() -> bool:
     return bool(_secrets_section("auth"))
 
 
-def _admins() -> set[str]:
-    return {str(a).strip().lower() for a in _secrets_section("roles").get("admins", [])}
+def _admins() -> list[str]:
+    return [str(a) for a in _secrets_section("roles").get("admins", [])]
+
+
+def signed_in_identity() -> SignedInIdentity | None:
+    """The signed-in user's identity; None when nobody is signed in. Raises IdentityUnavailable
+    when the provider's answer does not identify them."""
+    if not st.user.is_logged_in:
+        return None
+    return from_claims(st.user.to_dict(), _admins())
 
 
 def current_reviewer() -> Reviewer | None:
     """The reviewer of this session, or None when nobody is identified yet."""
     if auth_configured():
-        if not st.user.is_logged_in:
+        try:
+            who = signed_in_identity()
+        except IdentityUnavailable:
             return None
-        identity = str(st.user.get("email") or st.user.get("sub") or "").strip()
-        if not identity:
+        if who is None:
             return None
-        name = str(st.user.get("name") or identity)
-        return Reviewer(identity, name, signed_in=True, is_admin=identity.lower() in _admins())
+        return Reviewer(who.key, who.display_name, signed_in=True, is_admin=who.is_admin,
+                        unverified_email=who.unverified_email)
     typed = " ".join(str(st.session_state.get(REVIEWER, "") or "").split())
-    # Open mode: nobody is verified, so nobody's statistics are private either.
+    # Open mode: nobody is verified, so nobody's verdicts or statistics are private either.
     return Reviewer(typed, typed, signed_in=False, is_admin=True) if typed else None
 
 
+def visible_reviewer() -> str | None:
+    """Whose verdicts this viewer may see: None for everyone's (an admin, or open mode), else
+    only their own identity (an empty string matches nobody: not identified, sees nothing)."""
+    if not auth_configured():
+        return None
+    who = current_reviewer()
+    if who is None:
+        return ""
+    return None if who.is_admin else who.identity
+
+
+def _register(who: SignedInIdentity) -> None:
+    """Keep the display name of an identity key, so histories and reports can show it (once per
+    session and name)."""
+    from storage import repository
+    from ui import cache
+
+    marker = (who.key, who.display_name, who.verified_email)
+    if st.session_state.get(_REGISTERED) == marker:
+        return
+    try:
+        with cache.transaction() as session:
+            repository.register_reviewer(session, who.key, who.display_name, who.verified_email,
+                                         who.issuer, who.subject)
+    except ReviewError:
+        log.warning("Could not record the display name of %s", who.key, exc_info=True)
+        return
+    st.session_state[_REGISTERED] = marker
+
+
 def require_sign_in() -> None:
-    """In auth mode, stop the page with a sign-in button until the user has signed in."""
-    if auth_configured() and not st.user.is_logged_in:
+    """In auth mode, stop the page with a sign-in button until the user has signed in and the
+    provider's answer identifies them."""
+    if not auth_configured():
+        return
+    if not st.user.is_logged_in:
         st.title("Sign in")
         st.write("This review dashboard records who said what. Sign in with your hospital account to continue.")
         st.button("Sign in", type="primary", on_click=st.login)
         st.stop()
+    try:
+        who = signed_in_identity()
+    except IdentityUnavailable as exc:
+        st.title("Sign in")
+        st.error(str(exc))
+        st.button("Sign out", on_click=st.logout)
+        st.stop()
+    if who is not None:
+        _register(who)

@@ -36,3 +36,34 @@ def texts(at: AppTest) -> str:
     for kind in ("markdown", "caption", "error", "warning", "info", "success", "title", "subheader"):
         parts.extend(str(e.value) for e in getattr(at, kind))
     return "\n".join(parts)
+
+
+def verdict_buttons(at: AppTest, noun: str = "finding") -> dict[tuple[str, str], object]:
+    """(item, verdict) -> the verdict panel's button, in page order. Keys are
+    ``<scope>::<noun>::<run>::<item>::<verdict>``."""
+    found = {}
+    for button in at.button:
+        parts = (button.key or "").split("::")
+        if len(parts) >= 5 and parts[1] == noun and parts[-1] in ("agree", "disagree", "unsure"):
+            found[("::".join(parts[3:-1]), parts[-1])] = button
+    return found
+
+
+def verdict_items(at: AppTest, noun: str = "finding") -> list[str]:
+    """The items of the verdict panel, in page order."""
+    return list(dict.fromkeys(item for item, _ in verdict_buttons(at, noun)))
+
+
+def click_verdict(at: AppTest, item: str, verdict: str, noun: str = "finding") -> AppTest:
+    verdict_buttons(at, noun)[(item, verdict)].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def chosen_verdicts(at: AppTest, noun: str = "finding") -> dict[str, str | None]:
+    """item -> the verdict shown as chosen (a primary button), or None."""
+    chosen: dict[str, str | None] = {item: None for item in verdict_items(at, noun)}
+    for (item, verdict), button in verdict_buttons(at, noun).items():
+        if button.proto.type == "primary":
+            chosen[item] = verdict
+    return chosen

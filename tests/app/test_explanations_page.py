@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from tests import synthetic_model as synth
-from tests.app.conftest import new_app, texts
+from tests.app.conftest import click_verdict, new_app, texts
 from xai.regions import REGION_NAMES
 
 
@@ -51,8 +51,7 @@ def test_region_shap_runs_in_the_background_and_explains_the_blob(app_with_blob_
     assert not at.exception
     job = shap_job()
     # The reviewer keeps working while SHAP runs.
-    control = next(c for c in at.get("button_group") if c.key and c.key.startswith("verdict::1::Blob"))
-    control.set_value("agree").run()
+    click_verdict(at, "Blob", "agree")
     assert "Saved: Blob — agree" in texts(at)
     assert job.wait(120) and job.error is None
     at.run()

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.app.conftest import new_app, texts
+from tests.app.conftest import chosen_verdicts, click_verdict, new_app, texts, verdict_buttons, verdict_items
 
 
 def analysed_case(samples: Path, verdict: str = "disagree"):
     at = new_app()
     at.run()
     at.file_uploader[0].set_value(("nih.png", (samples / "nih_00000001_000.png").read_bytes(), "image/png")).run()
-    control = next(c for c in at.get("button_group") if c.key and c.key.startswith("verdict::"))
-    control.set_value(verdict).run()
-    assert not at.exception
-    return at, control.key.split("::")[2]
+    label = verdict_items(at)[0]
+    click_verdict(at, label, verdict)
+    return at, label
 
 
 def test_cases_page_reopens_a_case_with_its_findings_and_verdicts(untrained_env, samples: Path) -> None:
@@ -24,8 +23,9 @@ def test_cases_page_reopens_a_case_with_its_findings_and_verdicts(untrained_env,
     said = texts(at)
     assert "Case 1" in said and "UNTRAINED weights" in said and "bands version" in said
     assert "Images are not stored" in said
-    controls = {c.key.split("::")[2]: c.value for c in at.get("button_group") if c.key and c.key.startswith("verdict::")}
+    controls = chosen_verdicts(at)
     assert len(controls) == 18 and controls[label] == "disagree"
+    assert sum(v is not None for v in controls.values()) == 1
     history = at.dataframe[-1].value
     assert list(history["verdict"]) == ["disagree"] and list(history["reviewer"]) == ["Dr Test"]
 
@@ -35,8 +35,8 @@ def test_a_second_reviewer_sees_the_case_but_not_as_their_own_verdict(untrained_
     other = new_app(reviewer="Dr Other")
     other.switch_page("pages/cases.py").run()
     assert not other.exception
-    values = [c.value for c in other.get("button_group") if c.key and c.key.startswith("verdict::")]
-    assert values and all(v is None for v in values)
+    values = list(chosen_verdicts(other).values())
+    assert len(values) == 18 and all(v is None for v in values)
     assert list(other.dataframe[-1].value["reviewer"]) == ["Dr Test"], "the history shows who said what"
 
 
@@ -133,8 +133,7 @@ def test_case_note_is_saved_and_shown_in_history(untrained_env, samples: Path) -
 
 def test_the_case_page_shows_the_audit_trail(untrained_env, samples: Path) -> None:
     at, label = analysed_case(samples, verdict="agree")
-    control = next(c for c in at.get("button_group") if c.key and c.key.startswith(f"verdict::1::{label}::"))
-    control.set_value("disagree").run()
+    click_verdict(at, label, "disagree")
     at.switch_page("pages/cases.py").run()
     at.toggle(key="audit::1").set_value(True).run()
     assert not at.exception

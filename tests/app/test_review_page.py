@@ -8,7 +8,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from sqlalchemy import create_engine, text
 
-from tests.app.conftest import new_app, texts
+from tests.app.conftest import click_verdict, new_app, texts, verdict_buttons, verdict_items
 
 
 def db_rows(sql: str) -> list:
@@ -99,15 +99,16 @@ def test_agree_is_stored_with_what_the_reviewer_saw(untrained_env, samples: Path
     at.run()
     upload(at, samples / "siim_sample.dcm", mime="application/dicom")
     assert "modality CR" in texts(at)
-    controls = [c for c in at.get("button_group") if c.key and c.key.startswith("verdict::")]
-    assert len(controls) == 18
-    first = controls[0]
-    label = first.key.split("::")[2]
-    first.set_value("agree").run()
-    assert not at.exception
+    labels = verdict_items(at)
+    assert len(labels) == 18 and len(verdict_buttons(at)) == 54
+    label = labels[0]
+    click_verdict(at, label, "agree")
     assert f"Saved: {label} — agree" in texts(at)
-    at.selectbox(key="review::note_target::1").set_value(label).run()
-    at.text_input(key="review::note_text::1::Dr Test").input("Old scarring, unchanged.").run()
+    at.selectbox(key="review::finding_note_target::1").set_value(label)
+    at.text_input(key="review::finding_note_text::1::Dr Test").input("Old scarring, unchanged.")
+    at.button(key="review::finding_note_save::1").click().run()
+    assert not at.exception
+    assert f"Saved: {label} — agree with note." in texts(at)
     rows = db_rows("SELECT finding_label, verdict, note, reviewer, cam_method, supersedes_id FROM verdicts ORDER BY id")
     assert rows[0][:5] == (label, "agree", "", "Dr Test", "Grad-CAM")
     assert rows[1][:4] == (label, "agree", "Old scarring, unchanged.", "Dr Test") and rows[1][5] == 1
@@ -121,7 +122,8 @@ def test_verdicts_need_a_reviewer_name(untrained_env, samples: Path) -> None:
     at.run()
     upload(at, samples / "nih_00000001_000.png")
     assert "Enter your name in the sidebar" in texts(at)
-    assert all(c.disabled for c in at.get("button_group") if c.key and c.key.startswith("verdict::"))
+    buttons = verdict_buttons(at)
+    assert len(buttons) == 54 and all(b.disabled for b in buttons.values())
 
 
 @pytest.mark.parametrize(
@@ -155,11 +157,11 @@ def test_html_typed_by_a_user_is_shown_as_text(untrained_env, samples: Path) -> 
     at = new_app(reviewer=payload)
     at.run()
     upload(at, samples / "nih_00000001_000.png")
-    control = next(c for c in at.get("button_group") if c.key and c.key.startswith("verdict::"))
-    control.set_value("unsure").run()
-    label = control.key.split("::")[2]
-    at.selectbox(key="review::note_target::1").set_value(label).run()
-    at.text_input(key=f"review::note_text::1::{payload}").input(f"**bold** {payload}").run()
+    label = verdict_items(at)[0]
+    click_verdict(at, label, "unsure")
+    at.selectbox(key="review::finding_note_target::1").set_value(label)
+    at.text_input(key=f"review::finding_note_text::1::{payload}").input(f"**bold** {payload}")
+    at.button(key="review::finding_note_save::1").click().run()
     assert not at.exception
     shown = [m.value for m in at.caption if "Note:" in m.value]
     assert shown and "\\<img" in shown[0] and "\\*\\*bold" in shown[0]

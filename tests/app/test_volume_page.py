@@ -10,7 +10,7 @@ import time
 import nibabel as nib
 import numpy as np
 
-from tests.app.conftest import new_app, texts
+from tests.app.conftest import click_verdict, new_app, texts
 from tests.conftest import SAMPLES, require_samples
 
 MASK_TASK = "A mask from another tool"
@@ -71,7 +71,7 @@ def test_mni_t1_with_grey_matter_mask_scrolls_measures_and_records_a_verdict():
     assert "Sagittal 99 of 197" in texts(at)
     assert not at.exception, at.exception
 
-    at.segmented_control(key="sverdict::1::Label 1::Dr Test").set_value("agree").run()
+    click_verdict(at, "Label 1", "agree", noun="structure")
     assert "Saved: Label 1 — agree" in texts(at)
     from storage import segmentation_repository
     from storage.db import open_database

@@ -19,7 +19,7 @@ from storage.migrate import KNOWN_TABLES, SchemaError, alembic_config
 from storage.models import APPEND_ONLY_TABLES, Base
 from tests.conftest import PROJECT
 
-HEAD = "0003"
+HEAD = "0004"
 # The append-only tables create_all made before migrations existed, with and without the audit trail.
 LEGACY_APPEND_ONLY = tuple(t for t in APPEND_ONLY_TABLES if t in KNOWN_TABLES)
 BEFORE_AUDIT = tuple(t for t in LEGACY_APPEND_ONLY if t != "audit_events")

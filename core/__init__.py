@@ -1,0 +1,1 @@
+"""Plain, Streamlit-free building blocks shared by every layer."""
