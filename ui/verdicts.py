@@ -162,9 +162,10 @@ def verdict_panel(kind: VerdictKind, run_id: int, items: Sequence[VerdictItem], 
     _show_feedback(kind)
     for index, item in enumerate(items):
         verdict, note = mine.get(item.name, (None, ""))
-        row = st.columns([3, 2.6, 3.4], vertical_alignment="center")
+        # The keyed container holds one item's row (its CSS class names it, for browser tests).
+        row = st.container(key=f"{scope}-{kind.noun}-verdict-{index}").columns([3, 2.6, 3.4], vertical_alignment="center")
         row[0].markdown(item.summary)
-        buttons = row[1].container(horizontal=True, gap="small", key=f"{scope}-{kind.noun}-verdict-{index}")
+        buttons = row[1].container(horizontal=True, gap="small")
         for value, text in CHOICES:
             chosen = verdict == value
             buttons.button(

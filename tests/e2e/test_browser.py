@@ -4,11 +4,13 @@ and find the verdict kept. Screenshots go to $SCREENSHOT_DIR when it is set."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import NIH_PNG
+from tests.e2e import verdict_rows
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.e2e
@@ -44,8 +46,7 @@ def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
         page.locator("input[type=file]").set_input_files(str(NIH_PNG))
         expect(page.get_by_text("18 findings ·")).to_be_visible()
         expect(page.get_by_text("Untrained weights: scores are meaningless").first).to_be_visible()
-        verdicts = page.get_by_role("radiogroup", name="Verdict on")
-        expect(verdicts).to_have_count(18)
+        expect(verdict_rows.rows(page, "review")).to_have_count(18)
         overlay = page.locator("[data-testid='stImage']").filter(has_text="Grad-CAM for")
         expect(overlay).to_have_count(1)
         expect(overlay.locator("img")).to_be_visible()
@@ -54,10 +55,12 @@ def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
         )
         _shot(page, "01-review-after-upload")
 
-        label = verdicts.first.get_attribute("aria-label").removeprefix("Verdict on ")
-        verdicts.first.get_by_role("radio", name="Agree", exact=True).click()
+        first = verdict_rows.row(page, "review", 0)
+        label = verdict_rows.item_name(first)
+        verdict_rows.button(first, "agree").click()
         expect(page.get_by_text(f"Saved: {label} — agree")).to_be_visible()
-        expect(page.locator("[role=radio][aria-checked=true]")).to_have_count(1)
+        expect(verdict_rows.chosen(first)).to_have_text(re.compile("Agree$"))
+        expect(page.locator("[class*='st-key-review-finding-verdict-'] [data-testid='stBaseButton-primary']").filter(visible=True)).to_have_count(1)
         _shot(page, "02-review-after-agree")
 
         page.reload()
@@ -66,9 +69,9 @@ def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
         expect(page.get_by_text("Case 1").first).to_be_visible()
         expect(page.get_by_text("UNTRAINED weights").first).to_be_visible()
         _sign(page, "Dr Browser")
-        kept = page.get_by_role("radiogroup", name=f"Verdict on {label}").get_by_role("radio", name="Agree", exact=True)
-        expect(kept).to_have_attribute("aria-checked", "true")
-        expect(page.locator("[role=radio][aria-checked=true]")).to_have_count(1)
+        kept = verdict_rows.rows(page, "cases").filter(has=page.locator("strong", has_text=label))
+        expect(verdict_rows.chosen(kept)).to_have_text(re.compile("Agree$"))
+        expect(page.locator("[class*='st-key-cases-finding-verdict-'] [data-testid='stBaseButton-primary']").filter(visible=True)).to_have_count(1)
         _shot(page, "03-cases-after-reload")
 
         page.goto(f"{url}/settings")
@@ -104,9 +107,9 @@ def test_shap_runs_while_the_reviewer_keeps_marking_findings(server) -> None:
         page.get_by_role("button", name="Explain the scores with region SHAP").click()
         expect(page.get_by_text("Region SHAP:").first).to_be_visible()
         _shot(page, "05-shap-running")
-        verdicts = page.get_by_role("radiogroup", name="Verdict on")
-        label = verdicts.nth(1).get_attribute("aria-label").removeprefix("Verdict on ")
-        verdicts.nth(1).get_by_role("radio", name="Disagree", exact=True).click()
+        second = verdict_rows.row(page, "review", 1)
+        label = verdict_rows.item_name(second)
+        verdict_rows.button(second, "disagree").click()
         expect(page.get_by_text(f"Saved: {label} — disagree")).to_be_visible()
         expect(page.get_by_text("Region SHAP:").first).to_be_visible()  # still running meanwhile
         # ~30 s on an idle 2-core machine; allow for a busy one.

@@ -3,6 +3,7 @@ views, read the volume and record a verdict that lands in the database."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import SAMPLES
+from tests.e2e import verdict_rows
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.test_browser import _shot, _sign
 
@@ -68,11 +70,11 @@ def test_scroll_three_views_read_the_volume_and_agree(server, tmp_path: Path) ->
         expect(page.get_by_text("Sagittal 98 of 197")).to_be_visible()
         _shot(page, "22-volume-sagittal")
 
-        verdict = page.get_by_role("radiogroup", name="Verdict on Label 1")
-        verdict.get_by_role("radio", name="Agree", exact=True).click()
+        row = verdict_rows.row(page, "volumes", 0, noun="structure")
+        expect(row).to_contain_text("Label 1")
+        verdict_rows.button(row, "agree").click()
         expect(page.get_by_text("Saved: Label 1 — agree")).to_be_visible()
-        expect(page.get_by_role("radiogroup", name="Verdict on Label 1").get_by_role("radio", name="Agree", exact=True)
-               ).to_have_attribute("aria-checked", "true")
+        expect(verdict_rows.chosen(row)).to_have_text(re.compile("Agree$"))
         _shot(page, "23-volume-verdict")
         browser.close()
 

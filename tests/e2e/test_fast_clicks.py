@@ -1,0 +1,120 @@
+"""Verdicts clicked as fast as the page confirms them: every click is stored exactly once, nothing
+that was not clicked is stored, and each item ends at the verdict clicked last (X-ray findings and
+MRI structures, in a real browser against `streamlit run`)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import NIH_PNG, SAMPLES
+from tests.e2e import verdict_rows
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.test_browser import _shot, _sign
+
+pytestmark = pytest.mark.e2e
+ROUNDS = ("agree", "disagree", "unsure", "disagree", "agree")  # all three, and back again
+ITEMS = 10
+
+
+def _click_as_fast_as_confirmed(page, scope: str, noun: str) -> list[tuple[str, str]]:
+    from playwright.sync_api import expect
+
+    rows = [verdict_rows.row(page, scope, i, noun) for i in range(ITEMS)]
+    names = [verdict_rows.item_name(r) for r in rows]
+    clicked = []
+    for verdict in ROUNDS:
+        for row, name in zip(rows, names):
+            verdict_rows.button(row, verdict).click()
+            clicked.append((name, verdict))
+            # The next click comes as soon as the page confirms this one.
+            expect(page.get_by_text(f"Saved: {name} — {verdict}.", exact=True)).to_be_visible()
+    for row in rows:
+        expect(verdict_rows.chosen(row)).to_have_count(1)
+        expect(verdict_rows.chosen(row)).to_have_text(re.compile(f"{verdict_rows.VERDICT_NAMES[ROUNDS[-1]]}$"))
+    return clicked
+
+
+def _rows(database_url: str, sql: str) -> list:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return [tuple(r) for r in connection.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+def _current(stored: list[tuple[str, str]]) -> dict[str, str]:
+    current: dict[str, str] = {}
+    for name, verdict in stored:
+        current[name] = verdict
+    return current
+
+
+def test_fast_clicks_on_findings_store_exactly_what_was_clicked(server) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, database_url = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1600, "height": 2600})
+        page.set_default_timeout(120_000)
+        expect.set_options(timeout=120_000)
+        page.goto(url)
+        _sign(page, "Dr Quick")
+        page.locator("input[type=file]").set_input_files(str(NIH_PNG))
+        expect(page.get_by_text("18 findings ·")).to_be_visible()
+        clicked = _click_as_fast_as_confirmed(page, "review", "finding")
+        _shot(page, "11-fast-clicks-findings")
+        browser.close()
+
+    stored = _rows(database_url, "SELECT finding_label, verdict FROM verdicts WHERE reviewer = 'Dr Quick' ORDER BY id")
+    assert stored == clicked, "one stored row per click, in click order, and nothing else"
+    assert _current(stored) == {name: ROUNDS[-1] for name, _ in clicked}
+    events = _rows(database_url, "SELECT count(*) FROM audit_events WHERE kind IN ('verdict_set', 'verdict_changed')")
+    assert events == [(len(clicked),)]
+
+
+def _ten_label_mask(folder: Path) -> Path:
+    """Ten structures on the MNI152 grid: the grey-matter probability map cut into ten bands."""
+    gm = nib.load(SAMPLES / "mri" / "mni152_gm_prob.nii.gz")
+    probability = np.asarray(gm.dataobj).astype(np.float32)
+    labels = np.where(probability > 0, 1 + np.minimum(9, probability * 10 // (probability.max() + 1)), 0)
+    path = folder / "ten_bands.nii.gz"
+    nib.save(nib.Nifti1Image(labels.astype(np.uint8), gm.affine), path)
+    assert len(np.unique(labels)) == ITEMS + 1
+    return path
+
+
+def test_fast_clicks_on_structures_store_exactly_what_was_clicked(server, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, database_url = server
+    mask = _ten_label_mask(tmp_path)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1600, "height": 2600})
+        page.set_default_timeout(120_000)
+        expect.set_options(timeout=120_000)
+        page.goto(f"{url}/volumes")
+        _sign(page, "Dr Quick")
+        page.get_by_role("link", name="Review an MRI or CT").click()
+        expect(page.get_by_text("Review an MRI or CT volume").first).to_be_visible()
+        page.get_by_role("radiogroup", name="What to review").get_by_role("radio", name="A mask from another tool").click()
+        expect(page.get_by_text("A volume: one NIfTI")).to_be_visible()
+        page.locator("input[type=file]").first.set_input_files(str(SAMPLES / "mri" / "mni152_t1.nii.gz"))
+        expect(page.get_by_text("Label map: NIfTI on the same grid")).to_be_visible()
+        page.locator("input[type=file]").nth(1).set_input_files(str(mask))
+        expect(verdict_rows.rows(page, "volumes", "structure")).to_have_count(ITEMS)
+        clicked = _click_as_fast_as_confirmed(page, "volumes", "structure")
+        _shot(page, "24-fast-clicks-structures")
+        browser.close()
+
+    stored = _rows(database_url, "SELECT structure, verdict FROM structure_verdicts WHERE reviewer = 'Dr Quick' ORDER BY id")
+    assert stored == clicked, "one stored row per click, in click order, and nothing else"
+    assert _current(stored) == {name: ROUNDS[-1] for name, _ in clicked}
