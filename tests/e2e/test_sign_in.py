@@ -1,126 +1,205 @@
-"""Reviewer sign-in against a real OIDC provider started on loopback (oidc-provider-mock): two
-readers sign in in two browsers, each verdict is stored under the signed-in identity, and a
-reader sees only their own statistics while the lead (admin) sees both."""
+"""Reviewer sign-in against a real OIDC provider started on loopback (oidc-provider-mock).
+
+Two readers sign in in two browsers and each verdict is stored under the signed-in identity
+(issuer + subject); a reader sees only their own verdicts (statistics, case history, HTML report,
+JSON export) while the lead (admin, verified e-mail) sees everyone's; a user whose e-mail claim
+copies the lead's but is not verified gets no admin rights and her verdicts are stored under her
+own subject. The same sign-in also runs from an environment built from requirements.txt alone.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from tests.conftest import NIH_PNG, PROJECT, require_samples
+from tests.e2e import verdict_rows
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, _free_port
 from tests.e2e.test_browser import _shot
 
 pytestmark = pytest.mark.e2e
 
+LEAD = "lead@hospital.test"
+USERS = {
+    "lead-0001": {"email": LEAD, "email_verified": True, "name": "Dr Lead"},
+    "reader-0001": {"email": "reader1@hospital.test", "email_verified": True, "name": "Dr Reader One"},
+    "reader-0002": {"email": "reader2@hospital.test", "email_verified": True, "name": "Dr Reader Two"},
+    # Her provider lets users type any e-mail: it copies the lead's but is not verified.
+    "mallory-0003": {"email": LEAD, "email_verified": False, "name": "Mallory"},
+}
+
 
 @pytest.fixture
-def oidc_app(tmp_path: Path):
+def provider():
     require_samples()
     if not CHROMIUM.exists():
-        pytest.skip(f"Chromium not found at {CHROMIUM}")
+        message = f"Chromium not found at {CHROMIUM}"
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
     oidc_mock = pytest.importorskip("oidc_provider_mock")
-    with oidc_mock.run_server_in_thread() as provider:
-        port = _free_port()
-        secrets = tmp_path / "secrets.toml"
-        secrets.write_text(
-            f"""
+    users = [oidc_mock.User(sub=sub, claims=claims) for sub, claims in USERS.items()]
+    with oidc_mock.run_server_in_thread(user_claims=users) as server:
+        yield f"http://localhost:{server.server_port}"
+
+
+@contextmanager
+def signed_in_app(python: str, issuer: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """``streamlit run app.py`` under ``python`` with `[auth]` pointing at the provider."""
+    port = _free_port()
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(
+        f"""
 [auth]
 redirect_uri = "http://localhost:{port}/oauth2callback"
 cookie_secret = "test-cookie-secret-0123456789abcdef"
 client_id = "review-dashboard"
 client_secret = "test-client-secret"
-server_metadata_url = "http://localhost:{provider.server_port}/.well-known/openid-configuration"
+server_metadata_url = "{issuer}/.well-known/openid-configuration"
 
 [roles]
-admins = ["lead@hospital.test"]
+admins = ["{LEAD}"]
 """
-        )
-        env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'auth.sqlite3'}",
-               "REVIEW_DATA_DIR": str(tmp_path / "data"), "ALLOW_UNTRAINED_WEIGHTS": "1", "MODEL_AUTO_DOWNLOAD": "0"}
-        log = (tmp_path / "streamlit.log").open("w")
+    )
+    database_url = f"sqlite:///{tmp_path / 'auth.sqlite3'}"
+    env = {**os.environ, "DATABASE_URL": database_url, "REVIEW_DATA_DIR": str(tmp_path / "data"),
+           "ALLOW_UNTRAINED_WEIGHTS": "1", "MODEL_AUTO_DOWNLOAD": "0"}
+    log_path = tmp_path / "streamlit.log"
+    with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--secrets.files", str(secrets)],
+            [python, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
+             "--server.headless", "true", "--browser.gatherUsageStats", "false", "--secrets.files", str(secrets)],
             cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + 90
+            deadline = time.monotonic() + 120
             while True:
                 try:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
                         break
                 except OSError:
                     if process.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail((tmp_path / "streamlit.log").read_text()[-2000:])
+                        pytest.fail(log_path.read_text()[-3000:])
                     time.sleep(0.5)
-            yield f"http://localhost:{port}", env["DATABASE_URL"]
+            try:
+                yield f"http://localhost:{port}", database_url
+            except Exception as exc:  # say what the server said, e.g. a module missing from requirements.txt
+                raise AssertionError(f"{exc}\n--- streamlit log ---\n{log_path.read_text()[-3000:]}") from exc
         finally:
             process.terminate()
-            process.wait(timeout=20)
-            log.close()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
 
 
-def _sign_in(page, url: str, who: str) -> None:
+def _sign_in(page, url: str, sub: str, expect_shown: str) -> None:
     from playwright.sync_api import expect
 
+    page.set_default_timeout(180_000)  # the first model load in a fresh environment is slow
     page.goto(url)
     expect(page.get_by_text("Sign in with your hospital account")).to_be_visible()
     page.get_by_role("button", name="Sign in").click()
-    page.locator("input[name=sub]").fill(who)
+    page.locator("input[name=sub]").fill(sub, timeout=60_000)
     page.get_by_role("button", name="Authorize").click()
-    expect(page.get_by_text("Signed in as")).to_be_visible()
+    expect(page.get_by_text(f"Signed in as {expect_shown}")).to_be_visible()
 
 
-def test_two_signed_in_readers_and_the_lead(oidc_app, tmp_path: Path) -> None:
+def _stored(database_url: str, sql: str) -> list[tuple]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return sorted(tuple(r) for r in connection.execute(text(sql)))
+    finally:
+        engine.dispose()
+
+
+def _download(page, button: str, folder: Path) -> Path:
+    with page.expect_download() as info:
+        page.get_by_role("button", name=button).click()
+    path = folder / info.value.suggested_filename
+    info.value.save_as(path)
+    return path
+
+
+def _upload_and_give(page, verdict: str, note: str) -> str:
+    from playwright.sync_api import expect
+
+    page.locator("input[type=file]").set_input_files(str(NIH_PNG))
+    expect(page.get_by_text("18 findings ·")).to_be_visible()
+    row = verdict_rows.row(page, "review", 0)
+    label = verdict_rows.item_name(row)
+    verdict_rows.button(row, verdict).click()
+    expect(page.get_by_text(f"Saved: {label} — {verdict}.", exact=True)).to_be_visible()
+    page.get_by_role("textbox", name="Note (press Enter to save with your verdict)").fill(note)
+    page.get_by_role("textbox", name="Note (press Enter to save with your verdict)").press("Enter")
+    expect(page.get_by_text("with note.")).to_be_visible()
+    return label
+
+
+def test_readers_see_only_their_own_reads_and_the_lead_sees_all(provider, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    url, database_url = oidc_app
-    with sync_playwright() as p:
+    with signed_in_app(sys.executable, provider, tmp_path) as (url, database_url), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         expect.set_options(timeout=120_000)
         readers = {}
-        for who, verdict in (("reader1@hospital.test", "Agree"), ("reader2@hospital.test", "Disagree")):
-            context = browser.new_context(viewport={"width": 1500, "height": 2200})
-            page = context.new_page()
-            _sign_in(page, url, who)
-            expect(page.get_by_text(who).first).to_be_visible()
+        for sub, verdict in (("reader-0001", "agree"), ("reader-0002", "disagree")):
+            page = browser.new_context(viewport={"width": 1500, "height": 2200}).new_page()
+            _sign_in(page, url, sub, USERS[sub]["email"])
             expect(page.get_by_role("textbox", name="Reviewer name")).to_have_count(0)
-            page.locator("input[type=file]").set_input_files(str(NIH_PNG))
-            expect(page.get_by_text("18 findings ·")).to_be_visible()
-            first = page.get_by_role("radiogroup", name="Verdict on").first
-            first.get_by_role("radio", name=verdict, exact=True).click()
-            expect(page.get_by_text("Saved:").first).to_be_visible()
-            _shot(page, f"08-signed-in-{who.split('@')[0]}")
-            readers[who] = page
+            _upload_and_give(page, verdict, f"note by {sub}")
+            _shot(page, f"08-signed-in-{sub}")
+            readers[sub] = page
 
-        page = readers["reader1@hospital.test"]
+        page = readers["reader-0001"]
+        page.goto(f"{url}/cases?case=1")
+        expect(page.get_by_text("Case 1").first).to_be_visible()
+        page.get_by_text("Show the audit trail").click()
+        expect(page.get_by_text("Only your own actions and the system's are shown")).to_be_visible()
+        expect(page.get_by_text("Only your own verdicts and notes are shown")).to_be_visible()
+        expect(page.get_by_text("note by reader-0001").first).to_be_visible()
+        expect(page.get_by_text("note by reader-0002")).to_have_count(0)
+        expect(page.get_by_text("Dr Reader Two")).to_have_count(0)
+        report = _download(page, "Download case report (HTML)", tmp_path).read_text()
+        assert "reader1@hospital.test: agree" in report and "note by reader-0001" in report
+        assert "reader2" not in report and "disagree" not in report and "note by reader-0002" not in report
+        assert "Only your own verdicts and notes are in this report" in report
+        _shot(page, "12-case-page-reader-1")
+
         page.goto(f"{url}/analytics")
         page.get_by_text("Include untrained runs").click()
+        expect(page.get_by_text("Agreement per finding")).to_be_visible()  # the page has rerun with the toggle
         expect(page.get_by_text("Only your own verdicts are shown")).to_be_visible()
-        lead_context = browser.new_context(viewport={"width": 1500, "height": 2200})
-        lead = lead_context.new_page()
-        _sign_in(lead, url, "lead@hospital.test")
+        exported = json.loads(_download(page, "Runs and verdict history (JSON)", tmp_path).read_text())
+        entries = [v for run in exported["runs"] for v in run["verdicts"] + run["case_notes"]]
+        assert entries and {v["reviewer_name"] for v in entries} == {"reader1@hospital.test"}
+        csv_text = _download(page, "Verdicts (CSV)", tmp_path).read_text()  # right after the JSON: a file again
+        assert "reader-0001#" in csv_text and "reader-0002" not in csv_text
+
+        lead = browser.new_context(viewport={"width": 1500, "height": 2200}).new_page()
+        _sign_in(lead, url, "lead-0001", LEAD)
         expect(lead.get_by_text("admin").first).to_be_visible()
         lead.goto(f"{url}/analytics")
         lead.get_by_text("Include untrained runs").click()
         expect(lead.get_by_test_id("stMetricValue").nth(2)).to_have_text("2")  # readers
         _shot(lead, "09-analytics-lead")
-
         lead.goto(f"{url}/cases?case=1")
         expect(lead.get_by_text("Case 1").first).to_be_visible()
-        with lead.expect_download() as download_info:
-            lead.get_by_role("button", name="Download case report (HTML)").click()
-        report = tmp_path / download_info.value.suggested_filename
-        download_info.value.save_as(report)
-        assert report.suffix == ".html"
-        lead.goto(report.as_uri())
+        expect(lead.get_by_text("Everyone's verdicts are shown")).to_be_visible()
+        lead_report = _download(lead, "Download case report (HTML)", tmp_path)
+        lead.goto(lead_report.as_uri())
         expect(lead.get_by_role("heading", name="Case 1: AI review report")).to_be_visible()
         expect(lead.get_by_text("reader1@hospital.test: agree")).to_be_visible()
         expect(lead.get_by_text("reader2@hospital.test: disagree")).to_be_visible()
@@ -128,10 +207,65 @@ def test_two_signed_in_readers_and_the_lead(oidc_app, tmp_path: Path) -> None:
         _shot(lead, "10-exported-report")
         browser.close()
 
-    from sqlalchemy import create_engine, text
+    rows = _stored(database_url, "SELECT reviewer, verdict FROM verdicts")
+    assert [(r.split("#")[0], v) for r, v in rows] == [("reader-0001", "agree"), ("reader-0001", "agree"),
+                                                       ("reader-0002", "disagree"), ("reader-0002", "disagree")]
+    issuer_tags = {r.split("#")[1] for r, _ in rows}
+    assert len(issuer_tags) == 1, "the identity key qualifies the subject by its issuer"
 
-    engine = create_engine(database_url)
-    with engine.connect() as connection:
-        rows = sorted(connection.execute(text("SELECT reviewer, verdict FROM verdicts")))
-    engine.dispose()
-    assert rows == [("reader1@hospital.test", "agree"), ("reader2@hospital.test", "disagree")]
+
+def test_an_unverified_copy_of_the_admin_e_mail_gets_no_rights(provider, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with signed_in_app(sys.executable, provider, tmp_path) as (url, database_url), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        expect.set_options(timeout=120_000)
+        page = browser.new_context(viewport={"width": 1500, "height": 2200}).new_page()
+        _sign_in(page, url, "mallory-0003", "Mallory")
+        expect(page.get_by_text("has not verified the e-mail lead@hospital.test")).to_be_visible()
+        expect(page.get_by_text("· admin")).to_have_count(0)
+        _upload_and_give(page, "agree", "not the lead")
+        page.goto(f"{url}/settings")
+        expect(page.get_by_text("Only a signed-in admin can change the bands")).to_be_visible()
+        page.goto(f"{url}/analytics")
+        expect(page.get_by_text("Only your own verdicts are shown")).to_be_visible()
+        _shot(page, "13-unverified-email")
+        browser.close()
+
+    rows = _stored(database_url, "SELECT reviewer FROM verdicts")
+    assert rows and all(r.startswith("mallory-0003#") for (r,) in rows), rows
+    assert _stored(database_url, "SELECT display_name, verified_email FROM reviewers") == [("Mallory", None)]
+
+
+def test_sign_in_works_from_requirements_txt_alone(provider, tmp_path: Path) -> None:
+    """A fresh install: FRESH_INSTALL_PYTHON is the python of a virtual environment built from
+    requirements.txt alone (``.ci/run`` builds it), so a dependency that only a test tool pulls
+    in (httpx, for authlib's Starlette client) cannot hide."""
+    from playwright.sync_api import expect, sync_playwright
+
+    python = os.environ.get("FRESH_INSTALL_PYTHON")
+    if not python:
+        message = "FRESH_INSTALL_PYTHON is not set (.ci/run builds that environment from requirements.txt)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    for dev_only in ("pytest", "playwright", "oidc_provider_mock"):
+        found = subprocess.run([python, "-c", f"import {dev_only}"], capture_output=True).returncode == 0
+        assert not found, f"{dev_only} is importable: the environment is not built from requirements.txt alone"
+    every_module = (
+        "import importlib, pkgutil\n"
+        "for package in ('core', 'inference', 'xai', 'storage', 'analytics', 'ui'):\n"
+        "    for m in pkgutil.walk_packages(importlib.import_module(package).__path__, package + '.'):\n"
+        "        if not m.name.endswith('__main__'):\n"
+        "            importlib.import_module(m.name)\n"
+    )
+    imported = subprocess.run([python, "-c", every_module], cwd=PROJECT, capture_output=True, text=True)
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    with signed_in_app(python, provider, tmp_path) as (url, database_url), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        expect.set_options(timeout=120_000)
+        page = browser.new_context(viewport={"width": 1500, "height": 2200}).new_page()
+        _sign_in(page, url, "reader-0001", "reader1@hospital.test")
+        _upload_and_give(page, "unsure", "fresh install")
+        browser.close()
+    assert [r.split("#")[0] for (r,) in _stored(database_url, "SELECT reviewer FROM verdicts")] == ["reader-0001"] * 2
