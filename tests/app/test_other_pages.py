@@ -167,3 +167,15 @@ def test_in_open_mode_nobody_changes_the_bands(untrained_env) -> None:
     at.switch_page("pages/settings.py").run()
     assert "Only a signed-in admin can change the bands" in texts(at)
     assert not [b for b in at.button if b.key == "bands_save"]
+
+
+def test_open_mode_analytics_shows_everyone_s_verdicts_without_a_name(untrained_env, samples: Path) -> None:
+    analysed_case(samples, verdict="agree")
+    other = new_app(reviewer=None)
+    other.switch_page("pages/analytics.py").run()
+    other.toggle(key="an_untrained").set_value(True).run()
+    assert not other.exception
+    said = texts(other)
+    assert "Open mode: everyone's verdicts are shown. A name is needed only to record verdicts." in said
+    assert "Only your own verdicts" not in said and "No verdicts match" not in said
+    assert {m.label: m.value for m in other.get("metric")}["Verdicts"] == "1"

@@ -220,3 +220,38 @@ def test_a_database_that_cannot_be_written_is_explained(untrained_env, samples: 
     at.run()
     upload(at, samples / "nih_00000001_000.png")
     assert any("review database" in e.value and "cannot be opened" in e.value for e in at.error)
+
+
+def test_an_over_long_note_is_refused_with_a_message_and_kept_in_the_box(untrained_env, samples: Path) -> None:
+    at = new_app()
+    at.run()
+    upload(at, samples / "nih_00000001_000.png")
+    label = verdict_items(at)[0]
+    click_verdict(at, label, "agree")
+    pasted = "x" * 5000
+    at.selectbox(key="review::finding_note_target::1").set_value(label)
+    at.text_input(key="review::finding_note_text::1::Dr Test").input(pasted)
+    at.button(key="review::finding_note_save::1").click().run()
+    assert not at.exception
+    assert any("limited to 4,000 characters; this one has 5,000" in e.value for e in at.error)
+    assert at.text_input(key="review::finding_note_text::1::Dr Test").value == pasted, "what was typed is kept"
+    assert db_rows("SELECT count(*) FROM verdicts")[0][0] == 1, "only the click, not the note"
+    at.text_area(key="review::case_note::1::Dr Test").input(pasted).run()
+    at.button(key="review::save_case_note::1").click().run()
+    assert any("this one has 5,000" in e.value for e in at.error)
+    assert at.text_area(key="review::case_note::1::Dr Test").value == pasted
+    assert db_rows("SELECT count(*) FROM case_notes")[0][0] == 0
+
+
+def test_an_over_long_name_is_refused_and_nothing_is_recorded_under_it(untrained_env, samples: Path) -> None:
+    at = new_app(reviewer=None)
+    at.run()
+    upload(at, samples / "nih_00000001_000.png")
+    pasted = "Dr " + "y" * 5000
+    at.text_input(key="reviewer_name_input").input(pasted).run()
+    assert not at.exception
+    assert any("Names are limited to 80 characters; this one has 5,003" in e.value for e in at.sidebar.error)
+    assert at.text_input(key="reviewer_name_input").value == pasted
+    assert all(b.disabled for b in verdict_buttons(at).values())
+    at.text_input(key="reviewer_name_input").input("Dr Short").run()
+    assert not at.sidebar.error and not any(b.disabled for b in verdict_buttons(at).values())

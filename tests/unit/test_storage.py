@@ -267,3 +267,31 @@ def test_every_change_leaves_an_audit_event_that_cannot_be_altered(db) -> None:
     with pytest.raises(ValueError, match="Unknown audit event kind"):
         with db.begin() as s:
             audit.record_event(s, "deleted_everything", "Dr X")
+
+
+def test_a_reader_s_history_holds_only_their_own_entries(db) -> None:
+    from storage import audit
+
+    with db.begin() as s:
+        run = repo.store_analysis(s, FACTS, prediction(), "Grad-CAM", actor="Dr A")
+        repo.record_verdict(s, run.run_id, "Effusion", "agree", "Dr A", "seen by A")
+        repo.record_verdict(s, run.run_id, "Effusion", "disagree", "Dr B", "seen by B")
+        repo.record_case_note(s, run.run_id, "A's note", "Dr A")
+        repo.record_case_note(s, run.run_id, "B's note", "Dr B")
+    with db.begin() as s:
+        assert {v.reviewer for v in repo.verdict_history(s, run.run_id)} == {"Dr A", "Dr B"}
+        assert [v.note for v in repo.verdict_history(s, run.run_id, reviewer="Dr A")] == ["seen by A"]
+        assert [n.note for n in repo.case_note_history(s, run.run_id, reviewer="Dr B")] == ["B's note"]
+        assert repo.verdict_history(s, run.run_id, reviewer="") == []
+        trail = audit.events_for_case(s, run.case_id, actor="Dr B")
+        assert {e.actor for e in trail} <= {"Dr B", audit.SYSTEM} and any(e.kind == "verdict_set" for e in trail)
+        assert all(e.detail.get("verdict") != "agree" for e in trail), "nothing of A's verdict leaks"
+
+
+def test_reviewer_names_follow_the_latest_sign_in(db) -> None:
+    with db.begin() as s:
+        repo.register_reviewer(s, "u1#abc", "reader@hospital.org", "reader@hospital.org", "https://idp", "u1")
+    with db.begin() as s:
+        repo.register_reviewer(s, "u1#abc", "Dr Reader", None, "https://idp", "u1")
+    with db.begin() as s:
+        assert repo.reviewer_names(s) == {"u1#abc": "Dr Reader"}

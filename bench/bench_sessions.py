@@ -1,0 +1,114 @@
+"""Server memory per reviewer session, in a real browser against ``streamlit run``.
+
+``rss_growth_per_session_mb``: a server is warmed up with one session (models loaded, caches
+filled); then ``sessions`` reviewers come one after another, each in a fresh browser context:
+open the app, type a name, upload the NIH chest X-ray, wait for the findings and heatmap, record a
+verdict, leave. The figure is the server's resident-memory growth over those sessions divided by
+their number, read after the server has had ``settle_s`` seconds idle (what a site sees the
+morning after). ``rss_after_sessions_mb`` and ``rss_settled_mb`` are the two readings.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def session_growth(image: Path, sessions: int = 50, settle_s: float = 60.0, chromium: str = "/usr/bin/chromium",
+                   extra_args: tuple[str, ...] = ()) -> dict:
+    from playwright.sync_api import expect, sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        port = _free_port()
+        env = {**os.environ, "REVIEW_DATA_DIR": str(folder / "data"), "ALLOW_UNTRAINED_WEIGHTS": "1",
+               "MODEL_AUTO_DOWNLOAD": "0"}
+        env.pop("DATABASE_URL", None)
+        with (folder / "server.log").open("w") as server_log:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
+                 "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false", *extra_args],
+                cwd=PROJECT, env=env, stdout=server_log, stderr=subprocess.STDOUT)
+            url = f"http://127.0.0.1:{port}"
+            try:
+                for _ in range(240):
+                    try:
+                        urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).close()
+                        break
+                    except OSError:
+                        time.sleep(0.5)
+                readings = []
+                with sync_playwright() as p:
+                    browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+                    expect.set_options(timeout=180_000)
+
+                    def one_session(index: int) -> None:
+                        context = browser.new_context(viewport={"width": 1500, "height": 1800})
+                        page = context.new_page()
+                        page.set_default_timeout(180_000)
+                        page.goto(url)
+                        box = page.get_by_role("textbox", name="Reviewer name")
+                        box.fill(f"Reader {index}")
+                        box.press("Enter")
+                        page.locator("input[type=file]").set_input_files(str(image))
+                        expect(page.get_by_text("18 findings ·")).to_be_visible()
+                        page.locator(".st-key-review-finding-verdict-0").get_by_role("button", name="Agree", exact=True).click()
+                        expect(page.get_by_text("Saved:")).to_be_visible()
+                        context.close()
+
+                    one_session(0)  # warm-up: models, caches, first compile
+                    time.sleep(2)
+                    baseline = _rss_mb(server.pid)
+                    for index in range(1, sessions + 1):
+                        one_session(index)
+                        readings.append(_rss_mb(server.pid))
+                    browser.close()
+                after = _rss_mb(server.pid)
+                time.sleep(settle_s)
+                settled = _rss_mb(server.pid)
+            finally:
+                server.terminate()
+                try:
+                    server.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+    return {
+        "rss_growth_per_session_mb": round((settled - baseline) / sessions, 3),
+        "rss_sessions_baseline_mb": round(baseline, 1),
+        "rss_after_sessions_mb": round(after, 1),
+        "rss_settled_mb": round(settled, 1),
+        "sessions": sessions,
+    }
+
+
+if __name__ == "__main__":
+    import json
+
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 50
+    settle = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
+    sample = Path(os.environ.get("REVIEW_SAMPLES_DIR", PROJECT.parent / "shared" / "samples")) / "cxr" / "nih_00000001_000.png"
+    print(json.dumps(session_growth(sample, count, settle)))
