@@ -52,7 +52,8 @@ facts = [
 if include_untrained and any(not f.trained for f in facts):
     st.error("Includes verdicts on runs with UNTRAINED weights: those AI scores were meaningless.")
 if not facts:
-    st.info("No verdicts match these filters yet.")
+    st.info("No verdicts match these filters yet." + ("" if include_untrained else
+            " Runs on untrained weights are left out unless 'Include untrained runs' is on."))
     st.stop()
 
 cases = {f.run_id for f in facts}

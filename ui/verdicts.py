@@ -173,6 +173,7 @@ def verdict_panel(kind: VerdictKind, run_id: int, items: Sequence[VerdictItem], 
                 key=f"{scope}::{kind.noun}::{run_id}::{item.name}::{value}",
                 type="primary" if chosen else "secondary",
                 icon=":material/check:" if chosen else None,
+                width=108,  # fixed: a chosen button (with its check mark) must not shift its neighbours
                 help=f"{text}: your verdict on {item.name}" + (" (your current verdict)" if chosen else ""),
                 disabled=not name,
                 on_click=_on_click,
