@@ -8,7 +8,7 @@ import os
 import streamlit as st
 
 from inference.errors import ReviewError
-from ui import sidebar
+from ui import session_reaper, sidebar
 from ui.entry import app_entry
 from ui.identity import require_sign_in
 
@@ -22,6 +22,7 @@ for package in ("inference", "ui", "storage", "xai", "analytics"):
     logging.getLogger(package).setLevel(_level)
 
 st.set_page_config(page_title="Radiology AI review", page_icon="🩻", layout="wide")
+session_reaper.ensure_installed()
 
 require_sign_in()
 navigation = st.navigation(

@@ -7,7 +7,8 @@ case_ms <= 2 x forward_ms + decode_ms, rerun_ms <= 50, rss_mb <= 1500;
 shap_s x 1000 <= 1.2 x shap_evals x forward_ms_batched, shap_evals <= 256, shap_max_err <= 0.01;
 20 threads writing verdicts to SQLite (WAL, synchronous=FULL) sustain >= 200 verdicts/s with no
 error and none lost. Volumes (bench_volumes.py): seg_s <= 1.15 x seg_window_s, scroll_rerun_ms <= 50,
-rss_both_mb <= 3000. Untrained weights are used when no trained file is installed: timing does not
+rss_both_mb <= 3000. Sessions (bench_sessions.py, a real browser): rss_growth_per_session_mb <= 0.5
+over 50 reviewer sessions. Untrained weights are used when no trained file is installed: timing does not
 depend on the weight values. PostgreSQL figures (pg_*) are measured on a throwaway server when
 Debian's postgresql binaries are installed, and are null otherwise.
 """
@@ -304,6 +305,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--out", type=Path, help="also write the JSON result here")
     parser.add_argument("--skip-volumes", action="store_true", help="leave out the MRI/CT figures (about 4 minutes)")
+    parser.add_argument("--sessions", type=int, default=50,
+                        help="reviewer sessions for the server-memory figure in a real browser (0 leaves it out)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if not SAMPLE.is_file():
@@ -325,6 +328,10 @@ def main() -> int:
             result["scroll_page_rerun_ms"] = bench_volumes.scroll_timing(args.repeats)
             result.update(bench_volumes.browser_scroll_timing(args.repeats))
             result.update(bench_volumes.rss_both(SAMPLE))
+        if args.sessions:
+            import bench_sessions  # beside this script
+
+            result.update(bench_sessions.session_growth(SAMPLE, args.sessions))
     forward = result["forward_ms"]
     result["all_cams_over_forward"] = result["all_cams_ms"] / forward
     result["pgc_over_ours"] = result["pgc_all_cams_ms"] / result["all_cams_ms"]
@@ -342,6 +349,8 @@ def main() -> int:
             result["verdicts_per_s_20_threads"] >= 200.0 and result["sqlite_synchronous"] == "FULL"
             and result["verdict_errors_20_threads"] == 0 and result["verdicts_lost_20_threads"] == 0,
     }
+    if args.sessions:
+        result["goals_met"]["rss_growth_per_session_mb <= 0.5"] = result["rss_growth_per_session_mb"] <= 0.5
     if not args.skip_volumes:
         import bench_volumes
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.app.conftest import chosen_verdicts, click_verdict, new_app, texts, verdict_buttons, verdict_items
+from tests.app.conftest import chosen_verdicts, click_verdict, new_app, texts, verdict_items
 
 
 def analysed_case(samples: Path, verdict: str = "disagree"):

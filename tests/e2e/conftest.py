@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,46 +28,59 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path: Path):
+def require_browser() -> None:
     require_samples()
     if not CHROMIUM.exists():
         message = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
         if os.environ.get("REQUIRE_BROWSER") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'e2e.sqlite3'}",
-        "REVIEW_DATA_DIR": str(tmp_path / "data"),
-        "ALLOW_UNTRAINED_WEIGHTS": "1",
-        "MODEL_AUTO_DOWNLOAD": "0",
-    }
-    log = (tmp_path / "streamlit.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield url, env["DATABASE_URL"]
-    finally:
-        process.terminate()
+
+
+@contextmanager
+def streamlit_app(folder: Path, *, python: str = sys.executable, host: str = "127.0.0.1", port: int | None = None,
+                  extra_args: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:
+    """``streamlit run app.py`` on a loopback port with its own database and data folder, in
+    labelled untrained mode: yields (url, database url). On any failure inside, the server's log
+    is added to the error; a traceback in it fails the test."""
+    port = port or _free_port()
+    database_url = f"sqlite:///{folder / 'e2e.sqlite3'}"
+    env = {**os.environ, "DATABASE_URL": database_url, "REVIEW_DATA_DIR": str(folder / "data"),
+           "ALLOW_UNTRAINED_WEIGHTS": "1", "MODEL_AUTO_DOWNLOAD": "0"}
+    log_path = folder / "streamlit.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [python, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
+             "--server.headless", "true", "--browser.gatherUsageStats", "false", *extra_args],
+            cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"streamlit did not start: {log_path.read_text()[-3000:]}")
+                time.sleep(0.5)
+            try:
+                yield f"http://{host}:{port}", database_url
+            except Exception as exc:  # say what the server said, e.g. a module missing from requirements.txt
+                raise AssertionError(f"{exc}\n--- streamlit log ---\n{log_path.read_text()[-3000:]}") from exc
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    require_browser()
+    with streamlit_app(tmp_path) as app:
+        yield app

@@ -13,18 +13,14 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import NIH_PNG, PROJECT, require_samples
+from tests.conftest import NIH_PNG, PROJECT
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, _free_port
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, _free_port, require_browser, streamlit_app
 from tests.e2e.test_browser import _shot
 
 pytestmark = pytest.mark.e2e
@@ -41,21 +37,15 @@ USERS = {
 
 @pytest.fixture
 def provider():
-    require_samples()
-    if not CHROMIUM.exists():
-        message = f"Chromium not found at {CHROMIUM}"
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_browser()
     oidc_mock = pytest.importorskip("oidc_provider_mock")
     users = [oidc_mock.User(sub=sub, claims=claims) for sub, claims in USERS.items()]
     with oidc_mock.run_server_in_thread(user_claims=users) as server:
         yield f"http://localhost:{server.server_port}"
 
 
-@contextmanager
-def signed_in_app(python: str, issuer: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """``streamlit run app.py`` under ``python`` with `[auth]` pointing at the provider."""
+def signed_in_app(python: str, issuer: str, tmp_path: Path):
+    """The app under ``python`` with `[auth]` pointing at the provider (and the lead as admin)."""
     port = _free_port()
     secrets = tmp_path / "secrets.toml"
     secrets.write_text(
@@ -71,37 +61,8 @@ server_metadata_url = "{issuer}/.well-known/openid-configuration"
 admins = ["{LEAD}"]
 """
     )
-    database_url = f"sqlite:///{tmp_path / 'auth.sqlite3'}"
-    env = {**os.environ, "DATABASE_URL": database_url, "REVIEW_DATA_DIR": str(tmp_path / "data"),
-           "ALLOW_UNTRAINED_WEIGHTS": "1", "MODEL_AUTO_DOWNLOAD": "0"}
-    log_path = tmp_path / "streamlit.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [python, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--server.headless", "true", "--browser.gatherUsageStats", "false", "--secrets.files", str(secrets)],
-            cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
-                        break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail(log_path.read_text()[-3000:])
-                    time.sleep(0.5)
-            try:
-                yield f"http://localhost:{port}", database_url
-            except Exception as exc:  # say what the server said, e.g. a module missing from requirements.txt
-                raise AssertionError(f"{exc}\n--- streamlit log ---\n{log_path.read_text()[-3000:]}") from exc
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-    assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
+    return streamlit_app(tmp_path, python=python, host="localhost", port=port,
+                         extra_args=("--secrets.files", str(secrets)))
 
 
 def _sign_in(page, url: str, sub: str, expect_shown: str) -> None:
