@@ -80,6 +80,9 @@ if explanation is not None:
     st.caption(f"Regions: {explanation.regions_source}. {explanation.evaluations} model evaluations.")
 st.subheader("History")
 history_table(run.run_id)
+only = visible_reviewer()  # None: everyone's (admin, open mode); else this reader's own entries
+
+
 def _report(session) -> bytes:
     return exports.case_report_html(
         run, repository.verdict_history(session, run.run_id, reviewer=only),
@@ -88,7 +91,6 @@ def _report(session) -> bytes:
     )
 
 
-only = visible_reviewer()
 export_button("Download case report (HTML)", _report, file_name=f"case-{case_id}-report.html", mime="text/html",
               kind="case report (HTML)", case_id=case_id)
 

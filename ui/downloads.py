@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def export_button(label: str, build: Callable[[Session], bytes], *, file_name: str, mime: str, kind: str,
-                  case_id: int | None = None, key: str | None = None) -> None:
+                  case_id: int | None = None) -> None:
     """A download button for ``build(session)``; the export is recorded in the audit trail."""
     sessions = cache.database()  # bound now: the callable runs outside the script thread
     actor = reviewer() or None
@@ -35,4 +35,4 @@ def export_button(label: str, build: Callable[[Session], bytes], *, file_name: s
         log.info("Export made: %s (case %s)", kind, case_id)
         return content
 
-    st.download_button(label, data, file_name=file_name, mime=mime, on_click="ignore", key=key)
+    st.download_button(label, data, file_name=file_name, mime=mime, on_click="ignore")

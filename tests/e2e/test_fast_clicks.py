@@ -5,6 +5,8 @@ MRI structures, in a real browser against `streamlit run`)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
@@ -40,6 +42,19 @@ def _click_as_fast_as_confirmed(page, scope: str, noun: str) -> list[tuple[str, 
     return clicked
 
 
+@contextmanager
+def browser_page() -> Iterator:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1600, "height": 2600})
+        page.set_default_timeout(120_000)
+        expect.set_options(timeout=120_000)
+        yield page
+        browser.close()
+
+
 def _rows(database_url: str, sql: str) -> list:
     engine = create_engine(database_url)
     try:
@@ -49,33 +64,21 @@ def _rows(database_url: str, sql: str) -> list:
         engine.dispose()
 
 
-def _current(stored: list[tuple[str, str]]) -> dict[str, str]:
-    current: dict[str, str] = {}
-    for name, verdict in stored:
-        current[name] = verdict
-    return current
-
-
 def test_fast_clicks_on_findings_store_exactly_what_was_clicked(server) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, database_url = server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1600, "height": 2600})
-        page.set_default_timeout(120_000)
-        expect.set_options(timeout=120_000)
+    with browser_page() as page:
         page.goto(url)
         _sign(page, "Dr Quick")
         page.locator("input[type=file]").set_input_files(str(NIH_PNG))
         expect(page.get_by_text("18 findings ·")).to_be_visible()
         clicked = _click_as_fast_as_confirmed(page, "review", "finding")
         _shot(page, "11-fast-clicks-findings")
-        browser.close()
 
     stored = _rows(database_url, "SELECT finding_label, verdict FROM verdicts WHERE reviewer = 'Dr Quick' ORDER BY id")
     assert stored == clicked, "one stored row per click, in click order, and nothing else"
-    assert _current(stored) == {name: ROUNDS[-1] for name, _ in clicked}
+    assert dict(stored) == {name: ROUNDS[-1] for name, _ in clicked}
     events = _rows(database_url, "SELECT count(*) FROM audit_events WHERE kind IN ('verdict_set', 'verdict_changed')")
     assert events == [(len(clicked),)]
 
@@ -92,15 +95,11 @@ def _ten_label_mask(folder: Path) -> Path:
 
 
 def test_fast_clicks_on_structures_store_exactly_what_was_clicked(server, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, database_url = server
     mask = _ten_label_mask(tmp_path)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1600, "height": 2600})
-        page.set_default_timeout(120_000)
-        expect.set_options(timeout=120_000)
+    with browser_page() as page:
         page.goto(f"{url}/volumes")
         _sign(page, "Dr Quick")
         page.get_by_role("link", name="Review an MRI or CT").click()
@@ -113,8 +112,7 @@ def test_fast_clicks_on_structures_store_exactly_what_was_clicked(server, tmp_pa
         expect(verdict_rows.rows(page, "volumes", "structure")).to_have_count(ITEMS)
         clicked = _click_as_fast_as_confirmed(page, "volumes", "structure")
         _shot(page, "24-fast-clicks-structures")
-        browser.close()
 
     stored = _rows(database_url, "SELECT structure, verdict FROM structure_verdicts WHERE reviewer = 'Dr Quick' ORDER BY id")
     assert stored == clicked, "one stored row per click, in click order, and nothing else"
-    assert _current(stored) == {name: ROUNDS[-1] for name, _ in clicked}
+    assert dict(stored) == {name: ROUNDS[-1] for name, _ in clicked}
