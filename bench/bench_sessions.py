@@ -11,6 +11,7 @@ morning after). ``rss_after_sessions_mb`` and ``rss_settled_mb`` are the two rea
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -84,7 +85,7 @@ def session_growth(image: Path, sessions: int = 50, settle_s: float = 60.0, chro
                         box.press("Enter")
                         page.locator("input[type=file]").set_input_files(str(image))
                         expect(page.get_by_text("18 findings ·")).to_be_visible()
-                        page.locator(".st-key-review-finding-verdict-0").get_by_role("button", name="Agree", exact=True).click()
+                        page.locator(".st-key-review-finding-verdict-0").get_by_role("button", name=re.compile(r"(^|\W)Agree$")).click()
                         expect(page.get_by_text("Saved:")).to_be_visible()
                         context.close()
 

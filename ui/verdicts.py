@@ -163,17 +163,18 @@ def verdict_panel(kind: VerdictKind, run_id: int, items: Sequence[VerdictItem], 
     for index, item in enumerate(items):
         verdict, note = mine.get(item.name, (None, ""))
         # The keyed container holds one item's row (its CSS class names it, for browser tests).
-        row = st.container(key=f"{scope}-{kind.noun}-verdict-{index}").columns([3, 2.6, 3.4], vertical_alignment="center")
+        row = st.container(key=f"{scope}-{kind.noun}-verdict-{index}").columns([2.6, 3.6, 2.6], vertical_alignment="center")
         row[0].markdown(item.summary)
-        buttons = row[1].container(horizontal=True, gap="small")
+        buttons = row[1].container(horizontal=True, gap="xsmall")
         for value, text in CHOICES:
             chosen = verdict == value
             buttons.button(
                 text,
                 key=f"{scope}::{kind.noun}::{run_id}::{item.name}::{value}",
                 type="primary" if chosen else "secondary",
-                icon=":material/check:" if chosen else None,
-                width=108,  # fixed: a chosen button (with its check mark) must not shift its neighbours
+                # Every button has an icon of the same size, so choosing one never shifts its
+                # neighbours under a fast click; the chosen one is also primary.
+                icon=":material/check_circle:" if chosen else ":material/radio_button_unchecked:",
                 help=f"{text}: your verdict on {item.name}" + (" (your current verdict)" if chosen else ""),
                 disabled=not name,
                 on_click=_on_click,
