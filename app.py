@@ -7,7 +7,7 @@ import os
 
 import streamlit as st
 
-from inference.errors import ReviewError
+from core.errors import ReviewError
 from ui import session_reaper, sidebar
 from ui.entry import app_entry
 from ui.identity import require_sign_in
@@ -18,7 +18,7 @@ _level = os.environ.get("LOG_LEVEL", "INFO").upper()
 if _level not in logging.getLevelNamesMapping():
     logging.getLogger(__name__).warning("LOG_LEVEL=%r is not a logging level; using INFO.", _level)
     _level = "INFO"
-for package in ("inference", "ui", "storage", "xai", "analytics"):
+for package in ("core", "inference", "xai", "storage", "pipelines", "analytics", "ui", "cli"):
     logging.getLogger(package).setLevel(_level)
 
 st.set_page_config(page_title="Radiology AI review", page_icon="🩻", layout="wide")

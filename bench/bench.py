@@ -49,13 +49,13 @@ def median_ms(fn, repeats: int, warmup: int = 2) -> float:
 def model_timings(repeats: int) -> dict:
     import torch
 
-    from inference.analysis import analyze, forward_with_features
-    from inference.bands import load_band_config
-    from inference.ingest import load_image
-    from inference.model_loader import load_model
-    from inference.preprocess import model_input
-    from inference.registry import CXR_DENSENET
-    from inference.settings import load_settings
+    from pipelines.analyze import analyze, forward_with_features
+    from inference.images.bands import load_band_config
+    from inference.images.ingest import load_image
+    from inference.models.loader import load_model
+    from inference.images.preprocess import model_input
+    from inference.models.registry import CXR_DENSENET
+    from core.settings import load_settings
     from xai.cam import gradcam_all_labels, pgc_cam
 
     settings = load_settings()
@@ -104,7 +104,7 @@ def shap_timings(loaded, image, repeats: int) -> dict:
     """Region SHAP for all 18 findings, and the per-image forward time at SHAP's batch size."""
     import numpy as np
 
-    from inference.analysis import score_batch
+    from pipelines.analyze import score_batch
     from xai.cam import CAM_METHODS, pgc_cam
     from xai.faithfulness import faithfulness_of
     from xai.region_shap import explain_regions, warm_up
@@ -172,12 +172,12 @@ def rerun_timing(repeats: int) -> float:
 RSS_PROBE = """
 import sys; sys.path.insert(0, {project!r})
 from pathlib import Path
-from inference.analysis import analyze
-from inference.bands import load_band_config
-from inference.ingest import load_image
-from inference.model_loader import load_model
-from inference.registry import CXR_DENSENET
-from inference.settings import load_settings
+from pipelines.analyze import analyze
+from inference.images.bands import load_band_config
+from inference.images.ingest import load_image
+from inference.models.loader import load_model
+from inference.models.registry import CXR_DENSENET
+from core.settings import load_settings
 s = load_settings()
 m = load_model(CXR_DENSENET, s, allow_untrained=True)
 image = load_image(Path({sample!r}).read_bytes(), "x.png", max_bytes=50_000_000, max_pixels=64_000_000, hash_key=b"k")
@@ -203,9 +203,9 @@ SQLITE_SYNCHRONOUS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
 def _bench_run(sessions) -> tuple[int, tuple[str, ...]]:
     """A stored run with the chest X-ray model's 18 findings, as the review page stores it."""
-    from inference.bands import Band
-    from inference.registry import CXR_DENSENET
-    from inference.types import CaseFacts, Finding, ModelIdentity, Prediction
+    from core.vocabulary import Band
+    from inference.models.registry import CXR_DENSENET
+    from core.types import CaseFacts, Finding, ModelIdentity, Prediction
     from storage import repository
 
     labels = tuple(CXR_DENSENET.labels)
@@ -285,7 +285,7 @@ def verdict_writes(url: str) -> dict:
 
 def storage_timings() -> dict:
     """Verdict writes on a SQLite file, then the same on a throwaway PostgreSQL server if one starts."""
-    from tests.pg_server import PostgresStartError, PostgresUnavailable, running_server
+    from tests.support.pg_server import PostgresStartError, PostgresUnavailable, running_server
 
     with tempfile.TemporaryDirectory() as data_dir:
         result = verdict_writes(f"sqlite:///{Path(data_dir) / 'bench.sqlite3'}")

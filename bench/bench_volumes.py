@@ -32,7 +32,7 @@ log = logging.getLogger("bench")
 
 def brats_sized_case():
     """A synthetic 4-channel 240x240x155 1 mm case: a bright ellipsoid 'brain' with a 'lesion'."""
-    from inference.volume_types import MultiChannelVolume, Volume, read_only
+    from inference.volume.types import MultiChannelVolume, Volume, read_only
 
     x, y, z = np.ogrid[:240, :240, :155]
     brain = ((x - 120) / 70.0) ** 2 + ((y - 120) / 90.0) ** 2 + ((z - 77) / 65.0) ** 2 <= 1.0
@@ -52,10 +52,10 @@ def brats_sized_case():
 def seg_timings(repeats: int = 3, device: str = "cpu") -> dict:
     import torch
 
-    from inference.seg_loader import load_seg_model
-    from inference.seg_registry import BRATS_SEGRESNET
-    from inference.segment import segment
-    from inference.settings import load_settings
+    from inference.models.seg_loader import load_seg_model
+    from inference.models.seg_registry import BRATS_SEGRESNET
+    from inference.volume.segment import segment
+    from core.settings import load_settings
 
     loaded = load_seg_model(BRATS_SEGRESNET, load_settings(), allow_untrained=True, device=device)
     case = brats_sized_case()
@@ -147,15 +147,15 @@ RSS_BOTH_PROBE = """
 import sys; sys.path.insert(0, {project!r})
 from pathlib import Path
 from bench.bench_volumes import brats_sized_case
-from inference.analysis import analyze
-from inference.bands import load_band_config
-from inference.ingest import load_image
-from inference.model_loader import load_model
-from inference.registry import CXR_DENSENET
-from inference.seg_loader import load_seg_model
-from inference.seg_registry import BRATS_SEGRESNET
-from inference.segment import segment
-from inference.settings import load_settings
+from pipelines.analyze import analyze
+from inference.images.bands import load_band_config
+from inference.images.ingest import load_image
+from inference.models.loader import load_model
+from inference.models.registry import CXR_DENSENET
+from inference.models.seg_loader import load_seg_model
+from inference.models.seg_registry import BRATS_SEGRESNET
+from inference.volume.segment import segment
+from core.settings import load_settings
 s = load_settings()
 m = load_model(CXR_DENSENET, s, allow_untrained=True)
 image = load_image(Path({sample!r}).read_bytes(), "x.png", max_bytes=50_000_000, max_pixels=64_000_000, hash_key=b"k")

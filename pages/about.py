@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.model_status import DISCLAIMER
+from ui.widgets.model_status import DISCLAIMER
 from xai.overlay import CAM_MEANING
 from ui.entry import require_app_entry
 

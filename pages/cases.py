@@ -7,11 +7,11 @@ import streamlit as st
 from analytics import exports
 from storage import audit, reporting, repository
 from ui import cache
-from ui.charts import band_legend_text, score_text, shap_waterfall
+from ui.widgets.charts import band_legend_text, score_text, shap_waterfall
 from ui.text import md_escape
 from ui.downloads import export_button
 from ui.identity import visible_reviewer
-from ui.verdicts import finding_verdict_panel, history_table
+from ui.widgets.verdicts import finding_verdict_panel, history_table
 from ui.entry import require_app_entry
 
 require_app_entry()

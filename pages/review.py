@@ -6,16 +6,16 @@ import hashlib
 
 import streamlit as st
 
-from inference.errors import ReviewError
+from core.errors import ReviewError
 from storage import repository
 from ui import cache
-from ui.cam_viewer import cam_viewer, compare_methods
-from ui.charts import band_legend_text
-from ui.model_status import require_model
-from ui.shap_view import shap_panel
+from ui.widgets.cam_viewer import cam_viewer, compare_methods
+from ui.widgets.charts import band_legend_text
+from ui.widgets.model_status import require_model
+from ui.widgets.shap_view import shap_panel
 from ui.session import RUN_IDS, reviewer
 from ui.text import md_escape
-from ui.verdicts import finding_verdict_panel, history_table
+from ui.widgets.verdicts import finding_verdict_panel, history_table
 from xai.cam import CLOSED_FORM_METHOD
 from ui.entry import require_app_entry
 

@@ -6,13 +6,13 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import make_url
 
-from inference.errors import ReviewError
-from inference.registry import CXR_DENSENET
-from inference.settings import load_settings
-from inference.weights import expected_weights_path
+from core.errors import ReviewError
+from inference.models.registry import CXR_DENSENET
+from core.settings import load_settings
+from inference.models.weights import expected_weights_path
 from ui import cache
-from ui.band_editor import edit_bands_section
-from ui.model_status import require_model
+from ui.widgets.band_editor import edit_bands_section
+from ui.widgets.model_status import require_model
 from ui.entry import require_app_entry
 
 require_app_entry()

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import streamlit as st
 
-from inference.errors import ChannelAssignmentError, ReviewError
-from inference.seg_registry import BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET
-from inference.volume_case import UPLOADED_MASK_MODEL_ID, case_facts, reviewed_structures
-from inference.volume_ingest import BRATS_CHANNELS, assign_mri_channels
-from inference.volume_types import MultiChannelVolume, Segmentation, Volume
+from core.errors import ChannelAssignmentError, ReviewError
+from inference.models.seg_registry import BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET
+from inference.volume.case import UPLOADED_MASK_MODEL_ID, case_facts, reviewed_structures
+from inference.volume.ingest import BRATS_CHANNELS, assign_mri_channels
+from inference.volume.types import MultiChannelVolume, Segmentation, Volume
 from storage import segmentation_repository
 from ui import cache
-from ui.job_progress import follow_job
-from ui.model_status import seg_model_panel
+from ui.widgets.job_progress import follow_job
+from ui.widgets.model_status import seg_model_panel
 from ui.session import reviewer
-from ui.structure_verdicts import measurement_rows, structure_history, structure_verdict_panel
+from ui.widgets.structure_verdicts import measurement_rows, structure_history, structure_verdict_panel
 from ui.text import md_escape
-from ui.volume_viewer import jump_to, volume_viewer
+from ui.widgets.volume_viewer import jump_to, volume_viewer
 from ui.entry import require_app_entry
 
 require_app_entry()

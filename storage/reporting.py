@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from inference.bands import Band
+from core.vocabulary import Band
 from storage.models import AnalysisRun, RunFinding, Verdict
 
 

@@ -12,9 +12,9 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from inference.bands import Band
-from inference.errors import InvalidReview
-from inference.types import CaseFacts, Finding, Prediction, rank_findings
+from core.vocabulary import Band
+from core.errors import InvalidReview
+from core.types import CaseFacts, Finding, Prediction, rank_findings
 from storage import audit
 from storage.models import (
     AnalysisRun,

@@ -14,10 +14,10 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from inference.errors import InvalidReview, StorageError
-from inference.types import CaseFacts
-from inference.volume_case import required_count
-from inference.volume_types import LabelInfo, Segmentation, StructureMeasurement
+from core.errors import InvalidReview, StorageError
+from core.types import CaseFacts
+from inference.volume.case import required_count
+from inference.volume.types import LabelInfo, Segmentation, StructureMeasurement
 from storage import audit
 from storage.models import Case, RunStructure, SegmentationRun, StructureVerdict, utcnow
 from storage.repository import VERDICTS, _clean_note, _clean_reviewer, _get_or_create_case, _utc

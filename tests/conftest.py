@@ -41,29 +41,29 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("PATIENT_HASH_KEY", raising=False)
     monkeypatch.delenv("BANDS_CONFIG", raising=False)
     # torchxrayvision's own cache is a second place the loader looks: keep the user's out of tests.
-    monkeypatch.setattr("inference.weights.XRV_CACHE_DIR", tmp_path / "xrv-cache")
+    monkeypatch.setattr("inference.models.weights.XRV_CACHE_DIR", tmp_path / "xrv-cache")
     return data
 
 
 @pytest.fixture(scope="session")
 def untrained_model():
-    from inference.model_loader import load_model
-    from inference.registry import CXR_DENSENET
-    from inference.settings import load_settings
+    from inference.models.loader import load_model
+    from inference.models.registry import CXR_DENSENET
+    from core.settings import load_settings
 
     return load_model(CXR_DENSENET, load_settings(), allow_untrained=True, device="cpu")
 
 
 @pytest.fixture(scope="session")
 def bands():
-    from inference.bands import load_band_config
-    from inference.settings import DEFAULT_BANDS_FILE
+    from inference.images.bands import load_band_config
+    from core.settings import DEFAULT_BANDS_FILE
 
     return load_band_config(DEFAULT_BANDS_FILE)
 
 
 def load(path: Path, name: str | None = None, **limits):
-    from inference.ingest import load_image
+    from inference.images.ingest import load_image
 
     return load_image(
         path.read_bytes(),
@@ -78,7 +78,7 @@ def load(path: Path, name: str | None = None, **limits):
 def postgres_server():
     """One PostgreSQL server for the session. Without the binaries this skips, except in CI
     (REQUIRE_POSTGRES=1), where that is a failure."""
-    from tests.pg_server import PostgresUnavailable, start_server
+    from tests.support.pg_server import PostgresUnavailable, start_server
 
     try:
         server = start_server()

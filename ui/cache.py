@@ -21,13 +21,13 @@ import numpy as np
 import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
-from inference.bands import BandConfig, load_band_config
-from inference.deid import KEY_ENV, load_or_create_key
-from inference.errors import ReviewError, WeightsInvalid, WeightsMissing
-from inference.model_loader import LoadedModel, load_model
-from inference.registry import CXR_DENSENET
-from inference.settings import Settings, load_settings
-from inference.weights import download_weights, find_weights_file
+from inference.images.bands import BandConfig, load_band_config
+from core.deid import KEY_ENV, load_or_create_key
+from core.errors import ReviewError, WeightsInvalid, WeightsMissing
+from inference.models.loader import LoadedModel, load_model
+from inference.models.registry import CXR_DENSENET
+from core.settings import Settings, load_settings
+from inference.models.weights import download_weights, find_weights_file
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def _sessionmaker(url: str) -> sessionmaker[Session]:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from inference.errors import StorageError
+    from core.errors import StorageError
     from storage.db import open_database
 
     try:
@@ -120,7 +120,7 @@ def transaction() -> Iterator[Session]:
     """A database transaction whose failures reach the page as a StorageError it can show."""
     from sqlalchemy.exc import OperationalError, SQLAlchemyError, TimeoutError as PoolTimeout
 
-    from inference.errors import StorageError
+    from core.errors import StorageError
 
     try:
         with database().begin() as session:
@@ -177,8 +177,8 @@ def patient_hash_key() -> bytes:
 def case_analysis(input_sha256: str, filename: str, model_id: str, weights_sha256: str, bands_version: str,
                   _data: bytes, _loaded: LoadedModel, _bands: BandConfig):
     """Decode, predict and compute every Grad-CAM for one upload; cached per input and model."""
-    from inference.analysis import analyze
-    from inference.ingest import load_image
+    from pipelines.analyze import analyze
+    from inference.images.ingest import load_image
 
     settings = load_settings()
     image = load_image(
@@ -204,7 +204,7 @@ def cam_map(input_sha256: str, weights_sha256: str, method: str, label_index: in
 def band_figure(run_key: str, _findings: tuple, _thresholds: dict, trained: bool):
     """The findings chart for one stored run, built once (Plotly validation is the slow part).
     Shared read-only: ``st.plotly_chart`` serialises a copy and never mutates it."""
-    from ui.charts import band_chart
+    from ui.widgets.charts import band_chart
 
     return band_chart(_findings, _thresholds, trained)
 
@@ -212,7 +212,7 @@ def band_figure(run_key: str, _findings: tuple, _thresholds: dict, trained: bool
 @st.cache_resource(max_entries=64, show_spinner=False)
 def volume_figure(run_key: str, _names: tuple, _volumes_ml: tuple, _colours: tuple, caption: str):
     """The structure-volume chart of one stored segmentation run, built once (shared read-only)."""
-    from ui.charts import volume_chart
+    from ui.widgets.charts import volume_chart
 
     return volume_chart(_names, _volumes_ml, _colours, caption)
 
@@ -220,7 +220,7 @@ def volume_figure(run_key: str, _names: tuple, _volumes_ml: tuple, _colours: tup
 @st.cache_resource(show_spinner=False)
 def jobs():
     """Background computations shared by all sessions (one at a time: each uses every core)."""
-    from inference.jobs import JobRunner
+    from core.jobs import JobRunner
 
     return JobRunner(parallel=1)
 
@@ -256,7 +256,7 @@ def region_shap_key(input_sha256: str, weights_sha256: str, run_id: int) -> str:
 
 def start_region_shap(analysis, loaded: LoadedModel, run_id: int):
     """Start (or join) the region SHAP job for a case; it stores its result with the run."""
-    from inference.analysis import score_batch
+    from pipelines.analyze import score_batch
     from storage import repository
     from xai.anatomy import choose_regions
     from xai.region_shap import explain_regions, warm_up
@@ -282,7 +282,7 @@ def start_region_shap(analysis, loaded: LoadedModel, run_id: int):
 @st.cache_data(max_entries=512, show_spinner="Checking how much the score depends on the highlighted pixels…")
 def faithfulness(input_sha256: str, weights_sha256: str, methods: tuple[str, ...], label_index: int,
                  _loaded: LoadedModel, _model_input: np.ndarray, _cams: tuple[np.ndarray, ...]):
-    from inference.analysis import score_batch
+    from pipelines.analyze import score_batch
     from xai.faithfulness import faithfulness_of
 
     return faithfulness_of(score_batch(_loaded), _model_input[0, 0], dict(zip(methods, _cams)), label_index)
@@ -306,7 +306,7 @@ def _contents(uploads) -> list[tuple[str, bytes]]:
 @st.cache_resource(max_entries=4, ttl=4 * 3600, show_spinner="Reading the volume…")
 def volume(key: str, _uploads: tuple):
     """One NIfTI, a DICOM series (files or a zip) or a multi-frame DICOM as a canonical Volume."""
-    from inference.volume_ingest import load_volume
+    from inference.volume.ingest import load_volume
 
     settings = load_settings()
     return load_volume(_contents(_uploads), max_bytes=settings.max_volume_upload_mb * 1_000_000,
@@ -316,7 +316,7 @@ def volume(key: str, _uploads: tuple):
 @st.cache_resource(max_entries=2, ttl=4 * 3600, show_spinner="Reading the four MRI channels…")
 def mri_channels(key: str, assignment: tuple[tuple[str, str], ...], _uploads: tuple):
     """The BraTS channels (T1c, T1, T2, FLAIR) on one grid, from the reviewer's file assignment."""
-    from inference.volume_ingest import load_mri_channels
+    from inference.volume.ingest import load_mri_channels
 
     settings = load_settings()
     by_name = dict(_contents(_uploads))
@@ -328,23 +328,23 @@ def mri_channels(key: str, assignment: tuple[tuple[str, str], ...], _uploads: tu
 @st.cache_resource(max_entries=8, show_spinner=False)
 def mr_window(volume_sha256: str, _data: np.ndarray) -> tuple[float, float]:
     """The percentile window of one MR volume, computed once (it reads the whole volume)."""
-    from inference.windowing import percentile_window
+    from inference.volume.windowing import percentile_window
 
     return percentile_window(_data)
 
 
 @st.cache_resource(show_spinner="Loading the segmentation model…")
 def _seg_model(model_id: str, allow_untrained: bool, weights_dir: str):
-    from inference.seg_loader import load_seg_model
-    from inference.seg_registry import get_seg_spec
+    from inference.models.seg_loader import load_seg_model
+    from inference.models.seg_registry import get_seg_spec
 
     return load_seg_model(get_seg_spec(model_id), load_settings(), allow_untrained=allow_untrained)
 
 
 def seg_model(model_id: str):
     """A segmentation network, or the reason it cannot run (WeightsMissing / WeightsInvalid)."""
-    from inference.seg_loader import find_seg_weights
-    from inference.seg_registry import get_seg_spec
+    from inference.models.seg_loader import find_seg_weights
+    from inference.models.seg_registry import get_seg_spec
 
     settings = load_settings()
     use_untrained = untrained_allowed() and find_seg_weights(get_seg_spec(model_id), settings) is None
@@ -361,8 +361,8 @@ def segmentation_key(input_sha256: str, model_id: str, weights_sha256: str) -> s
 def start_segmentation(inputs, loaded, facts, actor: str | None):
     """Segment a case in the background (progress per window), measure it and store the run.
     The job's result is (Segmentation, stored run id); the same case and weights join the same job."""
-    from inference.measure import measure_structures
-    from inference.segment import segment
+    from inference.volume.measure import measure_structures
+    from inference.volume.segment import segment
     from storage import segmentation_repository
 
     database_sessions = database()
@@ -383,8 +383,8 @@ def start_segmentation(inputs, loaded, facts, actor: str | None):
 @st.cache_resource(max_entries=8, ttl=4 * 3600, show_spinner="Reading the mask…")
 def uploaded_mask(key: str, volume_sha256: str, threshold: float | None, _mask, _legend, _volume):
     """A label map from another tool on this volume's grid, measured once."""
-    from inference.labelmap import load_label_map
-    from inference.volume_case import uploaded_segmentation
+    from inference.masks.load import load_label_map
+    from inference.volume.case import uploaded_segmentation
 
     settings = load_settings()
     legend = _contents([_legend])[0] if _legend is not None else None

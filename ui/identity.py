@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from core.identity import IdentityUnavailable, SignedInIdentity, from_claims
-from inference.errors import ReviewError
+from core.errors import ReviewError
 from ui.session import REVIEWER
 
 log = logging.getLogger(__name__)

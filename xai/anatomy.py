@@ -32,7 +32,7 @@ def load_anatomy_model(weights_dir: Path) -> "torch.nn.Module | None":
     path = weights_dir / PSPNET_FILENAME
     if not path.is_file():
         return None
-    from inference.model_loader import import_xrv
+    from inference.models.loader import import_xrv
 
     model = import_xrv().baseline_models.chestx_det.PSPNet(cache_dir=str(weights_dir))
     log.info("Loaded the chest anatomy segmentation from %s", path)

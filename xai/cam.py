@@ -22,7 +22,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from inference.model_loader import LoadedModel
+    from inference.models.loader import LoadedModel
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from inference.settings import load_settings
+    from core.settings import load_settings
 
     return load_settings().database_url
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests import synthetic_model as synth
+from tests.support import synthetic_model as synth
 from tests.app.conftest import click_verdict, new_app, texts
 from xai.regions import REGION_NAMES
 
@@ -70,7 +70,7 @@ def test_region_shap_runs_in_the_background_and_explains_the_blob(app_with_blob_
     assert waterfall["y"][1] == synth.TARGET_REGION, "the blob's region is the largest step of the waterfall on screen"
     from sqlalchemy import create_engine, text
 
-    from inference.settings import load_settings
+    from core.settings import load_settings
 
     engine = create_engine(load_settings().database_url)
     with engine.connect() as connection:

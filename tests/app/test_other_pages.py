@@ -144,12 +144,12 @@ def test_the_case_page_shows_the_audit_trail(untrained_env, samples: Path) -> No
 
 
 def test_a_signed_in_admin_changes_the_bands_and_it_is_audited(untrained_env, monkeypatch) -> None:
-    import ui.band_editor
+    import ui.widgets.band_editor
     from ui.identity import Reviewer
 
     lead = Reviewer("lead@hospital.test", "Lead", signed_in=True, is_admin=True)
-    monkeypatch.setattr(ui.band_editor, "auth_configured", lambda: True)
-    monkeypatch.setattr(ui.band_editor, "current_reviewer", lambda: lead)
+    monkeypatch.setattr(ui.widgets.band_editor, "auth_configured", lambda: True)
+    monkeypatch.setattr(ui.widgets.band_editor, "current_reviewer", lambda: lead)
     at = new_app()
     at.switch_page("pages/settings.py").run()
     assert not at.exception

@@ -13,7 +13,7 @@ from tests.app.conftest import click_verdict, new_app, texts, verdict_buttons, v
 
 def db_rows(sql: str) -> list:
     """Rows from the app's database (created empty if the app never wrote to it)."""
-    from inference.settings import load_settings
+    from core.settings import load_settings
     from storage.db import create_schema
 
     engine = create_engine(load_settings().database_url)
@@ -65,7 +65,7 @@ def test_upload_shows_18_findings_heatmap_and_stores_an_untrained_run(untrained_
 
 
 def test_opacity_and_colormap_never_call_the_model(untrained_env, samples: Path, monkeypatch) -> None:
-    import inference.analysis as analysis
+    import pipelines.analyze as analysis
 
     calls = []
     real = analysis.forward_with_features

@@ -43,7 +43,7 @@ def _upload_t1_and_mask(at, mask: bytes):
 def _count(table: str) -> int:
     from sqlalchemy import text
 
-    from inference.settings import load_settings
+    from core.settings import load_settings
     from storage.db import open_database
 
     with open_database(load_settings().database_url).begin() as session:
@@ -75,7 +75,7 @@ def test_mni_t1_with_grey_matter_mask_scrolls_measures_and_records_a_verdict():
     assert "Saved: Label 1 — agree" in texts(at)
     from storage import segmentation_repository
     from storage.db import open_database
-    from inference.settings import load_settings
+    from core.settings import load_settings
 
     with open_database(load_settings().database_url).begin() as session:
         run = segmentation_repository.get_segmentation_run(session, 1)
@@ -142,7 +142,7 @@ def _small_brats_files() -> list[tuple[str, bytes, str]]:
 
 
 def test_brats_case_runs_through_the_untrained_network_labelled_everywhere(untrained_env, monkeypatch):
-    import inference.seg_registry as registry
+    import inference.models.seg_registry as registry
 
     # A small roi keeps this test to seconds on CPU; the architecture and weights rules are unchanged.
     small = dataclasses.replace(registry.BRATS_SEGRESNET, roi_size=(48, 56, 40))

@@ -1,0 +1,213 @@
+"""Command line: batch analysis and weights management, for headless and scripted use.
+
+    python -m inference analyze FILE... [--json] [--cam-dir DIR] [--allow-untrained]
+    python -m inference weights status
+    python -m inference weights import FILE [--allow-pickle]
+    python -m inference weights import BUNDLE_DIR_OR_ZIP_OR_PT --model SEG_MODEL_ID
+    python -m inference weights download
+    python -m inference segment FILE... [--json] [--model ID] [--mask-out OUT.nii.gz] [--allow-untrained]
+    python -m inference measure IMAGE LABELMAP [--legend FILE] [--threshold T] [--json]
+
+Bad input never produces a traceback: each file gets a result or a one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from core.errors import ReviewError
+from cli.volumes import add_commands as add_volume_commands, measure_command, segment_command
+from inference.models.registry import CXR_DENSENET
+from core.settings import load_settings
+
+log = logging.getLogger("cli.main")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m inference", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    analyze = commands.add_parser("analyze", help="analyse chest radiographs (PNG, JPEG, DICOM)")
+    analyze.add_argument("files", nargs="+", type=Path)
+    analyze.add_argument("--json", action="store_true", help="one JSON object per line per file")
+    analyze.add_argument("--cam-dir", type=Path, help="write a Grad-CAM overlay PNG per finding here")
+    analyze.add_argument(
+        "--allow-untrained",
+        action="store_true",
+        help="run with untrained weights when none are installed (scores are meaningless)",
+    )
+
+    weights = commands.add_parser("weights", help="inspect or install model weights")
+    actions = weights.add_subparsers(dest="action", required=True)
+    actions.add_parser("status", help="where the weights are expected and whether they are there")
+    install = actions.add_parser("import", help="check a weights file against the architecture and install it")
+    install.add_argument("file", type=Path)
+    install.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="accept a pickled whole model (the torchxrayvision release format); only for trusted files",
+    )
+    install.add_argument("--model", help="a segmentation model id: install a MONAI bundle folder, zip or model.pt for it")
+    actions.add_parser("download", help="download the release weights (needs internet)")
+    add_volume_commands(commands)
+    return parser
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "image"
+
+
+def _write_cams(cam_dir: Path, index: int, source: Path, analysis, colormap: str = "jet", opacity: float = 0.45) -> None:
+    """One overlay PNG per finding, named by input position, file name and input hash (so two
+    inputs called x.png never overwrite each other) and marked UNTRAINED when they are."""
+    from xai.overlay import overlay, png_bytes
+
+    tag = "" if analysis.prediction.model.trained else "__UNTRAINED"
+    stem = f"{index:03d}_{_safe_name(source.stem)}_{analysis.facts.input_sha256[:8]}"
+    try:
+        cam_dir.mkdir(parents=True, exist_ok=True)
+        for label in analysis.gradcam.labels:
+            image = overlay(analysis.display, analysis.gradcam.map_for(label), colormap, opacity)
+            (cam_dir / f"{stem}__{_safe_name(label)}{tag}.png").write_bytes(png_bytes(image))
+    except OSError as exc:
+        raise ReviewError(f"cannot write heatmaps to {cam_dir}: {exc.strerror or exc}") from None
+
+
+def _result(path: Path, analysis) -> dict:
+    prediction = analysis.prediction
+    return {
+        "file": str(path),
+        "modality": analysis.facts.modality,
+        "findings": [
+            {"label": f.label, "score": round(f.score, 6), "band": f.band.value} for f in prediction.findings
+        ],
+        "model": {
+            "id": prediction.model.model_id,
+            "weights_sha256": prediction.model.weights_sha256,
+            "trained": prediction.model.trained,
+        },
+        "bands_version": prediction.bands_version,
+        "timing_ms": round(prediction.timing_ms + analysis.gradcam.timing_ms, 1),
+    }
+
+
+def _print_human(result: dict, out: TextIO) -> None:
+    if "error" in result:
+        out.write(f"{result['file']}: ERROR: {result['error']}\n")
+        return
+    trained = result["model"]["trained"]
+    out.write(f"{result['file']} ({result['modality']}, {result['timing_ms']:.0f} ms)\n")
+    if not trained:
+        out.write("  UNTRAINED WEIGHTS: scores are meaningless, for interface testing only\n")
+    for finding in sorted(result["findings"], key=lambda f: -f["score"]):
+        out.write(f"  {finding['label']:<28} {finding['score']:.3f}  {finding['band']}\n")
+
+
+def analyze_files(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines.analyze import analyze
+    from inference.images.bands import load_band_config
+    from core.deid import load_or_create_key
+    from inference.images.ingest import load_image
+    from inference.models.loader import load_model
+
+    settings = load_settings()
+    try:
+        bands = load_band_config(settings.bands_file)
+        allow = args.allow_untrained or settings.allow_untrained_weights
+        loaded = load_model(CXR_DENSENET, settings, allow_untrained=allow)
+        key = load_or_create_key(settings.patient_key_file)
+    except ReviewError as exc:  # nothing can be analysed: say so for every file
+        for path in args.files:
+            _emit({"file": str(path), "error": str(exc)}, args.json, out)
+        return 1
+    failures = 0
+    for index, path in enumerate(args.files, start=1):
+        try:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise ReviewError(f"cannot read the file: {exc.strerror or exc}") from None
+            image = load_image(
+                data, path.name, max_bytes=settings.max_upload_mb * 1_000_000,
+                max_pixels=settings.max_image_pixels, hash_key=key,
+            )
+            analysis = analyze(loaded, image, bands)
+            if args.cam_dir is not None:
+                _write_cams(args.cam_dir, index, path, analysis)
+            result = _result(path, analysis)
+        except ReviewError as exc:
+            failures += 1
+            result = {"file": str(path), "error": str(exc)}
+        _emit(result, args.json, out)
+    return 1 if failures else 0
+
+
+def _emit(result: dict, as_json: bool, out: TextIO) -> None:
+    if as_json:
+        out.write(json.dumps(result) + "\n")
+    else:
+        _print_human(result, out)
+    out.flush()
+
+
+def weights_command(args: argparse.Namespace, out: TextIO) -> int:
+    from inference.models.seg_loader import candidate_paths as seg_candidate_paths, find_seg_weights, import_seg_weights
+    from inference.models.seg_registry import SEG_MODELS, get_seg_spec
+    from inference.models.weights import candidate_paths, download_weights, find_weights_file, import_weights
+
+    settings = load_settings()
+    if args.action == "status":
+        found = find_weights_file(CXR_DENSENET, settings)
+        out.write(f"model: {CXR_DENSENET.model_id}\n")
+        for path in candidate_paths(CXR_DENSENET, settings):
+            out.write(f"  looks in: {path} ({'present' if path.is_file() else 'absent'})\n")
+        out.write(f"status: {'installed at ' + str(found) if found else 'MISSING'}\n")
+        for spec in SEG_MODELS.values():
+            seg_found = find_seg_weights(spec, settings)
+            out.write(f"model: {spec.model_id}\n")
+            for path in seg_candidate_paths(spec, settings):
+                out.write(f"  looks in: {path} ({'present' if path.is_file() else 'absent'})\n")
+            out.write(f"status: {'installed at ' + str(seg_found) if seg_found else 'MISSING'}\n")
+        return 0 if found else 1
+    if args.action == "import":
+        if args.model:
+            try:
+                spec = get_seg_spec(args.model)
+            except KeyError as exc:
+                raise ReviewError(str(exc).strip("'\"")) from None
+            dest = import_seg_weights(args.file, spec, settings)
+        else:
+            dest = import_weights(args.file, CXR_DENSENET, settings, allow_pickle=args.allow_pickle)
+        out.write(f"installed {args.file} as {dest} (checked: loads with strict keys)\n")
+        return 0
+    dest = download_weights(CXR_DENSENET, settings)
+    out.write(f"downloaded and installed {dest}\n")
+    return 0
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "analyze":
+            return analyze_files(args, out)
+        if args.command == "segment":
+            return segment_command(args, out)
+        if args.command == "measure":
+            return measure_command(args, out)
+        return weights_command(args, out)
+    except ReviewError as exc:
+        # Set-up problems (missing weights, bad bands file) stop the whole run with one line.
+        if getattr(args, "json", False):
+            out.write(json.dumps({"error": str(exc)}) + "\n")
+        else:
+            sys.stderr.write(f"error: {exc}\n")
+        return 2

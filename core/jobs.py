@@ -1,0 +1,86 @@
+"""Long computations (region SHAP) in background threads, so the page stays usable.
+
+One job per key (a case and model), shared by every session that asks for it; at most
+``parallel`` run at once, the rest wait their turn. Jobs never touch Streamlit: pages poll them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import ReviewError
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[Callable[[float, str], None]], Any]
+
+
+@dataclass
+class Job:
+    key: str
+    progress: float = 0.0
+    message: str = "waiting for a free worker"
+    result: Any = None
+    error: str | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    finished_at: float | None = None
+    _done: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def report(self, fraction: float, message: str) -> None:
+        self.progress, self.message = max(0.0, min(1.0, fraction)), message
+
+
+class JobRunner:
+    def __init__(self, parallel: int = 1, keep_finished: int = 32) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._keep_finished = keep_finished
+        self._lock = threading.Lock()
+        self._slots = threading.Semaphore(parallel)
+
+    def get(self, key: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(key)
+
+    def submit(self, key: str, work: Work) -> Job:
+        """Start ``work`` for ``key`` unless a job for it is running or has succeeded."""
+        with self._lock:
+            existing = self._jobs.get(key)
+            if existing is not None and (not existing.done or existing.error is None):
+                return existing
+            job = self._jobs[key] = Job(key)
+            self._forget_oldest_finished()
+        threading.Thread(target=self._run, args=(job, work), name=f"job-{key[:24]}", daemon=True).start()
+        return job
+
+    def _forget_oldest_finished(self) -> None:
+        """Results (a segmentation's label map is megabytes) are kept for the newest finished jobs only."""
+        finished = [key for key, job in self._jobs.items() if job.done]
+        for key in finished[: max(0, len(finished) - self._keep_finished)]:
+            del self._jobs[key]
+
+    def _run(self, job: Job, work: Work) -> None:
+        with self._slots:
+            job.report(0.0, "starting")
+            try:
+                job.result = work(job.report)
+                job.report(1.0, "done")
+            except ReviewError as exc:
+                job.error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a background failure must reach the page, not vanish
+                log.exception("Background job %s failed", job.key)
+                job.error = f"The computation failed ({type(exc).__name__}: {exc}). It was logged; try again."
+            finally:
+                job.finished_at = time.monotonic()
+                job._done.set()

@@ -1,0 +1,89 @@
+"""Process settings read from the environment, in one place.
+
+Each setting has a safe default so a newcomer can run the app with no configuration; hospital IT
+overrides them with environment variables (or Streamlit secrets for the hashing key).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BANDS_FILE = PROJECT_ROOT / "config" / "bands.json"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}.")
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}.") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {value}.")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    weights_dir: Path
+    database_url: str
+    bands_file: Path
+    allow_untrained_weights: bool
+    auto_download_weights: bool
+    max_upload_mb: int
+    max_image_pixels: int
+    patient_key_file: Path
+    max_volume_upload_mb: int = 500
+    max_volume_voxels: int = 160_000_000
+
+    @property
+    def edited_bands_file(self) -> Path:
+        return self.data_dir / "bands" / "active.json"
+
+
+def load_settings() -> Settings:
+    """Read the settings now in force (cheap; call it where they are needed)."""
+    data_dir = Path(os.environ.get("REVIEW_DATA_DIR", PROJECT_ROOT / "data")).expanduser()
+    weights_dir = Path(os.environ.get("MODEL_WEIGHTS_DIR", data_dir / "weights")).expanduser()
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'reviews.sqlite3'}"
+    # IT can pin a file with BANDS_CONFIG; otherwise a version saved by an admin in the app, else the default.
+    edited_bands = data_dir / "bands" / "active.json"
+    bands_file = Path(
+        os.environ.get("BANDS_CONFIG") or (edited_bands if edited_bands.is_file() else DEFAULT_BANDS_FILE)
+    ).expanduser()
+    return Settings(
+        data_dir=data_dir,
+        weights_dir=weights_dir,
+        database_url=database_url,
+        bands_file=bands_file,
+        allow_untrained_weights=_flag("ALLOW_UNTRAINED_WEIGHTS", False),
+        auto_download_weights=_flag("MODEL_AUTO_DOWNLOAD", True),
+        max_upload_mb=_positive_int("MAX_UPLOAD_MB", 50),
+        max_image_pixels=_positive_int("MAX_IMAGE_MEGAPIXELS", 64) * 1_000_000,
+        patient_key_file=data_dir / "patient_hash.key",
+        # A 512x512x600 CT is 157 million voxels (630 MB as float32); larger volumes are refused.
+        max_volume_upload_mb=_positive_int("MAX_VOLUME_UPLOAD_MB", 500),
+        max_volume_voxels=_positive_int("MAX_VOLUME_MEGAVOXELS", 160) * 1_000_000,
+    )

@@ -1,0 +1,87 @@
+"""Plain, frozen result types passed between layers (no Streamlit, no torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.vocabulary import Band
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    """The non-identifying facts kept about an input; nothing here names a patient."""
+
+    input_sha256: str
+    source_format: str  # "png", "jpeg" or "dicom"
+    modality: str  # DICOM modality, or "image" for PNG/JPEG
+    view_position: str | None = None
+    body_part: str | None = None
+    patient_key: str | None = None  # keyed hash of PatientID, never the ID itself
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Image2D:
+    """A decoded 2D radiograph: float32 (H, W) pixels, 0..255, dense tissue white whatever the
+    source photometric interpretation was."""
+
+    pixels: np.ndarray
+    facts: CaseFacts
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.pixels.shape[0]), int(self.pixels.shape[1]))
+
+
+@dataclass(frozen=True)
+class Finding:
+    label: str
+    score: float
+    band: Band
+
+
+def rank_findings(findings) -> tuple[Finding, ...]:
+    """Critical first, then by score, highest first: the order every screen shows."""
+    return tuple(sorted(findings, key=lambda f: (f.band is not Band.CRITICAL, -f.score)))
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    model_id: str
+    weights_sha256: str
+    trained: bool
+    device: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    findings: tuple[Finding, ...]  # in the model's label order
+    model: ModelIdentity
+    bands_version: str
+    thresholds: dict[str, dict[str, float]]  # finding -> {low, high, critical} the reviewer saw
+    timing_ms: float
+
+    def ranked(self) -> tuple[Finding, ...]:
+        return rank_findings(self.findings)
+
+    def finding(self, label: str) -> Finding:
+        for f in self.findings:
+            if f.label == label:
+                return f
+        raise KeyError(label)
+
+
+@dataclass(frozen=True)
+class CamSet:
+    """Heatmaps in [0, 1] on the model's input grid (the square centre crop), one per label."""
+
+    method: str
+    labels: tuple[str, ...]
+    maps: np.ndarray  # float32 (n_labels, S, S)
+    model: ModelIdentity
+    timing_ms: float
+
+    def map_for(self, label: str) -> np.ndarray:
+        return self.maps[self.labels.index(label)]

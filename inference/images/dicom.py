@@ -1,0 +1,171 @@
+"""DICOM radiographs to display-ready grayscale, keeping only non-identifying facts.
+
+Order of operations follows the DICOM grayscale pipeline: modality LUT (rescale slope and
+intercept), then VOI (VOI LUT sequence, else the first window centre/width, else the full range),
+then MONOCHROME1 inversion so that dense tissue is always white.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+
+from core.deid import patient_key
+from core.errors import CorruptImage, InputTooLarge, NoPixelData, UnsupportedFormat, WrongModality
+from core.types import CaseFacts, Image2D
+
+log = logging.getLogger(__name__)
+
+RADIOGRAPH_MODALITIES = {"CR", "DX"}
+_MODALITY_NAMES = {
+    "CT": "a CT image",
+    "MR": "an MR image",
+    "US": "an ultrasound image",
+    "NM": "a nuclear medicine image",
+    "PT": "a PET image",
+    "MG": "a mammogram",
+    "XA": "an angiography image",
+    "RF": "a fluoroscopy image",
+    "SEG": "a segmentation object",
+    "SR": "a structured report",
+    "RTPLAN": "a radiotherapy plan",
+}
+_PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def _read_dataset(data: bytes, filename: str):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(io.BytesIO(data))
+    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise CorruptImage(
+            f"{filename} is a damaged or truncated DICOM file and cannot be read ({type(exc).__name__}). "
+            "Export it again from PACS."
+        ) from None
+
+
+def _check_is_radiograph(ds, filename: str) -> tuple[str, ...]:
+    if "SOPClassUID" not in ds and "Modality" not in ds and "Rows" not in ds:
+        # pydicom returns an empty dataset when the file is cut inside its pixel data.
+        raise CorruptImage(f"{filename} is a damaged or truncated DICOM file (no readable content). Export it again from PACS.")
+    if not any(tag in ds for tag in _PIXEL_TAGS):
+        if "Rows" in ds and "Columns" in ds:
+            raise CorruptImage(
+                f"{filename} describes a {ds.Columns}x{ds.Rows} image but its pixel data is missing "
+                "(a truncated file?). Export it again from PACS."
+            )
+        sop = getattr(getattr(ds, "SOPClassUID", None), "name", None) or "unknown object type"
+        raise NoPixelData(
+            f"{filename} is a DICOM without an image ({sop}). Upload the chest radiograph itself."
+        )
+    modality = str(getattr(ds, "Modality", "") or "").upper()
+    notes: list[str] = []
+    if not modality:
+        notes.append("The DICOM does not record its modality; check that it is a chest radiograph.")
+    elif modality not in RADIOGRAPH_MODALITIES:
+        what = _MODALITY_NAMES.get(modality, f"a {modality} image")
+        raise WrongModality(
+            f"{filename} is {what} (Modality {modality}), not a chest radiograph. The chest X-ray "
+            "model needs a CR or DX radiograph; It cannot read CT or MR images."
+        )
+    body_part = str(getattr(ds, "BodyPartExamined", "") or "").upper()
+    if body_part and body_part not in {"CHEST", "THORAX", "LUNG"}:
+        notes.append(f"Body part is recorded as {body_part}; the model was trained on chest radiographs only.")
+    return tuple(notes)
+
+
+def _pixels(ds, filename: str, max_pixels: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Stored pixel values of the (first) frame; colour images come back already as 0..255 gray."""
+    rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if rows * cols * frames > max_pixels:
+        raise InputTooLarge(
+            f"{filename} holds {frames} frame(s) of {cols}x{rows} pixels, over the {max_pixels / 1e6:.0f} "
+            "megapixel limit."
+        )
+    try:
+        from pydicom.pixels import pixel_array
+
+        arr = pixel_array(ds, index=0) if frames > 1 else ds.pixel_array
+    except (NotImplementedError, RuntimeError) as exc:
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        name = getattr(syntax, "name", str(syntax))
+        raise UnsupportedFormat(
+            f"{filename} is compressed as {name}, which this installation cannot decode. "
+            "Export it uncompressed (Explicit VR Little Endian) from PACS."
+        ) from exc
+    except (ValueError, AttributeError, KeyError, TypeError, EOFError) as exc:
+        raise CorruptImage(
+            f"{filename} has damaged or truncated pixel data ({exc}). Export it again from PACS."
+        ) from None
+    notes: list[str] = []
+    if frames > 1:
+        notes.append(f"Multi-frame DICOM ({frames} frames): the first frame is shown and analysed.")
+    if arr.ndim == 3:  # colour radiograph (RGB after pydicom's YBR conversion)
+        rgb = arr[..., :3].astype(np.float32)
+        gray = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+        return np.clip(gray, 0, 255).astype(np.float32), tuple(notes)
+    return to_display_gray(arr, ds), tuple(notes)
+
+
+def window_linear(values: np.ndarray, center: float, width: float) -> np.ndarray:
+    """DICOM PS3.3 C.11.2.1.2 linear VOI function, output 0..255."""
+    width = max(float(width), 1.0)
+    out = ((values - (center - 0.5)) / (width - 1.0) + 0.5) if width > 1 else (values >= center).astype(np.float32)
+    return np.clip(out, 0.0, 1.0).astype(np.float32) * 255.0
+
+
+def _first(value) -> float:
+    try:
+        return float(value[0])
+    except (TypeError, IndexError):
+        return float(value)
+
+
+def to_display_gray(arr: np.ndarray, ds) -> np.ndarray:
+    from pydicom.pixels import apply_modality_lut, apply_voi
+
+    values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise CorruptImage("The DICOM has invalid pixel values (NaN or infinity) and cannot be analysed.")
+    if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
+        rescaled = float(getattr(ds, "RescaleSlope", 1) or 1) != 1 or float(getattr(ds, "RescaleIntercept", 0) or 0) != 0
+        # The VOI LUT is indexed by modality values, which are integers in practice.
+        lut_input = np.rint(values).astype(np.int32) if rescaled and "ModalityLUTSequence" not in ds else arr
+        lut = np.asarray(apply_voi(lut_input, ds), dtype=np.float32)
+        out_bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+        gray = np.clip(lut / float(2**out_bits - 1), 0, 1) * 255.0
+    elif "WindowCenter" in ds and "WindowWidth" in ds:
+        gray = window_linear(values, _first(ds.WindowCenter), _first(ds.WindowWidth))
+    else:
+        lo, hi = float(values.min()), float(values.max())
+        gray = (values - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(values)
+    if str(getattr(ds, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        gray = 255.0 - gray
+    return gray.astype(np.float32)
+
+
+def decode_dicom(data: bytes, filename: str, sha256: str, *, max_pixels: int, hash_key: bytes) -> Image2D:
+    ds = _read_dataset(data, filename)
+    notes = _check_is_radiograph(ds, filename)
+    gray, more_notes = _pixels(ds, filename, max_pixels)
+    facts = CaseFacts(
+        input_sha256=sha256,
+        source_format="dicom",
+        modality=str(getattr(ds, "Modality", "") or "unknown").upper(),
+        view_position=_short_text(getattr(ds, "ViewPosition", None)),
+        body_part=_short_text(getattr(ds, "BodyPartExamined", None)),
+        patient_key=patient_key(getattr(ds, "PatientID", None), hash_key),
+        notes=notes + more_notes,
+    )
+    return Image2D(pixels=gray, facts=facts)
+
+
+def _short_text(value) -> str | None:
+    """A coded DICOM string (CS, at most 16 characters) or None; never free text."""
+    text = str(value).strip() if value is not None else ""
+    return text[:16] or None

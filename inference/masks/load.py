@@ -1,0 +1,306 @@
+"""Masks made by other tools (nnU-Net, TotalSegmentator, ITK-SNAP...) as a ``LabelMap`` on a scan's grid.
+
+A NIfTI label map or one DICOM SEG file is accepted. Either must lie on the image's canonical
+voxel grid: the mask is never resampled, because a resampled mask would no longer be the
+segmentation under review. Names and colours come from the SEG, or a legend file, or a palette.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import logging
+import zlib
+
+import nibabel as nib
+import numpy as np
+from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+
+from core.errors import (
+    CorruptImage,
+    EmptyInput,
+    GridMismatch,
+    InputTooLarge,
+    NotAVolume,
+    UnsupportedFormat,
+)
+from inference.masks.legend import MAX_LABEL_VALUE, LegendEntry, build_labels, parse_legend
+from inference.masks.dicom_seg import describe_grid, read_dicom_seg
+from inference.volume.measure import memory_blocks, memory_order, structures_from_labels
+from inference.volume.types import LabelMap, Volume, read_only
+
+log = logging.getLogger(__name__)
+
+GRID_TOLERANCE_MM = 1e-3
+_MAX_VOX_OFFSET = 16 << 20  # header + extensions; more is a crafted file, not a label map
+# An integer "mask" with this many values that change between most neighbouring voxels is a
+# scan or a probability map; real label maps (even TotalSegmentator's 117 classes) are blocky.
+_MANY_VALUES = 20
+_SMOOTH_FRACTION = 0.5
+_SAMPLE_VOXELS = 4_000_000
+
+
+def load_label_map(
+    files: list[tuple[str, bytes]],
+    volume: Volume,
+    *,
+    legend: tuple[str, bytes] | None = None,
+    threshold: float | None = None,
+    max_bytes: int,
+    max_voxels: int,
+) -> LabelMap:
+    """Reads an uploaded mask onto ``volume``'s canonical grid.
+
+    Args:
+        files: One (file name, bytes): a NIfTI label map (.nii/.nii.gz) or a DICOM SEG.
+        volume: The scan the mask was drawn on.
+        legend: Optional (file name, bytes) naming the labels (JSON, CSV or ITK-SNAP); its names
+            override a SEG's segment labels.
+        threshold: For a NIfTI probability map: voxels >= threshold become label 1.
+        max_bytes: Upload size limit per file.
+        max_voxels: Voxel limit, checked from the header before any voxel is read.
+
+    Raises:
+        GridMismatch: the mask is not on the image's grid (the message gives both grids).
+        NotAVolume: the file holds a probability map or an image rather than labels.
+        InputRejected: any other unreadable, oversized or unsupported upload.
+    """
+    if not files:
+        raise EmptyInput("No mask file was uploaded. Upload one NIfTI label map or one DICOM SEG file.")
+    if len(files) > 1:
+        listed = ", ".join(name for name, _ in files[:4]) + (", ..." if len(files) > 4 else "")
+        raise UnsupportedFormat(
+            f"{len(files)} files were uploaded as one mask ({listed}). Upload a single NIfTI label map "
+            "or a single DICOM SEG file."
+        )
+    name, data = files[0]
+    _check_size(name, data, max_bytes)
+    names: dict[int, LegendEntry] = {}
+    if legend is not None:
+        _check_size(legend[0], legend[1], max_bytes)
+        try:
+            names = parse_legend(*legend)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise UnsupportedFormat(
+                f"The legend {legend[0]} has a malformed entry ({exc}). Each entry needs a label value, a name "
+                "and optionally a colour such as #ff0000."
+            ) from None
+    kind = _sniff(data)
+    if kind == "dicom":
+        if threshold is not None:
+            log.info("Threshold ignored: a DICOM SEG says itself which pixels are inside")
+        try:
+            labels, seg_names = read_dicom_seg(data, name, volume, max_voxels=max_voxels)
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            # pydicom raises these for a SEG missing a required attribute or holding a malformed one.
+            raise CorruptImage(
+                f"{name} is a DICOM SEG with a missing or malformed attribute ({type(exc).__name__}: {exc}). "
+                "Export the segmentation again from its tool."
+            ) from None
+        names = {**seg_names, **names}
+    elif kind in ("nifti", "nifti-gz"):
+        raw, affine = read_nifti_array(data, name, gzipped=kind == "nifti-gz", max_voxels=max_voxels)
+        check_same_grid(name, raw.shape, affine, volume)
+        labels = _as_labels(raw, name, threshold)
+    else:
+        raise UnsupportedFormat(
+            f"{name} is not a NIfTI label map (.nii, .nii.gz) or a DICOM SEG. Export the mask from the "
+            "segmentation tool in one of these formats."
+        )
+    counts = _value_counts(labels)
+    if kind != "dicom" and threshold is None:
+        _refuse_smooth_maps(labels, counts, name)
+    present = np.flatnonzero(counts)
+    infos = build_labels(present, names)
+    missing = sorted(set(names) - set(int(v) for v in present))
+    if missing:
+        log.info("Legend labels %s have no voxels in the uploaded mask", missing)
+    top = int(present[-1]) if present.size else 0
+    # The LabelMap contract is uint8 or int16; uint16 only for values int16 cannot hold.
+    dtype = np.uint8 if top <= 255 else np.int16 if top <= 32767 else np.uint16
+    # Keep the memory layout as read: a C-order copy of a Fortran-ordered NIfTI costs seconds.
+    # A reoriented (flipped) view is copied once, in that same order, so its strides are positive.
+    contiguous = labels.flags.c_contiguous or labels.flags.f_contiguous
+    return LabelMap(
+        data=read_only(labels.astype(dtype, order="K", copy=not contiguous)),
+        affine=volume.affine,
+        labels=infos,
+        structures=structures_from_labels(infos),
+        source=f"uploaded:{name}",
+        sha256=_identity(data, threshold if kind != "dicom" else None, legend),
+    )
+
+
+def _identity(data: bytes, threshold: float | None, legend: tuple[str, bytes] | None) -> str:
+    """The hash of everything that shaped the label map: the file, the threshold and the legend. Two
+    thresholds of one probability map are two different masks, and are stored as two runs."""
+    digest = hashlib.sha256(data)
+    digest.update(f"|threshold={threshold!r}|".encode())
+    if legend is not None:
+        digest.update(hashlib.sha256(legend[1]).digest())
+    return digest.hexdigest()
+
+
+def read_nifti_array(data: bytes, name: str, *, gzipped: bool, max_voxels: int) -> tuple[np.ndarray, np.ndarray]:
+    """A NIfTI file's 3D array and affine, reoriented to nibabel's closest canonical (RAS+).
+
+    The dimensions are checked from the header before any voxel is read, so a gzip bomb or a
+    mislabelled scan is refused without being decompressed.
+    """
+    stream = gzip.GzipFile(fileobj=io.BytesIO(data)) if gzipped else io.BytesIO(data)
+    try:
+        head = stream.read(544)
+        stream.seek(0)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise CorruptImage(f"{name} is a damaged .gz file ({exc}); upload it again.") from None
+    image_class, vox_offset = _nifti_kind(head, name)
+    if vox_offset > _MAX_VOX_OFFSET:
+        raise CorruptImage(f"{name} declares its voxels start {vox_offset:.0f} bytes in; the header is damaged.")
+    try:
+        image = image_class.from_stream(stream)
+    except Exception as exc:  # nibabel raises HeaderDataError, ValueError, EOFError...
+        raise CorruptImage(f"{name} has a NIfTI header that cannot be read ({exc}).") from None
+    shape = tuple(int(n) for n in image.shape)
+    dims = shape
+    while len(dims) > 3 and dims[-1] == 1:
+        dims = dims[:-1]  # (X, Y, Z, 1) is how some tools write one 3D mask
+    if len(dims) != 3:
+        raise NotAVolume(
+            f"{name} is {'x'.join(map(str, shape))} ({len(shape)}D); a label map is one 3D volume. "
+            "Export the segmentation as a single 3D label map (not one file per class or a 2D slice)."
+        )
+    voxels = int(np.prod(dims))
+    if voxels > max_voxels:
+        raise InputTooLarge(
+            f"{name} is {'x'.join(map(str, dims))} = {voxels / 1e6:.0f} million voxels, over the limit of "
+            f"{max_voxels / 1e6:.0f} million. A mask must be on the image's grid, which is smaller."
+        )
+    if image.get_data_dtype().kind not in "biuf":
+        raise NotAVolume(f"{name} stores {image.get_data_dtype()} voxels (colour or complex), not label values.")
+    affine = np.asarray(image.affine, dtype=np.float64)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise CorruptImage(f"{name} has no valid voxel-to-patient transform (sform/qform); export it again.")
+    try:
+        raw = np.asanyarray(image.dataobj).reshape(dims)
+        ornt = io_orientation(affine)
+    except Exception as exc:  # truncated data, singular affine
+        raise CorruptImage(f"{name} could not be read to the end or has an invalid orientation ({exc}).") from None
+    return apply_orientation(raw, ornt), affine @ inv_ornt_aff(ornt, dims)
+
+
+def check_same_grid(name: str, shape: tuple[int, ...], affine: np.ndarray, volume: Volume) -> None:
+    """Refuses a mask whose canonical grid is not the image's (shape, spacing, position, direction)."""
+    mask_grid, image_grid = describe_grid(shape, affine), describe_grid(volume.shape, volume.affine)
+    if tuple(shape) != volume.shape or mask_grid != image_grid:
+        raise GridMismatch(
+            f"The mask {name} is {mask_grid} but the image is {image_grid}; export the mask on the image's grid."
+        )
+    # The grids are affine, so the largest gap between them is at one of the eight corners.
+    ends = [(0, n - 1) for n in shape]
+    corners = np.array([[i, j, k, 1.0] for i in ends[0] for j in ends[1] for k in ends[2]]).T
+    gap = float(np.linalg.norm((np.asarray(affine) @ corners - volume.affine @ corners)[:3], axis=0).max())
+    if gap > GRID_TOLERANCE_MM:
+        raise GridMismatch(
+            f"The mask {name} has the image's size ({image_grid}) but lies up to {gap:.3g} mm away from it "
+            "(a different origin or direction); export the mask on the image's grid."
+        )
+
+
+def _check_size(name: str, data: bytes, max_bytes: int) -> None:
+    if not data:
+        raise EmptyInput(f"{name} is empty (0 bytes). Upload the file again.")
+    if len(data) > max_bytes:
+        raise InputTooLarge(f"{name} is {len(data) / 1e6:.1f} MB, over the upload limit of {max_bytes / 1e6:.0f} MB.")
+
+
+def _sniff(data: bytes) -> str | None:
+    if data[:2] == b"\x1f\x8b":
+        return "nifti-gz"
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return "dicom"
+    if len(data) >= 4 and {int.from_bytes(data[:4], "little"), int.from_bytes(data[:4], "big")} & {348, 540}:
+        return "nifti"  # sizeof_hdr of NIfTI-1 or NIfTI-2, in either byte order
+    return None
+
+
+def _nifti_kind(head: bytes, name: str):
+    """(image class, vox_offset) from the first bytes of a NIfTI-1 or NIfTI-2 header."""
+    for order in ("<", ">"):
+        size = int(np.frombuffer(head[:4], dtype=f"{order}i4")[0]) if len(head) >= 4 else 0
+        if size == 348 and len(head) >= 112:
+            return nib.Nifti1Image, float(np.frombuffer(head[108:112], dtype=f"{order}f4")[0])
+        if size == 540 and len(head) >= 176:
+            return nib.Nifti2Image, float(np.frombuffer(head[168:176], dtype=f"{order}i8")[0])
+    raise UnsupportedFormat(f"{name} is compressed but holds no NIfTI image; upload a .nii or .nii.gz label map.")
+
+
+def _as_labels(raw: np.ndarray, name: str, threshold: float | None) -> np.ndarray:
+    """Whole-number labels 0..65535 (integer dtype), or the thresholded probability map as label 1."""
+    if raw.dtype.kind == "f" and not all(np.isfinite(b).all() for _, b in _blocks(raw)):
+        raise CorruptImage(f"{name} holds NaN or infinite values; it is not a usable mask.")
+    if threshold is not None:
+        mask = (raw >= threshold).view(np.uint8)
+        if not mask.any():
+            raise NotAVolume(
+                f"No voxel of {name} reaches the threshold {threshold:g} (its values run from "
+                f"{float(raw.min()):g} to {float(raw.max()):g}); choose a threshold inside that range."
+            )
+        return mask
+    if raw.dtype.kind == "b":
+        return raw.view(np.uint8)
+    lo, hi = float(raw.min()), float(raw.max())
+    if raw.dtype.kind == "f":
+        for _, block in _blocks(raw):
+            fractional = block[block != np.round(block)]
+            if fractional.size:
+                raise NotAVolume(
+                    f"{name} holds fractional values (e.g. {float(fractional[0]):g}; range {lo:g} to {hi:g}), so "
+                    "it looks like a probability map, not a label map. Threshold it (e.g. at 0.5 for "
+                    "probabilities 0 to 1) or upload the label map the tool exported."
+                )
+    if lo < 0:
+        raise NotAVolume(
+            f"{name} holds negative values (down to {lo:g}); a label map holds 0 for background and "
+            "positive whole numbers for labels. Is this the scan rather than its mask?"
+        )
+    if hi > MAX_LABEL_VALUE:
+        raise NotAVolume(f"{name} holds the value {hi:g}; label values above {MAX_LABEL_VALUE} are not supported.")
+    if raw.dtype.kind in "iu" and raw.dtype.itemsize <= 2:
+        return raw
+    return raw.astype(np.uint16, order="K")
+
+
+def _refuse_smooth_maps(labels: np.ndarray, counts: np.ndarray, name: str) -> None:
+    """Refuses an integer scan or 0..255 probability map uploaded as a mask.
+
+    Label maps are blocky: neighbouring labelled voxels mostly share a value. Intensities and
+    probabilities change between almost every pair. Checked on a sample of slabs for speed.
+    """
+    distinct = int(np.count_nonzero(counts[1:]))
+    if distinct <= _MANY_VALUES:
+        return
+    view = labels.transpose(memory_order(labels))
+    sample = view[:: max(1, view.size // _SAMPLE_VOXELS)]
+    both = (sample[..., 1:] != 0) & (sample[..., :-1] != 0)
+    pairs = int(np.count_nonzero(both))
+    changing = int(np.count_nonzero(both & (sample[..., 1:] != sample[..., :-1]))) / pairs if pairs else 0.0
+    if changing > _SMOOTH_FRACTION:
+        raise NotAVolume(
+            f"{name} has {distinct} different values that change between {changing:.0%} of neighbouring "
+            "voxels: it looks like a scan or a probability map, not a label map. Set a threshold to turn "
+            "a probability map into a mask, or upload the label map itself."
+        )
+
+
+def _value_counts(labels: np.ndarray) -> np.ndarray:
+    """Voxels per value, counted in blocks so no full-size int64 copy is made."""
+    counts = np.zeros(int(labels.max()) + 1 if labels.size else 1, dtype=np.int64)
+    for _, block in _blocks(labels):
+        counts += np.bincount(block.ravel(), minlength=counts.size)
+    return counts
+
+
+def _blocks(array: np.ndarray):
+    """Slabs in memory order (NIfTI arrays are Fortran-ordered), so none is copied."""
+    return memory_blocks(array.transpose(memory_order(array)))

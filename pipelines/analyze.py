@@ -1,0 +1,112 @@
+"""One chest X-ray through the model: calibrated findings, bands and all Grad-CAMs in one pass."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from inference.images.bands import BandConfig
+from core.errors import CorruptImage
+from inference.models.loader import LoadedModel, import_xrv
+from inference.images.preprocess import display_crop, model_input
+from core.types import CaseFacts, CamSet, Finding, Image2D, ModelIdentity, Prediction
+from xai.cam import CLOSED_FORM_METHOD, gradcam_all_labels
+from xai.overlay import png_bytes
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class CaseAnalysis:
+    """What the review page shows for one image; the display crop is what the model saw."""
+
+    facts: CaseFacts
+    display: np.ndarray  # uint8 (D, D) square centre crop
+    display_png: bytes  # the same, encoded once
+    model_input: np.ndarray  # float32 (1, 1, S, S) for on-demand CAM methods
+    prediction: Prediction
+    gradcam: CamSet
+
+
+def identity_of(loaded: LoadedModel) -> ModelIdentity:
+    return ModelIdentity(
+        model_id=loaded.spec.model_id,
+        weights_sha256=loaded.weights_sha256,
+        trained=loaded.trained,
+        device=loaded.device,
+    )
+
+
+def forward_with_features(loaded: LoadedModel, x: np.ndarray) -> tuple[np.ndarray, "torch.Tensor"]:
+    """Calibrated scores (B, C) and target-layer activations (B, K, h, w) from one forward pass.
+
+    Mirrors torchxrayvision's ``DenseNet.forward`` (ReLU, pooling, linear, sigmoid, ``op_norm``)
+    without its in-place ReLU, so the activations stay available for Grad-CAM. No second sigmoid.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    module = loaded.module
+    with torch.inference_mode():
+        tensor = torch.from_numpy(x).to(loaded.device)
+        features = module.features(tensor)
+        pooled = F.relu(features).mean(dim=(2, 3))
+        logits = module.classifier(pooled)
+        scores = import_xrv().models.op_norm(torch.sigmoid(logits), module.op_threshs)
+    return scores.float().cpu().numpy(), features
+
+
+def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> CaseAnalysis:
+    started = time.perf_counter()
+    spec = loaded.spec
+    x = model_input(image.pixels, spec.input_size)
+    scores, features = forward_with_features(loaded, x)
+    if not np.isfinite(scores).all():
+        raise CorruptImage("The model returned invalid scores (NaN) for this image; it is not analysed.")
+    predicted = time.perf_counter()
+    maps = gradcam_all_labels(features[0], loaded.module.classifier.weight, spec.input_size)
+    finished = time.perf_counter()
+    findings = tuple(
+        Finding(label=label, score=float(score), band=bands.thresholds(spec.modality, label).band_of(float(score)))
+        for label, score in zip(spec.labels, scores[0])
+    )
+    identity = identity_of(loaded)
+    prediction = Prediction(
+        findings=findings,
+        model=identity,
+        bands_version=bands.identity,
+        thresholds=bands.snapshot(spec.modality, list(spec.labels)),
+        timing_ms=(predicted - started) * 1000.0,
+    )
+    gradcam = CamSet(
+        method=CLOSED_FORM_METHOD,
+        labels=spec.labels,
+        maps=maps,
+        model=identity,
+        timing_ms=(finished - predicted) * 1000.0,
+    )
+    display = display_crop(image.pixels)
+    return CaseAnalysis(
+        facts=image.facts,
+        display=display,
+        display_png=png_bytes(display),
+        model_input=x,
+        prediction=prediction,
+        gradcam=gradcam,
+    )
+
+
+def score_batch(loaded: LoadedModel):
+    """A ``predict`` function for explanation code: model inputs (N, 1, S, S) -> calibrated scores (N, C)."""
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return loaded.module(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(loaded.device)).float().cpu().numpy()
+
+    return predict

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timezone
+
+from analytics import exports
+from core.vocabulary import Band
+from core.types import CaseFacts, Finding
+from storage.reporting import VerdictFact
+from storage.repository import NoteRecord, RunRecord, VerdictRecord
+
+NOW = datetime(2026, 11, 2, 9, 30, tzinfo=timezone.utc)
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def run(trained: bool = False) -> RunRecord:
+    return RunRecord(
+        run_id=7, case_id=3, facts=CaseFacts("a" * 64, "dicom", "CR", "PA", "CHEST", "pk-0123"),
+        model_id="xrv-densenet121-res224-all", weights_sha256="b" * 64, trained=trained, bands_version="v1",
+        thresholds={"Effusion": {"low": 0.35, "high": 0.5, "critical": 0.8}}, cam_method="Grad-CAM",
+        device="cpu", timing_ms=90.0, created_at=NOW, findings=(Finding("Effusion", 0.83, Band.CRITICAL),),
+    )
+
+
+def verdict(note: str = XSS, reviewer: str = "Dr <b>X</b>") -> VerdictRecord:
+    return VerdictRecord(1, 7, "Effusion", "disagree", note, reviewer, "Grad-CAM", None, NOW)
+
+
+def test_html_report_escapes_everything_typed_and_labels_untrained() -> None:
+    page = exports.case_report_html(run(), [verdict()], [NoteRecord(1, 7, XSS, "Dr A", None, NOW)],
+                                    image_png=b"\x89PNGfake").decode()
+    assert XSS not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "<b>X</b>" not in page
+    assert "UNTRAINED WEIGHTS" in page and "0.830 (untrained)" in page
+    assert "not a cleared medical device" in page and "data:image/png;base64," in page
+    assert "b" * 64 in page and "v1" in page
+
+
+def test_csv_neutralises_formulas_and_keeps_every_field() -> None:
+    fact = VerdictFact(1, 7, 3, "Effusion", 0.83, "critical", "m", "w", True, "v1", "Dr A", "agree",
+                       "=HYPERLINK(\"http://evil\")", NOW)
+    rows = list(csv.DictReader(io.StringIO(exports.verdicts_csv([fact]).decode())))
+    assert rows[0]["note"].startswith("'=") and rows[0]["trained"] == "True" and rows[0]["bands_version"] == "v1"
+
+
+def test_json_export_has_runs_findings_and_the_full_history() -> None:
+    document = json.loads(exports.runs_json([(run(trained=True), [verdict("ok", "Dr A")], [])]))
+    (entry,) = document["runs"]
+    assert entry["model"] == {"id": "xrv-densenet121-res224-all", "weights_sha256": "b" * 64, "trained": True}
+    assert entry["findings"] == [{"label": "Effusion", "score": 0.83, "band": "critical"}]
+    assert entry["verdicts"][0]["verdict"] == "disagree" and entry["patient_key"] == "pk-0123"
+    assert "disclaimer" in document

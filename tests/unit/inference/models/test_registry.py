@@ -1,0 +1,40 @@
+"""The registry is data copied from torchxrayvision; it must not drift from the installed library."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from inference.models.loader import import_xrv
+from inference.models.registry import CXR_DENSENET, get_spec
+
+
+def test_registry_matches_torchxrayvision() -> None:
+    entry = import_xrv().models.model_urls[CXR_DENSENET.xrv_weights_key]
+    assert tuple(entry["labels"]) == CXR_DENSENET.labels
+    assert len(CXR_DENSENET.labels) == 18 and all(CXR_DENSENET.labels)
+    assert entry["weights_url"] == CXR_DENSENET.weights_url
+    assert entry["weights_url"].endswith(CXR_DENSENET.weights_filename)
+    np.testing.assert_allclose(entry["op_threshs"], CXR_DENSENET.op_thresholds)
+    assert entry["input_resolution"] == CXR_DENSENET.input_size
+
+
+def test_importing_torchxrayvision_leaves_warning_filters_alone() -> None:
+    """torchxrayvision calls warnings.filterwarnings("ignore") at import; ours must undo it.
+    Checked in a fresh interpreter, where the import really happens."""
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT
+
+    code = (
+        "import warnings; before = list(warnings.filters)\n"
+        "from inference.models.loader import import_xrv; import_xrv()\n"
+        "import torchxrayvision\n"
+        "assert list(warnings.filters) == before, warnings.filters[:3]\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_lookup() -> None:
+    assert get_spec(CXR_DENSENET.model_id) is CXR_DENSENET

@@ -1,0 +1,55 @@
+"""Admins (signed in) change the threshold bands: a new version, validated, saved, audited."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from inference.images.bands import BandConfig, parse_band_config, save_band_config, to_document
+from core.errors import ConfigError
+from inference.models.registry import CXR_DENSENET
+from core.settings import load_settings
+from storage import audit
+from ui import cache
+from ui.identity import auth_configured, current_reviewer
+
+
+def _new_config(current: BandConfig, table: pd.DataFrame, version: str) -> BandConfig:
+    document = to_document(current)
+    findings = document["modalities"][CXR_DENSENET.modality]["findings"]
+    for row in table.to_dict("records"):
+        findings[row["finding"]] = {"low": row["low"], "high": row["high"], "critical": row["critical"]}
+    document["version"] = version.strip()
+    return parse_band_config(document, "edited in the app")
+
+
+def edit_bands_section(current: BandConfig, table: pd.DataFrame) -> None:
+    with cache.transaction() as session:
+        changes = audit.events_of_kind(session, "bands_changed")
+    if changes:
+        st.caption("Band changes: " + "; ".join(
+            f"{c.at:%Y-%m-%d %H:%M} UTC by {c.actor}: {c.detail.get('previous')} → {c.detail.get('new')}" for c in changes
+        ))
+    who = current_reviewer()
+    if not auth_configured() or who is None or not who.is_admin:
+        st.caption("Only a signed-in admin can change the bands (sign-in must be configured).")
+        return
+    settings = load_settings()
+    with st.expander("Change the bands (admin)"):
+        edited = st.data_editor(table[["finding", "low", "high", "critical"]], hide_index=True,
+                                disabled=["finding"], key="bands_editor")
+        version = st.text_input("New version name", placeholder=f"after {current.version}", key="bands_version")
+        if st.button("Save as the bands in force", type="primary", key="bands_save"):
+            if not version.strip() or version.strip() == current.version:
+                st.error("Give the new bands a version name different from the one in force.")
+                return
+            try:
+                new = _new_config(current, edited, version)
+            except ConfigError as exc:
+                st.error(str(exc))
+                return
+            save_band_config(new, settings.edited_bands_file)
+            with cache.transaction() as session:
+                audit.record_event(session, "bands_changed", who.identity, previous=current.identity,
+                                   new=new.identity)
+            st.success(f"Bands {new.version} are now in force; new analyses record them.")

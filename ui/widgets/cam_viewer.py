@@ -1,0 +1,96 @@
+"""Image and heatmap side by side, a faithfulness score for the heatmap, and every method compared.
+
+Opacity and colormap only re-blend cached maps; a new CAM method computes one map once per
+(case, method, finding) and caches it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from pipelines.analyze import CaseAnalysis
+from inference.models.loader import UNTRAINED_LABEL, LoadedModel
+from ui import cache
+from ui.session import CAM_METHOD_KEY
+from xai.cam import CAM_METHODS, CLOSED_FORM_METHOD, heatmap_problem
+from xai.faithfulness import TOP_FRACTION, Faithfulness
+from xai.overlay import CAM_MEANING, COLORMAPS, OPACITY_RANGE, jpeg_bytes, legend_png, overlay
+
+
+def selected_map(analysis: CaseAnalysis, loaded: LoadedModel, method: str, label: str) -> np.ndarray:
+    if method == CLOSED_FORM_METHOD:
+        return analysis.gradcam.map_for(label)
+    return cache.cam_map(
+        analysis.facts.input_sha256,
+        loaded.weights_sha256,
+        method,
+        loaded.spec.labels.index(label),
+        loaded,
+        analysis.model_input,
+    )
+
+
+def faithfulness_for(analysis: CaseAnalysis, loaded: LoadedModel, methods: tuple[str, ...], label: str) -> dict[str, Faithfulness]:
+    cams = tuple(selected_map(analysis, loaded, m, label) for m in methods)
+    return cache.faithfulness(analysis.facts.input_sha256, loaded.weights_sha256, methods,
+                              loaded.spec.labels.index(label), loaded, analysis.model_input, cams)
+
+
+def faithfulness_text(result: Faithfulness, trained: bool) -> str:
+    if result.score is None:
+        return f"Faithfulness: not scored ({result.problem})"
+    prefix = "" if trained else "Untrained weights, meaningless: "
+    return prefix + (
+        f"Faithfulness {result.score:+.3f}: blurring the top {TOP_FRACTION:.0%} of this heatmap lowers the "
+        f"score by {result.drop_top:.3f}, blurring random pixels of the same area by {result.drop_random:.3f}."
+    )
+
+
+@st.fragment
+def cam_viewer(analysis: CaseAnalysis, loaded: LoadedModel, label: str) -> None:
+    controls = st.columns([1.4, 1.2, 1.6])
+    method = controls[0].selectbox("CAM method", CAM_METHODS, key=CAM_METHOD_KEY)
+    colormap = controls[1].selectbox("Colormap", COLORMAPS, key="cam_colormap")
+    opacity = controls[2].slider("Opacity", *OPACITY_RANGE, value=0.45, step=0.05, key="cam_opacity")
+    cam = selected_map(analysis, loaded, method, label)
+    tag = "" if loaded.trained else f" — {UNTRAINED_LABEL}"
+    left, right = st.columns(2)
+    left.image(analysis.display_png, caption="Image (the square centre crop the model sees)", width="stretch",
+               output_format="PNG")
+    problem = heatmap_problem(cam)
+    if problem:
+        right.warning(problem)
+    else:
+        right.image(jpeg_bytes(overlay(analysis.display, cam, colormap, opacity)),
+                    caption=f"{method} for {label}{tag}", width="stretch", output_format="JPEG")
+        right.image(legend_png(colormap), width="stretch", output_format="PNG")
+        right.caption("colour scale: low contribution (left) → high contribution (right)")
+        right.caption(faithfulness_text(faithfulness_for(analysis, loaded, (method,), label)[method], loaded.trained))
+    if not loaded.trained:
+        st.error("Heatmap from untrained weights: it shows nothing about disease.")
+    st.caption(CAM_MEANING)
+
+
+def compare_methods(analysis: CaseAnalysis, loaded: LoadedModel, label: str, colormap: str = "jet") -> None:
+    """Every offered method side by side for one finding, each with its faithfulness score."""
+    scores = faithfulness_for(analysis, loaded, CAM_METHODS, label)
+    ranked = sorted(CAM_METHODS, key=lambda m: -(scores[m].score if scores[m].score is not None else -np.inf))
+    if not loaded.trained:
+        st.error("Heatmaps and faithfulness scores from untrained weights: they show nothing about disease.")
+    st.caption(
+        f"Ranked by faithfulness for {label}: how much more the score drops when the method's top "
+        f"{TOP_FRACTION:.0%} pixels are blurred than when random pixels are."
+    )
+    for start in range(0, len(ranked), 3):
+        for column, method in zip(st.columns(3), ranked[start : start + 3]):
+            cam = selected_map(analysis, loaded, method, label)
+            result = scores[method]
+            heading = f"{method}: {result.score:+.3f}" if result.score is not None else f"{method}: not scored"
+            if not loaded.trained:
+                heading += " (untrained weights: meaningless)"
+            if heatmap_problem(cam):
+                column.warning(f"{heading}. {heatmap_problem(cam)}")
+                continue
+            column.image(jpeg_bytes(overlay(analysis.display, cam, colormap, 0.45)), caption=heading,
+                         width="stretch", output_format="JPEG")

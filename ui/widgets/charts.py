@@ -1,0 +1,153 @@
+"""Plotly figures built from plain results (no Streamlit import here)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import plotly.graph_objects as go
+
+from core.vocabulary import Band
+from core.types import Finding
+
+BAND_COLOURS = {
+    Band.NEGATIVE: "#d9e7d4",
+    Band.INDETERMINATE: "#fbe8a6",
+    Band.POSITIVE: "#f7bf86",
+    Band.CRITICAL: "#f08c8c",
+}
+MARKER_COLOURS = {
+    Band.NEGATIVE: "#2f6b2f",
+    Band.INDETERMINATE: "#8a6d00",
+    Band.POSITIVE: "#b35900",
+    Band.CRITICAL: "#b00020",
+}
+
+
+def score_text(score: float, trained: bool) -> str:
+    return f"{score:.2f}" if trained else f"{score:.2f} (untrained)"
+
+
+def band_chart(
+    findings: Sequence[Finding], thresholds: Mapping[str, Mapping[str, float]], trained: bool
+) -> go.Figure:
+    """One horizontal bar per finding with its coloured bands and a marker at the score.
+
+    ``findings`` must already be ranked (critical first, then by score); the first is drawn on top.
+    All band segments are one bar trace (few traces keep Plotly's per-rerun validation cheap).
+    """
+    rows = list(range(len(findings)))[::-1]
+    seg_y, seg_base, seg_width, seg_colour = [], [], [], []
+    for row, finding in zip(rows, findings):
+        t = thresholds[finding.label]
+        edges = (0.0, t["low"], t["high"], t["critical"], 1.0)
+        for band, start, end in zip(Band, edges[:-1], edges[1:]):
+            seg_y.append(row)
+            seg_base.append(start)
+            seg_width.append(end - start)
+            seg_colour.append(BAND_COLOURS[band])
+    fig = go.Figure(
+        [
+            go.Bar(x=seg_width, base=seg_base, y=seg_y, orientation="h", width=0.7,
+                   marker=dict(color=seg_colour, line=dict(width=0)), hoverinfo="skip", showlegend=False),
+            go.Scatter(
+                x=[f.score for f in findings], y=rows, mode="markers+text", showlegend=False,
+                marker=dict(symbol="diamond", size=13, color=[MARKER_COLOURS[f.band] for f in findings],
+                            line=dict(width=1, color="#222")),
+                text=[score_text(f.score, trained) for f in findings], textposition="middle right",
+                textfont=dict(size=11), cliponaxis=False,
+                customdata=[[f.label, f.band.value] for f in findings],
+                hovertemplate="%{customdata[0]}: %{x:.3f} (%{customdata[1]})<extra></extra>",
+            ),
+        ]
+    )
+    title = "Calibrated score in threshold bands (0.5 = operating point)"
+    if not trained:
+        title = "UNTRAINED WEIGHTS: scores are meaningless"
+    fig.update_layout(
+        height=50 + 27 * len(findings), margin=dict(l=10, r=45 if trained else 110, t=40, b=25),
+        title=dict(text=title, font=dict(size=13, color="#222" if trained else "#b00020")),
+        xaxis=dict(range=[0, 1.01], tickvals=[0, 0.25, 0.5, 0.75, 1.0], fixedrange=True),
+        yaxis=dict(
+            tickvals=rows, fixedrange=True,
+            ticktext=[f"<b>{f.label}</b>" if f.band is Band.CRITICAL else f.label for f in findings],
+        ),
+        plot_bgcolor="white",
+    )
+    return fig
+
+
+# Streamlit Markdown colour + Material icon: renders without an emoji font on the reading-room PC.
+BAND_SWATCHES = {
+    Band.NEGATIVE: ":green[:material/square:]",
+    Band.INDETERMINATE: ":yellow[:material/square:]",
+    Band.POSITIVE: ":orange[:material/square:]",
+    Band.CRITICAL: ":red[:material/square:]",
+}
+
+
+def band_legend_text() -> str:
+    return "  ".join(f"{BAND_SWATCHES[b]} {b.value}" for b in Band)
+
+
+def shap_waterfall(region_names: Sequence[str], values: Sequence[float], base: float, score: float,
+                   label: str, trained: bool) -> go.Figure:
+    """From the score with every region hidden to the model's score, region by region (largest effect first)."""
+    order = sorted(range(len(values)), key=lambda i: -abs(values[i]))
+    names = ["all regions hidden"] + [region_names[i] for i in order] + ["score"]
+    fig = go.Figure(
+        go.Waterfall(
+            orientation="h",
+            measure=["absolute"] + ["relative"] * len(order) + ["total"],
+            y=names,
+            x=[base] + [values[i] for i in order] + [score],
+            text=[f"{base:.3f}"] + [f"{values[i]:+.3f}" for i in order] + [score_text(score, trained)],
+            textposition="outside",
+            increasing=dict(marker=dict(color="#c0392b")),
+            decreasing=dict(marker=dict(color="#2e6fb0")),
+            totals=dict(marker=dict(color="#555")),
+            connector=dict(line=dict(color="#999", width=1)),
+            cliponaxis=False,
+        )
+    )
+    path = [base]
+    for i in order:
+        path.append(path[-1] + values[i])
+    span = max(max(path) - min(path), 0.02)
+    # Zoom on the path from base to score (as shap's own waterfall does): on a 0..1 axis, effects
+    # of a few hundredths would be invisible. The first and last bars run off the left edge.
+    low, high = min(path) - 0.15 * span, max(path) + 0.45 * span
+    fig.update_layout(
+        title=dict(text=f"Why {label} scores {score:.2f}" + ("" if trained else " (UNTRAINED weights)"), font=dict(size=13)),
+        height=70 + 30 * len(names), margin=dict(l=10, r=60, t=40, b=25),
+        xaxis=dict(range=[low, high], fixedrange=True, title="calibrated score (zoomed on the change)"),
+        yaxis=dict(autorange="reversed", fixedrange=True),
+        plot_bgcolor="white", showlegend=False,
+    )
+    return fig
+
+
+def volume_chart(names: Sequence[str], volumes_ml: Sequence[float], colours: Sequence[str], caption: str) -> go.Figure:
+    """Horizontal bars of structure volumes in mL, largest on top, coloured like their masks."""
+    order = sorted(range(len(names)), key=lambda i: volumes_ml[i])
+    figure = go.Figure(
+        go.Bar(
+            x=[volumes_ml[i] for i in order],
+            y=[names[i] for i in order],
+            orientation="h",
+            marker_color=[colours[i] for i in order],
+            marker_line_color="#444",
+            marker_line_width=0.5,
+            text=[f"{volumes_ml[i]:.1f} mL" for i in order],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{y}: %{x:.2f} mL<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        height=max(180, 26 * len(names) + 70),
+        margin=dict(l=10, r=60, t=30, b=30),
+        title=dict(text=caption, font=dict(size=13)),
+        xaxis_title="volume (mL)",
+        showlegend=False,
+    )
+    return figure

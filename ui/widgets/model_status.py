@@ -1,0 +1,105 @@
+"""What every page says about the model: trained, untrained (labelled) or missing (with the fix)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.errors import WeightsInvalid, WeightsMissing
+from inference.models.loader import UNTRAINED_LABEL, LoadedModel
+from inference.models.registry import CXR_DENSENET
+from core.settings import load_settings
+from inference.models.weights import expected_weights_path
+from ui import cache
+from ui.session import ALLOW_UNTRAINED
+
+DISCLAIMER = (
+    "Research and demonstration tool, not a cleared medical device. AI output must not be used "
+    "for diagnosis or treatment decisions."
+)
+
+
+def untrained_banner() -> None:
+    st.error(f"**{UNTRAINED_LABEL.capitalize()}.** Every score, heatmap and stored run is marked as untrained.")
+
+
+def _enable_untrained() -> None:
+    st.session_state[ALLOW_UNTRAINED] = True
+
+
+def _retry_download() -> None:
+    cache.forget_download_attempt()
+
+
+def weights_problem_panel(problem: WeightsMissing | WeightsInvalid) -> None:
+    """Explain what is missing, where it goes, and the two ways forward."""
+    settings = load_settings()
+    expected = expected_weights_path(CXR_DENSENET, settings)
+    st.error(f"**The chest X-ray model cannot run.** {problem}")
+    st.markdown("**To use the trained model**, on a machine with internet:")
+    st.code(
+        f"curl -L -o weights.pt {CXR_DENSENET.weights_url}\n"
+        f"python -m inference weights import weights.pt --allow-pickle",
+        language="bash",
+    )
+    st.caption(f"The weights are installed as {expected}. Set MODEL_WEIGHTS_DIR to use another folder.")
+    reason = cache.last_download_error()
+    if reason:
+        st.caption(f"Automatic download was tried and failed: {reason}")
+    left, right = st.columns(2)
+    left.button("Try the download again", on_click=_retry_download, disabled=not settings.auto_download_weights)
+    right.button(
+        "Use untrained weights (scores are meaningless, for interface testing only)",
+        on_click=_enable_untrained, type="secondary",
+    )
+
+
+def require_model() -> LoadedModel | None:
+    """The model for this page, or None after showing why it cannot run."""
+    state = cache.classifier()
+    if isinstance(state, LoadedModel):
+        if not state.trained:
+            untrained_banner()
+        return state
+    weights_problem_panel(state)
+    return None
+
+
+def sidebar_status() -> None:
+    state = cache.classifier()
+    st.sidebar.markdown("**Model**")
+    if isinstance(state, LoadedModel):
+        weights = "trained weights" if state.trained else ":red[:material/warning: **UNTRAINED weights** (scores meaningless)]"
+        st.sidebar.caption(
+            f"{CXR_DENSENET.display_name}  \n{weights}  \nweights sha256 {state.weights_sha256[:12]}…  \n"
+            f"device: {state.device.upper()}"
+        )
+    else:
+        st.sidebar.caption(f"{CXR_DENSENET.display_name}  \n:red[:material/error: weights missing] — see the page for the fix")
+
+
+def seg_model_panel(spec):
+    """The segmentation network for ``spec``, or None after showing why it cannot run and the fix."""
+    from inference.models.seg_loader import LoadedSegModel, installed_weights_path
+
+    state = cache.seg_model(spec.model_id)
+    if isinstance(state, LoadedSegModel):
+        if not state.trained:
+            st.error(
+                f"**{spec.display_name}: {UNTRAINED_LABEL}.** Its masks and volumes are meaningless; every "
+                "volume, mask caption and stored run is marked as untrained."
+            )
+        return state
+    st.error(f"**{spec.display_name} cannot run.** {state}")
+    st.markdown("**To use the trained model**, on a machine with internet download the MONAI bundle, then import it here:")
+    st.code(
+        f"python -m monai.bundle download {spec.bundle_name} --bundle_dir bundles\n"
+        f"python -m inference weights import bundles/{spec.bundle_name} --model {spec.model_id}",
+        language="bash",
+    )
+    st.caption(
+        f"The weights are installed as {installed_weights_path(spec, load_settings())}. "
+        "Set MODEL_WEIGHTS_DIR to use another folder."
+    )
+    st.button("Use untrained weights (masks are meaningless, for interface testing only)",
+              on_click=_enable_untrained, key=f"untrained::{spec.model_id}")
+    return None

@@ -1,0 +1,268 @@
+"""The one verdict panel: Agree / Disagree / Unsure on every item of a stored run (the findings of
+an X-ray run, the structures of a segmentation run), notes, and the append-only history.
+
+Why buttons and forms, not a stateful selector: a verdict is stored only from an event the
+reviewer caused, with its value fixed when the button was drawn. An earlier panel used
+``st.segmented_control`` and reset its state from the database on every rerun; when clicks came
+faster than reruns, the browser sent back a stale selection, Streamlit saw a "change" and the
+change handler stored it: verdicts nobody clicked. A button is a one-shot trigger (Streamlit fires
+its callback once per click and never re-sends it), and its callback's arguments (run, item,
+verdict, reviewer) are constants of that button, so a stored verdict can only be one that was
+clicked. Notes go through forms for the same reason: only a submit stores them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy.orm import Session
+
+from core.errors import ReviewError
+from core.types import Finding
+from storage import repository, segmentation_repository
+from ui import cache
+from ui.widgets.charts import BAND_SWATCHES, score_text
+from ui.identity import visible_reviewer
+from ui.session import CAM_METHOD_KEY, reviewer
+from ui.text import md_escape
+
+CHOICES = (("agree", "Agree"), ("disagree", "Disagree"), ("unsure", "Unsure"))
+
+
+@dataclass(frozen=True)
+class VerdictItem:
+    """One thing a verdict is given on: ``name`` is what is stored, ``summary`` (markdown) is shown."""
+
+    name: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class VerdictKind:
+    """How one kind of run stores and reads its verdicts: the only part that differs by kind.
+
+    ``current(session, run_id, reviewer)`` gives item name -> (verdict, note) for that reviewer;
+    ``record(session, run_id, item, verdict, reviewer, note)`` appends a verdict.
+    """
+
+    noun: str
+    current: Callable[[Session, int, str], dict[str, tuple[str, str]]]
+    record: Callable[[Session, int, str, str, str, str], None]
+
+    @property
+    def feedback_key(self) -> str:
+        return f"{self.noun}_verdict_feedback"
+
+
+def _current_findings(session: Session, run_id: int, name: str) -> dict[str, tuple[str, str]]:
+    return {v.finding_label: (v.verdict, v.note) for v in repository.current_verdicts(session, run_id, name)}
+
+
+def finding_kind(with_heatmap: bool) -> VerdictKind:
+    """Findings of a chest X-ray run; with a heatmap on screen, its method is stored with the verdict."""
+
+    def record(session: Session, run_id: int, label: str, verdict: str, name: str, note: str) -> None:
+        cam_method = st.session_state.get(CAM_METHOD_KEY) if with_heatmap else None
+        repository.record_verdict(session, run_id, label, verdict, name, note, cam_method)
+
+    return VerdictKind("finding", _current_findings, record)
+
+
+def _current_structures(session: Session, run_id: int, name: str) -> dict[str, tuple[str, str]]:
+    return {v.structure: (v.verdict, v.note)
+            for v in segmentation_repository.current_structure_verdicts(session, run_id, name)}
+
+
+def _record_structure(session: Session, run_id: int, structure: str, verdict: str, name: str, note: str) -> None:
+    segmentation_repository.record_structure_verdict(session, run_id, structure, verdict, name, note)
+
+
+STRUCTURES = VerdictKind("structure", _current_structures, _record_structure)
+
+
+def _same_reviewer(kind: VerdictKind, drawn_for: str) -> bool:
+    """The panel was drawn for one reviewer; refuse a click if the session now belongs to another."""
+    if reviewer() == drawn_for:
+        return True
+    st.session_state[kind.feedback_key] = (
+        "error", "You signed in or changed name after this page was drawn; nothing was saved. Check the name and click again.")
+    return False
+
+
+def _store(kind: VerdictKind, run_id: int, item: str, verdict: str, name: str, note: str | None) -> bool:
+    """Append one verdict; ``note=None`` keeps the note of the reviewer's current verdict."""
+    try:
+        with cache.transaction() as session:
+            if note is None:
+                note = kind.current(session, run_id, name).get(item, ("", ""))[1]
+            kind.record(session, run_id, item, verdict, name, note)
+    except ReviewError as exc:
+        st.session_state[kind.feedback_key] = ("error", str(exc))
+        return False
+    st.session_state[kind.feedback_key] = ("ok", f"Saved: {item} — {verdict}" + (" with note." if note else "."))
+    return True
+
+
+def _on_click(kind: VerdictKind, run_id: int, item: str, verdict: str, name: str) -> None:
+    if _same_reviewer(kind, name):
+        _store(kind, run_id, item, verdict, name, None)
+
+
+def _on_note(kind: VerdictKind, run_id: int, name: str, target_key: str, text_key: str) -> None:
+    if not _same_reviewer(kind, name):
+        return
+    item = st.session_state.get(target_key)
+    text = st.session_state.get(text_key, "")
+    try:
+        with cache.transaction() as session:
+            current = kind.current(session, run_id, name).get(item)
+    except ReviewError as exc:
+        st.session_state[kind.feedback_key] = ("error", str(exc))
+        return
+    if current is None:
+        st.session_state[kind.feedback_key] = (
+            "info", f"Choose Agree, Disagree or Unsure for {item} first, then add the note (it is kept below).")
+        return
+    if _store(kind, run_id, item, current[0], name, text):
+        st.session_state[text_key] = ""  # saved: the box empties; on an error the text stays to be fixed
+
+
+def _save_case_note(kind: VerdictKind, run_id: int, name: str, key: str) -> None:
+    if not _same_reviewer(kind, name):
+        return
+    try:
+        with cache.transaction() as session:
+            saved = repository.record_case_note(session, run_id, st.session_state.get(key, ""), name)
+        st.session_state[kind.feedback_key] = ("ok", "Case note saved.") if saved else ("info", "The case note is unchanged.")
+    except ReviewError as exc:  # the typed text stays in the box to be fixed
+        st.session_state[kind.feedback_key] = ("error", str(exc))
+
+
+def _show_feedback(kind: VerdictKind) -> None:
+    feedback = st.session_state.pop(kind.feedback_key, None)
+    if feedback is not None:
+        kind_, message = feedback
+        {"ok": st.success, "error": st.error, "info": st.info}[kind_](message)
+
+
+@st.fragment
+def verdict_panel(kind: VerdictKind, run_id: int, items: Sequence[VerdictItem], scope: str,
+                  title: str, case_note: bool = False) -> None:
+    """Agree / Disagree / Unsure for every item of a stored run, and notes. Each click is stored at
+    once as a new row; only this panel reruns. ``scope`` (the page) keeps two pages' boxes apart."""
+    st.subheader(title)
+    name = reviewer()
+    if not name:
+        st.info("Enter your name in the sidebar to record verdicts.")
+    with cache.transaction() as session:
+        mine = kind.current(session, run_id, name) if name else {}
+    _show_feedback(kind)
+    for index, item in enumerate(items):
+        verdict, note = mine.get(item.name, (None, ""))
+        # The keyed container holds one item's row (its CSS class names it, for browser tests).
+        row = st.container(key=f"{scope}-{kind.noun}-verdict-{index}").columns([2.6, 3.6, 2.6], vertical_alignment="center")
+        row[0].markdown(item.summary)
+        buttons = row[1].container(horizontal=True, gap="xsmall")
+        for value, text in CHOICES:
+            chosen = verdict == value
+            buttons.button(
+                text,
+                key=f"{scope}::{kind.noun}::{run_id}::{item.name}::{value}",
+                type="primary" if chosen else "secondary",
+                # Every button has an icon of the same size, so choosing one never shifts its
+                # neighbours under a fast click; the chosen one is also primary.
+                icon=":material/check_circle:" if chosen else ":material/radio_button_unchecked:",
+                help=f"{text}: your verdict on {item.name}" + (" (your current verdict)" if chosen else ""),
+                disabled=not name,
+                on_click=_on_click,
+                args=(kind, run_id, item.name, value, name),
+            )
+        if note:
+            row[2].caption(f"Note: {md_escape(note)}")
+    _note_form(kind, run_id, items, scope, name)
+    if case_note:
+        _case_note(kind, run_id, name, scope)
+
+
+def _note_form(kind: VerdictKind, run_id: int, items: Sequence[VerdictItem], scope: str, name: str) -> None:
+    target_key, text_key = f"{scope}::{kind.noun}_note_target::{run_id}", f"{scope}::{kind.noun}_note_text::{run_id}::{name}"
+    with st.form(f"{scope}::{kind.noun}_note_form::{run_id}", border=False, enter_to_submit=True):
+        left, right = st.columns([1, 2])
+        left.selectbox(f"Note on {kind.noun}", [i.name for i in items], key=target_key, disabled=not name)
+        right.text_input("Note (press Enter to save with your verdict)", key=text_key, disabled=not name)
+        st.form_submit_button("Save note", key=f"{scope}::{kind.noun}_note_save::{run_id}", disabled=not name, on_click=_on_note,
+                              args=(kind, run_id, name, target_key, text_key))
+
+
+def _case_note(kind: VerdictKind, run_id: int, name: str, scope: str) -> None:
+    key = f"{scope}::case_note::{run_id}::{name}"
+    if name and key not in st.session_state:
+        with cache.transaction() as session:
+            current = repository.current_case_note(session, run_id, name)
+        st.session_state[key] = current.note if current else ""
+    st.text_area("Case note", key=key, disabled=not name)
+    st.button("Save case note", key=f"{scope}::save_case_note::{run_id}", disabled=not name,
+              on_click=_save_case_note, args=(kind, run_id, name, key))
+
+
+def finding_items(findings: Sequence[Finding], trained: bool) -> list[VerdictItem]:
+    return [
+        VerdictItem(f.label, f"{BAND_SWATCHES[f.band]} **{md_escape(f.label)}** · "
+                             f"{score_text(f.score, trained)} · {f.band.value}")
+        for f in findings
+    ]
+
+
+def finding_verdict_panel(run_id: int, findings: Sequence[Finding], trained: bool, with_heatmap: bool,
+                          scope: str) -> None:
+    verdict_panel(finding_kind(with_heatmap), run_id, finding_items(findings, trained), scope,
+                  "Your verdicts", case_note=True)
+
+
+def blinding_caption() -> None:
+    """Say whose verdicts a history or export holds (independent reads are the point)."""
+    if visible_reviewer() is None:
+        st.caption("Everyone's verdicts are shown (you are an admin, or the app is in open mode).")
+    else:
+        st.caption("Only your own verdicts and notes are shown: readers read independently; the lead (admin) sees everyone's.")
+
+
+def history_table(run_id: int) -> None:
+    """Every verdict and case note the viewer may see for the run, oldest first (text, never HTML)."""
+    only = visible_reviewer()
+    with cache.transaction() as session:
+        verdicts = repository.verdict_history(session, run_id, reviewer=only)
+        notes = repository.case_note_history(session, run_id, reviewer=only)
+        names = repository.reviewer_names(session)
+    blinding_caption()
+    if not verdicts and not notes:
+        st.caption("No verdicts recorded yet.")
+        return
+    rows = [
+        {
+            "time (UTC)": v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "reviewer": names.get(v.reviewer, v.reviewer),
+            "finding": v.finding_label,
+            "verdict": v.verdict,
+            "note": v.note,
+            "replaces entry": f"#{v.supersedes_id}" if v.supersedes_id else "",
+            "entry": f"#{v.verdict_id}",
+        }
+        for v in verdicts
+    ] + [
+        {
+            "time (UTC)": n.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "reviewer": names.get(n.reviewer, n.reviewer),
+            "finding": "(case note)",
+            "verdict": "",
+            "note": n.note,
+            "replaces entry": f"note #{n.supersedes_id}" if n.supersedes_id else "",
+            "entry": f"note #{n.note_id}",
+        }
+        for n in notes
+    ]
+    frame = pd.DataFrame(rows).sort_values("time (UTC)", kind="stable")
+    st.dataframe(frame, hide_index=True)
