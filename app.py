@@ -27,7 +27,13 @@ session_reaper.ensure_installed()
 require_sign_in()
 navigation = st.navigation(
     [
-        st.Page("pages/review.py", title="Review a chest X-ray", icon=":material/radiology:", default=True, url_path="review"),
+        st.Page(
+            "pages/review.py",
+            title="Review a chest X-ray",
+            icon=":material/radiology:",
+            default=True,
+            url_path="review",
+        ),
         st.Page("pages/volumes.py", title="Review an MRI or CT", icon=":material/neurology:", url_path="volumes"),
         st.Page("pages/worklist.py", title="Worklist", icon=":material/list_alt:", url_path="worklist"),
         st.Page("pages/cases.py", title="Case review", icon=":material/folder_open:", url_path="cases"),

@@ -110,7 +110,9 @@ def confusion(facts: Iterable[VerdictFact]) -> dict[str, Counter]:
     return dict(table)
 
 
-def agree_share_by_score_bin(facts: Iterable[VerdictFact], bins: int = 10) -> list[tuple[float, float, int, float | None]]:
+def agree_share_by_score_bin(
+    facts: Iterable[VerdictFact], bins: int = 10
+) -> list[tuple[float, float, int, float | None]]:
     """(bin start, bin end, verdicts, share of agree) over the calibrated score."""
     counts = [[0, 0] for _ in range(bins)]
     for fact in facts:

@@ -13,7 +13,7 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from storage.reporting import VerdictFact
 from storage.repository import NoteRecord, RunRecord, VerdictRecord
@@ -49,8 +49,9 @@ def structure_verdicts_csv(facts: Sequence[StructureVerdictFact]) -> bytes:
     return _facts_csv(facts, list(StructureVerdictFact.__dataclass_fields__))
 
 
-def _run_dict(run: RunRecord, verdicts: Sequence[VerdictRecord], notes: Sequence[NoteRecord],
-              names: Mapping[str, str]) -> dict:
+def _run_dict(
+    run: RunRecord, verdicts: Sequence[VerdictRecord], notes: Sequence[NoteRecord], names: Mapping[str, str]
+) -> dict:
     return {
         "run_id": run.run_id,
         "case_id": run.case_id,
@@ -64,26 +65,43 @@ def _run_dict(run: RunRecord, verdicts: Sequence[VerdictRecord], notes: Sequence
         "analysed_at": run.created_at.isoformat(),
         "findings": [{"label": f.label, "score": f.score, "band": f.band.value} for f in run.findings],
         "verdicts": [
-            {"entry": v.verdict_id, "finding": v.finding_label, "verdict": v.verdict, "note": v.note,
-             "reviewer": v.reviewer, "reviewer_name": names.get(v.reviewer, v.reviewer), "heatmap_method": v.cam_method, "replaces_entry": v.supersedes_id,
-             "at": v.created_at.isoformat()}
+            {
+                "entry": v.verdict_id,
+                "finding": v.finding_label,
+                "verdict": v.verdict,
+                "note": v.note,
+                "reviewer": v.reviewer,
+                "reviewer_name": names.get(v.reviewer, v.reviewer),
+                "heatmap_method": v.cam_method,
+                "replaces_entry": v.supersedes_id,
+                "at": v.created_at.isoformat(),
+            }
             for v in verdicts
         ],
         "case_notes": [
-            {"entry": n.note_id, "note": n.note, "reviewer": n.reviewer,
-             "reviewer_name": names.get(n.reviewer, n.reviewer), "replaces_entry": n.supersedes_id,
-             "at": n.created_at.isoformat()}
+            {
+                "entry": n.note_id,
+                "note": n.note,
+                "reviewer": n.reviewer,
+                "reviewer_name": names.get(n.reviewer, n.reviewer),
+                "replaces_entry": n.supersedes_id,
+                "at": n.created_at.isoformat(),
+            }
             for n in notes
         ],
     }
 
 
-def runs_json(runs: Sequence[tuple[RunRecord, Sequence[VerdictRecord], Sequence[NoteRecord]]],
-              names: Mapping[str, str] | None = None, *, blinded_to: str | None = None) -> bytes:
+def runs_json(
+    runs: Sequence[tuple[RunRecord, Sequence[VerdictRecord], Sequence[NoteRecord]]],
+    names: Mapping[str, str] | None = None,
+    *,
+    blinded_to: str | None = None,
+) -> bytes:
     """Runs with their verdict and note history; ``blinded_to`` says the history holds only that
     reviewer's entries (a reader's export)."""
     document = {
-        "exported_at": datetime.now(timezone.utc).isoformat(),
+        "exported_at": datetime.now(UTC).isoformat(),
         "disclaimer": DISCLAIMER,
         "verdicts_of": "everyone" if blinded_to is None else blinded_to,
         "runs": [_run_dict(run, verdicts, notes, names or {}) for run, verdicts, notes in runs],
@@ -130,18 +148,28 @@ def case_report_html(
         for v in verdicts
     )
     case_notes = "".join(f"<p><b>{e(who(n.reviewer))}</b>: {e(n.note)}</p>" for n in notes[-5:])
-    scope = ("<p>Only your own verdicts and notes are in this report (independent reads); the lead's "
-             "report holds every reader's.</p>") if blinded else ""
-    warning = "" if run.trained else "<p class='warn'>UNTRAINED WEIGHTS: scores are meaningless, for interface testing only.</p>"
+    scope = (
+        (
+            "<p>Only your own verdicts and notes are in this report (independent reads); the lead's "
+            "report holds every reader's.</p>"
+        )
+        if blinded
+        else ""
+    )
+    warning = (
+        ""
+        if run.trained
+        else "<p class='warn'>UNTRAINED WEIGHTS: scores are meaningless, for interface testing only.</p>"
+    )
     body = f"""<!doctype html><html><head><meta charset="utf-8"><title>Case {run.case_id} report</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 6px}}
 figure{{display:inline-block;margin:0 1em 1em 0}}img{{width:22em}}.warn{{color:#b00020;font-weight:bold}}</style></head><body>
 <h1>Case {run.case_id}: AI review report</h1><p>{e(DISCLAIMER)}</p>{warning}{scope}
-<p>Run {run.run_id} · analysed {e(run.created_at.strftime('%Y-%m-%d %H:%M'))} UTC · model {e(run.model_id)} · weights sha256 {e(run.weights_sha256)}
+<p>Run {run.run_id} · analysed {e(run.created_at.strftime("%Y-%m-%d %H:%M"))} UTC · model {e(run.model_id)} · weights sha256 {e(run.weights_sha256)}
 · bands version {e(run.bands_version)} · modality {e(run.facts.modality)}</p>
 {_img(image_png, "Image (centre crop the model sees)")}{_img(heatmap_jpeg, heatmap_caption, "image/jpeg")}
 <h2>Findings and current verdicts</h2><table><tr><th>finding</th><th>score</th><th>band</th><th>verdicts</th></tr>{rows}</table>
-<h2>Case notes</h2>{case_notes or '<p>none</p>'}
+<h2>Case notes</h2>{case_notes or "<p>none</p>"}
 <h2>Verdict history</h2><table><tr><th>time (UTC)</th><th>reviewer</th><th>finding</th><th>verdict</th><th>note</th></tr>{history}</table>
-<p>Generated {e(datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M'))} UTC.</p></body></html>"""
+<p>Generated {e(datetime.now(UTC).strftime("%Y-%m-%d %H:%M"))} UTC.</p></body></html>"""
     return body.encode("utf-8")

@@ -30,7 +30,9 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
-SAMPLE = Path(os.environ.get("REVIEW_SAMPLES_DIR", PROJECT.parent / "shared" / "samples")) / "cxr" / "nih_00000001_000.png"
+SAMPLE = (
+    Path(os.environ.get("REVIEW_SAMPLES_DIR", PROJECT.parent / "shared" / "samples")) / "cxr" / "nih_00000001_000.png"
+)
 
 log = logging.getLogger("bench")
 
@@ -49,13 +51,13 @@ def median_ms(fn, repeats: int, warmup: int = 2) -> float:
 def model_timings(repeats: int) -> dict:
     import torch
 
-    from pipelines.analyze import analyze, forward_with_features
+    from core.settings import load_settings
     from inference.images.bands import load_band_config
     from inference.images.ingest import load_image
-    from inference.models.loader import load_model
     from inference.images.preprocess import model_input
+    from inference.models.loader import load_model
     from inference.models.registry import CXR_DENSENET
-    from core.settings import load_settings
+    from pipelines.analyze import analyze, forward_with_features
     from xai.cam import gradcam_all_labels, pgc_cam
 
     settings = load_settings()
@@ -203,9 +205,9 @@ SQLITE_SYNCHRONOUS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
 def _bench_run(sessions) -> tuple[int, tuple[str, ...]]:
     """A stored run with the chest X-ray model's 18 findings, as the review page stores it."""
+    from core.types import CaseFacts, Finding, ModelIdentity, Prediction
     from core.vocabulary import Band
     from inference.models.registry import CXR_DENSENET
-    from core.types import CaseFacts, Finding, ModelIdentity, Prediction
     from storage import repository
 
     labels = tuple(CXR_DENSENET.labels)
@@ -238,14 +240,16 @@ def verdict_writes(url: str) -> dict:
         def write(reviewer: str) -> None:
             i = next(counter)
             with sessions.begin() as session:
-                repository.record_verdict(session, run_id, labels[i % len(labels)], ("agree", "disagree")[i % 2],
-                                          reviewer, f"verdict {i}")
+                repository.record_verdict(
+                    session, run_id, labels[i % len(labels)], ("agree", "disagree")[i % 2], reviewer, f"verdict {i}"
+                )
 
         single_ms = median_ms(lambda: write("Bench single"), SINGLE_VERDICTS, warmup=5)
         with sessions.begin() as session:
             before = session.scalar(select(func.count(Verdict.id)))
-            synchronous = (session.execute(text("PRAGMA synchronous")).scalar()
-                           if session.bind.dialect.name == "sqlite" else None)
+            synchronous = (
+                session.execute(text("PRAGMA synchronous")).scalar() if session.bind.dialect.name == "sqlite" else None
+            )
         errors: list[BaseException] = []
         barrier = threading.Barrier(VERDICT_THREADS + 1)
 
@@ -305,8 +309,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--out", type=Path, help="also write the JSON result here")
     parser.add_argument("--skip-volumes", action="store_true", help="leave out the MRI/CT figures (about 4 minutes)")
-    parser.add_argument("--sessions", type=int, default=50,
-                        help="reviewer sessions for the server-memory figure in a real browser (0 leaves it out)")
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=50,
+        help="reviewer sessions for the server-memory figure in a real browser (0 leaves it out)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if not SAMPLE.is_file():
@@ -341,13 +349,17 @@ def main() -> int:
         "case_ms <= 2 x forward_ms + decode_ms": result["case_minus_decode_over_forward"] <= 2.0,
         "rerun_ms <= 50": result["rerun_ms"] <= 50.0,
         "rss_mb <= 1500": result["rss_mb"] <= 1500.0,
-        "shap_s x 1000 <= 1.2 x shap_evals x forward_ms_batched":
-            result["shap_s"] * 1000 <= 1.2 * result["shap_evals"] * result["forward_ms_batched"],
+        "shap_s x 1000 <= 1.2 x shap_evals x forward_ms_batched": result["shap_s"] * 1000
+        <= 1.2 * result["shap_evals"] * result["forward_ms_batched"],
         "shap_evals <= 256": result["shap_evals"] <= 256,
         "shap_max_err <= 0.01": result["shap_max_err"] <= 0.01,
-        "verdicts_per_s_20_threads >= 200 on SQLite (synchronous=FULL), 0 errors, 0 lost":
-            result["verdicts_per_s_20_threads"] >= 200.0 and result["sqlite_synchronous"] == "FULL"
-            and result["verdict_errors_20_threads"] == 0 and result["verdicts_lost_20_threads"] == 0,
+        "verdicts_per_s_20_threads >= 200 on SQLite (synchronous=FULL), 0 errors, 0 lost": result[
+            "verdicts_per_s_20_threads"
+        ]
+        >= 200.0
+        and result["sqlite_synchronous"] == "FULL"
+        and result["verdict_errors_20_threads"] == 0
+        and result["verdicts_lost_20_threads"] == 0,
     }
     if args.sessions:
         result["goals_met"]["rss_growth_per_session_mb <= 0.5"] = result["rss_growth_per_session_mb"] <= 0.5
@@ -356,7 +368,9 @@ def main() -> int:
 
         result["seg_over_window"] = result["seg_s"] / result["seg_window_s"]
         result["goals_met"].update(bench_volumes.goals(result))
-    result["shap_over_evals_x_forward_batched"] = result["shap_s"] * 1000 / (result["shap_evals"] * result["forward_ms_batched"])
+    result["shap_over_evals_x_forward_batched"] = (
+        result["shap_s"] * 1000 / (result["shap_evals"] * result["forward_ms_batched"])
+    )
     rounded = {k: (round(v, 3) if isinstance(v, float) and abs(v) >= 1e-3 else v) for k, v in result.items()}
     line = json.dumps(rounded)
     if args.out:

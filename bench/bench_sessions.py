@@ -20,8 +20,14 @@ import urllib.request
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _rss_mb(pid: int) -> float:
@@ -47,21 +53,49 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def session_growth(image: Path, sessions: int = 50, settle_s: float = 60.0, chromium: str = "/usr/bin/chromium",
-                   warmup: int = 5, extra_args: tuple[str, ...] = ()) -> dict:
+def session_growth(
+    image: Path,
+    sessions: int = 50,
+    settle_s: float = 60.0,
+    chromium: str = "/usr/bin/chromium",
+    warmup: int = 5,
+    extra_args: tuple[str, ...] = (),
+) -> dict:
     from playwright.sync_api import expect, sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         port = _free_port()
-        env = {**os.environ, "REVIEW_DATA_DIR": str(folder / "data"), "ALLOW_UNTRAINED_WEIGHTS": "1",
-               "MODEL_AUTO_DOWNLOAD": "0"}
+        env = {
+            **os.environ,
+            "REVIEW_DATA_DIR": str(folder / "data"),
+            "ALLOW_UNTRAINED_WEIGHTS": "1",
+            "MODEL_AUTO_DOWNLOAD": "0",
+        }
         env.pop("DATABASE_URL", None)
         with (folder / "server.log").open("w") as server_log:
             server = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
-                 "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false", *extra_args],
-                cwd=PROJECT, env=env, stdout=server_log, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "streamlit",
+                    "run",
+                    "app.py",
+                    "--server.port",
+                    str(port),
+                    "--server.address",
+                    "127.0.0.1",
+                    "--server.headless",
+                    "true",
+                    "--browser.gatherUsageStats",
+                    "false",
+                    *extra_args,
+                ],
+                cwd=PROJECT,
+                env=env,
+                stdout=server_log,
+                stderr=subprocess.STDOUT,
+            )
             url = f"http://127.0.0.1:{port}"
             try:
                 for _ in range(240):
@@ -85,7 +119,9 @@ def session_growth(image: Path, sessions: int = 50, settle_s: float = 60.0, chro
                         box.press("Enter")
                         page.locator("input[type=file]").set_input_files(str(image))
                         expect(page.get_by_text("18 findings ·")).to_be_visible()
-                        page.locator(".st-key-review-finding-verdict-0").get_by_role("button", name=re.compile(r"(^|\W)Agree$")).click()
+                        page.locator(".st-key-review-finding-verdict-0").get_by_role(
+                            "button", name=re.compile(r"(^|\W)Agree$")
+                        ).click()
                         expect(page.get_by_text("Saved:")).to_be_visible()
                         context.close()
 
@@ -123,5 +159,9 @@ if __name__ == "__main__":
 
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 50
     settle = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
-    sample = Path(os.environ.get("REVIEW_SAMPLES_DIR", PROJECT.parent / "shared" / "samples")) / "cxr" / "nih_00000001_000.png"
+    sample = (
+        Path(os.environ.get("REVIEW_SAMPLES_DIR", PROJECT.parent / "shared" / "samples"))
+        / "cxr"
+        / "nih_00000001_000.png"
+    )
     print(json.dumps(session_growth(sample, count, settle)))

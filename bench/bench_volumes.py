@@ -42,20 +42,29 @@ def brats_sized_case():
     for c in range(4):
         data = np.where(brain, 400.0 + 50 * c, 0.0) + np.where(lesion, 300.0 * (c % 2 + 1), 0.0)
         data = (data + rng.normal(0, 20, size=BRATS_SHAPE) * brain).astype(np.float32)
-        channels.append(Volume(
-            data=read_only(data), affine=np.diag([1.0, 1.0, 1.0, 1.0]), modality="MR", source_format="nifti",
-            input_sha256=f"bench-{c}", description=f"bench channel {c}", original_axcodes="RAS",
-        ))
-    return MultiChannelVolume(channel_names=("t1c", "t1", "t2", "flair"), channels=tuple(channels), input_sha256="bench-case")
+        channels.append(
+            Volume(
+                data=read_only(data),
+                affine=np.diag([1.0, 1.0, 1.0, 1.0]),
+                modality="MR",
+                source_format="nifti",
+                input_sha256=f"bench-{c}",
+                description=f"bench channel {c}",
+                original_axcodes="RAS",
+            )
+        )
+    return MultiChannelVolume(
+        channel_names=("t1c", "t1", "t2", "flair"), channels=tuple(channels), input_sha256="bench-case"
+    )
 
 
 def seg_timings(repeats: int = 3, device: str = "cpu") -> dict:
     import torch
 
+    from core.settings import load_settings
     from inference.models.seg_loader import load_seg_model
     from inference.models.seg_registry import BRATS_SEGRESNET
     from inference.volume.segment import segment
-    from core.settings import load_settings
 
     loaded = load_seg_model(BRATS_SEGRESNET, load_settings(), allow_untrained=True, device=device)
     case = brats_sized_case()
@@ -79,9 +88,13 @@ def seg_timings(repeats: int = 3, device: str = "cpu") -> dict:
         windows.append(bare_forward())
         full.append(pipeline())
     log.info("seg window %s s, seg %s s", [round(t, 2) for t in windows], [round(t, 2) for t in full])
-    return {"seg_window_s": statistics.median(windows), "seg_s": statistics.median(full),
-            "seg_roi": "x".join(map(str, _roi(BRATS_SEGRESNET))), "seg_threads": torch.get_num_threads(),
-            "seg_device": device}
+    return {
+        "seg_window_s": statistics.median(windows),
+        "seg_s": statistics.median(full),
+        "seg_roi": "x".join(map(str, _roi(BRATS_SEGRESNET))),
+        "seg_threads": torch.get_num_threads(),
+        "seg_device": device,
+    }
 
 
 def _roi(spec) -> tuple[int, int, int]:
@@ -126,8 +139,11 @@ def scroll_timing(repeats: int) -> float:
         at.switch_page("pages/volumes.py").run()
         at.segmented_control(key="volume_task").set_value("A mask from another tool").run()
         at.file_uploader(key="volume_upload::A mask from another tool").set_value(
-            [("bench_flair.nii.gz", nifti_bytes(np.ascontiguousarray(flair), affine), "application/gzip")]).run()
-        at.file_uploader(key="mask_upload").set_value(("bench_mask.nii.gz", nifti_bytes(mask, affine), "application/gzip")).run()
+            [("bench_flair.nii.gz", nifti_bytes(np.ascontiguousarray(flair), affine), "application/gzip")]
+        ).run()
+        at.file_uploader(key="mask_upload").set_value(
+            ("bench_mask.nii.gz", nifti_bytes(mask, affine), "application/gzip")
+        ).run()
         if at.exception:
             raise RuntimeError(f"volume page raised: {at.exception}")
         slider = lambda: at.slider(key="vv::slice::Axial")  # noqa: E731
@@ -182,7 +198,6 @@ def goals(result: dict) -> dict:
     }
 
 
-
 def _free_port() -> int:
     import socket
 
@@ -213,13 +228,34 @@ def browser_scroll_timing(repeats: int, chromium: str = "/usr/bin/chromium") -> 
         (folder / "bench_flair.nii.gz").write_bytes(nifti_bytes(flair, np.eye(4)))
         (folder / "bench_mask.nii.gz").write_bytes(nifti_bytes(mask, np.eye(4)))
         port = _free_port()
-        env = {**os.environ, "REVIEW_DATA_DIR": str(folder / "data"), "ALLOW_UNTRAINED_WEIGHTS": "1",
-               "MODEL_AUTO_DOWNLOAD": "0", "LOG_LEVEL": "DEBUG"}
+        env = {
+            **os.environ,
+            "REVIEW_DATA_DIR": str(folder / "data"),
+            "ALLOW_UNTRAINED_WEIGHTS": "1",
+            "MODEL_AUTO_DOWNLOAD": "0",
+            "LOG_LEVEL": "DEBUG",
+        }
         env.pop("DATABASE_URL", None)
         server_log = (folder / "server.log").open("w")
         server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
-             "127.0.0.1", "--server.headless", "true"], cwd=PROJECT, env=env, stdout=server_log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+            ],
+            cwd=PROJECT,
+            env=env,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             for _ in range(120):
@@ -229,14 +265,25 @@ def browser_scroll_timing(repeats: int, chromium: str = "/usr/bin/chromium") -> 
                 except OSError:
                     time.sleep(0.5)
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=chromium, headless=True, args=[
-                    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run"])
+                browser = p.chromium.launch(
+                    executable_path=chromium,
+                    headless=True,
+                    args=[
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--disable-background-networking",
+                        "--disable-component-update",
+                        "--disable-sync",
+                        "--no-first-run",
+                    ],
+                )
                 page = browser.new_page(viewport={"width": 1500, "height": 1800})
                 expect.set_options(timeout=120_000)
                 page.goto(f"{url}/volumes")
                 page.get_by_role("link", name="Review an MRI or CT").click()
-                page.get_by_role("radiogroup", name="What to review").get_by_role("radio", name="A mask from another tool").click()
+                page.get_by_role("radiogroup", name="What to review").get_by_role(
+                    "radio", name="A mask from another tool"
+                ).click()
                 expect(page.get_by_text("A volume: one NIfTI")).to_be_visible()
                 page.locator("input[type=file]").first.set_input_files(str(folder / "bench_flair.nii.gz"))
                 expect(page.get_by_text("Label map: NIfTI on the same grid")).to_be_visible()
@@ -256,7 +303,10 @@ def browser_scroll_timing(repeats: int, chromium: str = "/usr/bin/chromium") -> 
                     page.wait_for_function(
                         "n => document.body.innerText.includes(`Axial ${n} of 155`) && "
                         "[...document.querySelectorAll('[data-testid=stImage] img')].every(i => i.complete)",
-                        arg=shown, polling="raf", timeout=60_000)
+                        arg=shown,
+                        polling="raf",
+                        timeout=60_000,
+                    )
                     return (time.perf_counter() - start) * 1000.0
 
                 slider.focus()
@@ -267,10 +317,14 @@ def browser_scroll_timing(repeats: int, chromium: str = "/usr/bin/chromium") -> 
             server.terminate()
             server.wait(timeout=30)
             server_log.close()
-        rendered = [float(m) for m in re.findall(r"viewer rendered Axial slice \d+ in ([0-9.]+) ms",
-                                                  (folder / "server.log").read_text())]
+        rendered = [
+            float(m)
+            for m in re.findall(r"viewer rendered Axial slice \d+ in ([0-9.]+) ms", (folder / "server.log").read_text())
+        ]
     if len(rendered) < 2 * repeats:
         raise RuntimeError(f"expected {2 * repeats} viewer timings in the server log, found {len(rendered)}")
-    return {"scroll_rerun_ms": statistics.median(rendered[-2 * repeats:]),
-            "scroll_key_to_image_ms": statistics.median(key_waits),
-            "step_button_to_image_ms": statistics.median(button_waits)}
+    return {
+        "scroll_rerun_ms": statistics.median(rendered[-2 * repeats :]),
+        "scroll_key_to_image_ms": statistics.median(key_waits),
+        "step_button_to_image_ms": statistics.median(button_waits),
+    }

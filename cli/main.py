@@ -21,10 +21,11 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from cli.volumes import add_commands as add_volume_commands
+from cli.volumes import measure_command, segment_command
 from core.errors import ReviewError
-from cli.volumes import add_commands as add_volume_commands, measure_command, segment_command
-from inference.models.registry import CXR_DENSENET
 from core.settings import load_settings
+from inference.models.registry import CXR_DENSENET
 
 log = logging.getLogger("cli.main")
 
@@ -54,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept a pickled whole model (the torchxrayvision release format); only for trusted files",
     )
-    install.add_argument("--model", help="a segmentation model id: install a MONAI bundle folder, zip or model.pt for it")
+    install.add_argument(
+        "--model", help="a segmentation model id: install a MONAI bundle folder, zip or model.pt for it"
+    )
     actions.add_parser("download", help="download the release weights (needs internet)")
     add_volume_commands(commands)
     return parser
@@ -64,7 +67,9 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "image"
 
 
-def _write_cams(cam_dir: Path, index: int, source: Path, analysis, colormap: str = "jet", opacity: float = 0.45) -> None:
+def _write_cams(
+    cam_dir: Path, index: int, source: Path, analysis, colormap: str = "jet", opacity: float = 0.45
+) -> None:
     """One overlay PNG per finding, named by input position, file name and input hash (so two
     inputs called x.png never overwrite each other) and marked UNTRAINED when they are."""
     from xai.overlay import overlay, png_bytes
@@ -85,9 +90,7 @@ def _result(path: Path, analysis) -> dict:
     return {
         "file": str(path),
         "modality": analysis.facts.modality,
-        "findings": [
-            {"label": f.label, "score": round(f.score, 6), "band": f.band.value} for f in prediction.findings
-        ],
+        "findings": [{"label": f.label, "score": round(f.score, 6), "band": f.band.value} for f in prediction.findings],
         "model": {
             "id": prediction.model.model_id,
             "weights_sha256": prediction.model.weights_sha256,
@@ -111,11 +114,11 @@ def _print_human(result: dict, out: TextIO) -> None:
 
 
 def analyze_files(args: argparse.Namespace, out: TextIO) -> int:
-    from pipelines.analyze import analyze
-    from inference.images.bands import load_band_config
     from core.deid import load_or_create_key
+    from inference.images.bands import load_band_config
     from inference.images.ingest import load_image
     from inference.models.loader import load_model
+    from pipelines.analyze import analyze
 
     settings = load_settings()
     try:
@@ -135,8 +138,11 @@ def analyze_files(args: argparse.Namespace, out: TextIO) -> int:
             except OSError as exc:
                 raise ReviewError(f"cannot read the file: {exc.strerror or exc}") from None
             image = load_image(
-                data, path.name, max_bytes=settings.max_upload_mb * 1_000_000,
-                max_pixels=settings.max_image_pixels, hash_key=key,
+                data,
+                path.name,
+                max_bytes=settings.max_upload_mb * 1_000_000,
+                max_pixels=settings.max_image_pixels,
+                hash_key=key,
             )
             analysis = analyze(loaded, image, bands)
             if args.cam_dir is not None:
@@ -158,7 +164,8 @@ def _emit(result: dict, as_json: bool, out: TextIO) -> None:
 
 
 def weights_command(args: argparse.Namespace, out: TextIO) -> int:
-    from inference.models.seg_loader import candidate_paths as seg_candidate_paths, find_seg_weights, import_seg_weights
+    from inference.models.seg_loader import candidate_paths as seg_candidate_paths
+    from inference.models.seg_loader import find_seg_weights, import_seg_weights
     from inference.models.seg_registry import SEG_MODELS, get_seg_spec
     from inference.models.weights import candidate_paths, download_weights, find_weights_file, import_weights
 
@@ -195,7 +202,9 @@ def weights_command(args: argparse.Namespace, out: TextIO) -> int:
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         if args.command == "analyze":
             return analyze_files(args, out)

@@ -22,12 +22,17 @@ from inference.volume.types import MultiChannelVolume, Segmentation, Volume
 
 def add_commands(commands) -> None:
     segment = commands.add_parser("segment", help="segment an MRI/CT volume with a MONAI network")
-    segment.add_argument("files", nargs="+", type=Path, help="4 BraTS NIfTI files, a NIfTI, or a DICOM folder/zip/files")
+    segment.add_argument(
+        "files", nargs="+", type=Path, help="4 BraTS NIfTI files, a NIfTI, or a DICOM folder/zip/files"
+    )
     segment.add_argument("--json", action="store_true", help="one JSON object on one line")
     segment.add_argument("--model", help="model id (default: BraTS for 4 MRI files, whole-body CT otherwise)")
     segment.add_argument("--mask-out", type=Path, help="write the label map here (.nii.gz) with the input's affine")
-    segment.add_argument("--allow-untrained", action="store_true",
-                         help="run with untrained weights when none are installed (masks are meaningless)")
+    segment.add_argument(
+        "--allow-untrained",
+        action="store_true",
+        help="run with untrained weights when none are installed (masks are meaningless)",
+    )
 
     measure = commands.add_parser("measure", help="measure the structures of a label map on its image")
     measure.add_argument("image", type=Path, help="the image volume (NIfTI, DICOM folder or zip)")
@@ -50,7 +55,9 @@ def _read(paths: list[Path], settings: Settings) -> list[tuple[str, bytes]]:
 
 
 def _limits(settings: Settings, key: bytes) -> dict:
-    return dict(max_bytes=settings.max_volume_upload_mb * 1_000_000, max_voxels=settings.max_volume_voxels, hash_key=key)
+    return dict(
+        max_bytes=settings.max_volume_upload_mb * 1_000_000, max_voxels=settings.max_volume_voxels, hash_key=key
+    )
 
 
 def load_inputs(paths: list[Path], settings: Settings, key: bytes) -> Volume | MultiChannelVolume:
@@ -94,8 +101,10 @@ def _emit(result: dict, as_json: bool, out: TextIO) -> None:
     elif "error" in result:
         out.write(f"error: {result['error']}\n")
     else:
-        out.write(f"{', '.join(result['files'])}: {result['model_id']} ({result['modality']}, "
-                  f"{'x'.join(map(str, result['shape']))} voxels at {result['spacing_mm']} mm)\n")
+        out.write(
+            f"{', '.join(result['files'])}: {result['model_id']} ({result['modality']}, "
+            f"{'x'.join(map(str, result['shape']))} voxels at {result['spacing_mm']} mm)\n"
+        )
         if not result["trained"]:
             out.write("  UNTRAINED WEIGHTS: masks and volumes are meaningless, for interface testing only\n")
         for s in result["structures"]:
@@ -126,8 +135,8 @@ def _pick_model(inputs, requested: str | None):
 def segment_command(args: argparse.Namespace, out: TextIO) -> int:
     from core.deid import load_or_create_key
     from inference.masks.write import write_label_map
-    from inference.volume.measure import measure_structures
     from inference.models.seg_loader import load_seg_model
+    from inference.volume.measure import measure_structures
     from inference.volume.segment import segment
 
     settings = load_settings()
@@ -137,7 +146,9 @@ def segment_command(args: argparse.Namespace, out: TextIO) -> int:
         inputs = load_inputs(list(args.files), settings, load_or_create_key(settings.patient_key_file))
         read_ms = (time.perf_counter() - started) * 1000
         spec = _pick_model(inputs, args.model)
-        loaded = load_seg_model(spec, settings, allow_untrained=args.allow_untrained or settings.allow_untrained_weights)
+        loaded = load_seg_model(
+            spec, settings, allow_untrained=args.allow_untrained or settings.allow_untrained_weights
+        )
         started = time.perf_counter()
         result = segment(inputs, loaded)
         segment_ms = (time.perf_counter() - started) * 1000
@@ -151,8 +162,9 @@ def segment_command(args: argparse.Namespace, out: TextIO) -> int:
         result = replace(result, measurements=measurements)
         if args.mask_out is not None:
             write_label_map(args.mask_out, labels, volume)
-        output = segmentation_result(names, result, volume,
-                                     {"read": read_ms, "segment": segment_ms, "measure": measure_ms})
+        output = segmentation_result(
+            names, result, volume, {"read": read_ms, "segment": segment_ms, "measure": measure_ms}
+        )
         if args.mask_out is not None:
             output["mask_out"] = str(args.mask_out)
     except ReviewError as exc:
@@ -172,16 +184,23 @@ def measure_command(args: argparse.Namespace, out: TextIO) -> int:
     names = [str(args.image), str(args.labelmap)]
     try:
         started = time.perf_counter()
-        volume = load_volume(_read([args.image], settings), **_limits(settings, load_or_create_key(settings.patient_key_file)))
+        volume = load_volume(
+            _read([args.image], settings), **_limits(settings, load_or_create_key(settings.patient_key_file))
+        )
         legend = None
         if args.legend is not None:
             try:
                 legend = (args.legend.name, args.legend.read_bytes())
             except OSError as exc:
                 raise ReviewError(f"cannot read {args.legend}: {exc.strerror or exc}") from None
-        label_map = load_label_map(_read([args.labelmap], settings), volume, legend=legend, threshold=args.threshold,
-                                   max_bytes=settings.max_volume_upload_mb * 1_000_000,
-                                   max_voxels=settings.max_volume_voxels)
+        label_map = load_label_map(
+            _read([args.labelmap], settings),
+            volume,
+            legend=legend,
+            threshold=args.threshold,
+            max_bytes=settings.max_volume_upload_mb * 1_000_000,
+            max_voxels=settings.max_volume_voxels,
+        )
         result = uploaded_segmentation(label_map, volume)
         output = segmentation_result(names, result, volume, {"total": (time.perf_counter() - started) * 1000})
     except ReviewError as exc:

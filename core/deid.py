@@ -7,8 +7,8 @@ key a stored hash cannot be turned back into a PatientID by guessing.
 
 from __future__ import annotations
 
-import hmac
 import hashlib
+import hmac
 import logging
 import os
 import secrets

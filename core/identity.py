@@ -35,8 +35,11 @@ def identity_key(issuer: str, subject: str) -> str:
     """A stable key of at most 80 characters: the subject as it is (readable in the database)
     followed by a short hash of the issuer; a very long or unusual subject is hashed too."""
     tag = hashlib.sha256(issuer.encode("utf-8")).hexdigest()[:_ISSUER_TAG_CHARS]
-    plain = subject if (len(subject) <= _MAX_PLAIN_SUBJECT and subject.isprintable()
-                        and not any(c.isspace() for c in subject)) else None
+    plain = (
+        subject
+        if (len(subject) <= _MAX_PLAIN_SUBJECT and subject.isprintable() and not any(c.isspace() for c in subject))
+        else None
+    )
     if plain is None:
         plain = "sha256:" + hashlib.sha256(subject.encode("utf-8")).hexdigest()[:48]
     return f"{plain}#{tag}"
@@ -55,7 +58,8 @@ def from_claims(claims: Mapping[str, object], admins: Collection[str]) -> Signed
     if not issuer or not subject:
         raise IdentityUnavailable(
             "Your sign-in did not say who you are (the provider sent no 'iss' and 'sub'), so nothing can be "
-            "recorded under your name. Sign out and in again; if it persists, tell IT.")
+            "recorded under your name. Sign out and in again; if it persists, tell IT."
+        )
     key = identity_key(issuer, subject)
     email = str(claims.get("email") or "").strip() or None
     verified = email is not None and _is_true(claims.get("email_verified"))

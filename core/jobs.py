@@ -78,7 +78,7 @@ class JobRunner:
                 job.report(1.0, "done")
             except ReviewError as exc:
                 job.error = str(exc)
-            except Exception as exc:  # noqa: BLE001 - a background failure must reach the page, not vanish
+            except Exception as exc:
                 log.exception("Background job %s failed", job.key)
                 job.error = f"The computation failed ({type(exc).__name__}: {exc}). It was logged; try again."
             finally:

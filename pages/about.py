@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ui.entry import require_app_entry
 from ui.widgets.model_status import DISCLAIMER
 from xai.overlay import CAM_MEANING
-from ui.entry import require_app_entry
 
 require_app_entry()
 

@@ -4,7 +4,7 @@ each other. Runs on untrained weights are excluded unless asked for, and labelle
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 
 import pandas as pd
 import plotly.express as px
@@ -14,15 +14,15 @@ from analytics import agreement, exports
 from storage import reporting, repository
 from ui import cache
 from ui.downloads import export_button
-from ui.identity import auth_configured, visible_reviewer
 from ui.entry import require_app_entry
+from ui.identity import auth_configured, visible_reviewer
 
 require_app_entry()
 
 st.title("Analytics")
 st.caption("Current verdicts only (a changed verdict counts once, as it stands now).")
 
-today = datetime.now(timezone.utc).date()
+today = datetime.now(UTC).date()
 filters = st.columns([2, 2, 2, 1.4])
 dates = filters[0].date_input("Verdicts between", (today - timedelta(days=90), today), key="an_dates")
 include_untrained = filters[3].toggle("Include untrained runs", value=False, key="an_untrained")
@@ -33,27 +33,39 @@ with cache.transaction() as session:
 model = filters[1].selectbox("Model", ["all"] + sorted({f.model_id for f in everything}), key="an_model")
 only = visible_reviewer()
 if only is None:
-    reviewer = filters[2].selectbox("Reviewer", ["all"] + sorted({f.reviewer for f in everything}), key="an_reviewer",
-                                    format_func=lambda r: names.get(r, r))
+    reviewer = filters[2].selectbox(
+        "Reviewer",
+        ["all"] + sorted({f.reviewer for f in everything}),
+        key="an_reviewer",
+        format_func=lambda r: names.get(r, r),
+    )
     if not auth_configured():
         filters[2].caption("Open mode: everyone's verdicts are shown. A name is needed only to record verdicts.")
 else:
     reviewer = only
     filters[2].caption("Only your own verdicts are shown; the lead (admin) sees everyone's.")
 
-start, end = (dates if isinstance(dates, tuple) and len(dates) == 2 else (dates, dates))
-since = datetime.combine(start, time.min, tzinfo=timezone.utc)
-until = datetime.combine(end, time.min, tzinfo=timezone.utc) + timedelta(days=1)
+start, end = dates if isinstance(dates, tuple) and len(dates) == 2 else (dates, dates)
+since = datetime.combine(start, time.min, tzinfo=UTC)
+until = datetime.combine(end, time.min, tzinfo=UTC) + timedelta(days=1)
 facts = [
-    f for f in everything
-    if since <= f.created_at < until and (model == "all" or f.model_id == model)
+    f
+    for f in everything
+    if since <= f.created_at < until
+    and (model == "all" or f.model_id == model)
     and (reviewer == "all" or f.reviewer == reviewer)
 ]
 if include_untrained and any(not f.trained for f in facts):
     st.error("Includes verdicts on runs with UNTRAINED weights: those AI scores were meaningless.")
 if not facts:
-    st.info("No verdicts match these filters yet." + ("" if include_untrained else
-            " Runs on untrained weights are left out unless 'Include untrained runs' is on."))
+    st.info(
+        "No verdicts match these filters yet."
+        + (
+            ""
+            if include_untrained
+            else " Runs on untrained weights are left out unless 'Include untrained runs' is on."
+        )
+    )
     st.stop()
 
 cases = {f.run_id for f in facts}
@@ -63,7 +75,9 @@ metrics[0].metric("Verdicts", len(facts))
 metrics[1].metric("Cases", len(cases))
 metrics[2].metric("Readers", len(readers))
 decided = [f for f in facts if f.verdict != "unsure"]
-metrics[3].metric("Agree with AI", f"{sum(f.verdict == 'agree' for f in decided) / len(decided):.0%}" if decided else "–")
+metrics[3].metric(
+    "Agree with AI", f"{sum(f.verdict == 'agree' for f in decided) / len(decided):.0%}" if decided else "–"
+)
 
 per_finding = agreement.per_finding(facts)
 frame = pd.DataFrame(
@@ -81,50 +95,94 @@ frame = pd.DataFrame(
     ]
 )
 st.subheader("Agreement per finding")
-chart = px.bar(frame.dropna(subset=["agree with AI"]), x="agree with AI", y="finding", orientation="h",
-               range_x=[0, 1], height=140 + 26 * len(frame), labels={"agree with AI": "share of agree (agree + disagree)"})
+chart = px.bar(
+    frame.dropna(subset=["agree with AI"]),
+    x="agree with AI",
+    y="finding",
+    orientation="h",
+    range_x=[0, 1],
+    height=140 + 26 * len(frame),
+    labels={"agree with AI": "share of agree (agree + disagree)"},
+)
 st.plotly_chart(chart, config={"displayModeBar": False})
-st.dataframe(frame, hide_index=True, column_config={
-    "agree with AI": st.column_config.NumberColumn(format="percent"),
-    "reader agreement": st.column_config.NumberColumn(format="%.2f"),
-})
+st.dataframe(
+    frame,
+    hide_index=True,
+    column_config={
+        "agree with AI": st.column_config.NumberColumn(format="percent"),
+        "reader agreement": st.column_config.NumberColumn(format="%.2f"),
+    },
+)
 
 st.subheader("AI versus reader, per finding")
-st.caption("What the reader's verdict implies about the finding: agreeing with a positive or critical band means "
-           "present, disagreeing means absent; the reverse for a negative band. Indeterminate and unsure are left out.")
+st.caption(
+    "What the reader's verdict implies about the finding: agreeing with a positive or critical band means "
+    "present, disagreeing means absent; the reverse for a negative band. Indeterminate and unsure are left out."
+)
 rows = []
 for finding, counts in sorted(agreement.confusion(facts).items()):
     for (ai, reader_says), n in counts.items():
-        rows.append({"finding": finding, "AI": "present" if ai else "absent",
-                     "reader": "present" if reader_says else "absent", "verdicts": n})
+        rows.append(
+            {
+                "finding": finding,
+                "AI": "present" if ai else "absent",
+                "reader": "present" if reader_says else "absent",
+                "verdicts": n,
+            }
+        )
 if rows:
-    st.dataframe(pd.DataFrame(rows).pivot_table(index="finding", columns=["AI", "reader"], values="verdicts",
-                                                fill_value=0, aggfunc="sum"))
+    st.dataframe(
+        pd.DataFrame(rows).pivot_table(
+            index="finding", columns=["AI", "reader"], values="verdicts", fill_value=0, aggfunc="sum"
+        )
+    )
 
 left, right = st.columns(2)
 bands = Counter(f.band for f in facts)
-left.plotly_chart(px.bar(x=list(bands), y=list(bands.values()), labels={"x": "AI band", "y": "verdicts"},
-                         title="Band distribution of reviewed findings"), config={"displayModeBar": False})
+left.plotly_chart(
+    px.bar(
+        x=list(bands),
+        y=list(bands.values()),
+        labels={"x": "AI band", "y": "verdicts"},
+        title="Band distribution of reviewed findings",
+    ),
+    config={"displayModeBar": False},
+)
 bins = agreement.agree_share_by_score_bin(facts)
 right.plotly_chart(
-    px.bar(x=[f"{a:.1f}–{b:.1f}" for a, b, _n, _s in bins], y=[s if s is not None else 0 for *_x, s in bins],
-           labels={"x": "calibrated score", "y": "share of agree"}, title="Agree share per score bin",
-           range_y=[0, 1]),
+    px.bar(
+        x=[f"{a:.1f}–{b:.1f}" for a, b, _n, _s in bins],
+        y=[s if s is not None else 0 for *_x, s in bins],
+        labels={"x": "calibrated score", "y": "share of agree"},
+        title="Agree share per score bin",
+        range_y=[0, 1],
+    ),
     config={"displayModeBar": False},
 )
 
 per_day = Counter(f.created_at.date() for f in facts)
 left, right = st.columns(2)
 days = sorted(per_day)
-reviews_per_day = px.bar(x=[d.isoformat() for d in days], y=[per_day[d] for d in days],
-                         labels={"x": "day (UTC)", "y": "verdicts"}, title="Reviews per day")
+reviews_per_day = px.bar(
+    x=[d.isoformat() for d in days],
+    y=[per_day[d] for d in days],
+    labels={"x": "day (UTC)", "y": "verdicts"},
+    title="Reviews per day",
+)
 reviews_per_day.update_xaxes(type="category")
 left.plotly_chart(reviews_per_day, config={"displayModeBar": False})
-minutes = [(last - first).total_seconds() / 60 for (run, who), (first, last) in windows.items()
-           if run in cases and who in readers]
+minutes = [
+    (last - first).total_seconds() / 60
+    for (run, who), (first, last) in windows.items()
+    if run in cases and who in readers
+]
 if minutes:
-    right.plotly_chart(px.histogram(x=minutes, nbins=20, labels={"x": "minutes from first to last verdict"},
-                                    title="Time per case and reader"), config={"displayModeBar": False})
+    right.plotly_chart(
+        px.histogram(
+            x=minutes, nbins=20, labels={"x": "minutes from first to last verdict"}, title="Time per case and reader"
+        ),
+        config={"displayModeBar": False},
+    )
 
 st.subheader("Exports")
 
@@ -133,8 +191,11 @@ def _runs_json(session) -> bytes:
     """Built only when the button is pressed: the runs behind these figures, with the history a
     reader may see (their own) or the lead may see (everyone's)."""
     runs = [
-        (repository.get_run(session, run_id), repository.verdict_history(session, run_id, reviewer=only),
-         repository.case_note_history(session, run_id, reviewer=only))
+        (
+            repository.get_run(session, run_id),
+            repository.verdict_history(session, run_id, reviewer=only),
+            repository.case_note_history(session, run_id, reviewer=only),
+        )
         for run_id in sorted(cases)
     ]
     return exports.runs_json(runs, names, blinded_to=only)
@@ -142,8 +203,18 @@ def _runs_json(session) -> bytes:
 
 left, right = st.columns(2)
 with left:
-    export_button("Verdicts (CSV)", lambda session: exports.verdicts_csv(facts), file_name="verdicts.csv",
-                  mime="text/csv", kind="verdicts (CSV)")
+    export_button(
+        "Verdicts (CSV)",
+        lambda session: exports.verdicts_csv(facts),
+        file_name="verdicts.csv",
+        mime="text/csv",
+        kind="verdicts (CSV)",
+    )
 with right:
-    export_button("Runs and verdict history (JSON)", _runs_json, file_name="runs.json", mime="application/json",
-                  kind="runs and verdicts (JSON)")
+    export_button(
+        "Runs and verdict history (JSON)",
+        _runs_json,
+        file_name="runs.json",
+        mime="application/json",
+        kind="runs and verdicts (JSON)",
+    )

@@ -7,12 +7,12 @@ import streamlit as st
 from analytics import exports
 from storage import audit, reporting, repository
 from ui import cache
-from ui.widgets.charts import band_legend_text, score_text, shap_waterfall
-from ui.text import md_escape
 from ui.downloads import export_button
-from ui.identity import visible_reviewer
-from ui.widgets.verdicts import finding_verdict_panel, history_table
 from ui.entry import require_app_entry
+from ui.identity import visible_reviewer
+from ui.text import md_escape
+from ui.widgets.charts import band_legend_text, score_text, shap_waterfall
+from ui.widgets.verdicts import finding_verdict_panel, history_table
 
 require_app_entry()
 
@@ -29,7 +29,9 @@ requested = st.query_params.get("case")
 options = [c.case_id for c in cases]
 default = options.index(int(requested)) if requested and requested.isdigit() and int(requested) in by_id else 0
 case_id = st.selectbox(
-    "Open case", options, index=default,
+    "Open case",
+    options,
+    index=default,
     format_func=lambda c: f"Case {c} · {by_id[c].top_band} · {by_id[c].status}",
 )
 st.query_params["case"] = str(case_id)
@@ -71,7 +73,9 @@ if explanation is not None:
     shown = st.selectbox("Finding", [f.label for f in ranked], key=f"cases_shap_finding::{run.run_id}")
     values, base, score = explanation.for_label(shown)
     if explanation.is_flat(shown):
-        st.info(f"No region changes the {shown} score: hiding any of them leaves it at {score_text(score, run.trained)}.")
+        st.info(
+            f"No region changes the {shown} score: hiding any of them leaves it at {score_text(score, run.trained)}."
+        )
     else:
         st.plotly_chart(
             shap_waterfall(explanation.region_names, values.tolist(), base, score, shown, run.trained),
@@ -85,14 +89,22 @@ only = visible_reviewer()  # None: everyone's (admin, open mode); else this read
 
 def _report(session) -> bytes:
     return exports.case_report_html(
-        run, repository.verdict_history(session, run.run_id, reviewer=only),
+        run,
+        repository.verdict_history(session, run.run_id, reviewer=only),
         repository.case_note_history(session, run.run_id, reviewer=only),
-        names=repository.reviewer_names(session), blinded=only is not None,
+        names=repository.reviewer_names(session),
+        blinded=only is not None,
     )
 
 
-export_button("Download case report (HTML)", _report, file_name=f"case-{case_id}-report.html", mime="text/html",
-              kind="case report (HTML)", case_id=case_id)
+export_button(
+    "Download case report (HTML)",
+    _report,
+    file_name=f"case-{case_id}-report.html",
+    mime="text/html",
+    kind="case report (HTML)",
+    case_id=case_id,
+)
 
 if st.toggle("Show the audit trail", key=f"audit::{case_id}"):
     with cache.transaction() as session:
@@ -102,8 +114,13 @@ if st.toggle("Show the audit trail", key=f"audit::{case_id}"):
         st.caption("Only your own actions and the system's are shown; the lead (admin) sees everyone's.")
     st.dataframe(
         [
-            {"time (UTC)": e.at.strftime("%Y-%m-%d %H:%M:%S"), "who": names.get(e.actor, e.actor), "event": e.kind.replace("_", " "),
-             "run": e.run_id, "detail": ", ".join(f"{k}={v}" for k, v in e.detail.items())}
+            {
+                "time (UTC)": e.at.strftime("%Y-%m-%d %H:%M:%S"),
+                "who": names.get(e.actor, e.actor),
+                "event": e.kind.replace("_", " "),
+                "run": e.run_id,
+                "detail": ", ".join(f"{k}={v}" for k, v in e.detail.items()),
+            }
             for e in events
         ],
         hide_index=True,

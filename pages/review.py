@@ -9,15 +9,15 @@ import streamlit as st
 from core.errors import ReviewError
 from storage import repository
 from ui import cache
+from ui.entry import require_app_entry
+from ui.session import RUN_IDS, reviewer
+from ui.text import md_escape
 from ui.widgets.cam_viewer import cam_viewer, compare_methods
 from ui.widgets.charts import band_legend_text
 from ui.widgets.model_status import require_model
 from ui.widgets.shap_view import shap_panel
-from ui.session import RUN_IDS, reviewer
-from ui.text import md_escape
 from ui.widgets.verdicts import finding_verdict_panel, history_table
 from xai.cam import CLOSED_FORM_METHOD
-from ui.entry import require_app_entry
 
 require_app_entry()
 
@@ -66,7 +66,9 @@ if facts.view_position:
     details.append(f"view {facts.view_position}")
 if facts.patient_key:
     details.append(f"patient key {facts.patient_key}")
-details.append(f"model {prediction.model.model_id} in {prediction.timing_ms:.0f} ms on {prediction.model.device.upper()}")
+details.append(
+    f"model {prediction.model.model_id} in {prediction.timing_ms:.0f} ms on {prediction.model.device.upper()}"
+)
 st.caption(" · ".join(md_escape(d) for d in details))
 for note in facts.notes:
     st.warning(note)
@@ -84,9 +86,7 @@ with chart_col:
         config={"displayModeBar": False},
         key="band_chart",
     )
-    st.caption(
-        f"{len(ranked)} findings · {band_legend_text()} · bands version {md_escape(prediction.bands_version)}"
-    )
+    st.caption(f"{len(ranked)} findings · {band_legend_text()} · bands version {md_escape(prediction.bands_version)}")
 with cam_col:
     label = st.selectbox("Finding to explain", labels, key="cam_finding")
     cam_viewer(analysis, loaded, label)

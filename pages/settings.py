@@ -7,13 +7,13 @@ import streamlit as st
 from sqlalchemy.engine import make_url
 
 from core.errors import ReviewError
-from inference.models.registry import CXR_DENSENET
 from core.settings import load_settings
+from inference.models.registry import CXR_DENSENET
 from inference.models.weights import expected_weights_path
 from ui import cache
+from ui.entry import require_app_entry
 from ui.widgets.band_editor import edit_bands_section
 from ui.widgets.model_status import require_model
-from ui.entry import require_app_entry
 
 require_app_entry()
 
@@ -26,7 +26,9 @@ try:
 except ReviewError as exc:
     st.error(str(exc))
     st.stop()
-st.markdown(f"Version **{bands.version}** (content fingerprint {bands.fingerprint}, recorded with every run as `{bands.identity}`) from `{bands.source}`")
+st.markdown(
+    f"Version **{bands.version}** (content fingerprint {bands.fingerprint}, recorded with every run as `{bands.identity}`) from `{bands.source}`"
+)
 st.caption(
     "Scores are calibrated so that 0.5 is each finding's operating point. Below low: negative; "
     "low to high: indeterminate; high to critical: positive; at or above critical: critical."
@@ -35,8 +37,15 @@ rows = []
 for label in CXR_DENSENET.labels:
     t = bands.thresholds(CXR_DENSENET.modality, label)
     custom = label in bands.per_finding.get(CXR_DENSENET.modality, {})
-    rows.append({"finding": label, "low": t.low, "high": t.high, "critical": t.critical,
-                 "source": "finding-specific" if custom else "modality default"})
+    rows.append(
+        {
+            "finding": label,
+            "low": t.low,
+            "high": t.high,
+            "critical": t.critical,
+            "source": "finding-specific" if custom else "modality default",
+        }
+    )
 st.dataframe(pd.DataFrame(rows), hide_index=True)
 edit_bands_section(bands, pd.DataFrame(rows))
 

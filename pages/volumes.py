@@ -12,13 +12,13 @@ from inference.volume.ingest import BRATS_CHANNELS, assign_mri_channels
 from inference.volume.types import MultiChannelVolume, Segmentation, Volume
 from storage import segmentation_repository
 from ui import cache
+from ui.entry import require_app_entry
+from ui.session import reviewer
+from ui.text import md_escape
 from ui.widgets.job_progress import follow_job
 from ui.widgets.model_status import seg_model_panel
-from ui.session import reviewer
 from ui.widgets.structure_verdicts import measurement_rows, structure_history, structure_verdict_panel
-from ui.text import md_escape
 from ui.widgets.volume_viewer import jump_to, volume_viewer
-from ui.entry import require_app_entry
 
 require_app_entry()
 
@@ -44,8 +44,9 @@ def _brats_inputs(uploads) -> MultiChannelVolume | None:
     assignment = []
     for column, channel in zip(columns, BRATS_CHANNELS):
         default = names.index(automatic[channel]) if channel in automatic else None
-        chosen = column.selectbox(CHANNEL_NAMES[channel], names, index=default, key=f"channel::{channel}",
-                                  placeholder="choose the file")
+        chosen = column.selectbox(
+            CHANNEL_NAMES[channel], names, index=default, key=f"channel::{channel}", placeholder="choose the file"
+        )
         assignment.append((channel, chosen))
     if any(name is None for _, name in assignment):
         st.info("Assign a file to each of the four channels to continue.")
@@ -60,15 +61,23 @@ def _upload_volume() -> Volume | MultiChannelVolume | None:
     if task == TASK_BRATS:
         prompt = "The four MRI channels of one brain case as NIfTI (T1c, T1, T2, FLAIR), co-registered on one grid"
     else:
-        prompt = "A volume: one NIfTI (.nii / .nii.gz), a DICOM series (several files or one .zip) or a multi-frame DICOM"
-    uploads = st.file_uploader(prompt, accept_multiple_files=True, key=f"volume_upload::{task}",
-                               help="Read in memory. The images are not stored; measurements and verdicts are.")
+        prompt = (
+            "A volume: one NIfTI (.nii / .nii.gz), a DICOM series (several files or one .zip) or a multi-frame DICOM"
+        )
+    uploads = st.file_uploader(
+        prompt,
+        accept_multiple_files=True,
+        key=f"volume_upload::{task}",
+        help="Read in memory. The images are not stored; measurements and verdicts are.",
+    )
     if not uploads:
         st.info("Upload a volume above to scroll through it, see the masks and record your verdicts.")
         return None
     if task == TASK_BRATS:
         if len(uploads) != 4:
-            st.error(f"The brain tumour model needs exactly 4 NIfTI files (T1c, T1, T2, FLAIR); {len(uploads)} were uploaded.")
+            st.error(
+                f"The brain tumour model needs exactly 4 NIfTI files (T1c, T1, T2, FLAIR); {len(uploads)} were uploaded."
+            )
             return None
         return _brats_inputs(uploads)
     return cache.volume(cache.upload_key(uploads), tuple(uploads))
@@ -95,19 +104,23 @@ def _model_segmentation(inputs, spec) -> tuple[Segmentation, int] | None:
 
 def _uploaded_segmentation(volume: Volume) -> tuple[Segmentation, int] | None:
     left, middle, right = st.columns([2, 1.4, 1])
-    masks = left.file_uploader("Label map: NIfTI on the same grid, or a DICOM SEG", accept_multiple_files=False,
-                               key="mask_upload")
-    legend = middle.file_uploader("Label names (optional): JSON or CSV legend", key="legend_upload",
-                                  type=["json", "csv", "txt"])
-    probability = right.checkbox("It is a probability map", key="mask_is_probability",
-                                 help="Voxels at or above the threshold become label 1.")
+    masks = left.file_uploader(
+        "Label map: NIfTI on the same grid, or a DICOM SEG", accept_multiple_files=False, key="mask_upload"
+    )
+    legend = middle.file_uploader(
+        "Label names (optional): JSON or CSV legend", key="legend_upload", type=["json", "csv", "txt"]
+    )
+    probability = right.checkbox(
+        "It is a probability map", key="mask_is_probability", help="Voxels at or above the threshold become label 1."
+    )
     threshold = right.number_input("Threshold", value=0.5, key="mask_threshold", disabled=not probability)
     if masks is None:
         st.caption("Upload a label map from nnU-Net, TotalSegmentator or another tool to review it here.")
         return None
     key = cache.upload_key([masks] + ([legend] if legend else []))
-    segmentation = cache.uploaded_mask(key, volume.input_sha256, float(threshold) if probability else None,
-                                       masks, legend, volume)
+    segmentation = cache.uploaded_mask(
+        key, volume.input_sha256, float(threshold) if probability else None, masks, legend, volume
+    )
     return segmentation, _stored_run(volume, segmentation)
 
 
@@ -141,27 +154,42 @@ def _results(segmentation: Segmentation, run_id: int) -> None:
         what = f"uploaded mask, sha256 {model.weights_sha256[:12]}…"
     else:
         weights = "trained weights" if model.trained else "UNTRAINED weights"
-        what = (f"model {model.model_id}, {weights} sha256 {model.weights_sha256[:12]}…, "
-                f"{segmentation.timing_ms / 1000:.1f} s on {model.device.upper()}")
+        what = (
+            f"model {model.model_id}, {weights} sha256 {model.weights_sha256[:12]}…, "
+            f"{segmentation.timing_ms / 1000:.1f} s on {model.device.upper()}"
+        )
     params = ", ".join(f"{k} {v}" for k, v in segmentation.params if k != "mask_sha256")
     st.caption(md_escape(f"Segmentation run #{run_id} · {what} · {params}"))
     measurements = reviewed_structures(segmentation.measurements)
     absent = [m.name for m in segmentation.measurements if m not in measurements]
-    label_colours = {info.value: "#%02x%02x%02x" % info.color for info in segmentation.label_map.labels}
+    label_colours = {info.value: "#{:02x}{:02x}{:02x}".format(*info.color) for info in segmentation.label_map.labels}
     table, chart = st.columns([1.3, 1])
     table.dataframe(measurement_rows(measurements), hide_index=True)
     colours = [label_colours.get(m.values[0], "#888888") if len(m.values) == 1 else "#9e9e9e" for m in measurements]
     chart.plotly_chart(
-        cache.volume_figure(f"segmentation-run-{run_id}", tuple(m.name for m in measurements),
-                            tuple(m.volume_ml for m in measurements), tuple(colours), "Volume per structure" + origin),
-        config={"displayModeBar": False}, key="volume_chart",
+        cache.volume_figure(
+            f"segmentation-run-{run_id}",
+            tuple(m.name for m in measurements),
+            tuple(m.volume_ml for m in measurements),
+            tuple(colours),
+            "Volume per structure" + origin,
+        ),
+        config={"displayModeBar": False},
+        key="volume_chart",
     )
     if absent:
         st.caption(md_escape(f"No voxels, so not listed for review ({len(absent)}): " + ", ".join(absent)))
     present = {m.name: m for m in measurements if m.axial_first is not None}
     if present:
-        st.selectbox("Go to a structure (axial view, middle of its slice range)", list(present), index=None,
-                     key="goto_structure", placeholder="choose a structure", on_change=_go_to, args=(present,))
+        st.selectbox(
+            "Go to a structure (axial view, middle of its slice range)",
+            list(present),
+            index=None,
+            key="goto_structure",
+            placeholder="choose a structure",
+            on_change=_go_to,
+            args=(present,),
+        )
     structure_verdict_panel(run_id, measurements, origin)
     if st.toggle("Show the verdict history of this segmentation", key="show_structure_history"):
         structure_history(run_id)
@@ -184,10 +212,15 @@ if isinstance(inputs, MultiChannelVolume):
     names = [CHANNEL_NAMES[c] for c in inputs.channel_names]
     chosen = st.radio("Channel shown", names, index=names.index("FLAIR"), horizontal=True, key="channel_shown")
     shown = inputs.channels[names.index(chosen)]
-st.caption(md_escape(
-    f"{volume.description} · {volume.modality} · {facts.source_format} · " + " x ".join(str(n) for n in volume.shape)
-    + " voxels · stored as " + volume.original_axcodes + (f" · patient key {facts.patient_key}" if facts.patient_key else "")
-))
+st.caption(
+    md_escape(
+        f"{volume.description} · {volume.modality} · {facts.source_format} · "
+        + " x ".join(str(n) for n in volume.shape)
+        + " voxels · stored as "
+        + volume.original_axcodes
+        + (f" · patient key {facts.patient_key}" if facts.patient_key else "")
+    )
+)
 
 result = None
 try:

@@ -42,14 +42,19 @@ def volume_section() -> None:
         ),
         hide_index=True,
     )
-    st.caption("Newest first · volumes are not stored: upload the volume again on the MRI/CT page to see its masks "
-               "· 'reviewed by N': N readers gave a verdict on every structure")
+    st.caption(
+        "Newest first · volumes are not stored: upload the volume again on the MRI/CT page to see its masks "
+        "· 'reviewed by N': N readers gave a verdict on every structure"
+    )
     only = visible_reviewer()
     export_button(
         "Structure verdicts (CSV)",
         lambda session: exports.structure_verdicts_csv(
-            segmentation_repository.current_structure_verdict_facts(session, reviewer=only)),
-        file_name="structure_verdicts.csv", mime="text/csv", kind="structure verdicts (CSV)",
+            segmentation_repository.current_structure_verdict_facts(session, reviewer=only)
+        ),
+        file_name="structure_verdicts.csv",
+        mime="text/csv",
+        kind="structure verdicts (CSV)",
     )
     if only is not None:
         st.caption("The export holds only your own verdicts; the lead (admin) exports everyone's.")
@@ -109,5 +114,7 @@ st.dataframe(
     hide_index=True,
     column_config={"open": st.column_config.LinkColumn("open", display_text="open")},
 )
-st.caption(f"{len(shown)} of {len(rows)} cases · critical first, then newest · 'reviewed by N': N readers gave a verdict on every finding")
+st.caption(
+    f"{len(shown)} of {len(rows)} cases · critical first, then newest · 'reviewed by N': N readers gave a verdict on every finding"
+)
 volume_section()

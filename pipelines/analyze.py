@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inference.images.bands import BandConfig
 from core.errors import CorruptImage
-from inference.models.loader import LoadedModel, import_xrv
+from core.types import CamSet, CaseFacts, Finding, Image2D, ModelIdentity, Prediction
+from inference.images.bands import BandConfig
 from inference.images.preprocess import display_crop, model_input
-from core.types import CaseFacts, CamSet, Finding, Image2D, ModelIdentity, Prediction
+from inference.models.loader import LoadedModel, import_xrv
 from xai.cam import CLOSED_FORM_METHOD, gradcam_all_labels
 from xai.overlay import png_bytes
 
@@ -107,6 +107,11 @@ def score_batch(loaded: LoadedModel):
         import torch
 
         with torch.inference_mode():
-            return loaded.module(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(loaded.device)).float().cpu().numpy()
+            return (
+                loaded.module(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(loaded.device))
+                .float()
+                .cpu()
+                .numpy()
+            )
 
     return predict

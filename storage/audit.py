@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
@@ -12,9 +12,17 @@ from sqlalchemy.orm import Session
 from storage.models import AuditEvent
 
 KINDS = (
-    "case_created", "analysis_run", "verdict_set", "verdict_changed", "case_note",
-    "explanation_stored", "export_made", "bands_changed",
-    "segmentation_run", "structure_verdict_set", "structure_verdict_changed",
+    "case_created",
+    "analysis_run",
+    "verdict_set",
+    "verdict_changed",
+    "case_note",
+    "explanation_stored",
+    "export_made",
+    "bands_changed",
+    "segmentation_run",
+    "structure_verdict_set",
+    "structure_verdict_changed",
 )
 SYSTEM = "system"
 
@@ -30,19 +38,32 @@ class AuditRecord:
     detail: dict
 
 
-def record_event(session: Session, kind: str, actor: str | None, *, case_id: int | None = None,
-                 run_id: int | None = None, **detail: object) -> None:
+def record_event(
+    session: Session,
+    kind: str,
+    actor: str | None,
+    *,
+    case_id: int | None = None,
+    run_id: int | None = None,
+    **detail: object,
+) -> None:
     if kind not in KINDS:
         raise ValueError(f"Unknown audit event kind {kind!r}; known: {KINDS}.")
     # A Core INSERT, sent now: on every verdict it runs inside SQLite's write lock, where the unit
     # of work's flush at commit cost about as much CPU as the verdict's own lookups.
-    session.execute(insert(AuditEvent.__table__).values(
-        kind=kind, actor=(actor or SYSTEM)[:80], case_id=case_id, run_id=run_id,
-        detail_json=json.dumps(detail, sort_keys=True, default=str)))
+    session.execute(
+        insert(AuditEvent.__table__).values(
+            kind=kind,
+            actor=(actor or SYSTEM)[:80],
+            case_id=case_id,
+            run_id=run_id,
+            detail_json=json.dumps(detail, sort_keys=True, default=str),
+        )
+    )
 
 
 def _record(row: AuditEvent) -> AuditRecord:
-    at = row.at if row.at.tzinfo else row.at.replace(tzinfo=timezone.utc)
+    at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
     return AuditRecord(row.id, at, row.actor, row.kind, row.case_id, row.run_id, json.loads(row.detail_json))
 
 
@@ -56,5 +77,7 @@ def events_for_case(session: Session, case_id: int, actor: str | None = None) ->
 
 
 def events_of_kind(session: Session, kind: str, limit: int = 50) -> list[AuditRecord]:
-    rows = session.scalars(select(AuditEvent).where(AuditEvent.kind == kind).order_by(AuditEvent.id.desc()).limit(limit))
+    rows = session.scalars(
+        select(AuditEvent).where(AuditEvent.kind == kind).order_by(AuditEvent.id.desc()).limit(limit)
+    )
     return [_record(r) for r in rows]

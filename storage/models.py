@@ -3,14 +3,14 @@ supersedes the previous one, and the database refuses UPDATE and DELETE on them.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -204,6 +204,11 @@ class ReviewerIdentity(Base):
 
 
 APPEND_ONLY_TABLES = (
-    "verdicts", "case_notes", "region_explanations", "audit_events",
-    "segmentation_runs", "run_structures", "structure_verdicts",
+    "verdicts",
+    "case_notes",
+    "region_explanations",
+    "audit_events",
+    "segmentation_runs",
+    "run_structures",
+    "structure_verdicts",
 )

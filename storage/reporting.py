@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -56,7 +56,7 @@ class WorklistRow:
 
 
 def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def current_verdict_facts(
@@ -90,10 +90,20 @@ def current_verdict_facts(
             continue
         facts.append(
             VerdictFact(
-                verdict_id=verdict.id, run_id=run.id, case_id=run.case_id, finding=finding.label,
-                score=finding.score, band=finding.band, model_id=run.model_id,
-                weights_sha256=run.weights_sha256, trained=run.trained, bands_version=run.bands_version,
-                reviewer=verdict.reviewer, verdict=verdict.verdict, note=verdict.note, created_at=created,
+                verdict_id=verdict.id,
+                run_id=run.id,
+                case_id=run.case_id,
+                finding=finding.label,
+                score=finding.score,
+                band=finding.band,
+                model_id=run.model_id,
+                weights_sha256=run.weights_sha256,
+                trained=run.trained,
+                bands_version=run.bands_version,
+                reviewer=verdict.reviewer,
+                verdict=verdict.verdict,
+                note=verdict.note,
+                created_at=created,
             )
         )
     return facts
@@ -102,8 +112,9 @@ def current_verdict_facts(
 def first_and_last_verdict_times(session: Session) -> dict[tuple[int, str], tuple[datetime, datetime]]:
     """(run, reviewer) -> time of their first and last verdict entry: the reading time window."""
     rows = session.execute(
-        select(Verdict.run_id, Verdict.reviewer, func.min(Verdict.created_at), func.max(Verdict.created_at))
-        .group_by(Verdict.run_id, Verdict.reviewer)
+        select(Verdict.run_id, Verdict.reviewer, func.min(Verdict.created_at), func.max(Verdict.created_at)).group_by(
+            Verdict.run_id, Verdict.reviewer
+        )
     ).all()
     return {(run, reviewer): (_utc(first), _utc(last)) for run, reviewer, first, last in rows}
 
@@ -126,13 +137,18 @@ def worklist(session: Session, limit: int = 500) -> list[WorklistRow]:
         per_reader = [count for run_id, _reader, count in coverage if run_id == run.id]
         rows.append(
             WorklistRow(
-                case_id=run.case_id, run_id=run.id, modality=run.case.modality,
-                view_position=run.case.view_position, analysed_at=_utc(run.created_at), top_band=top.band,
-                top_finding=top.label, trained=run.trained, model_id=run.model_id,
+                case_id=run.case_id,
+                run_id=run.id,
+                modality=run.case.modality,
+                view_position=run.case.view_position,
+                analysed_at=_utc(run.created_at),
+                top_band=top.band,
+                top_finding=top.label,
+                trained=run.trained,
+                model_id=run.model_id,
                 readers_done=sum(1 for c in per_reader if c >= len(run.findings)),
                 readers_started=len(per_reader),
             )
         )
     rows.sort(key=lambda r: (-Band(r.top_band).rank, -r.run_id))
     return rows
-

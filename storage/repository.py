@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.vocabulary import Band
 from core.errors import InvalidReview
 from core.types import CaseFacts, Finding, Prediction, rank_findings
+from core.vocabulary import Band
 from storage import audit
 from storage.models import (
     AnalysisRun,
@@ -26,7 +26,8 @@ from storage.models import (
     Verdict,
     utcnow,
 )
-from xai.region_shap import METHOD as REGION_SHAP_METHOD, RegionExplanation
+from xai.region_shap import METHOD as REGION_SHAP_METHOD
+from xai.region_shap import RegionExplanation
 
 VERDICTS = ("agree", "disagree", "unsure")
 MAX_REVIEWER_CHARS = 80
@@ -77,7 +78,7 @@ class NoteRecord:
 
 
 def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _run_record(run: AnalysisRun) -> RunRecord:
@@ -138,13 +139,15 @@ def _get_or_create_case(session: Session, facts: CaseFacts, actor: str | None) -
     )
     session.add(case)
     session.flush()
-    audit.record_event(session, "case_created", actor, case_id=case.id, modality=facts.modality,
-                       source_format=facts.source_format)
+    audit.record_event(
+        session, "case_created", actor, case_id=case.id, modality=facts.modality, source_format=facts.source_format
+    )
     return case
 
 
-def store_analysis(session: Session, facts: CaseFacts, prediction: Prediction, cam_method: str,
-                   actor: str | None = None) -> RunRecord:
+def store_analysis(
+    session: Session, facts: CaseFacts, prediction: Prediction, cam_method: str, actor: str | None = None
+) -> RunRecord:
     """The run for this input and model identity, stored once; re-analysing the same image with the
     same weights and bands returns the existing run instead of adding a duplicate."""
     case = _get_or_create_case(session, facts, actor)
@@ -177,9 +180,17 @@ def store_analysis(session: Session, facts: CaseFacts, prediction: Prediction, c
     )
     session.add(run)
     session.flush()
-    audit.record_event(session, "analysis_run", actor, case_id=case.id, run_id=run.id, model_id=model.model_id,
-                       weights_sha256=model.weights_sha256, trained=model.trained,
-                       bands_version=prediction.bands_version)
+    audit.record_event(
+        session,
+        "analysis_run",
+        actor,
+        case_id=case.id,
+        run_id=run.id,
+        model_id=model.model_id,
+        weights_sha256=model.weights_sha256,
+        trained=model.trained,
+        bands_version=prediction.bands_version,
+    )
     return _run_record(run)
 
 
@@ -200,8 +211,10 @@ def _clean_reviewer(reviewer: str) -> str:
 def _clean_note(note: str | None) -> str:
     text = (note or "").strip()
     if len(text) > MAX_NOTE_CHARS:
-        raise InvalidReview(f"Notes are limited to {MAX_NOTE_CHARS:,} characters; this one has {len(text):,}. "
-                            "Nothing was saved: shorten it and save again.")
+        raise InvalidReview(
+            f"Notes are limited to {MAX_NOTE_CHARS:,} characters; this one has {len(text):,}. "
+            "Nothing was saved: shorten it and save again."
+        )
     return text
 
 
@@ -264,18 +277,24 @@ def record_verdict(
         verdict_id = session.execute(insert(Verdict.__table__).values(**values).returning(Verdict.id)).scalar_one()
     except IntegrityError as exc:
         raise InvalidReview("This verdict changed in another window at the same moment; reload and try again.") from exc
-    audit.record_event(session, "verdict_changed" if previous is not None else "verdict_set", reviewer,
-                       case_id=case_id, run_id=run_id, finding=finding_label, verdict=verdict,
-                       entry=verdict_id, replaces=values["supersedes_id"])
+    audit.record_event(
+        session,
+        "verdict_changed" if previous is not None else "verdict_set",
+        reviewer,
+        case_id=case_id,
+        run_id=run_id,
+        finding=finding_label,
+        verdict=verdict,
+        entry=verdict_id,
+        replaces=values["supersedes_id"],
+    )
     return VerdictRecord(verdict_id=verdict_id, **values)
 
 
 def current_verdicts(session: Session, run_id: int, reviewer: str | None = None) -> list[VerdictRecord]:
     """Each reviewer's latest verdict per finding (all reviewers unless one is named)."""
     latest = (
-        select(func.max(Verdict.id))
-        .where(Verdict.run_id == run_id)
-        .group_by(Verdict.reviewer, Verdict.finding_label)
+        select(func.max(Verdict.id)).where(Verdict.run_id == run_id).group_by(Verdict.reviewer, Verdict.finding_label)
     )
     query = select(Verdict).where(Verdict.id.in_(latest))
     if reviewer is not None:
@@ -324,15 +343,23 @@ def case_note_history(session: Session, run_id: int, reviewer: str | None = None
     return [_note_record(n) for n in session.scalars(query.order_by(CaseNote.id))]
 
 
-def register_reviewer(session: Session, identity: str, display_name: str, verified_email: str | None,
-                      issuer: str, subject: str) -> None:
+def register_reviewer(
+    session: Session, identity: str, display_name: str, verified_email: str | None, issuer: str, subject: str
+) -> None:
     """Remember how to show a signed-in identity key (its verified e-mail or name). The key in the
     verdict rows never changes; only the name shown for it does."""
     row = session.get(ReviewerIdentity, identity)
     display_name = display_name[:200]
     if row is None:
-        session.add(ReviewerIdentity(identity=identity, display_name=display_name, verified_email=verified_email,
-                                     issuer=issuer[:1000], subject=subject[:1000]))
+        session.add(
+            ReviewerIdentity(
+                identity=identity,
+                display_name=display_name,
+                verified_email=verified_email,
+                issuer=issuer[:1000],
+                subject=subject[:1000],
+            )
+        )
     elif (row.display_name, row.verified_email) != (display_name, verified_email):
         row.display_name, row.verified_email, row.updated_at = display_name, verified_email, utcnow()
 
@@ -381,8 +408,15 @@ def store_region_explanation(session: Session, run_id: int, result: RegionExplan
         )
     )
     session.flush()
-    audit.record_event(session, "explanation_stored", None, case_id=run.case_id, run_id=run_id,
-                       method=REGION_SHAP_METHOD, evaluations=result.evaluations)
+    audit.record_event(
+        session,
+        "explanation_stored",
+        None,
+        case_id=run.case_id,
+        run_id=run_id,
+        method=REGION_SHAP_METHOD,
+        evaluations=result.evaluations,
+    )
 
 
 def get_region_explanation(session: Session, run_id: int) -> RegionExplanation | None:

@@ -120,8 +120,9 @@ def _verdict_record(row: StructureVerdict) -> StructureVerdictRecord:
 def _source_of(segmentation: Segmentation) -> str:
     source = segmentation.label_map.source.split(":", 1)[0]
     if source not in SOURCES:
-        raise StorageError("A label map must come from a model or an upload; this one says "
-                           f"{segmentation.label_map.source!r}.")
+        raise StorageError(
+            f"A label map must come from a model or an upload; this one says {segmentation.label_map.source!r}."
+        )
     return source
 
 
@@ -130,21 +131,24 @@ def _checked_measurements(segmentation: Segmentation) -> tuple[StructureMeasurem
     column lengths, and a clear message beats a constraint name."""
     measurements = segmentation.measurements
     if not measurements:
-        raise StorageError("This segmentation has no measured structures, so there is nothing to review; "
-                           "measure it before storing it.")
+        raise StorageError(
+            "This segmentation has no measured structures, so there is nothing to review; measure it before storing it."
+        )
     seen: set[str] = set()
     for m in measurements:
         if not m.name or len(m.name) > MAX_STRUCTURE_NAME_CHARS:
-            raise StorageError(f"Structure names must have 1 to {MAX_STRUCTURE_NAME_CHARS} characters; "
-                               f"got {m.name[:80]!r}.")
+            raise StorageError(
+                f"Structure names must have 1 to {MAX_STRUCTURE_NAME_CHARS} characters; got {m.name[:80]!r}."
+            )
         if m.name in seen:
             raise StorageError(f"The segmentation names the structure {m.name!r} twice.")
         seen.add(m.name)
     return measurements
 
 
-def store_segmentation(session: Session, facts: CaseFacts, segmentation: Segmentation,
-                       actor: str | None = None) -> SegmentationRunRecord:
+def store_segmentation(
+    session: Session, facts: CaseFacts, segmentation: Segmentation, actor: str | None = None
+) -> SegmentationRunRecord:
     """The run for this input, model, weights and label map, stored once with its structures;
     storing the same identity again returns the existing run instead of adding a duplicate."""
     source = _source_of(segmentation)
@@ -171,8 +175,9 @@ def store_segmentation(session: Session, facts: CaseFacts, segmentation: Segment
         label_map_sha256=label_map.sha256,
         # In the order the pipeline gave them: that is the order the reviewer saw.
         params_json=json.dumps(segmentation.params_dict()),
-        labels_json=json.dumps([{"value": int(i.value), "name": i.name, "color": [int(c) for c in i.color]}
-                                for i in label_map.labels]),
+        labels_json=json.dumps(
+            [{"value": int(i.value), "name": i.name, "color": [int(c) for c in i.color]} for i in label_map.labels]
+        ),
         spacing_json=json.dumps([float(v) for v in segmentation.spacing_mm]),
         shape_json=json.dumps([int(n) for n in label_map.data.shape]),
         device=model.device,
@@ -195,9 +200,19 @@ def store_segmentation(session: Session, facts: CaseFacts, segmentation: Segment
     session.add(run)
     session.flush()
     # audit_events.run_id points at analysis_runs, so the segmentation run goes in the detail.
-    audit.record_event(session, "segmentation_run", actor, case_id=case.id, segmentation_run=run.id,
-                       model_id=model.model_id, weights_sha256=model.weights_sha256, trained=model.trained,
-                       source=source, label_map_sha256=label_map.sha256, structures=len(measurements))
+    audit.record_event(
+        session,
+        "segmentation_run",
+        actor,
+        case_id=case.id,
+        segmentation_run=run.id,
+        model_id=model.model_id,
+        weights_sha256=model.weights_sha256,
+        trained=model.trained,
+        source=source,
+        label_map_sha256=label_map.sha256,
+        structures=len(measurements),
+    )
     return _run_record(run)
 
 
@@ -235,15 +250,19 @@ def _case_of_structure(session: Session, run_id: int, structure: str) -> int:
 def _latest_verdict(session: Session, run_id: int, structure: str, reviewer: str) -> StructureVerdict | None:
     return session.scalar(
         select(StructureVerdict)
-        .where(StructureVerdict.run_id == run_id, StructureVerdict.structure == structure,
-               StructureVerdict.reviewer == reviewer)
+        .where(
+            StructureVerdict.run_id == run_id,
+            StructureVerdict.structure == structure,
+            StructureVerdict.reviewer == reviewer,
+        )
         .order_by(StructureVerdict.id.desc())
         .limit(1)
     )
 
 
-def record_structure_verdict(session: Session, run_id: int, structure: str, verdict: str, reviewer: str,
-                             note: str | None = None) -> StructureVerdictRecord:
+def record_structure_verdict(
+    session: Session, run_id: int, structure: str, verdict: str, reviewer: str, note: str | None = None
+) -> StructureVerdictRecord:
     """Append a verdict on one structure; it supersedes this reviewer's previous one for it.
     Recording the same verdict and note again stores nothing new."""
     if verdict not in VERDICTS:
@@ -271,14 +290,23 @@ def record_structure_verdict(session: Session, run_id: int, structure: str, verd
     except IntegrityError as exc:
         # Another window superseded the same verdict first (supersedes_id is unique).
         raise InvalidReview("This verdict changed in another window at the same moment; reload and try again.") from exc
-    audit.record_event(session, "structure_verdict_changed" if previous is not None else "structure_verdict_set",
-                       reviewer, case_id=case_id, segmentation_run=run_id, structure=structure, verdict=verdict,
-                       entry=verdict_id, replaces=values["supersedes_id"])
+    audit.record_event(
+        session,
+        "structure_verdict_changed" if previous is not None else "structure_verdict_set",
+        reviewer,
+        case_id=case_id,
+        segmentation_run=run_id,
+        structure=structure,
+        verdict=verdict,
+        entry=verdict_id,
+        replaces=values["supersedes_id"],
+    )
     return StructureVerdictRecord(verdict_id=verdict_id, **values)
 
 
-def current_structure_verdicts(session: Session, run_id: int,
-                               reviewer: str | None = None) -> list[StructureVerdictRecord]:
+def current_structure_verdicts(
+    session: Session, run_id: int, reviewer: str | None = None
+) -> list[StructureVerdictRecord]:
     """Each reviewer's latest verdict per structure (all reviewers unless one is named)."""
     latest = (
         select(func.max(StructureVerdict.id))
@@ -291,8 +319,9 @@ def current_structure_verdicts(session: Session, run_id: int,
     return [_verdict_record(v) for v in session.scalars(query.order_by(StructureVerdict.id))]
 
 
-def structure_verdict_history(session: Session, run_id: int,
-                              reviewer: str | None = None) -> list[StructureVerdictRecord]:
+def structure_verdict_history(
+    session: Session, run_id: int, reviewer: str | None = None
+) -> list[StructureVerdictRecord]:
     """Every structure verdict entry of a run, oldest first: everyone's, or only ``reviewer``'s."""
     query = select(StructureVerdict).where(StructureVerdict.run_id == run_id)
     if reviewer is not None:
@@ -323,7 +352,9 @@ class SegmentationWorklistRow:
 def segmentation_worklist(session: Session, limit: int = 500) -> list[SegmentationWorklistRow]:
     """Every segmentation run, newest first, with how far its readers have got."""
     runs = session.execute(
-        select(SegmentationRun, func.count(RunStructure.id), func.count(RunStructure.id).filter(RunStructure.voxels > 0))
+        select(
+            SegmentationRun, func.count(RunStructure.id), func.count(RunStructure.id).filter(RunStructure.voxels > 0)
+        )
         .join(RunStructure, RunStructure.run_id == SegmentationRun.id)
         .group_by(SegmentationRun.id)
         .order_by(SegmentationRun.id.desc())
@@ -331,7 +362,9 @@ def segmentation_worklist(session: Session, limit: int = 500) -> list[Segmentati
         .options(selectinload(SegmentationRun.case))
     ).all()
     coverage = session.execute(
-        select(StructureVerdict.run_id, StructureVerdict.reviewer, func.count(func.distinct(StructureVerdict.structure)))
+        select(
+            StructureVerdict.run_id, StructureVerdict.reviewer, func.count(func.distinct(StructureVerdict.structure))
+        )
         .where(StructureVerdict.run_id.in_([row[0].id for row in runs]))
         .group_by(StructureVerdict.run_id, StructureVerdict.reviewer)
     ).all()
@@ -339,11 +372,20 @@ def segmentation_worklist(session: Session, limit: int = 500) -> list[Segmentati
     for run, structures, with_voxels in runs:
         per_reader = [count for run_id, _reader, count in coverage if run_id == run.id]
         required = required_count(structures, with_voxels)
-        rows.append(SegmentationWorklistRow(
-            run_id=run.id, case_id=run.case_id, modality=run.case.modality, source=run.source,
-            model_id=run.model_id, trained=run.trained, created_at=_utc(run.created_at), structures=structures,
-            readers_done=sum(1 for c in per_reader if c >= required), readers_started=len(per_reader),
-        ))
+        rows.append(
+            SegmentationWorklistRow(
+                run_id=run.id,
+                case_id=run.case_id,
+                modality=run.case.modality,
+                source=run.source,
+                model_id=run.model_id,
+                trained=run.trained,
+                created_at=_utc(run.created_at),
+                structures=structures,
+                readers_done=sum(1 for c in per_reader if c >= required),
+                readers_started=len(per_reader),
+            )
+        )
     return rows
 
 
@@ -377,8 +419,10 @@ def current_structure_verdict_facts(session: Session, reviewer: str | None = Non
     query = (
         select(StructureVerdict, SegmentationRun, RunStructure, Case.modality)
         .join(SegmentationRun, SegmentationRun.id == StructureVerdict.run_id)
-        .join(RunStructure, (RunStructure.run_id == StructureVerdict.run_id)
-              & (RunStructure.name == StructureVerdict.structure))
+        .join(
+            RunStructure,
+            (RunStructure.run_id == StructureVerdict.run_id) & (RunStructure.name == StructureVerdict.structure),
+        )
         .join(Case, Case.id == SegmentationRun.case_id)
         .where(StructureVerdict.id.in_(latest))
     )
@@ -387,10 +431,21 @@ def current_structure_verdict_facts(session: Session, reviewer: str | None = Non
     rows = session.execute(query.order_by(StructureVerdict.id)).all()
     return [
         StructureVerdictFact(
-            verdict_id=v.id, run_id=run.id, case_id=run.case_id, modality=modality, structure=v.structure,
-            voxels=structure.voxels, volume_ml=structure.volume_ml, model_id=run.model_id,
-            weights_sha256=run.weights_sha256, trained=run.trained, source=run.source, reviewer=v.reviewer,
-            verdict=v.verdict, note=v.note, created_at=_utc(v.created_at),
+            verdict_id=v.id,
+            run_id=run.id,
+            case_id=run.case_id,
+            modality=modality,
+            structure=v.structure,
+            voxels=structure.voxels,
+            volume_ml=structure.volume_ml,
+            model_id=run.model_id,
+            weights_sha256=run.weights_sha256,
+            trained=run.trained,
+            source=run.source,
+            reviewer=v.reviewer,
+            verdict=v.verdict,
+            note=v.note,
+            created_at=_utc(v.created_at),
         )
         for v, run, structure, modality in rows
     ]

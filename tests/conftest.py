@@ -47,17 +47,17 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def untrained_model():
+    from core.settings import load_settings
     from inference.models.loader import load_model
     from inference.models.registry import CXR_DENSENET
-    from core.settings import load_settings
 
     return load_model(CXR_DENSENET, load_settings(), allow_untrained=True, device="cpu")
 
 
 @pytest.fixture(scope="session")
 def bands():
-    from inference.images.bands import load_band_config
     from core.settings import DEFAULT_BANDS_FILE
+    from inference.images.bands import load_band_config
 
     return load_band_config(DEFAULT_BANDS_FILE)
 

@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import replace
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
-from inference.images.bands import BandConfig, load_band_config
 from core.deid import KEY_ENV, load_or_create_key
 from core.errors import ReviewError, WeightsInvalid, WeightsMissing
+from core.settings import Settings, load_settings
+from inference.images.bands import BandConfig, load_band_config
 from inference.models.loader import LoadedModel, load_model
 from inference.models.registry import CXR_DENSENET
-from core.settings import Settings, load_settings
 from inference.models.weights import download_weights, find_weights_file
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,8 @@ def database() -> sessionmaker[Session]:
 @contextmanager
 def transaction() -> Iterator[Session]:
     """A database transaction whose failures reach the page as a StorageError it can show."""
-    from sqlalchemy.exc import OperationalError, SQLAlchemyError, TimeoutError as PoolTimeout
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     from core.errors import StorageError
 
@@ -135,7 +136,9 @@ def transaction() -> Iterator[Session]:
         if isinstance(exc.__cause__, ReviewError) or isinstance(exc, ReviewError):
             raise
         log.exception("Database error")
-        raise StorageError("The review database refused the change, so nothing was saved (details are in the server log).") from exc
+        raise StorageError(
+            "The review database refused the change, so nothing was saved (details are in the server log)."
+        ) from exc
 
 
 @st.cache_resource(show_spinner=False)
@@ -174,11 +177,19 @@ def patient_hash_key() -> bytes:
 
 
 @st.cache_data(max_entries=128, show_spinner="Reading the image and running the model…")
-def case_analysis(input_sha256: str, filename: str, model_id: str, weights_sha256: str, bands_version: str,
-                  _data: bytes, _loaded: LoadedModel, _bands: BandConfig):
+def case_analysis(
+    input_sha256: str,
+    filename: str,
+    model_id: str,
+    weights_sha256: str,
+    bands_version: str,
+    _data: bytes,
+    _loaded: LoadedModel,
+    _bands: BandConfig,
+):
     """Decode, predict and compute every Grad-CAM for one upload; cached per input and model."""
-    from pipelines.analyze import analyze
     from inference.images.ingest import load_image
+    from pipelines.analyze import analyze
 
     settings = load_settings()
     image = load_image(
@@ -192,8 +203,14 @@ def case_analysis(input_sha256: str, filename: str, model_id: str, weights_sha25
 
 
 @st.cache_data(max_entries=512, show_spinner="Computing the heatmap…")
-def cam_map(input_sha256: str, weights_sha256: str, method: str, label_index: int,
-            _loaded: LoadedModel, _model_input: np.ndarray) -> np.ndarray:
+def cam_map(
+    input_sha256: str,
+    weights_sha256: str,
+    method: str,
+    label_index: int,
+    _loaded: LoadedModel,
+    _model_input: np.ndarray,
+) -> np.ndarray:
     """One label's heatmap for a pytorch-grad-cam method other than the closed-form Grad-CAM."""
     from xai.cam import pgc_cam
 
@@ -280,8 +297,15 @@ def start_region_shap(analysis, loaded: LoadedModel, run_id: int):
 
 
 @st.cache_data(max_entries=512, show_spinner="Checking how much the score depends on the highlighted pixels…")
-def faithfulness(input_sha256: str, weights_sha256: str, methods: tuple[str, ...], label_index: int,
-                 _loaded: LoadedModel, _model_input: np.ndarray, _cams: tuple[np.ndarray, ...]):
+def faithfulness(
+    input_sha256: str,
+    weights_sha256: str,
+    methods: tuple[str, ...],
+    label_index: int,
+    _loaded: LoadedModel,
+    _model_input: np.ndarray,
+    _cams: tuple[np.ndarray, ...],
+):
     from pipelines.analyze import score_batch
     from xai.faithfulness import faithfulness_of
 
@@ -309,8 +333,12 @@ def volume(key: str, _uploads: tuple):
     from inference.volume.ingest import load_volume
 
     settings = load_settings()
-    return load_volume(_contents(_uploads), max_bytes=settings.max_volume_upload_mb * 1_000_000,
-                       max_voxels=settings.max_volume_voxels, hash_key=patient_hash_key())
+    return load_volume(
+        _contents(_uploads),
+        max_bytes=settings.max_volume_upload_mb * 1_000_000,
+        max_voxels=settings.max_volume_voxels,
+        hash_key=patient_hash_key(),
+    )
 
 
 @st.cache_resource(max_entries=2, ttl=4 * 3600, show_spinner="Reading the four MRI channels…")
@@ -321,8 +349,12 @@ def mri_channels(key: str, assignment: tuple[tuple[str, str], ...], _uploads: tu
     settings = load_settings()
     by_name = dict(_contents(_uploads))
     chosen = {channel: (name, by_name[name]) for channel, name in assignment}
-    return load_mri_channels(chosen, max_bytes=settings.max_volume_upload_mb * 1_000_000,
-                             max_voxels=settings.max_volume_voxels, hash_key=patient_hash_key())
+    return load_mri_channels(
+        chosen,
+        max_bytes=settings.max_volume_upload_mb * 1_000_000,
+        max_voxels=settings.max_volume_voxels,
+        hash_key=patient_hash_key(),
+    )
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -388,7 +420,12 @@ def uploaded_mask(key: str, volume_sha256: str, threshold: float | None, _mask, 
 
     settings = load_settings()
     legend = _contents([_legend])[0] if _legend is not None else None
-    label_map = load_label_map(_contents([_mask]), _volume, legend=legend, threshold=threshold,
-                               max_bytes=settings.max_volume_upload_mb * 1_000_000,
-                               max_voxels=settings.max_volume_voxels)
+    label_map = load_label_map(
+        _contents([_mask]),
+        _volume,
+        legend=legend,
+        threshold=threshold,
+        max_bytes=settings.max_volume_upload_mb * 1_000_000,
+        max_voxels=settings.max_volume_voxels,
+    )
     return uploaded_segmentation(label_map, _volume)

@@ -22,8 +22,9 @@ from ui.session import reviewer
 log = logging.getLogger(__name__)
 
 
-def export_button(label: str, build: Callable[[Session], bytes], *, file_name: str, mime: str, kind: str,
-                  case_id: int | None = None) -> None:
+def export_button(
+    label: str, build: Callable[[Session], bytes], *, file_name: str, mime: str, kind: str, case_id: int | None = None
+) -> None:
     """A download button for ``build(session)``; the export is recorded in the audit trail."""
     sessions = cache.database()  # bound now: the callable runs outside the script thread
     actor = reviewer() or None

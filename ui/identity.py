@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from core.identity import IdentityUnavailable, SignedInIdentity, from_claims
 from core.errors import ReviewError
+from core.identity import IdentityUnavailable, SignedInIdentity, from_claims
 from ui.session import REVIEWER
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,9 @@ def current_reviewer() -> Reviewer | None:
             return None
         if who is None:
             return None
-        return Reviewer(who.key, who.display_name, signed_in=True, is_admin=who.is_admin,
-                        unverified_email=who.unverified_email)
+        return Reviewer(
+            who.key, who.display_name, signed_in=True, is_admin=who.is_admin, unverified_email=who.unverified_email
+        )
     typed = " ".join(str(st.session_state.get(REVIEWER, "") or "").split())
     # Open mode: nobody is verified, so nobody's verdicts or statistics are private either.
     return Reviewer(typed, typed, signed_in=False, is_admin=True) if typed else None
@@ -93,8 +94,9 @@ def _register(who: SignedInIdentity) -> None:
         return
     try:
         with cache.transaction() as session:
-            repository.register_reviewer(session, who.key, who.display_name, who.verified_email,
-                                         who.issuer, who.subject)
+            repository.register_reviewer(
+                session, who.key, who.display_name, who.verified_email, who.issuer, who.subject
+            )
     except ReviewError:
         log.warning("Could not record the display name of %s", who.key, exc_info=True)
         return

@@ -101,7 +101,6 @@ def install() -> bool:
     return True
 
 
-
 @st.cache_resource(show_spinner=False)
 def ensure_installed() -> bool:
     """Called on every run of app.py; installs once per server process."""

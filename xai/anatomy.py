@@ -82,5 +82,7 @@ def choose_regions(model: "torch.nn.Module | None", image: np.ndarray) -> tuple[
         return grid_regions(size), None
     regions = regions_from_masks(anatomy_masks(model, image))
     if regions is None:
-        return grid_regions(size), "The anatomy segmentation did not find both lungs and the heart; the fixed grid was used."
+        return grid_regions(
+            size
+        ), "The anatomy segmentation did not find both lungs and the heart; the fixed grid was used."
     return regions, None

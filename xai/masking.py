@@ -13,7 +13,9 @@ import numpy as np
 # Model inputs (N, 1, S, S) -> scores (N, C). Batched by the caller.
 Predict = Callable[[np.ndarray], np.ndarray]
 
-MASKING_DESCRIPTION = "hidden regions are replaced by a strongly blurred copy of themselves (Gaussian, sigma = 1/8 of the image)"
+MASKING_DESCRIPTION = (
+    "hidden regions are replaced by a strongly blurred copy of themselves (Gaussian, sigma = 1/8 of the image)"
+)
 
 
 def strongly_blurred(image: np.ndarray) -> np.ndarray:
@@ -29,8 +31,9 @@ def composite(image: np.ndarray, blurred: np.ndarray, hidden: np.ndarray) -> np.
     return np.where(hidden, blurred, image).astype(np.float32)
 
 
-def predict_in_batches(predict: Predict, images: np.ndarray, batch_size: int,
-                       on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+def predict_in_batches(
+    predict: Predict, images: np.ndarray, batch_size: int, on_batch: Callable[[int], None] | None = None
+) -> np.ndarray:
     """Scores for (N, S, S) images, run ``batch_size`` at a time."""
     outputs = []
     for start in range(0, len(images), batch_size):

@@ -89,7 +89,9 @@ def legend_png(colormap: str, width: int = 256, height: int = 14) -> bytes:
 REGION_COLORMAP = "RdBu_r"  # red raises the score, blue lowers it
 
 
-def region_value_map(gray: np.ndarray, label_map: np.ndarray, values: np.ndarray, opacity: float = 0.5) -> tuple[np.ndarray, float]:
+def region_value_map(
+    gray: np.ndarray, label_map: np.ndarray, values: np.ndarray, opacity: float = 0.5
+) -> tuple[np.ndarray, float]:
     """RGB image with each region tinted by its value on a diverging scale centred on zero.
 
     Returns the image and the value at either end of the colour scale (+/- that value).

@@ -52,7 +52,9 @@ def shapley_from_table(table: dict[int, np.ndarray], n_regions: int) -> np.ndarr
     """Exact Shapley values (R, C) from the scores of all 2^R coalitions (bit i = region i shown)."""
     full = (1 << n_regions) - 1
     values = np.zeros((n_regions, len(table[0])), dtype=np.float64)
-    weights = [math.factorial(k) * math.factorial(n_regions - k - 1) / math.factorial(n_regions) for k in range(n_regions)]
+    weights = [
+        math.factorial(k) * math.factorial(n_regions - k - 1) / math.factorial(n_regions) for k in range(n_regions)
+    ]
     for coalition in range(full + 1):
         size = bin(coalition).count("1")
         for region in range(n_regions):
@@ -126,8 +128,9 @@ def shap_explanation(result: RegionExplanation, label: str):
     import shap
 
     values, base, _ = result.for_label(label)
-    return shap.Explanation(values=values, base_values=base, data=np.ones(len(values)),
-                            feature_names=list(result.region_names))
+    return shap.Explanation(
+        values=values, base_values=base, data=np.ones(len(values)), feature_names=list(result.region_names)
+    )
 
 
 def warm_up() -> None:

@@ -51,7 +51,9 @@ def _read_dataset(data: bytes, filename: str):
 def _check_is_radiograph(ds, filename: str) -> tuple[str, ...]:
     if "SOPClassUID" not in ds and "Modality" not in ds and "Rows" not in ds:
         # pydicom returns an empty dataset when the file is cut inside its pixel data.
-        raise CorruptImage(f"{filename} is a damaged or truncated DICOM file (no readable content). Export it again from PACS.")
+        raise CorruptImage(
+            f"{filename} is a damaged or truncated DICOM file (no readable content). Export it again from PACS."
+        )
     if not any(tag in ds for tag in _PIXEL_TAGS):
         if "Rows" in ds and "Columns" in ds:
             raise CorruptImage(
@@ -59,9 +61,7 @@ def _check_is_radiograph(ds, filename: str) -> tuple[str, ...]:
                 "(a truncated file?). Export it again from PACS."
             )
         sop = getattr(getattr(ds, "SOPClassUID", None), "name", None) or "unknown object type"
-        raise NoPixelData(
-            f"{filename} is a DICOM without an image ({sop}). Upload the chest radiograph itself."
-        )
+        raise NoPixelData(f"{filename} is a DICOM without an image ({sop}). Upload the chest radiograph itself.")
     modality = str(getattr(ds, "Modality", "") or "").upper()
     notes: list[str] = []
     if not modality:
@@ -133,7 +133,9 @@ def to_display_gray(arr: np.ndarray, ds) -> np.ndarray:
     if not np.isfinite(values).all():
         raise CorruptImage("The DICOM has invalid pixel values (NaN or infinity) and cannot be analysed.")
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
-        rescaled = float(getattr(ds, "RescaleSlope", 1) or 1) != 1 or float(getattr(ds, "RescaleIntercept", 0) or 0) != 0
+        rescaled = (
+            float(getattr(ds, "RescaleSlope", 1) or 1) != 1 or float(getattr(ds, "RescaleIntercept", 0) or 0) != 0
+        )
         # The VOI LUT is indexed by modality values, which are integers in practice.
         lut_input = np.rint(values).astype(np.int32) if rescaled and "ModalityLUTSequence" not in ds else arr
         lut = np.asarray(apply_voi(lut_input, ds), dtype=np.float32)

@@ -123,9 +123,7 @@ def load_image(
     if not data:
         raise EmptyInput(f"{filename} is empty (0 bytes). Upload the file again.")
     if len(data) > max_bytes:
-        raise InputTooLarge(
-            f"{filename} is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB upload limit."
-        )
+        raise InputTooLarge(f"{filename} is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB upload limit.")
     fmt = sniff_format(data)
     _check_declared(filename, fmt)
     sha = hashlib.sha256(data).hexdigest()

@@ -40,7 +40,7 @@ def read_dicom_seg(
     """
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
-    except Exception as exc:  # pydicom raises many types for damaged files
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for damaged files
         raise CorruptImage(f"{filename} could not be read as DICOM: {exc}.") from None
     sop_class = str(ds.get("SOPClassUID", ""))
     if sop_class != SEG_SOP_CLASS:
@@ -66,8 +66,7 @@ def read_dicom_seg(
     per_frame = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
     if len(per_frame) < frames:
         raise CorruptImage(
-            f"{filename} has {frames} frames but position information for only {len(per_frame)}; "
-            "export the SEG again."
+            f"{filename} has {frames} frames but position information for only {len(per_frame)}; export the SEG again."
         )
     if len(per_frame) > frames:
         log.warning("DICOM SEG: %d per-frame groups for %d frames; using the first %d", len(per_frame), frames, frames)
@@ -75,7 +74,9 @@ def read_dicom_seg(
     placements = [_placement(ds, shared, per_frame[i], i, volume, filename) for i in range(frames)]
     for i, (segment, *_) in enumerate(placements):
         if segment not in names:
-            raise CorruptImage(f"{filename}: frame {i + 1} refers to segment {segment}, which the SEG does not describe.")
+            raise CorruptImage(
+                f"{filename}: frame {i + 1} refers to segment {segment}, which the SEG does not describe."
+            )
     cut = 1.0 if kind == "BINARY" else 0.5 * float(ds.get("MaximumFractionalValue", 255) or 255)
     labels = np.zeros(volume.shape, dtype=np.uint16)
     overlaps = 0
@@ -111,7 +112,7 @@ def _frames(ds: pydicom.Dataset, filename: str):
             frame = next(frames)
         except StopIteration:
             return
-        except Exception as exc:  # pydicom's decoders raise many types
+        except Exception as exc:  # noqa: BLE001 - pydicom's decoders raise many types
             raise CorruptImage(f"{filename}: the segmentation pixels could not be decoded ({exc}).") from None
         yield np.asarray(frame)
 

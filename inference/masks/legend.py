@@ -184,7 +184,9 @@ def _value(filename: str, raw) -> int:
     try:
         value = int(str(raw).strip())
     except ValueError:
-        raise UnsupportedFormat(f"The legend {filename} has a label value {raw!r} that is not a whole number.") from None
+        raise UnsupportedFormat(
+            f"The legend {filename} has a label value {raw!r} that is not a whole number."
+        ) from None
     if not 0 <= value <= MAX_LABEL_VALUE:
         raise UnsupportedFormat(f"The legend {filename} has a label value {value} outside 0..{MAX_LABEL_VALUE}.")
     return value

@@ -25,8 +25,8 @@ from core.errors import (
     NotAVolume,
     UnsupportedFormat,
 )
-from inference.masks.legend import MAX_LABEL_VALUE, LegendEntry, build_labels, parse_legend
 from inference.masks.dicom_seg import describe_grid, read_dicom_seg
+from inference.masks.legend import MAX_LABEL_VALUE, LegendEntry, build_labels, parse_legend
 from inference.volume.measure import memory_blocks, memory_order, structures_from_labels
 from inference.volume.types import LabelMap, Volume, read_only
 
@@ -159,7 +159,7 @@ def read_nifti_array(data: bytes, name: str, *, gzipped: bool, max_voxels: int) 
         raise CorruptImage(f"{name} declares its voxels start {vox_offset:.0f} bytes in; the header is damaged.")
     try:
         image = image_class.from_stream(stream)
-    except Exception as exc:  # nibabel raises HeaderDataError, ValueError, EOFError...
+    except Exception as exc:  # noqa: BLE001 - nibabel raises HeaderDataError, ValueError, EOFError...
         raise CorruptImage(f"{name} has a NIfTI header that cannot be read ({exc}).") from None
     shape = tuple(int(n) for n in image.shape)
     dims = shape
@@ -184,7 +184,7 @@ def read_nifti_array(data: bytes, name: str, *, gzipped: bool, max_voxels: int) 
     try:
         raw = np.asanyarray(image.dataobj).reshape(dims)
         ornt = io_orientation(affine)
-    except Exception as exc:  # truncated data, singular affine
+    except Exception as exc:  # noqa: BLE001 - truncated data, singular affine
         raise CorruptImage(f"{name} could not be read to the end or has an invalid orientation ({exc}).") from None
     return apply_orientation(raw, ornt), affine @ inv_ornt_aff(ornt, dims)
 

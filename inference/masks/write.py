@@ -13,7 +13,9 @@ from core.errors import ReviewError
 from inference.volume.types import LabelMap, Volume
 
 
-def to_original_orientation(data: np.ndarray, affine: np.ndarray, original_axcodes: str) -> tuple[np.ndarray, np.ndarray]:
+def to_original_orientation(
+    data: np.ndarray, affine: np.ndarray, original_axcodes: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Undo the canonical (RAS+) reorientation, so the written file lines up voxel for voxel with
     the input in any viewer, including ones that ignore the affine."""
     from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, ornt_transform
@@ -48,5 +50,7 @@ def write_label_map(path: Path, label_map: LabelMap, volume: Volume) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise ReviewError(f"cannot write {path}: {exc.strerror or exc}") from None
     sidecar = path.with_name(path.name.split(".nii")[0] + ".labels.json")
-    sidecar.write_text(json.dumps([{"value": i.value, "name": i.name, "color": list(i.color)} for i in label_map.labels], indent=1))
+    sidecar.write_text(
+        json.dumps([{"value": i.value, "name": i.name, "color": list(i.color)} for i in label_map.labels], indent=1)
+    )
     return path

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from core.errors import WeightsInvalid
-from inference.models.registry import ModelSpec
 from core.settings import Settings
+from inference.models.registry import ModelSpec
 from inference.models.weights import find_weights_file, missing_weights_error, read_state_dict, sha256_of_file
 
 if TYPE_CHECKING:
@@ -63,7 +63,6 @@ class LoadedModel:
             clone.features.add_module("cam_relu", PostReLU())
             self._hooked_copy.append(clone.eval())
         return self._hooked_copy[0]
-
 
 
 def pick_device() -> str:

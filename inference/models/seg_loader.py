@@ -15,13 +15,13 @@ import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import WeightsInvalid, WeightsMissing
-from inference.models.seg_registry import SegModelSpec
 from core.settings import Settings
+from inference.models.seg_registry import SegModelSpec
 from inference.models.weights import sha256_of_file, write_state_dict_atomically
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def _unwrap(obj: object, source_name: str) -> dict:
     # CheckpointSaver with a one-entry save_dict writes the bare state_dict; accept one level of
     # {"model": ...} / {"state_dict": ...} nesting for checkpoints saved by hand.
     if isinstance(obj, Mapping) and len(obj) == 1:
-        (key, inner), = obj.items()
+        ((key, inner),) = obj.items()
         if key in ("model", "state_dict", "network") and isinstance(inner, Mapping):
             obj = inner
     if not isinstance(obj, Mapping) or not all(isinstance(k, str) for k in obj):
@@ -115,7 +115,7 @@ def read_seg_state_dict(source, source_name: str) -> dict:
             f"{source_name} is not a plain state_dict (it holds pickled objects beyond tensors). "
             "Use the bundle's models/*.pt checkpoint, not a TorchScript or whole-model file."
         ) from exc
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a file that is not weights
+    except Exception as exc:
         raise WeightsInvalid(f"{source_name} cannot be read as a PyTorch weights file ({type(exc).__name__}).") from exc
     return _unwrap(obj, source_name)
 
@@ -182,7 +182,8 @@ def _state_dict_from_zip(source: Path, spec: SegModelSpec) -> dict:
     try:
         with zipfile.ZipFile(source) as archive:
             members = [
-                m for m in archive.infolist()
+                m
+                for m in archive.infolist()
                 if not m.is_dir() and (m.filename == wanted or m.filename.endswith("/" + wanted))
             ]
             if len(members) != 1:
@@ -239,7 +240,7 @@ def import_seg_weights(source: Path, spec: SegModelSpec, settings: Settings) -> 
         "source": source.name,
         "source_sha256": sha256_of_file(source) if source.is_file() else None,
         "installed_sha256": sha256_of_file(dest),
-        "imported_at": datetime.now(timezone.utc).isoformat(),
+        "imported_at": datetime.now(UTC).isoformat(),
     }
     dest.with_suffix(dest.suffix + ".json").write_text(json.dumps(provenance, indent=2))
     log.info("Installed weights for %s at %s", spec.model_id, dest)

@@ -16,12 +16,12 @@ import os
 import pickle
 import tempfile
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from core.errors import WeightsInvalid, WeightsMissing
-from inference.models.registry import ModelSpec
 from core.settings import Settings
+from inference.models.registry import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def read_state_dict(path: Path, *, allow_pickle: bool = False) -> dict:
                 f"it with `python -m inference weights import {path} --allow-pickle`."
             ) from exc
         obj = _load_untrusted_format(path)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a file that is not weights
+    except Exception as exc:
         raise WeightsInvalid(f"{path.name} cannot be read as a PyTorch weights file ({type(exc).__name__}).") from exc
     if hasattr(obj, "state_dict") and callable(obj.state_dict):
         obj = obj.state_dict()
@@ -101,7 +101,7 @@ def _load_untrusted_format(path: Path):
 
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - arbitrary pickles fail in arbitrary ways
+    except Exception as exc:
         raise WeightsInvalid(f"{path.name} could not be unpickled as a model ({type(exc).__name__}: {exc}).") from exc
 
 
@@ -124,7 +124,7 @@ def import_weights(source: Path, spec: ModelSpec, settings: Settings, *, allow_p
 
     Returns the installed path. Nothing is written when the check fails.
     """
-    from inference.models.loader import build_architecture, apply_state_dict
+    from inference.models.loader import apply_state_dict, build_architecture
 
     if not source.is_file():
         raise WeightsInvalid(f"No file at {source}.")
@@ -137,7 +137,7 @@ def import_weights(source: Path, spec: ModelSpec, settings: Settings, *, allow_p
         "source_file": source.name,
         "source_sha256": sha256_of_file(source),
         "installed_sha256": sha256_of_file(dest),
-        "imported_at": datetime.now(timezone.utc).isoformat(),
+        "imported_at": datetime.now(UTC).isoformat(),
     }
     dest.with_suffix(dest.suffix + ".json").write_text(json.dumps(provenance, indent=2))
     log.info("Installed weights for %s at %s", spec.model_id, dest)

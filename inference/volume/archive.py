@@ -78,7 +78,9 @@ def unpack_zip(
     return files
 
 
-def _checked_members(infos: list[zipfile.ZipInfo], max_total_bytes: int, max_member_bytes: int) -> list[zipfile.ZipInfo]:
+def _checked_members(
+    infos: list[zipfile.ZipInfo], max_total_bytes: int, max_member_bytes: int
+) -> list[zipfile.ZipInfo]:
     """Refuse from the central directory alone, before anything is inflated."""
     wanted = []
     declared_total = 0
@@ -91,9 +93,7 @@ def _checked_members(infos: list[zipfile.ZipInfo], max_total_bytes: int, max_mem
         if _is_skipped(info):
             continue
         if info.flag_bits & 0x1:
-            raise UnsupportedFormat(
-                f"The zip member {info.filename} is password-protected; upload an unencrypted zip."
-            )
+            raise UnsupportedFormat(f"The zip member {info.filename} is password-protected; upload an unencrypted zip.")
         if info.file_size > max_member_bytes:
             raise UnsafeArchive(
                 f"The zip member {info.filename} declares {human_bytes(info.file_size)} unpacked, over the "

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from inference.volume.measure import measure_structures
 from core.types import CaseFacts, ModelIdentity
+from inference.volume.measure import measure_structures
 from inference.volume.types import LabelMap, MultiChannelVolume, Segmentation, StructureMeasurement, Volume
 
 UPLOADED_MASK_MODEL_ID = "uploaded-mask"
@@ -41,7 +41,9 @@ def case_facts(inputs: Volume | MultiChannelVolume) -> CaseFacts:
 def uploaded_segmentation(label_map: LabelMap, volume: Volume) -> Segmentation:
     """An uploaded label map as a reviewable result. Its identity is the file's hash; there are no
     model weights, so ``trained`` is True only in the sense that nothing here is untrained output."""
-    identity = ModelIdentity(model_id=UPLOADED_MASK_MODEL_ID, weights_sha256=label_map.sha256, trained=True, device="n/a")
+    identity = ModelIdentity(
+        model_id=UPLOADED_MASK_MODEL_ID, weights_sha256=label_map.sha256, trained=True, device="n/a"
+    )
     return Segmentation(
         label_map=label_map,
         model=identity,

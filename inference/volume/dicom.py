@@ -108,7 +108,9 @@ def load_dicom_series(
     modality = str(first.get("Modality", "") or "").strip().upper()
     digests = sorted(hashlib.sha256(data_).hexdigest() for _, data_, _ in images)
     description = str(first.get("SeriesDescription", "") or "").strip()[:64] or "DICOM series"
-    log.info("Loaded DICOM %s: %d slices, stored as %s", "multi-frame" if multiframe else "series", len(slices), axcodes)
+    log.info(
+        "Loaded DICOM %s: %d slices, stored as %s", "multi-frame" if multiframe else "series", len(slices), axcodes
+    )
     return Volume(
         data=read_only(data),
         affine=read_only(affine),
@@ -304,7 +306,9 @@ def _multiframe_slices(name: str, ds) -> list[_Slice]:
     slices = []
     for frame, groups in enumerate(per_frame):
         label = f"{name} frame {frame + 1}"
-        spacing = _floats(_group_value(shared, groups, "PixelMeasuresSequence", "PixelSpacing"), 2, "PixelSpacing", label)
+        spacing = _floats(
+            _group_value(shared, groups, "PixelMeasuresSequence", "PixelSpacing"), 2, "PixelSpacing", label
+        )
         rescale = _rescale(_group_item(groups, "PixelValueTransformationSequence")) or _rescale(
             _group_item(shared, "PixelValueTransformationSequence")
         )

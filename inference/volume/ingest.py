@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ChannelAssignmentError, EmptyInput, GridMismatch, InputTooLarge, NotAVolume
+from inference.volume.archive import unpack_zip
 from inference.volume.dicom import load_dicom_series
 from inference.volume.nifti import GZIP_MAGIC, human_bytes, load_nifti, looks_like_nifti_name, nifti_kind
 from inference.volume.types import MultiChannelVolume, Volume
-from inference.volume.archive import unpack_zip
 
 log = logging.getLogger(__name__)
 

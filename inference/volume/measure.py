@@ -178,18 +178,16 @@ def _max_axial_extent(mask: np.ndarray, affine: np.ndarray) -> float:
     dx = (x_last - x_first)[:, None].astype(np.float64)
     dy = (y_hi - y_lo)[:, None].astype(np.float64)
     # On a sheared grid the box is a parallelogram; its longer diagonal bounds any chord.
-    bound = np.maximum(
-        np.linalg.norm(dx * col_x + dy * col_y, axis=1), np.linalg.norm(dx * col_x - dy * col_y, axis=1)
-    )
+    bound = np.maximum(np.linalg.norm(dx * col_x + dy * col_y, axis=1), np.linalg.norm(dx * col_x - dy * col_y, axis=1))
     bound[~row_hit.any(axis=1)] = -1.0
     best = 0.0
     for k in np.argsort(-bound, kind="stable"):
         if bound[k] <= best:
             break
         xs = np.flatnonzero(row_hit[k])
-        ends = np.concatenate(
-            [np.stack([y_first[k, xs], xs], axis=1), np.stack([y_last[k, xs], xs], axis=1)]
-        ).astype(np.int32)
+        ends = np.concatenate([np.stack([y_first[k, xs], xs], axis=1), np.stack([y_last[k, xs], xs], axis=1)]).astype(
+            np.int32
+        )
         hull = cv2.convexHull(ends).reshape(-1, 2).astype(np.float64)  # (y, x) pairs
         points = hull[:, 1:2] * col_x + hull[:, 0:1] * col_y
         gaps = points[:, None, :] - points[None, :, :]

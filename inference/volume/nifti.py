@@ -66,7 +66,7 @@ def looks_like_nifti_name(name: str) -> bool:
 
 
 def nifti_kind(header_bytes: bytes) -> str | None:
-    """"nifti1", "nifti2", "analyze-pair" (a .hdr of an .hdr/.img pair) or None, from the magic."""
+    """ "nifti1", "nifti2", "analyze-pair" (a .hdr of an .hdr/.img pair) or None, from the magic."""
     if len(header_bytes) >= _NIFTI2_SIZE and header_bytes[4:12] == b"n+2\x00\r\n\x1a\n":
         return "nifti2"
     if len(header_bytes) >= _NIFTI1_SIZE:
@@ -86,7 +86,7 @@ def human_bytes(n: float) -> str:
 
 
 def guess_modality(data: np.ndarray) -> str:
-    """"CT" when the darkest voxels look like air in Hounsfield units (<= -500) and the volume
+    """ "CT" when the darkest voxels look like air in Hounsfield units (<= -500) and the volume
     also holds non-negative values, else "MR" (NIfTI does not record the modality)."""
     flat = np.asarray(data).reshape(-1)
     if flat.size == 0:
@@ -165,7 +165,7 @@ def _parse_header(raw: bytes, name: str, *, compressed: bool):
         header = klass(raw[:size], check=False)
         shape = tuple(int(n) for n in header.get_data_shape())
         offset = int(header.get_data_offset())
-    except Exception as exc:  # nibabel raises assorted types for a garbled header
+    except Exception as exc:  # noqa: BLE001 - nibabel raises assorted types for a garbled header
         raise CorruptImage(f"The NIfTI header of {name} is damaged ({type(exc).__name__}: {exc}).") from None
     return kind, header, shape, offset, size
 
@@ -221,7 +221,9 @@ def _inflate(data: bytes, name: str, max_voxels: int) -> tuple[bytes, int]:
     inflater = _BoundedInflater(data, name)
     head = inflater.read_until(_NIFTI2_SIZE)
     if inflater.truncated and nifti_kind(head) is None:
-        raise CorruptImage(f"{name} is truncated: the gzip stream ends after {len(head)} bytes. Upload the complete file.")
+        raise CorruptImage(
+            f"{name} is truncated: the gzip stream ends after {len(head)} bytes. Upload the complete file."
+        )
     kind, header, shape, offset, size = _parse_header(head, name, compressed=True)
     end = offset + _check_header(name, header, shape, offset, size, max_voxels)
     raw = inflater.read_until(end + _TRAILING_SLACK + 1)

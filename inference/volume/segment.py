@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.errors import ChannelAssignmentError, GridMismatch, WrongModality
-from inference.models.seg_registry import SegModelSpec
 from core.types import ModelIdentity
+from inference.models.seg_registry import SegModelSpec
 from inference.volume.types import LabelMap, MultiChannelVolume, Segmentation, Volume, read_only
 
 if TYPE_CHECKING:
@@ -32,8 +32,17 @@ SPACING_TOLERANCE = 0.01  # resample only when an axis differs from the model's 
 _PREP_END, _WINDOWS_END = 0.05, 0.95  # progress fractions: preparation, windows, post-processing
 
 _CHANNEL_ALIASES = {
-    "t1c": "T1c", "t1ce": "T1c", "t1gd": "T1c", "t1-gd": "T1c", "t1-ce": "T1c", "t1post": "T1c",
-    "t1": "T1", "t2": "T2", "flair": "FLAIR", "t2flair": "FLAIR", "t2-flair": "FLAIR",
+    "t1c": "T1c",
+    "t1ce": "T1c",
+    "t1gd": "T1c",
+    "t1-gd": "T1c",
+    "t1-ce": "T1c",
+    "t1post": "T1c",
+    "t1": "T1",
+    "t2": "T2",
+    "flair": "FLAIR",
+    "t2flair": "FLAIR",
+    "t2-flair": "FLAIR",
 }
 
 
@@ -272,12 +281,12 @@ def _params(spec: SegModelSpec, reference: Volume, grid, windows: int) -> tuple[
         resampling = "none (input already on the model grid)"
     else:
         resampling = (
-            f"{_fmt(round(s, 3) for s in spacing)} mm -> {spec.target_spacing_mm:g} mm trilinear; "
-            "labels back nearest"
+            f"{_fmt(round(s, 3) for s in spacing)} mm -> {spec.target_spacing_mm:g} mm trilinear; labels back nearest"
         )
     post = (
         f"sigmoid >= {spec.threshold:g} per channel; ET->4, TC->1, WT->2"
-        if spec.output_kind == "sigmoid-multilabel" else "softmax argmax"
+        if spec.output_kind == "sigmoid-multilabel"
+        else "softmax argmax"
     )
     return (
         ("bundle", f"{spec.bundle_name} {spec.bundle_version}"),

@@ -83,8 +83,10 @@ def slice_position_mm(affine: np.ndarray, shape: tuple[int, int, int], view: str
 def position_text(affine: np.ndarray, shape: tuple[int, int, int], view: str, index: int) -> str:
     axis = slice_axis(view)
     # RAS+ world coordinates, as NIfTI tools show them (a DICOM viewer's LPS x and y have the opposite sign).
-    return (f"{view} {index + 1} of {shape[axis]} · {_AXIS_NAME[axis]} = "
-            f"{slice_position_mm(affine, shape, view, index):.1f} mm (RAS, {_POSITIVE[axis]})")
+    return (
+        f"{view} {index + 1} of {shape[axis]} · {_AXIS_NAME[axis]} = "
+        f"{slice_position_mm(affine, shape, view, index):.1f} mm (RAS, {_POSITIVE[axis]})"
+    )
 
 
 def display_size(slice_shape: tuple[int, int], pixel_mm: tuple[float, float], width_px: int) -> tuple[int, int]:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support import synthetic_model as synth
 from tests.app.conftest import click_verdict, new_app, texts
+from tests.support import synthetic_model as synth
 from xai.regions import REGION_NAMES
 
 
@@ -89,8 +89,12 @@ def test_faithfulness_is_shown_beside_the_heatmap_and_methods_compare(app_with_b
     assert score > 0.2, "blurring the Grad-CAM hot spot (the blob) drops the score far more than chance"
     at.toggle(key="compare_cams").set_value(True).run()
     assert not at.exception
-    headings = [c for i in at.image for c in i.captions if c.split(":")[0] in
-                ("Grad-CAM", "Grad-CAM++", "XGrad-CAM", "HiRes-CAM", "Layer-CAM", "Eigen-CAM")]
+    headings = [
+        c
+        for i in at.image
+        for c in i.captions
+        if c.split(":")[0] in ("Grad-CAM", "Grad-CAM++", "XGrad-CAM", "HiRes-CAM", "Layer-CAM", "Eigen-CAM")
+    ]
     assert len(headings) + sum("not scored" in w.value or "flat" in w.value for w in at.warning) >= 6
     assert "Ranked by faithfulness for Blob" in texts(at)
 

@@ -40,7 +40,7 @@ def test_without_weights_the_page_says_what_is_missing_and_offers_untrained_mode
     assert "nih-pc-chex-mimic_ch-google-openi-kaggle-densenet121" in said
     assert any("python -m inference weights import" in c.value for c in at.code)
     assert not at.file_uploader, "no analysis without a model"
-    at.button(key=None)  # noqa: B018 - the button list exists
+    at.button(key=None)
     [untrained] = [b for b in at.button if b.label.startswith("Use untrained weights")]
     untrained.click().run()
     assert "Untrained weights: scores are meaningless" in texts(at)
@@ -176,11 +176,17 @@ def test_identifiers_in_a_dicom_never_reach_the_database_or_the_screen(untrained
 
     ds = pydicom.dcmread(samples / "siim_sample.dcm")
     identifiers = {
-        "PatientName": "Doe^Jane", "PatientID": "MRN-123456", "PatientBirthDate": "19700101",
-        "AccessionNumber": "ACC-987654", "InstitutionName": "St Elsewhere Hospital",
-        "ReferringPhysicianName": "Welby^Marcus", "PerformingPhysicianName": "House^Gregory",
-        "OperatorsName": "Tech^Tina", "StudyDescription": "<img src=x onerror=alert(1)> chest",
-        "StudyInstanceUID": "1.2.826.0.1.3680043.8.498.111", "SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.222",
+        "PatientName": "Doe^Jane",
+        "PatientID": "MRN-123456",
+        "PatientBirthDate": "19700101",
+        "AccessionNumber": "ACC-987654",
+        "InstitutionName": "St Elsewhere Hospital",
+        "ReferringPhysicianName": "Welby^Marcus",
+        "PerformingPhysicianName": "House^Gregory",
+        "OperatorsName": "Tech^Tina",
+        "StudyDescription": "<img src=x onerror=alert(1)> chest",
+        "StudyInstanceUID": "1.2.826.0.1.3680043.8.498.111",
+        "SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.222",
     }
     for keyword, value in identifiers.items():
         setattr(ds, keyword, value)
@@ -193,11 +199,23 @@ def test_identifiers_in_a_dicom_never_reach_the_database_or_the_screen(untrained
     assert not at.exception
     shown = texts(at)
     stored = " ".join(
-        str(row) for table in ("cases", "analysis_runs", "run_findings", "verdicts")
+        str(row)
+        for table in ("cases", "analysis_runs", "run_findings", "verdicts")
         for row in db_rows(f"SELECT * FROM {table}")
     )
-    for value in ("Doe", "Jane", "MRN-123456", "19700101", "ACC-987654", "Elsewhere", "Welby", "House", "Tina",
-                  "onerror", "1.2.826.0.1.3680043.8.498"):
+    for value in (
+        "Doe",
+        "Jane",
+        "MRN-123456",
+        "19700101",
+        "ACC-987654",
+        "Elsewhere",
+        "Welby",
+        "House",
+        "Tina",
+        "onerror",
+        "1.2.826.0.1.3680043.8.498",
+    ):
         assert value not in shown and value not in stored, value
     assert "pk-" in stored, "only the keyed hash of PatientID is kept"
     assert "view \\<b\\>PA\\</b\\>" in shown, "text from the file is escaped, never rendered"
@@ -205,7 +223,9 @@ def test_identifiers_in_a_dicom_never_reach_the_database_or_the_screen(untrained
 
 def test_a_broken_bands_file_is_explained_not_a_traceback(untrained_env, samples: Path, tmp_path, monkeypatch) -> None:
     broken = tmp_path / "bands.json"
-    broken.write_text('{"version": "x", "modalities": {"cxr": {"default": {"low": 0.6, "high": 0.5, "critical": 0.9}}}}')
+    broken.write_text(
+        '{"version": "x", "modalities": {"cxr": {"default": {"low": 0.6, "high": 0.5, "critical": 0.9}}}}'
+    )
     monkeypatch.setenv("BANDS_CONFIG", str(broken))
     at = new_app()
     at.run()

@@ -73,9 +73,9 @@ def test_mni_t1_with_grey_matter_mask_scrolls_measures_and_records_a_verdict():
 
     click_verdict(at, "Label 1", "agree", noun="structure")
     assert "Saved: Label 1 — agree" in texts(at)
+    from core.settings import load_settings
     from storage import segmentation_repository
     from storage.db import open_database
-    from core.settings import load_settings
 
     with open_database(load_settings().database_url).begin() as session:
         run = segmentation_repository.get_segmentation_run(session, 1)
@@ -86,7 +86,9 @@ def test_mni_t1_with_grey_matter_mask_scrolls_measures_and_records_a_verdict():
     from analytics import exports
 
     with open_database(load_settings().database_url).begin() as session:
-        csv_text = exports.structure_verdicts_csv(segmentation_repository.current_structure_verdict_facts(session)).decode()
+        csv_text = exports.structure_verdicts_csv(
+            segmentation_repository.current_structure_verdict_facts(session)
+        ).decode()
     header, row = csv_text.splitlines()
     assert header.startswith("verdict_id,run_id,case_id,modality,structure,voxels,volume_ml,model_id")
     assert ",MR,Label 1," in row and ",uploaded-mask," in row and ",Dr Test,agree," in row
@@ -97,7 +99,12 @@ def test_mni_t1_with_grey_matter_mask_scrolls_measures_and_records_a_verdict():
     assert not at.exception, at.exception
     assert any(b.label == "Structure verdicts (CSV)" for b in at.get("download_button"))
     row = at.dataframe[0].value.iloc[0]
-    assert (row["masks from"], row["status"], row["modality"], row["structures"]) == ("uploaded mask", "reviewed by 1", "MR", 1)
+    assert (row["masks from"], row["status"], row["modality"], row["structures"]) == (
+        "uploaded mask",
+        "reviewed by 1",
+        "MR",
+        1,
+    )
 
 
 def test_a_mask_on_another_grid_is_refused_and_nothing_is_stored():

@@ -15,10 +15,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PROJECT, require_samples
+
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 
 
@@ -38,21 +44,49 @@ def require_browser() -> None:
 
 
 @contextmanager
-def streamlit_app(folder: Path, *, python: str = sys.executable, host: str = "127.0.0.1", port: int | None = None,
-                  extra_args: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:
+def streamlit_app(
+    folder: Path,
+    *,
+    python: str = sys.executable,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> Iterator[tuple[str, str]]:
     """``streamlit run app.py`` on a loopback port with its own database and data folder, in
     labelled untrained mode: yields (url, database url). On any failure inside, the server's log
     is added to the error; a traceback in it fails the test."""
     port = port or _free_port()
     database_url = f"sqlite:///{folder / 'e2e.sqlite3'}"
-    env = {**os.environ, "DATABASE_URL": database_url, "REVIEW_DATA_DIR": str(folder / "data"),
-           "ALLOW_UNTRAINED_WEIGHTS": "1", "MODEL_AUTO_DOWNLOAD": "0"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REVIEW_DATA_DIR": str(folder / "data"),
+        "ALLOW_UNTRAINED_WEIGHTS": "1",
+        "MODEL_AUTO_DOWNLOAD": "0",
+    }
     log_path = folder / "streamlit.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [python, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--server.headless", "true", "--browser.gatherUsageStats", "false", *extra_args],
-            cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                python,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+                *extra_args,
+            ],
+            cwd=PROJECT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             deadline = time.monotonic() + 120

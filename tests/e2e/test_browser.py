@@ -60,7 +60,11 @@ def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
         verdict_rows.button(first, "agree").click()
         expect(page.get_by_text(f"Saved: {label} — agree")).to_be_visible()
         expect(verdict_rows.chosen(first)).to_have_text(re.compile("Agree$"))
-        expect(page.locator("[class*='st-key-review-finding-verdict-'] [data-testid='stBaseButton-primary']").filter(visible=True)).to_have_count(1)
+        expect(
+            page.locator("[class*='st-key-review-finding-verdict-'] [data-testid='stBaseButton-primary']").filter(
+                visible=True
+            )
+        ).to_have_count(1)
         _shot(page, "02-review-after-agree")
 
         page.reload()
@@ -71,7 +75,11 @@ def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
         _sign(page, "Dr Browser")
         kept = verdict_rows.rows(page, "cases").filter(has=page.locator("strong", has_text=label))
         expect(verdict_rows.chosen(kept)).to_have_text(re.compile("Agree$"))
-        expect(page.locator("[class*='st-key-cases-finding-verdict-'] [data-testid='stBaseButton-primary']").filter(visible=True)).to_have_count(1)
+        expect(
+            page.locator("[class*='st-key-cases-finding-verdict-'] [data-testid='stBaseButton-primary']").filter(
+                visible=True
+            )
+        ).to_have_count(1)
         _shot(page, "03-cases-after-reload")
 
         page.goto(f"{url}/settings")
@@ -83,9 +91,13 @@ def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
 
     engine = create_engine(database_url)
     with engine.connect() as connection:
-        rows = list(connection.execute(text(
-            "SELECT v.verdict, v.reviewer, r.trained, r.model_id FROM verdicts v JOIN analysis_runs r ON r.id = v.run_id"
-        )))
+        rows = list(
+            connection.execute(
+                text(
+                    "SELECT v.verdict, v.reviewer, r.trained, r.model_id FROM verdicts v JOIN analysis_runs r ON r.id = v.run_id"
+                )
+            )
+        )
     engine.dispose()
     assert rows == [("agree", "Dr Browser", 0, "xrv-densenet121-res224-all")]
 
@@ -114,7 +126,9 @@ def test_shap_runs_while_the_reviewer_keeps_marking_findings(server) -> None:
         expect(page.get_by_text("Region SHAP:").first).to_be_visible()  # still running meanwhile
         # ~30 s on an idle 2-core machine; allow for a busy one.
         expect(page.get_by_text("Regions: fixed grid on the centred crop")).to_be_visible(timeout=600_000)
-        expect(page.locator("[data-testid='stImage']").filter(has_text="Regions tinted by their effect")).to_have_count(1)
+        expect(page.locator("[data-testid='stImage']").filter(has_text="Regions tinted by their effect")).to_have_count(
+            1
+        )
         _shot(page, "06-shap-done")
         page.get_by_text("Compare all heatmap methods for this finding").click()
         expect(page.get_by_text("Ranked by faithfulness")).to_be_visible()

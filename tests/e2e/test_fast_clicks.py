@@ -104,7 +104,9 @@ def test_fast_clicks_on_structures_store_exactly_what_was_clicked(server, tmp_pa
         _sign(page, "Dr Quick")
         page.get_by_role("link", name="Review an MRI or CT").click()
         expect(page.get_by_text("Review an MRI or CT volume").first).to_be_visible()
-        page.get_by_role("radiogroup", name="What to review").get_by_role("radio", name="A mask from another tool").click()
+        page.get_by_role("radiogroup", name="What to review").get_by_role(
+            "radio", name="A mask from another tool"
+        ).click()
         expect(page.get_by_text("A volume: one NIfTI")).to_be_visible()
         page.locator("input[type=file]").first.set_input_files(str(SAMPLES / "mri" / "mni152_t1.nii.gz"))
         expect(page.get_by_text("Label map: NIfTI on the same grid")).to_be_visible()
@@ -113,6 +115,8 @@ def test_fast_clicks_on_structures_store_exactly_what_was_clicked(server, tmp_pa
         clicked = _click_as_fast_as_confirmed(page, "volumes", "structure")
         _shot(page, "24-fast-clicks-structures")
 
-    stored = _rows(database_url, "SELECT structure, verdict FROM structure_verdicts WHERE reviewer = 'Dr Quick' ORDER BY id")
+    stored = _rows(
+        database_url, "SELECT structure, verdict FROM structure_verdicts WHERE reviewer = 'Dr Quick' ORDER BY id"
+    )
     assert stored == clicked, "one stored row per click, in click order, and nothing else"
     assert dict(stored) == {name: ROUNDS[-1] for name, _ in clicked}

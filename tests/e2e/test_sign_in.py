@@ -61,8 +61,9 @@ server_metadata_url = "{issuer}/.well-known/openid-configuration"
 admins = ["{LEAD}"]
 """
     )
-    return streamlit_app(tmp_path, python=python, host="localhost", port=port,
-                         extra_args=("--secrets.files", str(secrets)))
+    return streamlit_app(
+        tmp_path, python=python, host="localhost", port=port, extra_args=("--secrets.files", str(secrets))
+    )
 
 
 def _sign_in(page, url: str, sub: str, expect_shown: str) -> None:
@@ -169,8 +170,12 @@ def test_readers_see_only_their_own_reads_and_the_lead_sees_all(provider, tmp_pa
         browser.close()
 
     rows = _stored(database_url, "SELECT reviewer, verdict FROM verdicts")
-    assert [(r.split("#")[0], v) for r, v in rows] == [("reader-0001", "agree"), ("reader-0001", "agree"),
-                                                       ("reader-0002", "disagree"), ("reader-0002", "disagree")]
+    assert [(r.split("#")[0], v) for r, v in rows] == [
+        ("reader-0001", "agree"),
+        ("reader-0001", "agree"),
+        ("reader-0002", "disagree"),
+        ("reader-0002", "disagree"),
+    ]
     issuer_tags = {r.split("#")[1] for r, _ in rows}
     assert len(issuer_tags) == 1, "the identity key qualifies the subject by its issuer"
 

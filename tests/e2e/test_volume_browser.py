@@ -43,7 +43,9 @@ def test_scroll_three_views_read_the_volume_and_agree(server, tmp_path: Path) ->
         _sign(page, "Dr Volume")
         page.get_by_role("link", name="Review an MRI or CT").click()
         expect(page.get_by_text("Review an MRI or CT volume").first).to_be_visible()
-        page.get_by_role("radiogroup", name="What to review").get_by_role("radio", name="A mask from another tool").click()
+        page.get_by_role("radiogroup", name="What to review").get_by_role(
+            "radio", name="A mask from another tool"
+        ).click()
         expect(page.get_by_text("A volume: one NIfTI")).to_be_visible()
         page.locator("input[type=file]").first.set_input_files(str(MRI / "mni152_t1.nii.gz"))
         expect(page.get_by_text("Axial 95 of 189")).to_be_visible()
@@ -82,9 +84,13 @@ def test_scroll_three_views_read_the_volume_and_agree(server, tmp_path: Path) ->
 
     engine = create_engine(database_url)
     with engine.connect() as connection:
-        rows = list(connection.execute(text(
-            "SELECT v.structure, v.verdict, v.reviewer, r.model_id, r.source FROM structure_verdicts v "
-            "JOIN segmentation_runs r ON r.id = v.run_id"
-        )))
+        rows = list(
+            connection.execute(
+                text(
+                    "SELECT v.structure, v.verdict, v.reviewer, r.model_id, r.source FROM structure_verdicts v "
+                    "JOIN segmentation_runs r ON r.id = v.run_id"
+                )
+            )
+        )
     engine.dispose()
     assert rows == [("Label 1", "agree", "Dr Volume", "uploaded-mask", "uploaded")]

@@ -76,8 +76,14 @@ class PostgresServer:
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         env = {"PATH": f"{self.bin_dir}:/usr/bin:/bin", "LC_ALL": "C", "PGTZ": "UTC"}
         return subprocess.run(
-            [str(self.bin_dir / args[0]), *args[1:]], cwd=self.root, env=env, check=check, text=True,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [str(self.bin_dir / args[0]), *args[1:]],
+            cwd=self.root,
+            env=env,
+            check=check,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             user=self.account.pw_uid if self.account else None,
             group=self.account.pw_gid if self.account else None,
             timeout=START_TIMEOUT_S,
@@ -94,11 +100,32 @@ class PostgresServer:
         return self.url(name)
 
     def start(self) -> None:
-        self._run("initdb", "-D", str(self.data_dir), "-U", SERVER_USER, "--auth=trust", "--encoding=UTF8",
-                  "--locale=C", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            SERVER_USER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
         options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root}"
-        done = self._run("pg_ctl", "start", "-w", "-t", str(START_TIMEOUT_S), "-D", str(self.data_dir),
-                         "-l", str(self.root / "server.log"), "-o", options, check=False)
+        done = self._run(
+            "pg_ctl",
+            "start",
+            "-w",
+            "-t",
+            str(START_TIMEOUT_S),
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            options,
+            check=False,
+        )
         if done.returncode != 0:
             log_file = self.root / "server.log"
             tail = log_file.read_text(errors="replace")[-2000:] if log_file.is_file() else ""

@@ -105,8 +105,9 @@ def train(seed: int = 0, steps: int = 250) -> BlobNet:
     loss_fn = nn.BCEWithLogitsLoss()
     for _ in range(steps):
         labels = rng.random(64) < 0.5
-        images = np.stack([_scatter_blur(rng, make_image(rng, bool(y), distractor=bool(rng.random() < 0.7)))
-                           for y in labels])
+        images = np.stack(
+            [_scatter_blur(rng, make_image(rng, bool(y), distractor=bool(rng.random() < 0.7))) for y in labels]
+        )
         logits = model.logits(torch.from_numpy(to_input(images)))[:, 0]
         loss = loss_fn(logits, torch.from_numpy(labels.astype(np.float32)))
         optimiser.zero_grad()

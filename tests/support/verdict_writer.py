@@ -23,9 +23,10 @@ def main(argv: list[str]) -> None:
     sys.stdin.readline()
     for i in itertools.count():
         with sessions.begin() as session:
-            record = record_verdict(session, run_id, labels[i % len(labels)], ("agree", "disagree")[i % 2],
-                                    reviewer, f"commit {i}")
-        print(record.verdict_id, flush=True)
+            record = record_verdict(
+                session, run_id, labels[i % len(labels)], ("agree", "disagree")[i % 2], reviewer, f"commit {i}"
+            )
+        print(record.verdict_id, flush=True)  # noqa: T201 - the parent process reads ids from stdout
 
 
 if __name__ == "__main__":

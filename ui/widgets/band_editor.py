@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from inference.images.bands import BandConfig, parse_band_config, save_band_config, to_document
 from core.errors import ConfigError
-from inference.models.registry import CXR_DENSENET
 from core.settings import load_settings
+from inference.images.bands import BandConfig, parse_band_config, save_band_config, to_document
+from inference.models.registry import CXR_DENSENET
 from storage import audit
 from ui import cache
 from ui.identity import auth_configured, current_reviewer
@@ -27,17 +27,22 @@ def edit_bands_section(current: BandConfig, table: pd.DataFrame) -> None:
     with cache.transaction() as session:
         changes = audit.events_of_kind(session, "bands_changed")
     if changes:
-        st.caption("Band changes: " + "; ".join(
-            f"{c.at:%Y-%m-%d %H:%M} UTC by {c.actor}: {c.detail.get('previous')} → {c.detail.get('new')}" for c in changes
-        ))
+        st.caption(
+            "Band changes: "
+            + "; ".join(
+                f"{c.at:%Y-%m-%d %H:%M} UTC by {c.actor}: {c.detail.get('previous')} → {c.detail.get('new')}"
+                for c in changes
+            )
+        )
     who = current_reviewer()
     if not auth_configured() or who is None or not who.is_admin:
         st.caption("Only a signed-in admin can change the bands (sign-in must be configured).")
         return
     settings = load_settings()
     with st.expander("Change the bands (admin)"):
-        edited = st.data_editor(table[["finding", "low", "high", "critical"]], hide_index=True,
-                                disabled=["finding"], key="bands_editor")
+        edited = st.data_editor(
+            table[["finding", "low", "high", "critical"]], hide_index=True, disabled=["finding"], key="bands_editor"
+        )
         version = st.text_input("New version name", placeholder=f"after {current.version}", key="bands_version")
         if st.button("Save as the bands in force", type="primary", key="bands_save"):
             if not version.strip() or version.strip() == current.version:
@@ -50,6 +55,5 @@ def edit_bands_section(current: BandConfig, table: pd.DataFrame) -> None:
                 return
             save_band_config(new, settings.edited_bands_file)
             with cache.transaction() as session:
-                audit.record_event(session, "bands_changed", who.identity, previous=current.identity,
-                                   new=new.identity)
+                audit.record_event(session, "bands_changed", who.identity, previous=current.identity, new=new.identity)
             st.success(f"Bands {new.version} are now in force; new analyses record them.")

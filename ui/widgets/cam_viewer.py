@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from pipelines.analyze import CaseAnalysis
 from inference.models.loader import UNTRAINED_LABEL, LoadedModel
+from pipelines.analyze import CaseAnalysis
 from ui import cache
 from ui.session import CAM_METHOD_KEY
 from xai.cam import CAM_METHODS, CLOSED_FORM_METHOD, heatmap_problem
@@ -31,10 +31,19 @@ def selected_map(analysis: CaseAnalysis, loaded: LoadedModel, method: str, label
     )
 
 
-def faithfulness_for(analysis: CaseAnalysis, loaded: LoadedModel, methods: tuple[str, ...], label: str) -> dict[str, Faithfulness]:
+def faithfulness_for(
+    analysis: CaseAnalysis, loaded: LoadedModel, methods: tuple[str, ...], label: str
+) -> dict[str, Faithfulness]:
     cams = tuple(selected_map(analysis, loaded, m, label) for m in methods)
-    return cache.faithfulness(analysis.facts.input_sha256, loaded.weights_sha256, methods,
-                              loaded.spec.labels.index(label), loaded, analysis.model_input, cams)
+    return cache.faithfulness(
+        analysis.facts.input_sha256,
+        loaded.weights_sha256,
+        methods,
+        loaded.spec.labels.index(label),
+        loaded,
+        analysis.model_input,
+        cams,
+    )
 
 
 def faithfulness_text(result: Faithfulness, trained: bool) -> str:
@@ -56,14 +65,22 @@ def cam_viewer(analysis: CaseAnalysis, loaded: LoadedModel, label: str) -> None:
     cam = selected_map(analysis, loaded, method, label)
     tag = "" if loaded.trained else f" — {UNTRAINED_LABEL}"
     left, right = st.columns(2)
-    left.image(analysis.display_png, caption="Image (the square centre crop the model sees)", width="stretch",
-               output_format="PNG")
+    left.image(
+        analysis.display_png,
+        caption="Image (the square centre crop the model sees)",
+        width="stretch",
+        output_format="PNG",
+    )
     problem = heatmap_problem(cam)
     if problem:
         right.warning(problem)
     else:
-        right.image(jpeg_bytes(overlay(analysis.display, cam, colormap, opacity)),
-                    caption=f"{method} for {label}{tag}", width="stretch", output_format="JPEG")
+        right.image(
+            jpeg_bytes(overlay(analysis.display, cam, colormap, opacity)),
+            caption=f"{method} for {label}{tag}",
+            width="stretch",
+            output_format="JPEG",
+        )
         right.image(legend_png(colormap), width="stretch", output_format="PNG")
         right.caption("colour scale: low contribution (left) → high contribution (right)")
         right.caption(faithfulness_text(faithfulness_for(analysis, loaded, (method,), label)[method], loaded.trained))
@@ -92,5 +109,9 @@ def compare_methods(analysis: CaseAnalysis, loaded: LoadedModel, label: str, col
             if heatmap_problem(cam):
                 column.warning(f"{heading}. {heatmap_problem(cam)}")
                 continue
-            column.image(jpeg_bytes(overlay(analysis.display, cam, colormap, 0.45)), caption=heading,
-                         width="stretch", output_format="JPEG")
+            column.image(
+                jpeg_bytes(overlay(analysis.display, cam, colormap, 0.45)),
+                caption=heading,
+                width="stretch",
+                output_format="JPEG",
+            )

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from core.vocabulary import Band
 from core.types import Finding
+from core.vocabulary import Band
 
 BAND_COLOURS = {
     Band.NEGATIVE: "#d9e7d4",
@@ -27,9 +27,7 @@ def score_text(score: float, trained: bool) -> str:
     return f"{score:.2f}" if trained else f"{score:.2f} (untrained)"
 
 
-def band_chart(
-    findings: Sequence[Finding], thresholds: Mapping[str, Mapping[str, float]], trained: bool
-) -> go.Figure:
+def band_chart(findings: Sequence[Finding], thresholds: Mapping[str, Mapping[str, float]], trained: bool) -> go.Figure:
     """One horizontal bar per finding with its coloured bands and a marker at the score.
 
     ``findings`` must already be ranked (critical first, then by score); the first is drawn on top.
@@ -47,14 +45,31 @@ def band_chart(
             seg_colour.append(BAND_COLOURS[band])
     fig = go.Figure(
         [
-            go.Bar(x=seg_width, base=seg_base, y=seg_y, orientation="h", width=0.7,
-                   marker=dict(color=seg_colour, line=dict(width=0)), hoverinfo="skip", showlegend=False),
+            go.Bar(
+                x=seg_width,
+                base=seg_base,
+                y=seg_y,
+                orientation="h",
+                width=0.7,
+                marker=dict(color=seg_colour, line=dict(width=0)),
+                hoverinfo="skip",
+                showlegend=False,
+            ),
             go.Scatter(
-                x=[f.score for f in findings], y=rows, mode="markers+text", showlegend=False,
-                marker=dict(symbol="diamond", size=13, color=[MARKER_COLOURS[f.band] for f in findings],
-                            line=dict(width=1, color="#222")),
-                text=[score_text(f.score, trained) for f in findings], textposition="middle right",
-                textfont=dict(size=11), cliponaxis=False,
+                x=[f.score for f in findings],
+                y=rows,
+                mode="markers+text",
+                showlegend=False,
+                marker=dict(
+                    symbol="diamond",
+                    size=13,
+                    color=[MARKER_COLOURS[f.band] for f in findings],
+                    line=dict(width=1, color="#222"),
+                ),
+                text=[score_text(f.score, trained) for f in findings],
+                textposition="middle right",
+                textfont=dict(size=11),
+                cliponaxis=False,
                 customdata=[[f.label, f.band.value] for f in findings],
                 hovertemplate="%{customdata[0]}: %{x:.3f} (%{customdata[1]})<extra></extra>",
             ),
@@ -64,11 +79,13 @@ def band_chart(
     if not trained:
         title = "UNTRAINED WEIGHTS: scores are meaningless"
     fig.update_layout(
-        height=50 + 27 * len(findings), margin=dict(l=10, r=45 if trained else 110, t=40, b=25),
+        height=50 + 27 * len(findings),
+        margin=dict(l=10, r=45 if trained else 110, t=40, b=25),
         title=dict(text=title, font=dict(size=13, color="#222" if trained else "#b00020")),
         xaxis=dict(range=[0, 1.01], tickvals=[0, 0.25, 0.5, 0.75, 1.0], fixedrange=True),
         yaxis=dict(
-            tickvals=rows, fixedrange=True,
+            tickvals=rows,
+            fixedrange=True,
             ticktext=[f"<b>{f.label}</b>" if f.band is Band.CRITICAL else f.label for f in findings],
         ),
         plot_bgcolor="white",
@@ -89,8 +106,9 @@ def band_legend_text() -> str:
     return "  ".join(f"{BAND_SWATCHES[b]} {b.value}" for b in Band)
 
 
-def shap_waterfall(region_names: Sequence[str], values: Sequence[float], base: float, score: float,
-                   label: str, trained: bool) -> go.Figure:
+def shap_waterfall(
+    region_names: Sequence[str], values: Sequence[float], base: float, score: float, label: str, trained: bool
+) -> go.Figure:
     """From the score with every region hidden to the model's score, region by region (largest effect first)."""
     order = sorted(range(len(values)), key=lambda i: -abs(values[i]))
     names = ["all regions hidden"] + [region_names[i] for i in order] + ["score"]
@@ -117,11 +135,15 @@ def shap_waterfall(region_names: Sequence[str], values: Sequence[float], base: f
     # of a few hundredths would be invisible. The first and last bars run off the left edge.
     low, high = min(path) - 0.15 * span, max(path) + 0.45 * span
     fig.update_layout(
-        title=dict(text=f"Why {label} scores {score:.2f}" + ("" if trained else " (UNTRAINED weights)"), font=dict(size=13)),
-        height=70 + 30 * len(names), margin=dict(l=10, r=60, t=40, b=25),
+        title=dict(
+            text=f"Why {label} scores {score:.2f}" + ("" if trained else " (UNTRAINED weights)"), font=dict(size=13)
+        ),
+        height=70 + 30 * len(names),
+        margin=dict(l=10, r=60, t=40, b=25),
         xaxis=dict(range=[low, high], fixedrange=True, title="calibrated score (zoomed on the change)"),
         yaxis=dict(autorange="reversed", fixedrange=True),
-        plot_bgcolor="white", showlegend=False,
+        plot_bgcolor="white",
+        showlegend=False,
     )
     return fig
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import WeightsInvalid, WeightsMissing
+from core.settings import load_settings
 from inference.models.loader import UNTRAINED_LABEL, LoadedModel
 from inference.models.registry import CXR_DENSENET
-from core.settings import load_settings
 from inference.models.weights import expected_weights_path
 from ui import cache
 from ui.session import ALLOW_UNTRAINED
@@ -49,7 +49,8 @@ def weights_problem_panel(problem: WeightsMissing | WeightsInvalid) -> None:
     left.button("Try the download again", on_click=_retry_download, disabled=not settings.auto_download_weights)
     right.button(
         "Use untrained weights (scores are meaningless, for interface testing only)",
-        on_click=_enable_untrained, type="secondary",
+        on_click=_enable_untrained,
+        type="secondary",
     )
 
 
@@ -68,13 +69,19 @@ def sidebar_status() -> None:
     state = cache.classifier()
     st.sidebar.markdown("**Model**")
     if isinstance(state, LoadedModel):
-        weights = "trained weights" if state.trained else ":red[:material/warning: **UNTRAINED weights** (scores meaningless)]"
+        weights = (
+            "trained weights"
+            if state.trained
+            else ":red[:material/warning: **UNTRAINED weights** (scores meaningless)]"
+        )
         st.sidebar.caption(
             f"{CXR_DENSENET.display_name}  \n{weights}  \nweights sha256 {state.weights_sha256[:12]}…  \n"
             f"device: {state.device.upper()}"
         )
     else:
-        st.sidebar.caption(f"{CXR_DENSENET.display_name}  \n:red[:material/error: weights missing] — see the page for the fix")
+        st.sidebar.caption(
+            f"{CXR_DENSENET.display_name}  \n:red[:material/error: weights missing] — see the page for the fix"
+        )
 
 
 def seg_model_panel(spec):
@@ -90,7 +97,9 @@ def seg_model_panel(spec):
             )
         return state
     st.error(f"**{spec.display_name} cannot run.** {state}")
-    st.markdown("**To use the trained model**, on a machine with internet download the MONAI bundle, then import it here:")
+    st.markdown(
+        "**To use the trained model**, on a machine with internet download the MONAI bundle, then import it here:"
+    )
     st.code(
         f"python -m monai.bundle download {spec.bundle_name} --bundle_dir bundles\n"
         f"python -m inference weights import bundles/{spec.bundle_name} --model {spec.model_id}",
@@ -100,6 +109,9 @@ def seg_model_panel(spec):
         f"The weights are installed as {installed_weights_path(spec, load_settings())}. "
         "Set MODEL_WEIGHTS_DIR to use another folder."
     )
-    st.button("Use untrained weights (masks are meaningless, for interface testing only)",
-              on_click=_enable_untrained, key=f"untrained::{spec.model_id}")
+    st.button(
+        "Use untrained weights (masks are meaningless, for interface testing only)",
+        on_click=_enable_untrained,
+        key=f"untrained::{spec.model_id}",
+    )
     return None

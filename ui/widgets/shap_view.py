@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from pipelines.analyze import CaseAnalysis
 from inference.models.loader import UNTRAINED_LABEL, LoadedModel
+from pipelines.analyze import CaseAnalysis
 from storage import repository
 from ui import cache
 from ui.widgets.charts import score_text, shap_waterfall
@@ -71,8 +71,12 @@ def _explanation(analysis: CaseAnalysis, loaded: LoadedModel, result: RegionExpl
     )
     regions = _regions_of(result, analysis, loaded)
     tinted, limit = region_value_map(analysis.display, regions.label_map, np.asarray(values))
-    right.image(png_bytes(tinted), caption=f"Regions tinted by their effect on {label}" + ("" if loaded.trained else f" — {UNTRAINED_LABEL}"), width="stretch",
-                output_format="PNG")
+    right.image(
+        png_bytes(tinted),
+        caption=f"Regions tinted by their effect on {label}" + ("" if loaded.trained else f" — {UNTRAINED_LABEL}"),
+        width="stretch",
+        output_format="PNG",
+    )
     right.image(diverging_legend_png(), width="stretch", output_format="PNG")
     right.caption(f"blue: lowers the score (down to −{limit:.3f}) · red: raises it (up to +{limit:.3f})")
     st.caption(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.widgets.model_status import DISCLAIMER, sidebar_status
-from ui.identity import auth_configured, current_reviewer
 from storage.repository import MAX_REVIEWER_CHARS
+from ui.identity import auth_configured, current_reviewer
 from ui.session import REVIEWER, REVIEWER_INPUT
 from ui.text import md_escape
-
+from ui.widgets.model_status import DISCLAIMER, sidebar_status
 
 _NAME_PROBLEM = "reviewer_name_problem"
 
@@ -20,7 +19,8 @@ def _keep_reviewer() -> None:
         # What was typed stays in the box to be shortened; nothing is recorded under it meanwhile.
         st.session_state[_NAME_PROBLEM] = (
             f"Names are limited to {MAX_REVIEWER_CHARS} characters; this one has {len(typed):,}. "
-            "Shorten it and press Enter: until then nothing can be recorded.")
+            "Shorten it and press Enter: until then nothing can be recorded."
+        )
         st.session_state[REVIEWER] = ""
         return
     st.session_state.pop(_NAME_PROBLEM, None)
@@ -35,8 +35,10 @@ def render() -> None:
                 st.markdown(f"Signed in as **{md_escape(who.display_name)}**" + (" · admin" if who.is_admin else ""))
                 st.caption(f"Identity {md_escape(who.identity)}")
                 if who.unverified_email:
-                    st.caption(f"Your provider has not verified the e-mail {md_escape(who.unverified_email)}, "
-                               "so it is not used for your identity or roles.")
+                    st.caption(
+                        f"Your provider has not verified the e-mail {md_escape(who.unverified_email)}, "
+                        "so it is not used for your identity or roles."
+                    )
                 st.button("Sign out", on_click=st.logout)
     else:
         _open_mode_name()

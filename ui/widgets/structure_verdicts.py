@@ -32,7 +32,9 @@ def measurement_rows(measurements: tuple[StructureMeasurement, ...]) -> pd.DataF
 def structure_verdict_panel(run_id: int, measurements: tuple[StructureMeasurement, ...], label: str) -> None:
     """One row per structure with its volume; ``label`` says what produced the masks (untrained
     model, uploaded file) next to every volume."""
-    items = [VerdictItem(m.name, f"**{md_escape(m.name)}** · {m.volume_ml:.1f} mL{md_escape(label)}") for m in measurements]
+    items = [
+        VerdictItem(m.name, f"**{md_escape(m.name)}** · {m.volume_ml:.1f} mL{md_escape(label)}") for m in measurements
+    ]
     verdict_panel(STRUCTURES, run_id, items, "volumes", "Your verdicts on each structure")
 
 

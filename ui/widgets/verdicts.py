@@ -24,10 +24,10 @@ from core.errors import ReviewError
 from core.types import Finding
 from storage import repository, segmentation_repository
 from ui import cache
-from ui.widgets.charts import BAND_SWATCHES, score_text
 from ui.identity import visible_reviewer
 from ui.session import CAM_METHOD_KEY, reviewer
 from ui.text import md_escape
+from ui.widgets.charts import BAND_SWATCHES, score_text
 
 CHOICES = (("agree", "Agree"), ("disagree", "Disagree"), ("unsure", "Unsure"))
 
@@ -72,8 +72,10 @@ def finding_kind(with_heatmap: bool) -> VerdictKind:
 
 
 def _current_structures(session: Session, run_id: int, name: str) -> dict[str, tuple[str, str]]:
-    return {v.structure: (v.verdict, v.note)
-            for v in segmentation_repository.current_structure_verdicts(session, run_id, name)}
+    return {
+        v.structure: (v.verdict, v.note)
+        for v in segmentation_repository.current_structure_verdicts(session, run_id, name)
+    }
 
 
 def _record_structure(session: Session, run_id: int, structure: str, verdict: str, name: str, note: str) -> None:
@@ -88,7 +90,9 @@ def _same_reviewer(kind: VerdictKind, drawn_for: str) -> bool:
     if reviewer() == drawn_for:
         return True
     st.session_state[kind.feedback_key] = (
-        "error", "You signed in or changed name after this page was drawn; nothing was saved. Check the name and click again.")
+        "error",
+        "You signed in or changed name after this page was drawn; nothing was saved. Check the name and click again.",
+    )
     return False
 
 
@@ -124,7 +128,9 @@ def _on_note(kind: VerdictKind, run_id: int, name: str, target_key: str, text_ke
         return
     if current is None:
         st.session_state[kind.feedback_key] = (
-            "info", f"Choose Agree, Disagree or Unsure for {item} first, then add the note (it is kept below).")
+            "info",
+            f"Choose Agree, Disagree or Unsure for {item} first, then add the note (it is kept below).",
+        )
         return
     if _store(kind, run_id, item, current[0], name, text):
         st.session_state[text_key] = ""  # saved: the box empties; on an error the text stays to be fixed
@@ -136,7 +142,9 @@ def _save_case_note(kind: VerdictKind, run_id: int, name: str, key: str) -> None
     try:
         with cache.transaction() as session:
             saved = repository.record_case_note(session, run_id, st.session_state.get(key, ""), name)
-        st.session_state[kind.feedback_key] = ("ok", "Case note saved.") if saved else ("info", "The case note is unchanged.")
+        st.session_state[kind.feedback_key] = (
+            ("ok", "Case note saved.") if saved else ("info", "The case note is unchanged.")
+        )
     except ReviewError as exc:  # the typed text stays in the box to be fixed
         st.session_state[kind.feedback_key] = ("error", str(exc))
 
@@ -149,8 +157,9 @@ def _show_feedback(kind: VerdictKind) -> None:
 
 
 @st.fragment
-def verdict_panel(kind: VerdictKind, run_id: int, items: Sequence[VerdictItem], scope: str,
-                  title: str, case_note: bool = False) -> None:
+def verdict_panel(
+    kind: VerdictKind, run_id: int, items: Sequence[VerdictItem], scope: str, title: str, case_note: bool = False
+) -> None:
     """Agree / Disagree / Unsure for every item of a stored run, and notes. Each click is stored at
     once as a new row; only this panel reruns. ``scope`` (the page) keeps two pages' boxes apart."""
     st.subheader(title)
@@ -163,7 +172,9 @@ def verdict_panel(kind: VerdictKind, run_id: int, items: Sequence[VerdictItem], 
     for index, item in enumerate(items):
         verdict, note = mine.get(item.name, (None, ""))
         # The keyed container holds one item's row (its CSS class names it, for browser tests).
-        row = st.container(key=f"{scope}-{kind.noun}-verdict-{index}").columns([2.6, 3.6, 2.6], vertical_alignment="center")
+        row = st.container(key=f"{scope}-{kind.noun}-verdict-{index}").columns(
+            [2.6, 3.6, 2.6], vertical_alignment="center"
+        )
         row[0].markdown(item.summary)
         buttons = row[1].container(horizontal=True, gap="xsmall")
         for value, text in CHOICES:
@@ -188,13 +199,21 @@ def verdict_panel(kind: VerdictKind, run_id: int, items: Sequence[VerdictItem], 
 
 
 def _note_form(kind: VerdictKind, run_id: int, items: Sequence[VerdictItem], scope: str, name: str) -> None:
-    target_key, text_key = f"{scope}::{kind.noun}_note_target::{run_id}", f"{scope}::{kind.noun}_note_text::{run_id}::{name}"
+    target_key, text_key = (
+        f"{scope}::{kind.noun}_note_target::{run_id}",
+        f"{scope}::{kind.noun}_note_text::{run_id}::{name}",
+    )
     with st.form(f"{scope}::{kind.noun}_note_form::{run_id}", border=False, enter_to_submit=True):
         left, right = st.columns([1, 2])
         left.selectbox(f"Note on {kind.noun}", [i.name for i in items], key=target_key, disabled=not name)
         right.text_input("Note (press Enter to save with your verdict)", key=text_key, disabled=not name)
-        st.form_submit_button("Save note", key=f"{scope}::{kind.noun}_note_save::{run_id}", disabled=not name, on_click=_on_note,
-                              args=(kind, run_id, name, target_key, text_key))
+        st.form_submit_button(
+            "Save note",
+            key=f"{scope}::{kind.noun}_note_save::{run_id}",
+            disabled=not name,
+            on_click=_on_note,
+            args=(kind, run_id, name, target_key, text_key),
+        )
 
 
 def _case_note(kind: VerdictKind, run_id: int, name: str, scope: str) -> None:
@@ -204,22 +223,31 @@ def _case_note(kind: VerdictKind, run_id: int, name: str, scope: str) -> None:
             current = repository.current_case_note(session, run_id, name)
         st.session_state[key] = current.note if current else ""
     st.text_area("Case note", key=key, disabled=not name)
-    st.button("Save case note", key=f"{scope}::save_case_note::{run_id}", disabled=not name,
-              on_click=_save_case_note, args=(kind, run_id, name, key))
+    st.button(
+        "Save case note",
+        key=f"{scope}::save_case_note::{run_id}",
+        disabled=not name,
+        on_click=_save_case_note,
+        args=(kind, run_id, name, key),
+    )
 
 
 def finding_items(findings: Sequence[Finding], trained: bool) -> list[VerdictItem]:
     return [
-        VerdictItem(f.label, f"{BAND_SWATCHES[f.band]} **{md_escape(f.label)}** · "
-                             f"{score_text(f.score, trained)} · {f.band.value}")
+        VerdictItem(
+            f.label,
+            f"{BAND_SWATCHES[f.band]} **{md_escape(f.label)}** · {score_text(f.score, trained)} · {f.band.value}",
+        )
         for f in findings
     ]
 
 
-def finding_verdict_panel(run_id: int, findings: Sequence[Finding], trained: bool, with_heatmap: bool,
-                          scope: str) -> None:
-    verdict_panel(finding_kind(with_heatmap), run_id, finding_items(findings, trained), scope,
-                  "Your verdicts", case_note=True)
+def finding_verdict_panel(
+    run_id: int, findings: Sequence[Finding], trained: bool, with_heatmap: bool, scope: str
+) -> None:
+    verdict_panel(
+        finding_kind(with_heatmap), run_id, finding_items(findings, trained), scope, "Your verdicts", case_note=True
+    )
 
 
 def blinding_caption() -> None:
@@ -227,7 +255,9 @@ def blinding_caption() -> None:
     if visible_reviewer() is None:
         st.caption("Everyone's verdicts are shown (you are an admin, or the app is in open mode).")
     else:
-        st.caption("Only your own verdicts and notes are shown: readers read independently; the lead (admin) sees everyone's.")
+        st.caption(
+            "Only your own verdicts and notes are shown: readers read independently; the lead (admin) sees everyone's."
+        )
 
 
 def history_table(run_id: int) -> None:

@@ -113,20 +113,28 @@ def volume_viewer(volume: Volume, segmentation: Segmentation | None, caption_suf
     if label_map is not None:
         # Only labels the mask holds: a whole-body model declares 104, a slice shows a handful.
         present = present_values(segmentation)
-        names = {info.value: f"{info.value}: {info.name}" for info in label_map.labels
-                 if info.value > 0 and info.value in present}
+        names = {
+            info.value: f"{info.value}: {info.name}"
+            for info in label_map.labels
+            if info.value > 0 and info.value in present
+        }
         with controls[2]:
-            chosen = st.multiselect("Masks shown", list(names), default=list(names), format_func=names.get,
-                                    key=f"vv::visible::{label_map.sha256}")
+            chosen = st.multiselect(
+                "Masks shown",
+                list(names),
+                default=list(names),
+                format_func=names.get,
+                key=f"vv::visible::{label_map.sha256}",
+            )
             visible = set(chosen)
         with controls[3]:
             opacity = st.slider("Mask opacity", 0.0, 1.0, 0.4, 0.05, key="vv::opacity")
 
     step = st.columns([1, 1, 10], vertical_alignment="bottom")
-    step[0].button(":material/chevron_left:", key="vv::prev", help="Previous slice",
-                   on_click=_step, args=(view, -1, count))
-    step[1].button(":material/chevron_right:", key="vv::next", help="Next slice",
-                   on_click=_step, args=(view, 1, count))
+    step[0].button(
+        ":material/chevron_left:", key="vv::prev", help="Previous slice", on_click=_step, args=(view, -1, count)
+    )
+    step[1].button(":material/chevron_right:", key="vv::next", help="Next slice", on_click=_step, args=(view, 1, count))
     step[2].slider("Slice", 1, count, key=key)
     index = st.session_state[key] - 1
 
@@ -137,11 +145,15 @@ def volume_viewer(volume: Volume, segmentation: Segmentation | None, caption_suf
     plain, overlay = _render(image, mask, table, opacity, size, view, level, width)
     left, right = st.columns(2)
     left.image(encode_png(plain), caption="Image", output_format="PNG")
-    right.image(encode_jpeg(overlay), caption=("Image with masks" if label_map is not None else "No mask yet") + caption_suffix,
-                output_format="JPEG")
+    right.image(
+        encode_jpeg(overlay),
+        caption=("Image with masks" if label_map is not None else "No mask yet") + caption_suffix,
+        output_format="JPEG",
+    )
     st.caption(
         f"{position_text(volume.affine, volume.shape, view, index)} · {window_text} · voxels "
-        + " x ".join(f"{s:.2f}" for s in volume.spacing_mm) + " mm · radiological convention: the patient's "
+        + " x ".join(f"{s:.2f}" for s in volume.spacing_mm)
+        + " mm · radiological convention: the patient's "
         "right is on the screen's left"
     )
     if label_map is not None:
@@ -155,5 +167,6 @@ def volume_viewer(volume: Volume, segmentation: Segmentation | None, caption_suf
 
 
 def _render(image, mask, table, opacity, size, view, level, width):
-    return render_pair(window_to_uint8(np.asarray(image), level, width), mask, table, opacity, size,
-                       orientation_marks(view))
+    return render_pair(
+        window_to_uint8(np.asarray(image), level, width), mask, table, opacity, size, orientation_marks(view)
+    )

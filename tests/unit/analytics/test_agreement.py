@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -11,8 +11,16 @@ from storage.reporting import VerdictFact
 def test_fleiss_kappa_matches_the_textbook_example() -> None:
     # Fleiss (1971) style worked example: 10 items, 14 raters, 5 categories; kappa = 0.210.
     counts = [
-        [0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-        [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7],
+        [0, 0, 0, 0, 14],
+        [0, 2, 6, 4, 2],
+        [0, 0, 3, 5, 6],
+        [0, 3, 9, 2, 0],
+        [2, 2, 8, 1, 1],
+        [7, 7, 0, 0, 0],
+        [3, 2, 6, 3, 0],
+        [2, 5, 3, 2, 2],
+        [6, 5, 2, 1, 0],
+        [0, 2, 2, 3, 7],
     ]
     categories = ["1", "2", "3", "4", "5"]
     items = [[c for c, n in zip(categories, row) for _ in range(n)] for row in counts]
@@ -30,36 +38,57 @@ def test_cohen_kappa_by_hand() -> None:
 
 def fact(run: int, reader: str, verdict: str, band: str = "positive", score: float = 0.7, finding: str = "Effusion"):
     return VerdictFact(
-        verdict_id=run * 100 + hash(reader) % 100, run_id=run, case_id=run, finding=finding, score=score, band=band,
-        model_id="m", weights_sha256="w", trained=True, bands_version="v", reviewer=reader, verdict=verdict,
-        note="", created_at=datetime(2026, 11, 1, tzinfo=timezone.utc),
+        verdict_id=run * 100 + hash(reader) % 100,
+        run_id=run,
+        case_id=run,
+        finding=finding,
+        score=score,
+        band=band,
+        model_id="m",
+        weights_sha256="w",
+        trained=True,
+        bands_version="v",
+        reviewer=reader,
+        verdict=verdict,
+        note="",
+        created_at=datetime(2026, 11, 1, tzinfo=UTC),
     )
 
 
 def test_per_finding_agreement_between_readers_and_with_the_ai() -> None:
     facts = [
-        fact(1, "A", "agree"), fact(1, "B", "agree"),
-        fact(2, "A", "disagree"), fact(2, "B", "agree"),
-        fact(3, "A", "agree"), fact(3, "B", "agree"),
-        fact(4, "A", "disagree"), fact(4, "B", "disagree"),
+        fact(1, "A", "agree"),
+        fact(1, "B", "agree"),
+        fact(2, "A", "disagree"),
+        fact(2, "B", "agree"),
+        fact(3, "A", "agree"),
+        fact(3, "B", "agree"),
+        fact(4, "A", "disagree"),
+        fact(4, "B", "disagree"),
         fact(5, "A", "unsure"),
     ]
     (result,) = agreement.per_finding(facts)
     assert result.readers == 2 and result.shared_items == 4 and result.kappa_kind == "Cohen's kappa"
-    assert result.kappa == pytest.approx(agreement.cohen_kappa(["agree", "disagree", "agree", "disagree"],
-                                                               ["agree", "agree", "agree", "disagree"]))
+    assert result.kappa == pytest.approx(
+        agreement.cohen_kappa(["agree", "disagree", "agree", "disagree"], ["agree", "agree", "agree", "disagree"])
+    )
     assert result.agree_rate == pytest.approx(5 / 8)
 
 
 def test_reader_implied_presence_and_confusion() -> None:
-    facts = [fact(1, "A", "agree", band="critical"), fact(2, "A", "disagree", band="positive"),
-             fact(3, "A", "disagree", band="negative"), fact(4, "A", "agree", band="indeterminate")]
+    facts = [
+        fact(1, "A", "agree", band="critical"),
+        fact(2, "A", "disagree", band="positive"),
+        fact(3, "A", "disagree", band="negative"),
+        fact(4, "A", "agree", band="indeterminate"),
+    ]
     table = agreement.confusion(facts)["Effusion"]
     assert table[(True, True)] == 1 and table[(True, False)] == 1 and table[(False, True)] == 1
     assert sum(table.values()) == 3
 
 
 def test_agree_share_per_score_bin() -> None:
-    bins = agreement.agree_share_by_score_bin([fact(1, "A", "agree", score=0.95), fact(2, "A", "disagree", score=0.91),
-                                               fact(3, "A", "agree", score=0.05)])
+    bins = agreement.agree_share_by_score_bin(
+        [fact(1, "A", "agree", score=0.95), fact(2, "A", "disagree", score=0.91), fact(3, "A", "agree", score=0.05)]
+    )
     assert bins[9][2:] == (2, 0.5) and bins[0][2:] == (1, 1.0) and bins[5][3] is None

@@ -3,24 +3,33 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from analytics import exports
-from core.vocabulary import Band
 from core.types import CaseFacts, Finding
+from core.vocabulary import Band
 from storage.reporting import VerdictFact
 from storage.repository import NoteRecord, RunRecord, VerdictRecord
 
-NOW = datetime(2026, 11, 2, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 XSS = "<img src=x onerror=alert(1)>"
 
 
 def run(trained: bool = False) -> RunRecord:
     return RunRecord(
-        run_id=7, case_id=3, facts=CaseFacts("a" * 64, "dicom", "CR", "PA", "CHEST", "pk-0123"),
-        model_id="xrv-densenet121-res224-all", weights_sha256="b" * 64, trained=trained, bands_version="v1",
-        thresholds={"Effusion": {"low": 0.35, "high": 0.5, "critical": 0.8}}, cam_method="Grad-CAM",
-        device="cpu", timing_ms=90.0, created_at=NOW, findings=(Finding("Effusion", 0.83, Band.CRITICAL),),
+        run_id=7,
+        case_id=3,
+        facts=CaseFacts("a" * 64, "dicom", "CR", "PA", "CHEST", "pk-0123"),
+        model_id="xrv-densenet121-res224-all",
+        weights_sha256="b" * 64,
+        trained=trained,
+        bands_version="v1",
+        thresholds={"Effusion": {"low": 0.35, "high": 0.5, "critical": 0.8}},
+        cam_method="Grad-CAM",
+        device="cpu",
+        timing_ms=90.0,
+        created_at=NOW,
+        findings=(Finding("Effusion", 0.83, Band.CRITICAL),),
     )
 
 
@@ -29,8 +38,9 @@ def verdict(note: str = XSS, reviewer: str = "Dr <b>X</b>") -> VerdictRecord:
 
 
 def test_html_report_escapes_everything_typed_and_labels_untrained() -> None:
-    page = exports.case_report_html(run(), [verdict()], [NoteRecord(1, 7, XSS, "Dr A", None, NOW)],
-                                    image_png=b"\x89PNGfake").decode()
+    page = exports.case_report_html(
+        run(), [verdict()], [NoteRecord(1, 7, XSS, "Dr A", None, NOW)], image_png=b"\x89PNGfake"
+    ).decode()
     assert XSS not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "<b>X</b>" not in page
     assert "UNTRAINED WEIGHTS" in page and "0.830 (untrained)" in page
@@ -39,8 +49,9 @@ def test_html_report_escapes_everything_typed_and_labels_untrained() -> None:
 
 
 def test_csv_neutralises_formulas_and_keeps_every_field() -> None:
-    fact = VerdictFact(1, 7, 3, "Effusion", 0.83, "critical", "m", "w", True, "v1", "Dr A", "agree",
-                       "=HYPERLINK(\"http://evil\")", NOW)
+    fact = VerdictFact(
+        1, 7, 3, "Effusion", 0.83, "critical", "m", "w", True, "v1", "Dr A", "agree", '=HYPERLINK("http://evil")', NOW
+    )
     rows = list(csv.DictReader(io.StringIO(exports.verdicts_csv([fact]).decode())))
     assert rows[0]["note"].startswith("'=") and rows[0]["trained"] == "True" and rows[0]["bands_version"] == "v1"
 

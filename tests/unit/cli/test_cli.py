@@ -16,8 +16,9 @@ from tests.conftest import PROJECT
 
 def run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(PROJECT), **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "inference", *args], capture_output=True, text=True,
-                          env=env, cwd=PROJECT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "inference", *args], capture_output=True, text=True, env=env, cwd=PROJECT, timeout=300
+    )
 
 
 def test_analyze_good_and_bad_files_in_one_batch(samples: Path, tmp_path: Path) -> None:
@@ -25,8 +26,15 @@ def test_analyze_good_and_bad_files_in_one_batch(samples: Path, tmp_path: Path) 
     renamed.write_bytes((samples / "nih_00000001_000.png").read_bytes())
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
-    files = [samples / "nih_00000001_000.png", samples / "siim_sample.dcm", renamed, empty,
-             Path(get_testdata_file("CT_small.dcm")), Path(get_testdata_file("test-SR.dcm")), tmp_path / "absent.png"]
+    files = [
+        samples / "nih_00000001_000.png",
+        samples / "siim_sample.dcm",
+        renamed,
+        empty,
+        Path(get_testdata_file("CT_small.dcm")),
+        Path(get_testdata_file("test-SR.dcm")),
+        tmp_path / "absent.png",
+    ]
     done = run_cli("analyze", *map(str, files), "--json", "--allow-untrained", "--cam-dir", str(tmp_path / "cams"))
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
@@ -55,8 +63,15 @@ def test_same_names_do_not_overwrite_and_a_bad_cam_dir_is_a_per_file_error(sampl
     for folder, source in (("a", "nih_00000001_000.png"), ("b", "tbx11k_h0001.png")):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "x.png").write_bytes((samples / source).read_bytes())
-    done = run_cli("analyze", str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png"), "--json",
-                   "--allow-untrained", "--cam-dir", str(tmp_path / "cams"))
+    done = run_cli(
+        "analyze",
+        str(tmp_path / "a" / "x.png"),
+        str(tmp_path / "b" / "x.png"),
+        "--json",
+        "--allow-untrained",
+        "--cam-dir",
+        str(tmp_path / "cams"),
+    )
     assert done.returncode == 0 and len(list((tmp_path / "cams").glob("*.png"))) == 36
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")

@@ -54,8 +54,9 @@ def _brats_case(folder: Path) -> list[Path]:
 
 def test_measure_gives_the_grey_matter_volume_of_the_mni_template(tmp_path: Path):
     require_samples()
-    code, [result] = run("measure", str(MRI / "mni152_t1.nii.gz"), str(MRI / "mni152_gm_prob.nii.gz"),
-                         "--threshold", "128", "--json")
+    code, [result] = run(
+        "measure", str(MRI / "mni152_t1.nii.gz"), str(MRI / "mni152_gm_prob.nii.gz"), "--threshold", "128", "--json"
+    )
     assert code == 0, result
     assert result["spacing_mm"] == [1.0, 1.0, 1.0] and result["shape"] == [197, 233, 189]
     gm = nib.load(MRI / "mni152_gm_prob.nii.gz")
@@ -130,9 +131,9 @@ def test_missing_segmentation_weights_stop_with_where_they_go(tmp_path: Path):
 def test_weights_import_installs_a_bundle_folder_for_a_segmentation_model(tmp_path: Path, monkeypatch):
     import torch
 
+    from core.settings import load_settings
     from inference.models.seg_loader import build_seg_architecture, find_seg_weights
     from inference.models.seg_registry import BRATS_SEGRESNET
-    from core.settings import load_settings
 
     bundle = tmp_path / "brats_mri_segmentation" / "models"
     bundle.mkdir(parents=True)

@@ -26,8 +26,9 @@ def test_long_or_unusual_subjects_are_hashed_into_the_column(subject: str) -> No
 
 
 def test_a_verified_admin_e_mail_gives_the_role_and_is_shown() -> None:
-    who = from_claims({"iss": ISSUER, "sub": "u1", "email": "lead@hospital.org", "email_verified": True,
-                       "name": "Dr Lead"}, ADMINS)
+    who = from_claims(
+        {"iss": ISSUER, "sub": "u1", "email": "lead@hospital.org", "email_verified": True, "name": "Dr Lead"}, ADMINS
+    )
     assert who.is_admin and who.display_name == "lead@hospital.org" and who.verified_email == "lead@hospital.org"
     assert who.key == identity_key(ISSUER, "u1")
 
@@ -45,8 +46,9 @@ def test_an_unverified_copy_of_the_admin_e_mail_gives_nothing(verified) -> None:
 
 
 def test_a_string_true_counts_as_verified_and_an_identity_key_can_be_an_admin() -> None:
-    assert from_claims({"iss": ISSUER, "sub": "u1", "email": "lead@hospital.org", "email_verified": "true"},
-                       ADMINS).is_admin
+    assert from_claims(
+        {"iss": ISSUER, "sub": "u1", "email": "lead@hospital.org", "email_verified": "true"}, ADMINS
+    ).is_admin
     key = identity_key(ISSUER, "no-email-subject")
     who = from_claims({"iss": ISSUER, "sub": "no-email-subject"}, [key])
     assert who.is_admin and who.display_name == "no-email-subject"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipelines.analyze import analyze, forward_with_features
 from core.vocabulary import Band
 from inference.images.preprocess import centre_crop_box, model_input
 from inference.models.registry import CXR_DENSENET
+from pipelines.analyze import analyze, forward_with_features
 from tests.conftest import load
 
 
@@ -37,7 +37,7 @@ def test_all_eighteen_findings_with_bands_and_identity(samples, untrained_model,
     ranked = prediction.ranked()
     criticals = [f for f in ranked if f.band is Band.CRITICAL]
     assert list(ranked[: len(criticals)]) == criticals
-    rest = [f.score for f in ranked[len(criticals):]]
+    rest = [f.score for f in ranked[len(criticals) :]]
     assert rest == sorted(rest, reverse=True)
     assert result.gradcam.maps.shape == (18, 224, 224)
     assert result.display.dtype == np.uint8 and result.display.shape == (512, 512)

@@ -80,8 +80,12 @@ def test_upgrade_head_on_an_empty_database_makes_the_models_schema_and_twice_is_
     sessions = open_database(database_url)  # the app's path, on a database already at head
     try:
         with sessions.begin() as s:
-            s.execute(text("INSERT INTO cases (input_sha256, source_format, modality, created_at) "
-                           "VALUES ('a', 'png', 'CR', CURRENT_TIMESTAMP)"))
+            s.execute(
+                text(
+                    "INSERT INTO cases (input_sha256, source_format, modality, created_at) "
+                    "VALUES ('a', 'png', 'CR', CURRENT_TIMESTAMP)"
+                )
+            )
     finally:
         sessions.kw["bind"].dispose()
     command.upgrade(config, "head")
@@ -115,8 +119,14 @@ def test_the_alembic_command_line_uses_database_url(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
     env = {**os.environ, "DATABASE_URL": url}
     for args in (["upgrade", "head"], ["check"]):
-        done = subprocess.run([sys.executable, "-m", "alembic", "-c", str(PROJECT / "alembic.ini"), *args],
-                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "alembic", "-c", str(PROJECT / "alembic.ini"), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
     assert version_and_triggers(url)[0] == [HEAD]
 
@@ -124,12 +134,18 @@ def test_the_alembic_command_line_uses_database_url(tmp_path: Path) -> None:
 def legacy_triggers(dialect: str, tables: tuple[str, ...]) -> list[str]:
     """The append-only DDL that storage.db ran before migrations existed."""
     if dialect == "sqlite":
-        return [f"CREATE TRIGGER {t}_no_{a.lower()} BEFORE {a} ON {t} BEGIN SELECT RAISE(ABORT, '{t} are append-only'); END"
-                for t in tables for a in ("UPDATE", "DELETE")]
-    return ["CREATE OR REPLACE FUNCTION refuse_change() RETURNS trigger AS $$ BEGIN "
-            "RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END; $$ LANGUAGE plpgsql"] + [
+        return [
+            f"CREATE TRIGGER {t}_no_{a.lower()} BEFORE {a} ON {t} BEGIN SELECT RAISE(ABORT, '{t} are append-only'); END"
+            for t in tables
+            for a in ("UPDATE", "DELETE")
+        ]
+    return [
+        "CREATE OR REPLACE FUNCTION refuse_change() RETURNS trigger AS $$ BEGIN "
+        "RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END; $$ LANGUAGE plpgsql"
+    ] + [
         f"CREATE TRIGGER {t}_append_only BEFORE UPDATE OR DELETE ON {t} FOR EACH ROW EXECUTE FUNCTION refuse_change()"
-        for t in tables]
+        for t in tables
+    ]
 
 
 @pytest.mark.parametrize("with_audit_trail", [True, False], ids=["with-audit", "before-audit"])
@@ -137,14 +153,21 @@ def test_a_database_made_before_migrations_is_stamped_kept_and_upgraded(database
     """create_all and the old trigger DDL, as storage.db did before migrations, with and without
     the audit_events table: the data stays, and the database ends at head with every trigger."""
     engine = create_engine(database_url)
-    tables = [t for name, t in Base.metadata.tables.items()
-              if name in KNOWN_TABLES and (with_audit_trail or name != "audit_events")]
+    tables = [
+        t
+        for name, t in Base.metadata.tables.items()
+        if name in KNOWN_TABLES and (with_audit_trail or name != "audit_events")
+    ]
     Base.metadata.create_all(engine, tables=tables)
     with engine.begin() as connection:
         for statement in legacy_triggers(engine.dialect.name, LEGACY_APPEND_ONLY if with_audit_trail else BEFORE_AUDIT):
             connection.execute(text(statement))
-        connection.execute(text("INSERT INTO cases (input_sha256, source_format, modality, created_at) "
-                                "VALUES ('a', 'png', 'CR', CURRENT_TIMESTAMP)"))
+        connection.execute(
+            text(
+                "INSERT INTO cases (input_sha256, source_format, modality, created_at) "
+                "VALUES ('a', 'png', 'CR', CURRENT_TIMESTAMP)"
+            )
+        )
     engine.dispose()
     sessions = open_database(database_url)
     sessions.kw["bind"].dispose()

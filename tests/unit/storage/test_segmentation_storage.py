@@ -13,8 +13,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
 from core.errors import InvalidReview, StorageError
-from core.vocabulary import Band
 from core.types import CaseFacts, Finding, ModelIdentity, Prediction
+from core.vocabulary import Band
 from inference.volume.types import LabelInfo, LabelMap, Segmentation, Structure, StructureMeasurement, voxel_volume_ml
 from storage import audit
 from storage import repository as repo
@@ -36,9 +36,13 @@ PARAMS = (("roi", "96x96x96"), ("overlap", "0.5"), ("threshold", "0.5"))
 
 def prediction() -> Prediction:
     """An X-ray run on the same case: the case is shared."""
-    return Prediction(findings=(Finding("Effusion", 0.91, Band.CRITICAL),),
-                      model=ModelIdentity("xrv-densenet121-res224-all", "a" * 64, False, "cpu"), bands_version="test-1",
-                      thresholds={"Effusion": {"low": 0.3, "high": 0.5, "critical": 0.8}}, timing_ms=12.0)
+    return Prediction(
+        findings=(Finding("Effusion", 0.91, Band.CRITICAL),),
+        model=ModelIdentity("xrv-densenet121-res224-all", "a" * 64, False, "cpu"),
+        bands_version="test-1",
+        thresholds={"Effusion": {"low": 0.3, "high": 0.5, "critical": 0.8}},
+        timing_ms=12.0,
+    )
 
 
 def label_data(extra: int = 0) -> np.ndarray:
@@ -64,11 +68,18 @@ def measure(data: np.ndarray, structure: Structure) -> StructureMeasurement:
     )
 
 
-def segmentation(extra: int = 0, structures: tuple[Structure, ...] = STRUCTURES, weights: str = "c" * 64,
-                 measured: bool = True) -> Segmentation:
+def segmentation(
+    extra: int = 0, structures: tuple[Structure, ...] = STRUCTURES, weights: str = "c" * 64, measured: bool = True
+) -> Segmentation:
     data = label_data(extra)
-    label_map = LabelMap(data=data, affine=AFFINE, labels=LABELS, structures=structures, source="model:seg-test",
-                         sha256=hashlib.sha256(data.tobytes()).hexdigest())
+    label_map = LabelMap(
+        data=data,
+        affine=AFFINE,
+        labels=LABELS,
+        structures=structures,
+        source="model:seg-test",
+        sha256=hashlib.sha256(data.tobytes()).hexdigest(),
+    )
     return Segmentation(
         label_map=label_map,
         model=ModelIdentity("seg-test-unet", weights, False, "cpu"),
@@ -85,8 +96,9 @@ def count(session, column) -> int:
 
 def counts(db) -> tuple[int, ...]:
     with db.begin() as s:
-        return tuple(count(s, c) for c in (Case.id, SegmentationRun.id, RunStructure.id, StructureVerdict.id,
-                                           AuditEvent.id))
+        return tuple(
+            count(s, c) for c in (Case.id, SegmentationRun.id, RunStructure.id, StructureVerdict.id, AuditEvent.id)
+        )
 
 
 @pytest.fixture
@@ -191,9 +203,14 @@ def test_the_database_refuses_update_and_delete_on_segmentation_tables(db, run) 
     with db.begin() as s:
         seg.record_structure_verdict(s, run.run_id, "Tumour", "agree", "Dr A")
     before = counts(db)
-    for statement in ("UPDATE structure_verdicts SET verdict = 'disagree'", "DELETE FROM structure_verdicts",
-                      "UPDATE segmentation_runs SET trained = TRUE", "DELETE FROM segmentation_runs",
-                      "UPDATE run_structures SET volume_ml = 0", "DELETE FROM run_structures"):
+    for statement in (
+        "UPDATE structure_verdicts SET verdict = 'disagree'",
+        "DELETE FROM structure_verdicts",
+        "UPDATE segmentation_runs SET trained = TRUE",
+        "DELETE FROM segmentation_runs",
+        "UPDATE run_structures SET volume_ml = 0",
+        "DELETE FROM run_structures",
+    ):
         with pytest.raises(REFUSED_BY_TRIGGER, match="append-only"):
             with db.begin() as s:
                 s.execute(text(statement))
@@ -211,14 +228,23 @@ def test_every_write_leaves_an_audit_event(db, run) -> None:
         seg.record_structure_verdict(s, run.run_id, "Liver", "disagree", "Dr B")
     with db.begin() as s:
         events = audit.events_for_case(s, run.case_id)
-    assert [e.kind for e in events] == ["case_created", "segmentation_run", "structure_verdict_set",
-                                        "structure_verdict_changed"]
+    assert [e.kind for e in events] == [
+        "case_created",
+        "segmentation_run",
+        "structure_verdict_set",
+        "structure_verdict_changed",
+    ]
     assert [e.actor for e in events] == ["Dr A", "Dr A", "Dr B", "Dr B"]
     assert all(e.run_id is None and e.case_id == run.case_id for e in events)
     assert all(e.detail["segmentation_run"] == run.run_id for e in events[1:])
     assert events[1].detail["trained"] is False and events[1].detail["model_id"] == "seg-test-unet"
-    assert events[2].detail == {"segmentation_run": run.run_id, "structure": "Liver", "verdict": "agree",
-                                "entry": first.verdict_id, "replaces": None}
+    assert events[2].detail == {
+        "segmentation_run": run.run_id,
+        "structure": "Liver",
+        "verdict": "agree",
+        "entry": first.verdict_id,
+        "replaces": None,
+    }
     assert events[3].detail["replaces"] == first.verdict_id
 
 

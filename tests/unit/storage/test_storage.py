@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from core.vocabulary import Band
 from core.errors import InvalidReview
 from core.types import CaseFacts, Finding, ModelIdentity, Prediction
+from core.vocabulary import Band
 from storage import reporting
 from storage import repository as repo
 from storage.db import open_database
@@ -39,8 +39,14 @@ def prediction(weights: str = "a" * 64, trained: bool = False) -> Prediction:
     )
 
 
-FACTS = CaseFacts(input_sha256="f" * 64, source_format="dicom", modality="CR", view_position="PA",
-                  body_part="CHEST", patient_key="pk-0123456789abcdef01234567")
+FACTS = CaseFacts(
+    input_sha256="f" * 64,
+    source_format="dicom",
+    modality="CR",
+    view_position="PA",
+    body_part="CHEST",
+    patient_key="pk-0123456789abcdef01234567",
+)
 
 
 @pytest.fixture
@@ -109,8 +115,12 @@ def test_the_database_refuses_update_and_delete(db, run) -> None:
     with db.begin() as s:
         repo.record_verdict(s, run.run_id, "Mass", "agree", "Dr A")
         repo.record_case_note(s, run.run_id, "compare with prior", "Dr A")
-    for statement in ("UPDATE verdicts SET verdict = 'disagree'", "DELETE FROM verdicts",
-                      "UPDATE case_notes SET note = 'x'", "DELETE FROM case_notes"):
+    for statement in (
+        "UPDATE verdicts SET verdict = 'disagree'",
+        "DELETE FROM verdicts",
+        "UPDATE case_notes SET note = 'x'",
+        "DELETE FROM case_notes",
+    ):
         with pytest.raises(REFUSED_BY_TRIGGER, match="append-only"):
             with db.begin() as s:
                 s.execute(text(statement))
@@ -172,8 +182,14 @@ def test_twenty_concurrent_writers_lose_no_verdict(db, run) -> None:
             barrier.wait()
             for round_ in range(rounds):
                 with db.begin() as s:
-                    repo.record_verdict(s, run.run_id, LABELS[round_ % 3], ("agree", "disagree")[round_ % 2],
-                                        f"Dr {index}", f"round {round_}")
+                    repo.record_verdict(
+                        s,
+                        run.run_id,
+                        LABELS[round_ % 3],
+                        ("agree", "disagree")[round_ % 2],
+                        f"Dr {index}",
+                        f"round {round_}",
+                    )
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -226,9 +242,16 @@ def test_region_explanation_is_stored_with_the_run_and_kept(db, run) -> None:
     from xai.region_shap import RegionExplanation
 
     result = RegionExplanation(
-        labels=LABELS, region_names=("A", "B"), values=np.array([[0.1, -0.05], [0.0, 0.2], [0.0, 0.0]]),
-        base_values=np.array([0.5, 0.3, 0.12]), scores=np.array([0.55, 0.5, 0.12]), evaluations=4,
-        regions_source="fixed grid", masking="blur", timing_ms=10.0, max_err=0.0,
+        labels=LABELS,
+        region_names=("A", "B"),
+        values=np.array([[0.1, -0.05], [0.0, 0.2], [0.0, 0.0]]),
+        base_values=np.array([0.5, 0.3, 0.12]),
+        scores=np.array([0.55, 0.5, 0.12]),
+        evaluations=4,
+        regions_source="fixed grid",
+        masking="blur",
+        timing_ms=10.0,
+        max_err=0.0,
     )
     with db.begin() as s:
         repo.store_region_explanation(s, run.run_id, result)
@@ -255,8 +278,14 @@ def test_every_change_leaves_an_audit_event_that_cannot_be_altered(db) -> None:
         audit.record_event(s, "export_made", "Dr B", case_id=run.case_id, export="csv")
     with db.begin() as s:
         events = audit.events_for_case(s, run.case_id)
-    assert [e.kind for e in events] == ["case_created", "analysis_run", "verdict_set", "verdict_changed",
-                                        "case_note", "export_made"]
+    assert [e.kind for e in events] == [
+        "case_created",
+        "analysis_run",
+        "verdict_set",
+        "verdict_changed",
+        "case_note",
+        "export_made",
+    ]
     assert [e.actor for e in events] == ["Dr A", "Dr A", "Dr A", "Dr A", "Dr B", "Dr B"]
     assert events[3].detail["replaces"] == events[2].detail["entry"]
     assert all(e.at.tzinfo is not None for e in events)

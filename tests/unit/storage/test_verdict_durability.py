@@ -32,7 +32,11 @@ SPARES = 2  # writers importing ahead of their turn, one per core
 def start_writer(url: str, run_id: int, reviewer: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.support.verdict_writer", url, str(run_id), reviewer, ",".join(LABELS)],
-        cwd=PROJECT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=PROJECT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -27,7 +27,11 @@ def test_lungs_are_split_in_thirds_of_their_own_height() -> None:
     regions = regions_from_masks(synthetic_masks())
     assert regions is not None and regions.source == ANATOMY_SOURCE
     name = lambda r, c: REGION_NAMES[regions.label_map[r, c]]  # noqa: E731
-    assert name(10, 10) == "Right upper zone" and name(30, 10) == "Right middle zone" and name(50, 10) == "Right lower zone"
+    assert (
+        name(10, 10) == "Right upper zone"
+        and name(30, 10) == "Right middle zone"
+        and name(50, 10) == "Right lower zone"
+    )
     assert name(14, 45) == "Left upper zone" and name(50, 45) == "Left lower zone"
     assert name(40, 30) == "Heart and mediastinum" and name(2, 2) == "Rest of image"
 

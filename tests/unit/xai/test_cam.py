@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.analyze import analyze
 from inference.images.preprocess import model_input
+from pipelines.analyze import analyze
 from tests.conftest import load
 from xai.cam import CAM_METHODS, heatmap_problem, pgc_cam
 

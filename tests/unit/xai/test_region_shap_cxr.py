@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.analyze import score_batch
 from inference.images.preprocess import model_input
+from pipelines.analyze import score_batch
 from tests.conftest import load
 from xai.masking import strongly_blurred
 from xai.region_shap import explain_regions
@@ -17,8 +17,13 @@ def test_values_add_up_for_all_18_findings_from_256_shared_evaluations(samples, 
     image = model_input(load(samples / "nih_00000001_000.png").pixels, 224)[0, 0]
     predict = score_batch(untrained_model)
     progress: list[float] = []
-    result = explain_regions(predict, image, grid_regions(224), untrained_model.spec.labels,
-                             progress=lambda fraction, _text: progress.append(fraction))
+    result = explain_regions(
+        predict,
+        image,
+        grid_regions(224),
+        untrained_model.spec.labels,
+        progress=lambda fraction, _text: progress.append(fraction),
+    )
     assert result.values.shape == (18, 8) and result.region_names == REGION_NAMES
     assert result.evaluations == 256
     assert result.max_err <= 1e-9

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from inference.images.bands import Band, Thresholds, load_band_config, parse_band_config
 from core.errors import ConfigError
+from inference.images.bands import Band, Thresholds, load_band_config, parse_band_config
 from inference.models.registry import CXR_DENSENET
 
 
@@ -43,8 +43,10 @@ def test_default_file_covers_every_finding(bands) -> None:
     ],
 )
 def test_bad_thresholds_name_the_bad_value(bad: dict, phrase: str) -> None:
-    data = {"version": "t", "modalities": {"cxr": {"default": {"low": 0.3, "high": 0.5, "critical": 0.8},
-                                                   "findings": {"Mass": bad}}}}
+    data = {
+        "version": "t",
+        "modalities": {"cxr": {"default": {"low": 0.3, "high": 0.5, "critical": 0.8}, "findings": {"Mass": bad}}},
+    }
     with pytest.raises(ConfigError, match=phrase) as info:
         parse_band_config(data, "bands.json")
     assert "Mass" in str(info.value) or "critical" in str(info.value)

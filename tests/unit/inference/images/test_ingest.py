@@ -29,8 +29,9 @@ KEY = b"test-key-0123456789abcdef"
 
 
 def ingest(data: bytes, name: str, **kw):
-    return load_image(data, name, max_bytes=kw.get("max_bytes", 50_000_000),
-                      max_pixels=kw.get("max_pixels", 64_000_000), hash_key=KEY)
+    return load_image(
+        data, name, max_bytes=kw.get("max_bytes", 50_000_000), max_pixels=kw.get("max_pixels", 64_000_000), hash_key=KEY
+    )
 
 
 @pytest.mark.parametrize(
@@ -141,7 +142,7 @@ def test_voi_lut_sequence_takes_precedence(samples: Path) -> None:
 
 def test_sixteen_bit_dx_dicom(samples: Path) -> None:
     ds = _siim(samples)
-    pixels = (ds.pixel_array.astype(np.uint16) * 16)  # 12-bit range in 16-bit storage
+    pixels = ds.pixel_array.astype(np.uint16) * 16  # 12-bit range in 16-bit storage
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
     ds.PixelData = pixels.tobytes()
     ds.Modality = "DX"
@@ -195,11 +196,17 @@ def test_truncated_png(samples: Path) -> None:
 
 def _png_claiming(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims a huge image (a decompression bomb)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("side", [10_000, 40_000])  # 100 MP (over our limit), 1600 MP (Pillow's own bomb check)

@@ -75,8 +75,13 @@ def test_gm_probability_map_thresholded(mni):
     # The identity covers what shaped the mask: another threshold or a legend is another mask.
     other = load_label_map([("mni152_gm_prob.nii.gz", gm_bytes)], volume, threshold=64, **LIMITS)
     assert other.sha256 != result.sha256 and other.data.sum() > result.data.sum()
-    named = load_label_map([("mni152_gm_prob.nii.gz", gm_bytes)], volume, threshold=128,
-                           legend=("l.json", b'{"1": "Grey matter"}'), **LIMITS)
+    named = load_label_map(
+        [("mni152_gm_prob.nii.gz", gm_bytes)],
+        volume,
+        threshold=128,
+        legend=("l.json", b'{"1": "Grey matter"}'),
+        **LIMITS,
+    )
     assert named.sha256 not in (result.sha256, other.sha256)
     (gm_ml,) = measure_structures(result.data, result.affine, result.structures)
     # The template's grey matter at p >= 0.5 measures 1079.6 mL (a smoothed average brain).
@@ -318,6 +323,8 @@ def test_a_seg_missing_a_required_attribute_is_refused_clearly():
 def test_a_malformed_legend_colour_is_refused_clearly(small):
     volume, _mask, data = small
     with pytest.raises(Exception) as caught:
-        load_label_map([("m.nii", data)], volume, legend=("l.json", b'{"1": {"name": "A", "color": "#zzzzzz"}}'), **LIMITS)
+        load_label_map(
+            [("m.nii", data)], volume, legend=("l.json", b'{"1": {"name": "A", "color": "#zzzzzz"}}'), **LIMITS
+        )
     assert "l.json" in str(caught.value)
     assert type(caught.value).__module__ == "core.errors"

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from core.errors import WeightsInvalid, WeightsMissing
+from core.settings import load_settings
 from inference.models.loader import build_architecture, load_model
 from inference.models.registry import CXR_DENSENET
-from core.settings import load_settings
 from inference.models.weights import (
     download_weights,
     expected_weights_path,
@@ -139,7 +139,9 @@ def test_download_from_a_server_installs_and_reports_progress(tmp_path: Path, mo
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        spec = replace(CXR_DENSENET, weights_url=f"http://127.0.0.1:{server.server_port}/{CXR_DENSENET.weights_filename}")
+        spec = replace(
+            CXR_DENSENET, weights_url=f"http://127.0.0.1:{server.server_port}/{CXR_DENSENET.weights_filename}"
+        )
         progress: list[float] = []
         dest = download_weights(spec, load_settings(), progress=lambda f, _t: progress.append(f))
     finally:

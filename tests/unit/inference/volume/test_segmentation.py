@@ -26,6 +26,7 @@ import pytest
 import torch
 
 from core.errors import ChannelAssignmentError, WeightsInvalid, WeightsMissing, WrongModality
+from core.settings import load_settings
 from inference.models.seg_loader import (
     build_seg_architecture,
     candidate_paths,
@@ -34,6 +35,7 @@ from inference.models.seg_loader import (
     load_seg_model,
 )
 from inference.models.seg_registry import BRATS_SEGRESNET, SEG_MODELS, WHOLEBODY_CT_SEGRESNET, get_seg_spec
+from inference.models.weights import sha256_of_file
 from inference.volume.segment import (
     brats_labels_from_logits,
     count_windows,
@@ -42,9 +44,7 @@ from inference.volume.segment import (
     segment_brats,
     segment_ct,
 )
-from core.settings import load_settings
 from inference.volume.types import MultiChannelVolume, Volume, read_only
-from inference.models.weights import sha256_of_file
 
 BRATS_SMALL = dataclasses.replace(BRATS_SEGRESNET, roi_size=(32, 32, 32))
 CT_SMALL = dataclasses.replace(WHOLEBODY_CT_SEGRESNET, roi_size=(16, 16, 16))

@@ -13,8 +13,8 @@ import random
 import zipfile
 
 import numpy as np
-import pytest
 import pydicom
+import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -135,8 +135,14 @@ def dicom_slice(
     rescale: tuple[float, float] | None = None,
     patient_id: str = PATIENT_ID,
 ) -> bytes:
-    ds = _base(CT_IMAGE if modality == "CT" else MR_IMAGE, modality=modality, series_uid=series_uid,
-               description=description, number=number, patient_id=patient_id)
+    ds = _base(
+        CT_IMAGE if modality == "CT" else MR_IMAGE,
+        modality=modality,
+        series_uid=series_uid,
+        description=description,
+        number=number,
+        patient_id=patient_id,
+    )
     ds.InstanceNumber = instance
     ds.ImageOrientationPatient = [round(float(v), 8) for v in (*geometry.row, *geometry.col)]
     ds.ImagePositionPatient = [round(float(v), 6) for v in position]
@@ -148,15 +154,21 @@ def dicom_slice(
     return _to_bytes(ds)
 
 
-def series(geometry: Geometry, *, positions: list[float] | None = None, shuffle: bool = True, **kwargs) -> list[tuple[str, bytes]]:
+def series(
+    geometry: Geometry, *, positions: list[float] | None = None, shuffle: bool = True, **kwargs
+) -> list[tuple[str, bytes]]:
     """The phantom as one file per slice, in shuffled order, with names and InstanceNumbers that
     deliberately do not follow anatomy."""
     ks = positions if positions is not None else list(range(geometry.slices))
     files = []
     for n, k in enumerate(ks):
         position = geometry.position(k)
-        files.append((f"IM{(n * 7) % len(ks):04d}.dcm", dicom_slice(geometry.phantom(position), position, geometry,
-                                                                    instance=len(ks) - n, **kwargs)))
+        files.append(
+            (
+                f"IM{(n * 7) % len(ks):04d}.dcm",
+                dicom_slice(geometry.phantom(position), position, geometry, instance=len(ks) - n, **kwargs),
+            )
+        )
     if shuffle:
         random.Random(1234).shuffle(files)
     return files
@@ -197,7 +209,9 @@ def test_axial_series_affine_and_origin_are_exact() -> None:
     corner = volume.affine @ [0, 0, 0, 1]
     last_ijk = np.array(volume.shape) - 1
     # Voxel (0,0,0) is the most right, posterior, inferior one: LPS (+x, +y) edge of the first slice.
-    first_lps = geometry.position(0) + (geometry.cols - 1) * 1.9 * geometry.row + (geometry.rows - 1) * 2.0 * geometry.col
+    first_lps = (
+        geometry.position(0) + (geometry.cols - 1) * 1.9 * geometry.row + (geometry.rows - 1) * 2.0 * geometry.col
+    )
     np.testing.assert_allclose(corner[:3], first_lps * [-1, -1, 1], atol=1e-5)
     top = volume.affine @ [*last_ijk, 1]
     np.testing.assert_allclose(top[2], geometry.position(geometry.slices - 1)[2], atol=1e-5)
@@ -321,9 +335,17 @@ def test_a_single_slice_is_not_a_volume() -> None:
         load_volume([("CT_small.dcm", open(path, "rb").read())], **LIMITS)
 
 
-def _multiframe(geometry: Geometry, *, shared: bool, modality: str = "MR", rescale: tuple[float, float] | None = None) -> bytes:
-    ds = _base(ENHANCED_CT if modality == "CT" else ENHANCED_MR, modality=modality, series_uid="1.2.9",
-               description="ENHANCED", number=7, patient_id=PATIENT_ID)
+def _multiframe(
+    geometry: Geometry, *, shared: bool, modality: str = "MR", rescale: tuple[float, float] | None = None
+) -> bytes:
+    ds = _base(
+        ENHANCED_CT if modality == "CT" else ENHANCED_MR,
+        modality=modality,
+        series_uid="1.2.9",
+        description="ENHANCED",
+        number=7,
+        patient_id=PATIENT_ID,
+    )
     ds.Rows, ds.Columns = geometry.rows, geometry.cols
     order = list(range(geometry.slices))
     random.Random(7).shuffle(order)  # frames stored out of anatomical order
@@ -369,7 +391,9 @@ def _multiframe(geometry: Geometry, *, shared: bool, modality: str = "MR", resca
 
 def test_enhanced_multiframe_with_shared_groups_and_rescale() -> None:
     geometry = Geometry(*PLANES["oblique-20deg"], slices=9)
-    volume = load_dicom_series([("enhanced_ct.dcm", _multiframe(geometry, shared=True, modality="CT", rescale=(1, -1024)))], **LIMITS)
+    volume = load_dicom_series(
+        [("enhanced_ct.dcm", _multiframe(geometry, shared=True, modality="CT", rescale=(1, -1024)))], **LIMITS
+    )
     assert volume.source_format == "dicom-multiframe"
     assert volume.modality == "CT"
     bright = volume.data > (BRIGHT + BACKGROUND) / 2 - 1024

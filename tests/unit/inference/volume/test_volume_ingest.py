@@ -26,17 +26,17 @@ from core.errors import (
     UnsafeArchive,
     UnsupportedFormat,
 )
+from inference.volume.archive import unpack_zip
 from inference.volume.ingest import (
     BRATS_CHANNELS,
     assign_mri_channels,
     files_from_path,
     load_mri_channels,
-    load_volume,
     load_nifti,
+    load_volume,
 )
 from inference.volume.nifti import guess_modality
 from inference.volume.types import Volume
-from inference.volume.archive import unpack_zip
 from inference.volume.windowing import CT_PRESETS, default_ct_preset, percentile_window, window_to_uint8
 from tests.conftest import SAMPLES, require_samples
 
@@ -152,7 +152,9 @@ def test_gzip_bomb_is_refused_while_inflating() -> None:
     assert len(bomb) < 100_000
     tracemalloc.start()
     try:
-        with pytest.raises(InputTooLarge, match=r"bomb.nii.gz decompresses to more than the 262.5 kB its header declares"):
+        with pytest.raises(
+            InputTooLarge, match=r"bomb.nii.gz decompresses to more than the 262.5 kB its header declares"
+        ):
             load_nifti(bomb, "bomb.nii.gz", **LIMITS)
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -210,7 +212,9 @@ def test_nan_voxels_are_refused_with_their_place() -> None:
     data = np.ones((5, 6, 7), np.float32)
     data[1, 2, 3] = np.nan
     data[4, 4, 4] = np.inf
-    with pytest.raises(CorruptImage, match=r"nan.nii has 2 voxel\(s\) that are NaN or infinite \(the first at voxel \(1, 2, 3\)"):
+    with pytest.raises(
+        CorruptImage, match=r"nan.nii has 2 voxel\(s\) that are NaN or infinite \(the first at voxel \(1, 2, 3\)"
+    ):
         load_nifti(nifti_bytes(data), "nan.nii", **LIMITS)
 
 
@@ -293,7 +297,9 @@ def test_zip_members_come_back_without_folders_and_junk() -> None:
     assert unpack_zip(data, **ZIP_LIMITS) == [("s/1.dcm", b"one"), ("s/2.dcm", b"two")]
 
 
-@pytest.mark.parametrize("name", ["../evil.dcm", "series/../../evil.dcm", "/etc/passwd", "C:\\evil.dcm", "a\\..\\..\\b"])
+@pytest.mark.parametrize(
+    "name", ["../evil.dcm", "series/../../evil.dcm", "/etc/passwd", "C:\\evil.dcm", "a\\..\\..\\b"]
+)
 def test_zip_path_traversal_is_refused_naming_the_member(name: str) -> None:
     with pytest.raises(UnsafeArchive) as info:
         unpack_zip(make_zip({"ok.dcm": b"1", name: b"2"}), **ZIP_LIMITS)
@@ -356,7 +362,10 @@ def test_brats_2023_names_send_t2f_to_flair() -> None:
         "t2": "BraTS-GLI-00000-000-t2w.nii.gz",
         "flair": "BraTS-GLI-00000-000-t2f.nii.gz",
     }
-    assert assign_mri_channels(["X_T1CE.NII.GZ", "X_T1.nii", "x-T2W.nii.gz", "dir/x_FLAIR.nii.gz"])["flair"] == "dir/x_FLAIR.nii.gz"
+    assert (
+        assign_mri_channels(["X_T1CE.NII.GZ", "X_T1.nii", "x-T2W.nii.gz", "dir/x_FLAIR.nii.gz"])["flair"]
+        == "dir/x_FLAIR.nii.gz"
+    )
 
 
 def test_missing_and_ambiguous_channels_say_what_matched_what() -> None:
@@ -392,8 +401,12 @@ def test_channels_on_different_grids_are_refused_naming_both() -> None:
     with pytest.raises(GridMismatch) as info:
         load_mri_channels(_channels(shapes={"flair": (8, 9, 12)}), **LIMITS)
     message = str(info.value)
-    assert "FLAIR (case_flair.nii.gz) is 8x9x12 voxels" in message and "T1c (case_t1c.nii.gz) is 8x9x10 voxels" in message
-    with pytest.raises(GridMismatch, match=r"T2 \(case_t2.nii.gz\) and T1c \(case_t1c.nii.gz\) .* differ by up to 2 mm"):
+    assert (
+        "FLAIR (case_flair.nii.gz) is 8x9x12 voxels" in message and "T1c (case_t1c.nii.gz) is 8x9x10 voxels" in message
+    )
+    with pytest.raises(
+        GridMismatch, match=r"T2 \(case_t2.nii.gz\) and T1c \(case_t1c.nii.gz\) .* differ by up to 2 mm"
+    ):
         load_mri_channels(_channels(shift={"t2": 2.0}), **LIMITS)
 
 
