@@ -8,9 +8,10 @@ import os
 import streamlit as st
 
 from core.errors import ReviewError
-from ui import session_reaper, sidebar
+from ui import session_reaper
 from ui.entry import app_entry
 from ui.identity import require_sign_in
+from ui.widgets import sidebar
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 # LOG_LEVEL=DEBUG makes this app's own modules (not every library) log in detail, e.g. scroll timings.

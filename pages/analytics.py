@@ -12,7 +12,7 @@ import streamlit as st
 
 from analytics import agreement, exports
 from storage import reporting, repository
-from ui import cache
+from ui import database
 from ui.downloads import export_button
 from ui.entry import require_app_entry
 from ui.identity import auth_configured, visible_reviewer
@@ -26,7 +26,7 @@ today = datetime.now(UTC).date()
 filters = st.columns([2, 2, 2, 1.4])
 dates = filters[0].date_input("Verdicts between", (today - timedelta(days=90), today), key="an_dates")
 include_untrained = filters[3].toggle("Include untrained runs", value=False, key="an_untrained")
-with cache.transaction() as session:
+with database.transaction() as session:
     everything = reporting.current_verdict_facts(session, include_untrained=include_untrained)
     windows = reporting.first_and_last_verdict_times(session)
     names = repository.reviewer_names(session)

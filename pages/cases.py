@@ -6,11 +6,12 @@ import streamlit as st
 
 from analytics import exports
 from storage import audit, reporting, repository
-from ui import cache
+from ui import database
 from ui.downloads import export_button
 from ui.entry import require_app_entry
 from ui.identity import visible_reviewer
 from ui.text import md_escape
+from ui.widgets import figures
 from ui.widgets.charts import band_legend_text, score_text, shap_waterfall
 from ui.widgets.verdicts import finding_verdict_panel, history_table
 
@@ -18,7 +19,7 @@ require_app_entry()
 
 st.title("Case review")
 
-with cache.transaction() as session:
+with database.transaction() as session:
     cases = reporting.worklist(session)
 if not cases:
     st.info("No cases yet. Analyse a chest X-ray on the Review page and it appears here.")
@@ -36,7 +37,7 @@ case_id = st.selectbox(
 )
 st.query_params["case"] = str(case_id)
 
-with cache.transaction() as session:
+with database.transaction() as session:
     run = repository.get_run(session, by_id[case_id].run_id)
 if run is None:
     st.error("This case's analysis could not be found; it may have been removed by an administrator.")
@@ -61,12 +62,12 @@ if not run.trained:
 st.caption("Images are not stored. Upload the image again on the Review page to see its heatmaps.")
 ranked = run.ranked()
 st.plotly_chart(
-    cache.band_figure(f"stored-run-{run.run_id}", ranked, run.thresholds, run.trained),
+    figures.band_figure(f"stored-run-{run.run_id}", ranked, run.thresholds, run.trained),
     config={"displayModeBar": False},
 )
 st.caption(band_legend_text())
 finding_verdict_panel(run.run_id, ranked, run.trained, with_heatmap=False, scope="cases")
-with cache.transaction() as session:
+with database.transaction() as session:
     explanation = repository.get_region_explanation(session, run.run_id)
 if explanation is not None:
     st.subheader("Region SHAP stored with this run")
@@ -107,7 +108,7 @@ export_button(
 )
 
 if st.toggle("Show the audit trail", key=f"audit::{case_id}"):
-    with cache.transaction() as session:
+    with database.transaction() as session:
         events = audit.events_for_case(session, case_id, actor=only)
         names = repository.reviewer_names(session)
     if only is not None:

@@ -8,10 +8,12 @@ import streamlit as st
 
 from core.errors import ReviewError
 from storage import repository
-from ui import cache
+from ui import database, resources, results
 from ui.entry import require_app_entry
-from ui.session import RUN_IDS, reviewer
+from ui.identity import reviewer
+from ui.session import RUN_IDS
 from ui.text import md_escape
+from ui.widgets import figures
 from ui.widgets.cam_viewer import cam_viewer, compare_methods
 from ui.widgets.charts import band_legend_text
 from ui.widgets.model_status import require_model
@@ -38,8 +40,8 @@ data = upload.getvalue()
 hashes = st.session_state.setdefault("upload_sha256", {})
 sha = hashes.get(upload.file_id) or hashes.setdefault(upload.file_id, hashlib.sha256(data).hexdigest())
 try:
-    bands = cache.band_config()
-    analysis = cache.case_analysis(
+    bands = resources.band_config()
+    analysis = results.case_analysis(
         sha, upload.name, loaded.spec.model_id, loaded.weights_sha256, bands.identity, data, loaded, bands
     )
 except ReviewError as exc:
@@ -50,7 +52,7 @@ run_key = f"{sha}:{loaded.weights_sha256}:{bands.identity}"
 run_ids = st.session_state.setdefault(RUN_IDS, {})
 if run_key not in run_ids:
     try:
-        with cache.transaction() as session:
+        with database.transaction() as session:
             run_ids[run_key] = repository.store_analysis(
                 session, analysis.facts, analysis.prediction, CLOSED_FORM_METHOD, actor=reviewer() or None
             ).run_id
@@ -82,7 +84,7 @@ chart_col, cam_col = st.columns([1, 1.25])
 labels = [f.label for f in ranked]
 with chart_col:
     st.plotly_chart(
-        cache.band_figure(run_key, ranked, prediction.thresholds, prediction.model.trained),
+        figures.band_figure(run_key, ranked, prediction.thresholds, prediction.model.trained),
         config={"displayModeBar": False},
         key="band_chart",
     )

@@ -10,7 +10,7 @@ from core.errors import ReviewError
 from core.settings import load_settings
 from inference.models.registry import CXR_DENSENET
 from inference.models.weights import expected_weights_path
-from ui import cache
+from ui import resources
 from ui.entry import require_app_entry
 from ui.widgets.band_editor import edit_bands_section
 from ui.widgets.model_status import require_model
@@ -22,7 +22,7 @@ settings = load_settings()
 
 st.subheader("Threshold bands")
 try:
-    bands = cache.band_config()
+    bands = resources.band_config()
 except ReviewError as exc:
     st.error(str(exc))
     st.stop()

@@ -11,10 +11,11 @@ from inference.volume.case import UPLOADED_MASK_MODEL_ID, case_facts, reviewed_s
 from inference.volume.ingest import BRATS_CHANNELS, assign_mri_channels
 from inference.volume.types import MultiChannelVolume, Segmentation, Volume
 from storage import segmentation_repository
-from ui import cache
+from ui import background, database, resources, results
 from ui.entry import require_app_entry
-from ui.session import reviewer
+from ui.identity import reviewer
 from ui.text import md_escape
+from ui.widgets import figures
 from ui.widgets.job_progress import follow_job
 from ui.widgets.model_status import seg_model_panel
 from ui.widgets.structure_verdicts import measurement_rows, structure_history, structure_verdict_panel
@@ -54,7 +55,7 @@ def _brats_inputs(uploads) -> MultiChannelVolume | None:
     if len({name for _, name in assignment}) < 4:
         st.error("Each channel needs its own file; one file is assigned to two channels.")
         return None
-    return cache.mri_channels(cache.upload_key(uploads), tuple(assignment), tuple(uploads))
+    return results.mri_channels(results.upload_key(uploads), tuple(assignment), tuple(uploads))
 
 
 def _upload_volume() -> Volume | MultiChannelVolume | None:
@@ -80,15 +81,15 @@ def _upload_volume() -> Volume | MultiChannelVolume | None:
             )
             return None
         return _brats_inputs(uploads)
-    return cache.volume(cache.upload_key(uploads), tuple(uploads))
+    return results.volume(results.upload_key(uploads), tuple(uploads))
 
 
 def _model_segmentation(inputs, spec) -> tuple[Segmentation, int] | None:
     loaded = seg_model_panel(spec)
     if loaded is None:
         return None
-    key = cache.segmentation_key(inputs.input_sha256, spec.model_id, loaded.weights_sha256)
-    job = cache.jobs().get(key)
+    key = background.segmentation_key(inputs.input_sha256, spec.model_id, loaded.weights_sha256)
+    job = resources.jobs().get(key)
     if job is not None and job.done and job.error is None:
         return job.result
     if job is not None and not job.done:
@@ -97,7 +98,7 @@ def _model_segmentation(inputs, spec) -> tuple[Segmentation, int] | None:
     if job is not None and job.error:
         st.error(job.error)
     if st.button(f"Segment with {spec.display_name}", type="primary", key=f"segment::{spec.model_id}"):
-        cache.start_segmentation(inputs, loaded, case_facts(inputs), reviewer() or None)
+        background.start_segmentation(inputs, loaded, case_facts(inputs), reviewer() or None)
         st.rerun()
     return None
 
@@ -117,8 +118,8 @@ def _uploaded_segmentation(volume: Volume) -> tuple[Segmentation, int] | None:
     if masks is None:
         st.caption("Upload a label map from nnU-Net, TotalSegmentator or another tool to review it here.")
         return None
-    key = cache.upload_key([masks] + ([legend] if legend else []))
-    segmentation = cache.uploaded_mask(
+    key = results.upload_key([masks] + ([legend] if legend else []))
+    segmentation = results.uploaded_mask(
         key, volume.input_sha256, float(threshold) if probability else None, masks, legend, volume
     )
     return segmentation, _stored_run(volume, segmentation)
@@ -128,7 +129,7 @@ def _stored_run(inputs, segmentation: Segmentation) -> int:
     run_ids = st.session_state.setdefault(SEG_RUN_IDS, {})
     run_key = f"{inputs.input_sha256}:{segmentation.model.model_id}:{segmentation.label_map.sha256}"
     if run_key not in run_ids:
-        with cache.transaction() as session:
+        with database.transaction() as session:
             run_ids[run_key] = segmentation_repository.store_segmentation(
                 session, case_facts(inputs), segmentation, actor=reviewer() or None
             ).run_id
@@ -167,7 +168,7 @@ def _results(segmentation: Segmentation, run_id: int) -> None:
     table.dataframe(measurement_rows(measurements), hide_index=True)
     colours = [label_colours.get(m.values[0], "#888888") if len(m.values) == 1 else "#9e9e9e" for m in measurements]
     chart.plotly_chart(
-        cache.volume_figure(
+        figures.volume_figure(
             f"segmentation-run-{run_id}",
             tuple(m.name for m in measurements),
             tuple(m.volume_ml for m in measurements),

@@ -7,7 +7,7 @@ import streamlit as st
 
 from analytics import exports
 from storage import reporting, segmentation_repository
-from ui import cache
+from ui import database
 from ui.downloads import export_button
 from ui.entry import require_app_entry
 from ui.identity import visible_reviewer
@@ -15,7 +15,7 @@ from ui.identity import visible_reviewer
 require_app_entry()
 
 st.title("Worklist")
-with cache.transaction() as session:
+with database.transaction() as session:
     rows = reporting.worklist(session)
     volume_rows = segmentation_repository.segmentation_worklist(session)
 

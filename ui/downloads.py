@@ -16,8 +16,8 @@ import streamlit as st
 from sqlalchemy.orm import Session
 
 from storage import audit
-from ui import cache
-from ui.session import reviewer
+from ui import resources
+from ui.identity import reviewer
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def export_button(
     label: str, build: Callable[[Session], bytes], *, file_name: str, mime: str, kind: str, case_id: int | None = None
 ) -> None:
     """A download button for ``build(session)``; the export is recorded in the audit trail."""
-    sessions = cache.database()  # bound now: the callable runs outside the script thread
+    sessions = resources.database()  # bound now: the callable runs outside the script thread
     actor = reviewer() or None
 
     def data() -> bytes:

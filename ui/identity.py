@@ -16,6 +16,7 @@ import streamlit as st
 
 from core.errors import ReviewError
 from core.identity import IdentityUnavailable, SignedInIdentity, from_claims
+from ui import database
 from ui.session import REVIEWER
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,12 @@ def current_reviewer() -> Reviewer | None:
     return Reviewer(typed, typed, signed_in=False, is_admin=True) if typed else None
 
 
+def reviewer() -> str:
+    """The identity stored with verdicts: the signed-in account, else the typed name (open mode)."""
+    who = current_reviewer()
+    return who.identity if who else ""
+
+
 def visible_reviewer() -> str | None:
     """Whose verdicts this viewer may see: None for everyone's (an admin, or open mode), else
     only their own identity (an empty string matches nobody: not identified, sees nothing)."""
@@ -87,13 +94,12 @@ def _register(who: SignedInIdentity) -> None:
     """Keep the display name of an identity key, so histories and reports can show it (once per
     session and name)."""
     from storage import repository
-    from ui import cache
 
     marker = (who.key, who.display_name, who.verified_email)
     if st.session_state.get(_REGISTERED) == marker:
         return
     try:
-        with cache.transaction() as session:
+        with database.transaction() as session:
             repository.register_reviewer(
                 session, who.key, who.display_name, who.verified_email, who.issuer, who.subject
             )

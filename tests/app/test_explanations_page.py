@@ -21,9 +21,9 @@ def blob_model():
 
 @pytest.fixture
 def app_with_blob_model(blob_model, monkeypatch):
-    import ui.cache
+    import ui.models
 
-    monkeypatch.setattr(ui.cache, "classifier", lambda: blob_model)
+    monkeypatch.setattr(ui.models, "classifier", lambda: blob_model)
     return blob_model
 
 
@@ -35,9 +35,9 @@ def blob_png() -> bytes:
 
 
 def shap_job():
-    import ui.cache
+    import ui.resources
 
-    (job,) = ui.cache.jobs()._jobs.values()
+    (job,) = ui.resources.jobs()._jobs.values()
     return job
 
 
@@ -114,7 +114,7 @@ def test_cases_page_shows_the_stored_waterfall(app_with_blob_model) -> None:
 @pytest.fixture(autouse=True)
 def fresh_jobs():
     yield
-    import ui.cache
+    import ui.resources
 
-    for job in list(ui.cache.jobs()._jobs.values()):
+    for job in list(ui.resources.jobs()._jobs.values()):
         job.wait(120)

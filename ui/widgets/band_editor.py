@@ -10,7 +10,7 @@ from core.settings import load_settings
 from inference.images.bands import BandConfig, parse_band_config, save_band_config, to_document
 from inference.models.registry import CXR_DENSENET
 from storage import audit
-from ui import cache
+from ui import database
 from ui.identity import auth_configured, current_reviewer
 
 
@@ -24,7 +24,7 @@ def _new_config(current: BandConfig, table: pd.DataFrame, version: str) -> BandC
 
 
 def edit_bands_section(current: BandConfig, table: pd.DataFrame) -> None:
-    with cache.transaction() as session:
+    with database.transaction() as session:
         changes = audit.events_of_kind(session, "bands_changed")
     if changes:
         st.caption(
@@ -54,6 +54,6 @@ def edit_bands_section(current: BandConfig, table: pd.DataFrame) -> None:
                 st.error(str(exc))
                 return
             save_band_config(new, settings.edited_bands_file)
-            with cache.transaction() as session:
+            with database.transaction() as session:
                 audit.record_event(session, "bands_changed", who.identity, previous=current.identity, new=new.identity)
             st.success(f"Bands {new.version} are now in force; new analyses record them.")

@@ -11,7 +11,7 @@ import streamlit as st
 
 from inference.models.loader import UNTRAINED_LABEL, LoadedModel
 from pipelines.analyze import CaseAnalysis
-from ui import cache
+from ui import results
 from ui.session import CAM_METHOD_KEY
 from xai.cam import CAM_METHODS, CLOSED_FORM_METHOD, heatmap_problem
 from xai.faithfulness import TOP_FRACTION, Faithfulness
@@ -21,7 +21,7 @@ from xai.overlay import CAM_MEANING, COLORMAPS, OPACITY_RANGE, jpeg_bytes, legen
 def selected_map(analysis: CaseAnalysis, loaded: LoadedModel, method: str, label: str) -> np.ndarray:
     if method == CLOSED_FORM_METHOD:
         return analysis.gradcam.map_for(label)
-    return cache.cam_map(
+    return results.cam_map(
         analysis.facts.input_sha256,
         loaded.weights_sha256,
         method,
@@ -35,7 +35,7 @@ def faithfulness_for(
     analysis: CaseAnalysis, loaded: LoadedModel, methods: tuple[str, ...], label: str
 ) -> dict[str, Faithfulness]:
     cams = tuple(selected_map(analysis, loaded, m, label) for m in methods)
-    return cache.faithfulness(
+    return results.faithfulness(
         analysis.facts.input_sha256,
         loaded.weights_sha256,
         methods,

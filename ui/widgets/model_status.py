@@ -9,7 +9,7 @@ from core.settings import load_settings
 from inference.models.loader import UNTRAINED_LABEL, LoadedModel
 from inference.models.registry import CXR_DENSENET
 from inference.models.weights import expected_weights_path
-from ui import cache
+from ui import models
 from ui.session import ALLOW_UNTRAINED
 
 DISCLAIMER = (
@@ -27,7 +27,7 @@ def _enable_untrained() -> None:
 
 
 def _retry_download() -> None:
-    cache.forget_download_attempt()
+    models.forget_download_attempt()
 
 
 def weights_problem_panel(problem: WeightsMissing | WeightsInvalid) -> None:
@@ -42,7 +42,7 @@ def weights_problem_panel(problem: WeightsMissing | WeightsInvalid) -> None:
         language="bash",
     )
     st.caption(f"The weights are installed as {expected}. Set MODEL_WEIGHTS_DIR to use another folder.")
-    reason = cache.last_download_error()
+    reason = models.last_download_error()
     if reason:
         st.caption(f"Automatic download was tried and failed: {reason}")
     left, right = st.columns(2)
@@ -56,7 +56,7 @@ def weights_problem_panel(problem: WeightsMissing | WeightsInvalid) -> None:
 
 def require_model() -> LoadedModel | None:
     """The model for this page, or None after showing why it cannot run."""
-    state = cache.classifier()
+    state = models.classifier()
     if isinstance(state, LoadedModel):
         if not state.trained:
             untrained_banner()
@@ -66,7 +66,7 @@ def require_model() -> LoadedModel | None:
 
 
 def sidebar_status() -> None:
-    state = cache.classifier()
+    state = models.classifier()
     st.sidebar.markdown("**Model**")
     if isinstance(state, LoadedModel):
         weights = (
@@ -88,7 +88,7 @@ def seg_model_panel(spec):
     """The segmentation network for ``spec``, or None after showing why it cannot run and the fix."""
     from inference.models.seg_loader import LoadedSegModel, installed_weights_path
 
-    state = cache.seg_model(spec.model_id)
+    state = models.seg_model(spec.model_id)
     if isinstance(state, LoadedSegModel):
         if not state.trained:
             st.error(

@@ -9,7 +9,7 @@ import streamlit as st
 from inference.models.loader import UNTRAINED_LABEL, LoadedModel
 from pipelines.analyze import CaseAnalysis
 from storage import repository
-from ui import cache
+from ui import background, database, resources, results
 from ui.widgets.charts import score_text, shap_waterfall
 from ui.widgets.job_progress import follow_job
 from xai.overlay import diverging_legend_png, png_bytes, region_value_map
@@ -18,15 +18,15 @@ from xai.regions import grid_regions
 
 
 def _stored(run_id: int) -> RegionExplanation | None:
-    with cache.transaction() as session:
+    with database.transaction() as session:
         return repository.get_region_explanation(session, run_id)
 
 
 def shap_panel(analysis: CaseAnalysis, loaded: LoadedModel, run_id: int, label: str) -> None:
     st.markdown("**Why this score? Region SHAP**")
     result = _stored(run_id)
-    key = cache.region_shap_key(analysis.facts.input_sha256, loaded.weights_sha256, run_id)
-    job = cache.jobs().get(key)
+    key = background.region_shap_key(analysis.facts.input_sha256, loaded.weights_sha256, run_id)
+    job = resources.jobs().get(key)
     if result is None:
         if job is not None and not job.done:
             follow_job(key, "Region SHAP", "You can keep reviewing meanwhile.")
@@ -38,7 +38,7 @@ def shap_panel(analysis: CaseAnalysis, loaded: LoadedModel, run_id: int, label: 
             "(about half a minute on this server's CPU)."
         )
         if st.button("Explain the scores with region SHAP", key=f"start_shap::{run_id}"):
-            cache.start_region_shap(analysis, loaded, run_id)
+            background.start_region_shap(analysis, loaded, run_id)
             st.rerun()
         return
     _explanation(analysis, loaded, result, label)
@@ -49,7 +49,7 @@ def _regions_of(result: RegionExplanation, analysis: CaseAnalysis, loaded: Loade
     from xai.anatomy import ANATOMY_SOURCE
 
     if result.regions_source == ANATOMY_SOURCE:
-        regions = cache.anatomy_regions(analysis.facts.input_sha256, analysis.model_input[0, 0])
+        regions = results.anatomy_regions(analysis.facts.input_sha256, analysis.model_input[0, 0])
         if regions.source == ANATOMY_SOURCE:
             return regions
     return grid_regions(loaded.spec.input_size)

@@ -7,7 +7,7 @@ import streamlit as st
 
 from inference.volume.types import StructureMeasurement
 from storage import repository, segmentation_repository
-from ui import cache
+from ui import database
 from ui.identity import visible_reviewer
 from ui.text import md_escape
 from ui.widgets.verdicts import STRUCTURES, VerdictItem, blinding_caption, verdict_panel
@@ -40,7 +40,7 @@ def structure_verdict_panel(run_id: int, measurements: tuple[StructureMeasuremen
 
 def structure_history(run_id: int) -> None:
     only = visible_reviewer()
-    with cache.transaction() as session:
+    with database.transaction() as session:
         rows = segmentation_repository.structure_verdict_history(session, run_id, reviewer=only)
         names = repository.reviewer_names(session)
     blinding_caption()

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 from core.errors import ReviewError
 from core.types import Finding
 from storage import repository, segmentation_repository
-from ui import cache
-from ui.identity import visible_reviewer
-from ui.session import CAM_METHOD_KEY, reviewer
+from ui import database
+from ui.identity import reviewer, visible_reviewer
+from ui.session import CAM_METHOD_KEY
 from ui.text import md_escape
 from ui.widgets.charts import BAND_SWATCHES, score_text
 
@@ -99,7 +99,7 @@ def _same_reviewer(kind: VerdictKind, drawn_for: str) -> bool:
 def _store(kind: VerdictKind, run_id: int, item: str, verdict: str, name: str, note: str | None) -> bool:
     """Append one verdict; ``note=None`` keeps the note of the reviewer's current verdict."""
     try:
-        with cache.transaction() as session:
+        with database.transaction() as session:
             if note is None:
                 note = kind.current(session, run_id, name).get(item, ("", ""))[1]
             kind.record(session, run_id, item, verdict, name, note)
@@ -121,7 +121,7 @@ def _on_note(kind: VerdictKind, run_id: int, name: str, target_key: str, text_ke
     item = st.session_state.get(target_key)
     text = st.session_state.get(text_key, "")
     try:
-        with cache.transaction() as session:
+        with database.transaction() as session:
             current = kind.current(session, run_id, name).get(item)
     except ReviewError as exc:
         st.session_state[kind.feedback_key] = ("error", str(exc))
@@ -140,7 +140,7 @@ def _save_case_note(kind: VerdictKind, run_id: int, name: str, key: str) -> None
     if not _same_reviewer(kind, name):
         return
     try:
-        with cache.transaction() as session:
+        with database.transaction() as session:
             saved = repository.record_case_note(session, run_id, st.session_state.get(key, ""), name)
         st.session_state[kind.feedback_key] = (
             ("ok", "Case note saved.") if saved else ("info", "The case note is unchanged.")
@@ -166,7 +166,7 @@ def verdict_panel(
     name = reviewer()
     if not name:
         st.info("Enter your name in the sidebar to record verdicts.")
-    with cache.transaction() as session:
+    with database.transaction() as session:
         mine = kind.current(session, run_id, name) if name else {}
     _show_feedback(kind)
     for index, item in enumerate(items):
@@ -219,7 +219,7 @@ def _note_form(kind: VerdictKind, run_id: int, items: Sequence[VerdictItem], sco
 def _case_note(kind: VerdictKind, run_id: int, name: str, scope: str) -> None:
     key = f"{scope}::case_note::{run_id}::{name}"
     if name and key not in st.session_state:
-        with cache.transaction() as session:
+        with database.transaction() as session:
             current = repository.current_case_note(session, run_id, name)
         st.session_state[key] = current.note if current else ""
     st.text_area("Case note", key=key, disabled=not name)
@@ -263,7 +263,7 @@ def blinding_caption() -> None:
 def history_table(run_id: int) -> None:
     """Every verdict and case note the viewer may see for the run, oldest first (text, never HTML)."""
     only = visible_reviewer()
-    with cache.transaction() as session:
+    with database.transaction() as session:
         verdicts = repository.verdict_history(session, run_id, reviewer=only)
         notes = repository.case_note_history(session, run_id, reviewer=only)
         names = repository.reviewer_names(session)

@@ -29,7 +29,7 @@ from inference.volume.slices import (
 )
 from inference.volume.types import LabelInfo, Segmentation, Volume
 from inference.volume.windowing import CT_PRESETS, default_ct_preset, window_to_uint8
-from ui import cache
+from ui import results
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _window(volume: Volume) -> tuple[float, float, str]:
         level = st.number_input("Level (HU)", value=40.0, step=10.0, key="vv::level")
         width = st.number_input("Width (HU)", value=400.0, min_value=1.0, step=10.0, key="vv::width")
         return level, width, f"Custom window L {level:g} / W {width:g} HU"
-    level, width = cache.mr_window(volume.input_sha256, volume.data)
+    level, width = results.mr_window(volume.input_sha256, volume.data)
     choice = st.selectbox("Window", [_AUTO, _CUSTOM], key="vv::mr_preset")
     if choice == _CUSTOM:
         level = st.number_input("Level", value=float(round(level, 1)), key="vv::mr_level")

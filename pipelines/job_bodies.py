@@ -1,0 +1,77 @@
+"""What the background jobs do: run a model on one case and store the result with its run.
+
+Plain functions (no Streamlit): ``ui.background`` starts them in ``core.jobs`` threads and the
+pages poll the job. ``sessions`` is the sessionmaker bound when the job was started, since the job
+runs outside the page's script thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.types import CaseFacts
+from inference.models.loader import LoadedModel
+
+if TYPE_CHECKING:
+    from inference.models.seg_loader import LoadedSegModel
+    from inference.volume.types import MultiChannelVolume, Segmentation, Volume
+    from xai.region_shap import RegionExplanation
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+
+
+def explain_regions_and_store(
+    sessions: sessionmaker[Session],
+    run_id: int,
+    loaded: LoadedModel,
+    image: np.ndarray,
+    segmentation: Any,
+    progress: Progress,
+) -> RegionExplanation:
+    """Region SHAP of one X-ray (``image``, the model input's plane) for every finding, stored with
+    run ``run_id``. ``segmentation`` is the anatomy model, or None for the fixed grid."""
+    from pipelines.analyze import score_batch
+    from storage import repository
+    from xai.anatomy import choose_regions
+    from xai.region_shap import explain_regions, warm_up
+
+    progress(0.0, "preparing SHAP (the first run in this server compiles its kernels, ~10 s)")
+    warm_up()
+    regions, note = choose_regions(segmentation, image)
+    if note:
+        log.info(note)
+    result = explain_regions(score_batch(loaded), image, regions, loaded.spec.labels, progress=progress)
+    with sessions.begin() as session:
+        repository.store_region_explanation(session, run_id, result)
+    return result
+
+
+def segment_and_store(
+    sessions: sessionmaker[Session],
+    inputs: MultiChannelVolume | Volume,
+    loaded: LoadedSegModel,
+    facts: CaseFacts,
+    actor: str | None,
+    progress: Progress,
+) -> tuple[Segmentation, int]:
+    """Segment a volume (progress per window), measure its structures and store the run; returns
+    the segmentation and the stored run's id."""
+    from inference.volume.measure import measure_structures
+    from inference.volume.segment import segment
+    from storage import segmentation_repository
+
+    result = segment(inputs, loaded, progress=progress)
+    progress(0.99, "measuring the structures")
+    labels = result.label_map
+    result = replace(result, measurements=measure_structures(labels.data, labels.affine, labels.structures))
+    with sessions.begin() as session:
+        run = segmentation_repository.store_segmentation(session, facts, result, actor=actor)
+    return result, run.run_id

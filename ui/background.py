@@ -1,0 +1,45 @@
+"""Starting the background jobs of the pages (region SHAP, segmentation) on the shared runner.
+
+One job per key, shared by every session: the same case and weights join the running job. What a
+job does, and what it stores when it finishes, is ``pipelines.job_bodies``; pages poll the job
+(``ui.widgets.job_progress``) and read the stored result.
+"""
+
+from __future__ import annotations
+
+from core.jobs import Job
+from inference.models.loader import LoadedModel
+from pipelines import job_bodies
+from ui.resources import anatomy_model, database, jobs
+
+
+def region_shap_key(input_sha256: str, weights_sha256: str, run_id: int) -> str:
+    return f"region-shap:{input_sha256}:{weights_sha256}:{run_id}"
+
+
+def start_region_shap(analysis, loaded: LoadedModel, run_id: int) -> Job:
+    """Start (or join) the region SHAP job for a case; it stores its result with the run."""
+    sessions = database()  # bound now: the job runs outside the script thread
+    image = analysis.model_input[0, 0]
+    segmentation = anatomy_model()
+
+    def work(progress):
+        return job_bodies.explain_regions_and_store(sessions, run_id, loaded, image, segmentation, progress)
+
+    return jobs().submit(region_shap_key(analysis.facts.input_sha256, loaded.weights_sha256, run_id), work)
+
+
+def segmentation_key(input_sha256: str, model_id: str, weights_sha256: str) -> str:
+    return f"segment:{input_sha256}:{model_id}:{weights_sha256}"
+
+
+def start_segmentation(inputs, loaded, facts, actor: str | None) -> Job:
+    """Segment a case in the background (progress per window), measure it and store the run.
+    The job's result is (Segmentation, stored run id); the same case and weights join the same job."""
+    sessions = database()  # bound now: the job runs outside the script thread
+
+    def work(progress):
+        return job_bodies.segment_and_store(sessions, inputs, loaded, facts, actor, progress)
+
+    key = segmentation_key(inputs.input_sha256, loaded.spec.model_id, loaded.weights_sha256)
+    return jobs().submit(key, work)

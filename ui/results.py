@@ -1,0 +1,156 @@
+"""Per-case results, computed once and reused on every rerun (slider moves never call a model).
+
+* X-ray cases: ``st.cache_data`` keyed by the input's sha256 and every parameter that changes the
+  result (model id, weights hash, bands version, CAM method, label). Arguments starting with ``_``
+  are not part of the key.
+* Volumes (MRI / CT) and uploaded masks: hundreds of MB, so they live in ``st.cache_resource``
+  (shared, never copied or pickled on a rerun) and their arrays are read-only. Keys are the
+  uploads' file ids, which are random per upload, so one session cannot reach another's volume by
+  guessing.
+
+The cached figures of stored runs are in ``ui.widgets.figures``; the models in ``ui.resources``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from core.settings import load_settings
+from inference.images.bands import BandConfig
+from inference.models.loader import LoadedModel
+from ui.resources import anatomy_model, patient_hash_key
+
+
+@st.cache_data(max_entries=128, show_spinner="Reading the image and running the model…")
+def case_analysis(
+    input_sha256: str,
+    filename: str,
+    model_id: str,
+    weights_sha256: str,
+    bands_version: str,
+    _data: bytes,
+    _loaded: LoadedModel,
+    _bands: BandConfig,
+):
+    """Decode, predict and compute every Grad-CAM for one upload; cached per input and model."""
+    from inference.images.ingest import load_image
+    from pipelines.analyze import analyze
+
+    settings = load_settings()
+    image = load_image(
+        _data,
+        filename,
+        max_bytes=settings.max_upload_mb * 1_000_000,
+        max_pixels=settings.max_image_pixels,
+        hash_key=patient_hash_key(),
+    )
+    return analyze(_loaded, image, _bands)
+
+
+@st.cache_data(max_entries=512, show_spinner="Computing the heatmap…")
+def cam_map(
+    input_sha256: str,
+    weights_sha256: str,
+    method: str,
+    label_index: int,
+    _loaded: LoadedModel,
+    _model_input: np.ndarray,
+) -> np.ndarray:
+    """One label's heatmap for a pytorch-grad-cam method other than the closed-form Grad-CAM."""
+    from xai.cam import pgc_cam
+
+    return pgc_cam(_loaded, _model_input, method, label_index)
+
+
+@st.cache_data(max_entries=512, show_spinner="Checking how much the score depends on the highlighted pixels…")
+def faithfulness(
+    input_sha256: str,
+    weights_sha256: str,
+    methods: tuple[str, ...],
+    label_index: int,
+    _loaded: LoadedModel,
+    _model_input: np.ndarray,
+    _cams: tuple[np.ndarray, ...],
+):
+    from pipelines.analyze import score_batch
+    from xai.faithfulness import faithfulness_of
+
+    return faithfulness_of(score_batch(_loaded), _model_input[0, 0], dict(zip(methods, _cams)), label_index)
+
+
+@st.cache_data(max_entries=128, show_spinner="Segmenting the anatomy…")
+def anatomy_regions(input_sha256: str, _image: np.ndarray):
+    """The anatomical regions of one case (computed once; the segmentation takes seconds)."""
+    from xai.anatomy import choose_regions
+
+    return choose_regions(anatomy_model(), _image)[0]
+
+
+# --- Volumes (MRI / CT) ------------------------------------------------------------------------
+
+
+def upload_key(uploads) -> str:
+    return "|".join(f"{u.file_id}:{u.size}" for u in uploads)
+
+
+def _contents(uploads) -> list[tuple[str, bytes]]:
+    # Read only on a cache miss: getvalue() copies the upload, hundreds of MB for a CT series.
+    return [(u.name, u.getvalue()) for u in uploads]
+
+
+@st.cache_resource(max_entries=4, ttl=4 * 3600, show_spinner="Reading the volume…")
+def volume(key: str, _uploads: tuple):
+    """One NIfTI, a DICOM series (files or a zip) or a multi-frame DICOM as a canonical Volume."""
+    from inference.volume.ingest import load_volume
+
+    settings = load_settings()
+    return load_volume(
+        _contents(_uploads),
+        max_bytes=settings.max_volume_upload_mb * 1_000_000,
+        max_voxels=settings.max_volume_voxels,
+        hash_key=patient_hash_key(),
+    )
+
+
+@st.cache_resource(max_entries=2, ttl=4 * 3600, show_spinner="Reading the four MRI channels…")
+def mri_channels(key: str, assignment: tuple[tuple[str, str], ...], _uploads: tuple):
+    """The BraTS channels (T1c, T1, T2, FLAIR) on one grid, from the reviewer's file assignment."""
+    from inference.volume.ingest import load_mri_channels
+
+    settings = load_settings()
+    by_name = dict(_contents(_uploads))
+    chosen = {channel: (name, by_name[name]) for channel, name in assignment}
+    return load_mri_channels(
+        chosen,
+        max_bytes=settings.max_volume_upload_mb * 1_000_000,
+        max_voxels=settings.max_volume_voxels,
+        hash_key=patient_hash_key(),
+    )
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def mr_window(volume_sha256: str, _data: np.ndarray) -> tuple[float, float]:
+    """The percentile window of one MR volume, computed once (it reads the whole volume)."""
+    from inference.volume.windowing import percentile_window
+
+    return percentile_window(_data)
+
+
+@st.cache_resource(max_entries=8, ttl=4 * 3600, show_spinner="Reading the mask…")
+def uploaded_mask(key: str, volume_sha256: str, threshold: float | None, _mask, _legend, _volume):
+    """A label map from another tool on this volume's grid, measured once."""
+    from inference.masks.load import load_label_map
+    from inference.volume.case import uploaded_segmentation
+
+    settings = load_settings()
+    legend = _contents([_legend])[0] if _legend is not None else None
+    label_map = load_label_map(
+        _contents([_mask]),
+        _volume,
+        legend=legend,
+        threshold=threshold,
+        max_bytes=settings.max_volume_upload_mb * 1_000_000,
+        max_voxels=settings.max_volume_voxels,
+    )
+    return uploaded_segmentation(label_map, _volume)
