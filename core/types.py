@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +43,7 @@ class Finding:
     band: Band
 
 
-def rank_findings(findings) -> tuple[Finding, ...]:
+def rank_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
     """Critical first, then by score, highest first: the order every screen shows."""
     return tuple(sorted(findings, key=lambda f: (f.band is not Band.CRITICAL, -f.score)))
 
@@ -84,4 +85,5 @@ class CamSet:
     timing_ms: float
 
     def map_for(self, label: str) -> np.ndarray:
-        return self.maps[self.labels.index(label)]
+        cam: np.ndarray = self.maps[self.labels.index(label)]
+        return cam

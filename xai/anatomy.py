@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -34,7 +34,7 @@ def load_anatomy_model(weights_dir: Path) -> "torch.nn.Module | None":
         return None
     from inference.models.loader import import_xrv
 
-    model = import_xrv().baseline_models.chestx_det.PSPNet(cache_dir=str(weights_dir))
+    model: torch.nn.Module = import_xrv().baseline_models.chestx_det.PSPNet(cache_dir=str(weights_dir))
     log.info("Loaded the chest anatomy segmentation from %s", path)
     return model.eval()
 
@@ -68,9 +68,11 @@ def anatomy_masks(model: "torch.nn.Module", image: np.ndarray) -> dict[str, np.n
     with torch.inference_mode():
         logits = model(torch.from_numpy(x)[None, None])[0]
     probabilities = torch.sigmoid(logits).numpy()
+    # PSPNet's structure names; Module.__getattr__ types every attribute as Tensor | Module.
+    targets = cast("list[str]", model.targets)
     return {
         target: cv2.resize((probabilities[i] > 0.5).astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
-        for i, target in enumerate(model.targets)
+        for i, target in enumerate(targets)
     }
 
 

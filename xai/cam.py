@@ -15,7 +15,7 @@ module that other sessions' forward passes use, and one lock serialises the copy
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,10 +30,11 @@ CLOSED_FORM_METHOD = "Grad-CAM"
 CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "XGrad-CAM", "HiRes-CAM", "Layer-CAM", "Eigen-CAM")
 
 
-def _pgc_class(method: str):
+def _pgc_class(method: str) -> type[Any]:
+    """The pytorch-grad-cam class for a method (the library ships no type information)."""
     import pytorch_grad_cam as pgc
 
-    classes = {
+    classes: dict[str, type[Any]] = {
         "Grad-CAM": pgc.GradCAM,
         "Grad-CAM++": pgc.GradCAMPlusPlus,
         "XGrad-CAM": pgc.XGradCAM,
@@ -47,7 +48,9 @@ def _pgc_class(method: str):
         raise ValueError(f"Unknown CAM method {method!r}; choose one of {CAM_METHODS}.") from None
 
 
-def gradcam_all_labels(features, classifier_weight, size: int) -> np.ndarray:
+def gradcam_all_labels(
+    features: "np.ndarray | torch.Tensor", classifier_weight: "np.ndarray | torch.Tensor", size: int
+) -> np.ndarray:
     """Grad-CAM maps for every output of the DenseNet, from the target layer's activations.
 
     Computed with torch on the model's own thread pool: numpy's BLAS threads spin after a call
@@ -77,10 +80,11 @@ def gradcam_all_labels(features, classifier_weight, size: int) -> np.ndarray:
         if h != size or w != size:
             # Bilinear with half-pixel centres, as cv2.resize(INTER_LINEAR) in pytorch-grad-cam.
             scaled = F.interpolate(scaled, size=(size, size), mode="bilinear", align_corners=False)
-        return _minmax(scaled)[:, 0].cpu().numpy().astype(np.float32)
+        maps: np.ndarray = _minmax(scaled)[:, 0].cpu().numpy().astype(np.float32)
+        return maps
 
 
-def _minmax(maps):
+def _minmax(maps: "torch.Tensor") -> "torch.Tensor":
     """Per-map scaling to [0, 1] over the last two axes, as pytorch-grad-cam's ``scale_cam_image``."""
     shifted = maps - maps.amin(dim=(-2, -1), keepdim=True)
     return shifted / (1e-7 + shifted.amax(dim=(-2, -1), keepdim=True))

@@ -22,7 +22,7 @@ def colormap_lut(name: str) -> np.ndarray:
         raise ValueError(f"Unknown colormap {name!r}; choose one of {COLORMAPS}.")
     from matplotlib import colormaps
 
-    lut = colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3]
+    lut: np.ndarray = colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3]
     lut = np.rint(lut * 255).astype(np.uint8)
     lut.setflags(write=False)
     return lut

@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -123,8 +124,9 @@ def explain_regions(
     )
 
 
-def shap_explanation(result: RegionExplanation, label: str):
-    """A ``shap.Explanation`` for one finding (for shap's own plots and tooling)."""
+def shap_explanation(result: RegionExplanation, label: str) -> Any:
+    """A ``shap.Explanation`` for one finding (for shap's own plots and tooling; shap ships no
+    type information, hence ``Any``)."""
     import shap
 
     values, base, _ = result.for_label(label)

@@ -43,7 +43,8 @@ class RegionSet:
         return int(self.label_map.shape[0])
 
     def mask(self, index: int) -> np.ndarray:
-        return self.label_map == index
+        mask: np.ndarray = self.label_map == index
+        return mask
 
 
 def grid_regions(size: int) -> RegionSet:
