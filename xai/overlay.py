@@ -59,24 +59,16 @@ def overlay(gray: np.ndarray, cam: np.ndarray, colormap: str, opacity: float) ->
 def jpeg_bytes(image: np.ndarray, quality: int = 92) -> bytes:
     """JPEG of an RGB uint8 overlay. Overlays are re-encoded on every opacity change, and PNG of
     a colour heatmap costs ~10x more; the grayscale image itself is always shown as PNG."""
-    import cv2
+    from core.encode import encode_jpeg
 
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:  # pragma: no cover
-        raise ValueError(f"Could not encode an image of shape {image.shape} as JPEG.")
-    return encoded.tobytes()
+    return encode_jpeg(image, quality=quality, full_chroma=False)  # smooth heatmaps: 4:2:0 as before
 
 
 def png_bytes(image: np.ndarray) -> bytes:
     """Lossless PNG of a uint8 grayscale or RGB image (encode once, show many times)."""
-    import cv2
+    from core.encode import encode_png
 
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    ok, encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:  # pragma: no cover - OpenCV fails only on invalid arrays
-        raise ValueError(f"Could not encode an image of shape {image.shape} as PNG.")
-    return encoded.tobytes()
+    return encode_png(image, compression=1)
 
 
 @lru_cache(maxsize=len(COLORMAPS))

@@ -7,7 +7,6 @@ then MONOCHROME1 inversion so that dense tissue is always white.
 
 from __future__ import annotations
 
-import io
 import logging
 
 import numpy as np
@@ -15,6 +14,7 @@ import numpy as np
 from core.deid import patient_key
 from core.errors import CorruptImage, InputTooLarge, NoPixelData, UnsupportedFormat, WrongModality
 from core.types import CaseFacts, Image2D
+from inference.formats import cannot_decode, dicom_errors, library_reason, one_line, read_dicom
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +36,22 @@ _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 def _read_dataset(data: bytes, filename: str):
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    return read_dicom(data, filename)
 
+
+def _count(ds, keyword: str, filename: str, default: int) -> int:
+    """A count attribute (Rows, Columns, NumberOfFrames) as a non-negative int, or a clear refusal."""
+    value = ds.get(keyword, None)
     try:
-        return pydicom.dcmread(io.BytesIO(data))
-    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
+        number = int(value) if value not in (None, "") else default
+    except (TypeError, ValueError, OverflowError):
+        number = -1
+    if number < 0:
         raise CorruptImage(
-            f"{filename} is a damaged or truncated DICOM file and cannot be read ({type(exc).__name__}). "
+            f"{filename} has an invalid {keyword} ({one_line(repr(value), 40)}); the DICOM header is damaged. "
             "Export it again from PACS."
-        ) from None
+        )
+    return number
 
 
 def _check_is_radiograph(ds, filename: str) -> tuple[str, ...]:
@@ -57,12 +63,13 @@ def _check_is_radiograph(ds, filename: str) -> tuple[str, ...]:
     if not any(tag in ds for tag in _PIXEL_TAGS):
         if "Rows" in ds and "Columns" in ds:
             raise CorruptImage(
-                f"{filename} describes a {ds.Columns}x{ds.Rows} image but its pixel data is missing "
+                f"{filename} describes a {_count(ds, 'Columns', filename, 0)}x{_count(ds, 'Rows', filename, 0)} "
+                "image but its pixel data is missing "
                 "(a truncated file?). Export it again from PACS."
             )
-        sop = getattr(getattr(ds, "SOPClassUID", None), "name", None) or "unknown object type"
+        sop = one_line(str(getattr(getattr(ds, "SOPClassUID", None), "name", None) or "unknown object type"), 80)
         raise NoPixelData(f"{filename} is a DICOM without an image ({sop}). Upload the chest radiograph itself.")
-    modality = str(getattr(ds, "Modality", "") or "").upper()
+    modality = one_line(str(getattr(ds, "Modality", "") or ""), 16).upper()
     notes: list[str] = []
     if not modality:
         notes.append("The DICOM does not record its modality; check that it is a chest radiograph.")
@@ -72,7 +79,7 @@ def _check_is_radiograph(ds, filename: str) -> tuple[str, ...]:
             f"{filename} is {what} (Modality {modality}), not a chest radiograph. The chest X-ray "
             "model needs a CR or DX radiograph; It cannot read CT or MR images."
         )
-    body_part = str(getattr(ds, "BodyPartExamined", "") or "").upper()
+    body_part = one_line(str(getattr(ds, "BodyPartExamined", "") or ""), 16).upper()
     if body_part and body_part not in {"CHEST", "THORAX", "LUNG"}:
         notes.append(f"Body part is recorded as {body_part}; the model was trained on chest radiographs only.")
     return tuple(notes)
@@ -80,8 +87,8 @@ def _check_is_radiograph(ds, filename: str) -> tuple[str, ...]:
 
 def _pixels(ds, filename: str, max_pixels: int) -> tuple[np.ndarray, tuple[str, ...]]:
     """Stored pixel values of the (first) frame; colour images come back already as 0..255 gray."""
-    rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    rows, cols = _count(ds, "Rows", filename, 0), _count(ds, "Columns", filename, 0)
+    frames = _count(ds, "NumberOfFrames", filename, 1) or 1
     if rows * cols * frames > max_pixels:
         raise InputTooLarge(
             f"{filename} holds {frames} frame(s) of {cols}x{rows} pixels, over the {max_pixels / 1e6:.0f} "
@@ -92,15 +99,19 @@ def _pixels(ds, filename: str, max_pixels: int) -> tuple[np.ndarray, tuple[str, 
 
         arr = pixel_array(ds, index=0) if frames > 1 else ds.pixel_array
     except (NotImplementedError, RuntimeError) as exc:
+        if not cannot_decode(exc):
+            raise CorruptImage(
+                f"{filename} has damaged compressed pixel data that could not be decoded. Export it again from PACS."
+            ) from None
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        name = getattr(syntax, "name", str(syntax))
+        name = one_line(str(getattr(syntax, "name", syntax)), 80)
         raise UnsupportedFormat(
             f"{filename} is compressed as {name}, which this installation cannot decode. "
             "Export it uncompressed (Explicit VR Little Endian) from PACS."
-        ) from exc
-    except (ValueError, AttributeError, KeyError, TypeError, EOFError) as exc:
+        ) from None
+    except dicom_errors() as exc:
         raise CorruptImage(
-            f"{filename} has damaged or truncated pixel data ({exc}). Export it again from PACS."
+            f"{filename} has damaged or truncated pixel data ({library_reason(exc)}). Export it again from PACS."
         ) from None
     notes: list[str] = []
     if frames > 1:
@@ -109,7 +120,13 @@ def _pixels(ds, filename: str, max_pixels: int) -> tuple[np.ndarray, tuple[str, 
         rgb = arr[..., :3].astype(np.float32)
         gray = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
         return np.clip(gray, 0, 255).astype(np.float32), tuple(notes)
-    return to_display_gray(arr, ds), tuple(notes)
+    try:
+        return to_display_gray(arr, ds, filename), tuple(notes)
+    except dicom_errors() as exc:
+        raise CorruptImage(
+            f"{filename} has a damaged rescale or window (VOI LUT) description ({library_reason(exc)}). "
+            "Export it again from PACS."
+        ) from None
 
 
 def window_linear(values: np.ndarray, center: float, width: float) -> np.ndarray:
@@ -126,12 +143,12 @@ def _first(value) -> float:
         return float(value)
 
 
-def to_display_gray(arr: np.ndarray, ds) -> np.ndarray:
+def to_display_gray(arr: np.ndarray, ds, filename: str = "The DICOM") -> np.ndarray:
     from pydicom.pixels import apply_modality_lut, apply_voi
 
     values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
     if not np.isfinite(values).all():
-        raise CorruptImage("The DICOM has invalid pixel values (NaN or infinity) and cannot be analysed.")
+        raise CorruptImage(f"{filename} has invalid pixel values (NaN or infinity) and cannot be analysed.")
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
         rescaled = (
             float(getattr(ds, "RescaleSlope", 1) or 1) != 1 or float(getattr(ds, "RescaleIntercept", 0) or 0) != 0

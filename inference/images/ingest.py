@@ -1,7 +1,8 @@
 """Upload bytes to an ``Image2D``: format sniffing, limits, and PNG/JPEG decoding.
 
-The format is decided by the bytes, never the file name alone; a name that claims another format
-is refused with a message saying what the file really is.
+The format is decided by the bytes (``inference.formats.sniff``), never the file name alone; a
+name that claims another format is refused with a message saying what the file really is. Every
+failure while decoding is refused with one line that names the file.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import struct
 from pathlib import PurePath
 
 import numpy as np
@@ -21,6 +23,7 @@ from core.errors import (
     UnsupportedFormat,
 )
 from core.types import CaseFacts, Image2D
+from inference.formats import Format, describe, describe_bytes, library_reason, reader_boundary, sniff
 
 log = logging.getLogger(__name__)
 
@@ -31,42 +34,43 @@ _EXTENSIONS = {
     ".dcm": "dicom",
     ".dicom": "dicom",
 }
-_FORMAT_NAMES = {"png": "a PNG image", "jpeg": "a JPEG image", "dicom": "a DICOM file"}
+_RADIOGRAPH_FORMATS = (Format.PNG, Format.JPEG, Format.DICOM)
+_FORMAT_NAMES = {fmt.value: describe(fmt) for fmt in _RADIOGRAPH_FORMATS}
 
 
 def sniff_format(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if len(data) >= 132 and data[128:132] == b"DICM":
-        return "dicom"
-    return None
+    """ "png", "jpeg" or "dicom" from the bytes, or None for anything else."""
+    fmt = sniff(data)
+    return fmt.value if fmt in _RADIOGRAPH_FORMATS else None
 
 
 def declared_format(filename: str) -> str | None:
     return _EXTENSIONS.get(PurePath(filename).suffix.lower())
 
 
-def _check_declared(filename: str, actual: str | None) -> None:
+def _check_declared(filename: str, data: bytes) -> Format:
+    fmt = sniff(data)
     declared = declared_format(filename)
-    if actual is None:
-        what = f" (named as {_FORMAT_NAMES[declared]})" if declared else ""
+    if fmt is None or fmt not in _RADIOGRAPH_FORMATS:
+        named_as = f" (named as {_FORMAT_NAMES[declared]})" if declared else ""
+        actual = describe_bytes(data)
+        what = f" is {actual}, not a PNG, JPEG or DICOM image" if actual else " is not a PNG, JPEG or DICOM image"
         raise UnsupportedFormat(
-            f"{filename}{what} is not a PNG, JPEG or DICOM image. Upload the radiograph itself "
-            "as exported from PACS (DICOM) or as a PNG/JPEG."
+            f"{filename}{named_as}{what}. Upload the radiograph itself as exported from PACS (DICOM) or as a PNG/JPEG."
         )
-    if declared is not None and declared != actual:
+    if declared is not None and declared != fmt.value:
         raise FormatMismatch(
-            f"{filename} is named as {_FORMAT_NAMES[declared]} but contains {_FORMAT_NAMES[actual]}. "
+            f"{filename} is named as {_FORMAT_NAMES[declared]} but contains {describe(fmt)}. "
             "Check that this is the intended file, then give it the right extension."
         )
+    return fmt
 
 
 def decode_raster(data: bytes, filename: str, fmt: str, max_pixels: int) -> np.ndarray:
     """PNG/JPEG bytes to float32 grayscale 0..255; the pixel count is checked before decoding."""
     from PIL import Image, UnidentifiedImageError
 
+    what = _FORMAT_NAMES.get(fmt, "an image")
     try:
         # Image.open reads only the header; our limit is checked before any pixel is decoded.
         # (Pillow's own bomb check raises beyond twice its limit; no warning filter is touched.)
@@ -78,14 +82,19 @@ def decode_raster(data: bytes, filename: str, fmt: str, max_pixels: int) -> np.n
                 "megapixels. Export the radiograph at a normal diagnostic resolution."
             )
         image.load()
+        return raster_to_gray(image)
     except Image.DecompressionBombError:
         raise InputTooLarge(
             f"{filename} declares an image far larger than the {max_pixels / 1e6:.0f} megapixel limit "
             "and was not decoded (possible decompression bomb)."
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise CorruptImage(f"{filename} could not be decoded as {_FORMAT_NAMES[fmt]}: {exc}.") from None
-    return raster_to_gray(image)
+    except UnidentifiedImageError:
+        # Pillow's own text names an in-memory buffer, not the file.
+        raise CorruptImage(
+            f"{filename} could not be decoded as {what}: its header is damaged or it is not {what}."
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError) as exc:
+        raise CorruptImage(f"{filename} could not be decoded as {what} ({library_reason(exc)}).") from None
 
 
 def raster_to_gray(image) -> np.ndarray:
@@ -124,16 +133,16 @@ def load_image(
         raise EmptyInput(f"{filename} is empty (0 bytes). Upload the file again.")
     if len(data) > max_bytes:
         raise InputTooLarge(f"{filename} is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB upload limit.")
-    fmt = sniff_format(data)
-    _check_declared(filename, fmt)
+    fmt = _check_declared(filename, data)
     sha = hashlib.sha256(data).hexdigest()
-    if fmt == "dicom":
-        from inference.images.dicom import decode_dicom
+    with reader_boundary(filename, describe(fmt), "Export the radiograph again from PACS."):
+        if fmt is Format.DICOM:
+            from inference.images.dicom import decode_dicom
 
-        image = decode_dicom(data, filename, sha, max_pixels=max_pixels, hash_key=hash_key)
-    else:
-        pixels = decode_raster(data, filename, fmt, max_pixels)
-        image = Image2D(pixels=pixels, facts=CaseFacts(input_sha256=sha, source_format=fmt, modality="image"))
-    if not np.isfinite(image.pixels).all():
-        raise CorruptImage(f"{filename} has invalid pixel values (NaN or infinity) and cannot be analysed.")
+            image = decode_dicom(data, filename, sha, max_pixels=max_pixels, hash_key=hash_key)
+        else:
+            pixels = decode_raster(data, filename, fmt.value, max_pixels)
+            image = Image2D(pixels=pixels, facts=CaseFacts(input_sha256=sha, source_format=fmt.value, modality="image"))
+        if not np.isfinite(image.pixels).all():
+            raise CorruptImage(f"{filename} has invalid pixel values (NaN or infinity) and cannot be analysed.")
     return image

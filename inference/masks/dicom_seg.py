@@ -15,6 +15,7 @@ import pydicom
 from pydicom.pixels import iter_pixels
 
 from core.errors import CorruptImage, GridMismatch, InputTooLarge, UnsupportedFormat
+from inference.formats import library_reason, one_line
 from inference.masks.legend import LegendEntry, cielab_to_rgb
 from inference.volume.types import Volume, spacing_from_affine
 
@@ -41,15 +42,18 @@ def read_dicom_seg(
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for damaged files
-        raise CorruptImage(f"{filename} could not be read as DICOM: {exc}.") from None
-    sop_class = str(ds.get("SOPClassUID", ""))
+        raise CorruptImage(
+            f"{filename} is a damaged DICOM file and could not be read ({library_reason(exc)})."
+        ) from None
+    sop_class = one_line(str(ds.get("SOPClassUID", "")), 64)
     if sop_class != SEG_SOP_CLASS:
+        modality = one_line(str(ds.get("Modality", "file")), 16)
         raise UnsupportedFormat(
-            f"{filename} is a DICOM {ds.get('Modality', 'file')} (SOP class {sop_class or 'missing'}), not a "
+            f"{filename} is a DICOM {modality} (SOP class {sop_class or 'missing'}), not a "
             "DICOM SEG. Upload the segmentation as a DICOM SEG or a NIfTI label map; RT structure sets "
             "(contours) are not supported."
         )
-    kind = str(ds.get("SegmentationType", "")).upper()
+    kind = one_line(str(ds.get("SegmentationType", "")), 16).upper()
     if kind not in ("BINARY", "FRACTIONAL"):
         raise UnsupportedFormat(
             f"{filename} is a DICOM SEG of type {kind or 'missing'}; only BINARY and FRACTIONAL SEGs are supported."
@@ -113,7 +117,9 @@ def _frames(ds: pydicom.Dataset, filename: str):
         except StopIteration:
             return
         except Exception as exc:  # noqa: BLE001 - pydicom's decoders raise many types
-            raise CorruptImage(f"{filename}: the segmentation pixels could not be decoded ({exc}).") from None
+            raise CorruptImage(
+                f"{filename}: the segmentation pixels could not be decoded ({library_reason(exc)})."
+            ) from None
         yield np.asarray(frame)
 
 

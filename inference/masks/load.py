@@ -7,15 +7,10 @@ segmentation under review. Names and colours come from the SEG, or a legend file
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import logging
-import zlib
 
-import nibabel as nib
 import numpy as np
-from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 
 from core.errors import (
     CorruptImage,
@@ -25,15 +20,18 @@ from core.errors import (
     NotAVolume,
     UnsupportedFormat,
 )
+from inference.formats import Format, library_reason, one_line, reader_boundary, sniff
 from inference.masks.dicom_seg import describe_grid, read_dicom_seg
 from inference.masks.legend import MAX_LABEL_VALUE, LegendEntry, build_labels, parse_legend
 from inference.volume.measure import memory_blocks, memory_order, structures_from_labels
+from inference.volume.nifti import read_nifti_array
 from inference.volume.types import LabelMap, Volume, read_only
 
 log = logging.getLogger(__name__)
 
+_EXPORT_AGAIN = "Export the mask again from the segmentation tool."
+
 GRID_TOLERANCE_MM = 1e-3
-_MAX_VOX_OFFSET = 16 << 20  # header + extensions; more is a crafted file, not a label map
 # An integer "mask" with this many values that change between most neighbouring voxels is a
 # scan or a probability map; real label maps (even TotalSegmentator's 117 classes) are blocky.
 _MANY_VALUES = 20
@@ -83,33 +81,48 @@ def load_label_map(
             names = parse_legend(*legend)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise UnsupportedFormat(
-                f"The legend {legend[0]} has a malformed entry ({exc}). Each entry needs a label value, a name "
+                f"The legend {legend[0]} has a malformed entry ({one_line(str(exc), 160)}). Each entry needs a "
+                "label value, a name "
                 "and optionally a colour such as #ff0000."
             ) from None
-    kind = _sniff(data)
-    if kind == "dicom":
-        if threshold is not None:
-            log.info("Threshold ignored: a DICOM SEG says itself which pixels are inside")
-        try:
-            labels, seg_names = read_dicom_seg(data, name, volume, max_voxels=max_voxels)
-        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
-            # pydicom raises these for a SEG missing a required attribute or holding a malformed one.
-            raise CorruptImage(
-                f"{name} is a DICOM SEG with a missing or malformed attribute ({type(exc).__name__}: {exc}). "
-                "Export the segmentation again from its tool."
-            ) from None
-        names = {**seg_names, **names}
-    elif kind in ("nifti", "nifti-gz"):
-        raw, affine = read_nifti_array(data, name, gzipped=kind == "nifti-gz", max_voxels=max_voxels)
-        check_same_grid(name, raw.shape, affine, volume)
-        labels = _as_labels(raw, name, threshold)
-    else:
-        raise UnsupportedFormat(
-            f"{name} is not a NIfTI label map (.nii, .nii.gz) or a DICOM SEG. Export the mask from the "
-            "segmentation tool in one of these formats."
-        )
+    kind = sniff(data)
+    with reader_boundary(name, "a DICOM SEG" if kind is Format.DICOM else "a NIfTI label map", _EXPORT_AGAIN):
+        if kind is Format.DICOM:
+            if threshold is not None:
+                log.info("Threshold ignored: a DICOM SEG says itself which pixels are inside")
+            try:
+                labels, seg_names = read_dicom_seg(data, name, volume, max_voxels=max_voxels)
+            except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+                # pydicom raises these for a SEG missing a required attribute or holding a malformed one.
+                raise CorruptImage(
+                    f"{name} is a DICOM SEG with a missing or malformed attribute ({library_reason(exc)}). "
+                    "Export the segmentation again from its tool."
+                ) from None
+            names = {**seg_names, **names}
+        elif kind in (Format.GZIP, Format.NIFTI1, Format.NIFTI2):
+            raw, affine = _read_nifti_labels(data, name, max_bytes=max_bytes, max_voxels=max_voxels)
+            check_same_grid(name, raw.shape, affine, volume)
+            labels = _as_labels(raw, name, threshold)
+        else:
+            raise UnsupportedFormat(
+                f"{name} is not a NIfTI label map (.nii, .nii.gz) or a DICOM SEG. Export the mask from the "
+                "segmentation tool in one of these formats."
+            )
+        return _label_map(name, data, volume, labels, names, kind, threshold, legend)
+
+
+def _label_map(
+    name: str,
+    data: bytes,
+    volume: Volume,
+    labels: np.ndarray,
+    names: dict[int, LegendEntry],
+    kind: Format | None,
+    threshold: float | None,
+    legend: tuple[str, bytes] | None,
+) -> LabelMap:
     counts = _value_counts(labels)
-    if kind != "dicom" and threshold is None:
+    if kind is not Format.DICOM and threshold is None:
         _refuse_smooth_maps(labels, counts, name)
     present = np.flatnonzero(counts)
     infos = build_labels(present, names)
@@ -128,7 +141,7 @@ def load_label_map(
         labels=infos,
         structures=structures_from_labels(infos),
         source=f"uploaded:{name}",
-        sha256=_identity(data, threshold if kind != "dicom" else None, legend),
+        sha256=_identity(data, threshold if kind is not Format.DICOM else None, legend),
     )
 
 
@@ -142,51 +155,12 @@ def _identity(data: bytes, threshold: float | None, legend: tuple[str, bytes] | 
     return digest.hexdigest()
 
 
-def read_nifti_array(data: bytes, name: str, *, gzipped: bool, max_voxels: int) -> tuple[np.ndarray, np.ndarray]:
-    """A NIfTI file's 3D array and affine, reoriented to nibabel's closest canonical (RAS+).
-
-    The dimensions are checked from the header before any voxel is read, so a gzip bomb or a
-    mislabelled scan is refused without being decompressed.
-    """
-    stream = gzip.GzipFile(fileobj=io.BytesIO(data)) if gzipped else io.BytesIO(data)
-    try:
-        head = stream.read(544)
-        stream.seek(0)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise CorruptImage(f"{name} is a damaged .gz file ({exc}); upload it again.") from None
-    image_class, vox_offset = _nifti_kind(head, name)
-    if vox_offset > _MAX_VOX_OFFSET:
-        raise CorruptImage(f"{name} declares its voxels start {vox_offset:.0f} bytes in; the header is damaged.")
-    try:
-        image = image_class.from_stream(stream)
-    except Exception as exc:  # noqa: BLE001 - nibabel raises HeaderDataError, ValueError, EOFError...
-        raise CorruptImage(f"{name} has a NIfTI header that cannot be read ({exc}).") from None
-    shape = tuple(int(n) for n in image.shape)
-    dims = shape
-    while len(dims) > 3 and dims[-1] == 1:
-        dims = dims[:-1]  # (X, Y, Z, 1) is how some tools write one 3D mask
-    if len(dims) != 3:
-        raise NotAVolume(
-            f"{name} is {'x'.join(map(str, shape))} ({len(shape)}D); a label map is one 3D volume. "
-            "Export the segmentation as a single 3D label map (not one file per class or a 2D slice)."
-        )
-    voxels = int(np.prod(dims))
-    if voxels > max_voxels:
-        raise InputTooLarge(
-            f"{name} is {'x'.join(map(str, dims))} = {voxels / 1e6:.0f} million voxels, over the limit of "
-            f"{max_voxels / 1e6:.0f} million. A mask must be on the image's grid, which is smaller."
-        )
-    if image.get_data_dtype().kind not in "biuf":
-        raise NotAVolume(f"{name} stores {image.get_data_dtype()} voxels (colour or complex), not label values.")
-    affine = np.asarray(image.affine, dtype=np.float64)
-    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise CorruptImage(f"{name} has no valid voxel-to-patient transform (sform/qform); export it again.")
-    try:
-        raw = np.asanyarray(image.dataobj).reshape(dims)
-        ornt = io_orientation(affine)
-    except Exception as exc:  # noqa: BLE001 - truncated data, singular affine
-        raise CorruptImage(f"{name} could not be read to the end or has an invalid orientation ({exc}).") from None
-    return apply_orientation(raw, ornt), affine @ inv_ornt_aff(ornt, dims)
+def _read_nifti_labels(data: bytes, name: str, *, max_bytes: int, max_voxels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The label map's voxels as stored, reoriented to nibabel's closest canonical (RAS+) order, and
+    their affine. It is read by the one bounded NIfTI reader, with the scans' limits: the header is
+    checked before any voxel is read, so a gzip bomb or a mislabelled scan is refused unpacked."""
+    stored = read_nifti_array(data, name, max_bytes=max_bytes, max_voxels=max_voxels, role="label map")
+    return stored.canonical()
 
 
 def check_same_grid(name: str, shape: tuple[int, ...], affine: np.ndarray, volume: Volume) -> None:
@@ -212,27 +186,6 @@ def _check_size(name: str, data: bytes, max_bytes: int) -> None:
         raise EmptyInput(f"{name} is empty (0 bytes). Upload the file again.")
     if len(data) > max_bytes:
         raise InputTooLarge(f"{name} is {len(data) / 1e6:.1f} MB, over the upload limit of {max_bytes / 1e6:.0f} MB.")
-
-
-def _sniff(data: bytes) -> str | None:
-    if data[:2] == b"\x1f\x8b":
-        return "nifti-gz"
-    if len(data) >= 132 and data[128:132] == b"DICM":
-        return "dicom"
-    if len(data) >= 4 and {int.from_bytes(data[:4], "little"), int.from_bytes(data[:4], "big")} & {348, 540}:
-        return "nifti"  # sizeof_hdr of NIfTI-1 or NIfTI-2, in either byte order
-    return None
-
-
-def _nifti_kind(head: bytes, name: str):
-    """(image class, vox_offset) from the first bytes of a NIfTI-1 or NIfTI-2 header."""
-    for order in ("<", ">"):
-        size = int(np.frombuffer(head[:4], dtype=f"{order}i4")[0]) if len(head) >= 4 else 0
-        if size == 348 and len(head) >= 112:
-            return nib.Nifti1Image, float(np.frombuffer(head[108:112], dtype=f"{order}f4")[0])
-        if size == 540 and len(head) >= 176:
-            return nib.Nifti2Image, float(np.frombuffer(head[168:176], dtype=f"{order}i8")[0])
-    raise UnsupportedFormat(f"{name} is compressed but holds no NIfTI image; upload a .nii or .nii.gz label map.")
 
 
 def _as_labels(raw: np.ndarray, name: str, threshold: float | None) -> np.ndarray:

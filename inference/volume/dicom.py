@@ -9,7 +9,6 @@ pixels are decoded one file at a time only once the whole series is known to fit
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from core.errors import (
     NotAVolume,
     UnsupportedFormat,
 )
+from inference.formats import cannot_decode, dicom_errors, library_reason, one_line, read_dicom, reader_boundary
 from inference.volume.nifti import human_bytes, to_canonical
 from inference.volume.types import Volume, read_only
 
@@ -105,9 +105,9 @@ def load_dicom_series(
     data, affine = to_canonical(values, affine_ras)
 
     first = images[0][2]
-    modality = str(first.get("Modality", "") or "").strip().upper()
+    modality = _text(first, "Modality", 16).upper()
     digests = sorted(hashlib.sha256(data_).hexdigest() for _, data_, _ in images)
-    description = str(first.get("SeriesDescription", "") or "").strip()[:64] or "DICOM series"
+    description = _text(first, "SeriesDescription") or "DICOM series"
     log.info(
         "Loaded DICOM %s: %d slices, stored as %s", "multi-frame" if multiframe else "series", len(slices), axcodes
     )
@@ -128,9 +128,6 @@ def load_dicom_series(
 
 
 def _read_header(name: str, data: bytes):
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     if not data:
         raise EmptyInput(f"{name} is empty (0 bytes). Upload the file again.")
     if len(data) < 132 or data[128:132] != b"DICM":
@@ -138,17 +135,32 @@ def _read_header(name: str, data: bytes):
             f"{name} is not a DICOM file (no DICM marker). Upload only the DICOM files of one series, "
             "or a NIfTI file on its own."
         )
+    with reader_boundary(name, "a DICOM file", "Export it again from PACS."):
+        return read_dicom(data, name, stop_before_pixels=True)
+
+
+def _count(ds, keyword: str, name: str, default: int = 0) -> int:
+    """A count attribute (Rows, Columns) as a non-negative int, or a refusal naming the file."""
+    value = ds.get(keyword, None)
     try:
-        return pydicom.dcmread(io.BytesIO(data), force=False, stop_before_pixels=True)
-    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
+        number = int(value) if value not in (None, "") else default
+    except (TypeError, ValueError, OverflowError):
+        number = -1
+    if number < 0:
         raise CorruptImage(
-            f"{name} is a damaged or truncated DICOM file ({type(exc).__name__}). Export it again from PACS."
-        ) from None
+            f"{name} has an invalid {keyword} ({one_line(repr(value), 40)}); the DICOM header is damaged. "
+            "Export it again from PACS."
+        )
+    return number
+
+
+def _text(ds, keyword: str, limit: int = 64) -> str:
+    return one_line(str(ds.get(keyword, "") or ""), limit)
 
 
 def _is_image(name: str, ds) -> bool:
     """True for an image, False for an object that is known not to be one (skipped)."""
-    modality = str(ds.get("Modality", "") or "").strip().upper()
+    modality = _text(ds, "Modality", 16).upper()
     if modality in _NON_IMAGE_MODALITIES or _is_dicomdir(ds):
         return False
     if "Rows" in ds and "Columns" in ds:
@@ -168,7 +180,7 @@ def _is_dicomdir(ds) -> bool:
 def _sop_name(ds) -> str:
     sop = getattr(ds.get("SOPClassUID", None), "name", None)
     if sop:
-        return f"a {sop}"
+        return f"a {one_line(str(sop), 80)}"
     if _is_dicomdir(ds):
         return "a DICOMDIR"
     return "not an image"
@@ -176,15 +188,15 @@ def _sop_name(ds) -> str:
 
 def _frames(ds) -> int:
     try:
-        return int(ds.get("NumberOfFrames", 1) or 1)
-    except (TypeError, ValueError):
+        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    except (TypeError, ValueError, OverflowError):
         return 1
 
 
 def _check_one_series(images) -> None:
     series: dict[str, list] = {}
     for _, _, ds in images:
-        series.setdefault(str(ds.get("SeriesInstanceUID", "") or ""), []).append(ds)
+        series.setdefault(_text(ds, "SeriesInstanceUID"), []).append(ds)
     if len(series) < 2:
         return
 
@@ -196,9 +208,9 @@ def _check_one_series(images) -> None:
 
     parts = []
     for group in sorted(series.values(), key=number):
-        text = str(group[0].get("SeriesDescription", "") or "").strip()[:64]
+        text = _text(group[0], "SeriesDescription")
         label = f"'{text}'" if text else "(no description)"
-        parts.append(f"series {group[0].get('SeriesNumber', '?')} {label} ({len(group)} file(s))")
+        parts.append(f"series {one_line(str(group[0].get('SeriesNumber', '?')), 12)} {label} ({len(group)} file(s))")
     raise MixedSeries(
         f"The upload mixes {len(series)} DICOM series: {'; '.join(parts)}. Upload one series at a time "
         "(one folder of the PACS export)."
@@ -206,7 +218,7 @@ def _check_one_series(images) -> None:
 
 
 def _check_one_patient(images) -> None:
-    ids = {str(ds.get("PatientID", "") or "").strip() for _, _, ds in images} - {""}
+    ids = {_text(ds, "PatientID") for _, _, ds in images} - {""}
     if len(ids) > 1:
         # The IDs themselves must not appear in a message: it may end up in a log or screenshot.
         raise MixedSeries(
@@ -216,10 +228,10 @@ def _check_one_patient(images) -> None:
 
 
 def _check_size(images, max_voxels: int) -> None:
-    ds = images[0][2]
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    name, _, ds = images[0]
+    rows, cols = _count(ds, "Rows", name), _count(ds, "Columns", name)
     slices = sum(_frames(d) for _, _, d in images)
-    voxels = sum(int(d.get("Rows", 0) or 0) * int(d.get("Columns", 0) or 0) * _frames(d) for _, _, d in images)
+    voxels = sum(_count(d, "Rows", n) * _count(d, "Columns", n) * _frames(d) for n, _, d in images)
     if voxels > max_voxels:
         raise InputTooLarge(
             f"The series holds {slices} slice(s) of {cols}x{rows} pixels ({voxels / 1e6:.0f} million "
@@ -241,24 +253,36 @@ def _floats(value, count: int, what: str, name: str) -> np.ndarray:
     except (TypeError, ValueError):
         out = np.zeros(0)
     if out.shape != (count,) or not np.isfinite(out).all():
-        raise CorruptImage(f"{name} has an invalid {what} ({value!r}); expected {count} numbers.")
+        raise CorruptImage(f"{name} has an invalid {what} ({one_line(repr(value), 120)}); expected {count} numbers.")
     if what == "PixelSpacing" and not (out > 0).all():
         # A zero or negative spacing would mirror or collapse an axis (left could become right).
-        raise CorruptImage(f"{name} has PixelSpacing {value!r}; both spacings must be greater than 0.")
+        raise CorruptImage(
+            f"{name} has PixelSpacing {one_line(repr(value), 80)}; both spacings must be greater than 0."
+        )
     return out
 
 
-def _rescale(item) -> tuple[float, float] | None:
+def _rescale(item, name: str) -> tuple[float, float] | None:
     if item is None or ("RescaleSlope" not in item and "RescaleIntercept" not in item):
         return None
-    return float(item.get("RescaleSlope", 1) or 1), float(item.get("RescaleIntercept", 0) or 0)
+    slope, intercept = item.get("RescaleSlope", 1), item.get("RescaleIntercept", 0)
+    try:
+        values = float(slope or 1), float(intercept or 0)
+    except (TypeError, ValueError, OverflowError):
+        values = (float("nan"), float("nan"))
+    if not np.isfinite(values).all():
+        raise CorruptImage(
+            f"{name} has an invalid rescale (RescaleSlope {one_line(repr(slope), 30)}, RescaleIntercept "
+            f"{one_line(repr(intercept), 30)}); its pixel values cannot be converted. Export it again from PACS."
+        )
+    return values
 
 
 def _single_slices(images) -> list[_Slice]:
     slices = []
     for index, (name, _, ds) in enumerate(images):
         spacing = _floats(ds.get("PixelSpacing", None), 2, "PixelSpacing", name)
-        slope, intercept = _rescale(ds) or (1.0, 0.0)
+        slope, intercept = _rescale(ds, name) or (1.0, 0.0)
         slices.append(
             _Slice(
                 file_index=index,
@@ -267,8 +291,8 @@ def _single_slices(images) -> list[_Slice]:
                 orientation=_floats(ds.get("ImageOrientationPatient", None), 6, "ImageOrientationPatient", name),
                 position=_floats(ds.get("ImagePositionPatient", None), 3, "ImagePositionPatient", name),
                 pixel_spacing=(float(spacing[0]), float(spacing[1])),
-                rows=int(ds.Rows),
-                cols=int(ds.Columns),
+                rows=_count(ds, "Rows", name),
+                cols=_count(ds, "Columns", name),
                 slope=slope,
                 intercept=intercept,
             )
@@ -302,15 +326,15 @@ def _multiframe_slices(name: str, ds) -> list[_Slice]:
         )
     shared_seq = ds.get("SharedFunctionalGroupsSequence", None)
     shared = shared_seq[0] if shared_seq is not None and len(shared_seq) else None
-    top_rescale = _rescale(ds) or (1.0, 0.0)
+    top_rescale = _rescale(ds, name) or (1.0, 0.0)
     slices = []
     for frame, groups in enumerate(per_frame):
         label = f"{name} frame {frame + 1}"
         spacing = _floats(
             _group_value(shared, groups, "PixelMeasuresSequence", "PixelSpacing"), 2, "PixelSpacing", label
         )
-        rescale = _rescale(_group_item(groups, "PixelValueTransformationSequence")) or _rescale(
-            _group_item(shared, "PixelValueTransformationSequence")
+        rescale = _rescale(_group_item(groups, "PixelValueTransformationSequence"), label) or _rescale(
+            _group_item(shared, "PixelValueTransformationSequence"), label
         )
         slope, intercept = rescale or top_rescale
         slices.append(
@@ -331,8 +355,8 @@ def _multiframe_slices(name: str, ds) -> list[_Slice]:
                     label,
                 ),
                 pixel_spacing=(float(spacing[0]), float(spacing[1])),
-                rows=int(ds.Rows),
-                cols=int(ds.Columns),
+                rows=_count(ds, "Rows", name),
+                cols=_count(ds, "Columns", name),
                 slope=slope,
                 intercept=intercept,
             )
@@ -464,10 +488,13 @@ def _decode(slices: list[_Slice], images, *, multiframe: bool) -> np.ndarray:
 
 
 def _pixels(name: str, data: bytes, ref: _Slice, expected: tuple[int, ...]) -> np.ndarray:
-    import pydicom
+    with reader_boundary(name, "a DICOM file", "Export it again from PACS."):
+        return _decode_pixels(name, data, ref, expected)
 
-    ds = pydicom.dcmread(io.BytesIO(data), force=False)
-    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+
+def _decode_pixels(name: str, data: bytes, ref: _Slice, expected: tuple[int, ...]) -> np.ndarray:
+    ds = read_dicom(data, name)
+    if _count(ds, "SamplesPerPixel", name, 1) != 1:
         raise UnsupportedFormat(f"{name} is a colour image; a CT or MR series must be grayscale.")
     if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise CorruptImage(
@@ -477,13 +504,19 @@ def _pixels(name: str, data: bytes, ref: _Slice, expected: tuple[int, ...]) -> n
     try:
         array = ds.pixel_array
     except (NotImplementedError, RuntimeError) as exc:
+        if not cannot_decode(exc):
+            raise CorruptImage(
+                f"{name} has damaged compressed pixel data that could not be decoded. Export it again from PACS."
+            ) from None
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         raise UnsupportedFormat(
-            f"{name} is compressed as {getattr(syntax, 'name', syntax)}, which this installation cannot "
-            "decode. Export the series uncompressed (Explicit VR Little Endian) from PACS."
-        ) from exc
-    except (ValueError, AttributeError, KeyError, TypeError, EOFError) as exc:
-        raise CorruptImage(f"{name} has damaged or truncated pixel data ({exc}). Export it again from PACS.") from None
+            f"{name} is compressed as {one_line(str(getattr(syntax, 'name', syntax)), 80)}, which this "
+            "installation cannot decode. Export the series uncompressed (Explicit VR Little Endian) from PACS."
+        ) from None
+    except dicom_errors() as exc:
+        raise CorruptImage(
+            f"{name} has damaged or truncated pixel data ({library_reason(exc)}). Export it again from PACS."
+        ) from None
     if array.shape != expected:
         raise CorruptImage(f"{name} decodes to pixels of shape {array.shape}, but its header says {expected}.")
     return array

@@ -1,7 +1,9 @@
 """The one entry point from uploaded files to a 3D ``Volume`` (pages and CLI alike).
 
-The format is decided by the bytes: gzip or NIfTI magic -> NIfTI, zip magic -> a zipped DICOM
-series, DICM marker -> DICOM. Names only decide between NIfTI and "not NIfTI" messages.
+The format is decided by the bytes, sniffed once (``inference.formats.sniff``): gzip or a NIfTI
+header -> NIfTI, zip -> a zipped DICOM series, DICM marker -> DICOM. Names only decide between
+NIfTI and "not NIfTI" messages. Whatever goes wrong inside a reader is refused with one line that
+names the file.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ChannelAssignmentError, EmptyInput, GridMismatch, InputTooLarge, NotAVolume
+from inference.formats import Format, describe_bytes, reader_boundary, sniff
 from inference.volume.archive import unpack_zip
 from inference.volume.dicom import load_dicom_series
-from inference.volume.nifti import GZIP_MAGIC, human_bytes, load_nifti, looks_like_nifti_name, nifti_kind
+from inference.volume.nifti import human_bytes, load_nifti, looks_like_nifti_name
 from inference.volume.types import MultiChannelVolume, Volume
 
 log = logging.getLogger(__name__)
@@ -39,34 +42,23 @@ _CHANNEL_TOKENS = {
     "t2f": "flair",
 }
 _AFFINE_TOL_MM = 1e-3
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip, or an empty one
-_OTHER_FORMATS = {
-    b"\x89PNG": "a PNG image",
-    b"\xff\xd8\xff": "a JPEG image",
-    b"%PDF": "a PDF document",
-    b"GIF8": "a GIF image",
-    b"II*\x00": "a TIFF image",
-    b"MM\x00*": "a TIFF image",
-}
+_NIFTI_FORMATS = (Format.GZIP, Format.NIFTI1, Format.NIFTI2)
 
 
-def _is_nifti(name: str, data: bytes) -> bool:
-    return data.startswith(GZIP_MAGIC) or nifti_kind(data[:540]) is not None or looks_like_nifti_name(name)
-
-
-def _is_zip(name: str, data: bytes) -> bool:
-    return data.startswith(_ZIP_MAGIC) or name.lower().endswith(".zip")
-
-
-def _is_dicom(data: bytes) -> bool:
-    return len(data) >= 132 and data[128:132] == b"DICM"
+def _kind(name: str, data: bytes) -> str | None:
+    """ "zip", "dicom", "nifti" or None: the bytes first, then the name for NIfTI and zip."""
+    fmt = sniff(data)
+    if fmt is Format.DICOM:
+        return "dicom"
+    if fmt is Format.ZIP or (fmt is None and name.lower().endswith(".zip")):
+        return "zip"
+    if fmt in _NIFTI_FORMATS or looks_like_nifti_name(name):
+        return "nifti"
+    return None
 
 
 def _describe(data: bytes) -> str:
-    for magic, what in _OTHER_FORMATS.items():
-        if data.startswith(magic):
-            return what
-    return "not a scan format this tool reads"
+    return describe_bytes(data) or "not a scan format this tool reads"
 
 
 def _unpack_limit(max_bytes: int, max_voxels: int) -> int:
@@ -89,27 +81,31 @@ def load_volume(files: list[tuple[str, bytes]], *, max_bytes: int, max_voxels: i
     total = sum(len(data) for _, data in files)
     if total > max_bytes:
         raise InputTooLarge(f"The upload is {human_bytes(total)}, over the {human_bytes(max_bytes)} limit.")
+    kinds = [_kind(name, data) for name, data in files]
     if len(files) == 1:
-        name, data = files[0]
-        if _is_zip(name, data):
+        (name, data), kind = files[0], kinds[0]
+        if kind == "zip":
             log.debug("Reading the upload as a zipped DICOM series")
             limit = _unpack_limit(max_bytes, max_voxels)
-            members = unpack_zip(data, max_total_bytes=limit, max_member_bytes=limit)
-            return load_dicom_series(members, max_bytes=limit, max_voxels=max_voxels, hash_key=hash_key)
-        if _is_dicom(data):
-            return load_dicom_series(files, max_bytes=max_bytes, max_voxels=max_voxels, hash_key=hash_key)
-        if _is_nifti(name, data):
+            # Messages about a member ("IM0001 is truncated") also name the zip it came in.
+            with reader_boundary(name, "a zipped DICOM series", "Create the zip again from the series folder."):
+                members = unpack_zip(data, max_total_bytes=limit, max_member_bytes=limit, name=name)
+                return load_dicom_series(members, max_bytes=limit, max_voxels=max_voxels, hash_key=hash_key)
+        if kind == "dicom":
+            with reader_boundary(name, "a DICOM file", "Export it again from PACS."):
+                return load_dicom_series(files, max_bytes=max_bytes, max_voxels=max_voxels, hash_key=hash_key)
+        if kind == "nifti":
             log.debug("Reading the upload as NIfTI")
             return load_nifti(data, name, max_bytes=max_bytes, max_voxels=max_voxels)
         raise NotAVolume(
             f"{name} is {_describe(data)}, not a 3D scan. Upload a NIfTI file (.nii or .nii.gz), a zip "
             "of a DICOM series folder, or all DICOM files of one series."
         )
-    for name, data in files:
-        if _is_zip(name, data) or (not _is_dicom(data) and _is_nifti(name, data)):
-            kind = "a zip" if _is_zip(name, data) else "a NIfTI file"
+    for (name, _), kind in zip(files, kinds):
+        if kind in ("zip", "nifti"):
+            what = "a zip" if kind == "zip" else "a NIfTI file"
             raise NotAVolume(
-                f"{name} is {kind} uploaded together with {len(files) - 1} other file(s); upload {kind} "
+                f"{name} is {what} uploaded together with {len(files) - 1} other file(s); upload {what} "
                 "on its own (several files are read as the slices of one DICOM series)."
             )
     return load_dicom_series(files, max_bytes=max_bytes, max_voxels=max_voxels, hash_key=hash_key)

@@ -1,28 +1,33 @@
 """NIfTI-1/NIfTI-2 bytes to a canonical (RAS+) ``Volume``.
 
-The header is parsed and checked before any voxel is read or decompressed beyond it, so a header
-that claims absurd dimensions, or a small ``.nii.gz`` that inflates to gigabytes, is refused
-without allocating memory for it.
+The one NIfTI reader: scans (``load_nifti``) and label maps (``read_nifti_array``, used by
+``inference.masks.load``) share it, and with it the same limits. The header is parsed and checked
+before any voxel is read or decompressed beyond it, so a header that claims absurd dimensions, or a
+small ``.nii.gz`` that inflates to gigabytes, is refused without allocating memory for it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import PureWindowsPath
+from typing import Literal
 
 import numpy as np
 
 from core.errors import CorruptImage, EmptyInput, FormatMismatch, InputTooLarge, NotAVolume, UnsupportedFormat
+from inference.formats import GZIP_MAGIC, NIFTI1_HEADER_SIZE, NIFTI2_HEADER_SIZE, library_reason, reader_boundary
 from inference.volume.types import Volume, read_only
 
 log = logging.getLogger(__name__)
 
-GZIP_MAGIC = b"\x1f\x8b"
-_NIFTI1_SIZE = 348
-_NIFTI2_SIZE = 540
+_NIFTI1_SIZE = NIFTI1_HEADER_SIZE
+_NIFTI2_SIZE = NIFTI2_HEADER_SIZE
+Role = Literal["scan", "label map"]
 # Header extensions sit between the header and the voxels; real ones are kilobytes. A larger
 # offset only makes us buffer bytes that are never voxels.
 _MAX_VOX_OFFSET = 64 * 1024 * 1024
@@ -31,7 +36,7 @@ _TRAILING_SLACK = 1024 * 1024
 _INFLATE_CHUNK = 4 * 1024 * 1024
 
 # NIfTI datatype code -> numpy dtype for the real-valued types we can show and measure.
-_SUPPORTED_DTYPES = {
+_SUPPORTED_DTYPES: dict[int, np.dtype] = {
     2: np.dtype(np.uint8),
     4: np.dtype(np.int16),
     8: np.dtype(np.int32),
@@ -76,6 +81,32 @@ def nifti_kind(header_bytes: bytes) -> str | None:
         if magic in (b"ni1\x00", b"ni2\x00"):
             return "analyze-pair"
     return None
+
+
+def _header_size(header_bytes: bytes) -> int | None:
+    """sizeof_hdr in whichever byte order makes it a NIfTI size (nibabel reads the byte order from it)."""
+    for size in (int.from_bytes(header_bytes[:4], "little"), int.from_bytes(header_bytes[:4], "big")):
+        if size in (_NIFTI1_SIZE, _NIFTI2_SIZE):
+            return size
+    return None
+
+
+# nibabel's header checks report what they fix through a logger; nibabel's own prints to stderr.
+# Ours drops the reports: a fixable slip (negative pixdim...) is fixed silently, as before, and
+# an unfixable one raises, which the reader turns into a refusal.
+_HEADER_CHECKS = logging.getLogger("inference.volume.nifti.header_checks")
+_HEADER_CHECKS.addHandler(logging.NullHandler())
+_HEADER_CHECKS.propagate = False
+_HEADER_ERROR_LEVEL = 40  # nibabel's default: what it refuses to load
+
+
+def _checked(header, name: str):
+    """The header after nibabel's checks and fixes, as loading it with nibabel would give."""
+    try:
+        header.check_fix(logger=_HEADER_CHECKS, error_level=_HEADER_ERROR_LEVEL)
+    except Exception as exc:  # noqa: BLE001 - nibabel's checks raise HeaderDataError and, on garbage, others
+        raise CorruptImage(f"The NIfTI header of {name} is damaged ({library_reason(exc)}).") from None
+    return header
 
 
 def human_bytes(n: float) -> str:
@@ -130,7 +161,7 @@ class _BoundedInflater:
                     self._input = memoryview(bytes(rest) + bytes(self._input[self._pos :]))
                     self._pos = 0
                     self._inflater = zlib.decompressobj(wbits=31)
-                source = self._inflater.unconsumed_tail
+                source: bytes | memoryview = self._inflater.unconsumed_tail
                 if not source:
                     if self._pos >= len(self._input):
                         self.truncated = True
@@ -139,7 +170,9 @@ class _BoundedInflater:
                     self._pos += len(source)
                 self._out += self._inflater.decompress(source, limit - len(self._out))
         except zlib.error as exc:
-            raise CorruptImage(f"{self._name} is a damaged gzip file and cannot be decompressed ({exc}).") from None
+            raise CorruptImage(
+                f"{self._name} is a damaged gzip file and cannot be decompressed ({library_reason(exc)})."
+            ) from None
         return bytes(self._out)
 
 
@@ -161,16 +194,23 @@ def _parse_header(raw: bytes, name: str, *, compressed: bool):
         what = "is gzip-compressed but holds" if compressed else "holds"
         raise NotAVolume(f"{name} {what} no NIfTI-1 or NIfTI-2 scan.")
     klass, size = (nib.Nifti2Header, _NIFTI2_SIZE) if kind == "nifti2" else (nib.Nifti1Header, _NIFTI1_SIZE)
+    if _header_size(raw) != size:
+        raise CorruptImage(
+            f"The NIfTI header of {name} is damaged: its header size field does not say {size} bytes, so its "
+            "byte order cannot be known. Export the file again."
+        )
     try:
         header = klass(raw[:size], check=False)
         shape = tuple(int(n) for n in header.get_data_shape())
         offset = int(header.get_data_offset())
     except Exception as exc:  # noqa: BLE001 - nibabel raises assorted types for a garbled header
-        raise CorruptImage(f"The NIfTI header of {name} is damaged ({type(exc).__name__}: {exc}).") from None
+        raise CorruptImage(f"The NIfTI header of {name} is damaged ({library_reason(exc)}).") from None
     return kind, header, shape, offset, size
 
 
-def _check_header(name: str, header, shape: tuple[int, ...], offset: int, header_size: int, max_voxels: int) -> int:
+def _check_header(
+    name: str, header, shape: tuple[int, ...], offset: int, header_size: int, max_voxels: int, role: Role = "scan"
+) -> int:
     """Refuse the file from its header alone; returns the byte count the voxels occupy."""
     code = int(header["datatype"])
     if code not in _SUPPORTED_DTYPES:
@@ -182,13 +222,17 @@ def _check_header(name: str, header, shape: tuple[int, ...], offset: int, header
     dims = "x".join(str(n) for n in shape)
     if not shape or min(shape) < 1:
         raise CorruptImage(f"The NIfTI header of {name} gives an invalid shape ({dims or 'none'}).")
-    _check_shape(name, shape)
+    _check_shape(name, shape, role)
     voxels = int(np.prod([int(n) for n in shape], dtype=object))  # Python ints: no overflow
     if voxels > max_voxels:
+        advice = (
+            "Upload a single 3D scan at its acquired resolution."
+            if role == "scan"
+            else "A mask must be on the image's grid, which is smaller."
+        )
         raise InputTooLarge(
             f"The NIfTI header of {name} claims {dims} voxels ({human_bytes(voxels * 4)}); the limit is "
-            f"{human_bytes(max_voxels * 4)} ({max_voxels / 1e6:.0f} million voxels). Upload a single "
-            "3D scan at its acquired resolution."
+            f"{human_bytes(max_voxels * 4)} ({max_voxels / 1e6:.0f} million voxels). {advice}"
         )
     if offset < header_size + 4 or offset > _MAX_VOX_OFFSET:
         raise CorruptImage(
@@ -199,25 +243,29 @@ def _check_header(name: str, header, shape: tuple[int, ...], offset: int, header
     return voxels * _SUPPORTED_DTYPES[code].itemsize
 
 
-def _check_shape(name: str, shape: tuple[int, ...]) -> None:
+def _check_shape(name: str, shape: tuple[int, ...], role: Role = "scan") -> None:
     dims = "x".join(str(n) for n in shape)
     extra = shape[3:]
     if any(n > 1 for n in extra):
-        count = int(np.prod(extra))
+        count = int(np.prod(extra, dtype=object))
+        if role == "label map":
+            raise NotAVolume(
+                f"{name} holds {count} volumes (shape {dims}); a label map is one 3D volume. Export the "
+                "segmentation as a single 3D label map (not one file per class)."
+            )
         raise NotAVolume(
             f"{name} holds {count} volumes (shape {dims}); a single 3D scan (X x Y x Z) is expected. "
             "Upload each scan or MRI sequence as its own file."
         )
     spatial = (tuple(shape[:3]) + (1, 1, 1))[:3]
     if min(spatial) < 2:
-        raise NotAVolume(
-            f"{name} is a single 2D slice (shape {dims}); a 3D volume with several slices in each "
-            "direction is expected."
-        )
+        what = "a 3D label map" if role == "label map" else "a 3D volume with several slices in each direction"
+        raise NotAVolume(f"{name} is a single 2D slice (shape {dims}); {what} is expected.")
 
 
-def _inflate(data: bytes, name: str, max_voxels: int) -> tuple[bytes, int]:
-    """Decompress only as far as the header says the voxels reach; returns (raw bytes, voxel end)."""
+def _inflate(data: bytes, name: str, max_voxels: int, role: Role) -> tuple[bytes, int, object, tuple[int, ...]]:
+    """Decompress only as far as the header says the voxels reach; returns (raw bytes, voxel end,
+    header, shape)."""
     inflater = _BoundedInflater(data, name)
     head = inflater.read_until(_NIFTI2_SIZE)
     if inflater.truncated and nifti_kind(head) is None:
@@ -225,14 +273,68 @@ def _inflate(data: bytes, name: str, max_voxels: int) -> tuple[bytes, int]:
             f"{name} is truncated: the gzip stream ends after {len(head)} bytes. Upload the complete file."
         )
     kind, header, shape, offset, size = _parse_header(head, name, compressed=True)
-    end = offset + _check_header(name, header, shape, offset, size, max_voxels)
+    end = offset + _check_header(name, header, shape, offset, size, max_voxels, role)
     raw = inflater.read_until(end + _TRAILING_SLACK + 1)
     if len(raw) > end + _TRAILING_SLACK:
         raise InputTooLarge(
             f"{name} decompresses to more than the {human_bytes(end)} its header declares (stopped at "
             f"{human_bytes(len(raw))}); it may be a decompression bomb or a damaged file and was not loaded."
         )
-    return raw, end
+    return raw, end, header, shape
+
+
+@dataclass(frozen=True)
+class NiftiArray:
+    """A NIfTI file's voxels as stored (3D, file axis order) and its checked voxel-to-RAS+ transform."""
+
+    data: np.ndarray
+    affine: np.ndarray
+    axcodes: str  # the stored orientation, e.g. "LPS"
+
+    def canonical(self) -> tuple[np.ndarray, np.ndarray]:
+        """The voxels flipped/permuted to the closest RAS+ order (a view, no copy) and their affine."""
+        from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+
+        ornt = io_orientation(self.affine)
+        return apply_orientation(self.data, ornt), self.affine @ inv_ornt_aff(ornt, self.data.shape)
+
+
+def read_nifti_array(
+    data: bytes,
+    name: str,
+    *,
+    max_bytes: int,
+    max_voxels: int,
+    role: Role = "scan",
+    dtype: type[np.floating] | None = None,
+) -> NiftiArray:
+    """The bounded NIfTI reader: a ``.nii`` / ``.nii.gz`` upload's voxels and transform.
+
+    Size, voxel-count and decompression limits are checked before the voxels are read. The
+    voxels keep their stored type (after ``scl_slope`` / ``scl_inter``) unless ``dtype`` asks for
+    a float type, in which they are scaled as nibabel's ``get_fdata`` does.
+
+    Raises:
+        InputRejected: (a subclass) naming the file and what is wrong with it.
+    """
+    name = base_name(name)
+    with reader_boundary(name, "NIfTI", "Export the file again."):
+        if not data:
+            raise EmptyInput(f"{name} is empty (0 bytes). Upload the file again.")
+        if len(data) > max_bytes:
+            raise InputTooLarge(f"{name} is {human_bytes(len(data))}, over the {human_bytes(max_bytes)} upload limit.")
+        if data.startswith(GZIP_MAGIC):
+            raw, end, header, shape = _inflate(data, name, max_voxels, role)
+        else:
+            raw = data
+            kind, header, shape, offset, size = _parse_header(raw, name, compressed=False)
+            end = offset + _check_header(name, header, shape, offset, size, max_voxels, role)
+        if len(raw) < end:
+            raise CorruptImage(
+                f"{name} is truncated: its header declares {human_bytes(end)} but the file holds "
+                f"{human_bytes(len(raw))}. Upload the complete file."
+            )
+        return _decode(raw, name, header, shape, dtype)
 
 
 def load_nifti(data: bytes, name: str, *, max_bytes: int, max_voxels: int) -> Volume:
@@ -242,25 +344,13 @@ def load_nifti(data: bytes, name: str, *, max_bytes: int, max_voxels: int) -> Vo
         InputRejected: (a subclass) naming the file and what is wrong with it.
     """
     name = base_name(name)
-    if not data:
-        raise EmptyInput(f"{name} is empty (0 bytes). Upload the file again.")
-    if len(data) > max_bytes:
-        raise InputTooLarge(f"{name} is {human_bytes(len(data))}, over the {human_bytes(max_bytes)} upload limit.")
-    if data.startswith(GZIP_MAGIC):
-        raw, end = _inflate(data, name, max_voxels)
-    else:
-        raw = data
-        kind, header, shape, offset, size = _parse_header(raw, name, compressed=False)
-        end = offset + _check_header(name, header, shape, offset, size, max_voxels)
-    if len(raw) < end:
-        raise CorruptImage(
-            f"{name} is truncated: its header declares {human_bytes(end)} but the file holds "
-            f"{human_bytes(len(raw))}. Upload the complete file."
-        )
-    data3d, affine, axcodes = _decode(raw, name)
-    modality = guess_modality(data3d)
+    stored = read_nifti_array(data, name, max_bytes=max_bytes, max_voxels=max_voxels, dtype=np.float32)
+    with reader_boundary(name, "NIfTI", "Export the file again."):
+        _check_finite(stored.data, name)
+        data3d, affine = to_canonical(stored.data, stored.affine)
+        modality = guess_modality(data3d)
     # No file name in the log: exported names often carry a patient's name or a date.
-    log.info("Loaded a NIfTI volume: shape %s, stored as %s, guessed %s", data3d.shape, axcodes, modality)
+    log.info("Loaded a NIfTI volume: shape %s, stored as %s, guessed %s", data3d.shape, stored.axcodes, modality)
     return Volume(
         data=read_only(data3d),
         affine=read_only(affine),
@@ -268,31 +358,43 @@ def load_nifti(data: bytes, name: str, *, max_bytes: int, max_voxels: int) -> Vo
         source_format="nifti",
         input_sha256=hashlib.sha256(data).hexdigest(),
         description=name,
-        original_axcodes=axcodes,
+        original_axcodes=stored.axcodes,
     )
 
 
-def _decode(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray, str]:
+def _decode(raw: bytes, name: str, header, shape: tuple[int, ...], dtype: type[np.floating] | None) -> NiftiArray:
+    """The voxels and transform from a checked header: no second parse, so none of nibabel's
+    header "fixes" (and the messages it prints about them) applies to a damaged file."""
     import nibabel as nib
-    from nibabel.filebasedimages import ImageFileError
+    from nibabel.arrayproxy import ArrayProxy
     from nibabel.spatialimages import HeaderDataError
 
-    klass = nib.Nifti2Image if nifti_kind(raw) == "nifti2" else nib.Nifti1Image
-    try:
-        image = klass.from_bytes(raw)
-        values = image.get_fdata(dtype=np.float32)  # applies scl_slope / scl_inter
-        affine = np.asarray(image.affine, dtype=np.float64)
-    except (ValueError, OSError, EOFError, struct.error, ImageFileError, HeaderDataError) as exc:
-        raise CorruptImage(f"{name} could not be read as NIfTI ({type(exc).__name__}: {exc}).") from None
-    values = values.reshape(values.shape[:3])  # trailing dims are all 1 (checked from the header)
-    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise CorruptImage(
-            f"{name} has an invalid voxel-to-world transform (sform/qform); its geometry cannot be trusted."
-        )
-    _check_finite(values, name)
-    axcodes = "".join(nib.aff2axcodes(affine))
-    canonical, canonical_affine = to_canonical(values, affine)
-    return canonical, canonical_affine, axcodes
+    with np.errstate(all="ignore"):  # garbage header floats overflow; the checks below refuse them
+        header = _checked(header, name)
+        try:
+            affine = np.asarray(header.get_best_affine(), dtype=np.float64)
+        except (ValueError, ArithmeticError, HeaderDataError, np.linalg.LinAlgError) as exc:
+            raise CorruptImage(
+                f"{name} has an invalid voxel-to-world transform (sform/qform) ({library_reason(exc)}); its "
+                "geometry cannot be trusted."
+            ) from None
+        if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+            raise CorruptImage(
+                f"{name} has an invalid voxel-to-world transform (sform/qform); its geometry cannot be trusted."
+            )
+        axcodes = nib.aff2axcodes(affine)
+        if None in axcodes:
+            raise CorruptImage(
+                f"{name} has a degenerate voxel-to-world transform (an axis with no direction); its geometry "
+                "cannot be trusted."
+            )
+        try:
+            proxy = ArrayProxy(io.BytesIO(raw), header, mmap=False)
+            values = np.asanyarray(proxy, dtype=dtype) if dtype is not None else np.asanyarray(proxy)
+        except (ValueError, OSError, EOFError, struct.error, HeaderDataError) as exc:
+            raise CorruptImage(f"{name} could not be read as NIfTI ({library_reason(exc)}).") from None
+    values = values.reshape(shape[:3])  # trailing dims are all 1 (checked from the header)
+    return NiftiArray(data=values, affine=affine, axcodes="".join(str(code) for code in axcodes))
 
 
 def _check_finite(values: np.ndarray, name: str) -> None:

@@ -171,18 +171,14 @@ def _mark_stamps(height: int, width: int, marks: Marks) -> tuple[tuple[int, int,
 
 def encode_png(picture: np.ndarray) -> bytes:
     """Fast lossless PNG (level 1) of a grey (2D) or RGB picture."""
-    data = picture if picture.ndim == 2 else cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
-    ok, buffer = cv2.imencode(".png", data, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:  # pragma: no cover - OpenCV only fails on invalid arrays
-        raise ValueError("Could not encode the slice image.")
-    return buffer.tobytes()
+    from core.encode import encode_png as png
+
+    return png(picture, compression=1)
 
 
 def encode_jpeg(picture: np.ndarray, quality: int = 92) -> bytes:
     """The mask overlay as JPEG without chroma subsampling (label edges stay sharp): ten times faster
     to encode than a colour PNG. The plain image beside it stays lossless."""
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
-    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), params)
-    if not ok:  # pragma: no cover
-        raise ValueError("Could not encode the overlay image.")
-    return buffer.tobytes()
+    from core.encode import encode_jpeg as jpeg
+
+    return jpeg(picture, quality=quality, full_chroma=True)
