@@ -230,7 +230,7 @@ def verdict_writes(url: str) -> dict:
 
     from storage import repository
     from storage.db import open_database
-    from storage.models import Verdict
+    from storage.models import VerdictEntry
 
     sessions = open_database(url)
     try:
@@ -246,7 +246,7 @@ def verdict_writes(url: str) -> dict:
 
         single_ms = median_ms(lambda: write("Bench single"), SINGLE_VERDICTS, warmup=5)
         with sessions.begin() as session:
-            before = session.scalar(select(func.count(Verdict.id)))
+            before = session.scalar(select(func.count(VerdictEntry.id)))
             synchronous = (
                 session.execute(text("PRAGMA synchronous")).scalar() if session.bind.dialect.name == "sqlite" else None
             )
@@ -270,7 +270,7 @@ def verdict_writes(url: str) -> dict:
             thread.join()
         elapsed = time.perf_counter() - start
         with sessions.begin() as session:
-            stored = session.scalar(select(func.count(Verdict.id))) - before
+            stored = session.scalar(select(func.count(VerdictEntry.id))) - before
     finally:
         sessions.kw["bind"].dispose()
     for exc in errors[:3]:

@@ -62,11 +62,11 @@ def seg_timings(repeats: int = 3, device: str = "cpu") -> dict:
     import torch
 
     from core.settings import load_settings
-    from inference.models.seg_loader import load_seg_model
-    from inference.models.seg_registry import BRATS_SEGRESNET
+    from inference.models.loader import load_model
+    from inference.models.registry import BRATS_SEGRESNET
     from inference.volume.segment import segment
 
-    loaded = load_seg_model(BRATS_SEGRESNET, load_settings(), allow_untrained=True, device=device)
+    loaded = load_model(BRATS_SEGRESNET, load_settings(), allow_untrained=True, device=device)
     case = brats_sized_case()
     window = torch.zeros((1, 4, *_roi(BRATS_SEGRESNET)), dtype=torch.float32)
 
@@ -168,15 +168,15 @@ from inference.images.bands import load_band_config
 from inference.images.ingest import load_image
 from inference.models.loader import load_model
 from inference.models.registry import CXR_DENSENET
-from inference.models.seg_loader import load_seg_model
-from inference.models.seg_registry import BRATS_SEGRESNET
+from inference.models.loader import load_model
+from inference.models.registry import BRATS_SEGRESNET
 from inference.volume.segment import segment
 from core.settings import load_settings
 s = load_settings()
 m = load_model(CXR_DENSENET, s, allow_untrained=True)
 image = load_image(Path({sample!r}).read_bytes(), "x.png", max_bytes=50_000_000, max_pixels=64_000_000, hash_key=b"k")
 analyze(m, image, load_band_config(s.bands_file))
-seg = load_seg_model(BRATS_SEGRESNET, s, allow_untrained=True, device="cpu")
+seg = load_model(BRATS_SEGRESNET, s, allow_untrained=True, device="cpu")
 result = segment(brats_sized_case(), seg)
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))
 print(int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024)

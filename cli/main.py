@@ -18,6 +18,9 @@ import json
 import logging
 import re
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -56,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
         help="accept a pickled whole model (the torchxrayvision release format); only for trusted files",
     )
     install.add_argument(
-        "--model", help="a segmentation model id: install a MONAI bundle folder, zip or model.pt for it"
+        "--model",
+        help="the registered model the file is for (default: the chest X-ray model); for a MONAI bundle "
+        "model, a bundle folder, zip or model.pt",
     )
     actions.add_parser("download", help="download the release weights (needs internet)")
     add_volume_commands(commands)
@@ -164,39 +169,56 @@ def _emit(result: dict, as_json: bool, out: TextIO) -> None:
 
 
 def weights_command(args: argparse.Namespace, out: TextIO) -> int:
-    from inference.models.seg_loader import candidate_paths as seg_candidate_paths
-    from inference.models.seg_loader import find_seg_weights, import_seg_weights
-    from inference.models.seg_registry import SEG_MODELS, get_seg_spec
+    from inference.models.registry import all_models, get_spec
     from inference.models.weights import candidate_paths, download_weights, find_weights_file, import_weights
 
     settings = load_settings()
     if args.action == "status":
-        found = find_weights_file(CXR_DENSENET, settings)
-        out.write(f"model: {CXR_DENSENET.model_id}\n")
-        for path in candidate_paths(CXR_DENSENET, settings):
-            out.write(f"  looks in: {path} ({'present' if path.is_file() else 'absent'})\n")
-        out.write(f"status: {'installed at ' + str(found) if found else 'MISSING'}\n")
-        for spec in SEG_MODELS.values():
-            seg_found = find_seg_weights(spec, settings)
+        for spec in all_models():
+            found = find_weights_file(spec, settings)
             out.write(f"model: {spec.model_id}\n")
-            for path in seg_candidate_paths(spec, settings):
+            for path in candidate_paths(spec, settings):
                 out.write(f"  looks in: {path} ({'present' if path.is_file() else 'absent'})\n")
-            out.write(f"status: {'installed at ' + str(seg_found) if seg_found else 'MISSING'}\n")
-        return 0 if found else 1
+            out.write(f"status: {'installed at ' + str(found) if found else 'MISSING'}\n")
+        # The exit status answers "can the chest X-ray review run with trained weights?"
+        return 0 if find_weights_file(CXR_DENSENET, settings) else 1
     if args.action == "import":
-        if args.model:
-            try:
-                spec = get_seg_spec(args.model)
-            except KeyError as exc:
-                raise ReviewError(str(exc).strip("'\"")) from None
-            dest = import_seg_weights(args.file, spec, settings)
-        else:
-            dest = import_weights(args.file, CXR_DENSENET, settings, allow_pickle=args.allow_pickle)
+        try:
+            spec = get_spec(args.model) if args.model else CXR_DENSENET
+        except KeyError as exc:
+            raise ReviewError(str(exc).strip("'\"")) from None
+        dest = import_weights(args.file, spec, settings, allow_pickle=args.allow_pickle)
         out.write(f"installed {args.file} as {dest} (checked: loads with strict keys)\n")
         return 0
     dest = download_weights(CXR_DENSENET, settings)
     out.write(f"downloaded and installed {dest}\n")
     return 0
+
+
+# Libraries that log and warn about every oddity of a damaged file (pydicom with a traceback when
+# a decoder fails); the one refusal line per file says what matters.
+_CHATTY_LIBRARIES = ("pydicom", "nibabel", "PIL")
+
+
+@contextmanager
+def _quiet_libraries(verbose: bool) -> Iterator[None]:
+    """Silences the readers' libraries for one command (their warnings stay visible with -v)."""
+    loggers = [logging.getLogger(name) for name in _CHATTY_LIBRARIES]
+    saved = [(logger.level, logger.propagate) for logger in loggers]
+    with warnings.catch_warnings():
+        if not verbose:
+            for name in _CHATTY_LIBRARIES:
+                warnings.filterwarnings("ignore", module=rf"{name}(\.|$)")
+        for logger in loggers:
+            # Not propagating as well: pydicom sets its logger's level when it is first imported.
+            logger.setLevel(logging.CRITICAL)
+            logger.propagate = False
+        try:
+            yield
+        finally:
+            for logger, (level, propagate) in zip(loggers, saved):
+                logger.setLevel(level)
+                logger.propagate = propagate
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
@@ -205,6 +227,11 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    with _quiet_libraries(args.verbose):
+        return _run(args, out)
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
     try:
         if args.command == "analyze":
             return analyze_files(args, out)

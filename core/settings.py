@@ -57,6 +57,7 @@ class Settings:
     patient_key_file: Path
     max_volume_upload_mb: int = 500
     max_volume_voxels: int = 160_000_000
+    cxr_model_id: str = "xrv-densenet121-res224-all"  # the registered classifier the chest X-ray review runs
 
     @property
     def edited_bands_file(self) -> Path:
@@ -86,4 +87,5 @@ def load_settings() -> Settings:
         # A 512x512x600 CT is 157 million voxels (630 MB as float32); larger volumes are refused.
         max_volume_upload_mb=_positive_int("MAX_VOLUME_UPLOAD_MB", 500),
         max_volume_voxels=_positive_int("MAX_VOLUME_MEGAVOXELS", 160) * 1_000_000,
+        cxr_model_id=os.environ.get("CXR_MODEL_ID") or "xrv-densenet121-res224-all",
     )

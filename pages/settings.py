@@ -8,9 +8,8 @@ from sqlalchemy.engine import make_url
 
 from core.errors import ReviewError
 from core.settings import load_settings
-from inference.models.registry import CXR_DENSENET
-from inference.models.weights import expected_weights_path
-from ui import resources
+from inference.models.weights import installed_weights_path
+from ui import models, resources
 from ui.entry import require_app_entry
 from ui.widgets.band_editor import edit_bands_section
 from ui.widgets.model_status import require_model
@@ -33,10 +32,11 @@ st.caption(
     "Scores are calibrated so that 0.5 is each finding's operating point. Below low: negative; "
     "low to high: indeterminate; high to critical: positive; at or above critical: critical."
 )
+classifier = models.classifier_spec()
 rows = []
-for label in CXR_DENSENET.labels:
-    t = bands.thresholds(CXR_DENSENET.modality, label)
-    custom = label in bands.per_finding.get(CXR_DENSENET.modality, {})
+for label in classifier.labels:
+    t = bands.thresholds(classifier.bands_key, label)
+    custom = label in bands.per_finding.get(classifier.bands_key, {})
     rows.append(
         {
             "finding": label,
@@ -52,11 +52,11 @@ edit_bands_section(bands, pd.DataFrame(rows))
 st.subheader("Model")
 loaded = require_model()
 model_rows = {
-    "model id": CXR_DENSENET.model_id,
-    "architecture": CXR_DENSENET.display_name,
-    "input size": f"{CXR_DENSENET.input_size} x {CXR_DENSENET.input_size}",
-    "weights expected at": str(expected_weights_path(CXR_DENSENET, settings)),
-    "weights source": CXR_DENSENET.weights_source,
+    "model id": classifier.model_id,
+    "architecture": classifier.display_name,
+    "input size": f"{classifier.input_size} x {classifier.input_size}",
+    "weights expected at": str(installed_weights_path(classifier, settings)),
+    "weights source": classifier.weights_source,
 }
 if loaded is not None:
     model_rows.update(

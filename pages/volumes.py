@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import ChannelAssignmentError, ReviewError
-from inference.models.seg_registry import BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET
+from inference.models.registry import BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET
 from inference.volume.case import UPLOADED_MASK_MODEL_ID, case_facts, reviewed_structures
 from inference.volume.ingest import BRATS_CHANNELS, assign_mri_channels
 from inference.volume.types import MultiChannelVolume, Segmentation, Volume

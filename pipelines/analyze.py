@@ -1,4 +1,4 @@
-"""One chest X-ray through the model: calibrated findings, bands and all Grad-CAMs in one pass."""
+"""One image through a registered classifier: calibrated findings, bands and all Grad-CAMs in one pass."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.errors import CorruptImage
-from core.types import CamSet, CaseFacts, Finding, Image2D, ModelIdentity, Prediction
+from core.types import CamSet, CaseFacts, Finding, Image2D, Prediction
 from inference.images.bands import BandConfig
 from inference.images.preprocess import display_crop, model_input
-from inference.models.loader import LoadedModel, import_xrv
+from inference.models.adapters import as_input
+from inference.models.loader import LoadedModel
 from xai.cam import CLOSED_FORM_METHOD, gradcam_all_labels
 from xai.overlay import png_bytes
 
@@ -32,54 +33,38 @@ class CaseAnalysis:
     gradcam: CamSet
 
 
-def identity_of(loaded: LoadedModel) -> ModelIdentity:
-    return ModelIdentity(
-        model_id=loaded.spec.model_id,
-        weights_sha256=loaded.weights_sha256,
-        trained=loaded.trained,
-        device=loaded.device,
-    )
-
-
 def forward_with_features(loaded: LoadedModel, x: np.ndarray) -> tuple[np.ndarray, "torch.Tensor"]:
-    """Calibrated scores (B, C) and target-layer activations (B, K, h, w) from one forward pass.
-
-    Mirrors torchxrayvision's ``DenseNet.forward`` (ReLU, pooling, linear, sigmoid, ``op_norm``)
-    without its in-place ReLU, so the activations stay available for Grad-CAM. No second sigmoid.
-    """
+    """Calibrated scores (B, C) and CAM target-layer activations (B, K, h, w) from one forward pass
+    (how is the model's adapter's business)."""
     import torch
-    import torch.nn.functional as F
 
-    module = loaded.module
     with torch.inference_mode():
-        tensor = torch.from_numpy(x).to(loaded.device)
-        features = module.features(tensor)
-        pooled = F.relu(features).mean(dim=(2, 3))
-        logits = module.classifier(pooled)
-        scores = import_xrv().models.op_norm(torch.sigmoid(logits), module.op_threshs)
+        scores, features = loaded.adapter.forward_with_features(
+            loaded.classifier_spec, loaded.module, as_input(x, loaded.device)
+        )
     return scores.float().cpu().numpy(), features
 
 
 def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> CaseAnalysis:
     started = time.perf_counter()
-    spec = loaded.spec
-    x = model_input(image.pixels, spec.input_size)
+    spec = loaded.classifier_spec
+    x = model_input(image.pixels, spec.input_size, spec.normalisation)
     scores, features = forward_with_features(loaded, x)
     if not np.isfinite(scores).all():
         raise CorruptImage("The model returned invalid scores (NaN) for this image; it is not analysed.")
     predicted = time.perf_counter()
-    maps = gradcam_all_labels(features[0], loaded.module.classifier.weight, spec.input_size)
+    maps = gradcam_all_labels(features[0], loaded.adapter.head_weight(spec, loaded.module), spec.input_size)
     finished = time.perf_counter()
     findings = tuple(
-        Finding(label=label, score=float(score), band=bands.thresholds(spec.modality, label).band_of(float(score)))
+        Finding(label=label, score=float(score), band=bands.thresholds(spec.bands_key, label).band_of(float(score)))
         for label, score in zip(spec.labels, scores[0])
     )
-    identity = identity_of(loaded)
+    identity = loaded.identity
     prediction = Prediction(
         findings=findings,
         model=identity,
         bands_version=bands.identity,
-        thresholds=bands.snapshot(spec.modality, list(spec.labels)),
+        thresholds=bands.snapshot(spec.bands_key, list(spec.labels)),
         timing_ms=(predicted - started) * 1000.0,
     )
     gradcam = CamSet(
@@ -107,11 +92,7 @@ def score_batch(loaded: LoadedModel):
         import torch
 
         with torch.inference_mode():
-            return (
-                loaded.module(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(loaded.device))
-                .float()
-                .cpu()
-                .numpy()
-            )
+            scores = loaded.adapter.score(loaded.classifier_spec, loaded.module, as_input(images, loaded.device))
+        return scores.float().cpu().numpy()
 
     return predict

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,7 +18,7 @@ from core.types import CaseFacts
 from inference.models.loader import LoadedModel
 
 if TYPE_CHECKING:
-    from inference.models.seg_loader import LoadedSegModel
+    from inference.models.loader import LoadedModel
     from inference.volume.types import MultiChannelVolume, Segmentation, Volume
     from xai.region_shap import RegionExplanation
 
@@ -48,7 +47,7 @@ def explain_regions_and_store(
     regions, note = choose_regions(segmentation, image)
     if note:
         log.info(note)
-    result = explain_regions(score_batch(loaded), image, regions, loaded.spec.labels, progress=progress)
+    result = explain_regions(score_batch(loaded), image, regions, loaded.classifier_spec.labels, progress=progress)
     with sessions.begin() as session:
         repository.store_region_explanation(session, run_id, result)
     return result
@@ -57,21 +56,17 @@ def explain_regions_and_store(
 def segment_and_store(
     sessions: sessionmaker[Session],
     inputs: MultiChannelVolume | Volume,
-    loaded: LoadedSegModel,
+    loaded: LoadedModel,
     facts: CaseFacts,
     actor: str | None,
     progress: Progress,
 ) -> tuple[Segmentation, int]:
     """Segment a volume (progress per window), measure its structures and store the run; returns
     the segmentation and the stored run's id."""
-    from inference.volume.measure import measure_structures
     from inference.volume.segment import segment
     from storage import segmentation_repository
 
-    result = segment(inputs, loaded, progress=progress)
-    progress(0.99, "measuring the structures")
-    labels = result.label_map
-    result = replace(result, measurements=measure_structures(labels.data, labels.affine, labels.structures))
+    result = segment(inputs, loaded, progress=progress)  # measured, too
     with sessions.begin() as session:
         run = segmentation_repository.store_segmentation(session, facts, result, actor=actor)
     return result, run.run_id

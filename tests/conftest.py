@@ -41,7 +41,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("PATIENT_HASH_KEY", raising=False)
     monkeypatch.delenv("BANDS_CONFIG", raising=False)
     # torchxrayvision's own cache is a second place the loader looks: keep the user's out of tests.
-    monkeypatch.setattr("inference.models.weights.XRV_CACHE_DIR", tmp_path / "xrv-cache")
+    monkeypatch.setattr("inference.models.weights.HOME", tmp_path / "home")
     return data
 
 

@@ -12,10 +12,11 @@ import threading
 
 import streamlit as st
 
-from core.errors import WeightsInvalid, WeightsMissing
+from core.errors import ConfigError, WeightsInvalid, WeightsMissing
 from core.settings import Settings, load_settings
 from inference.models.loader import LoadedModel
-from inference.models.registry import CXR_DENSENET
+from inference.models.registry import get_classifier, get_segmenter
+from inference.models.spec import ClassifierSpec, ModelSpec
 from inference.models.weights import download_weights, find_weights_file
 from ui import resources
 from ui.session import ALLOW_UNTRAINED
@@ -29,9 +30,28 @@ def untrained_allowed() -> bool:
     return load_settings().allow_untrained_weights or bool(st.session_state.get(ALLOW_UNTRAINED))
 
 
+def classifier_spec() -> ClassifierSpec:
+    """The classifier the chest X-ray review runs (``CXR_MODEL_ID``; the torchxrayvision DenseNet by default)."""
+    model_id = load_settings().cxr_model_id
+    try:
+        return get_classifier(model_id)
+    except KeyError as exc:
+        raise ConfigError(f"CXR_MODEL_ID={model_id!r} is not a registered classifier ({exc.args[0]})") from None
+
+
+def loaded(spec: ModelSpec) -> LoadedModel | WeightsMissing | WeightsInvalid:
+    """Any registered model, or the reason it cannot run (shown by the page, never hidden)."""
+    settings = load_settings()
+    use_untrained = untrained_allowed() and find_weights_file(spec, settings) is None
+    try:
+        return resources.model(spec.model_id, use_untrained, str(settings.weights_dir))
+    except (WeightsMissing, WeightsInvalid) as exc:
+        return exc
+
+
 def try_download(settings: Settings) -> None:
     """Download the release weights with a progress bar (first use, or the page's button)."""
-    spec = CXR_DENSENET
+    spec = classifier_spec()
     with _download_lock:
         if find_weights_file(spec, settings) is not None:
             return
@@ -54,35 +74,23 @@ def try_download(settings: Settings) -> None:
 
 
 def classifier() -> LoadedModel | WeightsMissing | WeightsInvalid:
-    """The chest X-ray model, or the reason it cannot run (shown by the page, never hidden)."""
+    """The chest X-ray classifier, or the reason it cannot run; downloads its weights on first use."""
     settings = load_settings()
-    allow = untrained_allowed()
-    missing = find_weights_file(CXR_DENSENET, settings) is None
-    if missing and settings.auto_download_weights and CXR_DENSENET.model_id not in resources.download_attempts():
+    spec = classifier_spec()
+    missing = find_weights_file(spec, settings) is None
+    if missing and settings.auto_download_weights and spec.model_id not in resources.download_attempts():
         try_download(settings)
-    use_untrained = allow and find_weights_file(CXR_DENSENET, settings) is None
-    try:
-        return resources.classifier_model(CXR_DENSENET.model_id, use_untrained, str(settings.weights_dir))
-    except (WeightsMissing, WeightsInvalid) as exc:
-        return exc
+    return loaded(spec)
 
 
 def last_download_error() -> str | None:
-    return resources.download_attempts().get(CXR_DENSENET.model_id)
+    return resources.download_attempts().get(classifier_spec().model_id)
 
 
 def forget_download_attempt() -> None:
-    resources.download_attempts().pop(CXR_DENSENET.model_id, None)
+    resources.download_attempts().pop(classifier_spec().model_id, None)
 
 
-def seg_model(model_id: str):
-    """A segmentation network, or the reason it cannot run (WeightsMissing / WeightsInvalid)."""
-    from inference.models.seg_loader import find_seg_weights
-    from inference.models.seg_registry import get_seg_spec
-
-    settings = load_settings()
-    use_untrained = untrained_allowed() and find_seg_weights(get_seg_spec(model_id), settings) is None
-    try:
-        return resources.segmentation_model(model_id, use_untrained, str(settings.weights_dir))
-    except (WeightsMissing, WeightsInvalid) as exc:
-        return exc
+def seg_model(model_id: str) -> LoadedModel | WeightsMissing | WeightsInvalid:
+    """A segmentation network, or the reason it cannot run."""
+    return loaded(get_segmenter(model_id))

@@ -23,7 +23,7 @@ from core.jobs import JobRunner
 from core.settings import load_settings
 from inference.images.bands import BandConfig, load_band_config
 from inference.models.loader import LoadedModel, load_model
-from inference.models.registry import CXR_DENSENET
+from inference.models.registry import get_spec
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +33,10 @@ log = logging.getLogger(__name__)
 # weights folder (``load_settings()`` reads the same folder inside).
 
 
-@st.cache_resource(show_spinner="Loading the chest X-ray model…")
-def classifier_model(model_id: str, allow_untrained: bool, weights_dir: str) -> LoadedModel:
-    settings = load_settings()
-    return load_model(CXR_DENSENET, settings, allow_untrained=allow_untrained)
-
-
-@st.cache_resource(show_spinner="Loading the segmentation model…")
-def segmentation_model(model_id: str, allow_untrained: bool, weights_dir: str):
-    from inference.models.seg_loader import load_seg_model
-    from inference.models.seg_registry import get_seg_spec
-
-    return load_seg_model(get_seg_spec(model_id), load_settings(), allow_untrained=allow_untrained)
+@st.cache_resource(show_spinner="Loading the model…")
+def model(model_id: str, allow_untrained: bool, weights_dir: str) -> LoadedModel:
+    """Any registered model, loaded once per process (classifiers and segmentation networks alike)."""
+    return load_model(get_spec(model_id), load_settings(), allow_untrained=allow_untrained)
 
 
 @st.cache_resource(show_spinner="Loading the chest anatomy segmentation…")

@@ -106,7 +106,7 @@ def pgc_cam(loaded: "LoadedModel", model_input: np.ndarray, method: str, label_i
     x = torch.from_numpy(model_input).to(loaded.device).requires_grad_(True)
     with loaded.hook_lock:
         module = loaded.hooked_copy()
-        layer = target_layer(module, loaded.spec.cam_target_layer)
+        layer = target_layer(module, loaded.classifier_spec.cam_target_layer)
         with cam_class(model=module, target_layers=[layer]) as cam:
             maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(label_index)])
     return np.asarray(maps[0], dtype=np.float32)

@@ -1,4 +1,4 @@
-"""Grayscale radiograph to the tensor layout torchxrayvision models expect."""
+"""Grayscale image to the (1, 1, S, S) model input a registered classifier expects."""
 
 from __future__ import annotations
 
@@ -36,11 +36,23 @@ def resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(pixels.astype(np.float32, copy=False), (size, size), interpolation=interpolation)
 
 
-def model_input(pixels: np.ndarray, input_size: int) -> np.ndarray:
-    """(1, 1, S, S) float32 in [-1024, 1024] from a 0..255 grayscale image."""
+# How a registry entry's ``normalisation`` turns 0..255 pixels into model input values.
+NORMALISATIONS = {
+    "xrv": lambda x: (x / 255.0 * 2.0 - 1.0) * XRV_MAX,  # torchxrayvision: [-1024, 1024]
+    "unit": lambda x: x / 255.0,  # [0, 1]
+    "imagenet-gray": lambda x: (x / 255.0 - 0.449) / 0.226,  # the mean of ImageNet's channel statistics
+}
+
+
+def model_input(pixels: np.ndarray, input_size: int, normalisation: str = "xrv") -> np.ndarray:
+    """(1, 1, S, S) float32 from a 0..255 grayscale image: the centred square, resized, normalised
+    as the model's registry entry says (torchxrayvision's [-1024, 1024] by default)."""
+    try:
+        scale = NORMALISATIONS[normalisation]
+    except KeyError:
+        raise KeyError(f"Unknown normalisation {normalisation!r}; known: {sorted(NORMALISATIONS)}.") from None
     square = resize_square(crop(pixels, centre_crop_box(pixels.shape)), input_size)
-    scaled = (square / 255.0 * 2.0 - 1.0) * XRV_MAX
-    return scaled[None, None].astype(np.float32)
+    return scale(square)[None, None].astype(np.float32)
 
 
 def display_crop(pixels: np.ndarray, max_size: int = 512) -> np.ndarray:

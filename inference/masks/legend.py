@@ -212,7 +212,7 @@ def _color(filename: str, raw, value: int) -> tuple[int, int, int] | None:
         raise UnsupportedFormat(
             f"The legend {filename} gives label {value} the colour {raw!r}; use three numbers 0-255 (R, G, B)."
         )
-    return rgb  # type: ignore[return-value]
+    return rgb
 
 
 def cielab_to_rgb(lab: Iterable[int]) -> tuple[int, int, int]:

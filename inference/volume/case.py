@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from core.types import CaseFacts, ModelIdentity
 from inference.volume.measure import measure_structures
 from inference.volume.types import LabelMap, MultiChannelVolume, Segmentation, StructureMeasurement, Volume
@@ -41,6 +43,8 @@ def case_facts(inputs: Volume | MultiChannelVolume) -> CaseFacts:
 def uploaded_segmentation(label_map: LabelMap, volume: Volume) -> Segmentation:
     """An uploaded label map as a reviewable result. Its identity is the file's hash; there are no
     model weights, so ``trained`` is True only in the sense that nothing here is untrained output."""
+    started = time.perf_counter()
+    measurements = measure_structures(label_map.data, label_map.affine, label_map.structures)
     identity = ModelIdentity(
         model_id=UPLOADED_MASK_MODEL_ID, weights_sha256=label_map.sha256, trained=True, device="n/a"
     )
@@ -52,5 +56,6 @@ def uploaded_segmentation(label_map: LabelMap, volume: Volume) -> Segmentation:
         params=(("source", "uploaded label map"), ("mask_sha256", label_map.sha256)),
         spacing_mm=volume.spacing_mm,
         timing_ms=0.0,
-        measurements=measure_structures(label_map.data, label_map.affine, label_map.structures),
+        measurements=measurements,
+        measure_ms=(time.perf_counter() - started) * 1000.0,
     )

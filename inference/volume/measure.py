@@ -139,11 +139,11 @@ def _measure_one(
     voxels = int(per_z.sum())
     if voxels == 0:
         return StructureMeasurement(structure.name, tuple(structure.values), 0, 0.0, None, None, 0.0)
-    z_range = _span(per_z > 0)
-    x_range = _span(profiles.has_x[rows].any(axis=0))
-    y_range = _span(profiles.has_y[rows].any(axis=0))
+    z_range = _span(np.asarray(per_z > 0))
+    x_range = _span(np.asarray(profiles.has_x[rows].any(axis=0)))
+    y_range = _span(np.asarray(profiles.has_y[rows].any(axis=0)))
     crop = label_map[x_range[0] : x_range[1] + 1, y_range[0] : y_range[1] + 1, z_range[0] : z_range[1] + 1]
-    mask = crop == values[0] if len(values) == 1 else np.isin(crop, values)
+    mask: np.ndarray = np.asarray(crop == values[0]) if len(values) == 1 else np.isin(crop, values)
     extent = _max_axial_extent(mask, affine)
     return StructureMeasurement(
         name=structure.name,
@@ -170,7 +170,7 @@ def _max_axial_extent(mask: np.ndarray, affine: np.ndarray) -> float:
     """
     col_x, col_y = affine[:3, 0], affine[:3, 1]
     slices = np.ascontiguousarray(mask.transpose(2, 0, 1))  # (Z, X, Y)
-    row_hit = slices.any(axis=2)  # (Z, X)
+    row_hit: np.ndarray = np.asarray(slices.any(axis=2))  # (Z, X)
     y_first, y_last = _first_last(slices)  # (Z, X) each
     x_first, x_last = _first_last(row_hit)  # (Z,) each
     y_lo = np.where(row_hit, y_first, np.iinfo(np.intp).max).min(axis=1)

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.errors import ChannelAssignmentError, GridMismatch, WrongModality
-from core.types import ModelIdentity
-from inference.models.seg_registry import SegModelSpec
+from inference.models.spec import SegmentationSpec
+from inference.volume.measure import measure_structures
 from inference.volume.types import LabelMap, MultiChannelVolume, Segmentation, Volume, read_only
 
 if TYPE_CHECKING:
     import torch
 
-    from inference.models.seg_loader import LoadedSegModel
+    from inference.models.loader import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ _CHANNEL_ALIASES = {
 # --- input checks -----------------------------------------------------------------------------
 
 
-def _brats_channels(case: MultiChannelVolume, spec: SegModelSpec) -> tuple[Volume, ...]:
+def _brats_channels(case: MultiChannelVolume, spec: SegmentationSpec) -> tuple[Volume, ...]:
     """The case's channels in the network's order, or an error a radiologist can act on."""
     if not isinstance(case, MultiChannelVolume) or len(case.channels) != spec.in_channels:
         got = len(case.channels) if isinstance(case, MultiChannelVolume) else 1
@@ -80,7 +80,7 @@ def _brats_channels(case: MultiChannelVolume, spec: SegModelSpec) -> tuple[Volum
     return ordered
 
 
-def _ct_volume(volume, spec: SegModelSpec) -> Volume:
+def _ct_volume(volume, spec: SegmentationSpec) -> Volume:
     if isinstance(volume, MultiChannelVolume):
         if len(volume.channels) != 1:
             raise WrongModality(
@@ -152,7 +152,7 @@ def scale_minmax_(x: "torch.Tensor", lo: float, hi: float) -> "torch.Tensor":
     return x.sub_(mn).mul_((hi - lo) / (mx - mn)).add_(lo)
 
 
-def _prepare(inputs, spec: SegModelSpec, device: str = "cpu"):
+def _prepare(inputs, spec: SegmentationSpec, device: str = "cpu"):
     """(tensor on the model grid, the reference volume, model-grid shape or None if not resampled).
     Normalisation runs where the network runs: on a GPU it costs milliseconds instead of a CPU pass."""
     if spec.modality == "MR":
@@ -172,12 +172,12 @@ def _prepare(inputs, spec: SegModelSpec, device: str = "cpu"):
     return x, reference, grid
 
 
-def prepare_input(inputs: MultiChannelVolume | Volume, spec: SegModelSpec) -> "torch.Tensor":
+def prepare_input(inputs: MultiChannelVolume | Volume, spec: SegmentationSpec) -> "torch.Tensor":
     """The exact (1, C, X, Y, Z) float32 CPU tensor ``segment`` feeds to the sliding window."""
     return _prepare(inputs, spec)[0]
 
 
-def pad_to_roi(x: "torch.Tensor", spec: SegModelSpec) -> "torch.Tensor":
+def pad_to_roi(x: "torch.Tensor", spec: SegmentationSpec) -> "torch.Tensor":
     """Pad like ``sliding_window_inference`` does where the image is smaller than the roi."""
     import torch.nn.functional as F
 
@@ -191,7 +191,7 @@ def pad_to_roi(x: "torch.Tensor", spec: SegModelSpec) -> "torch.Tensor":
 # --- sliding window ---------------------------------------------------------------------------
 
 
-def count_windows(shape, spec: SegModelSpec) -> int:
+def count_windows(shape, spec: SegmentationSpec) -> int:
     """How many windows ``sliding_window_inference`` will run over an image of ``shape``."""
     from monai.data.utils import dense_patch_slices
 
@@ -201,11 +201,11 @@ def count_windows(shape, spec: SegModelSpec) -> int:
     return len(dense_patch_slices(size, roi, interval))
 
 
-def _run_windows(x: "torch.Tensor", model: "LoadedSegModel", total: int, progress: Progress | None) -> "torch.Tensor":
+def _run_windows(x: "torch.Tensor", model: "LoadedModel", total: int, progress: Progress | None) -> "torch.Tensor":
     import torch
     from monai.inferers import sliding_window_inference
 
-    spec, network = model.spec, model.module
+    spec, network = model.segmentation_spec, model.module
     done = 0
 
     def predictor(window: "torch.Tensor") -> "torch.Tensor":
@@ -229,7 +229,7 @@ def _run_windows(x: "torch.Tensor", model: "LoadedSegModel", total: int, progres
             for n, p in zip(x.shape[2:], padded.shape[2:]):
                 crop.append(slice((p - n) // 2, (p - n) // 2 + n))
             return out[tuple(crop)]
-        return sliding_window_inference(
+        blended = sliding_window_inference(
             x,
             roi_size=spec.roi_size,
             sw_batch_size=spec.sw_batch_size,
@@ -238,6 +238,8 @@ def _run_windows(x: "torch.Tensor", model: "LoadedSegModel", total: int, progres
             mode=spec.blend_mode,
             padding_mode=spec.padding_mode,
         )
+        assert isinstance(blended, torch.Tensor)  # one tensor in, one predictor output: one tensor out
+        return blended
 
 
 # --- post-processing --------------------------------------------------------------------------
@@ -250,14 +252,14 @@ def brats_labels_from_logits(logits: "torch.Tensor") -> "torch.Tensor":
     """
     import torch
 
-    from inference.models.seg_registry import BRATS_ENHANCING, BRATS_NECROTIC, BRATS_OEDEMA
+    from inference.models.registry import BRATS_ENHANCING, BRATS_NECROTIC, BRATS_OEDEMA
 
     tc, wt, et = (logits[i] >= 0 for i in range(3))
     labels = torch.zeros(logits.shape[1:], dtype=torch.uint8, device=logits.device)
     return labels.masked_fill_(wt, BRATS_OEDEMA).masked_fill_(tc, BRATS_NECROTIC).masked_fill_(et, BRATS_ENHANCING)
 
 
-def _labels(logits: "torch.Tensor", spec: SegModelSpec) -> "torch.Tensor":
+def _labels(logits: "torch.Tensor", spec: SegmentationSpec) -> "torch.Tensor":
     import torch
 
     if spec.output_kind == "sigmoid-multilabel":
@@ -275,7 +277,7 @@ def _fmt(values) -> str:
     return "x".join(f"{v:g}" for v in values)
 
 
-def _params(spec: SegModelSpec, reference: Volume, grid, windows: int) -> tuple[tuple[str, str], ...]:
+def _params(spec: SegmentationSpec, reference: Volume, grid, windows: int) -> tuple[tuple[str, str], ...]:
     spacing = reference.spacing_mm
     if grid is None:
         resampling = "none (input already on the model grid)"
@@ -306,9 +308,9 @@ def _params(spec: SegModelSpec, reference: Volume, grid, windows: int) -> tuple[
     )
 
 
-def _segment(inputs, model: "LoadedSegModel", progress: Progress | None) -> Segmentation:
+def _segment(inputs, model: "LoadedModel", progress: Progress | None) -> Segmentation:
     started = time.perf_counter()
-    spec = model.spec
+    spec = model.segmentation_spec
     if progress is not None:
         progress(0.0, "preparing input")
     x, reference, grid = _prepare(inputs, spec, model.device)
@@ -330,22 +332,24 @@ def _segment(inputs, model: "LoadedSegModel", progress: Progress | None) -> Segm
         source=f"model:{spec.model_id}",
         sha256=hashlib.sha256(data.tobytes()).hexdigest(),
     )
-    timing_ms = (time.perf_counter() - started) * 1000.0
+    segmented = time.perf_counter()
+    timing_ms = (segmented - started) * 1000.0
     log.info("Segmented with %s in %.0f ms (%d windows)", spec.model_id, timing_ms, windows)
+    measurements = measure_structures(label_map.data, label_map.affine, label_map.structures)
     if progress is not None:
         progress(1.0, "done")
     return Segmentation(
         label_map=label_map,
-        model=ModelIdentity(spec.model_id, model.weights_sha256, model.trained, model.device),
+        model=model.identity,
         params=_params(spec, reference, grid, windows),
         spacing_mm=reference.spacing_mm,
         timing_ms=timing_ms,
+        measurements=measurements,
+        measure_ms=(time.perf_counter() - segmented) * 1000.0,
     )
 
 
-def segment_brats(
-    case: MultiChannelVolume, model: "LoadedSegModel", *, progress: Progress | None = None
-) -> Segmentation:
+def segment_brats(case: MultiChannelVolume, model: "LoadedModel", *, progress: Progress | None = None) -> Segmentation:
     """Brain tumour sub-regions (labels 1 NCR, 2 oedema, 4 ET) on the case's own grid.
 
     Raises:
@@ -357,7 +361,7 @@ def segment_brats(
     return _segment(case, model, progress)
 
 
-def segment_ct(volume: Volume, model: "LoadedSegModel", *, progress: Progress | None = None) -> Segmentation:
+def segment_ct(volume: Volume, model: "LoadedModel", *, progress: Progress | None = None) -> Segmentation:
     """Whole-body structures on the CT's own grid.
 
     Raises:
@@ -369,7 +373,7 @@ def segment_ct(volume: Volume, model: "LoadedSegModel", *, progress: Progress | 
 
 
 def segment(
-    inputs: MultiChannelVolume | Volume, model: "LoadedSegModel", progress: Progress | None = None
+    inputs: MultiChannelVolume | Volume, model: "LoadedModel", progress: Progress | None = None
 ) -> Segmentation:
     """Run ``model`` on ``inputs``, choosing the pipeline from ``model.spec``."""
     if model.spec.modality == "MR":

@@ -9,7 +9,7 @@ read-only when a Volume is built: a cached volume shared by sessions cannot be c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -123,8 +123,9 @@ class Segmentation:
     model: ModelIdentity  # for an uploaded mask: model_id "uploaded-mask", weights_sha256 = the file's hash
     params: tuple[tuple[str, str], ...]  # what shaped the output (roi, overlap, threshold...), as text
     spacing_mm: tuple[float, float, float]
-    timing_ms: float
-    measurements: tuple[StructureMeasurement, ...] = field(default=())
+    timing_ms: float  # producing the label map (for a model: preparing, windows, label map)
+    measurements: tuple[StructureMeasurement, ...]  # every structure of the label map, measured once
+    measure_ms: float  # measuring them
 
     def params_dict(self) -> dict[str, str]:
         return dict(self.params)

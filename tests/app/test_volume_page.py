@@ -149,12 +149,12 @@ def _small_brats_files() -> list[tuple[str, bytes, str]]:
 
 
 def test_brats_case_runs_through_the_untrained_network_labelled_everywhere(untrained_env, monkeypatch):
-    import inference.models.seg_registry as registry
+    import inference.models.registry as registry
 
     # A small roi keeps this test to seconds on CPU; the architecture and weights rules are unchanged.
     small = dataclasses.replace(registry.BRATS_SEGRESNET, roi_size=(48, 56, 40))
     monkeypatch.setattr(registry, "BRATS_SEGRESNET", small)
-    monkeypatch.setitem(registry.SEG_MODELS, small.model_id, small)
+    monkeypatch.setitem(registry.MODELS, small.model_id, small)
     at = new_app()
     at.run()
     at.switch_page("pages/volumes.py").run()

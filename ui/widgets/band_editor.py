@@ -8,15 +8,14 @@ import streamlit as st
 from core.errors import ConfigError
 from core.settings import load_settings
 from inference.images.bands import BandConfig, parse_band_config, save_band_config, to_document
-from inference.models.registry import CXR_DENSENET
 from storage import audit
-from ui import database
+from ui import database, models
 from ui.identity import auth_configured, current_reviewer
 
 
 def _new_config(current: BandConfig, table: pd.DataFrame, version: str) -> BandConfig:
     document = to_document(current)
-    findings = document["modalities"][CXR_DENSENET.modality]["findings"]
+    findings = document["modalities"][models.classifier_spec().bands_key]["findings"]
     for row in table.to_dict("records"):
         findings[row["finding"]] = {"low": row["low"], "high": row["high"], "critical": row["critical"]}
     document["version"] = version.strip()

@@ -25,7 +25,7 @@ def selected_map(analysis: CaseAnalysis, loaded: LoadedModel, method: str, label
         analysis.facts.input_sha256,
         loaded.weights_sha256,
         method,
-        loaded.spec.labels.index(label),
+        loaded.classifier_spec.labels.index(label),
         loaded,
         analysis.model_input,
     )
@@ -39,7 +39,7 @@ def faithfulness_for(
         analysis.facts.input_sha256,
         loaded.weights_sha256,
         methods,
-        loaded.spec.labels.index(label),
+        loaded.classifier_spec.labels.index(label),
         loaded,
         analysis.model_input,
         cams,

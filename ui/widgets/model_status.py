@@ -7,8 +7,7 @@ import streamlit as st
 from core.errors import WeightsInvalid, WeightsMissing
 from core.settings import load_settings
 from inference.models.loader import UNTRAINED_LABEL, LoadedModel
-from inference.models.registry import CXR_DENSENET
-from inference.models.weights import expected_weights_path
+from inference.models.weights import import_command, installed_weights_path
 from ui import models
 from ui.session import ALLOW_UNTRAINED
 
@@ -33,12 +32,12 @@ def _retry_download() -> None:
 def weights_problem_panel(problem: WeightsMissing | WeightsInvalid) -> None:
     """Explain what is missing, where it goes, and the two ways forward."""
     settings = load_settings()
-    expected = expected_weights_path(CXR_DENSENET, settings)
+    spec = models.classifier_spec()
+    expected = installed_weights_path(spec, settings)
     st.error(f"**The chest X-ray model cannot run.** {problem}")
     st.markdown("**To use the trained model**, on a machine with internet:")
     st.code(
-        f"curl -L -o weights.pt {CXR_DENSENET.weights_url}\n"
-        f"python -m inference weights import weights.pt --allow-pickle",
+        f"curl -L -o weights.pt {spec.weights_url}\n" + import_command(spec).strip("`").replace("FILE", "weights.pt"),
         language="bash",
     )
     st.caption(f"The weights are installed as {expected}. Set MODEL_WEIGHTS_DIR to use another folder.")
@@ -75,21 +74,19 @@ def sidebar_status() -> None:
             else ":red[:material/warning: **UNTRAINED weights** (scores meaningless)]"
         )
         st.sidebar.caption(
-            f"{CXR_DENSENET.display_name}  \n{weights}  \nweights sha256 {state.weights_sha256[:12]}…  \n"
+            f"{models.classifier_spec().display_name}  \n{weights}  \nweights sha256 {state.weights_sha256[:12]}…  \n"
             f"device: {state.device.upper()}"
         )
     else:
         st.sidebar.caption(
-            f"{CXR_DENSENET.display_name}  \n:red[:material/error: weights missing] — see the page for the fix"
+            f"{models.classifier_spec().display_name}  \n:red[:material/error: weights missing] — see the page for the fix"
         )
 
 
 def seg_model_panel(spec):
     """The segmentation network for ``spec``, or None after showing why it cannot run and the fix."""
-    from inference.models.seg_loader import LoadedSegModel, installed_weights_path
-
     state = models.seg_model(spec.model_id)
-    if isinstance(state, LoadedSegModel):
+    if isinstance(state, LoadedModel):
         if not state.trained:
             st.error(
                 f"**{spec.display_name}: {UNTRAINED_LABEL}.** Its masks and volumes are meaningless; every "

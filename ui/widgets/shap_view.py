@@ -52,7 +52,7 @@ def _regions_of(result: RegionExplanation, analysis: CaseAnalysis, loaded: Loade
         regions = results.anatomy_regions(analysis.facts.input_sha256, analysis.model_input[0, 0])
         if regions.source == ANATOMY_SOURCE:
             return regions
-    return grid_regions(loaded.spec.input_size)
+    return grid_regions(loaded.classifier_spec.input_size)
 
 
 def _explanation(analysis: CaseAnalysis, loaded: LoadedModel, result: RegionExplanation, label: str) -> None:

@@ -96,12 +96,12 @@ def test_without_weights_every_file_gets_the_fix(samples: Path) -> None:
 def test_weights_status_and_import(tmp_path: Path) -> None:
     import torch
 
-    from inference.models.loader import build_architecture
+    from inference.models.loader import build_network
     from inference.models.registry import CXR_DENSENET
 
     status = run_cli("weights", "status")
     assert status.returncode == 1 and "MISSING" in status.stdout
-    torch.save(build_architecture(CXR_DENSENET).state_dict(), tmp_path / "w.pt")
+    torch.save(build_network(CXR_DENSENET).state_dict(), tmp_path / "w.pt")
     done = run_cli("weights", "import", str(tmp_path / "w.pt"))
     assert done.returncode == 0, done.stderr
     assert run_cli("weights", "status").returncode == 0

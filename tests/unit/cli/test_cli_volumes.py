@@ -29,12 +29,12 @@ def run(*argv: str) -> tuple[int, list[dict]]:
 @pytest.fixture
 def small_rois(monkeypatch: pytest.MonkeyPatch):
     """Rois that fit these small test volumes: same networks and rules, seconds instead of minutes."""
-    import inference.models.seg_registry as registry
+    import inference.models.registry as registry
 
     for name, roi in (("BRATS_SEGRESNET", (40, 48, 32)), ("WHOLEBODY_CT_SEGRESNET", (32, 32, 32))):
         small = dataclasses.replace(getattr(registry, name), roi_size=roi)
         monkeypatch.setattr(registry, name, small)
-        monkeypatch.setitem(registry.SEG_MODELS, small.model_id, small)
+        monkeypatch.setitem(registry.MODELS, small.model_id, small)
 
 
 def _brats_case(folder: Path) -> list[Path]:
@@ -132,15 +132,16 @@ def test_weights_import_installs_a_bundle_folder_for_a_segmentation_model(tmp_pa
     import torch
 
     from core.settings import load_settings
-    from inference.models.seg_loader import build_seg_architecture, find_seg_weights
-    from inference.models.seg_registry import BRATS_SEGRESNET
+    from inference.models.loader import build_network
+    from inference.models.registry import BRATS_SEGRESNET
+    from inference.models.weights import find_weights_file
 
     bundle = tmp_path / "brats_mri_segmentation" / "models"
     bundle.mkdir(parents=True)
-    torch.save(build_seg_architecture(BRATS_SEGRESNET).state_dict(), bundle / "model.pt")
+    torch.save(build_network(BRATS_SEGRESNET).state_dict(), bundle / "model.pt")
     out = io.StringIO()
     assert main(["weights", "import", str(bundle.parent), "--model", "monai-brats-segresnet"], out=out) == 0
-    assert find_seg_weights(BRATS_SEGRESNET, load_settings()) is not None
+    assert find_weights_file(BRATS_SEGRESNET, load_settings()) is not None
     status = io.StringIO()
     main(["weights", "status"], out=status)
     assert "monai-brats-segresnet" in status.getvalue()

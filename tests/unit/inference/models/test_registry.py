@@ -9,7 +9,7 @@ from inference.models.registry import CXR_DENSENET, get_spec
 
 
 def test_registry_matches_torchxrayvision() -> None:
-    entry = import_xrv().models.model_urls[CXR_DENSENET.xrv_weights_key]
+    entry = import_xrv().models.model_urls[CXR_DENSENET.architecture_kwargs()["xrv_weights_key"]]
     assert tuple(entry["labels"]) == CXR_DENSENET.labels
     assert len(CXR_DENSENET.labels) == 18 and all(CXR_DENSENET.labels)
     assert entry["weights_url"] == CXR_DENSENET.weights_url
@@ -27,7 +27,8 @@ def test_importing_torchxrayvision_leaves_warning_filters_alone() -> None:
     from tests.conftest import PROJECT
 
     code = (
-        "import warnings; before = list(warnings.filters)\n"
+        # numpy adds its own "size changed" filters when first imported; the loader imports it now.
+        "import warnings, numpy; before = list(warnings.filters)\n"
         "from inference.models.loader import import_xrv; import_xrv()\n"
         "import torchxrayvision\n"
         "assert list(warnings.filters) == before, warnings.filters[:3]\n"

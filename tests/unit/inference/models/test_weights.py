@@ -13,12 +13,13 @@ import torch
 
 from core.errors import WeightsInvalid, WeightsMissing
 from core.settings import load_settings
-from inference.models.loader import build_architecture, load_model
+from inference.models.loader import build_network, load_model
 from inference.models.registry import CXR_DENSENET
 from inference.models.weights import (
     download_weights,
-    expected_weights_path,
+    find_weights_file,
     import_weights,
+    installed_weights_path,
     sha256_of_file,
 )
 
@@ -34,7 +35,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _fake_trained_state_dict() -> dict:
     torch.manual_seed(1234)
-    model = build_architecture(CXR_DENSENET)
+    model = build_network(CXR_DENSENET)
     with torch.no_grad():
         model.classifier.bias.fill_(0.25)  # a recognisable value
     return model.state_dict()
@@ -42,7 +43,7 @@ def _fake_trained_state_dict() -> dict:
 
 def test_state_dict_where_the_loader_looks_is_loaded_offline(no_network) -> None:
     settings = load_settings()
-    path = expected_weights_path(CXR_DENSENET, settings)
+    path = installed_weights_path(CXR_DENSENET, settings)
     path.parent.mkdir(parents=True)
     torch.save(_fake_trained_state_dict(), path)
 
@@ -59,7 +60,7 @@ def test_state_dict_where_the_loader_looks_is_loaded_offline(no_network) -> None
 def test_weights_dir_is_configurable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_network) -> None:
     monkeypatch.setenv("MODEL_WEIGHTS_DIR", str(tmp_path / "site-weights"))
     settings = load_settings()
-    assert expected_weights_path(CXR_DENSENET, settings).parent == tmp_path / "site-weights"
+    assert installed_weights_path(CXR_DENSENET, settings).parent == tmp_path / "site-weights"
     torch.save(_fake_trained_state_dict(), tmp_path / "src.pt")
     import_weights(tmp_path / "src.pt", CXR_DENSENET, settings)
     assert load_model(CXR_DENSENET, settings, allow_untrained=False, device="cpu").trained
@@ -73,7 +74,7 @@ def test_missing_weights_say_where_and_how(no_network) -> None:
     assert CXR_DENSENET.weights_filename in message
     assert str(settings.weights_dir) in message
     assert "python -m inference weights import" in message
-    assert info.value.expected_path == str(expected_weights_path(CXR_DENSENET, settings))
+    assert info.value.expected_path == str(installed_weights_path(CXR_DENSENET, settings))
 
 
 def test_untrained_mode_only_when_asked_and_always_flagged(no_network) -> None:
@@ -87,7 +88,7 @@ def test_untrained_mode_only_when_asked_and_always_flagged(no_network) -> None:
 
 def test_broken_weights_file_is_never_replaced_by_untrained(no_network) -> None:
     settings = load_settings()
-    path = expected_weights_path(CXR_DENSENET, settings)
+    path = installed_weights_path(CXR_DENSENET, settings)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a torch file")
     with pytest.raises(WeightsInvalid):
@@ -102,12 +103,12 @@ def test_import_checks_strict_keys_and_writes_nothing_on_failure(tmp_path: Path)
     torch.save(wrong, tmp_path / "wrong.pt")
     with pytest.raises(WeightsInvalid, match="does not fit"):
         import_weights(tmp_path / "wrong.pt", CXR_DENSENET, settings)
-    assert not expected_weights_path(CXR_DENSENET, settings).exists()
+    assert not installed_weights_path(CXR_DENSENET, settings).exists()
 
 
 def test_pickled_release_format_needs_explicit_trust(tmp_path: Path) -> None:
     settings = load_settings()
-    model = build_architecture(CXR_DENSENET)
+    model = build_network(CXR_DENSENET)
     torch.save(model, tmp_path / "release.pt")  # whole pickled model, as torchxrayvision publishes
     with pytest.raises(WeightsInvalid, match="--allow-pickle"):
         import_weights(tmp_path / "release.pt", CXR_DENSENET, settings)
@@ -129,7 +130,7 @@ def test_download_from_a_server_installs_and_reports_progress(tmp_path: Path, mo
 
     served = tmp_path / "served"
     served.mkdir()
-    torch.save(build_architecture(CXR_DENSENET), served / CXR_DENSENET.weights_filename)
+    torch.save(build_network(CXR_DENSENET), served / CXR_DENSENET.weights_filename)
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args) -> None:
@@ -139,9 +140,14 @@ def test_download_from_a_server_installs_and_reports_progress(tmp_path: Path, mo
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        spec = replace(
-            CXR_DENSENET, weights_url=f"http://127.0.0.1:{server.server_port}/{CXR_DENSENET.weights_filename}"
-        )
+        url = f"http://127.0.0.1:{server.server_port}/{CXR_DENSENET.weights_filename}"
+        # A registry that knows the published file's sha256 refuses any other file, installing nothing.
+        wrong = replace(CXR_DENSENET, weights=replace(CXR_DENSENET.weights, url=url, sha256="0" * 64))
+        with pytest.raises(WeightsInvalid, match="sha256"):
+            download_weights(wrong, load_settings())
+        assert find_weights_file(CXR_DENSENET, load_settings()) is None
+        published = sha256_of_file(served / CXR_DENSENET.weights_filename)
+        spec = replace(CXR_DENSENET, weights=replace(CXR_DENSENET.weights, url=url, sha256=published))
         progress: list[float] = []
         dest = download_weights(spec, load_settings(), progress=lambda f, _t: progress.append(f))
     finally:

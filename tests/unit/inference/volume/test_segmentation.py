@@ -5,10 +5,10 @@ Manual full-size check (not run here; minutes on CPU)::
 
     python -c "
     import time, numpy as np, torch
-    from inference.models.seg_registry import BRATS_SEGRESNET as S
-    from inference.models.seg_loader import build_seg_architecture
+    from inference.models.registry import BRATS_SEGRESNET as S
+    from inference.models.loader import build_network
     from inference.volume.segment import pad_to_roi, count_windows
-    net = build_seg_architecture(S); x = torch.randn(1, 4, 240, 240, 155)
+    net = build_network(S); x = torch.randn(1, 4, 240, 240, 155)
     assert count_windows(x.shape[2:], S) == 1
     t = time.perf_counter()
     with torch.inference_mode(): y = net(pad_to_roi(x, S))
@@ -27,15 +27,10 @@ import torch
 
 from core.errors import ChannelAssignmentError, WeightsInvalid, WeightsMissing, WrongModality
 from core.settings import load_settings
-from inference.models.seg_loader import (
-    build_seg_architecture,
-    candidate_paths,
-    import_seg_weights,
-    installed_weights_path,
-    load_seg_model,
-)
-from inference.models.seg_registry import BRATS_SEGRESNET, SEG_MODELS, WHOLEBODY_CT_SEGRESNET, get_seg_spec
-from inference.models.weights import sha256_of_file
+from inference.models.loader import build_network, load_model
+from inference.models.registry import BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET, get_segmenter, segmenters
+from inference.models.weights import candidate_paths, import_weights, installed_weights_path, sha256_of_file
+from inference.volume.measure import measure_structures
 from inference.volume.segment import (
     brats_labels_from_logits,
     count_windows,
@@ -77,7 +72,7 @@ def _brats_case(shape=(48, 48, 40), names=("T1c", "T1", "T2", "FLAIR"), modality
 def brats_state_dict() -> dict:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(7)
-        model = build_seg_architecture(BRATS_SEGRESNET)
+        model = build_network(BRATS_SEGRESNET)
     with torch.no_grad():
         model.conv_final[2].conv.bias.fill_(0.25)  # a recognisable value
     return model.state_dict()
@@ -87,12 +82,12 @@ def brats_state_dict() -> dict:
 
 
 def test_registry_entries_are_consistent() -> None:
-    assert set(SEG_MODELS) == {"monai-brats-segresnet", "monai-wholebody-ct-segresnet-3mm"}
-    assert get_seg_spec("monai-brats-segresnet") is BRATS_SEGRESNET
+    assert {s.model_id for s in segmenters()} == {"monai-brats-segresnet", "monai-wholebody-ct-segresnet-3mm"}
+    assert get_segmenter("monai-brats-segresnet") is BRATS_SEGRESNET
     with pytest.raises(KeyError, match="monai-brats-segresnet"):
-        get_seg_spec("nope")
-    for spec in SEG_MODELS.values():
-        kwargs = spec.network_kwargs_dict()
+        get_segmenter("nope")
+    for spec in segmenters():
+        kwargs = spec.architecture_kwargs()
         assert kwargs["in_channels"] == spec.in_channels
         assert kwargs["out_channels"] == spec.out_channels
         values = [info.value for info in spec.labels]
@@ -112,11 +107,11 @@ def test_registry_entries_are_consistent() -> None:
     [(BRATS_SEGRESNET, 4_702_227, (3, 16, 1, 1, 1)), (WHOLEBODY_CT_SEGRESNET, 18_799_401, (105, 32, 1, 1, 1))],
 )
 def test_architecture_matches_bundle(spec, n_params, final_shape) -> None:
-    model = build_seg_architecture(spec)
+    model = build_network(spec)
     state = model.state_dict()
     assert sum(p.numel() for p in model.parameters()) == n_params
     assert len(state) == 83
-    init_filters = spec.network_kwargs_dict()["init_filters"]
+    init_filters = spec.architecture_kwargs()["init_filters"]
     assert state["convInit.conv.weight"].shape == (init_filters, spec.in_channels, 3, 3, 3)
     assert state["conv_final.2.conv.weight"].shape == final_shape
     assert "down_layers.3.4.conv2.conv.weight" in state and "up_layers.2.0.conv1.conv.weight" in state
@@ -139,7 +134,7 @@ def test_state_dict_where_the_loader_looks_is_loaded(kind, nested, brats_state_d
     if kind == "bundle":
         assert path == settings.weights_dir / "brats_mri_segmentation" / "models" / "model.pt"
 
-    loaded = load_seg_model(BRATS_SEGRESNET, settings, allow_untrained=False, device="cpu")
+    loaded = load_model(BRATS_SEGRESNET, settings, allow_untrained=False, device="cpu")
 
     assert loaded.trained is True
     assert loaded.weights_path == str(path)
@@ -160,16 +155,16 @@ def test_wrong_shape_is_refused_naming_the_file() -> None:
     settings = load_settings()
     path = _where("flat", settings)
     path.parent.mkdir(parents=True)
-    wrong = dataclasses.replace(BRATS_SEGRESNET, network_kwargs=(("in_channels", 4), ("out_channels", 2)))
-    torch.save(build_seg_architecture(wrong).state_dict(), path)
+    wrong = dataclasses.replace(BRATS_SEGRESNET, architecture=(("in_channels", 4), ("out_channels", 2)))
+    torch.save(build_network(wrong).state_dict(), path)
     with pytest.raises(WeightsInvalid, match="brats_mri_segmentation_model.pt"):
-        load_seg_model(BRATS_SEGRESNET, settings, allow_untrained=True, device="cpu")
+        load_model(BRATS_SEGRESNET, settings, allow_untrained=True, device="cpu")
 
 
 def test_missing_weights_name_the_path_and_the_source() -> None:
     settings = load_settings()
     with pytest.raises(WeightsMissing) as info:
-        load_seg_model(WHOLEBODY_CT_SEGRESNET, settings, allow_untrained=False, device="cpu")
+        load_model(WHOLEBODY_CT_SEGRESNET, settings, allow_untrained=False, device="cpu")
     expected = installed_weights_path(WHOLEBODY_CT_SEGRESNET, settings)
     assert info.value.expected_path == str(expected)
     assert info.value.model_id == "monai-wholebody-ct-segresnet-3mm"
@@ -180,8 +175,8 @@ def test_missing_weights_name_the_path_and_the_source() -> None:
 def test_untrained_is_deterministic_and_labelled() -> None:
     settings = load_settings()
     rng_state = torch.get_rng_state()
-    first = load_seg_model(BRATS_SEGRESNET, settings, allow_untrained=True, device="cpu")
-    second = load_seg_model(BRATS_SEGRESNET, settings, allow_untrained=True, device="cpu")
+    first = load_model(BRATS_SEGRESNET, settings, allow_untrained=True, device="cpu")
+    second = load_model(BRATS_SEGRESNET, settings, allow_untrained=True, device="cpu")
     assert first.trained is False and first.weights_path is None
     assert first.weights_sha256 == second.weights_sha256
     assert torch.equal(rng_state, torch.get_rng_state())  # the seeded build leaves the caller's RNG alone
@@ -205,11 +200,11 @@ def test_import_bundle_folder_zip_or_file(form, tmp_path: Path, brats_state_dict
     else:
         source = bundle / "models" / "model.pt"
 
-    dest = import_seg_weights(source, BRATS_SEGRESNET, settings)
+    dest = import_weights(source, BRATS_SEGRESNET, settings)
 
     assert dest == installed_weights_path(BRATS_SEGRESNET, settings)
     assert dest.with_suffix(".pt.json").is_file()
-    loaded = load_seg_model(BRATS_SEGRESNET, settings, allow_untrained=False, device="cpu")
+    loaded = load_model(BRATS_SEGRESNET, settings, allow_untrained=False, device="cpu")
     assert loaded.trained and loaded.weights_path == str(dest)
 
 
@@ -218,7 +213,7 @@ def test_import_refuses_a_bundle_of_the_wrong_model(tmp_path: Path, brats_state_
     source = tmp_path / "model.pt"
     torch.save(brats_state_dict, source)
     with pytest.raises(WeightsInvalid, match="model.pt"):
-        import_seg_weights(source, WHOLEBODY_CT_SEGRESNET, settings)
+        import_weights(source, WHOLEBODY_CT_SEGRESNET, settings)
     assert not installed_weights_path(WHOLEBODY_CT_SEGRESNET, settings).exists()
 
 
@@ -273,7 +268,7 @@ def test_single_window_path_equals_sliding_window() -> None:
     from inference.volume.segment import _run_windows
 
     spec = dataclasses.replace(BRATS_SEGRESNET, roi_size=(48, 48, 40))
-    model = dataclasses.replace(load_seg_model(spec, load_settings(), allow_untrained=True, device="cpu"), spec=spec)
+    model = dataclasses.replace(load_model(spec, load_settings(), allow_untrained=True, device="cpu"), spec=spec)
     x = prepare_input(_brats_case(shape=(44, 40, 36)), spec)
     assert count_windows(x.shape[2:], spec) == 1
     calls: list[str] = []
@@ -286,7 +281,7 @@ def test_single_window_path_equals_sliding_window() -> None:
 
 def test_segment_brats_end_to_end() -> None:
     model = dataclasses.replace(
-        load_seg_model(BRATS_SMALL, load_settings(), allow_untrained=True, device="cpu"), spec=BRATS_SMALL
+        load_model(BRATS_SMALL, load_settings(), allow_untrained=True, device="cpu"), spec=BRATS_SMALL
     )
     case = _brats_case()
     calls: list[tuple[float, str]] = []
@@ -304,7 +299,10 @@ def test_segment_brats_end_to_end() -> None:
     params = result.params_dict()
     assert params["roi"] == "32x32x32" and params["windows"] == "8" and params["channel_order"] == "T1c,T1,T2,FLAIR"
     assert params["resampling"].startswith("none")
-    assert result.spacing_mm == (1.0, 1.0, 1.0) and result.timing_ms > 0 and result.measurements == ()
+    assert result.spacing_mm == (1.0, 1.0, 1.0) and result.timing_ms > 0 and result.measure_ms >= 0
+    # The segmentation comes back measured: one measurement per structure, as measuring the map gives.
+    assert [m.name for m in result.measurements] == [s.name for s in lm.structures]
+    assert result.measurements == measure_structures(lm.data, lm.affine, lm.structures)
     fractions = [f for f, _ in calls]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert [m for _, m in calls if m.startswith("window")] == [f"window {i} of 8" for i in range(1, 9)]
@@ -313,7 +311,7 @@ def test_segment_brats_end_to_end() -> None:
 
 def test_ct_resampling_round_trip_returns_the_input_grid() -> None:
     model = dataclasses.replace(
-        load_seg_model(CT_SMALL, load_settings(), allow_untrained=True, device="cpu"), spec=CT_SMALL
+        load_model(CT_SMALL, load_settings(), allow_untrained=True, device="cpu"), spec=CT_SMALL
     )
     hu = np.random.default_rng(2).normal(0, 200, (40, 36, 30)) - 500
     ct = _volume(hu, spacing=1.5, modality="CT")
@@ -330,7 +328,7 @@ def test_ct_resampling_round_trip_returns_the_input_grid() -> None:
 
 def test_wrong_modality_and_channel_count_are_refused() -> None:
     settings = load_settings()
-    brats = load_seg_model(BRATS_SEGRESNET, settings, allow_untrained=True, device="cpu")
+    brats = load_model(BRATS_SEGRESNET, settings, allow_untrained=True, device="cpu")
     mr = _volume(np.ones((8, 8, 8)), modality="MR")
     three = MultiChannelVolume(("T1c", "T1", "T2"), (mr, mr, mr), "2" * 64)
     with pytest.raises(ChannelAssignmentError, match="4 co-registered MRI sequences"):

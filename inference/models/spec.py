@@ -1,0 +1,119 @@
+"""What a model is, as data: one entry per model in ``inference.models.registry``.
+
+Every model, whatever it does, has the same identity and weights facts (``ModelSpec``); a
+classifier adds what scoring and heatmaps need (``ClassifierSpec``), a segmentation network what
+the sliding window and its label map need (``SegmentationSpec``). How a network is built and run
+is named by ``adapter`` (see ``inference.models.adapters``) and parametrised by ``architecture``;
+nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.results import LabelInfo, Structure
+from core.vocabulary import Modality, Task
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeightsSource:
+    """Where a model's trained weights come from and where the loader looks for them.
+
+    Paths are relative to the weights directory (``MODEL_WEIGHTS_DIR``), looked in the order
+    ``installed``, ``also``, ``filename``, then ``filename`` in each of ``home_dirs``.
+    """
+
+    description: str  # where to get them, in words, for messages
+    url: str  # the published file
+    filename: str  # the published file's name, accepted as a flat file in the weights directory
+    installed: str  # where ``weights import`` writes the checked plain state_dict
+    sha256: str | None = None  # of the published file, where it is known; a mismatch is refused
+    also: tuple[str, ...] = ()  # further relative paths looked in (an unpacked bundle folder...)
+    home_dirs: tuple[str, ...] = ()  # other tools' caches holding ``filename``, relative to the home folder
+    pickled_release: bool = False  # the published file is a pickled whole model (import needs --allow-pickle)
+    bundle_member: str | None = None  # the weights file inside a bundle folder or zip, if it comes as one
+
+    def candidates(self, weights_dir: Path, home: Path) -> list[Path]:
+        """Every place the loader looks, in order."""
+        paths = [weights_dir / self.installed, *(weights_dir / p for p in self.also)]
+        if self.filename != self.installed and self.filename not in self.also:
+            paths.append(weights_dir / self.filename)
+        paths += [home / d / self.filename for d in self.home_dirs]
+        return paths
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """One model: identity, task, what it reads, its weights and how to build it."""
+
+    model_id: str
+    task: Task
+    modality: Modality
+    display_name: str
+    weights: WeightsSource
+    adapter: str  # key of the adapter that builds and runs it (inference.models.adapters)
+    architecture: tuple[tuple[str, object], ...] = ()  # the adapter's constructor arguments
+
+    @property
+    def weights_source(self) -> str:
+        return self.weights.description
+
+    @property
+    def weights_url(self) -> str:
+        return self.weights.url
+
+    @property
+    def weights_filename(self) -> str:
+        return self.weights.filename
+
+    def architecture_kwargs(self) -> dict[str, object]:
+        return dict(self.architecture)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassifierSpec(ModelSpec):
+    """A 2D image classifier: one calibrated score per label, a CAM target layer, a bands section."""
+
+    task: Task = Task.CLASSIFICATION
+    labels: tuple[str, ...]
+    input_size: int
+    normalisation: str  # how 0..255 pixels become model input (inference.images.preprocess.NORMALISATIONS)
+    cam_target_layer: str  # dotted module path of the layer heatmaps are computed on
+    bands_key: str  # the section of the bands configuration holding this model's thresholds
+    # Per-label operating points: scores are calibrated so that 0.5 is each label's threshold.
+    op_thresholds: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SegmentationSpec(ModelSpec):
+    """A 3D segmentation network, its input contract and how its output becomes a label map."""
+
+    task: Task = Task.SEGMENTATION
+    bundle_name: str
+    bundle_version: str  # the bundle metadata version the values below were checked against
+    channel_names: tuple[str, ...]  # network input channels, in the bundle's order
+    output_kind: str  # "sigmoid-multilabel" or "softmax"
+    output_channels: tuple[str, ...]  # what each network output channel means
+    labels: tuple[LabelInfo, ...]  # label map values written by this app, ascending
+    structures: tuple[Structure, ...]
+    target_spacing_mm: float  # isotropic grid the network was trained on
+    roi_size: tuple[int, int, int]
+    overlap: float
+    sw_batch_size: int
+    blend_mode: str  # sliding-window blending: "constant" or "gaussian"
+    padding_mode: str  # how windows are padded past the image edge
+    threshold: float | None  # sigmoid threshold for multilabel outputs
+    intensity: str  # the bundle's intensity preprocessing, in words
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.channel_names)
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.output_channels)
+
+    @property
+    def bundle_weights_path(self) -> str:
+        return self.weights.bundle_member or self.weights.installed
