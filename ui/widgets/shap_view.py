@@ -34,7 +34,8 @@ def shap_panel(analysis: CaseAnalysis, loaded: LoadedModel, run_id: int, label: 
         if job is not None and job.error:
             st.error(job.error)
         st.caption(
-            "Shapley values of 8 image regions for all 18 findings, from 256 masked copies of the image "
+            f"Shapley values of 8 image regions for all {len(loaded.classifier_spec.labels)} findings, "
+            "from 256 masked copies of the image "
             "(about half a minute on this server's CPU)."
         )
         if st.button("Explain the scores with region SHAP", key=f"start_shap::{run_id}"):
