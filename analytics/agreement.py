@@ -12,10 +12,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from core.vocabulary import Band, Verdict
 from storage.reporting import VerdictFact
 
-CATEGORIES = ("agree", "disagree", "unsure")
-AI_PRESENT = {"positive", "critical"}
+CATEGORIES: tuple[str, ...] = tuple(Verdict)
+AI_PRESENT = frozenset({Band.POSITIVE, Band.CRITICAL})
 
 
 def fleiss_kappa(items: Sequence[Sequence[str]], categories: Sequence[str] = CATEGORIES) -> float | None:
@@ -67,10 +68,10 @@ class FindingAgreement:
 
 def reader_implied_presence(fact: VerdictFact) -> bool | None:
     """What the reader's verdict says about the finding itself (None when it says nothing)."""
-    if fact.verdict == "unsure" or fact.band == "indeterminate":
+    if fact.verdict == Verdict.UNSURE or fact.band == Band.INDETERMINATE:
         return None
     ai_present = fact.band in AI_PRESENT
-    return ai_present if fact.verdict == "agree" else not ai_present
+    return ai_present if fact.verdict == Verdict.AGREE else not ai_present
 
 
 def per_finding(facts: Iterable[VerdictFact]) -> list[FindingAgreement]:
@@ -79,8 +80,8 @@ def per_finding(facts: Iterable[VerdictFact]) -> list[FindingAgreement]:
         by_finding[fact.finding].append(fact)
     results = []
     for finding, rows in sorted(by_finding.items()):
-        decided = [r for r in rows if r.verdict != "unsure"]
-        agree_rate = sum(r.verdict == "agree" for r in decided) / len(decided) if decided else None
+        decided = [r for r in rows if r.verdict != Verdict.UNSURE]
+        agree_rate = sum(r.verdict == Verdict.AGREE for r in decided) / len(decided) if decided else None
         ratings: dict[int, dict[str, str]] = defaultdict(dict)
         for r in rows:
             ratings[r.run_id][r.reviewer] = r.verdict
@@ -116,9 +117,9 @@ def agree_share_by_score_bin(
     """(bin start, bin end, verdicts, share of agree) over the calibrated score."""
     counts = [[0, 0] for _ in range(bins)]
     for fact in facts:
-        if fact.verdict == "unsure":
+        if fact.verdict == Verdict.UNSURE:
             continue
         index = min(int(fact.score * bins), bins - 1)
         counts[index][0] += 1
-        counts[index][1] += fact.verdict == "agree"
+        counts[index][1] += fact.verdict == Verdict.AGREE
     return [(i / bins, (i + 1) / bins, n, (a / n if n else None)) for i, (n, a) in enumerate(counts)]

@@ -15,9 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 
-from storage.reporting import VerdictFact
-from storage.repository import NoteRecord, RunRecord, VerdictRecord
-from storage.segmentation_repository import StructureVerdictFact
+from storage.reporting import StructureVerdictFact, VerdictFact
+from storage.repository import ClassificationRunRecord, NoteRecord, VerdictRecord
 
 DISCLAIMER = "Research and demonstration tool, not a cleared medical device."
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -50,7 +49,10 @@ def structure_verdicts_csv(facts: Sequence[StructureVerdictFact]) -> bytes:
 
 
 def _run_dict(
-    run: RunRecord, verdicts: Sequence[VerdictRecord], notes: Sequence[NoteRecord], names: Mapping[str, str]
+    run: ClassificationRunRecord,
+    verdicts: Sequence[VerdictRecord],
+    notes: Sequence[NoteRecord],
+    names: Mapping[str, str],
 ) -> dict:
     return {
         "run_id": run.run_id,
@@ -67,8 +69,8 @@ def _run_dict(
         "verdicts": [
             {
                 "entry": v.verdict_id,
-                "finding": v.finding_label,
-                "verdict": v.verdict,
+                "finding": v.item,
+                "verdict": v.verdict.value,
                 "note": v.note,
                 "reviewer": v.reviewer,
                 "reviewer_name": names.get(v.reviewer, v.reviewer),
@@ -93,7 +95,7 @@ def _run_dict(
 
 
 def runs_json(
-    runs: Sequence[tuple[RunRecord, Sequence[VerdictRecord], Sequence[NoteRecord]]],
+    runs: Sequence[tuple[ClassificationRunRecord, Sequence[VerdictRecord], Sequence[NoteRecord]]],
     names: Mapping[str, str] | None = None,
     *,
     blinded_to: str | None = None,
@@ -116,7 +118,7 @@ def _img(png: bytes | None, alt: str, mime: str = "image/png") -> str:
 
 
 def case_report_html(
-    run: RunRecord,
+    run: ClassificationRunRecord,
     verdicts: Sequence[VerdictRecord],
     notes: Sequence[NoteRecord],
     *,
@@ -136,15 +138,15 @@ def case_report_html(
 
     current: dict[tuple[str, str], VerdictRecord] = {}
     for v in verdicts:
-        current[(v.reviewer, v.finding_label)] = v
+        current[(v.reviewer, v.item)] = v
     rows = "".join(
         f"<tr><td>{e(f.label)}</td><td>{f.score:.3f}{'' if run.trained else ' (untrained)'}</td><td>{e(f.band.value)}</td>"
-        f"<td>{'; '.join(e(f'{who(v.reviewer)}: {v.verdict}' + (f' ({v.note})' if v.note else '')) for (r, label), v in sorted(current.items()) if label == f.label)}</td></tr>"
+        f"<td>{'; '.join(e(f'{who(v.reviewer)}: {v.verdict.value}' + (f' ({v.note})' if v.note else '')) for (r, label), v in sorted(current.items()) if label == f.label)}</td></tr>"
         for f in run.ranked()
     )
     history = "".join(
-        f"<tr><td>{e(v.created_at.strftime('%Y-%m-%d %H:%M:%S'))}</td><td>{e(who(v.reviewer))}</td><td>{e(v.finding_label)}</td>"
-        f"<td>{e(v.verdict)}</td><td>{e(v.note)}</td></tr>"
+        f"<tr><td>{e(v.created_at.strftime('%Y-%m-%d %H:%M:%S'))}</td><td>{e(who(v.reviewer))}</td><td>{e(v.item)}</td>"
+        f"<td>{e(v.verdict.value)}</td><td>{e(v.note)}</td></tr>"
         for v in verdicts
     )
     case_notes = "".join(f"<p><b>{e(who(n.reviewer))}</b>: {e(n.note)}</p>" for n in notes[-5:])

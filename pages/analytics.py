@@ -138,7 +138,7 @@ if rows:
     )
 
 left, right = st.columns(2)
-bands = Counter(f.band for f in facts)
+bands = Counter(f.band.value for f in facts)
 left.plotly_chart(
     px.bar(
         x=list(bands),
@@ -192,7 +192,7 @@ def _runs_json(session) -> bytes:
     reader may see (their own) or the lead may see (everyone's)."""
     runs = [
         (
-            repository.get_run(session, run_id),
+            repository.get_run(session, run_id, repository.ClassificationRunRecord),
             repository.verdict_history(session, run_id, reviewer=only),
             repository.case_note_history(session, run_id, reviewer=only),
         )

@@ -20,7 +20,7 @@ require_app_entry()
 st.title("Case review")
 
 with database.transaction() as session:
-    cases = reporting.worklist(session)
+    cases = reporting.worklist(session).cases
 if not cases:
     st.info("No cases yet. Analyse a chest X-ray on the Review page and it appears here.")
     st.stop()
@@ -33,12 +33,12 @@ case_id = st.selectbox(
     "Open case",
     options,
     index=default,
-    format_func=lambda c: f"Case {c} · {by_id[c].top_band} · {by_id[c].status}",
+    format_func=lambda c: f"Case {c} · {by_id[c].top_band.value} · {by_id[c].status}",
 )
 st.query_params["case"] = str(case_id)
 
 with database.transaction() as session:
-    run = repository.get_run(session, by_id[case_id].run_id)
+    run = repository.get_run(session, by_id[case_id].run_id, repository.ClassificationRunRecord)
 if run is None:
     st.error("This case's analysis could not be found; it may have been removed by an administrator.")
     st.stop()

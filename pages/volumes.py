@@ -10,7 +10,7 @@ from inference.models.registry import BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET
 from inference.volume.case import UPLOADED_MASK_MODEL_ID, case_facts, reviewed_structures
 from inference.volume.ingest import BRATS_CHANNELS, assign_mri_channels
 from inference.volume.types import MultiChannelVolume, Segmentation, Volume
-from storage import segmentation_repository
+from storage import repository
 from ui import background, database, resources, results
 from ui.entry import require_app_entry
 from ui.identity import reviewer
@@ -130,7 +130,7 @@ def _stored_run(inputs, segmentation: Segmentation) -> int:
     run_key = f"{inputs.input_sha256}:{segmentation.model.model_id}:{segmentation.label_map.sha256}"
     if run_key not in run_ids:
         with database.transaction() as session:
-            run_ids[run_key] = segmentation_repository.store_segmentation(
+            run_ids[run_key] = repository.store_segmentation(
                 session, case_facts(inputs), segmentation, actor=reviewer() or None
             ).run_id
     return run_ids[run_key]

@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from analytics import exports
-from storage import reporting, segmentation_repository
+from core.vocabulary import RunKind
+from storage import reporting
 from ui import database
 from ui.downloads import export_button
 from ui.entry import require_app_entry
@@ -16,8 +17,8 @@ require_app_entry()
 
 st.title("Worklist")
 with database.transaction() as session:
-    rows = reporting.worklist(session)
-    volume_rows = segmentation_repository.segmentation_worklist(session)
+    board = reporting.worklist(session)
+rows, volume_rows = board.cases, board.segmentations
 
 
 def volume_section() -> None:
@@ -32,10 +33,10 @@ def volume_section() -> None:
                     "case": r.case_id,
                     "stored (UTC)": r.created_at.strftime("%Y-%m-%d %H:%M"),
                     "modality": r.modality,
-                    "masks from": "uploaded mask" if r.source == "uploaded" else r.model_id,
+                    "masks from": "uploaded mask" if r.kind is RunKind.UPLOADED_MASK else r.model_id,
                     "structures": r.structures,
                     "status": r.status,
-                    "weights": "n/a" if r.source == "uploaded" else ("trained" if r.trained else "UNTRAINED"),
+                    "weights": "n/a" if r.kind is RunKind.UPLOADED_MASK else ("trained" if r.trained else "UNTRAINED"),
                 }
                 for r in volume_rows
             ]
@@ -50,7 +51,7 @@ def volume_section() -> None:
     export_button(
         "Structure verdicts (CSV)",
         lambda session: exports.structure_verdicts_csv(
-            segmentation_repository.current_structure_verdict_facts(session, reviewer=only)
+            reporting.current_structure_verdict_facts(session, reviewer=only)
         ),
         file_name="structure_verdicts.csv",
         mime="text/csv",
@@ -69,7 +70,9 @@ if not rows:
 
 unreviewed = [r for r in rows if r.readers_done == 0]
 if unreviewed:
-    if st.button(f"Next unreviewed case (case {unreviewed[0].case_id}, {unreviewed[0].top_band})", type="primary"):
+    if st.button(
+        f"Next unreviewed case (case {unreviewed[0].case_id}, {unreviewed[0].top_band.value})", type="primary"
+    ):
         st.switch_page("pages/cases.py", query_params={"case": str(unreviewed[0].case_id)})
 else:
     st.success("Every case has been fully reviewed by at least one reader.")
@@ -100,7 +103,7 @@ table = pd.DataFrame(
             "analysed (UTC)": r.analysed_at.strftime("%Y-%m-%d %H:%M"),
             "modality": r.modality,
             "view": r.view_position or "",
-            "highest band": r.top_band,
+            "highest band": r.top_band.value,
             "top finding": r.top_finding,
             "status": r.status,
             "weights": "trained" if r.trained else "UNTRAINED",

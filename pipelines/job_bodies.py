@@ -64,9 +64,9 @@ def segment_and_store(
     """Segment a volume (progress per window), measure its structures and store the run; returns
     the segmentation and the stored run's id."""
     from inference.volume.segment import segment
-    from storage import segmentation_repository
+    from storage import repository
 
     result = segment(inputs, loaded, progress=progress)  # measured, too
     with sessions.begin() as session:
-        run = segmentation_repository.store_segmentation(session, facts, result, actor=actor)
+        run = repository.store_segmentation(session, facts, result, actor=actor)
     return result, run.run_id

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from storage.models import AuditEvent
@@ -52,7 +53,7 @@ def record_event(
     # A Core INSERT, sent now: on every verdict it runs inside SQLite's write lock, where the unit
     # of work's flush at commit cost about as much CPU as the verdict's own lookups.
     session.execute(
-        insert(AuditEvent.__table__).values(
+        insert(cast(Table, AuditEvent.__table__)).values(
             kind=kind,
             actor=(actor or SYSTEM)[:80],
             case_id=case_id,

@@ -1,16 +1,23 @@
-"""Engine and sessionmaker. SQLite gets WAL, a busy timeout, ``BEGIN IMMEDIATE`` for every
+"""Engine, sessionmaker and the one transaction scope. SQLite gets WAL, a busy timeout, ``BEGIN IMMEDIATE`` for every
 transaction (writers queue instead of failing mid-transaction) and ``synchronous=FULL``.
 The schema, with the triggers that make append-only tables refuse UPDATE and DELETE, comes from
-the Alembic migrations in ``storage/migrations`` (see ``storage.migrate``)."""
+the Alembic migrations in ``storage/migrations`` (see ``storage.migrate``). ``session_scope`` is
+how every caller runs a transaction: database failures leave it as ``StorageError``."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
+
+from core.errors import ReviewError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +86,34 @@ def open_database(url: str) -> sessionmaker[Session]:
         raise
     log.info("Review database ready at %s", engine.url.render_as_string(hide_password=True))
     return sessionmaker(engine, expire_on_commit=False)
+
+
+BUSY_MESSAGE = (
+    "The review database is busy or unavailable, so nothing was saved. Try again in a moment; "
+    "if it persists, tell IT (details are in the server log)."
+)
+REFUSED_MESSAGE = "The review database refused the change, so nothing was saved (details are in the server log)."
+
+
+def _where(sessions: sessionmaker[Session]) -> str:
+    bind = sessions.kw.get("bind")
+    return bind.url.render_as_string(hide_password=True) if isinstance(bind, Engine) else "(unbound)"
+
+
+@contextmanager
+def session_scope(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction: committed when the block ends, rolled back when it raises. A database
+    failure leaves as ``StorageError`` with a message for the person at the screen (nothing was
+    saved; wait, or tell IT), and the server log gets the database and the driver's own error for
+    the operator. ``ReviewError``s raised inside the block (an invalid verdict...) pass unchanged."""
+    try:
+        with sessions.begin() as session:
+            yield session
+    except (OperationalError, PoolTimeout) as exc:  # locked, unreachable, or a SQLite file's writers queue too long
+        log.exception("Review database at %s unavailable", _where(sessions))
+        raise StorageError(BUSY_MESSAGE) from exc
+    except SQLAlchemyError as exc:
+        if isinstance(exc.__cause__, ReviewError):
+            raise exc.__cause__ from exc
+        log.exception("Review database at %s refused a change", _where(sessions))
+        raise StorageError(REFUSED_MESSAGE) from exc

@@ -1,9 +1,10 @@
 """Bring a database to the newest schema with Alembic, from code: no alembic.ini and no particular
 working directory needed.
 
-The version check and the upgrade run in one transaction. On SQLite that transaction starts with
-``BEGIN IMMEDIATE`` (see ``storage.db``), on PostgreSQL it takes an advisory lock, so two processes
-starting at once do not both try to create the tables. A database made by ``create_all`` before
+The version check and the upgrade run in one transaction (``migration_transaction``). On SQLite
+that transaction starts with ``BEGIN IMMEDIATE`` (see ``storage.db``) and runs with foreign keys
+off, checked before commit; on PostgreSQL it takes an advisory lock; so two processes starting at
+once do not both try to create the tables. A database made by ``create_all`` before
 migrations existed has tables but no version: it is stamped at the revision whose tables it has
 (0001 before the audit trail, 0002 with it), and upgraded from there.
 """
@@ -11,6 +12,8 @@ migrations existed has tables but no version: it is stamped at the revision whos
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -64,12 +67,44 @@ def _stamp_if_made_before_migrations(connection: Connection, config: Config) -> 
     )
 
 
+def _sqlite_foreign_keys(connection: Connection, on: bool) -> None:
+    # On the driver's connection: SQLite ignores this pragma inside a transaction, and SQLAlchemy
+    # would begin one (BEGIN IMMEDIATE, see storage.db) before running it.
+    connection.connection.dbapi_connection.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")  # type: ignore[union-attr]
+
+
+@contextmanager
+def migration_transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction for a migration. PostgreSQL: under the advisory lock. SQLite: with foreign
+    keys off, which is how SQLite wants a table rebuilt (a migration that changes a table other
+    tables point at copies it and swaps the copy in); every foreign key is checked before the
+    transaction commits, and the connection gets foreign keys back afterwards."""
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            _sqlite_foreign_keys(connection, False)
+        try:
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+                yield connection
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise SchemaError(
+                            f"Migrating the review database would leave {len(broken)} row(s) pointing at rows that "
+                            f"do not exist (first: {tuple(broken[0])}), so nothing was changed. Keep this database "
+                            "as it is and report this, with the server log, to whoever maintains the app."
+                        )
+        finally:
+            if sqlite and not connection.invalidated:
+                _sqlite_foreign_keys(connection, True)
+
+
 def upgrade_to_head(engine: Engine) -> None:
     """Apply every migration the database lacks; nothing happens when it is already at head."""
     config = alembic_config()
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+    with migration_transaction(engine) as connection:
         config.attributes["connection"] = connection
         _stamp_if_made_before_migrations(connection, config)
         command.upgrade(config, "head")

@@ -1,16 +1,38 @@
-"""Typed ORM tables. Verdicts and case notes are append-only: a change is a new row that
-supersedes the previous one, and the database refuses UPDATE and DELETE on them."""
+"""Typed ORM tables: one table of runs of every kind (``core.vocabulary.RunKind``), their results
+(findings, structures, region explanations), one table of verdicts on items of any run, case
+notes and the audit trail. Enum columns store the enum's value, and a CHECK constraint keeps them
+to it. Runs and results never change after insert; verdicts and case notes are append-only (a
+change is a new row that supersedes the previous one): the database refuses UPDATE and DELETE on
+all of them (``APPEND_ONLY_TABLES``)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import Enum
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from core.vocabulary import Band, RunKind, Verdict
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _values(vocabulary: type[Enum]) -> str:
+    """An enum's values as an SQL list, for the CHECK constraints that keep the database to them."""
+    return ", ".join(f"'{member.value}'" for member in vocabulary)
 
 
 class Base(DeclarativeBase):
@@ -29,13 +51,33 @@ class Case(Base):
     patient_key: Mapped[str | None] = mapped_column(String(40), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    runs: Mapped[list[AnalysisRun]] = relationship(back_populates="case", order_by="AnalysisRun.id")
+    runs: Mapped[list[Run]] = relationship(back_populates="case", order_by="Run.id")
 
 
-class AnalysisRun(Base):
+# A classification has bands, thresholds and a CAM method and no label map; a segmentation or an
+# uploaded mask has a label map with its parameters, labels and grid, and no bands.
+KIND_COLUMNS_RULE = (
+    "(kind = 'classification' AND bands_version IS NOT NULL AND thresholds_json IS NOT NULL"
+    " AND cam_method IS NOT NULL AND label_map_sha256 IS NULL)"
+    " OR (kind <> 'classification' AND bands_version IS NULL AND label_map_sha256 IS NOT NULL"
+    " AND params_json IS NOT NULL AND labels_json IS NOT NULL AND spacing_json IS NOT NULL"
+    " AND shape_json IS NOT NULL)"
+)
+
+
+class Run(Base):
+    """One run of any kind, as the reviewer saw it: what made it (model, weights, device) from which
+    input, and the settings of its kind: bands and thresholds for a classification, the label map
+    and its parameters for a segmentation or an uploaded mask. Never changed after insert (a new
+    model, weights, bands or label map is a new run). The table keeps the name it had when it held
+    only X-ray runs, so their ids, and everything that points at them, stayed as they were."""
+
     __tablename__ = "analysis_runs"
     __table_args__ = (
         UniqueConstraint("case_id", "model_id", "weights_sha256", "bands_version", name="uq_run_identity"),
+        UniqueConstraint("case_id", "model_id", "weights_sha256", "label_map_sha256", name="uq_segmentation_identity"),
+        CheckConstraint(f"kind IN ({_values(RunKind)})", name="ck_run_kind"),
+        CheckConstraint(KIND_COLUMNS_RULE, name="ck_run_kind_columns"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -44,40 +86,57 @@ class AnalysisRun(Base):
     model_id: Mapped[str] = mapped_column(String(64))
     weights_sha256: Mapped[str] = mapped_column(String(64))
     trained: Mapped[bool] = mapped_column(Boolean)
-    bands_version: Mapped[str] = mapped_column(String(32))
-    thresholds_json: Mapped[str] = mapped_column(Text)
-    cam_method: Mapped[str] = mapped_column(String(32))
+    # Classification only.
+    bands_version: Mapped[str | None] = mapped_column(String(32))
+    thresholds_json: Mapped[str | None] = mapped_column(Text)
+    cam_method: Mapped[str | None] = mapped_column(String(32))
     device: Mapped[str] = mapped_column(String(16))
     timing_ms: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Columns from here on were added by revision 0005, in this order (PostgreSQL appends them).
+    kind: Mapped[str] = mapped_column(String(16))  # a core.vocabulary.RunKind value
+    # Segmentation and uploaded mask only.
+    label_map_sha256: Mapped[str | None] = mapped_column(String(64))
+    params_json: Mapped[str | None] = mapped_column(Text)  # {name: text}: roi, overlap, threshold...
+    labels_json: Mapped[str | None] = mapped_column(Text)  # [{value, name, color}], ascending value
+    spacing_json: Mapped[str | None] = mapped_column(Text)  # [x, y, z] mm
+    shape_json: Mapped[str | None] = mapped_column(Text)  # [x, y, z] voxels
 
     case: Mapped[Case] = relationship(back_populates="runs")
     findings: Mapped[list[RunFinding]] = relationship(order_by="RunFinding.position", cascade="all")
+    structures: Mapped[list[RunStructure]] = relationship(order_by="RunStructure.position", cascade="all")
 
 
 class RunFinding(Base):
     __tablename__ = "run_findings"
-    __table_args__ = (UniqueConstraint("run_id", "label", name="uq_run_finding"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "label", name="uq_run_finding"),
+        CheckConstraint(f"band IN ({_values(Band)})", name="ck_run_finding_band"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("analysis_runs.id"), index=True)
     position: Mapped[int] = mapped_column(Integer)
     label: Mapped[str] = mapped_column(String(64))
     score: Mapped[float] = mapped_column(Float)
-    band: Mapped[str] = mapped_column(String(16))
+    band: Mapped[str] = mapped_column(String(16))  # a core.vocabulary.Band value
 
 
-class Verdict(Base):
+class VerdictEntry(Base):
+    """A reviewer's verdict on one item of a run: a finding of a classification, a structure of a
+    segmentation. Append-only: a change is a new row superseding the reviewer's previous one."""
+
     __tablename__ = "verdicts"
+    __table_args__ = (CheckConstraint(f"verdict IN ({_values(Verdict)})", name="ck_verdict_value"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("analysis_runs.id"), index=True)
-    finding_label: Mapped[str] = mapped_column(String(64))
-    verdict: Mapped[str] = mapped_column(String(16))
+    item: Mapped[str] = mapped_column(String(64))  # the finding's label or the structure's name
+    verdict: Mapped[str] = mapped_column(String(16))  # a core.vocabulary.Verdict value
     note: Mapped[str] = mapped_column(Text, default="")
     reviewer: Mapped[str] = mapped_column(String(80))
-    cam_method: Mapped[str | None] = mapped_column(String(32))
-    # Each row is superseded at most once, so a finding's history is a single chain per reviewer.
+    cam_method: Mapped[str | None] = mapped_column(String(32))  # the heatmap on screen (findings only)
+    # Each row is superseded at most once, so an item's history is a single chain per reviewer.
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("verdicts.id"), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -128,43 +187,14 @@ class AuditEvent(Base):
     detail_json: Mapped[str] = mapped_column(Text, default="{}")
 
 
-class SegmentationRun(Base):
-    """A 3D segmentation as the reviewer saw it: the label map's hash, what made it and how. Never
-    changed after insert (a new model, weights or label map is a new run)."""
-
-    __tablename__ = "segmentation_runs"
-    __table_args__ = (
-        UniqueConstraint("case_id", "model_id", "weights_sha256", "label_map_sha256", name="uq_segmentation_identity"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
-    input_sha256: Mapped[str] = mapped_column(String(64))
-    model_id: Mapped[str] = mapped_column(String(64))
-    weights_sha256: Mapped[str] = mapped_column(String(64))
-    trained: Mapped[bool] = mapped_column(Boolean)
-    source: Mapped[str] = mapped_column(String(16))  # "model" or "uploaded"
-    label_map_sha256: Mapped[str] = mapped_column(String(64))
-    params_json: Mapped[str] = mapped_column(Text)  # {name: text}: roi, overlap, threshold...
-    labels_json: Mapped[str] = mapped_column(Text)  # [{value, name, color}], ascending value
-    spacing_json: Mapped[str] = mapped_column(Text)  # [x, y, z] mm
-    shape_json: Mapped[str] = mapped_column(Text)  # [x, y, z] voxels
-    device: Mapped[str] = mapped_column(String(16))
-    timing_ms: Mapped[float] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-    case: Mapped[Case] = relationship()
-    structures: Mapped[list[RunStructure]] = relationship(order_by="RunStructure.position", cascade="all")
-
-
 class RunStructure(Base):
-    """One measured structure of a segmentation run (the union of its label values)."""
+    """One measured structure of a segmentation or uploaded-mask run (the union of its label values)."""
 
     __tablename__ = "run_structures"
     __table_args__ = (UniqueConstraint("run_id", "name", name="uq_run_structure"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("segmentation_runs.id"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("analysis_runs.id"), index=True)
     position: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(64))
     values_json: Mapped[str] = mapped_column(Text)  # [label value, ...]
@@ -173,20 +203,6 @@ class RunStructure(Base):
     axial_first: Mapped[int | None] = mapped_column(Integer)
     axial_last: Mapped[int | None] = mapped_column(Integer)
     max_axial_extent_mm: Mapped[float] = mapped_column(Float)
-
-
-class StructureVerdict(Base):
-    __tablename__ = "structure_verdicts"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("segmentation_runs.id"), index=True)
-    structure: Mapped[str] = mapped_column(String(64))
-    verdict: Mapped[str] = mapped_column(String(16))
-    note: Mapped[str] = mapped_column(Text, default="")
-    reviewer: Mapped[str] = mapped_column(String(80))
-    # As for verdicts: superseded at most once, so one chain per reviewer and structure.
-    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("structure_verdicts.id"), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class ReviewerIdentity(Base):
@@ -204,11 +220,11 @@ class ReviewerIdentity(Base):
 
 
 APPEND_ONLY_TABLES = (
+    "analysis_runs",
+    "run_findings",
+    "run_structures",
     "verdicts",
     "case_notes",
     "region_explanations",
     "audit_events",
-    "segmentation_runs",
-    "run_structures",
-    "structure_verdicts",
 )

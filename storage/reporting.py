@@ -1,15 +1,21 @@
-"""Read-only queries for the worklist, analytics and exports. Plain dataclasses out."""
+"""Read-only queries for the worklist, analytics and exports. Plain dataclasses out; each query
+takes a fixed number of statements, however many runs there are."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, selectinload
 
-from core.vocabulary import Band
-from storage.models import AnalysisRun, RunFinding, Verdict
+from core.review_rules import required_count
+from core.vocabulary import Band, RunKind, Verdict
+from storage.models import Case, Run, RunFinding, RunStructure, VerdictEntry
+
+CLASSIFICATION = RunKind.CLASSIFICATION.value
 
 
 @dataclass(frozen=True)
@@ -21,38 +27,86 @@ class VerdictFact:
     case_id: int
     finding: str
     score: float
-    band: str
+    band: Band
     model_id: str
     weights_sha256: str
     trained: bool
     bands_version: str
     reviewer: str
-    verdict: str
+    verdict: Verdict
     note: str
     created_at: datetime
 
 
 @dataclass(frozen=True)
-class WorklistRow:
-    case_id: int
+class StructureVerdictFact:
+    """A reviewer's current verdict on one structure, with what the masks showed them."""
+
+    verdict_id: int
     run_id: int
+    case_id: int
     modality: str
-    view_position: str | None
-    analysed_at: datetime
-    top_band: str
-    top_finding: str
-    trained: bool
+    structure: str
+    voxels: int
+    volume_ml: float
     model_id: str
-    readers_done: int  # reviewers with a verdict on every finding
+    weights_sha256: str
+    trained: bool
+    kind: RunKind  # a segmentation by a model, or an uploaded mask
+    reviewer: str
+    verdict: Verdict
+    note: str
+    created_at: datetime
+
+
+class _ReviewProgress:
+    readers_done: int  # reviewers with a verdict on every item under review
     readers_started: int  # reviewers with at least one verdict
 
     @property
     def status(self) -> str:
         if self.readers_done:
             return f"reviewed by {self.readers_done}"
-        if self.readers_started:
-            return "in review"
-        return "new"
+        return "in review" if self.readers_started else "new"
+
+
+@dataclass(frozen=True)
+class WorklistRow(_ReviewProgress):
+    """A chest X-ray case, by its latest classification run."""
+
+    case_id: int
+    run_id: int
+    modality: str
+    view_position: str | None
+    analysed_at: datetime
+    top_band: Band
+    top_finding: str
+    trained: bool
+    model_id: str
+    readers_done: int  # reviewers with a verdict on every finding
+    readers_started: int
+
+
+@dataclass(frozen=True)
+class SegmentationWorklistRow(_ReviewProgress):
+    """A segmentation or uploaded-mask run."""
+
+    run_id: int
+    case_id: int
+    kind: RunKind
+    modality: str
+    model_id: str
+    trained: bool
+    created_at: datetime
+    structures: int
+    readers_done: int  # reviewers with a verdict on every structure under review (core.review_rules)
+    readers_started: int
+
+
+@dataclass(frozen=True)
+class Worklist:
+    cases: list[WorklistRow]  # critical first, then newest
+    segmentations: list[SegmentationWorklistRow]  # newest first
 
 
 def _utc(value: datetime) -> datetime:
@@ -69,20 +123,20 @@ def current_verdict_facts(
     include_untrained: bool = False,
 ) -> list[VerdictFact]:
     """Each reviewer's latest verdict per finding of each run, joined with the AI's score and band."""
-    latest = select(func.max(Verdict.id)).group_by(Verdict.run_id, Verdict.reviewer, Verdict.finding_label)
+    latest = select(func.max(VerdictEntry.id)).group_by(VerdictEntry.run_id, VerdictEntry.reviewer, VerdictEntry.item)
     query = (
-        select(Verdict, AnalysisRun, RunFinding)
-        .join(AnalysisRun, AnalysisRun.id == Verdict.run_id)
-        .join(RunFinding, (RunFinding.run_id == Verdict.run_id) & (RunFinding.label == Verdict.finding_label))
-        .where(Verdict.id.in_(latest))
-        .order_by(Verdict.id)
+        select(VerdictEntry, Run, RunFinding)
+        .join(Run, Run.id == VerdictEntry.run_id)
+        .join(RunFinding, (RunFinding.run_id == VerdictEntry.run_id) & (RunFinding.label == VerdictEntry.item))
+        .where(VerdictEntry.id.in_(latest))
+        .order_by(VerdictEntry.id)
     )
     if not include_untrained:
-        query = query.where(AnalysisRun.trained.is_(True))
+        query = query.where(Run.trained.is_(True))
     if model_id:
-        query = query.where(AnalysisRun.model_id == model_id)
+        query = query.where(Run.model_id == model_id)
     if reviewer:
-        query = query.where(Verdict.reviewer == reviewer)
+        query = query.where(VerdictEntry.reviewer == reviewer)
     facts = []
     for verdict, run, finding in session.execute(query).all():
         created = _utc(verdict.created_at)
@@ -95,13 +149,13 @@ def current_verdict_facts(
                 case_id=run.case_id,
                 finding=finding.label,
                 score=finding.score,
-                band=finding.band,
+                band=Band(finding.band),
                 model_id=run.model_id,
                 weights_sha256=run.weights_sha256,
                 trained=run.trained,
-                bands_version=run.bands_version,
+                bands_version=run.bands_version or "",
                 reviewer=verdict.reviewer,
-                verdict=verdict.verdict,
+                verdict=Verdict(verdict.verdict),
                 note=verdict.note,
                 created_at=created,
             )
@@ -109,40 +163,118 @@ def current_verdict_facts(
     return facts
 
 
-def first_and_last_verdict_times(session: Session) -> dict[tuple[int, str], tuple[datetime, datetime]]:
-    """(run, reviewer) -> time of their first and last verdict entry: the reading time window."""
-    rows = session.execute(
-        select(Verdict.run_id, Verdict.reviewer, func.min(Verdict.created_at), func.max(Verdict.created_at)).group_by(
-            Verdict.run_id, Verdict.reviewer
+def current_structure_verdict_facts(session: Session, reviewer: str | None = None) -> list[StructureVerdictFact]:
+    """Each reviewer's latest verdict on every structure of every run, oldest first (only
+    ``reviewer``'s when one is named)."""
+    latest = select(func.max(VerdictEntry.id)).group_by(VerdictEntry.run_id, VerdictEntry.reviewer, VerdictEntry.item)
+    query = (
+        select(VerdictEntry, Run, RunStructure, Case.modality)
+        .join(Run, Run.id == VerdictEntry.run_id)
+        .join(RunStructure, (RunStructure.run_id == VerdictEntry.run_id) & (RunStructure.name == VerdictEntry.item))
+        .join(Case, Case.id == Run.case_id)
+        .where(VerdictEntry.id.in_(latest))
+    )
+    if reviewer is not None:
+        query = query.where(VerdictEntry.reviewer == reviewer)
+    rows = session.execute(query.order_by(VerdictEntry.id)).all()
+    return [
+        StructureVerdictFact(
+            verdict_id=v.id,
+            run_id=run.id,
+            case_id=run.case_id,
+            modality=modality,
+            structure=v.item,
+            voxels=structure.voxels,
+            volume_ml=structure.volume_ml,
+            model_id=run.model_id,
+            weights_sha256=run.weights_sha256,
+            trained=run.trained,
+            kind=RunKind(run.kind),
+            reviewer=v.reviewer,
+            verdict=Verdict(v.verdict),
+            note=v.note,
+            created_at=_utc(v.created_at),
         )
+        for v, run, structure, modality in rows
+    ]
+
+
+def first_and_last_verdict_times(session: Session) -> dict[tuple[int, str], tuple[datetime, datetime]]:
+    """(classification run, reviewer) -> time of their first and last verdict entry: the reading
+    time window."""
+    rows = session.execute(
+        select(
+            VerdictEntry.run_id,
+            VerdictEntry.reviewer,
+            func.min(VerdictEntry.created_at),
+            func.max(VerdictEntry.created_at),
+        )
+        .join(Run, Run.id == VerdictEntry.run_id)
+        .where(Run.kind == CLASSIFICATION)
+        .group_by(VerdictEntry.run_id, VerdictEntry.reviewer)
     ).all()
     return {(run, reviewer): (_utc(first), _utc(last)) for run, reviewer, first, last in rows}
 
 
-def worklist(session: Session, limit: int = 500) -> list[WorklistRow]:
-    """The latest run of every case, critical first, then newest."""
-    latest_runs = select(func.max(AnalysisRun.id)).group_by(AnalysisRun.case_id)
-    runs = session.scalars(
-        select(AnalysisRun).where(AnalysisRun.id.in_(latest_runs)).order_by(AnalysisRun.id.desc()).limit(limit)
+def _coverage(session: Session, run_ids: Sequence[int]) -> dict[int, list[int]]:
+    """run -> how many distinct items each of its readers has judged (one query for every run)."""
+    per_run: dict[int, list[int]] = defaultdict(list)
+    if not run_ids:
+        return per_run
+    rows = session.execute(
+        select(VerdictEntry.run_id, VerdictEntry.reviewer, func.count(func.distinct(VerdictEntry.item)))
+        .where(VerdictEntry.run_id.in_(run_ids))
+        .group_by(VerdictEntry.run_id, VerdictEntry.reviewer)
     ).all()
-    run_ids = [r.id for r in runs]
-    coverage = session.execute(
-        select(Verdict.run_id, Verdict.reviewer, func.count(func.distinct(Verdict.finding_label)))
-        .where(Verdict.run_id.in_(run_ids))
-        .group_by(Verdict.run_id, Verdict.reviewer)
+    for run_id, _reader, count in rows:
+        per_run[run_id].append(count)
+    return per_run
+
+
+def worklist(session: Session, limit: int = 500) -> Worklist:
+    """The latest classification run of every case (critical first, then newest) and every
+    segmentation or uploaded-mask run (newest first), each with how far its readers have got: four
+    queries, whatever the number of runs."""
+    latest_per_case = select(func.max(Run.id)).where(Run.kind == CLASSIFICATION).group_by(Run.case_id)
+    xray = (
+        session.scalars(
+            select(Run)
+            .where(Run.id.in_(latest_per_case))
+            .options(joinedload(Run.case), selectinload(Run.findings))
+            .order_by(Run.id.desc())
+            .limit(limit)
+        )
+        .unique()
+        .all()
+    )
+    segmentations = session.execute(
+        select(
+            Run,
+            Case.modality,
+            func.count(RunStructure.id),
+            func.count(RunStructure.id).filter(RunStructure.voxels > 0),
+        )
+        .join(Case, Case.id == Run.case_id)
+        .join(RunStructure, RunStructure.run_id == Run.id)
+        .where(Run.kind != CLASSIFICATION)
+        .group_by(Run.id, Case.modality)
+        .order_by(Run.id.desc())
+        .limit(limit)
     ).all()
-    rows = []
-    for run in runs:
+    coverage = _coverage(session, [run.id for run in xray] + [row[0].id for row in segmentations])
+
+    cases = []
+    for run in xray:
         top = max(run.findings, key=lambda f: (Band(f.band).rank, f.score))
-        per_reader = [count for run_id, _reader, count in coverage if run_id == run.id]
-        rows.append(
+        per_reader = coverage.get(run.id, [])
+        cases.append(
             WorklistRow(
                 case_id=run.case_id,
                 run_id=run.id,
                 modality=run.case.modality,
                 view_position=run.case.view_position,
                 analysed_at=_utc(run.created_at),
-                top_band=top.band,
+                top_band=Band(top.band),
                 top_finding=top.label,
                 trained=run.trained,
                 model_id=run.model_id,
@@ -150,5 +282,24 @@ def worklist(session: Session, limit: int = 500) -> list[WorklistRow]:
                 readers_started=len(per_reader),
             )
         )
-    rows.sort(key=lambda r: (-Band(r.top_band).rank, -r.run_id))
-    return rows
+    cases.sort(key=lambda r: (-r.top_band.rank, -r.run_id))
+
+    volumes = []
+    for run, modality, structures, with_voxels in segmentations:
+        per_reader = coverage.get(run.id, [])
+        required = required_count(structures, with_voxels)
+        volumes.append(
+            SegmentationWorklistRow(
+                run_id=run.id,
+                case_id=run.case_id,
+                kind=RunKind(run.kind),
+                modality=modality,
+                model_id=run.model_id,
+                trained=run.trained,
+                created_at=_utc(run.created_at),
+                structures=structures,
+                readers_done=sum(1 for c in per_reader if c >= required),
+                readers_started=len(per_reader),
+            )
+        )
+    return Worklist(cases=cases, segmentations=volumes)

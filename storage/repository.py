@@ -1,68 +1,150 @@
-"""Reads and writes of cases, runs and verdicts. Each function takes an open Session (inside
-``with Session.begin()``) and returns plain frozen dataclasses, never ORM objects."""
+"""Reads and writes of cases, runs of every kind (``core.vocabulary.RunKind``), their results,
+and the reviewers' verdicts and case notes: one path for all of them.
+
+* A case is stored once per input; a run once per identity (input, model, weights, and the bands
+  of a classification or the label map of a segmentation); re-storing returns the existing run.
+* A verdict is on one *item* of a run (a finding of a classification, a structure of a
+  segmentation or an uploaded mask), one ``core.vocabulary.Verdict``. Verdicts and case notes are
+  append-only: a change is a new row superseding the reviewer's previous one, so each reviewer has
+  one chain per item.
+* Every write leaves an audit event (``storage.audit``).
+* ``reviewer=`` on a read returns only that reviewer's entries (blinded, independent reads).
+
+Each function takes an open Session (inside ``storage.db.session_scope``) and returns plain frozen
+dataclasses, never ORM objects."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar, cast, overload
 
 import numpy as np
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, exists, insert, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.sql import func
 
-from core.errors import InvalidReview
+from core.errors import InvalidReview, StorageError
+from core.results import REGION_SHAP_METHOD, LabelInfo, RegionExplanation, Segmentation, StructureMeasurement
 from core.types import CaseFacts, Finding, Prediction, rank_findings
-from core.vocabulary import Band
+from core.vocabulary import Band, RunKind, Verdict
 from storage import audit
 from storage.models import (
-    AnalysisRun,
     Case,
     CaseNote,
     RegionExplanationRow,
     ReviewerIdentity,
+    Run,
     RunFinding,
-    Verdict,
+    RunStructure,
+    VerdictEntry,
     utcnow,
 )
-from xai.region_shap import METHOD as REGION_SHAP_METHOD
-from xai.region_shap import RegionExplanation
 
-VERDICTS = ("agree", "disagree", "unsure")
 MAX_REVIEWER_CHARS = 80
 MAX_NOTE_CHARS = 4000
+MAX_ITEM_CHARS = 64  # run_findings.label, run_structures.name and verdicts.item
+MAX_STRUCTURE_NAME_CHARS = MAX_ITEM_CHARS
+
+
+@dataclass(frozen=True)
+class _KindWords:
+    """What differs by kind of run in what is written to the audit trail and said to the reviewer."""
+
+    run_event: str
+    verdict_set: str
+    verdict_changed: str
+    item: str  # the item's key in an audit event's detail, and its name in messages
+    run: str  # "run" / "segmentation run", in messages
+
+
+_CLASSIFICATION_WORDS = _KindWords("analysis_run", "verdict_set", "verdict_changed", "finding", "run")
+_SEGMENTATION_WORDS = _KindWords(
+    "segmentation_run", "structure_verdict_set", "structure_verdict_changed", "structure", "segmentation run"
+)
+KIND_WORDS = {
+    RunKind.CLASSIFICATION: _CLASSIFICATION_WORDS,
+    RunKind.SEGMENTATION: _SEGMENTATION_WORDS,
+    RunKind.UPLOADED_MASK: _SEGMENTATION_WORDS,
+}
+# What a label map's source ("model:<id>" or "uploaded:<name>") says about the run that stores it.
+_KIND_OF_SOURCE = {"model": RunKind.SEGMENTATION, "uploaded": RunKind.UPLOADED_MASK}
 
 
 @dataclass(frozen=True)
 class RunRecord:
+    """What every stored run has, whatever its kind."""
+
     run_id: int
     case_id: int
+    kind: RunKind
     facts: CaseFacts
     model_id: str
     weights_sha256: str
     trained: bool
-    bands_version: str
-    thresholds: dict[str, dict[str, float]]
-    cam_method: str
     device: str
     timing_ms: float
     created_at: datetime
+
+    @property
+    def items(self) -> tuple[str, ...]:
+        """The names a verdict can be given on, in the run's own order."""
+        return ()
+
+
+@dataclass(frozen=True)
+class ClassificationRunRecord(RunRecord):
+    """A chest X-ray classification: scores and bands per finding, with the thresholds shown."""
+
+    bands_version: str
+    thresholds: dict[str, dict[str, float]]
+    cam_method: str
     findings: tuple[Finding, ...]
+
+    @property
+    def items(self) -> tuple[str, ...]:
+        return tuple(f.label for f in self.findings)
 
     def ranked(self) -> tuple[Finding, ...]:
         return rank_findings(self.findings)
 
 
 @dataclass(frozen=True)
+class SegmentationRunRecord(RunRecord):
+    """A segmentation by a model, or a mask uploaded from another tool, with its measured structures."""
+
+    label_map_sha256: str
+    params: dict[str, str]
+    labels: tuple[LabelInfo, ...]
+    spacing: tuple[float, float, float]
+    shape: tuple[int, int, int]
+    structures: tuple[StructureMeasurement, ...]
+
+    @property
+    def items(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.structures)
+
+    def structure(self, name: str) -> StructureMeasurement:
+        for measurement in self.structures:
+            if measurement.name == name:
+                return measurement
+        raise KeyError(name)
+
+
+AnyRun = TypeVar("AnyRun", bound=RunRecord)
+
+
+@dataclass(frozen=True)
 class VerdictRecord:
     verdict_id: int
     run_id: int
-    finding_label: str
-    verdict: str
+    item: str  # the finding's label or the structure's name
+    verdict: Verdict
     note: str
     reviewer: str
-    cam_method: str | None
+    cam_method: str | None  # the heatmap on screen when a finding was judged
     supersedes_id: int | None
     created_at: datetime
 
@@ -81,38 +163,74 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _run_record(run: AnalysisRun) -> RunRecord:
-    case = run.case
-    return RunRecord(
-        run_id=run.id,
-        case_id=case.id,
-        facts=CaseFacts(
-            input_sha256=case.input_sha256,
-            source_format=case.source_format,
-            modality=case.modality,
-            view_position=case.view_position,
-            body_part=case.body_part,
-            patient_key=case.patient_key,
-        ),
-        model_id=run.model_id,
-        weights_sha256=run.weights_sha256,
-        trained=run.trained,
-        bands_version=run.bands_version,
-        thresholds=json.loads(run.thresholds_json),
-        cam_method=run.cam_method,
-        device=run.device,
-        timing_ms=run.timing_ms,
-        created_at=_utc(run.created_at),
-        findings=tuple(Finding(f.label, f.score, Band(f.band)) for f in run.findings),
+def _facts(case: Case) -> CaseFacts:
+    return CaseFacts(
+        input_sha256=case.input_sha256,
+        source_format=case.source_format,
+        modality=case.modality,
+        view_position=case.view_position,
+        body_part=case.body_part,
+        patient_key=case.patient_key,
     )
 
 
-def _verdict_record(row: Verdict) -> VerdictRecord:
+def _json(text: str | None) -> Any:
+    if text is None:
+        raise StorageError("A stored run lacks a column its kind needs; the database was changed outside the app.")
+    return json.loads(text)
+
+
+def _run_record(run: Run) -> RunRecord:
+    kind = RunKind(run.kind)
+    common: dict[str, Any] = dict(
+        run_id=run.id,
+        case_id=run.case_id,
+        kind=kind,
+        facts=_facts(run.case),
+        model_id=run.model_id,
+        weights_sha256=run.weights_sha256,
+        trained=run.trained,
+        device=run.device,
+        timing_ms=run.timing_ms,
+        created_at=_utc(run.created_at),
+    )
+    if kind is RunKind.CLASSIFICATION:
+        return ClassificationRunRecord(
+            **common,
+            bands_version=run.bands_version or "",
+            thresholds=_json(run.thresholds_json),
+            cam_method=run.cam_method or "",
+            findings=tuple(Finding(f.label, f.score, Band(f.band)) for f in run.findings),
+        )
+    labels = _json(run.labels_json)
+    return SegmentationRunRecord(
+        **common,
+        label_map_sha256=run.label_map_sha256 or "",
+        params=_json(run.params_json),
+        labels=tuple(LabelInfo(i["value"], i["name"], tuple(i["color"])) for i in labels),
+        spacing=tuple(_json(run.spacing_json)),
+        shape=tuple(_json(run.shape_json)),
+        structures=tuple(
+            StructureMeasurement(
+                name=s.name,
+                values=tuple(json.loads(s.values_json)),
+                voxels=s.voxels,
+                volume_ml=s.volume_ml,
+                axial_first=s.axial_first,
+                axial_last=s.axial_last,
+                max_axial_extent_mm=s.max_axial_extent_mm,
+            )
+            for s in run.structures
+        ),
+    )
+
+
+def _verdict_record(row: VerdictEntry) -> VerdictRecord:
     return VerdictRecord(
         verdict_id=row.id,
         run_id=row.run_id,
-        finding_label=row.finding_label,
-        verdict=row.verdict,
+        item=row.item,
+        verdict=Verdict(row.verdict),
         note=row.note,
         reviewer=row.reviewer,
         cam_method=row.cam_method,
@@ -123,6 +241,9 @@ def _verdict_record(row: Verdict) -> VerdictRecord:
 
 def _note_record(row: CaseNote) -> NoteRecord:
     return NoteRecord(row.id, row.run_id, row.note, row.reviewer, row.supersedes_id, _utc(row.created_at))
+
+
+# --- Cases and runs ----------------------------------------------------------------------------
 
 
 def _get_or_create_case(session: Session, facts: CaseFacts, actor: str | None) -> Case:
@@ -145,26 +266,42 @@ def _get_or_create_case(session: Session, facts: CaseFacts, actor: str | None) -
     return case
 
 
-def store_analysis(
-    session: Session, facts: CaseFacts, prediction: Prediction, cam_method: str, actor: str | None = None
-) -> RunRecord:
-    """The run for this input and model identity, stored once; re-analysing the same image with the
-    same weights and bands returns the existing run instead of adding a duplicate."""
+def _store_run(session: Session, facts: CaseFacts, actor: str | None, run: Run, **detail: object) -> Run:
+    """``run`` for this input, unless a run of the same kind and identity is stored already (then
+    that one); a new run leaves an audit event with ``detail``."""
     case = _get_or_create_case(session, facts, actor)
-    model = prediction.model
+    identity = (
+        Run.bands_version == run.bands_version
+        if run.kind == RunKind.CLASSIFICATION.value
+        else Run.label_map_sha256 == run.label_map_sha256
+    )
     existing = session.scalar(
-        select(AnalysisRun).where(
-            AnalysisRun.case_id == case.id,
-            AnalysisRun.model_id == model.model_id,
-            AnalysisRun.weights_sha256 == model.weights_sha256,
-            AnalysisRun.bands_version == prediction.bands_version,
+        select(Run).where(
+            Run.case_id == case.id,
+            Run.kind == run.kind,
+            Run.model_id == run.model_id,
+            Run.weights_sha256 == run.weights_sha256,
+            identity,
         )
     )
     if existing is not None:
-        return _run_record(existing)
-    run = AnalysisRun(
-        case=case,
-        input_sha256=facts.input_sha256,
+        return existing
+    run.case, run.input_sha256 = case, facts.input_sha256
+    session.add(run)
+    session.flush()
+    words = KIND_WORDS[RunKind(run.kind)]
+    audit.record_event(session, words.run_event, actor, case_id=case.id, run_id=run.id, **detail)
+    return run
+
+
+def store_analysis(
+    session: Session, facts: CaseFacts, prediction: Prediction, cam_method: str, actor: str | None = None
+) -> ClassificationRunRecord:
+    """The classification run for this input and model identity, stored once; re-analysing the same
+    image with the same weights and bands returns the existing run instead of adding a duplicate."""
+    model = prediction.model
+    run = Run(
+        kind=RunKind.CLASSIFICATION.value,
         model_id=model.model_id,
         weights_sha256=model.weights_sha256,
         trained=model.trained,
@@ -174,29 +311,131 @@ def store_analysis(
         device=model.device,
         timing_ms=prediction.timing_ms,
         findings=[
-            RunFinding(position=i, label=f.label, score=f.score, band=f.band.value)
+            RunFinding(position=i, label=f.label, score=f.score, band=Band(f.band).value)
             for i, f in enumerate(prediction.findings)
         ],
     )
-    session.add(run)
-    session.flush()
-    audit.record_event(
+    stored = _store_run(
         session,
-        "analysis_run",
+        facts,
         actor,
-        case_id=case.id,
-        run_id=run.id,
+        run,
         model_id=model.model_id,
         weights_sha256=model.weights_sha256,
         trained=model.trained,
         bands_version=prediction.bands_version,
     )
-    return _run_record(run)
+    record = _run_record(stored)
+    assert isinstance(record, ClassificationRunRecord)
+    return record
 
 
-def get_run(session: Session, run_id: int) -> RunRecord | None:
-    run = session.get(AnalysisRun, run_id)
-    return _run_record(run) if run is not None else None
+def _kind_of(segmentation: Segmentation) -> RunKind:
+    source = segmentation.label_map.source.split(":", 1)[0]
+    if source not in _KIND_OF_SOURCE:
+        raise StorageError(
+            f"A label map must come from a model or an upload; this one says {segmentation.label_map.source!r}."
+        )
+    return _KIND_OF_SOURCE[source]
+
+
+def _checked_measurements(segmentation: Segmentation) -> tuple[StructureMeasurement, ...]:
+    """The structures to store, refused before anything is written: SQLite does not enforce
+    column lengths, and a clear message beats a constraint name."""
+    measurements = segmentation.measurements
+    if not measurements:
+        raise StorageError(
+            "This segmentation has no measured structures, so there is nothing to review; measure it before storing it."
+        )
+    seen: set[str] = set()
+    for m in measurements:
+        if not m.name or len(m.name) > MAX_ITEM_CHARS:
+            raise StorageError(f"Structure names must have 1 to {MAX_ITEM_CHARS} characters; got {m.name[:80]!r}.")
+        if m.name in seen:
+            raise StorageError(f"The segmentation names the structure {m.name!r} twice.")
+        seen.add(m.name)
+    return measurements
+
+
+def store_segmentation(
+    session: Session, facts: CaseFacts, segmentation: Segmentation, actor: str | None = None
+) -> SegmentationRunRecord:
+    """The segmentation (or uploaded-mask) run for this input, model, weights and label map,
+    stored once with its structures; storing the same identity again returns the existing run."""
+    kind = _kind_of(segmentation)
+    measurements = _checked_measurements(segmentation)
+    model, label_map = segmentation.model, segmentation.label_map
+    run = Run(
+        kind=kind.value,
+        model_id=model.model_id,
+        weights_sha256=model.weights_sha256,
+        trained=model.trained,
+        label_map_sha256=label_map.sha256,
+        # In the order the pipeline gave them: that is the order the reviewer saw.
+        params_json=json.dumps(segmentation.params_dict()),
+        labels_json=json.dumps(
+            [{"value": int(i.value), "name": i.name, "color": [int(c) for c in i.color]} for i in label_map.labels]
+        ),
+        spacing_json=json.dumps([float(v) for v in segmentation.spacing_mm]),
+        shape_json=json.dumps([int(n) for n in label_map.data.shape]),
+        device=model.device,
+        timing_ms=float(segmentation.timing_ms),
+        # int()/float(): measurements may hold numpy scalars, which psycopg cannot adapt.
+        structures=[
+            RunStructure(
+                position=i,
+                name=m.name,
+                values_json=json.dumps([int(v) for v in m.values]),
+                voxels=int(m.voxels),
+                volume_ml=float(m.volume_ml),
+                axial_first=None if m.axial_first is None else int(m.axial_first),
+                axial_last=None if m.axial_last is None else int(m.axial_last),
+                max_axial_extent_mm=float(m.max_axial_extent_mm),
+            )
+            for i, m in enumerate(measurements)
+        ],
+    )
+    stored = _store_run(
+        session,
+        facts,
+        actor,
+        run,
+        run_kind=kind.value,
+        model_id=model.model_id,
+        weights_sha256=model.weights_sha256,
+        trained=model.trained,
+        label_map_sha256=label_map.sha256,
+        structures=len(measurements),
+    )
+    record = _run_record(stored)
+    assert isinstance(record, SegmentationRunRecord)
+    return record
+
+
+@overload
+def get_run(session: Session, run_id: int) -> RunRecord | None: ...
+@overload
+def get_run(session: Session, run_id: int, of: type[AnyRun]) -> AnyRun | None: ...
+def get_run(session: Session, run_id: int, of: type[RunRecord] = RunRecord) -> RunRecord | None:
+    """The stored run, as the record of its kind; None when there is none (or, with ``of``, when
+    the run is of another kind)."""
+    run = session.get(Run, run_id)
+    record = _run_record(run) if run is not None else None
+    return record if isinstance(record, of) else None
+
+
+def runs_for_case(session: Session, case_id: int) -> list[RunRecord]:
+    """Every run of a case, of every kind, oldest first (four queries, however many runs)."""
+    rows = session.scalars(
+        select(Run)
+        .where(Run.case_id == case_id)
+        .options(selectinload(Run.case), selectinload(Run.findings), selectinload(Run.structures))
+        .order_by(Run.id)
+    )
+    return [_run_record(run) for run in rows]
+
+
+# --- Verdicts and case notes -------------------------------------------------------------------
 
 
 def _clean_reviewer(reviewer: str) -> str:
@@ -218,105 +457,128 @@ def _clean_note(note: str | None) -> str:
     return text
 
 
-def _latest_verdict(session: Session, run_id: int, label: str, reviewer: str) -> Verdict | None:
+def _as_verdict(verdict: Verdict | str) -> Verdict:
+    try:
+        return Verdict(verdict)
+    except ValueError:
+        choices = ", ".join(v.value for v in Verdict)
+        raise InvalidReview(f"A verdict must be one of {choices}; got {verdict!r}.") from None
+
+
+def _case_of_item(session: Session, run_id: int, item: str) -> tuple[int, RunKind]:
+    """The case and kind of a run that has this item (finding or structure), in one query on the
+    write path: loading the run and all its results only to check a name held SQLite's write lock
+    noticeably longer."""
+    has_item = or_(
+        exists().where(RunFinding.run_id == Run.id, RunFinding.label == item),
+        exists().where(RunStructure.run_id == Run.id, RunStructure.name == item),
+    )
+    row = session.execute(select(Run.case_id, Run.kind, has_item).where(Run.id == run_id)).one_or_none()
+    if row is None:
+        raise InvalidReview(f"Run {run_id} does not exist; reload the case.")
+    case_id, kind, found = row
+    kind = RunKind(kind)
+    if not found:
+        words = KIND_WORDS[kind]
+        raise InvalidReview(f"{item!r} is not a {words.item} of {words.run} {run_id}.")
+    return case_id, kind
+
+
+def _latest_verdict(session: Session, run_id: int, item: str, reviewer: str) -> VerdictEntry | None:
     return session.scalar(
-        select(Verdict)
-        .where(Verdict.run_id == run_id, Verdict.finding_label == label, Verdict.reviewer == reviewer)
-        .order_by(Verdict.id.desc())
+        select(VerdictEntry)
+        .where(VerdictEntry.run_id == run_id, VerdictEntry.item == item, VerdictEntry.reviewer == reviewer)
+        .order_by(VerdictEntry.id.desc())
         .limit(1)
     )
-
-
-def _case_of_finding(session: Session, run_id: int, label: str) -> int:
-    """The case id of a run that has this finding, in one query on the write path: loading
-    the run and all its findings only to check a label held SQLite's write lock noticeably longer."""
-    case_id = session.scalar(
-        select(AnalysisRun.case_id)
-        .join(RunFinding, RunFinding.run_id == AnalysisRun.id)
-        .where(AnalysisRun.id == run_id, RunFinding.label == label)
-    )
-    if case_id is not None:
-        return case_id
-    if session.scalar(select(AnalysisRun.id).where(AnalysisRun.id == run_id)) is None:
-        raise InvalidReview(f"Analysis run {run_id} does not exist; reload the case.")
-    raise InvalidReview(f"{label!r} is not a finding of run {run_id}.")
 
 
 def record_verdict(
     session: Session,
     run_id: int,
-    finding_label: str,
-    verdict: str,
+    item: str,
+    verdict: Verdict,
     reviewer: str,
     note: str | None = None,
     cam_method: str | None = None,
 ) -> VerdictRecord:
-    """Append a verdict; it supersedes this reviewer's previous one for the finding. Recording the
-    same verdict and note again stores nothing new."""
-    if verdict not in VERDICTS:
-        raise InvalidReview(f"A verdict must be one of {', '.join(VERDICTS)}; got {verdict!r}.")
+    """Append a verdict on one item (a finding or a structure) of a run of any kind; it
+    supersedes this reviewer's previous one for the item. Recording the same verdict and note
+    again stores nothing new. ``cam_method``: the heatmap on screen, for a finding."""
+    verdict = _as_verdict(verdict)
     reviewer = _clean_reviewer(reviewer)
     note = _clean_note(note)
-    case_id = _case_of_finding(session, run_id, finding_label)
-    previous = _latest_verdict(session, run_id, finding_label, reviewer)
-    if previous is not None and previous.verdict == verdict and previous.note == note:
+    case_id, kind = _case_of_item(session, run_id, item)
+    if cam_method is not None and kind is not RunKind.CLASSIFICATION:
+        raise InvalidReview(f"A heatmap method goes with a finding; run {run_id} is a {kind.value} run.")
+    previous = _latest_verdict(session, run_id, item, reviewer)
+    if previous is not None and previous.verdict == verdict.value and previous.note == note:
         return _verdict_record(previous)
-    values = dict(
-        run_id=run_id,
-        finding_label=finding_label,
-        verdict=verdict,
-        note=note,
-        reviewer=reviewer,
-        cam_method=cam_method,
-        supersedes_id=previous.id if previous is not None else None,
-        created_at=utcnow(),
-    )
+    supersedes_id = previous.id if previous is not None else None
+    created_at = utcnow()
     # A Core INSERT ... RETURNING: the ORM unit of work added ~0.2 ms of CPU (about 15% of this
     # function) while SQLite's write lock is held, and the record needs nothing else from it.
     try:
-        verdict_id = session.execute(insert(Verdict.__table__).values(**values).returning(Verdict.id)).scalar_one()
+        verdict_id = session.execute(
+            insert(cast(Table, VerdictEntry.__table__))
+            .values(
+                run_id=run_id,
+                item=item,
+                verdict=verdict.value,
+                note=note,
+                reviewer=reviewer,
+                cam_method=cam_method,
+                supersedes_id=supersedes_id,
+                created_at=created_at,
+            )
+            .returning(VerdictEntry.id)
+        ).scalar_one()
     except IntegrityError as exc:
+        # Another window superseded the same verdict first (supersedes_id is unique).
         raise InvalidReview("This verdict changed in another window at the same moment; reload and try again.") from exc
+    words = KIND_WORDS[kind]
     audit.record_event(
         session,
-        "verdict_changed" if previous is not None else "verdict_set",
+        words.verdict_changed if previous is not None else words.verdict_set,
         reviewer,
         case_id=case_id,
         run_id=run_id,
-        finding=finding_label,
-        verdict=verdict,
+        **{words.item: item},
+        verdict=verdict.value,
         entry=verdict_id,
-        replaces=values["supersedes_id"],
+        replaces=supersedes_id,
     )
-    return VerdictRecord(verdict_id=verdict_id, **values)
+    return VerdictRecord(verdict_id, run_id, item, verdict, note, reviewer, cam_method, supersedes_id, created_at)
 
 
 def current_verdicts(session: Session, run_id: int, reviewer: str | None = None) -> list[VerdictRecord]:
-    """Each reviewer's latest verdict per finding (all reviewers unless one is named)."""
+    """Each reviewer's latest verdict per item (all reviewers unless one is named)."""
     latest = (
-        select(func.max(Verdict.id)).where(Verdict.run_id == run_id).group_by(Verdict.reviewer, Verdict.finding_label)
+        select(func.max(VerdictEntry.id))
+        .where(VerdictEntry.run_id == run_id)
+        .group_by(VerdictEntry.reviewer, VerdictEntry.item)
     )
-    query = select(Verdict).where(Verdict.id.in_(latest))
+    query = select(VerdictEntry).where(VerdictEntry.id.in_(latest))
     if reviewer is not None:
-        query = query.where(Verdict.reviewer == " ".join(reviewer.split()))
-    return [_verdict_record(v) for v in session.scalars(query.order_by(Verdict.id))]
+        query = query.where(VerdictEntry.reviewer == " ".join(reviewer.split()))
+    return [_verdict_record(v) for v in session.scalars(query.order_by(VerdictEntry.id))]
 
 
 def verdict_history(session: Session, run_id: int, reviewer: str | None = None) -> list[VerdictRecord]:
     """Every verdict entry of a run, oldest first: everyone's, or only ``reviewer``'s (blinded reads)."""
-    query = select(Verdict).where(Verdict.run_id == run_id)
+    query = select(VerdictEntry).where(VerdictEntry.run_id == run_id)
     if reviewer is not None:
-        query = query.where(Verdict.reviewer == reviewer)
-    return [_verdict_record(v) for v in session.scalars(query.order_by(Verdict.id))]
+        query = query.where(VerdictEntry.reviewer == reviewer)
+    return [_verdict_record(v) for v in session.scalars(query.order_by(VerdictEntry.id))]
 
 
 def record_case_note(session: Session, run_id: int, note: str, reviewer: str) -> NoteRecord | None:
     """Append a case note superseding this reviewer's previous one; None when nothing changed."""
     reviewer = _clean_reviewer(reviewer)
     note = _clean_note(note)
-    run = session.get(AnalysisRun, run_id)
-    if run is None:
-        raise InvalidReview(f"Analysis run {run_id} does not exist; reload the case.")
+    case_id = session.scalar(select(Run.case_id).where(Run.id == run_id))
+    if case_id is None:
+        raise InvalidReview(f"Run {run_id} does not exist; reload the case.")
     previous = session.scalar(
         select(CaseNote)
         .where(CaseNote.run_id == run_id, CaseNote.reviewer == reviewer)
@@ -331,7 +593,7 @@ def record_case_note(session: Session, run_id: int, note: str, reviewer: str) ->
         session.flush()
     except IntegrityError as exc:
         raise InvalidReview("This note changed in another window at the same moment; reload and try again.") from exc
-    audit.record_event(session, "case_note", reviewer, case_id=run.case_id, run_id=run_id, entry=row.id)
+    audit.record_event(session, "case_note", reviewer, case_id=case_id, run_id=run_id, entry=row.id)
     return _note_record(row)
 
 
@@ -341,6 +603,17 @@ def case_note_history(session: Session, run_id: int, reviewer: str | None = None
     if reviewer is not None:
         query = query.where(CaseNote.reviewer == reviewer)
     return [_note_record(n) for n in session.scalars(query.order_by(CaseNote.id))]
+
+
+def current_case_note(session: Session, run_id: int, reviewer: str) -> NoteRecord | None:
+    reviewer = " ".join(reviewer.split())
+    for record in reversed(case_note_history(session, run_id)):
+        if record.reviewer == reviewer:
+            return record
+    return None
+
+
+# --- Reviewers ---------------------------------------------------------------------------------
 
 
 def register_reviewer(
@@ -370,27 +643,24 @@ def reviewer_names(session: Session) -> dict[str, str]:
     return {identity: name for identity, name in rows}
 
 
-def current_case_note(session: Session, run_id: int, reviewer: str) -> NoteRecord | None:
-    reviewer = " ".join(reviewer.split())
-    for record in reversed(case_note_history(session, run_id)):
-        if record.reviewer == reviewer:
-            return record
-    return None
+# --- Region explanations (classification runs) -------------------------------------------------
 
 
 def store_region_explanation(session: Session, run_id: int, result: RegionExplanation) -> None:
     """Keep a run's region SHAP result; storing the same kind of explanation twice keeps the first."""
-    run = session.get(AnalysisRun, run_id)
+    run = session.execute(select(Run.case_id, Run.kind).where(Run.id == run_id)).one_or_none()
     if run is None:
-        raise InvalidReview(f"Analysis run {run_id} does not exist; reload the case.")
-    exists = session.scalar(
+        raise InvalidReview(f"Run {run_id} does not exist; reload the case.")
+    if run.kind != RunKind.CLASSIFICATION.value:
+        raise InvalidReview(f"Region explanations are of X-ray findings; run {run_id} is a {run.kind} run.")
+    exists_already = session.scalar(
         select(RegionExplanationRow.id).where(
             RegionExplanationRow.run_id == run_id,
             RegionExplanationRow.method == REGION_SHAP_METHOD,
             RegionExplanationRow.regions_source == result.regions_source,
         )
     )
-    if exists is not None:
+    if exists_already is not None:
         return
     session.add(
         RegionExplanationRow(

@@ -10,39 +10,18 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from core.results import REGION_SHAP_METHOD, RegionExplanation
 from xai.masking import MASKING_DESCRIPTION, Predict, composite, predict_in_batches, strongly_blurred
 from xai.regions import RegionSet
 
-METHOD = "region-shap-exact"
 ProgressCallback = Callable[[float, str], None]
-
-
-@dataclass(frozen=True)
-class RegionExplanation:
-    labels: tuple[str, ...]
-    region_names: tuple[str, ...]
-    values: np.ndarray  # float64 (C, R): Shapley value of each region for each finding
-    base_values: np.ndarray  # float64 (C,): scores with every region hidden
-    scores: np.ndarray  # float64 (C,): scores with nothing hidden
-    evaluations: int
-    regions_source: str
-    masking: str
-    timing_ms: float
-    max_err: float  # largest difference from a direct enumeration of the Shapley formula
-
-    def for_label(self, label: str) -> tuple[np.ndarray, float, float]:
-        index = self.labels.index(label)
-        return self.values[index], float(self.base_values[index]), float(self.scores[index])
-
-    def is_flat(self, label: str, tolerance: float = 1e-6) -> bool:
-        """True when no masking moved this finding's score at all."""
-        values, _, _ = self.for_label(label)
-        return bool(np.all(np.abs(values) <= tolerance))
+# The result is a core type, so storage can keep it without importing xai; METHOD is the name it
+# is stored under.
+METHOD = REGION_SHAP_METHOD
 
 
 def _coalition_key(row: Sequence[float]) -> int:

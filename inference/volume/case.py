@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import time
 
+# Which structures a reader must judge is core's rule (the worklist in storage applies it too).
+from core.review_rules import REVIEW_ALL_UP_TO, required_count, reviewed_structures
 from core.types import CaseFacts, ModelIdentity
 from inference.volume.measure import measure_structures
-from inference.volume.types import LabelMap, MultiChannelVolume, Segmentation, StructureMeasurement, Volume
+from inference.volume.types import LabelMap, MultiChannelVolume, Segmentation, Volume
+
+__all__ = [
+    "REVIEW_ALL_UP_TO",
+    "UPLOADED_MASK_MODEL_ID",
+    "case_facts",
+    "required_count",
+    "reviewed_structures",
+    "uploaded_segmentation",
+]
 
 UPLOADED_MASK_MODEL_ID = "uploaded-mask"
-# Up to this many structures every one is reviewed, empty ones included ("no enhancing tumour" is a
-# finding). Beyond it (104 whole-body structures) only those with voxels are: a reader cannot be
-# asked to confirm 90 organs a head CT does not contain.
-REVIEW_ALL_UP_TO = 12
-
-
-def required_count(total: int, with_voxels: int) -> int:
-    """How many structures a reader must judge for a run to count as reviewed."""
-    return total if total <= REVIEW_ALL_UP_TO else with_voxels
-
-
-def reviewed_structures(measurements: tuple[StructureMeasurement, ...]) -> tuple[StructureMeasurement, ...]:
-    if len(measurements) <= REVIEW_ALL_UP_TO:
-        return measurements
-    return tuple(m for m in measurements if m.voxels > 0)
 
 
 def case_facts(inputs: Volume | MultiChannelVolume) -> CaseFacts:

@@ -13,7 +13,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.types import ModelIdentity
+# The label map, segmentation and measurement types are core's (storage keeps them and depends on
+# core alone); they are importable from here as before.
+from core.results import LabelInfo, LabelMap, Segmentation, Structure, StructureMeasurement
+
+__all__ = [
+    "LabelInfo",
+    "LabelMap",
+    "MultiChannelVolume",
+    "Segmentation",
+    "Structure",
+    "StructureMeasurement",
+    "Volume",
+    "read_only",
+    "spacing_from_affine",
+    "voxel_volume_ml",
+]
 
 
 def read_only(array: np.ndarray) -> np.ndarray:
@@ -66,66 +81,3 @@ class MultiChannelVolume:
     @property
     def reference(self) -> Volume:
         return self.channels[0]
-
-
-@dataclass(frozen=True)
-class LabelInfo:
-    """One value of a label map, as drawn in the viewer."""
-
-    value: int
-    name: str
-    color: tuple[int, int, int]  # RGB 0..255
-
-
-@dataclass(frozen=True)
-class Structure:
-    """What a reviewer reads and judges: the union of one or more label values. For a BraTS run
-    "Whole tumour" is {1, 2, 4}; for an uploaded mask each label value is its own structure."""
-
-    name: str
-    values: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class LabelMap:
-    """An integer label map on a volume's canonical grid (0 = background)."""
-
-    data: np.ndarray  # int16 or uint8 (X, Y, Z), read-only
-    affine: np.ndarray
-    labels: tuple[LabelInfo, ...]  # values present or declared, ascending
-    structures: tuple[Structure, ...]
-    source: str  # "model:<model_id>" or "uploaded:<file name>"
-    sha256: str  # of the label map's bytes as uploaded, or of the array for a model output
-
-    def label(self, value: int) -> LabelInfo:
-        for info in self.labels:
-            if info.value == value:
-                return info
-        raise KeyError(value)
-
-
-@dataclass(frozen=True)
-class StructureMeasurement:
-    name: str
-    values: tuple[int, ...]
-    voxels: int
-    volume_ml: float
-    axial_first: int | None  # first and last axial (axis 2) slice holding the structure
-    axial_last: int | None
-    max_axial_extent_mm: float  # longest in-plane diameter on any axial slice (RECIST-like), 0 if empty
-
-
-@dataclass(frozen=True)
-class Segmentation:
-    """A label map produced by a model (or uploaded), with the identity of what produced it."""
-
-    label_map: LabelMap
-    model: ModelIdentity  # for an uploaded mask: model_id "uploaded-mask", weights_sha256 = the file's hash
-    params: tuple[tuple[str, str], ...]  # what shaped the output (roi, overlap, threshold...), as text
-    spacing_mm: tuple[float, float, float]
-    timing_ms: float  # producing the label map (for a model: preparing, windows, label map)
-    measurements: tuple[StructureMeasurement, ...]  # every structure of the label map, measured once
-    measure_ms: float  # measuring them
-
-    def params_dict(self) -> dict[str, str]:
-        return dict(self.params)

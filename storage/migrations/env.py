@@ -4,7 +4,8 @@
 inside a transaction, so the version check and the upgrade happen under one lock). The
 ``alembic`` command line has none: it connects to ``sqlalchemy.url`` from the config, else to
 ``DATABASE_URL`` / the app's default, through ``storage.db.make_engine`` so SQLite gets the same
-pragmas and ``BEGIN IMMEDIATE`` as the app.
+pragmas and ``BEGIN IMMEDIATE`` as the app, in ``storage.migrate.migration_transaction`` (foreign
+keys off on SQLite while tables are rebuilt, checked before commit).
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     from storage.db import make_engine
+    from storage.migrate import migration_transaction
 
     engine = make_engine(_url())
     try:
-        with engine.begin() as connection:
+        with migration_transaction(engine) as connection:
             _run(connection)
     finally:
         engine.dispose()

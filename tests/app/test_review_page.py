@@ -109,7 +109,7 @@ def test_agree_is_stored_with_what_the_reviewer_saw(untrained_env, samples: Path
     at.button(key="review::finding_note_save::1").click().run()
     assert not at.exception
     assert f"Saved: {label} — agree with note." in texts(at)
-    rows = db_rows("SELECT finding_label, verdict, note, reviewer, cam_method, supersedes_id FROM verdicts ORDER BY id")
+    rows = db_rows("SELECT item, verdict, note, reviewer, cam_method, supersedes_id FROM verdicts ORDER BY id")
     assert rows[0][:5] == (label, "agree", "", "Dr Test", "Grad-CAM")
     assert rows[1][:4] == (label, "agree", "Old scarring, unchanged.", "Dr Test") and rows[1][5] == 1
     at.toggle(key="show_history").set_value(True).run()

@@ -74,21 +74,20 @@ def test_mni_t1_with_grey_matter_mask_scrolls_measures_and_records_a_verdict():
     click_verdict(at, "Label 1", "agree", noun="structure")
     assert "Saved: Label 1 — agree" in texts(at)
     from core.settings import load_settings
-    from storage import segmentation_repository
+    from core.vocabulary import RunKind
+    from storage import reporting, repository
     from storage.db import open_database
 
     with open_database(load_settings().database_url).begin() as session:
-        run = segmentation_repository.get_segmentation_run(session, 1)
-        verdicts = segmentation_repository.current_structure_verdicts(session, 1)
-    assert run.model_id == "uploaded-mask" and run.source == "uploaded"
-    assert [(v.structure, v.verdict, v.reviewer) for v in verdicts] == [("Label 1", "agree", "Dr Test")]
+        run = repository.get_run(session, 1, repository.SegmentationRunRecord)
+        verdicts = repository.current_verdicts(session, 1)
+    assert run.model_id == "uploaded-mask" and run.kind is RunKind.UPLOADED_MASK
+    assert [(v.item, v.verdict, v.reviewer) for v in verdicts] == [("Label 1", "agree", "Dr Test")]
 
     from analytics import exports
 
     with open_database(load_settings().database_url).begin() as session:
-        csv_text = exports.structure_verdicts_csv(
-            segmentation_repository.current_structure_verdict_facts(session)
-        ).decode()
+        csv_text = exports.structure_verdicts_csv(reporting.current_structure_verdict_facts(session)).decode()
     header, row = csv_text.splitlines()
     assert header.startswith("verdict_id,run_id,case_id,modality,structure,voxels,volume_ml,model_id")
     assert ",MR,Label 1," in row and ",uploaded-mask," in row and ",Dr Test,agree," in row
@@ -115,7 +114,7 @@ def test_a_mask_on_another_grid_is_refused_and_nothing_is_stored():
     assert not at.exception, at.exception
     errors = " ".join(str(e.value) for e in at.error)
     assert "177x233x189" in errors and "197x233x189" in errors
-    assert _count("segmentation_runs") == 0
+    assert _count("analysis_runs") == 0
 
 
 def test_a_file_that_is_not_a_volume_gets_a_clear_error():

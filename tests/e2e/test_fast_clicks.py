@@ -76,7 +76,11 @@ def test_fast_clicks_on_findings_store_exactly_what_was_clicked(server) -> None:
         clicked = _click_as_fast_as_confirmed(page, "review", "finding")
         _shot(page, "11-fast-clicks-findings")
 
-    stored = _rows(database_url, "SELECT finding_label, verdict FROM verdicts WHERE reviewer = 'Dr Quick' ORDER BY id")
+    stored = _rows(
+        database_url,
+        "SELECT v.item, v.verdict FROM verdicts v JOIN analysis_runs r ON r.id = v.run_id "
+        "WHERE v.reviewer = 'Dr Quick' AND r.kind = 'classification' ORDER BY v.id",
+    )
     assert stored == clicked, "one stored row per click, in click order, and nothing else"
     assert dict(stored) == {name: ROUNDS[-1] for name, _ in clicked}
     events = _rows(database_url, "SELECT count(*) FROM audit_events WHERE kind IN ('verdict_set', 'verdict_changed')")
@@ -116,7 +120,9 @@ def test_fast_clicks_on_structures_store_exactly_what_was_clicked(server, tmp_pa
         _shot(page, "24-fast-clicks-structures")
 
     stored = _rows(
-        database_url, "SELECT structure, verdict FROM structure_verdicts WHERE reviewer = 'Dr Quick' ORDER BY id"
+        database_url,
+        "SELECT v.item, v.verdict FROM verdicts v JOIN analysis_runs r ON r.id = v.run_id "
+        "WHERE v.reviewer = 'Dr Quick' AND r.kind <> 'classification' ORDER BY v.id",
     )
     assert stored == clicked, "one stored row per click, in click order, and nothing else"
     assert dict(stored) == {name: ROUNDS[-1] for name, _ in clicked}

@@ -87,10 +87,10 @@ def test_scroll_three_views_read_the_volume_and_agree(server, tmp_path: Path) ->
         rows = list(
             connection.execute(
                 text(
-                    "SELECT v.structure, v.verdict, v.reviewer, r.model_id, r.source FROM structure_verdicts v "
-                    "JOIN segmentation_runs r ON r.id = v.run_id"
+                    "SELECT v.item, v.verdict, v.reviewer, r.model_id, r.kind FROM verdicts v "
+                    "JOIN analysis_runs r ON r.id = v.run_id WHERE r.kind <> 'classification'"
                 )
             )
         )
     engine.dispose()
-    assert rows == [("Label 1", "agree", "Dr Volume", "uploaded-mask", "uploaded")]
+    assert rows == [("Label 1", "agree", "Dr Volume", "uploaded-mask", "uploaded-mask")]

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from inference.volume.types import StructureMeasurement
-from storage import repository, segmentation_repository
+from storage import repository
 from ui import database
 from ui.identity import visible_reviewer
 from ui.text import md_escape
@@ -41,7 +41,7 @@ def structure_verdict_panel(run_id: int, measurements: tuple[StructureMeasuremen
 def structure_history(run_id: int) -> None:
     only = visible_reviewer()
     with database.transaction() as session:
-        rows = segmentation_repository.structure_verdict_history(session, run_id, reviewer=only)
+        rows = repository.verdict_history(session, run_id, reviewer=only)
         names = repository.reviewer_names(session)
     blinding_caption()
     if not rows:
@@ -53,8 +53,8 @@ def structure_history(run_id: int) -> None:
                 {
                     "time (UTC)": v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                     "reviewer": names.get(v.reviewer, v.reviewer),
-                    "structure": v.structure,
-                    "verdict": v.verdict,
+                    "structure": v.item,
+                    "verdict": v.verdict.value,
                     "note": v.note,
                     "replaces entry": f"#{v.supersedes_id}" if v.supersedes_id else "",
                     "entry": f"#{v.verdict_id}",

@@ -13,7 +13,7 @@ clicked. Notes go through forms for the same reason: only a submit stores them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -22,14 +22,15 @@ from sqlalchemy.orm import Session
 
 from core.errors import ReviewError
 from core.types import Finding
-from storage import repository, segmentation_repository
+from core.vocabulary import Verdict
+from storage import repository
 from ui import database
 from ui.identity import reviewer, visible_reviewer
 from ui.session import CAM_METHOD_KEY
 from ui.text import md_escape
 from ui.widgets.charts import BAND_SWATCHES, score_text
 
-CHOICES = (("agree", "Agree"), ("disagree", "Disagree"), ("unsure", "Unsure"))
+CHOICES = tuple((v.value, v.label) for v in Verdict)
 
 
 @dataclass(frozen=True)
@@ -42,47 +43,35 @@ class VerdictItem:
 
 @dataclass(frozen=True)
 class VerdictKind:
-    """How one kind of run stores and reads its verdicts: the only part that differs by kind.
+    """What differs between kinds of run in the panel: the noun for an item (finding, structure),
+    and whether the heatmap on screen is stored with a verdict. Both kinds read and append through
+    the same repository functions.
 
-    ``current(session, run_id, reviewer)`` gives item name -> (verdict, note) for that reviewer;
+    ``current(session, run_id, reviewer)`` gives item name -> (verdict value, note) for that reviewer;
     ``record(session, run_id, item, verdict, reviewer, note)`` appends a verdict.
     """
 
     noun: str
-    current: Callable[[Session, int, str], dict[str, tuple[str, str]]]
-    record: Callable[[Session, int, str, str, str, str], None]
+    with_heatmap: bool = False
 
     @property
     def feedback_key(self) -> str:
         return f"{self.noun}_verdict_feedback"
 
+    def current(self, session: Session, run_id: int, name: str) -> dict[str, tuple[str, str]]:
+        return {v.item: (v.verdict.value, v.note) for v in repository.current_verdicts(session, run_id, name)}
 
-def _current_findings(session: Session, run_id: int, name: str) -> dict[str, tuple[str, str]]:
-    return {v.finding_label: (v.verdict, v.note) for v in repository.current_verdicts(session, run_id, name)}
+    def record(self, session: Session, run_id: int, item: str, verdict: str, name: str, note: str) -> None:
+        cam_method = st.session_state.get(CAM_METHOD_KEY) if self.with_heatmap else None
+        repository.record_verdict(session, run_id, item, Verdict(verdict), name, note, cam_method)
 
 
 def finding_kind(with_heatmap: bool) -> VerdictKind:
     """Findings of a chest X-ray run; with a heatmap on screen, its method is stored with the verdict."""
-
-    def record(session: Session, run_id: int, label: str, verdict: str, name: str, note: str) -> None:
-        cam_method = st.session_state.get(CAM_METHOD_KEY) if with_heatmap else None
-        repository.record_verdict(session, run_id, label, verdict, name, note, cam_method)
-
-    return VerdictKind("finding", _current_findings, record)
+    return VerdictKind("finding", with_heatmap)
 
 
-def _current_structures(session: Session, run_id: int, name: str) -> dict[str, tuple[str, str]]:
-    return {
-        v.structure: (v.verdict, v.note)
-        for v in segmentation_repository.current_structure_verdicts(session, run_id, name)
-    }
-
-
-def _record_structure(session: Session, run_id: int, structure: str, verdict: str, name: str, note: str) -> None:
-    segmentation_repository.record_structure_verdict(session, run_id, structure, verdict, name, note)
-
-
-STRUCTURES = VerdictKind("structure", _current_structures, _record_structure)
+STRUCTURES = VerdictKind("structure")
 
 
 def _same_reviewer(kind: VerdictKind, drawn_for: str) -> bool:
@@ -275,8 +264,8 @@ def history_table(run_id: int) -> None:
         {
             "time (UTC)": v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             "reviewer": names.get(v.reviewer, v.reviewer),
-            "finding": v.finding_label,
-            "verdict": v.verdict,
+            "finding": v.item,
+            "verdict": v.verdict.value,
             "note": v.note,
             "replaces entry": f"#{v.supersedes_id}" if v.supersedes_id else "",
             "entry": f"#{v.verdict_id}",

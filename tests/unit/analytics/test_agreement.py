@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from analytics import agreement
+from core.vocabulary import Band, Verdict
 from storage.reporting import VerdictFact
 
 
@@ -43,13 +44,13 @@ def fact(run: int, reader: str, verdict: str, band: str = "positive", score: flo
         case_id=run,
         finding=finding,
         score=score,
-        band=band,
+        band=Band(band),
         model_id="m",
         weights_sha256="w",
         trained=True,
         bands_version="v",
         reviewer=reader,
-        verdict=verdict,
+        verdict=Verdict(verdict),
         note="",
         created_at=datetime(2026, 11, 1, tzinfo=UTC),
     )

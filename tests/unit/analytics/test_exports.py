@@ -7,18 +7,19 @@ from datetime import UTC, datetime
 
 from analytics import exports
 from core.types import CaseFacts, Finding
-from core.vocabulary import Band
+from core.vocabulary import Band, RunKind, Verdict
 from storage.reporting import VerdictFact
-from storage.repository import NoteRecord, RunRecord, VerdictRecord
+from storage.repository import ClassificationRunRecord, NoteRecord, VerdictRecord
 
 NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 XSS = "<img src=x onerror=alert(1)>"
 
 
-def run(trained: bool = False) -> RunRecord:
-    return RunRecord(
+def run(trained: bool = False) -> ClassificationRunRecord:
+    return ClassificationRunRecord(
         run_id=7,
         case_id=3,
+        kind=RunKind.CLASSIFICATION,
         facts=CaseFacts("a" * 64, "dicom", "CR", "PA", "CHEST", "pk-0123"),
         model_id="xrv-densenet121-res224-all",
         weights_sha256="b" * 64,
@@ -34,7 +35,7 @@ def run(trained: bool = False) -> RunRecord:
 
 
 def verdict(note: str = XSS, reviewer: str = "Dr <b>X</b>") -> VerdictRecord:
-    return VerdictRecord(1, 7, "Effusion", "disagree", note, reviewer, "Grad-CAM", None, NOW)
+    return VerdictRecord(1, 7, "Effusion", Verdict.DISAGREE, note, reviewer, "Grad-CAM", None, NOW)
 
 
 def test_html_report_escapes_everything_typed_and_labels_untrained() -> None:
@@ -50,10 +51,24 @@ def test_html_report_escapes_everything_typed_and_labels_untrained() -> None:
 
 def test_csv_neutralises_formulas_and_keeps_every_field() -> None:
     fact = VerdictFact(
-        1, 7, 3, "Effusion", 0.83, "critical", "m", "w", True, "v1", "Dr A", "agree", '=HYPERLINK("http://evil")', NOW
+        1,
+        7,
+        3,
+        "Effusion",
+        0.83,
+        Band.CRITICAL,
+        "m",
+        "w",
+        True,
+        "v1",
+        "Dr A",
+        Verdict.AGREE,
+        '=HYPERLINK("http://evil")',
+        NOW,
     )
     rows = list(csv.DictReader(io.StringIO(exports.verdicts_csv([fact]).decode())))
     assert rows[0]["note"].startswith("'=") and rows[0]["trained"] == "True" and rows[0]["bands_version"] == "v1"
+    assert (rows[0]["band"], rows[0]["verdict"]) == ("critical", "agree"), "the enums' values, as stored"
 
 
 def test_json_export_has_runs_findings_and_the_full_history() -> None:

@@ -1,5 +1,6 @@
-"""Segmentation runs, their structures and per-structure verdicts: stored once, immutable or
-append-only, audited, nothing half-stored; on SQLite and on a real PostgreSQL server."""
+"""Segmentation runs, their structures and per-structure verdicts, through the one repository path
+that X-ray runs take: stored once, immutable or append-only, audited, nothing half-stored; on
+SQLite and on a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -7,21 +8,19 @@ import hashlib
 
 import numpy as np
 import pytest
-from alembic import command
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import sessionmaker
 
 from core.errors import InvalidReview, StorageError
+from core.results import LabelInfo, LabelMap, Segmentation, Structure, StructureMeasurement
 from core.types import CaseFacts, Finding, ModelIdentity, Prediction
-from core.vocabulary import Band
-from inference.volume.types import LabelInfo, LabelMap, Segmentation, Structure, StructureMeasurement, voxel_volume_ml
-from storage import audit
+from core.vocabulary import Band, RunKind, Verdict
+from inference.volume.types import voxel_volume_ml
+from storage import audit, reporting
 from storage import repository as repo
-from storage import segmentation_repository as seg
-from storage.db import make_engine, open_database
-from storage.migrate import alembic_config
-from storage.models import AuditEvent, Case, RunStructure, SegmentationRun, StructureVerdict
+from storage.db import open_database
+from storage.models import AuditEvent, Case, Run, RunStructure, VerdictEntry
+from storage.repository import SegmentationRunRecord
 
 # SQLite's RAISE(ABORT) is an IntegrityError, PostgreSQL's RAISE EXCEPTION the driver's P0001 class:
 # the message identifies the trigger (as in test_storage).
@@ -87,6 +86,7 @@ def segmentation(
         spacing_mm=(2.0, 2.0, 3.0),
         timing_ms=456.5,
         measurements=tuple(measure(data, s) for s in structures) if measured else (),
+        measure_ms=1.0,
     )
 
 
@@ -96,9 +96,7 @@ def count(session, column) -> int:
 
 def counts(db) -> tuple[int, ...]:
     with db.begin() as s:
-        return tuple(
-            count(s, c) for c in (Case.id, SegmentationRun.id, RunStructure.id, StructureVerdict.id, AuditEvent.id)
-        )
+        return tuple(count(s, c) for c in (Case.id, Run.id, RunStructure.id, VerdictEntry.id, AuditEvent.id))
 
 
 @pytest.fixture
@@ -109,18 +107,21 @@ def db(database_url: str):
 
 
 @pytest.fixture
-def run(db) -> seg.SegmentationRunRecord:
+def run(db) -> SegmentationRunRecord:
     with db.begin() as s:
-        return seg.store_segmentation(s, FACTS, segmentation(), actor="Dr A")
+        return repo.store_segmentation(s, FACTS, segmentation(), actor="Dr A")
 
 
 def test_a_run_keeps_everything_the_reviewer_saw(db, run) -> None:
     with db.begin() as s:
-        stored = seg.get_segmentation_run(s, run.run_id)
-        assert seg.get_segmentation_run(s, run.run_id + 1) is None
+        stored = repo.get_run(s, run.run_id, SegmentationRunRecord)
+        assert repo.get_run(s, run.run_id + 1) is None
+        assert repo.get_run(s, run.run_id, repo.ClassificationRunRecord) is None, "not a run of that kind"
+        assert repo.get_run(s, run.run_id) == stored
     assert stored == run, "what store_segmentation returns is what was stored"
+    assert stored.kind is RunKind.SEGMENTATION and stored.items == ("Liver", "Tumour", "Liver and tumour")
     assert stored.model_id == "seg-test-unet" and stored.weights_sha256 == "c" * 64 and stored.trained is False
-    assert stored.source == "model" and stored.label_map_sha256 == segmentation().label_map.sha256
+    assert stored.label_map_sha256 == segmentation().label_map.sha256
     assert stored.params == dict(PARAMS) and list(stored.params) == ["roi", "overlap", "threshold"]
     assert stored.labels == LABELS and stored.spacing == (2.0, 2.0, 3.0) and stored.shape == (6, 5, 4)
     assert stored.device == "cpu" and stored.timing_ms == 456.5 and stored.created_at.tzinfo is not None
@@ -131,83 +132,89 @@ def test_a_run_keeps_everything_the_reviewer_saw(db, run) -> None:
 
 def test_a_run_is_stored_once_per_identity_and_shares_the_case(db, run) -> None:
     with db.begin() as s:
-        assert seg.store_segmentation(s, FACTS, segmentation()).run_id == run.run_id
-        other_map = seg.store_segmentation(s, FACTS, segmentation(extra=1))
-        other_weights = seg.store_segmentation(s, FACTS, segmentation(weights="d" * 64))
+        assert repo.store_segmentation(s, FACTS, segmentation()).run_id == run.run_id
+        other_map = repo.store_segmentation(s, FACTS, segmentation(extra=1))
+        other_weights = repo.store_segmentation(s, FACTS, segmentation(weights="d" * 64))
         xray = repo.store_analysis(s, FACTS, prediction(), "Grad-CAM")
-    assert len({run.run_id, other_map.run_id, other_weights.run_id}) == 3
+    assert len({run.run_id, other_map.run_id, other_weights.run_id, xray.run_id}) == 4, "one table, one numbering"
     assert xray.case_id == run.case_id == other_map.case_id
     with db.begin() as s:
-        assert count(s, Case.id) == 1 and count(s, SegmentationRun.id) == 3
+        assert count(s, Case.id) == 1 and count(s, Run.id) == 4
         assert count(s, RunStructure.id) == 3 * len(STRUCTURES)
-        listed = seg.segmentation_runs_for_case(s, run.case_id)
-        assert seg.segmentation_runs_for_case(s, run.case_id + 1) == []
-    assert [r.run_id for r in listed] == [run.run_id, other_map.run_id, other_weights.run_id]
-    assert listed[0] == run
+        listed = repo.runs_for_case(s, run.case_id)
+        assert repo.runs_for_case(s, run.case_id + 1) == []
+    assert [r.run_id for r in listed] == [run.run_id, other_map.run_id, other_weights.run_id, xray.run_id]
+    assert listed[0] == run and listed[3] == xray
+    assert [r.kind for r in listed] == [RunKind.SEGMENTATION] * 3 + [RunKind.CLASSIFICATION]
 
 
 def test_structure_verdicts_are_append_only_with_a_history(db, run) -> None:
     with db.begin() as s:
-        first = seg.record_structure_verdict(s, run.run_id, "Tumour", "agree", "Dr A")
-        repeat = seg.record_structure_verdict(s, run.run_id, "Tumour", "agree", " Dr  A ")
-        second = seg.record_structure_verdict(s, run.run_id, "Tumour", "disagree", "Dr A", "misses the rim")
-        seg.record_structure_verdict(s, run.run_id, "Liver", "unsure", "Dr A")
-        seg.record_structure_verdict(s, run.run_id, "Tumour", "unsure", "Dr B")
+        first = repo.record_verdict(s, run.run_id, "Tumour", Verdict.AGREE, "Dr A")
+        repeat = repo.record_verdict(s, run.run_id, "Tumour", Verdict.AGREE, " Dr  A ")
+        second = repo.record_verdict(s, run.run_id, "Tumour", Verdict.DISAGREE, "Dr A", "misses the rim")
+        repo.record_verdict(s, run.run_id, "Liver", Verdict.UNSURE, "Dr A")
+        repo.record_verdict(s, run.run_id, "Tumour", Verdict.UNSURE, "Dr B")
     assert repeat == first, "re-recording the same verdict stores nothing"
     assert second.supersedes_id == first.verdict_id and first.supersedes_id is None
+    assert first.verdict is Verdict.AGREE and first.cam_method is None
     with db.begin() as s:
-        history = seg.structure_verdict_history(s, run.run_id)
-        current = {(v.reviewer, v.structure): v.verdict for v in seg.current_structure_verdicts(s, run.run_id)}
-        mine = seg.current_structure_verdicts(s, run.run_id, "Dr A")
-    assert [v.verdict for v in history] == ["agree", "disagree", "unsure", "unsure"]
-    assert history[:2] == [first, second], "what record_structure_verdict returns is what was stored"
+        history = repo.verdict_history(s, run.run_id)
+        current = {(v.reviewer, v.item): v.verdict for v in repo.current_verdicts(s, run.run_id)}
+        mine = repo.current_verdicts(s, run.run_id, "Dr A")
+        assert [v.item for v in repo.verdict_history(s, run.run_id, reviewer="Dr B")] == ["Tumour"]
+    assert [v.verdict for v in history] == [Verdict.AGREE, Verdict.DISAGREE, Verdict.UNSURE, Verdict.UNSURE]
+    assert history[:2] == [first, second], "what record_verdict returns is what was stored"
     assert current == {("Dr A", "Tumour"): "disagree", ("Dr A", "Liver"): "unsure", ("Dr B", "Tumour"): "unsure"}
-    assert [(v.structure, v.note) for v in mine] == [("Tumour", "misses the rim"), ("Liver", "")]
+    assert [(v.item, v.note) for v in mine] == [("Tumour", "misses the rim"), ("Liver", "")]
 
 
 def test_a_concurrent_supersede_is_refused_with_a_reload(db, run, monkeypatch) -> None:
     """Two windows superseding the same verdict: the second insert breaks supersedes_id's
     uniqueness and the reviewer is asked to reload, with nothing stored."""
     with db.begin() as s:
-        first = seg.record_structure_verdict(s, run.run_id, "Liver", "agree", "Dr A")
-        seg.record_structure_verdict(s, run.run_id, "Liver", "disagree", "Dr A")
+        first = repo.record_verdict(s, run.run_id, "Liver", Verdict.AGREE, "Dr A")
+        repo.record_verdict(s, run.run_id, "Liver", Verdict.DISAGREE, "Dr A")
     before = counts(db)
-    stale = lambda session, *_: session.get(StructureVerdict, first.verdict_id)  # noqa: E731
-    monkeypatch.setattr(seg, "_latest_verdict", stale)
+    stale = lambda session, *_: session.get(VerdictEntry, first.verdict_id)  # noqa: E731
+    monkeypatch.setattr(repo, "_latest_verdict", stale)
     with pytest.raises(InvalidReview, match="reload"):
         with db.begin() as s:
-            seg.record_structure_verdict(s, run.run_id, "Liver", "unsure", "Dr A")
+            repo.record_verdict(s, run.run_id, "Liver", Verdict.UNSURE, "Dr A")
     assert counts(db) == before
 
 
 @pytest.mark.parametrize(
     "structure, verdict, reviewer, phrase",
     [
-        ("Spleen", "agree", "Dr A", r"'Spleen' is not a structure of segmentation run \d+\."),
-        ("Tumour", "maybe", "Dr A", "must be one of"),
-        ("Tumour", "agree", "   ", "Enter your name"),
+        ("Spleen", Verdict.AGREE, "Dr A", r"'Spleen' is not a structure of segmentation run \d+\."),
+        ("Tumour", "maybe", "Dr A", "must be one of agree, disagree, unsure; got 'maybe'"),
+        ("Tumour", Verdict.AGREE, "   ", "Enter your name"),
     ],
 )
 def test_bad_structure_verdicts_are_refused_and_store_nothing(db, run, structure, verdict, reviewer, phrase) -> None:
     before = counts(db)
     with pytest.raises(InvalidReview, match=phrase):
         with db.begin() as s:
-            seg.record_structure_verdict(s, run.run_id, structure, verdict, reviewer)
-    with pytest.raises(InvalidReview, match="Segmentation run .* does not exist"):
+            repo.record_verdict(s, run.run_id, structure, verdict, reviewer)
+    with pytest.raises(InvalidReview, match=r"Run \d+ does not exist"):
         with db.begin() as s:
-            seg.record_structure_verdict(s, run.run_id + 1, "Tumour", "agree", "Dr A")
+            repo.record_verdict(s, run.run_id + 1, "Tumour", Verdict.AGREE, "Dr A")
+    with pytest.raises(InvalidReview, match="heatmap method goes with a finding"):
+        with db.begin() as s:
+            repo.record_verdict(s, run.run_id, "Tumour", Verdict.AGREE, "Dr A", cam_method="Grad-CAM")
     assert counts(db) == before
 
 
 def test_the_database_refuses_update_and_delete_on_segmentation_tables(db, run) -> None:
     with db.begin() as s:
-        seg.record_structure_verdict(s, run.run_id, "Tumour", "agree", "Dr A")
+        repo.record_verdict(s, run.run_id, "Tumour", Verdict.AGREE, "Dr A")
     before = counts(db)
     for statement in (
-        "UPDATE structure_verdicts SET verdict = 'disagree'",
-        "DELETE FROM structure_verdicts",
-        "UPDATE segmentation_runs SET trained = TRUE",
-        "DELETE FROM segmentation_runs",
+        "UPDATE verdicts SET verdict = 'disagree'",
+        "DELETE FROM verdicts",
+        "UPDATE analysis_runs SET trained = TRUE",
+        "DELETE FROM analysis_runs",
         "UPDATE run_structures SET volume_ml = 0",
         "DELETE FROM run_structures",
     ):
@@ -216,16 +223,16 @@ def test_the_database_refuses_update_and_delete_on_segmentation_tables(db, run) 
                 s.execute(text(statement))
     assert counts(db) == before
     with db.begin() as s:
-        assert seg.get_segmentation_run(s, run.run_id) == run
-        assert seg.current_structure_verdicts(s, run.run_id)[0].verdict == "agree"
+        assert repo.get_run(s, run.run_id) == run
+        assert repo.current_verdicts(s, run.run_id)[0].verdict is Verdict.AGREE
 
 
 def test_every_write_leaves_an_audit_event(db, run) -> None:
     with db.begin() as s:
-        seg.store_segmentation(s, FACTS, segmentation())  # already stored: no event
-        first = seg.record_structure_verdict(s, run.run_id, "Liver", "agree", "Dr B")
-        seg.record_structure_verdict(s, run.run_id, "Liver", "agree", "Dr B")  # no change: no event
-        seg.record_structure_verdict(s, run.run_id, "Liver", "disagree", "Dr B")
+        repo.store_segmentation(s, FACTS, segmentation())  # already stored: no event
+        first = repo.record_verdict(s, run.run_id, "Liver", Verdict.AGREE, "Dr B")
+        repo.record_verdict(s, run.run_id, "Liver", Verdict.AGREE, "Dr B")  # no change: no event
+        repo.record_verdict(s, run.run_id, "Liver", Verdict.DISAGREE, "Dr B")
     with db.begin() as s:
         events = audit.events_for_case(s, run.case_id)
     assert [e.kind for e in events] == [
@@ -235,11 +242,11 @@ def test_every_write_leaves_an_audit_event(db, run) -> None:
         "structure_verdict_changed",
     ]
     assert [e.actor for e in events] == ["Dr A", "Dr A", "Dr B", "Dr B"]
-    assert all(e.run_id is None and e.case_id == run.case_id for e in events)
-    assert all(e.detail["segmentation_run"] == run.run_id for e in events[1:])
+    assert all(e.case_id == run.case_id for e in events)
+    assert events[0].run_id is None and all(e.run_id == run.run_id for e in events[1:])
     assert events[1].detail["trained"] is False and events[1].detail["model_id"] == "seg-test-unet"
+    assert events[1].detail["run_kind"] == "segmentation" and events[1].detail["structures"] == len(STRUCTURES)
     assert events[2].detail == {
-        "segmentation_run": run.run_id,
         "structure": "Liver",
         "verdict": "agree",
         "entry": first.verdict_id,
@@ -260,7 +267,7 @@ def test_every_write_leaves_an_audit_event(db, run) -> None:
 def test_a_segmentation_that_cannot_be_stored_is_refused_before_any_write(db, bad, phrase) -> None:
     with pytest.raises(StorageError, match=phrase):
         with db.begin() as s:
-            seg.store_segmentation(s, FACTS, bad)
+            repo.store_segmentation(s, FACTS, bad)
     assert counts(db) == (0, 0, 0, 0, 0)
 
 
@@ -276,59 +283,22 @@ def test_a_failure_after_the_run_is_written_leaves_nothing_behind(db, monkeypatc
     monkeypatch.setattr(audit, "record_event", failing)
     with pytest.raises(DBAPIError):
         with db.begin() as s:
-            seg.store_segmentation(s, FACTS, segmentation())
+            repo.store_segmentation(s, FACTS, segmentation())
     assert counts(db) == (0, 0, 0, 0, 0)
-
-
-def test_upgrading_from_0002_keeps_the_xray_data_and_downgrading_keeps_it_too(database_url) -> None:
-    config = alembic_config(database_url)
-    command.upgrade(config, "0002")
-    engine = make_engine(database_url)
-    sessions = sessionmaker(engine, expire_on_commit=False)
-    try:
-        with sessions.begin() as s:
-            xray = repo.store_analysis(s, FACTS, prediction(), "Grad-CAM", actor="Dr A")
-            verdict = repo.record_verdict(s, xray.run_id, "Effusion", "agree", "Dr A", "old")
-            repo.record_case_note(s, xray.run_id, "compare with prior", "Dr A")
-        engine.dispose()
-        command.upgrade(config, "head")
-        with sessions.begin() as s:
-            assert repo.get_run(s, xray.run_id) == xray
-            assert repo.verdict_history(s, xray.run_id) == [verdict]
-            assert repo.current_case_note(s, xray.run_id, "Dr A").note == "compare with prior"
-            stored = seg.store_segmentation(s, FACTS, segmentation())
-        assert stored.case_id == xray.case_id
-        with pytest.raises(REFUSED_BY_TRIGGER, match="append-only"):
-            with sessions.begin() as s:
-                s.execute(text("DELETE FROM run_structures"))  # the triggers fire per row: this table has some
-        engine.dispose()
-        command.downgrade(config, "0002")
-        with sessions.begin() as s:
-            assert repo.get_run(s, xray.run_id) == xray
-            assert repo.verdict_history(s, xray.run_id) == [verdict]
-            kinds = [e.kind for e in audit.events_for_case(s, xray.case_id)]
-            tables = s.connection().dialect.get_table_names(s.connection())
-        assert "segmentation_run" in kinds, "the audit trail keeps the event of a run it no longer has"
-        assert not {"segmentation_runs", "run_structures", "structure_verdicts"} & set(tables)
-        with pytest.raises(REFUSED_BY_TRIGGER, match="append-only"):  # 0001/0002's triggers survive
-            with sessions.begin() as s:
-                s.execute(text("DELETE FROM verdicts"))
-    finally:
-        engine.dispose()
 
 
 def test_worklist_counts_a_reader_done_when_every_structure_under_review_has_a_verdict(db) -> None:
     # 20 declared structures, 2 with voxels: beyond REVIEW_ALL_UP_TO only those two need a verdict.
     many = tuple(Structure(f"Organ {i}", (i,)) for i in range(1, 21))
     with db.begin() as s:
-        run = seg.store_segmentation(s, FACTS, segmentation(extra=1, structures=many), actor="Dr A")
-        seg.record_structure_verdict(s, run.run_id, "Organ 1", "agree", "Dr A")
+        run = repo.store_segmentation(s, FACTS, segmentation(extra=1, structures=many), actor="Dr A")
+        repo.record_verdict(s, run.run_id, "Organ 1", Verdict.AGREE, "Dr A")
     with db.begin() as s:
-        (row,) = seg.segmentation_worklist(s)
-    assert (row.structures, row.status) == (20, "in review")
+        (row,) = reporting.worklist(s).segmentations
+    assert (row.structures, row.status, row.kind) == (20, "in review", RunKind.SEGMENTATION)
     with db.begin() as s:
-        seg.record_structure_verdict(s, run.run_id, "Organ 2", "disagree", "Dr A")
-        (row,) = seg.segmentation_worklist(s)
+        repo.record_verdict(s, run.run_id, "Organ 2", Verdict.DISAGREE, "Dr A")
+        (row,) = reporting.worklist(s).segmentations
     assert row.status == "reviewed by 1"
 
 
@@ -336,6 +306,6 @@ def test_few_structures_all_need_a_verdict_even_empty_ones(db, run) -> None:
     # 3 structures (up to REVIEW_ALL_UP_TO): every one needs a verdict, as an empty one would too.
     with db.begin() as s:
         for name in ("Liver", "Liver and tumour"):
-            seg.record_structure_verdict(s, run.run_id, name, "agree", "Dr A")
-        (row,) = seg.segmentation_worklist(s)
+            repo.record_verdict(s, run.run_id, name, Verdict.AGREE, "Dr A")
+        (row,) = reporting.worklist(s).segmentations
     assert row.status == "in review"

@@ -12,11 +12,11 @@ from sqlalchemy.exc import DBAPIError
 
 from core.errors import InvalidReview
 from core.types import CaseFacts, Finding, ModelIdentity, Prediction
-from core.vocabulary import Band
+from core.vocabulary import Band, Verdict
 from storage import reporting
 from storage import repository as repo
 from storage.db import open_database
-from storage.models import AnalysisRun, Case, Verdict
+from storage.models import Case, Run, VerdictEntry
 
 LABELS = ("Effusion", "Pneumothorax", "Mass")
 # SQLite's RAISE(ABORT) surfaces as IntegrityError; PostgreSQL's RAISE EXCEPTION as the driver's
@@ -90,20 +90,20 @@ def test_same_input_and_model_reuses_the_run_new_weights_add_one(db, run) -> Non
     assert other.run_id != run.run_id
     with db.begin() as s:
         assert s.scalar(select(func.count(Case.id))) == 1
-        assert s.scalar(select(func.count(AnalysisRun.id))) == 2
+        assert s.scalar(select(func.count(Run.id))) == 2
 
 
 def test_verdicts_are_append_only_with_a_history(db, run) -> None:
     with db.begin() as s:
-        first = repo.record_verdict(s, run.run_id, "Effusion", "agree", "Dr A")
-        repeat = repo.record_verdict(s, run.run_id, "Effusion", "agree", "Dr A")
-        second = repo.record_verdict(s, run.run_id, "Effusion", "disagree", "Dr A", "blunted angle is old")
-        repo.record_verdict(s, run.run_id, "Effusion", "unsure", "Dr B")
+        first = repo.record_verdict(s, run.run_id, "Effusion", Verdict.AGREE, "Dr A")
+        repeat = repo.record_verdict(s, run.run_id, "Effusion", Verdict.AGREE, "Dr A")
+        second = repo.record_verdict(s, run.run_id, "Effusion", Verdict.DISAGREE, "Dr A", "blunted angle is old")
+        repo.record_verdict(s, run.run_id, "Effusion", Verdict.UNSURE, "Dr B")
     assert repeat.verdict_id == first.verdict_id, "re-recording the same verdict stores nothing"
     assert second.supersedes_id == first.verdict_id
     with db.begin() as s:
         history = repo.verdict_history(s, run.run_id)
-        current = {(v.reviewer, v.finding_label): v.verdict for v in repo.current_verdicts(s, run.run_id)}
+        current = {(v.reviewer, v.item): v.verdict for v in repo.current_verdicts(s, run.run_id)}
         mine = repo.current_verdicts(s, run.run_id, "Dr A")
     assert [v.verdict for v in history] == ["agree", "disagree", "unsure"]
     assert history[:2] == [first, second], "what record_verdict returns is what was stored"
@@ -113,7 +113,7 @@ def test_verdicts_are_append_only_with_a_history(db, run) -> None:
 
 def test_the_database_refuses_update_and_delete(db, run) -> None:
     with db.begin() as s:
-        repo.record_verdict(s, run.run_id, "Mass", "agree", "Dr A")
+        repo.record_verdict(s, run.run_id, "Mass", Verdict.AGREE, "Dr A")
         repo.record_case_note(s, run.run_id, "compare with prior", "Dr A")
     for statement in (
         "UPDATE verdicts SET verdict = 'disagree'",
@@ -132,7 +132,7 @@ def test_the_database_refuses_update_and_delete(db, run) -> None:
     "label, verdict, reviewer, phrase",
     [
         ("Effusion", "maybe", "Dr A", "must be one of"),
-        ("Nodule", "agree", "Dr A", "not a finding"),
+        ("Nodule", Verdict.AGREE, "Dr A", "not a finding"),
         ("Effusion", "agree", "   ", "Enter your name"),
         ("Effusion", "agree", "x" * 81, "limited to 80"),
     ],
@@ -142,13 +142,13 @@ def test_bad_verdicts_are_refused_and_store_nothing(db, run, label, verdict, rev
         with db.begin() as s:
             repo.record_verdict(s, run.run_id, label, verdict, reviewer)
     with db.begin() as s:
-        assert s.scalar(select(func.count(Verdict.id))) == 0
+        assert s.scalar(select(func.count(VerdictEntry.id))) == 0
 
 
 def test_a_verdict_on_a_run_that_does_not_exist_is_refused(db, run) -> None:
     with pytest.raises(InvalidReview, match="does not exist"):
         with db.begin() as s:
-            repo.record_verdict(s, run.run_id + 1, "Effusion", "agree", "Dr A")
+            repo.record_verdict(s, run.run_id + 1, "Effusion", Verdict.AGREE, "Dr A")
 
 
 def test_a_failed_transaction_leaves_nothing_half_stored(db) -> None:
@@ -158,13 +158,13 @@ def test_a_failed_transaction_leaves_nothing_half_stored(db) -> None:
             repo.record_verdict(s, run.run_id, "Effusion", "agree", "")
     with db.begin() as s:
         assert s.scalar(select(func.count(Case.id))) == 0
-        assert s.scalar(select(func.count(AnalysisRun.id))) == 0
+        assert s.scalar(select(func.count(Run.id))) == 0
 
 
 def test_html_in_notes_is_stored_verbatim_as_text(db, run) -> None:
     payload = "<img src=x onerror=alert(1)> <script>alert(2)</script>"
     with db.begin() as s:
-        repo.record_verdict(s, run.run_id, "Mass", "unsure", "<b>Dr X</b>", payload)
+        repo.record_verdict(s, run.run_id, "Mass", Verdict.UNSURE, "<b>Dr X</b>", payload)
     with db.begin() as s:
         stored = repo.current_verdicts(s, run.run_id)[0]
     assert stored.note == payload and stored.reviewer == "<b>Dr X</b>"
@@ -186,7 +186,7 @@ def test_twenty_concurrent_writers_lose_no_verdict(db, run) -> None:
                         s,
                         run.run_id,
                         LABELS[round_ % 3],
-                        ("agree", "disagree")[round_ % 2],
+                        (Verdict.AGREE, Verdict.DISAGREE)[round_ % 2],
                         f"Dr {index}",
                         f"round {round_}",
                     )
@@ -202,12 +202,12 @@ def test_twenty_concurrent_writers_lose_no_verdict(db, run) -> None:
     with db.begin() as s:
         history = repo.verdict_history(s, run.run_id)
         assert len(history) == reviewers * rounds
-        assert s.scalar(select(func.count(Verdict.id))) == reviewers * rounds
+        assert s.scalar(select(func.count(VerdictEntry.id))) == reviewers * rounds
         for i in range(reviewers):
             chain = [v for v in history if v.reviewer == f"Dr {i}"]
             assert [v.note for v in chain] == [f"round {r}" for r in range(rounds)]
             for label in LABELS:
-                per_label = [v for v in chain if v.finding_label == label]
+                per_label = [v for v in chain if v.item == label]
                 assert per_label[0].supersedes_id is None
                 assert [v.supersedes_id for v in per_label[1:]] == [v.verdict_id for v in per_label[:-1]]
 
@@ -218,11 +218,11 @@ def test_case_notes_and_case_list(db, run) -> None:
         first = repo.record_case_note(s, run.run_id, "Compare with prior film.", "Dr A")
         assert repo.record_case_note(s, run.run_id, "Compare with prior film.", "Dr A") is None
         second = repo.record_case_note(s, run.run_id, "Prior film shows the same.", "Dr A")
-        repo.record_verdict(s, run.run_id, "Effusion", "agree", "Dr A")
+        repo.record_verdict(s, run.run_id, "Effusion", Verdict.AGREE, "Dr A")
     assert second.supersedes_id == first.note_id
     with db.begin() as s:
         assert repo.current_case_note(s, run.run_id, "Dr A").note == "Prior film shows the same."
-        cases = reporting.worklist(s)
+        cases = reporting.worklist(s).cases
     assert len(cases) == 1
     assert cases[0].top_band == "critical" and cases[0].top_finding == "Effusion"
     assert cases[0].status == "in review" and cases[0].readers_started == 1 and cases[0].trained is False
@@ -272,8 +272,8 @@ def test_every_change_leaves_an_audit_event_that_cannot_be_altered(db) -> None:
 
     with db.begin() as s:
         run = repo.store_analysis(s, FACTS, prediction(), "Grad-CAM", actor="Dr A")
-        repo.record_verdict(s, run.run_id, "Mass", "agree", "Dr A")
-        repo.record_verdict(s, run.run_id, "Mass", "disagree", "Dr A")
+        repo.record_verdict(s, run.run_id, "Mass", Verdict.AGREE, "Dr A")
+        repo.record_verdict(s, run.run_id, "Mass", Verdict.DISAGREE, "Dr A")
         repo.record_case_note(s, run.run_id, "compare with prior", "Dr B")
         audit.record_event(s, "export_made", "Dr B", case_id=run.case_id, export="csv")
     with db.begin() as s:
@@ -303,8 +303,8 @@ def test_a_reader_s_history_holds_only_their_own_entries(db) -> None:
 
     with db.begin() as s:
         run = repo.store_analysis(s, FACTS, prediction(), "Grad-CAM", actor="Dr A")
-        repo.record_verdict(s, run.run_id, "Effusion", "agree", "Dr A", "seen by A")
-        repo.record_verdict(s, run.run_id, "Effusion", "disagree", "Dr B", "seen by B")
+        repo.record_verdict(s, run.run_id, "Effusion", Verdict.AGREE, "Dr A", "seen by A")
+        repo.record_verdict(s, run.run_id, "Effusion", Verdict.DISAGREE, "Dr B", "seen by B")
         repo.record_case_note(s, run.run_id, "A's note", "Dr A")
         repo.record_case_note(s, run.run_id, "B's note", "Dr B")
     with db.begin() as s:

@@ -59,7 +59,7 @@ def stored_chain(path: Path, reviewer: str) -> list[tuple[int, str, int | None]]
     with closing(sqlite3.connect(path)) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         return connection.execute(
-            "SELECT id, finding_label, supersedes_id FROM verdicts WHERE reviewer = ? ORDER BY id", (reviewer,)
+            "SELECT id, item, supersedes_id FROM verdicts WHERE reviewer = ? ORDER BY id", (reviewer,)
         ).fetchall()
 
 
