@@ -185,6 +185,12 @@ def _parse_header(raw: bytes, name: str, *, compressed: bool):
             f"{name} is the header of a two-file NIfTI/Analyze pair (.hdr/.img). Convert it to a "
             "single-file .nii or .nii.gz (e.g. with nibabel or dcm2niix) and upload that."
         )
+    size_field = _header_size(raw)
+    if kind is None and size_field is not None and len(raw) < size_field:
+        raise CorruptImage(
+            f"{name} is truncated: it ends after {len(raw)} bytes, inside its {size_field}-byte NIfTI header. "
+            "Upload the complete file."
+        )
     if kind is None:
         if looks_like_nifti_name(name):
             raise FormatMismatch(
@@ -194,7 +200,7 @@ def _parse_header(raw: bytes, name: str, *, compressed: bool):
         what = "is gzip-compressed but holds" if compressed else "holds"
         raise NotAVolume(f"{name} {what} no NIfTI-1 or NIfTI-2 scan.")
     klass, size = (nib.Nifti2Header, _NIFTI2_SIZE) if kind == "nifti2" else (nib.Nifti1Header, _NIFTI1_SIZE)
-    if _header_size(raw) != size:
+    if size_field != size:
         raise CorruptImage(
             f"The NIfTI header of {name} is damaged: its header size field does not say {size} bytes, so its "
             "byte order cannot be known. Export the file again."

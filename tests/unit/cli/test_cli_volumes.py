@@ -145,3 +145,33 @@ def test_weights_import_installs_a_bundle_folder_for_a_segmentation_model(tmp_pa
     status = io.StringIO()
     main(["weights", "status"], out=status)
     assert "monai-brats-segresnet" in status.getvalue()
+
+
+def test_measure_refuses_a_damaged_zip_or_mask_in_one_line_naming_it(tmp_path: Path):
+    """A zip whose directory points outside it ("negative seek value" from zipfile), and a label map
+    cut short: one error line each (JSON or not), naming the file, exit 1."""
+    folder = tmp_path / "series"
+    folder.mkdir()
+    geometry = Geometry(*PLANES["axial"], slices=6)
+    members = series(geometry)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+    damaged = bytearray(buffer.getvalue())
+    end = damaged.rfind(b"PK\x05\x06")
+    damaged[end + 12 : end + 16] = (len(damaged) * 2).to_bytes(4, "little")  # central directory size
+    bad_zip = tmp_path / "series.zip"
+    bad_zip.write_bytes(bytes(damaged))
+    mask = tmp_path / "mask.nii.gz"
+    mask.write_bytes(b"\x1f\x8b" + b"\x00" * 40)
+    code, lines = run("measure", str(bad_zip), str(mask), "--json")
+    assert code == 1 and len(lines) == 1
+    assert lines[0]["error"].startswith("series.zip is not a readable zip archive")
+
+    for name, data in members:
+        (folder / name).write_bytes(data)
+    out = io.StringIO()
+    code = main(["measure", str(folder), str(mask)], out=out)
+    assert code == 1
+    assert out.getvalue().count("\n") == 1 and out.getvalue().startswith("error: mask.nii.gz ")

@@ -256,3 +256,53 @@ def test_decoding_leaves_the_warning_filters_alone(samples: Path) -> None:
     with pytest.raises(InputTooLarge):
         ingest(_png_claiming(10_000, 10_000), "bomb.png")
     assert list(warnings.filters) == before
+
+
+# ---- damaged files: one line naming the file, never a library's internals -------------------
+
+
+def _patch(data: bytes, offset: int, value: bytes) -> bytes:
+    return data[:offset] + value + data[offset + len(value) :]
+
+
+def test_a_dicom_whose_meta_length_does_not_fit_its_vr_is_refused_naming_it(samples: Path) -> None:
+    # (0002,0000) is a UL (4 bytes); claiming 7 made pydicom raise BytesLengthException past the readers.
+    data = (samples / "siim_sample.dcm").read_bytes()
+    assert data[132:138] == b"\x02\x00\x00\x00UL"
+    with pytest.raises(CorruptImage) as refused:
+        ingest(_patch(data, 138, struct.pack("<H", 7)), "meta.dcm")
+    message = str(refused.value)
+    assert message.startswith("meta.dcm is a damaged or truncated DICOM file") and "\n" not in message
+
+
+def test_a_dicom_with_a_garbled_element_deep_in_its_header_is_refused_naming_it(samples: Path) -> None:
+    data = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    rows = data.find(b"\x28\x00\x10\x00US")  # Rows: a US (2 bytes) said to be 255 long
+    with pytest.raises(CorruptImage, match=r"^rows.dcm is a damaged or truncated DICOM file .*BytesLengthException"):
+        ingest(_patch(data, rows + 6, struct.pack("<H", 255)), "rows.dcm")
+
+
+@pytest.mark.parametrize(
+    "name, patch",
+    [
+        ("chest.png", lambda d: d[:8] + b"\x00\x00\x00\x0dIHDX" + d[16:]),  # the first chunk is not IHDR
+        (
+            "chest.jpg",
+            lambda d: d[: d.find(b"\xff\xc0") + 2] + b"\x00\x00" + d[d.find(b"\xff\xc0") + 4 :],
+        ),  # SOF length 0
+    ],
+)
+def test_unreadable_png_and_jpeg_are_named_without_object_reprs(samples: Path, name: str, patch) -> None:
+    source = "nih_00000001_000.png" if name.endswith(".png") else "padchest_16747_3_1.jpg"
+    with pytest.raises(CorruptImage) as refused:
+        ingest(patch((samples / source).read_bytes()), name)
+    message = str(refused.value)
+    assert message.startswith(f"{name} could not be decoded as a")
+    assert "object at 0x" not in message and "BytesIO" not in message
+
+
+def test_a_scan_or_zip_uploaded_as_a_radiograph_says_what_it_is() -> None:
+    with pytest.raises(UnsupportedFormat, match=r"^scan.png \(named as a PNG image\) is a zip archive, not a PNG"):
+        ingest(b"PK\x03\x04" + b"\x00" * 100, "scan.png")
+    with pytest.raises(UnsupportedFormat, match=r"^brain.nii.gz is a gzip-compressed file, not a PNG, JPEG"):
+        ingest(b"\x1f\x8b" + b"\x00" * 100, "brain.nii.gz")

@@ -328,3 +328,58 @@ def test_a_malformed_legend_colour_is_refused_clearly(small):
         )
     assert "l.json" in str(caught.value)
     assert type(caught.value).__module__ == "core.errors"
+
+
+# ---- the one bounded NIfTI reader: the scans' limits apply to label maps ----------------------
+
+
+def test_a_label_map_gzip_bomb_is_refused_while_inflating(small) -> None:
+    import tracemalloc
+    import zlib
+
+    volume, mask, _ = small
+    header = nib.Nifti1Image(mask, volume.affine).header
+    header["vox_offset"] = 352
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = compressor.compress(header.binaryblock + b"\x00" * 4)
+    for _ in range(40):  # 960 voxel bytes declared, 40 MB inflated
+        bomb += compressor.compress(b"\x00" * 1_000_000)
+    bomb += compressor.flush()
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            InputTooLarge, match=r"bomb.nii.gz decompresses to more than the 1.3 kB its header declares"
+        ):
+            load_label_map([("bomb.nii.gz", bomb)], volume, **LIMITS)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 12_000_000
+
+
+def test_a_label_map_header_claiming_a_huge_grid_is_refused_before_reading(small) -> None:
+    volume, _, _ = small
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.uint8)
+    header.set_data_shape((30000, 30000, 900))
+    header["vox_offset"] = 352
+    data = header.binaryblock + b"\x00" * 4 + b"\x01" * 64
+    with pytest.raises(
+        InputTooLarge, match=r"The NIfTI header of huge.nii claims 30000x30000x900 voxels .*image's grid"
+    ):
+        load_label_map([("huge.nii", data)], volume, **LIMITS)
+
+
+@pytest.mark.parametrize("cut", [100, 360, -50])
+def test_a_truncated_label_map_is_refused_naming_it(small, cut: int) -> None:
+    volume, _, data = small
+    with pytest.raises(CorruptImage, match=r"^cut.nii is truncated"):
+        load_label_map([("cut.nii", data[:cut])], volume, **LIMITS)
+
+
+def test_a_damaged_seg_is_refused_naming_it() -> None:
+    ds = _seg_dataset()
+    data = _seg_bytes(ds)
+    with pytest.raises(CorruptImage) as refused:
+        load_label_map([("liver_seg.dcm", data[: len(data) // 3])], _seg_grid(ds), **LIMITS)
+    assert str(refused.value).startswith("liver_seg.dcm") and "\n" not in str(refused.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import logging
 import struct
 import time
 import tracemalloc
@@ -469,3 +470,46 @@ def _volume(modality: str, shape: tuple[int, int, int], z_mm: float) -> Volume:
 def test_default_ct_preset_by_extent() -> None:
     assert default_ct_preset(_volume("CT", (4, 4, 30), 5.0)) == "Brain"  # 150 mm: a head
     assert default_ct_preset(_volume("CT", (4, 4, 80), 5.0)) == "Soft tissue"  # 400 mm: a body
+
+
+# ---- damaged uploads: one line naming the file ----------------------------------------------
+
+
+def test_a_zip_whose_directory_points_before_its_start_is_refused_naming_it() -> None:
+    # A central directory said to be larger than the whole file: zipfile seeks to a negative offset.
+    data = bytearray(make_zip({"s/1.dcm": b"one", "s/2.dcm": b"two"}))
+    end = data.rfind(b"PK\x05\x06")
+    struct.pack_into("<I", data, end + 12, 0x7FFFFFFF)
+    with pytest.raises(UnsupportedFormat) as refused:
+        load_volume([("series.zip", bytes(data))], **LIMITS, hash_key=KEY)
+    assert str(refused.value).startswith("series.zip is not a readable zip archive")
+    assert "seek" not in str(refused.value)
+
+
+def test_a_damaged_zip_member_is_named_with_its_zip() -> None:
+    data = bytearray(make_zip({"s/1.dcm": b"x" * 5000}, zipfile.ZIP_STORED))
+    data[100] ^= 0xFF  # inside the member's data: its checksum no longer matches
+    with pytest.raises(UnsafeArchive) as refused:
+        load_volume([("series.zip", bytes(data))], **LIMITS, hash_key=KEY)
+    message = str(refused.value)
+    assert message.startswith("In series.zip, the zip member s/1.dcm is damaged") and "\n" not in message
+    assert "its checksum does not match its content" in message
+
+
+def test_a_nifti_header_with_a_garbled_size_field_is_refused_naming_it() -> None:
+    data = bytearray(nifti_bytes(np.ones((4, 5, 6), np.int16)))
+    data[0:4] = b"\xff\x00\x00\x01"  # sizeof_hdr: nibabel would guess the byte order from it
+    with pytest.raises(CorruptImage, match=r"^The NIfTI header of bad.nii is damaged: its header size field"):
+        load_volume([("bad.nii", bytes(data))], **LIMITS, hash_key=KEY)
+
+
+def test_nibabels_header_fixes_apply_without_printing(caplog) -> None:
+    # A negative pixdim is fixed (as nibabel does when loading) and nothing is said about it:
+    # nibabel's own logger prints straight to stderr, past the CLI's one line per file.
+    data = nifti_bytes(np.arange(60, dtype=np.int16).reshape(3, 4, 5), np.diag([2.0, 2.0, 3.0, 1.0]))
+    raw = bytearray(data)
+    struct.pack_into("<f", raw, 80, -2.0)  # pixdim[1]
+    with caplog.at_level(logging.DEBUG):
+        volume = load_nifti(bytes(raw), "fixable.nii", **LIMITS)
+    assert volume.shape == (3, 4, 5)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("nibabel")] == []
