@@ -22,7 +22,7 @@ from enum import Enum
 from pathlib import PureWindowsPath
 from typing import TYPE_CHECKING
 
-from core.errors import CorruptImage, InputRejected, InputTooLarge
+from core.errors import CorruptImage, InputRejected, InputTooLarge, ReviewError
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -151,7 +151,7 @@ def mentions(message: str, name: str) -> bool:
 
 def named(exc: InputRejected, name: str) -> InputRejected:
     """The same refusal as one line that names ``name`` (prefixed when the reader did not)."""
-    message = one_line(str(exc))
+    message = one_line(str(exc), 4000)  # one line; long lists (series, channels) stay whole
     label = printable_name(name, 200)
     if not mentions(message, name) and not mentions(message, label):
         message = f"{label}: {message}"
@@ -160,22 +160,30 @@ def named(exc: InputRejected, name: str) -> InputRejected:
     return type(exc)(message)
 
 
+def _one_line_refusal(exc: InputRejected) -> InputRejected:
+    message = one_line(str(exc), 4000)
+    return exc if message == str(exc) else type(exc)(message)
+
+
 @contextmanager
 def reader_boundary(
-    name: str, what: str, advice: str = "Export it again from the system that made it."
+    name: str, what: str, advice: str = "Export it again from the system that made it.", *, prefix: bool = True
 ) -> Iterator[None]:
     """Inside, any failure is the upload's: refusals come out as one line naming ``name``; any
     other exception a library raises on damaged bytes becomes ``CorruptImage`` saying so.
 
-    ``what`` names what the file was read as ("a DICOM file", "NIfTI"...).
+    ``what`` names what the file was read as ("a DICOM file", "NIfTI"...). With ``prefix`` false
+    (several files read as one, e.g. a DICOM series) refusals are not prefixed with ``name``.
     """
     try:
         yield
     except InputRejected as exc:
-        clean = named(exc, name)
+        clean = named(exc, name) if prefix else _one_line_refusal(exc)
         if clean is exc:
             raise
         raise clean from None
+    except ReviewError:
+        raise  # not about the bytes (none is raised by readers today): passed on as it is
     except MemoryError:
         raise InputTooLarge(
             f"{printable_name(name, 200)} declares more data than there is memory to decode it; it is damaged "
@@ -241,9 +249,18 @@ def read_dicom(data: bytes, name: str, *, stop_before_pixels: bool = False) -> D
 
 
 def _decode_elements(ds: Dataset) -> None:
-    # Dataset iteration converts each raw element (Dataset.walk would too, but wraps errors in a
-    # message that carries a whole traceback).
-    for element in ds:
+    """Decode every element now (pydicom would on first use). A standard element that cannot be
+    decoded makes the file damaged; a private (vendor) one nothing here reads is dropped, as files
+    with odd private tags were read before."""
+    for tag in list(ds.keys()):
+        try:
+            element = ds[tag]  # (Dataset.walk would decode too, but wraps errors in a whole traceback)
+        except dicom_errors():
+            if not tag.is_private:
+                raise
+            del ds[tag]
+            log.debug("Dropped a private DICOM element that could not be decoded")
+            continue
         if element.VR == "SQ":
             for item in element.value or ():
                 _decode_elements(item)

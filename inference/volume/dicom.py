@@ -101,7 +101,13 @@ def load_dicom_series(
     values = _decode(slices, images, multiframe=bool(multiframe))
     import nibabel as nib
 
-    axcodes = "".join(nib.aff2axcodes(affine_ras))
+    codes = nib.aff2axcodes(affine_ras)
+    if None in codes:
+        raise CorruptImage(
+            f"{slices[0].name} and the other slices give a degenerate geometry (an axis with no direction: "
+            "pixel spacing or slice positions are damaged); the volume cannot be placed in space."
+        )
+    axcodes = "".join(str(code) for code in codes)
     data, affine = to_canonical(values, affine_ras)
 
     first = images[0][2]

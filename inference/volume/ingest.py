@@ -108,7 +108,9 @@ def load_volume(files: list[tuple[str, bytes]], *, max_bytes: int, max_voxels: i
                 f"{name} is {what} uploaded together with {len(files) - 1} other file(s); upload {what} "
                 "on its own (several files are read as the slices of one DICOM series)."
             )
-    return load_dicom_series(files, max_bytes=max_bytes, max_voxels=max_voxels, hash_key=hash_key)
+    # Each file's own failures name it; this boundary is for what the series as a whole raises.
+    with reader_boundary("The DICOM series", "a DICOM series", "Export the series again from PACS.", prefix=False):
+        return load_dicom_series(files, max_bytes=max_bytes, max_voxels=max_voxels, hash_key=hash_key)
 
 
 def files_from_path(path: Path, *, max_bytes: int) -> list[tuple[str, bytes]]:

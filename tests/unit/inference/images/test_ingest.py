@@ -306,3 +306,15 @@ def test_a_scan_or_zip_uploaded_as_a_radiograph_says_what_it_is() -> None:
         ingest(b"PK\x03\x04" + b"\x00" * 100, "scan.png")
     with pytest.raises(UnsupportedFormat, match=r"^brain.nii.gz is a gzip-compressed file, not a PNG, JPEG"):
         ingest(b"\x1f\x8b" + b"\x00" * 100, "brain.nii.gz")
+
+
+def test_a_damaged_private_element_is_dropped_and_the_image_read(samples: Path) -> None:
+    """Vendors' private tags are not read here: one that cannot be decoded does not refuse the file."""
+    ds = _siim(samples)
+    ds.add_new(0x00091001, "US", 5)
+    data = _dicom_bytes(ds)
+    at = data.find(struct.pack("<HHcc", 0x0009, 0x1001, b"U", b"S"))
+    # 3 bytes where a US needs 2 or 4: pydicom raises BytesLengthException when it decodes the value
+    damaged = data[: at + 6] + struct.pack("<H", 3) + data[at + 8 : at + 10] + b"\x00" + data[at + 10 :]
+    image = ingest(damaged, "private.dcm")
+    assert image.shape == (1024, 1024) and image.facts.modality == "CR"
