@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from core.errors import InvalidReview
@@ -324,3 +324,33 @@ def test_reviewer_names_follow_the_latest_sign_in(db) -> None:
         repo.register_reviewer(s, "u1#abc", "Dr Reader", None, "https://idp", "u1")
     with db.begin() as s:
         assert repo.reviewer_names(s) == {"u1#abc": "Dr Reader"}
+
+
+def test_the_session_scope_turns_database_failures_into_storage_errors(db, run, caplog) -> None:
+    """What a page shows comes from storage: a refused change and a database that cannot be reached
+    both arrive as StorageError saying nothing was saved (the details go to the log); a reviewer's
+    mistake arrives as itself; a committed block stays committed."""
+    from core.errors import StorageError
+    from storage.db import BUSY_MESSAGE, REFUSED_MESSAGE, session_scope
+
+    with session_scope(db) as s:
+        repo.record_verdict(s, run.run_id, "Mass", Verdict.AGREE, "Dr A")
+    with pytest.raises(StorageError) as refused:
+        with session_scope(db) as s:
+            s.execute(text("DELETE FROM verdicts"))
+    assert str(refused.value) == REFUSED_MESSAGE and "nothing was saved" in REFUSED_MESSAGE
+    assert "refused a change" in caplog.text
+    with pytest.raises(InvalidReview, match="not a finding"):
+        with session_scope(db) as s:
+            repo.record_verdict(s, run.run_id, "Nodule", Verdict.AGREE, "Dr A")
+    with session_scope(db) as s:
+        assert [v.verdict for v in repo.verdict_history(s, run.run_id)] == [Verdict.AGREE]
+
+    from sqlalchemy.orm import sessionmaker
+
+    engine = create_engine("sqlite:////nonexistent-folder/for/sure/reviews.sqlite3")  # cannot be opened
+    with pytest.raises(StorageError) as busy:
+        with session_scope(sessionmaker(engine)) as s:
+            s.execute(text("SELECT 1"))
+    engine.dispose()
+    assert str(busy.value) == BUSY_MESSAGE and "Try again in a moment" in BUSY_MESSAGE
