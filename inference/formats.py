@@ -264,3 +264,18 @@ def _decode_elements(ds: Dataset) -> None:
         if element.VR == "SQ":
             for item in element.value or ():
                 _decode_elements(item)
+
+
+def dicom_count(ds: Dataset, keyword: str, name: str, default: int = 0) -> int:
+    """A count attribute (Rows, Columns, NumberOfFrames) as a non-negative int, or a refusal naming the file."""
+    value = ds.get(keyword, None)
+    try:
+        number = int(value) if value not in (None, "") else default
+    except (TypeError, ValueError, OverflowError):
+        number = -1
+    if number < 0:
+        raise CorruptImage(
+            f"{name} has an invalid {keyword} ({one_line(repr(value), 40)}); the DICOM header is damaged. "
+            "Export it again from PACS."
+        )
+    return number

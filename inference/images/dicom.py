@@ -14,7 +14,7 @@ import numpy as np
 from core.deid import patient_key
 from core.errors import CorruptImage, InputTooLarge, NoPixelData, UnsupportedFormat, WrongModality
 from core.types import CaseFacts, Image2D
-from inference.formats import cannot_decode, dicom_errors, library_reason, one_line, read_dicom
+from inference.formats import cannot_decode, dicom_count, dicom_errors, library_reason, one_line, read_dicom
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +39,6 @@ def _read_dataset(data: bytes, filename: str):
     return read_dicom(data, filename)
 
 
-def _count(ds, keyword: str, filename: str, default: int) -> int:
-    """A count attribute (Rows, Columns, NumberOfFrames) as a non-negative int, or a clear refusal."""
-    value = ds.get(keyword, None)
-    try:
-        number = int(value) if value not in (None, "") else default
-    except (TypeError, ValueError, OverflowError):
-        number = -1
-    if number < 0:
-        raise CorruptImage(
-            f"{filename} has an invalid {keyword} ({one_line(repr(value), 40)}); the DICOM header is damaged. "
-            "Export it again from PACS."
-        )
-    return number
-
-
 def _check_is_radiograph(ds, filename: str) -> tuple[str, ...]:
     if "SOPClassUID" not in ds and "Modality" not in ds and "Rows" not in ds:
         # pydicom returns an empty dataset when the file is cut inside its pixel data.
@@ -63,7 +48,7 @@ def _check_is_radiograph(ds, filename: str) -> tuple[str, ...]:
     if not any(tag in ds for tag in _PIXEL_TAGS):
         if "Rows" in ds and "Columns" in ds:
             raise CorruptImage(
-                f"{filename} describes a {_count(ds, 'Columns', filename, 0)}x{_count(ds, 'Rows', filename, 0)} "
+                f"{filename} describes a {dicom_count(ds, 'Columns', filename, 0)}x{dicom_count(ds, 'Rows', filename, 0)} "
                 "image but its pixel data is missing "
                 "(a truncated file?). Export it again from PACS."
             )
@@ -87,8 +72,8 @@ def _check_is_radiograph(ds, filename: str) -> tuple[str, ...]:
 
 def _pixels(ds, filename: str, max_pixels: int) -> tuple[np.ndarray, tuple[str, ...]]:
     """Stored pixel values of the (first) frame; colour images come back already as 0..255 gray."""
-    rows, cols = _count(ds, "Rows", filename, 0), _count(ds, "Columns", filename, 0)
-    frames = _count(ds, "NumberOfFrames", filename, 1) or 1
+    rows, cols = dicom_count(ds, "Rows", filename, 0), dicom_count(ds, "Columns", filename, 0)
+    frames = dicom_count(ds, "NumberOfFrames", filename, 1) or 1
     if rows * cols * frames > max_pixels:
         raise InputTooLarge(
             f"{filename} holds {frames} frame(s) of {cols}x{rows} pixels, over the {max_pixels / 1e6:.0f} "

@@ -23,7 +23,15 @@ from core.errors import (
     NotAVolume,
     UnsupportedFormat,
 )
-from inference.formats import cannot_decode, dicom_errors, library_reason, one_line, read_dicom, reader_boundary
+from inference.formats import (
+    cannot_decode,
+    dicom_count,
+    dicom_errors,
+    library_reason,
+    one_line,
+    read_dicom,
+    reader_boundary,
+)
 from inference.volume.nifti import human_bytes, to_canonical
 from inference.volume.types import Volume, read_only
 
@@ -145,21 +153,6 @@ def _read_header(name: str, data: bytes):
         return read_dicom(data, name, stop_before_pixels=True)
 
 
-def _count(ds, keyword: str, name: str, default: int = 0) -> int:
-    """A count attribute (Rows, Columns) as a non-negative int, or a refusal naming the file."""
-    value = ds.get(keyword, None)
-    try:
-        number = int(value) if value not in (None, "") else default
-    except (TypeError, ValueError, OverflowError):
-        number = -1
-    if number < 0:
-        raise CorruptImage(
-            f"{name} has an invalid {keyword} ({one_line(repr(value), 40)}); the DICOM header is damaged. "
-            "Export it again from PACS."
-        )
-    return number
-
-
 def _text(ds, keyword: str, limit: int = 64) -> str:
     return one_line(str(ds.get(keyword, "") or ""), limit)
 
@@ -235,9 +228,9 @@ def _check_one_patient(images) -> None:
 
 def _check_size(images, max_voxels: int) -> None:
     name, _, ds = images[0]
-    rows, cols = _count(ds, "Rows", name), _count(ds, "Columns", name)
+    rows, cols = dicom_count(ds, "Rows", name), dicom_count(ds, "Columns", name)
     slices = sum(_frames(d) for _, _, d in images)
-    voxels = sum(_count(d, "Rows", n) * _count(d, "Columns", n) * _frames(d) for n, _, d in images)
+    voxels = sum(dicom_count(d, "Rows", n) * dicom_count(d, "Columns", n) * _frames(d) for n, _, d in images)
     if voxels > max_voxels:
         raise InputTooLarge(
             f"The series holds {slices} slice(s) of {cols}x{rows} pixels ({voxels / 1e6:.0f} million "
@@ -297,8 +290,8 @@ def _single_slices(images) -> list[_Slice]:
                 orientation=_floats(ds.get("ImageOrientationPatient", None), 6, "ImageOrientationPatient", name),
                 position=_floats(ds.get("ImagePositionPatient", None), 3, "ImagePositionPatient", name),
                 pixel_spacing=(float(spacing[0]), float(spacing[1])),
-                rows=_count(ds, "Rows", name),
-                cols=_count(ds, "Columns", name),
+                rows=dicom_count(ds, "Rows", name),
+                cols=dicom_count(ds, "Columns", name),
                 slope=slope,
                 intercept=intercept,
             )
@@ -361,8 +354,8 @@ def _multiframe_slices(name: str, ds) -> list[_Slice]:
                     label,
                 ),
                 pixel_spacing=(float(spacing[0]), float(spacing[1])),
-                rows=_count(ds, "Rows", name),
-                cols=_count(ds, "Columns", name),
+                rows=dicom_count(ds, "Rows", name),
+                cols=dicom_count(ds, "Columns", name),
                 slope=slope,
                 intercept=intercept,
             )
@@ -500,7 +493,7 @@ def _pixels(name: str, data: bytes, ref: _Slice, expected: tuple[int, ...]) -> n
 
 def _decode_pixels(name: str, data: bytes, ref: _Slice, expected: tuple[int, ...]) -> np.ndarray:
     ds = read_dicom(data, name)
-    if _count(ds, "SamplesPerPixel", name, 1) != 1:
+    if dicom_count(ds, "SamplesPerPixel", name, 1) != 1:
         raise UnsupportedFormat(f"{name} is a colour image; a CT or MR series must be grayscale.")
     if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise CorruptImage(

@@ -25,7 +25,12 @@ def main(argv: list[str]) -> None:
     for i in itertools.count():
         with sessions.begin() as session:
             record = record_verdict(
-                session, run_id, labels[i % len(labels)], (Verdict.AGREE, Verdict.DISAGREE)[i % 2], reviewer, f"commit {i}"
+                session,
+                run_id,
+                labels[i % len(labels)],
+                (Verdict.AGREE, Verdict.DISAGREE)[i % 2],
+                reviewer,
+                f"commit {i}",
             )
         print(record.verdict_id, flush=True)  # noqa: T201 - the parent process reads ids from stdout
 
