@@ -77,7 +77,8 @@ def _upload_volume() -> Volume | MultiChannelVolume | None:
     if task == TASK_BRATS:
         if len(uploads) != 4:
             st.error(
-                f"The brain tumour model needs exactly 4 NIfTI files (T1c, T1, T2, FLAIR); {len(uploads)} were uploaded."
+                f"The brain tumour model needs exactly 4 NIfTI files (T1c, T1, T2, FLAIR); "
+                f"{len(uploads)} {'was' if len(uploads) == 1 else 'were'} uploaded."
             )
             return None
         return _brats_inputs(uploads)
