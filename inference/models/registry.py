@@ -311,10 +311,6 @@ def register(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-def unregister(model_id: str) -> None:
-    MODELS.pop(model_id, None)
-
-
 def all_models() -> tuple[ModelSpec, ...]:
     """Every registered model, in registration order."""
     return tuple(MODELS.values())
@@ -341,10 +337,6 @@ def get_segmenter(model_id: str) -> SegmentationSpec:
             f"Unknown segmentation model id {model_id!r}; known: {sorted(s.model_id for s in segmenters())}."
         )
     return spec
-
-
-def classifiers() -> tuple[ClassifierSpec, ...]:
-    return tuple(s for s in MODELS.values() if isinstance(s, ClassifierSpec))
 
 
 def segmenters() -> tuple[SegmentationSpec, ...]:

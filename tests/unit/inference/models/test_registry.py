@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from inference.models.loader import import_xrv
 from inference.models.registry import CXR_DENSENET, get_spec
@@ -39,3 +40,16 @@ def test_importing_torchxrayvision_leaves_warning_filters_alone() -> None:
 
 def test_lookup() -> None:
     assert get_spec(CXR_DENSENET.model_id) is CXR_DENSENET
+
+
+def test_register_adds_an_entry_and_refuses_a_different_model_under_a_known_id(monkeypatch) -> None:
+    import dataclasses
+
+    from inference.models import registry
+
+    monkeypatch.setattr(registry, "MODELS", dict(registry.MODELS))
+    renamed = dataclasses.replace(CXR_DENSENET, model_id="site-densenet", display_name="Site DenseNet")
+    assert registry.register(renamed) is renamed and get_spec("site-densenet") is renamed
+    assert registry.register(renamed) is renamed  # the same entry again is fine
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(dataclasses.replace(renamed, input_size=320))
