@@ -195,6 +195,7 @@ def goals(result: dict) -> dict:
         "seg_s <= 1.15 x seg_window_s": result["seg_s"] <= 1.15 * result["seg_window_s"],
         "scroll_rerun_ms <= 50": result["scroll_rerun_ms"] <= 50.0,
         "rss_both_mb <= 3000": result["rss_both_mb"] <= 3000.0,
+        "rss_both_peak_mb <= 3500": result["rss_both_peak_mb"] <= 3500.0,
     }
 
 

@@ -205,12 +205,12 @@ def _run_windows(x: "torch.Tensor", model: "LoadedModel", total: int, progress: 
     import torch
     from monai.inferers import sliding_window_inference
 
-    spec, network = model.segmentation_spec, model.module
+    spec, network, adapter = model.segmentation_spec, model.module, model.adapter
     done = 0
 
     def predictor(window: "torch.Tensor") -> "torch.Tensor":
         nonlocal done
-        out = network(window)
+        out = adapter.segment_window(spec, network, window)
         done += int(window.shape[0])
         if progress is not None:
             fraction = _PREP_END + (_WINDOWS_END - _PREP_END) * min(done, total) / total
