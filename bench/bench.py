@@ -3,11 +3,12 @@
     python bench/bench.py [--repeats N] [--out FILE]
 
 The last line printed is one JSON object. Goals (2-core CPU): all_cams_ms <= 1.3 x forward_ms,
-case_ms <= 2 x forward_ms + decode_ms, rerun_ms <= 50, rss_mb <= 1500;
-shap_s x 1000 <= 1.2 x shap_evals x forward_ms_batched, shap_evals <= 256, shap_max_err <= 0.01;
+case_ms <= 1.2 x (forward_ms + decode_ms), rerun_ms <= 50, rss_mb <= 1500;
+shap_s x 1000 <= 1.2 x shap_evals x forward_ms_batched, shap_evals <= 256, shap_max_err <= 0.01,
+shap_first_use_extra_s <= 1;
 20 threads writing verdicts to SQLite (WAL, synchronous=FULL) sustain >= 200 verdicts/s with no
 error and none lost. Volumes (bench_volumes.py): seg_s <= 1.15 x seg_window_s, scroll_rerun_ms <= 50,
-rss_both_mb <= 3000. Sessions (bench_sessions.py, a real browser): rss_growth_per_session_mb <= 0.5
+rss_both_mb <= 3000, rss_both_peak_mb <= 3500. Sessions (bench_sessions.py, a real browser): rss_growth_per_session_mb <= 0.5
 over 50 reviewer sessions. Untrained weights are used when no trained file is installed: timing does not
 depend on the weight values. PostgreSQL figures (pg_*) are measured on a throwaway server when
 Debian's postgresql binaries are installed, and are null otherwise.
@@ -109,30 +110,67 @@ def shap_timings(loaded, image, repeats: int) -> dict:
     from pipelines.analyze import score_batch
     from xai.cam import CAM_METHODS, pgc_cam
     from xai.faithfulness import faithfulness_of
-    from xai.region_shap import explain_regions, warm_up
+    from xai.region_shap import explain_regions, shap_exact_reference
     from xai.regions import grid_regions
 
     predict = score_batch(loaded)
     batch = np.repeat(image[None, None], SHAP_BATCH, axis=0)
     forward_batched = median_ms(lambda: predict(batch), max(3, repeats // 3)) / SHAP_BATCH
-    start = time.perf_counter()
-    warm_up()
-    first_use_s = time.perf_counter() - start
     regions = grid_regions(loaded.spec.input_size)
+    scored: list[np.ndarray] = []  # every coalition's scores, in the order explain_regions asks for them
+
+    def recording(images: np.ndarray) -> np.ndarray:
+        scored.append(predict(images))
+        return scored[-1]
+
     start = time.perf_counter()
-    result = explain_regions(predict, image, regions, loaded.spec.labels, batch_size=SHAP_BATCH)
+    result = explain_regions(recording, image, regions, loaded.spec.labels, batch_size=SHAP_BATCH)
     shap_s = time.perf_counter() - start
+    reference, reference_base = shap_exact_reference(np.concatenate(scored), len(regions.names))
     cams = {m: pgc_cam(loaded, image[None, None], m, 0) for m in CAM_METHODS}
     faith_ms = median_ms(lambda: faithfulness_of(predict, image, cams, 0), max(3, repeats // 3), warmup=1)
     return {
         "shap_s": shap_s,
-        "shap_first_use_extra_s": first_use_s,
+        **shap_first_use(),
         "shap_evals": result.evaluations,
-        "shap_max_err": result.max_err,
+        "shap_max_err": float(
+            max(np.abs(result.values - reference).max(), np.abs(result.base_values - reference_base).max())
+        ),
         "shap_sum_err": float(np.abs(result.values.sum(axis=1) - (result.scores - result.base_values)).max()),
         "forward_ms_batched": forward_batched,
         "faith_ms": faith_ms,
     }
+
+
+FIRST_USE_PROBE = """
+import sys, time
+sys.path.insert(0, {project!r})
+import numpy as np
+from xai.region_shap import explain_regions, shap_exact_reference
+from xai.regions import grid_regions
+regions = grid_regions(224)
+image = np.zeros((224, 224), np.float32)
+scores = lambda images: np.zeros((len(images), 18))  # no model: what the explanation costs besides it
+times = []
+for _ in range(2):
+    start = time.perf_counter()
+    explain_regions(scores, image, regions, [str(i) for i in range(18)])
+    times.append(time.perf_counter() - start)
+start = time.perf_counter()
+shap_exact_reference(np.zeros((256, 18)), 8)
+print(times[0] - times[1], time.perf_counter() - start)
+"""
+
+
+def shap_first_use() -> dict:
+    """In a fresh process: ``shap_first_use_extra_s``, how much longer the first region SHAP takes
+    than the second, besides the model (what the first explanation in a new server waits extra);
+    ``shap_library_first_use_s``, shap's own Exact explainer on its first use there (compiling its
+    numba kernels), which the app no longer waits for."""
+    code = FIRST_USE_PROBE.format(project=str(PROJECT))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    extra, library = (float(v) for v in done.stdout.split())
+    return {"shap_first_use_extra_s": extra, "shap_library_first_use_s": library}
 
 
 def rerun_timing(repeats: int) -> float:
@@ -344,15 +382,17 @@ def main() -> int:
     result["all_cams_over_forward"] = result["all_cams_ms"] / forward
     result["pgc_over_ours"] = result["pgc_all_cams_ms"] / result["all_cams_ms"]
     result["case_minus_decode_over_forward"] = (result["case_ms"] - result["decode_ms"]) / forward
+    result["case_over_forward_plus_decode"] = result["case_ms"] / (forward + result["decode_ms"])
     result["goals_met"] = {
         "all_cams_ms <= 1.3 x forward_ms": result["all_cams_over_forward"] <= 1.3,
-        "case_ms <= 2 x forward_ms + decode_ms": result["case_minus_decode_over_forward"] <= 2.0,
+        "case_ms <= 1.2 x (forward_ms + decode_ms)": result["case_over_forward_plus_decode"] <= 1.2,
         "rerun_ms <= 50": result["rerun_ms"] <= 50.0,
         "rss_mb <= 1500": result["rss_mb"] <= 1500.0,
         "shap_s x 1000 <= 1.2 x shap_evals x forward_ms_batched": result["shap_s"] * 1000
         <= 1.2 * result["shap_evals"] * result["forward_ms_batched"],
         "shap_evals <= 256": result["shap_evals"] <= 256,
         "shap_max_err <= 0.01": result["shap_max_err"] <= 0.01,
+        "shap_first_use_extra_s <= 1": result["shap_first_use_extra_s"] <= 1.0,
         "verdicts_per_s_20_threads >= 200 on SQLite (synchronous=FULL), 0 errors, 0 lost": result[
             "verdicts_per_s_20_threads"
         ]

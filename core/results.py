@@ -26,7 +26,7 @@ class RegionExplanation:
     regions_source: str
     masking: str
     timing_ms: float
-    max_err: float  # largest difference from a direct enumeration of the Shapley formula
+    max_err: float  # largest additivity error over findings: |sum of values - (score - base)|
 
     def for_label(self, label: str) -> tuple[np.ndarray, float, float]:
         index = self.labels.index(label)

@@ -40,10 +40,8 @@ def explain_regions_and_store(
     from pipelines.analyze import score_batch
     from storage import repository
     from xai.anatomy import choose_regions
-    from xai.region_shap import explain_regions, warm_up
+    from xai.region_shap import explain_regions
 
-    progress(0.0, "preparing SHAP (the first run in this server compiles its kernels, ~10 s)")
-    warm_up()
     regions, note = choose_regions(segmentation, image)
     if note:
         log.info(note)

@@ -1,8 +1,15 @@
 """Shapley values of image regions for every finding, from one shared set of masked forward passes.
 
-With R regions every coalition (2^R, 256 for R = 8) is evaluated once, in batches, for all
-findings at the same time; shap's ``Exact`` explainer turns those evaluations into values. The
-base value is the score with every region hidden; the values add up to score minus base value.
+With R regions every coalition (2^R, 256 for R = 8) is scored once, in batches, for all findings
+at the same time, and the Shapley values follow exactly from that table by their definition (a
+weighted sum of each region's marginal contributions; no sampling). The base value is the score
+with every region hidden; the values add up to score minus base value.
+
+shap's ``Exact`` explainer computes the same values from the same table
+(``shap_exact_reference``); the tests and the benchmark check the two agree (to 1e-15 here). The
+app does not call it: its numba kernels compile for ~10 s in every new process (one of them takes
+a jitted function as an argument, so numba's disk cache cannot keep it), which the first
+explanation in a server would wait for.
 """
 
 from __future__ import annotations
@@ -24,22 +31,54 @@ ProgressCallback = Callable[[float, str], None]
 METHOD = REGION_SHAP_METHOD
 
 
-def _coalition_key(row: Sequence[float]) -> int:
-    return sum(1 << i for i, present in enumerate(row) if present >= 0.5)
+def coalition_table(
+    predict: Predict,
+    image: np.ndarray,
+    regions: RegionSet,
+    *,
+    batch_size: int = 16,
+    progress: ProgressCallback | None = None,
+) -> np.ndarray:
+    """Scores (2^R, C) of every coalition: row k has region i shown where bit i of k is set, and
+    the hidden regions replaced by a strongly blurred copy of the image."""
+    n_regions = len(regions.names)
+    if image.shape != regions.label_map.shape:
+        raise ValueError(f"image is {image.shape} but the regions are on a {regions.label_map.shape} grid.")
+    total = 2**n_regions
+    blurred = strongly_blurred(image)
+    shown = np.stack([regions.mask(i) for i in range(n_regions)])
+    done = 0
+
+    def on_batch(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(done / total, f"{done} of {total} masked images scored")
+
+    images = np.stack(
+        [
+            composite(image, blurred, ~np.any(shown[[i for i in range(n_regions) if key >> i & 1]], axis=0))
+            for key in range(total)
+        ]
+    )
+    return predict_in_batches(predict, images, batch_size, on_batch)
 
 
-def shapley_from_table(table: dict[int, np.ndarray], n_regions: int) -> np.ndarray:
-    """Exact Shapley values (R, C) from the scores of all 2^R coalitions (bit i = region i shown)."""
-    full = (1 << n_regions) - 1
-    values = np.zeros((n_regions, len(table[0])), dtype=np.float64)
-    weights = [
-        math.factorial(k) * math.factorial(n_regions - k - 1) / math.factorial(n_regions) for k in range(n_regions)
-    ]
-    for coalition in range(full + 1):
-        size = bin(coalition).count("1")
-        for region in range(n_regions):
-            if not coalition >> region & 1:
-                values[region] += weights[size] * (table[coalition | 1 << region] - table[coalition])
+def shapley_from_table(table: np.ndarray, n_regions: int) -> np.ndarray:
+    """Exact Shapley values (R, C) from the scores (2^R, C) of all coalitions (bit i = region i shown)."""
+    table = np.asarray(table, dtype=np.float64)
+    if table.shape[0] != 2**n_regions:
+        raise ValueError(f"{table.shape[0]} coalition scores given; {n_regions} regions have {2**n_regions}.")
+    keys = np.arange(2**n_regions)
+    sizes = np.array([bin(k).count("1") for k in keys])
+    weights = np.array(
+        [math.factorial(k) * math.factorial(n_regions - k - 1) / math.factorial(n_regions) for k in range(n_regions)]
+    )
+    values = np.zeros((n_regions, table.shape[1]), dtype=np.float64)
+    for region in range(n_regions):
+        without = keys[(keys >> region & 1) == 0]  # coalitions the region can join
+        gains = table[without | 1 << region] - table[without]
+        values[region] = weights[sizes[without]] @ gains
     return values
 
 
@@ -53,54 +92,46 @@ def explain_regions(
     progress: ProgressCallback | None = None,
 ) -> RegionExplanation:
     """Shapley values of ``regions`` for every output of ``predict`` on one (S, S) model input."""
-    import shap
-
     started = time.perf_counter()
-    n_regions = len(regions.names)
-    if image.shape != regions.label_map.shape:
-        raise ValueError(f"image is {image.shape} but the regions are on a {regions.label_map.shape} grid.")
-    blurred = strongly_blurred(image)
-    region_masks = np.stack([regions.mask(i) for i in range(n_regions)])
-    total = 2**n_regions
-    table: dict[int, np.ndarray] = {}
-    done = 0
-
-    def on_batch(count: int) -> None:
-        nonlocal done
-        done += count
-        if progress is not None:
-            progress(done / total, f"{done} of {total} masked images scored")
-
-    def coalition_scores(coalitions: np.ndarray) -> np.ndarray:
-        keys = [_coalition_key(row) for row in coalitions]
-        todo = sorted({k for k in keys if k not in table})
-        if todo:
-            hidden = [~np.any(region_masks[[i for i in range(n_regions) if k >> i & 1]], axis=0) for k in todo]
-            images = np.stack([composite(image, blurred, h) for h in hidden])
-            for key, scores in zip(todo, predict_in_batches(predict, images, batch_size, on_batch)):
-                table[key] = scores
-        return np.stack([table[k] for k in keys])
-
     if progress is not None:
-        progress(0.0, "preparing the SHAP explainer")
-    explainer = shap.explainers.Exact(coalition_scores, shap.maskers.Independent(np.zeros((1, n_regions))))
-    explanation = explainer(np.ones((1, n_regions)), max_evals=total, silent=True)
-    # shap drops the output axis for a single output; put it back: values (C, R), base (C,).
-    values = np.asarray(explanation.values[0], dtype=np.float64).reshape(n_regions, -1).T
-    base = np.atleast_1d(np.asarray(explanation.base_values[0], dtype=np.float64))
-    direct = shapley_from_table(table, n_regions).T
+        progress(0.0, "masking the regions")
+    table = coalition_table(predict, image, regions, batch_size=batch_size, progress=progress)
+    n_regions = len(regions.names)
+    values = shapley_from_table(table, n_regions).T  # (C, R)
+    base, scores = table[0], table[-1]
     return RegionExplanation(
         labels=tuple(labels),
         region_names=regions.names,
         values=values,
         base_values=base,
-        scores=table[total - 1],
+        scores=scores,
         evaluations=len(table),
         regions_source=regions.source,
         masking=MASKING_DESCRIPTION,
         timing_ms=(time.perf_counter() - started) * 1000.0,
-        max_err=float(np.abs(values - direct).max()),
+        max_err=float(np.abs(values.sum(axis=1) - (scores - base)).max()),
     )
+
+
+def shap_exact_reference(table: np.ndarray, n_regions: int) -> tuple[np.ndarray, np.ndarray]:
+    """shap's ``Exact`` explainer on the same coalition scores: values (C, R) and base values (C,).
+
+    The reference implementation ``explain_regions`` is checked against (tests, benchmark); it
+    compiles shap's numba kernels on first use in a process.
+    """
+    import shap
+
+    table = np.asarray(table, dtype=np.float64)
+
+    def lookup(coalitions: np.ndarray) -> np.ndarray:
+        keys = [sum(1 << i for i, present in enumerate(row) if present >= 0.5) for row in coalitions]
+        return table[keys]
+
+    explainer = shap.explainers.Exact(lookup, shap.maskers.Independent(np.zeros((1, n_regions))))
+    explanation = explainer(np.ones((1, n_regions)), max_evals=2**n_regions, silent=True)
+    # shap drops the output axis for a single output; put it back.
+    values = np.asarray(explanation.values[0], dtype=np.float64).reshape(n_regions, -1).T
+    return values, np.atleast_1d(np.asarray(explanation.base_values[0], dtype=np.float64))
 
 
 def shap_explanation(result: RegionExplanation, label: str) -> Any:
@@ -114,12 +145,12 @@ def shap_explanation(result: RegionExplanation, label: str) -> Any:
     )
 
 
-def warm_up() -> None:
-    """Compile shap's numba kernels once per process (several seconds on first use)."""
-    import shap
-
-    explainer = shap.explainers.Exact(lambda z: np.asarray(z, dtype=float), shap.maskers.Independent(np.zeros((1, 2))))
-    explainer(np.ones((1, 2)), silent=True)
-
-
-__all__ = ["METHOD", "RegionExplanation", "explain_regions", "shap_explanation", "shapley_from_table", "warm_up"]
+__all__ = [
+    "METHOD",
+    "RegionExplanation",
+    "coalition_table",
+    "explain_regions",
+    "shap_exact_reference",
+    "shap_explanation",
+    "shapley_from_table",
+]

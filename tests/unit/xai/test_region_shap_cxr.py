@@ -9,7 +9,7 @@ from inference.images.preprocess import model_input
 from pipelines.analyze import score_batch
 from tests.conftest import load
 from xai.masking import strongly_blurred
-from xai.region_shap import explain_regions
+from xai.region_shap import coalition_table, explain_regions, shap_exact_reference, shapley_from_table
 from xai.regions import REGION_NAMES, grid_regions
 
 
@@ -32,6 +32,31 @@ def test_values_add_up_for_all_18_findings_from_256_shared_evaluations(samples, 
     everything_hidden = predict(strongly_blurred(image)[None, None])[0]
     np.testing.assert_allclose(result.base_values, everything_hidden, atol=1e-5)
     assert progress[-1] == pytest.approx(1.0) and progress == sorted(progress)
+
+
+def test_values_are_what_shaps_exact_explainer_gives_on_the_same_scores(samples, untrained_model) -> None:
+    # shap's Exact explainer is the reference implementation; the app computes the same values
+    # from the same coalition table without shap's numba compile.
+    image = model_input(load(samples / "nih_00000001_000.png").pixels, 224)[0, 0]
+    table = coalition_table(score_batch(untrained_model), image, grid_regions(224))
+    assert table.shape == (256, 18)
+    values, base = shap_exact_reference(table, 8)
+    np.testing.assert_allclose(shapley_from_table(table, 8).T, values, atol=1e-12)
+    np.testing.assert_allclose(table[0], base, atol=1e-12)
+
+
+def test_shapley_values_of_games_with_known_answers() -> None:
+    rng = np.random.default_rng(5)
+    keys = np.arange(256)
+    bits = (keys[:, None] >> np.arange(8)) & 1  # (256, 8): region i shown
+    # An additive game: each region adds its own amount, so its value is exactly that amount.
+    amounts = rng.normal(size=(8, 3))
+    np.testing.assert_allclose(shapley_from_table(bits @ amounts, 8), amounts, atol=1e-12)
+    # A pure interaction: 1 only when regions 0 and 1 are both shown; they split it, others get 0.
+    both = (bits[:, 0] & bits[:, 1]).astype(float)[:, None]
+    np.testing.assert_allclose(shapley_from_table(both, 8)[:, 0], [0.5, 0.5, 0, 0, 0, 0, 0, 0], atol=1e-12)
+    with pytest.raises(ValueError, match="256"):
+        shapley_from_table(np.zeros((128, 1)), 8)
 
 
 def test_regions_cover_the_image_once() -> None:
