@@ -15,7 +15,6 @@ from inference.images.preprocess import display_crop, model_input
 from inference.models.adapters import as_input
 from inference.models.loader import LoadedModel
 from xai.cam import CLOSED_FORM_METHOD, gradcam_all_labels
-from xai.overlay import png_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -23,11 +22,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class CaseAnalysis:
-    """What the review page shows for one image; the display crop is what the model saw."""
+    """What the review page shows for one image; the display crop is what the model saw. Nothing is
+    encoded here: images are encoded where, and when, they are shown."""
 
     facts: CaseFacts
     display: np.ndarray  # uint8 (D, D) square centre crop
-    display_png: bytes  # the same, encoded once
     model_input: np.ndarray  # float32 (1, 1, S, S) for on-demand CAM methods
     prediction: Prediction
     gradcam: CamSet
@@ -74,11 +73,9 @@ def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> CaseAnaly
         model=identity,
         timing_ms=(finished - predicted) * 1000.0,
     )
-    display = display_crop(image.pixels)
     return CaseAnalysis(
         facts=image.facts,
-        display=display,
-        display_png=png_bytes(display),
+        display=display_crop(image.pixels),
         model_input=x,
         prediction=prediction,
         gradcam=gradcam,

@@ -48,6 +48,15 @@ def case_analysis(
     return analyze(_loaded, image, _bands)
 
 
+@st.cache_data(max_entries=128, show_spinner=False)
+def display_png(input_sha256: str, _display: np.ndarray) -> bytes:
+    """The analysed crop as the page shows it, PNG-encoded once per input when first shown (the
+    crop depends on the input alone; the analysis itself, which the CLI also runs, encodes nothing)."""
+    from xai.overlay import png_bytes
+
+    return png_bytes(_display)
+
+
 @st.cache_data(max_entries=512, show_spinner="Computing the heatmap…")
 def cam_map(
     input_sha256: str,

@@ -66,7 +66,7 @@ def cam_viewer(analysis: CaseAnalysis, loaded: LoadedModel, label: str) -> None:
     tag = "" if loaded.trained else f" — {UNTRAINED_LABEL}"
     left, right = st.columns(2)
     left.image(
-        analysis.display_png,
+        results.display_png(analysis.facts.input_sha256, analysis.display),
         caption="Image (the square centre crop the model sees)",
         width="stretch",
         output_format="PNG",
