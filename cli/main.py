@@ -84,7 +84,13 @@ def _write_cams(
     try:
         cam_dir.mkdir(parents=True, exist_ok=True)
         for label in analysis.gradcam.labels:
-            image = overlay(analysis.display, analysis.gradcam.map_for(label), colormap, opacity)
+            image = overlay(
+                analysis.display,
+                analysis.gradcam.map_for(label),
+                colormap,
+                opacity,
+                trained=analysis.prediction.model.trained,
+            )
             (cam_dir / f"{stem}__{_safe_name(label)}{tag}.png").write_bytes(png_bytes(image))
     except OSError as exc:
         raise ReviewError(f"cannot write heatmaps to {cam_dir}: {exc.strerror or exc}") from None

@@ -44,16 +44,22 @@ def colorize(cam: np.ndarray, colormap: str) -> np.ndarray:
     return cv2.LUT(cv2.merge([index, index, index]), colormap_lut(colormap)[None, :, :])
 
 
-def overlay(gray: np.ndarray, cam: np.ndarray, colormap: str, opacity: float) -> np.ndarray:
-    """RGB uint8 blend of a grayscale uint8 image and a [0, 1] heatmap at the image's size."""
+def overlay(gray: np.ndarray, cam: np.ndarray, colormap: str, opacity: float, *, trained: bool) -> np.ndarray:
+    """RGB uint8 blend of a grayscale uint8 image and a [0, 1] heatmap at the image's size.
+
+    A heatmap from untrained weights carries the untrained banner in its pixels, so it stays
+    labelled fullscreen, saved or pasted elsewhere."""
     import cv2
+
+    from core.annotate import with_banner
 
     low, high = OPACITY_RANGE
     if not low <= opacity <= high:
         raise ValueError(f"opacity must be between {low} and {high}, got {opacity}.")
     heat = colorize(resize_map(cam, gray.shape[0]), colormap)
     base = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
-    return cv2.addWeighted(base, 1.0 - opacity, heat, opacity, 0.0)
+    blended: np.ndarray = cv2.addWeighted(base, 1.0 - opacity, heat, opacity, 0.0)
+    return blended if trained else with_banner(blended)
 
 
 def jpeg_bytes(image: np.ndarray, quality: int = 92) -> bytes:
@@ -82,7 +88,7 @@ REGION_COLORMAP = "RdBu_r"  # red raises the score, blue lowers it
 
 
 def region_value_map(
-    gray: np.ndarray, label_map: np.ndarray, values: np.ndarray, opacity: float = 0.5
+    gray: np.ndarray, label_map: np.ndarray, values: np.ndarray, *, trained: bool, opacity: float = 0.5
 ) -> tuple[np.ndarray, float]:
     """RGB image with each region tinted by its value on a diverging scale centred on zero.
 
@@ -90,6 +96,8 @@ def region_value_map(
     """
     import cv2
     from matplotlib import colormaps
+
+    from core.annotate import with_banner
 
     size = gray.shape[0]
     regions = cv2.resize(label_map.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
@@ -101,7 +109,7 @@ def region_value_map(
     blended = cv2.addWeighted(base, 1.0 - opacity, tint, opacity, 0.0)
     edges = cv2.morphologyEx(regions, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
     blended[edges] = (40, 40, 40)
-    return blended, limit
+    return (blended if trained else with_banner(blended)), limit
 
 
 @lru_cache(maxsize=1)

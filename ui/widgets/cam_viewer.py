@@ -76,7 +76,7 @@ def cam_viewer(analysis: CaseAnalysis, loaded: LoadedModel, label: str) -> None:
         right.warning(problem)
     else:
         right.image(
-            jpeg_bytes(overlay(analysis.display, cam, colormap, opacity)),
+            jpeg_bytes(overlay(analysis.display, cam, colormap, opacity, trained=loaded.trained)),
             caption=f"{method} for {label}{tag}",
             width="stretch",
             output_format="JPEG",
@@ -110,7 +110,7 @@ def compare_methods(analysis: CaseAnalysis, loaded: LoadedModel, label: str, col
                 column.warning(f"{heading}. {heatmap_problem(cam)}")
                 continue
             column.image(
-                jpeg_bytes(overlay(analysis.display, cam, colormap, 0.45)),
+                jpeg_bytes(overlay(analysis.display, cam, colormap, 0.45, trained=loaded.trained)),
                 caption=heading,
                 width="stretch",
                 output_format="JPEG",

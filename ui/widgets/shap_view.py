@@ -71,7 +71,7 @@ def _explanation(analysis: CaseAnalysis, loaded: LoadedModel, result: RegionExpl
         key="shap_waterfall",
     )
     regions = _regions_of(result, analysis, loaded)
-    tinted, limit = region_value_map(analysis.display, regions.label_map, np.asarray(values))
+    tinted, limit = region_value_map(analysis.display, regions.label_map, np.asarray(values), trained=loaded.trained)
     right.image(
         png_bytes(tinted),
         caption=f"Regions tinted by their effect on {label}" + ("" if loaded.trained else f" — {UNTRAINED_LABEL}"),
