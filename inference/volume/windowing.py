@@ -16,6 +16,7 @@ CT_PRESETS: dict[str, tuple[float, float]] = {
     "Soft tissue": (40.0, 400.0),
 }
 _HEAD_EXTENT_MM = 250.0  # a head CT covers less than this along the body axis
+_HEAD_FIELD_MM = 280.0  # and less than this across: a head scan's field of view, a body's is 350-500 mm
 _PERCENTILE_SAMPLE = 2_000_000
 
 
@@ -51,6 +52,11 @@ def percentile_window(volume_data: np.ndarray, low: float = 0.5, high: float = 9
 
 
 def default_ct_preset(volume: Volume) -> str:
-    """The CT preset to show a volume first: brain for a head-sized scan, soft tissue for a body."""
-    extent_mm = volume.shape[2] * volume.spacing_mm[2]
-    return "Brain" if extent_mm < _HEAD_EXTENT_MM else "Soft tissue"
+    """The CT preset to show a volume first: brain for a head-sized scan, soft tissue for a body.
+
+    Head-sized means small both along the body axis and across it. The length alone is not enough:
+    a slab of a whole-body CT (or a thick-slice series cut short) is short but 500 mm wide.
+    """
+    extent = [n * s for n, s in zip(volume.shape, volume.spacing_mm)]
+    head = extent[2] < _HEAD_EXTENT_MM and max(extent[0], extent[1]) < _HEAD_FIELD_MM
+    return "Brain" if head else "Soft tissue"

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import streamlit as st
 
+from core.annotate import with_banner
 from inference.volume.slices import (
     VIEWS,
     colour_table,
@@ -57,7 +58,10 @@ def jump_to(view: str, index: int) -> None:
 def _window(volume: Volume) -> tuple[float, float, str]:
     if volume.modality == "CT":
         names = [*CT_PRESETS, _CUSTOM]
-        preset = st.selectbox("Window", names, index=names.index(default_ct_preset(volume)), key="vv::preset")
+        # Keyed by the volume: a body CT opened after a head CT starts in its own default window.
+        preset = st.selectbox(
+            "Window", names, index=names.index(default_ct_preset(volume)), key=f"vv::preset::{volume.input_sha256}"
+        )
         if preset != _CUSTOM:
             level, width = CT_PRESETS[preset]
             return level, width, f"{preset} window L {level:g} / W {width:g} HU"
@@ -143,6 +147,8 @@ def volume_viewer(volume: Volume, segmentation: Segmentation | None, caption_suf
     mask = oriented_slice(label_map.data, view, index) if label_map is not None else None
     table = colour_table(label_map.labels, visible) if label_map is not None else None
     plain, overlay = _render(image, mask, table, opacity, size, view, level, width)
+    if segmentation is not None and not segmentation.model.trained:
+        overlay = with_banner(overlay)  # labelled in the pixels too: fullscreen hides the caption
     left, right = st.columns(2)
     left.image(encode_png(plain), caption="Image", output_format="PNG")
     right.image(

@@ -454,11 +454,12 @@ def test_percentile_window_ignores_background() -> None:
     assert percentile_window(np.zeros((4, 4, 4))) == (0.0, 1.0)
 
 
-def _volume(modality: str, shape: tuple[int, int, int], z_mm: float) -> Volume:
+def _volume(modality: str, shape: tuple[int, int, int], spacing: float | tuple[float, float, float]) -> Volume:
     data = np.linspace(-1000, 1000, int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    x_mm, y_mm, z_mm = spacing if isinstance(spacing, tuple) else (1.0, 1.0, spacing)
     return Volume(
         data=data,
-        affine=np.diag([1.0, 1.0, z_mm, 1.0]),
+        affine=np.diag([x_mm, y_mm, z_mm, 1.0]),
         modality=modality,
         source_format="nifti",
         input_sha256="0" * 64,
@@ -470,6 +471,9 @@ def _volume(modality: str, shape: tuple[int, int, int], z_mm: float) -> Volume:
 def test_default_ct_preset_by_extent() -> None:
     assert default_ct_preset(_volume("CT", (4, 4, 30), 5.0)) == "Brain"  # 150 mm: a head
     assert default_ct_preset(_volume("CT", (4, 4, 80), 5.0)) == "Soft tissue"  # 400 mm: a body
+    # A whole-body CT slab: 200 mm long but 500 mm across (512 x 0.98 mm) is a body, not a head.
+    assert default_ct_preset(_volume("CT", (512, 512, 40), (0.98, 0.98, 5.0))) == "Soft tissue"
+    assert default_ct_preset(_volume("CT", (512, 512, 30), (0.45, 0.45, 5.0))) == "Brain"  # 230 mm across
 
 
 # ---- damaged uploads: one line naming the file ----------------------------------------------
