@@ -7,6 +7,7 @@ import hashlib
 import streamlit as st
 
 from core.errors import ReviewError
+from core.settings import load_settings
 from storage import repository
 from ui import database, resources, results
 from ui.entry import require_app_entry
@@ -30,6 +31,7 @@ if loaded is None:
 
 upload = st.file_uploader(
     "Chest radiograph: DICOM (CR/DX), PNG or JPEG",
+    max_upload_size=load_settings().max_upload_mb,
     help="The file is analysed in memory. The image itself is not stored; findings and verdicts are.",
 )
 if upload is None:
@@ -94,7 +96,8 @@ with cam_col:
     cam_viewer(analysis, loaded, label)
 
 shap_panel(analysis, loaded, run_id, label)
-if st.toggle("Compare all heatmap methods for this finding", key="compare_cams"):
+# Keyed by the case: a new upload starts with the (six-method) comparison off, shown and computed alike.
+if st.toggle("Compare all heatmap methods for this finding", key=f"compare_cams::{sha}"):
     compare_methods(analysis, loaded, label)
 
 finding_verdict_panel(run_id, ranked, prediction.model.trained, with_heatmap=True, scope="review")

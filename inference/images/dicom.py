@@ -62,7 +62,7 @@ def _check_is_radiograph(ds, filename: str) -> tuple[str, ...]:
         what = _MODALITY_NAMES.get(modality, f"a {modality} image")
         raise WrongModality(
             f"{filename} is {what} (Modality {modality}), not a chest radiograph. The chest X-ray "
-            "model needs a CR or DX radiograph; It cannot read CT or MR images."
+            "model reads CR or DX radiographs only; review CT and MR images on the MRI/CT page."
         )
     body_part = one_line(str(getattr(ds, "BodyPartExamined", "") or ""), 16).upper()
     if body_part and body_part not in {"CHEST", "THORAX", "LUNG"}:

@@ -155,8 +155,13 @@ def test_sixteen_bit_dx_dicom(samples: Path) -> None:
 @pytest.mark.parametrize(
     "testfile, error, phrase",
     [
-        ("CT_small.dcm", WrongModality, "not a chest radiograph"),
-        ("MR_small.dcm", WrongModality, "not a chest radiograph"),
+        # One sentence a reader can act on: where a CT or MR image is read instead.
+        ("CT_small.dcm", WrongModality, r"is a CT image \(Modality CT\), not a chest radiograph\. .*MRI/CT page\.$"),
+        (
+            "MR_small.dcm",
+            WrongModality,
+            r"not a chest radiograph\. The chest X-ray model reads CR or DX radiographs only; ",
+        ),
         ("test-SR.dcm", NoPixelData, "without an image"),
         ("rtplan_truncated.dcm", NoPixelData, "without an image"),
     ],
