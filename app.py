@@ -44,7 +44,7 @@ navigation = st.navigation(
     ]
 )
 try:
-    sidebar.render()
+    sidebar.render(navigation.url_path)
     with app_entry():
         navigation.run()
 except ReviewError as problem:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import ChannelAssignmentError, ReviewError
+from inference.masks.load import default_threshold
 from inference.models.registry import BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET
 from inference.volume.case import UPLOADED_MASK_MODEL_ID, case_facts, reviewed_structures
 from inference.volume.ingest import BRATS_CHANNELS, assign_mri_channels
@@ -29,6 +30,7 @@ TASK_MASK = "A mask from another tool"
 TASKS = (TASK_BRATS, TASK_CT, TASK_MASK)
 CHANNEL_NAMES = {"t1c": "T1c (contrast)", "t1": "T1", "t2": "T2", "flair": "FLAIR"}
 SEG_RUN_IDS = "segmentation_run_ids"
+SHOWN_UPLOADS = "volume_uploads_shown"  # per task: (files listed, files read as the volume)
 
 st.title("Review an MRI or CT volume")
 task = st.segmented_control("What to review", TASKS, default=TASK_BRATS, key="volume_task") or TASK_BRATS
@@ -82,7 +84,41 @@ def _upload_volume() -> Volume | MultiChannelVolume | None:
             )
             return None
         return _brats_inputs(uploads)
+    uploads = _newest_drop(uploads)
     return results.volume(results.upload_key(uploads), tuple(uploads))
+
+
+def _newest_drop(uploads: list) -> list:
+    """The files to read as the volume. The uploader keeps every file dropped on it, so a second
+    volume dropped after a first one arrives with it; the files added since the last volume was
+    shown are read alone when they make a volume by themselves (a new case), and together with
+    the earlier ones otherwise (more files of the same DICOM series). Files are told apart by name
+    and size, which survive a rerun."""
+    state_key = f"{SHOWN_UPLOADS}::{task}"
+    ids = [f"{u.name}:{u.size}" for u in uploads]
+    listed, active = st.session_state.get(state_key, ((), ()))
+    if tuple(ids) == tuple(listed):
+        chosen = [u for u, i in zip(uploads, ids) if i in set(active)] or uploads
+    else:
+        chosen = uploads
+        added = [u for u, i in zip(uploads, ids) if i not in set(listed)]
+        if listed and set(listed) <= set(ids) and added:
+            try:
+                results.volume(results.upload_key(added), tuple(added))
+                chosen = added
+            except ReviewError:
+                chosen = uploads  # not a volume alone: part of the same series
+        st.session_state[state_key] = (tuple(ids), tuple(f"{u.name}:{u.size}" for u in chosen))
+    if len(chosen) < len(uploads):
+        kept = {id(u) for u in chosen}
+        set_aside = ", ".join(u.name for u in uploads if id(u) not in kept)
+        st.info(
+            md_escape(
+                f"Showing {', '.join(u.name for u in chosen)}, added last. Set aside: {set_aside} "
+                "(remove it from the list above with ×)."
+            )
+        )
+    return chosen
 
 
 def _model_segmentation(inputs, spec) -> tuple[Segmentation, int] | None:
@@ -113,16 +149,31 @@ def _uploaded_segmentation(volume: Volume) -> tuple[Segmentation, int] | None:
         "Label names (optional): JSON or CSV legend", key="legend_upload", type=["json", "csv", "txt"]
     )
     probability = right.checkbox(
-        "It is a probability map", key="mask_is_probability", help="Voxels at or above the threshold become label 1."
+        "It is a probability map",
+        key="mask_is_probability",
+        help="Voxels at or above the threshold become label 1. The threshold is in the map's own values.",
     )
-    threshold = right.number_input("Threshold", value=0.5, key="mask_threshold", disabled=not probability)
     if masks is None:
         st.caption("Upload a label map from nnU-Net, TotalSegmentator or another tool to review it here.")
         return None
+    threshold = None
+    if probability:
+        # In the map's own units, starting at half its scale: 0.5 on a 0-255 map would keep every
+        # voxel above zero, so the range is read and shown first.
+        lo, hi = results.probability_range(results.upload_key([masks]), masks)
+        threshold = float(
+            right.number_input(
+                "Threshold",
+                min_value=lo,
+                max_value=hi,
+                value=default_threshold((lo, hi)),
+                key=f"mask_threshold::{results.upload_key([masks])}",
+                format="%g",
+            )
+        )
+        right.caption(md_escape(f"The map's values run from {lo:g} to {hi:g}; kept: ≥ {threshold:g}."))
     key = results.upload_key([masks] + ([legend] if legend else []))
-    segmentation = results.uploaded_mask(
-        key, volume.input_sha256, float(threshold) if probability else None, masks, legend, volume
-    )
+    segmentation = results.uploaded_mask(key, volume.input_sha256, threshold, masks, legend, volume)
     return segmentation, _stored_run(volume, segmentation)
 
 
@@ -160,8 +211,7 @@ def _results(segmentation: Segmentation, run_id: int) -> None:
             f"model {model.model_id}, {weights} sha256 {model.weights_sha256[:12]}…, "
             f"{segmentation.timing_ms / 1000:.1f} s on {model.device.upper()}"
         )
-    params = ", ".join(f"{k} {v}" for k, v in segmentation.params if k != "mask_sha256")
-    st.caption(md_escape(f"Segmentation run #{run_id} · {what} · {params}"))
+    st.caption(md_escape(f"Segmentation run #{run_id} · {what}"))
     measurements = reviewed_structures(segmentation.measurements)
     absent = [m.name for m in segmentation.measurements if m not in measurements]
     label_colours = {info.value: "#{:02x}{:02x}{:02x}".format(*info.color) for info in segmentation.label_map.labels}
@@ -181,6 +231,10 @@ def _results(segmentation: Segmentation, run_id: int) -> None:
     )
     if absent:
         st.caption(md_escape(f"No voxels, so not listed for review ({len(absent)}): " + ", ".join(absent)))
+    params = [{"parameter": k, "value": v} for k, v in segmentation.params if k != "mask_sha256"]
+    if params:
+        with st.expander("How it was computed (run parameters)"):
+            st.dataframe(params, hide_index=True)
     present = {m.name: m for m in measurements if m.axial_first is not None}
     if present:
         st.selectbox(

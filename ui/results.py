@@ -108,6 +108,18 @@ def _contents(uploads) -> list[tuple[str, bytes]]:
     return [(u.name, u.getvalue()) for u in uploads]
 
 
+@st.cache_data(max_entries=8, show_spinner="Reading the probability map's range…")
+def probability_range(key: str, _mask) -> tuple[float, float]:
+    """The value range of an uploaded probability map, read once per upload."""
+    from inference.masks.load import probability_map_range
+
+    settings = load_settings()
+    [(name, data)] = _contents([_mask])
+    return probability_map_range(
+        name, data, max_bytes=settings.max_volume_upload_mb * 1_000_000, max_voxels=settings.max_volume_voxels
+    )
+
+
 @st.cache_resource(max_entries=4, ttl=4 * 3600, show_spinner="Reading the volume…")
 def volume(key: str, _uploads: tuple):
     """One NIfTI, a DICOM series (files or a zip) or a multi-frame DICOM as a canonical Volume."""

@@ -111,6 +111,35 @@ def load_label_map(
         return _label_map(name, data, volume, labels, names, kind, threshold, legend)
 
 
+def probability_map_range(name: str, data: bytes, *, max_bytes: int, max_voxels: int) -> tuple[float, float]:
+    """The lowest and highest value of a NIfTI probability map, so the reader sees its scale (0 to 1,
+    0 to 100 or 0 to 255) before choosing a threshold in it.
+
+    Raises:
+        UnsupportedFormat: a DICOM SEG or another non-NIfTI file (a SEG needs no threshold).
+        InputRejected: any other unreadable or oversized upload.
+    """
+    if sniff(data) not in (Format.GZIP, Format.NIFTI1, Format.NIFTI2):
+        raise UnsupportedFormat(
+            f"{name} is not a NIfTI file, so it is not a probability map to threshold. A DICOM SEG says itself "
+            "which voxels are inside: untick 'It is a probability map'."
+        )
+    raw, _ = _read_nifti_labels(data, name, max_bytes=max_bytes, max_voxels=max_voxels)
+    lo, hi = np.inf, -np.inf
+    for _, block in _blocks(raw):
+        finite = block[np.isfinite(block)] if block.dtype.kind == "f" else block
+        if finite.size:
+            lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+    if lo > hi:
+        raise CorruptImage(f"{name} holds no finite value; it is not a usable probability map.")
+    return lo, hi
+
+
+def default_threshold(value_range: tuple[float, float]) -> float:
+    """Half the map's scale: 0.5 for probabilities 0 to 1, half the maximum for 0-100 or 0-255 maps."""
+    return 0.5 if value_range[1] <= 1.0 else value_range[1] / 2.0
+
+
 def _label_map(
     name: str,
     data: bytes,

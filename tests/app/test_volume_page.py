@@ -169,6 +169,12 @@ def test_brats_case_runs_through_the_untrained_network_labelled_everywhere(untra
     structures = list(at.dataframe[0].value["structure"])
     assert structures == ["Tumour core", "Whole tumour", "Enhancing tumour", "Necrotic core", "Oedema"]
     assert "(untrained model: meaningless)" in said.replace("\\", "")
+    # The run's caption says what ran; its technical parameters sit behind a details toggle.
+    [caption] = [c.value for c in at.caption if c.value.startswith("Segmentation run")]
+    assert "roi" not in caption and "blend" not in caption and "sw\\_batch" not in caption
+    [details] = [e for e in at.expander if e.label == "How it was computed (run parameters)"]
+    parameters = details.dataframe[0].value
+    assert {"bundle", "roi", "windows", "resampling"} <= set(parameters["parameter"])
 
 
 def test_missing_segmentation_weights_say_where_they_go_and_offer_untrained_mode():
@@ -181,3 +187,69 @@ def test_missing_segmentation_weights_say_where_they_go_and_offer_untrained_mode
     assert not any(b.key == "segment::monai-brats-segresnet" for b in at.button)
     at.button(key="untrained::monai-brats-segresnet").click().run()
     assert any(b.key == "segment::monai-brats-segresnet" for b in at.button)
+
+
+# --- details a new user ran into (issue 9's defect list) -------------------------------------
+
+
+def test_a_0_255_probability_map_is_thresholded_at_half_its_scale_with_the_range_shown():
+    """0.5 on the 0-255 grey-matter map kept every voxel above zero (1961.9 mL); half the scale
+    (127.5) gives the grey matter (about 1080 mL), and the page says what the map's values are."""
+    require_samples()
+    at = _open_mask_task(new_app())
+    t1 = (MRI / "mni152_t1.nii.gz").read_bytes()
+    at.file_uploader(key=f"volume_upload::{MASK_TASK}").set_value([("mni152_t1.nii.gz", t1, "application/gzip")]).run()
+    at.checkbox(key="mask_is_probability").check().run()
+    gm = (MRI / "mni152_gm_prob.nii.gz").read_bytes()
+    at.file_uploader(key="mask_upload").set_value(("mni152_gm_prob.nii.gz", gm, "application/gzip")).run()
+    assert not at.exception, at.exception
+    assert "The map's values run from 0 to 255; kept: ≥ 127.5." in texts(at).replace("\\", "")
+    [threshold] = [n for n in at.number_input if (n.key or "").startswith("mask_threshold")]
+    assert threshold.value == 127.5
+    table = at.dataframe[0].value
+    volume_ml = float(table.loc[table["structure"] == "Label 1", "volume (mL)"].iloc[0])
+    expected = int((np.asarray(nib.load(MRI / "mni152_gm_prob.nii.gz").dataobj) >= 127.5).sum()) / 1000
+    assert volume_ml == round(expected, 1) and 1000 < volume_ml < 1150
+
+
+def _ct_nifti(shape: tuple[int, int, int], spacing_mm: tuple[float, float, float]) -> bytes:
+    x, y = np.ogrid[: shape[0], : shape[1]]
+    body = ((x - shape[0] / 2) / (shape[0] * 0.4)) ** 2 + ((y - shape[1] / 2) / (shape[1] * 0.3)) ** 2 <= 1
+    data = np.where(body[..., None], 40.0, -1000.0) * np.ones(shape, np.float32)
+    return _nifti(data.astype(np.float32), np.diag([*spacing_mm, 1.0]))
+
+
+def test_each_ct_opens_in_its_own_window_a_whole_body_slab_in_soft_tissue():
+    """A head CT opens in the brain window; a 100 mm slab of a 500 mm wide body CT dropped next
+    is read alone (not with the head CT still in the list) and opens in the soft-tissue window."""
+    at = new_app()
+    at.run()
+    at.switch_page("pages/volumes.py").run()
+    at.segmented_control(key="volume_task").set_value("Whole-body CT structures").run()
+    uploader = "volume_upload::Whole-body CT structures"
+    head = ("head_ct.nii.gz", _ct_nifti((200, 200, 30), (1.0, 1.0, 5.0)), "application/gzip")
+    at.file_uploader(key=uploader).set_value([head]).run()
+    assert not at.exception, at.exception
+    assert "Brain window L 40 / W 80 HU" in texts(at)
+    body = ("body_ct_slab.nii.gz", _ct_nifti((256, 256, 20), (1.95, 1.95, 5.0)), "application/gzip")
+    at.file_uploader(key=uploader).set_value([head, body]).run()
+    assert not at.exception, at.exception
+    said = texts(at).replace("\\", "")
+    assert not [e for e in at.error if "uploaded together" in e.value]
+    assert "body_ct_slab.nii.gz · CT" in said and "256 x 256 x 20 voxels" in said
+    assert "Set aside: head_ct.nii.gz" in said
+    assert "Soft tissue window L 40 / W 400 HU" in said
+
+
+def test_one_file_for_the_brain_tumour_model_is_counted_in_words_and_the_sidebar_names_its_models():
+    from inference.models.registry import segmenters
+
+    at = new_app()
+    at.run()
+    at.switch_page("pages/volumes.py").run()
+    files = _small_brats_files()[:1]
+    at.file_uploader(key="volume_upload::Brain tumour (MRI, 4 channels)").set_value(files).run()
+    assert "exactly 4 NIfTI files (T1c, T1, T2, FLAIR); 1 was uploaded." in " ".join(e.value for e in at.error)
+    sidebar = " ".join(c.value for c in at.sidebar.caption)
+    assert all(spec.display_name in sidebar for spec in segmenters())
+    assert "DenseNet" not in sidebar  # the chest X-ray model is not what this page runs

@@ -7,9 +7,12 @@ import streamlit as st
 from core.errors import WeightsInvalid, WeightsMissing
 from core.settings import load_settings
 from inference.models.loader import UNTRAINED_LABEL, LoadedModel
+from inference.models.registry import segmenters
 from inference.models.weights import import_command, installed_weights_path
 from ui import models
 from ui.session import ALLOW_UNTRAINED
+
+VOLUME_PAGE = "volumes"  # the MRI/CT page's url path (app.py)
 
 DISCLAIMER = (
     "Research and demonstration tool, not a cleared medical device. AI output must not be used "
@@ -64,23 +67,25 @@ def require_model() -> LoadedModel | None:
     return None
 
 
-def sidebar_status() -> None:
-    state = models.classifier()
+def _sidebar_line(display_name: str, state: LoadedModel | Exception) -> str:
+    if not isinstance(state, LoadedModel):
+        return f"{display_name}  \n:red[:material/error: weights missing] — see the page for the fix"
+    weights = "trained weights" if state.trained else ":red[:material/warning: **UNTRAINED weights** (meaningless)]"
+    return (
+        f"{display_name}  \n{weights}  \nweights sha256 {state.weights_sha256[:12]}…  \ndevice: {state.device.upper()}"
+    )
+
+
+def sidebar_status(page: str | None = None) -> None:
+    """The models the page in view runs: the segmentation networks on the MRI/CT page, the chest
+    X-ray classifier elsewhere (the case, worklist and analytics pages show its runs)."""
+    if page == VOLUME_PAGE:
+        st.sidebar.markdown("**Models**")
+        for spec in segmenters():
+            st.sidebar.caption(_sidebar_line(spec.display_name, models.seg_model(spec.model_id)))
+        return
     st.sidebar.markdown("**Model**")
-    if isinstance(state, LoadedModel):
-        weights = (
-            "trained weights"
-            if state.trained
-            else ":red[:material/warning: **UNTRAINED weights** (scores meaningless)]"
-        )
-        st.sidebar.caption(
-            f"{models.classifier_spec().display_name}  \n{weights}  \nweights sha256 {state.weights_sha256[:12]}…  \n"
-            f"device: {state.device.upper()}"
-        )
-    else:
-        st.sidebar.caption(
-            f"{models.classifier_spec().display_name}  \n:red[:material/error: weights missing] — see the page for the fix"
-        )
+    st.sidebar.caption(_sidebar_line(models.classifier_spec().display_name, models.classifier()))
 
 
 def seg_model_panel(spec):

@@ -27,7 +27,8 @@ def _keep_reviewer() -> None:
     st.session_state[REVIEWER] = typed
 
 
-def render() -> None:
+def render(page: str | None = None) -> None:
+    """The sidebar for the page at url path ``page``."""
     if auth_configured():
         who = current_reviewer()
         with st.sidebar:
@@ -42,7 +43,7 @@ def render() -> None:
                 st.button("Sign out", on_click=st.logout)
     else:
         _open_mode_name()
-    sidebar_status()
+    sidebar_status(page)
     st.sidebar.divider()
     st.sidebar.caption(DISCLAIMER)
 
