@@ -19,17 +19,38 @@ from ui.identity import auth_configured, visible_reviewer
 
 require_app_entry()
 
+CONFUSION_COLUMNS = (
+    ((True, True), "AI present · reader present"),
+    ((True, False), "AI present · reader absent"),
+    ((False, True), "AI absent · reader present"),
+    ((False, False), "AI absent · reader absent"),
+)
+
+
+def agreement_table(facts) -> pd.DataFrame:
+    """One row per finding, one column per (AI, reader) pair, each column saying which side is which."""
+    rows = [
+        {"finding": finding, **{name: counts.get(pair, 0) for pair, name in CONFUSION_COLUMNS}}
+        for finding, counts in sorted(agreement.confusion(facts).items())
+    ]
+    return pd.DataFrame(rows, columns=["finding", *(name for _, name in CONFUSION_COLUMNS)])
+
+
 st.title("Analytics")
 st.caption("Current verdicts only (a changed verdict counts once, as it stands now).")
 
 today = datetime.now(UTC).date()
 filters = st.columns([2, 2, 2, 1.4])
 dates = filters[0].date_input("Verdicts between", (today - timedelta(days=90), today), key="an_dates")
-include_untrained = filters[3].toggle("Include untrained runs", value=False, key="an_untrained")
 with database.transaction() as session:
-    everything = reporting.current_verdict_facts(session, include_untrained=include_untrained)
+    recorded = reporting.current_verdict_facts(session, include_untrained=True)
     windows = reporting.first_and_last_verdict_times(session)
     names = repository.reviewer_names(session)
+# In a demo every run is untrained: then the page starts with them included (and says so at the
+# top) rather than empty; once trained runs exist it starts with those alone.
+demo_only = bool(recorded) and not any(f.trained for f in recorded)
+include_untrained = filters[3].toggle("Include untrained runs", value=demo_only, key="an_untrained")
+everything = recorded if include_untrained else [f for f in recorded if f.trained]
 model = filters[1].selectbox("Model", ["all"] + sorted({f.model_id for f in everything}), key="an_model")
 only = visible_reviewer()
 if only is None:
@@ -105,37 +126,22 @@ chart = px.bar(
     labels={"agree with AI": "share of agree (agree + disagree)"},
 )
 st.plotly_chart(chart, config={"displayModeBar": False})
-st.dataframe(
-    frame,
-    hide_index=True,
-    column_config={
-        "agree with AI": st.column_config.NumberColumn(format="percent"),
-        "reader agreement": st.column_config.NumberColumn(format="%.2f"),
-    },
+# Shown as text: a missing rate or kappa reads "–" (the measure column says why), never "None".
+shown = frame.assign(
+    **{
+        "agree with AI": [f"{v:.0%}" if v is not None else "– (only unsure)" for v in frame["agree with AI"]],
+        "reader agreement": [f"{v:.2f}" if v is not None else "–" for v in frame["reader agreement"]],
+    }
 )
+st.dataframe(shown, hide_index=True)
 
 st.subheader("AI versus reader, per finding")
 st.caption(
-    "What the reader's verdict implies about the finding: agreeing with a positive or critical band means "
-    "present, disagreeing means absent; the reverse for a negative band. Indeterminate and unsure are left out."
+    "Verdicts counted by what the AI said (its band) and what the reader's verdict implies: agreeing with a "
+    "positive or critical band means present, disagreeing means absent; the reverse for a negative band. "
+    "Indeterminate and unsure are left out."
 )
-rows = []
-for finding, counts in sorted(agreement.confusion(facts).items()):
-    for (ai, reader_says), n in counts.items():
-        rows.append(
-            {
-                "finding": finding,
-                "AI": "present" if ai else "absent",
-                "reader": "present" if reader_says else "absent",
-                "verdicts": n,
-            }
-        )
-if rows:
-    st.dataframe(
-        pd.DataFrame(rows).pivot_table(
-            index="finding", columns=["AI", "reader"], values="verdicts", fill_value=0, aggfunc="sum"
-        )
-    )
+st.dataframe(agreement_table(facts), hide_index=True)
 
 left, right = st.columns(2)
 bands = Counter(f.band.value for f in facts)

@@ -117,10 +117,11 @@ if st.toggle("Show the audit trail", key=f"audit::{case_id}"):
         [
             {
                 "time (UTC)": e.at.strftime("%Y-%m-%d %H:%M:%S"),
-                "who": names.get(e.actor, e.actor),
+                # Never "None": the system acts without a name, and empty details are left out.
+                "who": names.get(e.actor, e.actor) if e.actor else "system",
                 "event": e.kind.replace("_", " "),
-                "run": e.run_id,
-                "detail": ", ".join(f"{k}={v}" for k, v in e.detail.items()),
+                "run": f"#{e.run_id}" if e.run_id is not None else "–",
+                "detail": ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e.detail.items() if v not in (None, "")),
             }
             for e in events
         ],

@@ -58,19 +58,47 @@ def test_worklist_lists_cases_with_status_and_finds_the_next_unreviewed(untraine
     assert "Case 2" in texts(at), "the newest case not yet fully reviewed comes first"
 
 
-def test_analytics_excludes_untrained_runs_unless_asked_and_labels_them(untrained_env, samples: Path) -> None:
+def test_analytics_in_a_demo_starts_with_the_untrained_runs_labelled(untrained_env, samples: Path) -> None:
+    """With only untrained runs (a demo) the page is not empty: they are in, under the red label;
+    once a trained run is reviewed, the page starts with trained runs alone."""
     at, _ = analysed_case(samples, verdict="agree")
     at.switch_page("pages/analytics.py").run()
     assert not at.exception
-    assert "No verdicts match these filters yet." in texts(at)
-    at.toggle(key="an_untrained").set_value(True).run()
-    assert not at.exception
+    assert at.toggle(key="an_untrained").value is True
     assert any("UNTRAINED" in e.value for e in at.error)
     metrics = {m.label: m.value for m in at.get("metric")}
     assert metrics["Verdicts"] == "1" and metrics["Agree with AI"] == "100%"
     frame = at.dataframe[0].value
     assert list(frame["verdicts"]) == [1] and frame["measure"][0].startswith("needs 2")
+    assert frame["reader agreement"][0] == "–" and frame["agree with AI"][0] == "100%"
+    assert "None" not in frame.astype(str).to_numpy().ravel().tolist()
+    [ai_vs_reader] = [d.value for d in at.dataframe[1:2]]
+    assert list(ai_vs_reader.columns) == [
+        "finding",
+        "AI present · reader present",
+        "AI present · reader absent",
+        "AI absent · reader present",
+        "AI absent · reader absent",
+    ]
+    assert int(ai_vs_reader.drop(columns="finding").to_numpy().sum()) == 1
     assert [b.label for b in at.get("download_button")] == ["Verdicts (CSV)", "Runs and verdict history (JSON)"]
+    at.toggle(key="an_untrained").set_value(False).run()
+    assert "No verdicts match these filters yet." in texts(at)
+
+    from core.settings import load_settings
+    from core.vocabulary import Verdict
+    from storage import repository
+    from storage.db import open_database
+    from tests.unit.storage.test_storage import FACTS, prediction
+
+    with open_database(load_settings().database_url).begin() as session:
+        run = repository.store_analysis(session, FACTS, prediction(weights="b" * 64, trained=True), "Grad-CAM")
+        repository.record_verdict(session, run.run_id, "Effusion", Verdict.AGREE, "Dr Test", "")
+    later = new_app()
+    later.switch_page("pages/analytics.py").run()
+    assert later.toggle(key="an_untrained").value is False
+    assert {m.label: m.value for m in later.get("metric")}["Verdicts"] == "1"
+    assert not any("UNTRAINED" in e.value for e in later.error)
 
 
 def test_cases_page_when_empty(untrained_env) -> None:
@@ -111,6 +139,19 @@ def test_about_page_says_it_is_not_a_medical_device() -> None:
     assert "not where disease is" in texts(at)
 
 
+def test_about_page_covers_every_registered_model_not_only_chest_xrays() -> None:
+    from inference.models.registry import all_models
+
+    at = new_app()
+    at.switch_page("pages/about.py").run()
+    said = texts(at)
+    assert "MRI and CT volumes" in said and "Chest X-rays" in said
+    table = at.dataframe[0].value
+    assert list(table["model"]) == [spec.display_name for spec in all_models()]
+    reads = " ".join(table["reads and says"])
+    assert "MRI volume" in reads and "CT volume" in reads and "18 findings" in reads
+
+
 def test_sidebar_takes_the_reviewer_name() -> None:
     at = new_app(reviewer=None)
     at.run()
@@ -140,7 +181,10 @@ def test_the_case_page_shows_the_audit_trail(untrained_env, samples: Path) -> No
     trail = at.dataframe[-1].value
     assert list(trail["event"]) == ["case created", "analysis run", "verdict set", "verdict changed"]
     assert list(trail["who"]) == ["Dr Test"] * 4
-    assert "trained=False" in trail["detail"][1] and f"finding={label}" in trail["detail"][3]
+    assert "trained False" in trail["detail"][1] and f"finding {label}" in trail["detail"][3]
+    assert trail["run"][0] == "–" and trail["run"][1] == "#1"  # the case event has no run: a dash, not None
+    assert "None" not in trail.astype(str).to_numpy().ravel().tolist()
+    assert not any("None" in detail for detail in trail["detail"])
 
 
 def test_a_signed_in_admin_changes_the_bands_and_it_is_audited(untrained_env, monkeypatch) -> None:
@@ -173,7 +217,6 @@ def test_open_mode_analytics_shows_everyone_s_verdicts_without_a_name(untrained_
     analysed_case(samples, verdict="agree")
     other = new_app(reviewer=None)
     other.switch_page("pages/analytics.py").run()
-    other.toggle(key="an_untrained").set_value(True).run()
     assert not other.exception
     said = texts(other)
     assert "Open mode: everyone's verdicts are shown. A name is needed only to record verdicts." in said
