@@ -13,6 +13,7 @@ from ui.identity import visible_reviewer
 from ui.text import md_escape
 from ui.widgets import figures
 from ui.widgets.charts import band_legend_text, score_text, shap_waterfall
+from ui.widgets.next_case import next_unreviewed_button
 from ui.widgets.verdicts import finding_verdict_panel, history_table
 
 require_app_entry()
@@ -43,7 +44,10 @@ if run is None:
     st.error("This case's analysis could not be found; it may have been removed by an administrator.")
     st.stop()
 
-st.subheader(f"Case {case_id}")
+header, jump = st.columns([3, 2], vertical_alignment="bottom")
+header.subheader(f"Case {case_id}")
+with jump:
+    next_unreviewed_button(cases, current_run=run.run_id)
 st.caption(
     " · ".join(
         md_escape(x)

@@ -18,6 +18,7 @@ from ui.widgets import figures
 from ui.widgets.cam_viewer import cam_viewer, compare_methods
 from ui.widgets.charts import band_legend_text
 from ui.widgets.model_status import require_model
+from ui.widgets.next_case import next_unreviewed_button
 from ui.widgets.shap_view import shap_panel
 from ui.widgets.verdicts import finding_verdict_panel, history_table
 from xai.cam import CLOSED_FORM_METHOD
@@ -101,5 +102,6 @@ if st.toggle("Compare all heatmap methods for this finding", key=f"compare_cams:
     compare_methods(analysis, loaded, label)
 
 finding_verdict_panel(run_id, ranked, prediction.model.trained, with_heatmap=True, scope="review")
+next_unreviewed_button(current_run=run_id)
 if st.toggle("Show the verdict history for this case", key="show_history"):
     history_table(run_id)

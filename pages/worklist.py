@@ -12,6 +12,7 @@ from ui import database
 from ui.downloads import export_button
 from ui.entry import require_app_entry
 from ui.identity import visible_reviewer
+from ui.widgets.next_case import CASE_PAGE, next_unreviewed_button
 
 require_app_entry()
 
@@ -68,13 +69,7 @@ if not rows:
         st.info("No cases yet. Analyse a chest X-ray or an MRI/CT volume and it appears here.")
     st.stop()
 
-unreviewed = [r for r in rows if r.readers_done == 0]
-if unreviewed:
-    if st.button(
-        f"Next unreviewed case (case {unreviewed[0].case_id}, {unreviewed[0].top_band.value})", type="primary"
-    ):
-        st.switch_page("pages/cases.py", query_params={"case": str(unreviewed[0].case_id)})
-else:
+if not next_unreviewed_button(rows):
     st.success("Every case has been fully reviewed by at least one reader.")
 
 filters = st.columns(4)
@@ -98,7 +93,6 @@ shown = [r for r in rows if keep(r)]
 table = pd.DataFrame(
     [
         {
-            "open": f"/cases?case={r.case_id}",
             "case": r.case_id,
             "analysed (UTC)": r.analysed_at.strftime("%Y-%m-%d %H:%M"),
             "modality": r.modality,
@@ -110,14 +104,15 @@ table = pd.DataFrame(
         }
         for r in shown
     ],
-    columns=["open", "case", "analysed (UTC)", "modality", "view", "highest band", "top finding", "status", "weights"],
+    columns=["case", "analysed (UTC)", "modality", "view", "highest band", "top finding", "status", "weights"],
 )
-st.dataframe(
-    table,
-    hide_index=True,
-    column_config={"open": st.column_config.LinkColumn("open", display_text="open")},
-)
+# A row opens its case in this tab (a link opened a new tab: a new session without the reviewer's
+# name or the untrained choice).
+picked = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row", key="wl_table")
 st.caption(
-    f"{len(shown)} of {len(rows)} cases · critical first, then newest · 'reviewed by N': N readers gave a verdict on every finding"
+    f"{len(shown)} of {len(rows)} cases · critical first, then newest · 'reviewed by N': N readers gave a "
+    "verdict on every finding · click a row to open its case"
 )
+if picked.selection.rows:
+    st.switch_page(CASE_PAGE, query_params={"case": str(shown[picked.selection.rows[0]].case_id)})
 volume_section()

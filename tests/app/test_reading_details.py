@@ -49,11 +49,79 @@ def test_score_labels_sit_in_their_own_column_clear_of_the_markers(untrained_env
     _upload(at, samples / "nih_00000001_000.png")
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
     traces = [t for t in figure["data"] if t["type"] == "scatter"]
-    markers = [t for t in traces if "markers" in t["mode"]]
-    labels = [t for t in traces if "text" in t["mode"]]
-    assert markers and labels
-    assert all("text" not in t["mode"] for t in markers), "no label drawn beside a diamond"
-    plot_right = figure["layout"]["xaxis"]["range"][1]
-    for trace in labels:
-        assert len(trace["text"]) == 18 and all("(untrained)" in text for text in trace["text"])
-        assert min(trace["x"]) > plot_right, "labels right of the bars, never over a marker"
+    assert traces and all("text" not in t["mode"] for t in traces), "no label drawn beside a diamond"
+    labels = figure["layout"]["annotations"]
+    assert len(labels) == 18 and all("(untrained)" in a["text"] for a in labels)
+    # In the right margin, left-aligned at the plot's edge: never over a bar or a marker.
+    assert all(a["xref"] == "paper" and a["x"] >= 1.0 and a["xanchor"] == "left" for a in labels)
+    assert figure["layout"]["margin"]["r"] >= 110  # room for "0.99 (untrained)"
+
+
+def _bar_button(at, verdict: str):
+    [button] = [b for b in at.button if (b.key or "").split("::")[1:2] == ["keys"] and b.key.endswith(f"::{verdict}")]
+    return button
+
+
+def _selected(at) -> str:
+    [selector] = [s for s in at.selectbox if "::selected::" in (s.key or "")]
+    [line] = [m.value for m in at.markdown if m.value.startswith("Selected: ")]
+    assert f"**{selector.value}**" in line
+    return selector.value
+
+
+def test_verdicts_from_the_keyboard_go_to_the_selected_finding_then_the_next(untrained_env, samples: Path) -> None:
+    from tests.app.conftest import verdict_items
+
+    at = new_app()
+    at.run()
+    _upload(at, samples / "nih_00000001_000.png")
+    items = verdict_items(at)
+    # Shown keys: A / D / U on the selected finding, J / K to move, N for the next case.
+    shortcuts = {b.label: b.proto.shortcut for b in at.button if b.proto.shortcut}
+    assert [shortcuts[k].upper() for k in ("Agree", "Disagree", "Unsure", "Next", "Previous")] == list("ADUJK")
+    assert _selected(at) == items[0]
+
+    _bar_button(at, "agree").click().run()  # A
+    assert f"Saved: {items[0]} — agree." in texts(at)
+    assert _selected(at) == items[1], "the next finding without a verdict is selected"
+    [b for b in at.button if b.label == "Next"][0].click().run()  # J
+    assert _selected(at) == items[2]
+    _bar_button(at, "disagree").click().run()  # D
+    [b for b in at.button if b.label == "Previous"][0].click().run()  # K: back to the skipped one
+    [b for b in at.button if b.label == "Previous"][0].click().run()
+    assert _selected(at) == items[1]
+    _bar_button(at, "unsure").click().run()  # U
+    from tests.app.test_review_page import db_rows
+
+    # The selector is also a plain dropdown; a key press goes to what it shows.
+    [selector] = [s for s in at.selectbox if "::selected::" in (s.key or "")]
+    selector.set_value(items[5]).run()
+    _bar_button(at, "agree").click().run()
+    stored = db_rows("SELECT item, verdict FROM verdicts ORDER BY id")
+    assert stored == [(items[0], "agree"), (items[2], "disagree"), (items[1], "unsure"), (items[5], "agree")]
+
+
+def test_negative_findings_are_grouped_last_with_one_explicit_agree_stored_per_finding(
+    untrained_env, samples: Path
+) -> None:
+    from tests.app.conftest import verdict_items
+    from tests.app.test_review_page import db_rows
+
+    at = new_app()
+    at.run()
+    _upload(at, samples / "nih_00000001_000.png")
+    bands = [line.rsplit("· ", 1)[-1] for line in (m.value for m in at.markdown) if "(untrained) ·" in line]
+    order = {"critical": 0, "positive": 1, "indeterminate": 2, "negative": 3}
+    assert [order[b] for b in bands] == sorted(order[b] for b in bands), "critical, positive, ..., negative"
+    [group] = [e for e in at.expander if e.label.startswith("Negative findings (")]
+    negatives = bands.count("negative")
+    assert group.label == f"Negative findings ({negatives}): 0 agreed, {negatives} without your verdict"
+    [bulk] = [b for b in at.button if "agree_negatives" in (b.key or "")]
+    bulk.click().run()
+    names = verdict_items(at)[-negatives:]
+    stored = db_rows("SELECT item, verdict FROM verdicts ORDER BY id")
+    assert stored == [(name, "agree") for name in names], "one verdict per negative finding"
+    assert f"Saved: agree on {negatives} negative finding" in texts(at)
+    [group] = [e for e in at.expander if e.label.startswith("Negative findings (")]
+    assert group.label == f"Negative findings ({negatives}): {negatives} agreed, 0 without your verdict"
+    assert not [b for b in at.button if "agree_negatives" in (b.key or "")]

@@ -54,7 +54,7 @@ def test_upload_shows_18_findings_heatmap_and_stores_an_untrained_run(untrained_
     said = texts(at)
     assert "Untrained weights: scores are meaningless" in said
     assert "18 findings" in said
-    verdict_rows = [m.value for m in at.markdown if "(untrained)" in m.value]
+    verdict_rows = [m.value for m in at.markdown if "(untrained)" in m.value and not m.value.startswith("Selected: ")]
     assert len(verdict_rows) == 18, "every score carries the untrained label"
     captions = " ".join(c for image in at.image for c in image.captions)
     assert "Grad-CAM for" in captions and "untrained weights" in captions

@@ -23,9 +23,6 @@ MARKER_COLOURS = {
 }
 
 
-SCORE_COLUMN_X = 1.02  # the score labels' column, just right of the plot area (x runs 0..1.01)
-
-
 def score_text(score: float, trained: bool) -> str:
     return f"{score:.2f}" if trained else f"{score:.2f} (untrained)"
 
@@ -72,27 +69,29 @@ def band_chart(findings: Sequence[Finding], thresholds: Mapping[str, Mapping[str
                 customdata=[[f.label, f.band.value] for f in findings],
                 hovertemplate="%{customdata[0]}: %{x:.3f} (%{customdata[1]})<extra></extra>",
             ),
-            # The scores as a column right of the bars: beside the diamonds they overlapped the
-            # marker (and each other's bands) wherever a score sat near a band edge or 1.0.
-            go.Scatter(
-                x=[SCORE_COLUMN_X] * len(findings),
-                y=rows,
-                mode="text",
-                showlegend=False,
-                text=[score_text(f.score, trained) for f in findings],
-                textposition="middle right",
-                textfont=dict(size=11),
-                cliponaxis=False,
-                hoverinfo="skip",
-            ),
         ]
     )
+    # The scores as a column right of the bars (annotations in the right margin; a trace outside
+    # the axis range is not drawn): beside the diamonds they overlapped the marker wherever a
+    # score sat near a band edge or 1.0.
+    for row, finding in zip(rows, findings):
+        fig.add_annotation(
+            x=1.0,
+            xref="paper",
+            xanchor="left",
+            xshift=8,
+            y=row,
+            yref="y",
+            text=score_text(finding.score, trained),
+            showarrow=False,
+            font=dict(size=11, color="#222"),
+        )
     title = "Calibrated score in threshold bands (0.5 = operating point)"
     if not trained:
         title = "UNTRAINED WEIGHTS: scores are meaningless"
     fig.update_layout(
         height=50 + 27 * len(findings),
-        margin=dict(l=10, r=50 if trained else 115, t=40, b=25),
+        margin=dict(l=10, r=50 if trained else 120, t=40, b=25),
         title=dict(text=title, font=dict(size=13, color="#222" if trained else "#b00020")),
         xaxis=dict(range=[0, 1.01], tickvals=[0, 0.25, 0.5, 0.75, 1.0], fixedrange=True),
         yaxis=dict(

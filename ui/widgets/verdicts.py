@@ -13,6 +13,7 @@ clicked. Notes go through forms for the same reason: only a submit stores them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import ReviewError
 from core.types import Finding
-from core.vocabulary import Verdict
+from core.vocabulary import Band, Verdict
 from storage import repository
 from ui import database
 from ui.identity import reviewer, visible_reviewer
@@ -30,15 +31,25 @@ from ui.session import CAM_METHOD_KEY
 from ui.text import md_escape
 from ui.widgets.charts import BAND_SWATCHES, score_text
 
+log = logging.getLogger(__name__)
+
 CHOICES = tuple((v.value, v.label) for v in Verdict)
 
 
 @dataclass(frozen=True)
 class VerdictItem:
-    """One thing a verdict is given on: ``name`` is what is stored, ``summary`` (markdown) is shown."""
+    """One thing a verdict is given on: ``name`` is what is stored, ``summary`` (markdown) is shown.
+    ``negative`` items (findings in the negative band) are grouped behind one explicit bulk action."""
 
     name: str
     summary: str
+    negative: bool = False
+
+
+# Keys the reading keyboard uses (Streamlit reserves C and R; shortcuts are ignored while typing).
+KEY_AGREE, KEY_DISAGREE, KEY_UNSURE = "A", "D", "U"
+KEY_NEXT_ITEM, KEY_PREVIOUS_ITEM = "J", "K"
+VERDICT_KEYS = {Verdict.AGREE.value: KEY_AGREE, Verdict.DISAGREE.value: KEY_DISAGREE, Verdict.UNSURE.value: KEY_UNSURE}
 
 
 @dataclass(frozen=True)
@@ -99,9 +110,59 @@ def _store(kind: VerdictKind, run_id: int, item: str, verdict: str, name: str, n
     return True
 
 
-def _on_click(kind: VerdictKind, run_id: int, item: str, verdict: str, name: str) -> None:
-    if _same_reviewer(kind, name):
-        _store(kind, run_id, item, verdict, name, None)
+def selected_key(scope: str, kind: VerdictKind, run_id: int) -> str:
+    return f"{scope}::{kind.noun}::selected::{run_id}"
+
+
+def _on_click(kind: VerdictKind, run_id: int, item: str, verdict: str, name: str, state_key: str) -> None:
+    """A row's verdict button: its item and verdict are constants of the button; it also selects the row."""
+    if _same_reviewer(kind, name) and _store(kind, run_id, item, verdict, name, None):
+        st.session_state[state_key] = item
+
+
+def _on_key_verdict(kind: VerdictKind, run_id: int, verdict: str, name: str, state_key: str, names: tuple) -> None:
+    """A / D / U: the verdict goes to the item the selector showed when the key was pressed. The
+    browser sends the selector's value with the key press itself, so a press that overtakes a
+    selection change still lands on the item that was on screen, never on one that was not."""
+    item = st.session_state.get(state_key)
+    log.info("key verdict %s on %r (run %d)", verdict, item, run_id)
+    if item not in names:
+        st.session_state[kind.feedback_key] = ("info", f"Choose the {kind.noun} first; nothing was saved.")
+        return
+    if not _same_reviewer(kind, name):
+        return
+    if _store(kind, run_id, item, verdict, name, None):
+        try:
+            with database.transaction() as session:
+                mine = kind.current(session, run_id, name)
+        except ReviewError:
+            return
+        st.session_state[state_key] = names[_next_open(names, mine, names.index(item))]
+
+
+def _step(state_key: str, names: tuple, delta: int) -> None:
+    """J / K: from the item the selector showed, one step on (wrapping)."""
+    current = st.session_state.get(state_key)
+    index = names.index(current) if current in names else 0
+    st.session_state[state_key] = names[(index + delta) % len(names)]
+
+
+def _on_agree_negatives(kind: VerdictKind, run_id: int, items: tuple[str, ...], name: str) -> None:
+    """One explicit action, stored as one verdict per negative finding, all or none."""
+    if not _same_reviewer(kind, name):
+        return
+    try:
+        with database.transaction() as session:
+            mine = kind.current(session, run_id, name)
+            for item in items:
+                kind.record(session, run_id, item, Verdict.AGREE.value, name, mine.get(item, ("", ""))[1])
+    except ReviewError as exc:
+        st.session_state[kind.feedback_key] = ("error", str(exc))
+        return
+    st.session_state[kind.feedback_key] = (
+        "ok",
+        f"Saved: agree on {len(items)} negative finding{'s' if len(items) != 1 else ''} ({', '.join(items)}).",
+    )
 
 
 def _on_note(kind: VerdictKind, run_id: int, name: str, target_key: str, text_key: str) -> None:
@@ -150,7 +211,11 @@ def verdict_panel(
     kind: VerdictKind, run_id: int, items: Sequence[VerdictItem], scope: str, title: str, case_note: bool = False
 ) -> None:
     """Agree / Disagree / Unsure for every item of a stored run, and notes. Each click is stored at
-    once as a new row; only this panel reruns. ``scope`` (the page) keeps two pages' boxes apart."""
+    once as a new row; only this panel reruns. ``scope`` (the page) keeps two pages' boxes apart.
+
+    One item is selected: A / D / U give it a verdict (then the next item without one is selected),
+    J / K move the selection. Negative findings are grouped, with "Agree with all negative findings"
+    as one explicit action stored as one verdict each."""
     st.subheader(title)
     name = reviewer()
     if not name:
@@ -158,33 +223,121 @@ def verdict_panel(
     with database.transaction() as session:
         mine = kind.current(session, run_id, name) if name else {}
     _show_feedback(kind)
+    state_key = selected_key(scope, kind, run_id)
+    names = tuple(item.name for item in items)
+    if st.session_state.get(state_key) not in names and names:
+        st.session_state[state_key] = names[_next_open(names, mine, -1)]
+    if names:
+        _keyboard_bar(kind, run_id, items, scope, name, state_key)
+    selected = names.index(st.session_state[state_key]) if names else -1
+    negatives = [i for i, item in enumerate(items) if item.negative]
     for index, item in enumerate(items):
-        verdict, note = mine.get(item.name, (None, ""))
-        # The keyed container holds one item's row (its CSS class names it, for browser tests).
-        row = st.container(key=f"{scope}-{kind.noun}-verdict-{index}").columns(
-            [2.6, 3.6, 2.6], vertical_alignment="center"
-        )
-        row[0].markdown(item.summary)
-        buttons = row[1].container(horizontal=True, gap="xsmall")
-        for value, text in CHOICES:
-            chosen = verdict == value
-            buttons.button(
-                text,
-                key=f"{scope}::{kind.noun}::{run_id}::{item.name}::{value}",
-                type="primary" if chosen else "secondary",
-                # Every button has an icon of the same size, so choosing one never shifts its
-                # neighbours under a fast click; the chosen one is also primary.
-                icon=":material/check_circle:" if chosen else ":material/radio_button_unchecked:",
-                help=f"{text}: your verdict on {item.name}" + (" (your current verdict)" if chosen else ""),
-                disabled=not name,
-                on_click=_on_click,
-                args=(kind, run_id, item.name, value, name),
-            )
-        if note:
-            row[2].caption(f"Note: {md_escape(note)}")
+        if not item.negative:
+            _row(kind, run_id, item, index, scope, name, mine, index == selected, state_key)
+    if negatives:
+        open_ = [items[i].name for i in negatives if items[i].name not in mine]
+        agreed = sum(mine.get(items[i].name, ("",))[0] == Verdict.AGREE.value for i in negatives)
+        label = f"Negative findings ({len(negatives)}): {agreed} agreed, {len(open_)} without your verdict"
+        with st.expander(label, expanded=selected in negatives):
+            if open_:
+                if len(open_) == len(negatives):
+                    bulk = f"Agree with all {len(open_)} negative findings" if len(open_) > 1 else "Agree with it"
+                else:
+                    bulk = f"Agree with the {len(open_)} without your verdict"
+                st.button(
+                    bulk,
+                    key=f"{scope}::{kind.noun}::{run_id}::agree_negatives::{len(open_)}",
+                    icon=":material/done_all:",
+                    disabled=not name,
+                    on_click=_on_agree_negatives,
+                    args=(kind, run_id, tuple(open_), name),
+                    help="Stored as one Agree per negative finding, each with the model, weights and bands you see.",
+                )
+            for index in negatives:
+                _row(kind, run_id, items[index], index, scope, name, mine, index == selected, state_key)
     _note_form(kind, run_id, items, scope, name)
     if case_note:
         _case_note(kind, run_id, name, scope)
+
+
+def _next_open(names: Sequence[str], mine: dict, after: int) -> int:
+    """The first item after ``after`` without the reviewer's verdict (wrapping), else the next one."""
+    count = len(names)
+    for step in range(1, count + 1):
+        index = (after + step) % count
+        if names[index] not in mine:
+            return index
+    return (after + 1) % count if count else 0
+
+
+def _keyboard_bar(kind, run_id, items, scope, name, state_key) -> None:
+    names = tuple(item.name for item in items)
+    summaries = {item.name: item.summary for item in items}
+    bar = st.container(key=f"{scope}-{kind.noun}-keys", horizontal=True, vertical_alignment="bottom", gap="small")
+    with bar:
+        st.selectbox(
+            f"Selected {kind.noun} (J / K to move)",
+            names,
+            key=state_key,
+            format_func=lambda n: f"{names.index(n) + 1} of {len(names)}: {n}",
+            width=300,
+        )
+    for value, text in CHOICES:
+        bar.button(
+            text,
+            # One button per verdict and run: the item is read from that run's selector, whose
+            # value the browser sends with the key press, so it is the item that was on screen.
+            key=f"{scope}::keys::{kind.noun}::{run_id}::{value}",
+            shortcut=VERDICT_KEYS[value],
+            disabled=not name,
+            on_click=_on_key_verdict,
+            args=(kind, run_id, value, name, state_key, names),
+            help=f"{text} on the selected {kind.noun}, then select the next {kind.noun} without your verdict",
+        )
+    bar.button(
+        "Previous",
+        key=f"{scope}::{kind.noun}::{run_id}::previous",
+        shortcut=KEY_PREVIOUS_ITEM,
+        icon=":material/keyboard_arrow_up:",
+        on_click=_step,
+        args=(state_key, names, -1),
+    )
+    bar.button(
+        "Next",
+        key=f"{scope}::{kind.noun}::{run_id}::next",
+        shortcut=KEY_NEXT_ITEM,
+        icon=":material/keyboard_arrow_down:",
+        on_click=_step,
+        args=(state_key, names, 1),
+    )
+    selected = st.session_state.get(state_key)
+    if selected in summaries:
+        st.markdown(f"Selected: {summaries[selected]}")
+
+
+def _row(kind, run_id, item: VerdictItem, index: int, scope, name, mine, selected: bool, state_key) -> None:
+    verdict, note = mine.get(item.name, (None, ""))
+    # The keyed container holds one item's row (its CSS class names it, for browser tests).
+    row = st.container(key=f"{scope}-{kind.noun}-verdict-{index}").columns([2.6, 3.6, 2.6], vertical_alignment="center")
+    marker = ":blue[:material/arrow_right:] " if selected else ""
+    row[0].markdown(marker + item.summary)
+    buttons = row[1].container(horizontal=True, gap="xsmall")
+    for value, text in CHOICES:
+        chosen = verdict == value
+        buttons.button(
+            text,
+            key=f"{scope}::{kind.noun}::{run_id}::{item.name}::{value}",
+            type="primary" if chosen else "secondary",
+            # Every button has an icon of the same size, so choosing one never shifts its
+            # neighbours under a fast click; the chosen one is also primary.
+            icon=":material/check_circle:" if chosen else ":material/radio_button_unchecked:",
+            help=f"{text}: your verdict on {item.name}" + (" (your current verdict)" if chosen else ""),
+            disabled=not name,
+            on_click=_on_click,
+            args=(kind, run_id, item.name, value, name, state_key),
+        )
+    if note:
+        row[2].caption(f"Note: {md_escape(note)}")
 
 
 def _note_form(kind: VerdictKind, run_id: int, items: Sequence[VerdictItem], scope: str, name: str) -> None:
@@ -221,13 +374,19 @@ def _case_note(kind: VerdictKind, run_id: int, name: str, scope: str) -> None:
     )
 
 
+_BAND_ORDER = {Band.CRITICAL: 0, Band.POSITIVE: 1, Band.INDETERMINATE: 2, Band.NEGATIVE: 3}
+
+
 def finding_items(findings: Sequence[Finding], trained: bool) -> list[VerdictItem]:
+    """Critical and positive findings first, then indeterminate, then the negative ones (grouped)."""
+    ordered = sorted(findings, key=lambda f: (_BAND_ORDER[f.band], -f.score))
     return [
         VerdictItem(
             f.label,
             f"{BAND_SWATCHES[f.band]} **{md_escape(f.label)}** · {score_text(f.score, trained)} · {f.band.value}",
+            negative=f.band is Band.NEGATIVE,
         )
-        for f in findings
+        for f in ordered
     ]
 
 
