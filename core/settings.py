@@ -58,6 +58,12 @@ class Settings:
     max_volume_upload_mb: int = 500
     max_volume_voxels: int = 160_000_000
     cxr_model_id: str = "xrv-densenet121-res224-all"  # the registered classifier the chest X-ray review runs
+    image_store: bool = True  # keep decoded, de-identified pixels so cases reopen with their image
+    image_retention_days: int = 30
+
+    @property
+    def image_store_dir(self) -> Path:
+        return self.data_dir / "images"
 
     @property
     def edited_bands_file(self) -> Path:
@@ -88,4 +94,6 @@ def load_settings() -> Settings:
         max_volume_upload_mb=_positive_int("MAX_VOLUME_UPLOAD_MB", 500),
         max_volume_voxels=_positive_int("MAX_VOLUME_MEGAVOXELS", 160) * 1_000_000,
         cxr_model_id=os.environ.get("CXR_MODEL_ID") or "xrv-densenet121-res224-all",
+        image_store=_flag("IMAGE_STORE", True),
+        image_retention_days=_positive_int("IMAGE_RETENTION_DAYS", 30),
     )

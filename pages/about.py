@@ -33,8 +33,10 @@ evaluation and demonstration.
   exactly what was on screen.
 - **Untrained weights** (for trying the interface where trained weights cannot be installed) are
   labelled on every score, heatmap, mask and stored record; their output means nothing.
-- **Privacy:** images are not stored; patient names, birth dates and accession numbers are never
-  stored or shown; a PatientID is kept only as a keyed hash.
+- **Privacy:** uploaded files are never kept; a chest X-ray's decoded pixels are kept (for a set
+  number of days, and only if the site leaves the image store on) so a case reopens with its
+  image; patient names, birth dates and accession numbers are never stored or shown; a PatientID
+  is kept only as a keyed hash.
 """
 )
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import streamlit as st
 
 from analytics import exports
+from inference.models.loader import LoadedModel
 from storage import audit, reporting, repository
-from ui import database
+from ui import database, models, resources, results
 from ui.downloads import export_button
 from ui.entry import require_app_entry
 from ui.identity import visible_reviewer
 from ui.text import md_escape
 from ui.widgets import figures
+from ui.widgets.cam_viewer import cam_viewer
 from ui.widgets.charts import band_legend_text, score_text, shap_waterfall
 from ui.widgets.next_case import next_unreviewed_button
 from ui.widgets.verdicts import finding_verdict_panel, history_table
@@ -63,14 +65,51 @@ st.caption(
 )
 if not run.trained:
     st.error("This run used UNTRAINED weights: scores are meaningless, for interface testing only.")
-st.caption("Images are not stored. Upload the image again on the Review page to see its heatmaps.")
 ranked = run.ranked()
-st.plotly_chart(
-    figures.band_figure(f"stored-run-{run.run_id}", ranked, run.thresholds, run.trained),
-    config={"displayModeBar": False},
-)
-st.caption(band_legend_text())
-finding_verdict_panel(run.run_id, ranked, run.trained, with_heatmap=False, scope="cases")
+
+
+def _kept_image(run) -> bool:
+    """The kept image with its heatmaps, side by side, as on the Review page; True when shown."""
+    store = resources.image_store()
+    sha = run.facts.input_sha256
+    if store is None:
+        st.caption("The image store is turned off (IMAGE_STORE=0): upload the image on the Review page to see it.")
+        return False
+    if not store.has(sha):
+        st.caption(
+            f"The image is not kept (analysed before the image store, or more than {store.retention_days} days "
+            "ago): upload it on the Review page to see it and its heatmaps."
+        )
+        return False
+    state = models.classifier()
+    if not isinstance(state, LoadedModel) or (state.spec.model_id, state.weights_sha256) != (
+        run.model_id,
+        run.weights_sha256,
+    ):
+        st.info(
+            "The image is kept, but its heatmaps need the model and weights of this run "
+            f"({run.model_id}, weights sha256 {run.weights_sha256[:12]}…), which are not the ones loaded now."
+        )
+        return False
+    bands = resources.band_config()
+    analysis = results.kept_case_analysis(sha, run.model_id, run.weights_sha256, bands.identity, state, bands)
+    if analysis is None:
+        return False
+    label = st.selectbox("Finding to explain", [f.label for f in ranked], key=f"cases_cam_finding::{run.run_id}")
+    cam_viewer(analysis, state, label)
+    return True
+
+
+image_col, chart_col = st.columns([1.25, 1])
+with image_col:
+    heatmap_shown = _kept_image(run)
+with chart_col:
+    st.plotly_chart(
+        figures.band_figure(f"stored-run-{run.run_id}", ranked, run.thresholds, run.trained),
+        config={"displayModeBar": False},
+    )
+    st.caption(band_legend_text())
+finding_verdict_panel(run.run_id, ranked, run.trained, with_heatmap=heatmap_shown, scope="cases")
 with database.transaction() as session:
     explanation = repository.get_region_explanation(session, run.run_id)
 if explanation is not None:

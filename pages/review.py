@@ -33,7 +33,10 @@ if loaded is None:
 upload = st.file_uploader(
     "Chest radiograph: DICOM (CR/DX), PNG or JPEG",
     max_upload_size=load_settings().max_upload_mb,
-    help="The file is analysed in memory. The image itself is not stored; findings and verdicts are.",
+    help=(
+        "The file is analysed in memory and never kept. Findings and verdicts are stored; so are the decoded, "
+        "de-identified pixels (no DICOM tags), so the case reopens with its image, unless IMAGE_STORE=0."
+    ),
 )
 if upload is None:
     st.info("Drop a chest radiograph above to see the AI findings, heatmaps and record your verdicts.")
@@ -63,6 +66,11 @@ if run_key not in run_ids:
         st.error(str(exc))
         st.stop()
 run_id = run_ids[run_key]
+try:
+    kept = results.keep_image(sha, upload.name, data)
+except ReviewError as exc:
+    st.warning(str(exc))
+    kept = False
 
 facts = analysis.facts
 prediction = analysis.prediction
@@ -74,6 +82,8 @@ if facts.patient_key:
 details.append(
     f"model {prediction.model.model_id} in {prediction.timing_ms:.0f} ms on {prediction.model.device.upper()}"
 )
+if kept:
+    details.append(f"de-identified image kept {load_settings().image_retention_days} days")
 st.caption(" · ".join(md_escape(d) for d in details))
 for note in facts.notes:
     st.warning(note)

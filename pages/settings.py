@@ -74,6 +74,11 @@ limits = {
     "database": make_url(settings.database_url).render_as_string(hide_password=True),
     "upload limit": f"{settings.max_upload_mb} MB, {settings.max_image_pixels // 1_000_000} megapixels",
     "patient identifiers": "never stored; PatientID kept only as a keyed hash (PATIENT_HASH_KEY)",
-    "images": "not stored",
+    "images": (
+        f"decoded, de-identified pixels kept {settings.image_retention_days} days in {settings.image_store_dir} "
+        "(IMAGE_STORE, IMAGE_RETENTION_DAYS); uploaded files and their tags never"
+        if settings.image_store
+        else "not kept (IMAGE_STORE=0)"
+    ),
 }
 st.dataframe(pd.DataFrame({"setting": list(limits), "value": list(limits.values())}), hide_index=True)

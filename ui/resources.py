@@ -24,6 +24,7 @@ from core.settings import load_settings
 from inference.images.bands import BandConfig, load_band_config
 from inference.models.loader import LoadedModel, load_model
 from inference.models.registry import get_spec
+from storage.image_store import ImageStore
 
 log = logging.getLogger(__name__)
 
@@ -124,3 +125,19 @@ def patient_hash_key() -> bytes:
 def jobs() -> JobRunner:
     """Background computations shared by all sessions (one at a time: each uses every core)."""
     return JobRunner(parallel=1)
+
+
+@st.cache_resource(ttl=3600, show_spinner=False)
+def _image_store(root: str, retention_days: int) -> ImageStore:
+    """Opened at most once an hour per folder; each opening deletes the images past retention."""
+    store = ImageStore(Path(root), retention_days)
+    store.purge_expired()
+    return store
+
+
+def image_store() -> ImageStore | None:
+    """The de-identified image store, or None when the configuration turns it off."""
+    settings = load_settings()
+    if not settings.image_store:
+        return None
+    return _image_store(str(settings.image_store_dir), settings.image_retention_days)

@@ -19,7 +19,7 @@ import streamlit as st
 from core.settings import load_settings
 from inference.images.bands import BandConfig
 from inference.models.loader import LoadedModel
-from ui.resources import anatomy_model, patient_hash_key
+from ui.resources import anatomy_model, image_store, patient_hash_key
 
 
 @st.cache_data(max_entries=128, show_spinner="Reading the image and running the model…")
@@ -34,18 +34,49 @@ def case_analysis(
     _bands: BandConfig,
 ):
     """Decode, predict and compute every Grad-CAM for one upload; cached per input and model."""
-    from inference.images.ingest import load_image
     from pipelines.analyze import analyze
 
+    return analyze(_loaded, _decode(filename, _data), _bands)
+
+
+def _decode(filename: str, data: bytes):
+    from inference.images.ingest import load_image
+
     settings = load_settings()
-    image = load_image(
-        _data,
+    return load_image(
+        data,
         filename,
         max_bytes=settings.max_upload_mb * 1_000_000,
         max_pixels=settings.max_image_pixels,
         hash_key=patient_hash_key(),
     )
-    return analyze(_loaded, image, _bands)
+
+
+@st.cache_data(max_entries=1024, show_spinner=False)
+def keep_image(input_sha256: str, filename: str, _data: bytes) -> bool:
+    """Keep the decoded, de-identified radiograph in the image store, once per input and process
+    (the file itself, with its tags, is never kept). False when the store is turned off.
+
+    Raises:
+        StorageError: the store cannot be written (not cached: the next rerun tries again).
+    """
+    store = image_store()
+    if store is None:
+        return False
+    if not store.has(input_sha256):
+        store.put_image(_decode(filename, _data))
+    return True
+
+
+@st.cache_data(max_entries=32, show_spinner="Reading the kept image and running the model…")
+def kept_case_analysis(input_sha256: str, model_id: str, weights_sha256: str, bands_version: str, _loaded, _bands):
+    """A stored case's image from the image store through the model again (its heatmaps), or None
+    when the image is not kept. Cached per input and model like an upload."""
+    from pipelines.analyze import analyze
+
+    store = image_store()
+    image = store.get_image(input_sha256) if store is not None else None
+    return analyze(_loaded, image, _bands) if image is not None else None
 
 
 @st.cache_data(max_entries=128, show_spinner=False)

@@ -22,7 +22,6 @@ def test_cases_page_reopens_a_case_with_its_findings_and_verdicts(untrained_env,
     assert not at.exception
     said = texts(at)
     assert "Case 1" in said and "UNTRAINED weights" in said and "bands version" in said
-    assert "Images are not stored" in said
     controls = chosen_verdicts(at)
     assert len(controls) == 18 and controls[label] == "disagree"
     assert sum(v is not None for v in controls.values()) == 1
@@ -123,7 +122,7 @@ def test_settings_page_shows_bands_in_force_and_model_identity(untrained_env) ->
     model = dict(zip(at.dataframe[1].value["setting"], at.dataframe[1].value["value"]))
     assert model["trained"].startswith("NO") and len(model["weights sha256"]) == 64
     storage = dict(zip(at.dataframe[2].value["setting"], at.dataframe[2].value["value"]))
-    assert storage["database"].startswith("sqlite:///") and storage["images"] == "not stored"
+    assert storage["database"].startswith("sqlite:///") and "kept 30 days" in storage["images"]
 
 
 def test_settings_page_without_weights_explains_the_fix() -> None:
@@ -224,3 +223,48 @@ def test_open_mode_analytics_shows_everyone_s_verdicts_without_a_name(untrained_
     assert "Open mode: everyone's verdicts are shown. A name is needed only to record verdicts." in said
     assert "Only your own verdicts" not in said and "No verdicts match" not in said
     assert {m.label: m.value for m in other.get("metric")}["Verdicts"] == "1"
+
+
+def test_a_case_reopens_another_day_with_its_image_and_heatmap(untrained_env, samples: Path) -> None:
+    """Analysed in one session; opened from a fresh one (caches cleared, as after a restart) with
+    the kept image and its Grad-CAM; the verdict given there records the heatmap on screen."""
+    import streamlit as st
+
+    from core.settings import load_settings
+
+    analysed_case(samples)
+    kept = list(load_settings().image_store_dir.rglob("*.npz"))
+    assert len(kept) == 1 and (samples / "nih_00000001_000.png").read_bytes() not in kept[0].read_bytes()
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    later = new_app(reviewer="Dr Later")
+    later.switch_page("pages/cases.py").run()
+    assert not later.exception, later.exception
+    captions = [c for image in later.image for c in image.captions]
+    assert any(c.startswith("Image (the square centre crop") for c in captions)
+    assert any(c.startswith("Grad-CAM for") and "untrained" in c for c in captions)
+    chooser = later.selectbox(key="cases_cam_finding::1")
+    other = chooser.options[1]
+    chooser.set_value(other).run()
+    assert any(c.startswith(f"Grad-CAM for {other}") for image in later.image for c in image.captions)
+    click_verdict(later, other, "agree")
+    from tests.app.test_review_page import db_rows
+
+    assert db_rows("SELECT item, cam_method, reviewer FROM verdicts ORDER BY id")[-1] == (
+        other,
+        "Grad-CAM",
+        "Dr Later",
+    )
+
+
+def test_with_the_image_store_off_nothing_is_kept_and_the_case_page_says_so(
+    untrained_env, samples: Path, monkeypatch
+) -> None:
+    from core.settings import load_settings
+
+    monkeypatch.setenv("IMAGE_STORE", "0")
+    at, _ = analysed_case(samples)
+    assert not load_settings().image_store_dir.exists()
+    at.switch_page("pages/cases.py").run()
+    assert "The image store is turned off (IMAGE_STORE=0)" in texts(at)
+    assert not at.image
