@@ -24,6 +24,7 @@ KINDS = (
     "segmentation_run",
     "structure_verdict_set",
     "structure_verdict_changed",
+    "untrained_weights_chosen",
 )
 SYSTEM = "system"
 

@@ -19,15 +19,28 @@ from inference.models.registry import get_classifier, get_segmenter
 from inference.models.spec import ClassifierSpec, ModelSpec
 from inference.models.weights import download_weights, find_weights_file
 from ui import resources
-from ui.session import ALLOW_UNTRAINED
 
 log = logging.getLogger(__name__)
 
 _download_lock = threading.Lock()
 
 
-def untrained_allowed() -> bool:
-    return load_settings().allow_untrained_weights or bool(st.session_state.get(ALLOW_UNTRAINED))
+def untrained_allowed(spec: ModelSpec) -> bool:
+    """Whether ``spec`` may run on untrained weights: the settings say so for every model, or
+    someone chose it for this model on this server (not per tab: a reload or a new tab keeps it)."""
+    return load_settings().allow_untrained_weights or spec.model_id in resources.untrained_choices()
+
+
+def choose_untrained(spec: ModelSpec, actor: str | None) -> None:
+    """Run ``spec`` on labelled untrained weights from now on, for every session of this server;
+    recorded in the audit trail."""
+    from storage import audit
+    from ui import database
+
+    resources.untrained_choices().add(spec.model_id)
+    with database.transaction() as session:
+        audit.record_event(session, "untrained_weights_chosen", actor or audit.SYSTEM, model=spec.model_id)
+    log.warning("Untrained weights chosen for %s by %s", spec.model_id, actor or "an unnamed user")
 
 
 def classifier_spec() -> ClassifierSpec:
@@ -42,7 +55,7 @@ def classifier_spec() -> ClassifierSpec:
 def loaded(spec: ModelSpec) -> LoadedModel | WeightsMissing | WeightsInvalid:
     """Any registered model, or the reason it cannot run (shown by the page, never hidden)."""
     settings = load_settings()
-    use_untrained = untrained_allowed() and find_weights_file(spec, settings) is None
+    use_untrained = untrained_allowed(spec) and find_weights_file(spec, settings) is None
     try:
         return resources.model(spec.model_id, use_untrained, str(settings.weights_dir))
     except (WeightsMissing, WeightsInvalid) as exc:

@@ -141,3 +141,11 @@ def image_store() -> ImageStore | None:
     if not settings.image_store:
         return None
     return _image_store(str(settings.image_store_dir), settings.image_retention_days)
+
+
+@st.cache_resource(show_spinner=False)
+def untrained_choices() -> set[str]:
+    """Model ids someone chose to run on untrained weights, for this server process (every tab and
+    reviewer, until a restart; ``ALLOW_UNTRAINED_WEIGHTS=1`` makes it the standing choice). The
+    choice is per model and audited; every output of such a model is labelled untrained."""
+    return set()

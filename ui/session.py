@@ -4,6 +4,5 @@ from __future__ import annotations
 
 REVIEWER = "reviewer_name"  # plain session key: survives pages that do not draw the sidebar
 REVIEWER_INPUT = "reviewer_name_input"
-ALLOW_UNTRAINED = "allow_untrained"
 RUN_IDS = "stored_run_ids"
 CAM_METHOD_KEY = "cam_method"

@@ -47,6 +47,24 @@ def test_without_weights_the_page_says_what_is_missing_and_offers_untrained_mode
     assert at.file_uploader
 
 
+def test_the_untrained_choice_holds_for_the_server_and_for_that_model_only() -> None:
+    """Chosen in one tab, it holds in a reload or another reviewer's tab (one choice per server,
+    labelled everywhere and audited), and it does not switch on any other model."""
+    at = new_app()
+    at.run()
+    [untrained] = [b for b in at.button if b.label.startswith("Use untrained weights")]
+    untrained.click().run()
+    reloaded = new_app(reviewer="Dr Other")
+    reloaded.run()
+    assert "Untrained weights: scores are meaningless" in texts(reloaded) and reloaded.file_uploader
+    assert any("UNTRAINED weights" in c.value for c in reloaded.sidebar.caption)
+    [event] = db_rows("SELECT kind, actor, detail_json FROM audit_events WHERE kind = 'untrained_weights_chosen'")
+    assert event[1] == "Dr Test" and "xrv-densenet121-res224-all" in event[2]
+    reloaded.switch_page("pages/volumes.py").run()
+    sidebar = " ".join(c.value for c in reloaded.sidebar.caption)
+    assert "weights missing" in sidebar, "the MRI and CT models still ask for their own choice"
+
+
 def test_upload_shows_18_findings_heatmap_and_stores_an_untrained_run(untrained_env, samples: Path) -> None:
     at = new_app()
     at.run()

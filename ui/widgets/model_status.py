@@ -10,7 +10,7 @@ from inference.models.loader import UNTRAINED_LABEL, LoadedModel
 from inference.models.registry import segmenters
 from inference.models.weights import import_command, installed_weights_path
 from ui import models
-from ui.session import ALLOW_UNTRAINED
+from ui.identity import reviewer
 
 VOLUME_PAGE = "volumes"  # the MRI/CT page's url path (app.py)
 
@@ -24,8 +24,8 @@ def untrained_banner() -> None:
     st.error(f"**{UNTRAINED_LABEL.capitalize()}.** Every score, heatmap and stored run is marked as untrained.")
 
 
-def _enable_untrained() -> None:
-    st.session_state[ALLOW_UNTRAINED] = True
+def _enable_untrained(spec) -> None:
+    models.choose_untrained(spec, reviewer() or None)
 
 
 def _retry_download() -> None:
@@ -52,7 +52,9 @@ def weights_problem_panel(problem: WeightsMissing | WeightsInvalid) -> None:
     right.button(
         "Use untrained weights (scores are meaningless, for interface testing only)",
         on_click=_enable_untrained,
+        args=(spec,),
         type="secondary",
+        help="For this model on this server, every tab and reviewer, until a restart; recorded in the audit trail.",
     )
 
 
@@ -114,6 +116,8 @@ def seg_model_panel(spec):
     st.button(
         "Use untrained weights (masks are meaningless, for interface testing only)",
         on_click=_enable_untrained,
+        args=(spec,),
         key=f"untrained::{spec.model_id}",
+        help="For this model on this server, every tab and reviewer, until a restart; recorded in the audit trail.",
     )
     return None
