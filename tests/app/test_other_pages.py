@@ -268,3 +268,19 @@ def test_with_the_image_store_off_nothing_is_kept_and_the_case_page_says_so(
     at.switch_page("pages/cases.py").run()
     assert "The image store is turned off (IMAGE_STORE=0)" in texts(at)
     assert not at.image
+
+
+def test_in_open_mode_the_typed_name_survives_a_reload() -> None:
+    at = new_app(reviewer=None)
+    at.run()
+    at.text_input(key="reviewer_name_input").input("Dr Rahman").run()
+    assert at.query_params["reader"] in ("Dr Rahman", ["Dr Rahman"])
+    reloaded = new_app(reviewer=None)  # a reload: a new session with the same address
+    reloaded.query_params["reader"] = "Dr Rahman"
+    reloaded.run()
+    assert reloaded.session_state["reviewer_name"] == "Dr Rahman"
+    assert reloaded.text_input(key="reviewer_name_input").value == "Dr Rahman"
+    too_long = new_app(reviewer=None)
+    too_long.query_params["reader"] = "x" * 500
+    too_long.run()
+    assert too_long.text_input(key="reviewer_name_input").value == "", "an over-long name is not taken"

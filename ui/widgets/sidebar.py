@@ -48,7 +48,24 @@ def render(page: str | None = None) -> None:
     st.sidebar.caption(DISCLAIMER)
 
 
+READER_PARAM = "reader"
+
+
+def _name_in_url() -> None:
+    """Open mode: the typed name rides in the page address (?reader=...), so a reload, which starts
+    a new session, keeps it. Signed in, the provider's login cookie does that instead."""
+    name = st.session_state.get(REVIEWER, "")
+    from_url = " ".join(str(st.query_params.get(READER_PARAM, "")).split())
+    if not name and from_url and len(from_url) <= MAX_REVIEWER_CHARS:
+        st.session_state[REVIEWER] = from_url
+    elif name and from_url != name:
+        st.query_params[READER_PARAM] = name
+    elif not name and READER_PARAM in st.query_params:
+        del st.query_params[READER_PARAM]
+
+
 def _open_mode_name() -> None:
+    _name_in_url()
     with st.sidebar:
         st.text_input(
             "Reviewer name",
