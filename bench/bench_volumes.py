@@ -199,24 +199,15 @@ def goals(result: dict) -> dict:
     }
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def browser_scroll_timing(repeats: int, chromium: str = "/usr/bin/chromium") -> dict:
+def browser_scroll_timing(repeats: int) -> dict:
     """Scroll the BraTS-sized volume in a real browser against ``streamlit run``: the server time of
     each slice change (the viewer fragment's own log line) and what the reader waits, key press to
     the new slice number on screen."""
-    import os
     import re
     import tempfile
-    import urllib.request
 
-    from playwright.sync_api import expect, sync_playwright
+    from browser import chromium_page, streamlit_server  # beside this script
+    from playwright.sync_api import expect
 
     case = brats_sized_case()
     flair = np.ascontiguousarray(case.channels[3].data)
@@ -228,99 +219,42 @@ def browser_scroll_timing(repeats: int, chromium: str = "/usr/bin/chromium") -> 
         folder = Path(tmp)
         (folder / "bench_flair.nii.gz").write_bytes(nifti_bytes(flair, np.eye(4)))
         (folder / "bench_mask.nii.gz").write_bytes(nifti_bytes(mask, np.eye(4)))
-        port = _free_port()
-        env = {
-            **os.environ,
-            "REVIEW_DATA_DIR": str(folder / "data"),
-            "ALLOW_UNTRAINED_WEIGHTS": "1",
-            "MODEL_AUTO_DOWNLOAD": "0",
-            "LOG_LEVEL": "DEBUG",
-        }
-        env.pop("DATABASE_URL", None)
-        server_log = (folder / "server.log").open("w")
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--server.headless",
-                "true",
-            ],
-            cwd=PROJECT,
-            env=env,
-            stdout=server_log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(120):
-                try:
-                    urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).close()
-                    break
-                except OSError:
-                    time.sleep(0.5)
-            with sync_playwright() as p:
-                browser = p.chromium.launch(
-                    executable_path=chromium,
-                    headless=True,
-                    args=[
-                        "--no-sandbox",
-                        "--disable-gpu",
-                        "--disable-background-networking",
-                        "--disable-component-update",
-                        "--disable-sync",
-                        "--no-first-run",
-                    ],
+        with streamlit_server(folder, {"LOG_LEVEL": "DEBUG"}) as (url, server_log), chromium_page() as page:
+            page.goto(f"{url}/volumes")
+            page.get_by_role("link", name="Review an MRI or CT").click()
+            page.get_by_role("radiogroup", name="What to review").get_by_role(
+                "radio", name="A mask from another tool"
+            ).click()
+            expect(page.get_by_text("A volume: one NIfTI")).to_be_visible()
+            page.locator("input[type=file]").first.set_input_files(str(folder / "bench_flair.nii.gz"))
+            expect(page.get_by_text("Label map: NIfTI on the same grid")).to_be_visible()
+            page.locator("input[type=file]").nth(1).set_input_files(str(folder / "bench_mask.nii.gz"))
+            expect(page.get_by_text("Volume per structure (uploaded mask)")).to_be_visible()
+            expect(page.get_by_text("Axial 78 of 155")).to_be_visible()
+            slider = page.get_by_role("slider", name="Slice")
+            next_button = page.get_by_role("button", name="chevron_right")
+            shown = 78
+
+            def step(action) -> float:
+                nonlocal shown
+                start = time.perf_counter()
+                action()
+                shown += 1
+                # Polled every animation frame (expect() backs off to 1 s between checks).
+                page.wait_for_function(
+                    "n => document.body.innerText.includes(`Axial ${n} of 155`) && "
+                    "[...document.querySelectorAll('[data-testid=stImage] img')].every(i => i.complete)",
+                    arg=shown,
+                    polling="raf",
+                    timeout=60_000,
                 )
-                page = browser.new_page(viewport={"width": 1500, "height": 1800})
-                expect.set_options(timeout=120_000)
-                page.goto(f"{url}/volumes")
-                page.get_by_role("link", name="Review an MRI or CT").click()
-                page.get_by_role("radiogroup", name="What to review").get_by_role(
-                    "radio", name="A mask from another tool"
-                ).click()
-                expect(page.get_by_text("A volume: one NIfTI")).to_be_visible()
-                page.locator("input[type=file]").first.set_input_files(str(folder / "bench_flair.nii.gz"))
-                expect(page.get_by_text("Label map: NIfTI on the same grid")).to_be_visible()
-                page.locator("input[type=file]").nth(1).set_input_files(str(folder / "bench_mask.nii.gz"))
-                expect(page.get_by_text("Volume per structure (uploaded mask)")).to_be_visible()
-                expect(page.get_by_text("Axial 78 of 155")).to_be_visible()
-                slider = page.get_by_role("slider", name="Slice")
-                next_button = page.get_by_role("button", name="chevron_right")
-                shown = 78
+                return (time.perf_counter() - start) * 1000.0
 
-                def step(action) -> float:
-                    nonlocal shown
-                    start = time.perf_counter()
-                    action()
-                    shown += 1
-                    # Polled every animation frame (expect() backs off to 1 s between checks).
-                    page.wait_for_function(
-                        "n => document.body.innerText.includes(`Axial ${n} of 155`) && "
-                        "[...document.querySelectorAll('[data-testid=stImage] img')].every(i => i.complete)",
-                        arg=shown,
-                        polling="raf",
-                        timeout=60_000,
-                    )
-                    return (time.perf_counter() - start) * 1000.0
-
-                slider.focus()
-                key_waits = [step(lambda: slider.press("ArrowRight")) for _ in range(repeats + 2)][2:]
-                button_waits = [step(next_button.click) for _ in range(repeats + 2)][2:]
-                browser.close()
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-            server_log.close()
+            slider.focus()
+            key_waits = [step(lambda: slider.press("ArrowRight")) for _ in range(repeats + 2)][2:]
+            button_waits = [step(next_button.click) for _ in range(repeats + 2)][2:]
         rendered = [
-            float(m)
-            for m in re.findall(r"viewer rendered Axial slice \d+ in ([0-9.]+) ms", (folder / "server.log").read_text())
+            float(m) for m in re.findall(r"viewer rendered Axial slice \d+ in ([0-9.]+) ms", server_log.read_text())
         ]
     if len(rendered) < 2 * repeats:
         raise RuntimeError(f"expected {2 * repeats} viewer timings in the server log, found {len(rendered)}")

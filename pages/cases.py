@@ -110,6 +110,59 @@ with chart_col:
     )
     st.caption(band_legend_text())
 finding_verdict_panel(run.run_id, ranked, run.trained, with_heatmap=heatmap_shown, scope="cases")
+
+
+def _prior_comparison(run) -> None:
+    """This case beside an earlier one of the same patient: images (when kept), each finding's
+    score and band then and now, and the verdicts this reader may see on the prior."""
+    with database.transaction() as session:
+        priors = repository.prior_classifications(session, run.run_id)
+    if not priors:
+        return
+    if not st.toggle(f"Compare with a prior of this patient ({len(priors)})", key=f"prior::{run.run_id}"):
+        return
+    by_run = {p.run_id: p for p in priors}
+    chosen = st.selectbox(
+        "Prior",
+        list(by_run),
+        format_func=lambda r: f"Case {by_run[r].case_id} · analysed {by_run[r].created_at:%Y-%m-%d %H:%M} UTC",
+        key=f"prior_choice::{run.run_id}",
+    )
+    prior = by_run[chosen]
+    with database.transaction() as session:
+        seen = {v.item: v.verdict.value for v in repository.current_verdicts(session, prior.run_id, reviewer=only)}
+    columns = st.columns(2)
+    for column, shown, title in ((columns[0], run, "This case"), (columns[1], prior, f"Prior: case {prior.case_id}")):
+        column.markdown(f"**{title}** · {shown.created_at:%Y-%m-%d} · {md_escape(shown.model_id)}")
+        picture = results.kept_display_png(shown.facts.input_sha256)
+        if picture is not None:
+            column.image(picture, caption="Image (the square centre crop the model saw)", output_format="PNG")
+        else:
+            column.caption("Image not kept.")
+        if not shown.trained:
+            column.caption(":red[UNTRAINED weights: scores are meaningless]")
+    then = {f.label: f for f in prior.findings}
+    rows = []
+    for finding in ranked:
+        before = then.get(finding.label)
+        rows.append(
+            {
+                "finding": finding.label,
+                "now": score_text(finding.score, run.trained) + f" · {finding.band.value}",
+                "prior": (score_text(before.score, prior.trained) + f" · {before.band.value}") if before else "–",
+                "change": f"{finding.score - before.score:+.2f}" if before else "–",
+                "verdict on the prior": seen.get(finding.label, "–"),
+            }
+        )
+    st.dataframe(rows, hide_index=True)
+    if prior.model_id != run.model_id or prior.weights_sha256 != run.weights_sha256:
+        st.warning(
+            "The prior was scored by other model weights: a change in score may be the model's, not the patient's."
+        )
+
+
+only = visible_reviewer()  # None: everyone's (admin, open mode); else this reader's own entries
+_prior_comparison(run)
 with database.transaction() as session:
     explanation = repository.get_region_explanation(session, run.run_id)
 if explanation is not None:
@@ -128,7 +181,6 @@ if explanation is not None:
     st.caption(f"Regions: {explanation.regions_source}. {explanation.evaluations} model evaluations.")
 st.subheader("History")
 history_table(run.run_id)
-only = visible_reviewer()  # None: everyone's (admin, open mode); else this reader's own entries
 
 
 def _report(session) -> bytes:

@@ -435,6 +435,33 @@ def runs_for_case(session: Session, case_id: int) -> list[RunRecord]:
     return [_run_record(run) for run in rows]
 
 
+def prior_classifications(session: Session, run_id: int) -> list[ClassificationRunRecord]:
+    """The latest chest X-ray run of each other case of the same patient (the same keyed hash),
+    analysed before this run, newest first. None for a case without a patient key: a PNG or JPEG
+    says nothing about whose it is."""
+    run = session.get(Run, run_id)
+    if run is None or run.case.patient_key is None:
+        return []
+    latest = (
+        select(func.max(Run.id))
+        .join(Case, Case.id == Run.case_id)
+        .where(
+            Case.patient_key == run.case.patient_key,
+            Run.case_id != run.case_id,
+            Run.kind == RunKind.CLASSIFICATION.value,
+            Run.id < run.id,
+        )
+        .group_by(Run.case_id)
+    )
+    rows = session.scalars(
+        select(Run)
+        .where(Run.id.in_(latest))
+        .options(selectinload(Run.case), selectinload(Run.findings))
+        .order_by(Run.id.desc())
+    )
+    return [record for record in (_run_record(r) for r in rows) if isinstance(record, ClassificationRunRecord)]
+
+
 # --- Verdicts and case notes -------------------------------------------------------------------
 
 

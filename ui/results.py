@@ -68,6 +68,17 @@ def keep_image(input_sha256: str, filename: str, _data: bytes) -> bool:
     return True
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def kept_display_png(input_sha256: str) -> bytes | None:
+    """The kept radiograph's square centre crop (what the model saw) as PNG, or None when not kept."""
+    from core.encode import encode_png
+    from inference.images.preprocess import display_crop
+
+    store = image_store()
+    image = store.get_image(input_sha256) if store is not None else None
+    return encode_png(display_crop(image.pixels)) if image is not None else None
+
+
 @st.cache_data(max_entries=32, show_spinner="Reading the kept image and running the model…")
 def kept_case_analysis(input_sha256: str, model_id: str, weights_sha256: str, bands_version: str, _loaded, _bands):
     """A stored case's image from the image store through the model again (its heatmaps), or None

@@ -284,3 +284,48 @@ def test_in_open_mode_the_typed_name_survives_a_reload() -> None:
     too_long.query_params["reader"] = "x" * 500
     too_long.run()
     assert too_long.text_input(key="reviewer_name_input").value == "", "an over-long name is not taken"
+
+
+def _patient_dicom(samples: Path, patient_id: str, variant: int) -> bytes:
+    import io
+
+    import pydicom
+
+    ds = pydicom.dcmread(samples / "siim_sample.dcm")
+    ds.PatientID = patient_id
+    ds.InstanceNumber = variant  # another film of the same patient: other bytes, another case
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    return buffer.getvalue()
+
+
+def test_a_case_is_compared_with_the_prior_of_the_same_patient(untrained_env, samples: Path) -> None:
+    at = new_app()
+    at.run()
+    at.file_uploader[0].set_value(("old.dcm", _patient_dicom(samples, "MRN-1", 1), "application/dicom")).run()
+    prior_label = verdict_items(at)[0]
+    click_verdict(at, prior_label, "agree")
+    at.file_uploader[0].set_value(("other.dcm", _patient_dicom(samples, "MRN-2", 2), "application/dicom")).run()
+    at.file_uploader[0].set_value(("new.dcm", _patient_dicom(samples, "MRN-1", 3), "application/dicom")).run()
+    assert not at.exception, at.exception
+    at.switch_page("pages/cases.py").run()
+    at.selectbox[0].set_value(3).run()
+    assert "Case 3" in texts(at)
+    toggle = at.toggle(key="prior::3")
+    assert toggle.label == "Compare with a prior of this patient (1)", "case 2 is another patient's"
+    toggle.set_value(True).run()
+    assert not at.exception, at.exception
+    said = texts(at)
+    assert "**This case**" in said and "**Prior: case 1**" in said
+    images = [
+        c for image in at.image for c in image.captions if c.startswith("Image (the square centre crop the model saw)")
+    ]
+    assert len(images) == 2, "both films, from the image store"
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["finding", "now", "prior", "change", "verdict on the prior"]
+    assert len(table) == 18
+    assert table.loc[table["finding"] == prior_label, "verdict on the prior"].iloc[0] == "agree"
+    assert all(c.startswith(("+", "-")) for c in table["change"])
+
+    at.selectbox[0].set_value(2).run()
+    assert not [t for t in at.toggle if (t.key or "").startswith("prior::")], "no prior for a first film"

@@ -1,0 +1,159 @@
+"""What a reader waits for in the browser (headless Chromium against ``streamlit run``, labelled
+untrained weights, this machine), each the median of ``repeats`` tries after two warm-ups:
+
+* ``upload_to_findings_ms``: a chest X-ray (``nih_00000001_000.png``, made a new input each time by
+  a PNG text chunk, so nothing is cached) from setting the file to its new case run, findings
+  and images on screen and the page idle, in a warm server (model loaded by the warm-ups).
+* ``finding_switch_ms``: "Finding to explain" changed to the heatmap of the new finding on screen.
+* ``page_switch_ms``: a sidebar link (review page <-> worklist) to the new page drawn.
+* ``key_verdict_ms``: the A key to "Saved: <finding> — agree." on screen.
+"""
+
+from __future__ import annotations
+
+import statistics
+import struct
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+WAIT_IMAGES = "[...document.querySelectorAll('[data-testid=stImage] img')].every(i => i.complete && i.naturalWidth > 0)"
+
+
+def _variant(png: bytes, index: int) -> bytes:
+    """The same picture as a different file: a tEXt chunk inserted before IEND."""
+    payload = b"bench\x00" + str(index).encode()
+    chunk = struct.pack(">I", len(payload)) + b"tEXt" + payload
+    chunk += struct.pack(">I", zlib.crc32(b"tEXt" + payload) & 0xFFFFFFFF)
+    end = png.rindex(b"IEND") - 4
+    return png[:end] + chunk + png[end:]
+
+
+def _timed(action, wait) -> float:
+    start = time.perf_counter()
+    action()
+    wait()
+    return (time.perf_counter() - start) * 1000.0
+
+
+def interaction_timings(sample: Path, repeats: int = 20) -> dict:
+    from browser import chromium_page, streamlit_server  # beside this script
+    from playwright.sync_api import expect
+
+    png = sample.read_bytes()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        files = []
+        for i in range(repeats + 3):
+            path = folder / f"cxr_{i:03d}.png"
+            path.write_bytes(_variant(png, i))
+            files.append(path)
+        with streamlit_server(folder) as (url, _log), chromium_page(1500, 2200) as page:
+            page.goto(url)
+            box = page.get_by_role("textbox", name="Reviewer name")
+            box.fill("Bench Reader")
+            box.press("Enter")
+            uploader = page.locator("input[type=file]")
+
+            def findings_shown(run: int):
+                """The new case's run number in the caption, its images loaded, the page idle."""
+
+                def wait() -> None:
+                    page.wait_for_function(
+                        f"run => document.body.innerText.includes('Case run #' + run + ' ') && {WAIT_IMAGES}",
+                        arg=run,
+                        polling="raf",
+                    )
+                    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
+
+                return wait
+
+            uploads = [
+                _timed(lambda f=f: uploader.set_input_files(str(f)), findings_shown(i + 1))
+                for i, f in enumerate(files[: repeats + 2])
+            ][2:]
+
+            selector = page.get_by_role("combobox", name="Finding to explain")
+            labels = [
+                page.locator("[class*='st-key-review-finding-verdict-'] strong").nth(i).inner_text() for i in (1, 2)
+            ]
+
+            def switch(label: str) -> float:
+                def choose() -> None:
+                    selector.click()
+                    page.get_by_role("option", name=label, exact=True).click()
+
+                def wait() -> None:
+                    page.wait_for_function(
+                        f"label => [...document.querySelectorAll('[data-testid=stImage]')].some("
+                        f"e => e.innerText.includes('Grad-CAM for ' + label)) && {WAIT_IMAGES}",
+                        arg=label,
+                        polling="raf",
+                    )
+
+                return _timed(choose, wait)
+
+            switches = [switch(labels[i % 2]) for i in range(repeats + 2)][2:]
+
+            def verdict() -> float:
+                page.get_by_role("heading", name="Your verdicts").click()
+                expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
+                page.wait_for_timeout(300)
+                name = (
+                    page.locator("[data-testid='stMarkdownContainer'] p", has_text="Selected:")
+                    .locator("strong")
+                    .last.inner_text()
+                )
+                return _timed(
+                    lambda: page.keyboard.press("a"),
+                    lambda: expect(page.get_by_text(f"Saved: {name} — agree.", exact=True)).to_be_visible(),
+                )
+
+            verdicts = [verdict() for _ in range(min(repeats, 15) + 2)][2:]
+
+            def to_page(link: str, marker: str) -> float:
+                return _timed(
+                    lambda: page.get_by_role("link", name=link).click(),
+                    lambda: (
+                        expect(page.get_by_role("heading", name=marker).first).to_be_visible(),
+                        expect(page.get_by_test_id("stStatusWidget")).to_have_count(0),
+                    ),
+                )
+
+            pages = []
+            for _ in range(repeats // 2 + 2):
+                pages.append(to_page("Worklist", "Worklist"))
+                pages.append(to_page("Review a chest X-ray", "Review a chest X-ray"))
+            pages = pages[4:]
+    return {
+        "upload_to_findings_ms": statistics.median(uploads),
+        "finding_switch_ms": statistics.median(switches),
+        "page_switch_ms": statistics.median(pages),
+        "key_verdict_ms": statistics.median(verdicts),
+        "interaction_repeats": repeats,
+    }
+
+
+def goals(result: dict) -> dict:
+    return {
+        "upload_to_findings_ms <= 1500": result["upload_to_findings_ms"] <= 1500,
+        "finding_switch_ms <= 300": result["finding_switch_ms"] <= 300,
+        "page_switch_ms <= 1000": result["page_switch_ms"] <= 1000,
+    }
+
+
+if __name__ == "__main__":
+    import json
+    import os
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sample = (
+        Path(os.environ.get("REVIEW_SAMPLES_DIR", Path(__file__).resolve().parents[2] / "shared" / "samples"))
+        / "cxr"
+        / "nih_00000001_000.png"
+    )
+    found = interaction_timings(sample, int(sys.argv[1]) if len(sys.argv) > 1 else 20)
+    found["goals_met"] = goals(found)
+    print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in found.items()}))

@@ -1,0 +1,97 @@
+"""A real server and a real browser for the benchmark's interaction figures: ``streamlit run`` on a
+loopback port in labelled untrained mode with its own data folder, and headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def streamlit_server(folder: Path, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, Path]]:
+    """Yields (url, server log path); the server is stopped on the way out (a stop that hangs is
+    a kill, so a benchmark never leaves a server behind)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "REVIEW_DATA_DIR": str(folder / "data"),
+        "ALLOW_UNTRAINED_WEIGHTS": "1",
+        "MODEL_AUTO_DOWNLOAD": "0",
+        **(extra_env or {}),
+    }
+    env.pop("DATABASE_URL", None)
+    log_path = folder / "server.log"
+    with log_path.open("w") as server_log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+            ],
+            cwd=PROJECT,
+            env=env,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(240):
+                try:
+                    urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).close()
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            yield url, log_path
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+@contextmanager
+def chromium_page(width: int = 1500, height: int = 1800) -> Iterator:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": width, "height": height})
+        expect.set_options(timeout=120_000)
+        page.set_default_timeout(120_000)
+        try:
+            yield page
+        finally:
+            browser.close()
