@@ -348,6 +348,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="also write the JSON result here")
     parser.add_argument("--skip-volumes", action="store_true", help="leave out the MRI/CT figures (about 4 minutes)")
     parser.add_argument(
+        "--skip-interaction",
+        action="store_true",
+        help="leave out what a reader waits for in the browser: upload, finding and page switch, keys (about 3 minutes)",
+    )
+    parser.add_argument(
         "--sessions",
         type=int,
         default=50,
@@ -374,6 +379,10 @@ def main() -> int:
             result["scroll_page_rerun_ms"] = bench_volumes.scroll_timing(args.repeats)
             result.update(bench_volumes.browser_scroll_timing(args.repeats))
             result.update(bench_volumes.rss_both(SAMPLE))
+        if not args.skip_interaction:
+            import bench_interaction  # beside this script
+
+            result.update(bench_interaction.interaction_timings(SAMPLE, max(20, args.repeats)))
         if args.sessions:
             import bench_sessions  # beside this script
 
@@ -403,6 +412,10 @@ def main() -> int:
     }
     if args.sessions:
         result["goals_met"]["rss_growth_per_session_mb <= 0.5"] = result["rss_growth_per_session_mb"] <= 0.5
+    if not args.skip_interaction:
+        import bench_interaction
+
+        result["goals_met"].update(bench_interaction.goals(result))
     if not args.skip_volumes:
         import bench_volumes
 

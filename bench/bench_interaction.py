@@ -37,7 +37,7 @@ def _timed(action, wait) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def interaction_timings(sample: Path, repeats: int = 20) -> dict:
+def interaction_timings(sample: Path, repeats: int = 20, keys: bool = True) -> dict:
     from browser import chromium_page, streamlit_server  # beside this script
     from playwright.sync_api import expect
 
@@ -110,7 +110,7 @@ def interaction_timings(sample: Path, repeats: int = 20) -> dict:
                     lambda: expect(page.get_by_text(f"Saved: {name} — agree.", exact=True)).to_be_visible(),
                 )
 
-            verdicts = [verdict() for _ in range(min(repeats, 15) + 2)][2:]
+            verdicts = [verdict() for _ in range(min(repeats, 15) + 2)][2:] if keys else []
 
             def to_page(link: str, marker: str) -> float:
                 return _timed(
@@ -130,7 +130,7 @@ def interaction_timings(sample: Path, repeats: int = 20) -> dict:
         "upload_to_findings_ms": statistics.median(uploads),
         "finding_switch_ms": statistics.median(switches),
         "page_switch_ms": statistics.median(pages),
-        "key_verdict_ms": statistics.median(verdicts),
+        **({"key_verdict_ms": statistics.median(verdicts)} if verdicts else {}),
         "interaction_repeats": repeats,
     }
 
@@ -154,6 +154,8 @@ if __name__ == "__main__":
         / "cxr"
         / "nih_00000001_000.png"
     )
-    found = interaction_timings(sample, int(sys.argv[1]) if len(sys.argv) > 1 else 20)
+    # python bench_interaction.py [REPEATS] [--no-keys]  (--no-keys: a tree without the key bar)
+    numbers = [a for a in sys.argv[1:] if a.isdigit()]
+    found = interaction_timings(sample, int(numbers[0]) if numbers else 20, keys="--no-keys" not in sys.argv)
     found["goals_met"] = goals(found)
     print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in found.items()}))

@@ -93,24 +93,33 @@ critical = [f.label for f in ranked if f.band.value == "critical"]
 if critical:
     st.markdown(f"**Critical band:** {md_escape(', '.join(critical))}")
 
-chart_col, cam_col = st.columns([1, 1.25])
 labels = [f.label for f in ranked]
-with chart_col:
-    st.plotly_chart(
-        figures.band_figure(run_key, ranked, prediction.thresholds, prediction.model.trained),
-        config={"displayModeBar": False},
-        key="band_chart",
-    )
-    st.caption(f"{len(ranked)} findings · {band_legend_text()} · bands version {md_escape(prediction.bands_version)}")
-with cam_col:
-    label = st.selectbox("Finding to explain", labels, key="cam_finding")
-    cam_viewer(analysis, loaded, label)
 
-shap_panel(analysis, loaded, run_id, label)
-# Keyed by the case: a new upload starts with the (six-method) comparison off, shown and computed alike.
-if st.toggle("Compare all heatmap methods for this finding", key=f"compare_cams::{sha}"):
-    compare_methods(analysis, loaded, label)
 
+@st.fragment
+def _explanations() -> None:
+    """Chart, heatmap, region SHAP and the method comparison: choosing another finding to explain
+    reruns this part only, not the verdict panel below it."""
+    chart_col, cam_col = st.columns([1, 1.25])
+    with chart_col:
+        st.plotly_chart(
+            figures.band_figure(run_key, ranked, prediction.thresholds, prediction.model.trained),
+            config={"displayModeBar": False},
+            key="band_chart",
+        )
+        st.caption(
+            f"{len(ranked)} findings · {band_legend_text()} · bands version {md_escape(prediction.bands_version)}"
+        )
+    with cam_col:
+        label = st.selectbox("Finding to explain", labels, key="cam_finding")
+        cam_viewer(analysis, loaded, label)
+    shap_panel(analysis, loaded, run_id, label)
+    # Keyed by the case: a new upload starts with the (six-method) comparison off, shown and computed alike.
+    if st.toggle("Compare all heatmap methods for this finding", key=f"compare_cams::{sha}"):
+        compare_methods(analysis, loaded, label)
+
+
+_explanations()
 finding_verdict_panel(run_id, ranked, prediction.model.trained, with_heatmap=True, scope="review")
 next_unreviewed_button(current_run=run_id)
 if st.toggle("Show the verdict history for this case", key="show_history"):
