@@ -49,8 +49,8 @@ def interaction_timings(sample: Path, repeats: int = 20, keys: bool = True) -> d
             path = folder / f"cxr_{i:03d}.png"
             path.write_bytes(_variant(png, i))
             files.append(path)
-        with streamlit_server(folder) as (url, _log), chromium_page(1500, 2200) as page:
-            page.goto(url)
+        with streamlit_server(folder) as server, chromium_page(1500, 2200) as page:
+            page.goto(server.url)
             box = page.get_by_role("textbox", name="Reviewer name")
             box.fill("Bench Reader")
             box.press("Enter")

@@ -12,22 +12,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def _rss_mb(pid: int) -> float:
@@ -45,14 +35,6 @@ def _slope(values: list[float]) -> float:
     return sum((i - mean_x) * (v - mean_y) for i, v in enumerate(values)) / sum((i - mean_x) ** 2 for i in range(n))
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def session_growth(
     image: Path,
     sessions: int = 50,
@@ -61,87 +43,42 @@ def session_growth(
     warmup: int = 5,
     extra_args: tuple[str, ...] = (),
 ) -> dict:
+    from browser import CHROMIUM_ARGS, streamlit_server  # beside this script
     from playwright.sync_api import expect, sync_playwright
 
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        port = _free_port()
-        env = {
-            **os.environ,
-            "REVIEW_DATA_DIR": str(folder / "data"),
-            "ALLOW_UNTRAINED_WEIGHTS": "1",
-            "MODEL_AUTO_DOWNLOAD": "0",
-        }
-        env.pop("DATABASE_URL", None)
-        with (folder / "server.log").open("w") as server_log:
-            server = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "streamlit",
-                    "run",
-                    "app.py",
-                    "--server.port",
-                    str(port),
-                    "--server.address",
-                    "127.0.0.1",
-                    "--server.headless",
-                    "true",
-                    "--browser.gatherUsageStats",
-                    "false",
-                    *extra_args,
-                ],
-                cwd=PROJECT,
-                env=env,
-                stdout=server_log,
-                stderr=subprocess.STDOUT,
-            )
-            url = f"http://127.0.0.1:{port}"
-            try:
-                for _ in range(240):
-                    try:
-                        urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).close()
-                        break
-                    except OSError:
-                        time.sleep(0.5)
-                readings = []
-                with sync_playwright() as p:
-                    browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-                    expect.set_options(timeout=180_000)
+    with tempfile.TemporaryDirectory() as tmp, streamlit_server(Path(tmp), extra_args=extra_args) as server:
+        readings = []
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            expect.set_options(timeout=180_000)
 
-                    def one_session(index: int) -> None:
-                        context = browser.new_context(viewport={"width": 1500, "height": 1800})
-                        page = context.new_page()
-                        page.set_default_timeout(180_000)
-                        page.goto(url)
-                        box = page.get_by_role("textbox", name="Reviewer name")
-                        box.fill(f"Reader {index}")
-                        box.press("Enter")
-                        page.locator("input[type=file]").set_input_files(str(image))
-                        expect(page.get_by_text("18 findings ·")).to_be_visible()
-                        page.locator(".st-key-review-finding-verdict-0").get_by_role(
-                            "button", name=re.compile(r"(^|\W)Agree$")
-                        ).click()
-                        expect(page.get_by_text("Saved:")).to_be_visible()
-                        context.close()
+            def one_session(index: int) -> None:
+                context = browser.new_context(viewport={"width": 1500, "height": 1800})
+                page = context.new_page()
+                page.set_default_timeout(180_000)
+                page.goto(server.url)
+                box = page.get_by_role("textbox", name="Reviewer name")
+                box.fill(f"Reader {index}")
+                box.press("Enter")
+                page.locator("input[type=file]").set_input_files(str(image))
+                expect(page.get_by_text("18 findings ·")).to_be_visible()
+                page.locator(".st-key-review-finding-verdict-0").get_by_role(
+                    "button", name=re.compile(r"(^|\W)Agree$")
+                ).click()
+                expect(page.get_by_text("Saved:")).to_be_visible()
+                context.close()
 
-                    for index in range(-warmup, 0):  # models, caches, first compiles, allocator slack
-                        one_session(index)
-                    time.sleep(2)
-                    baseline = _rss_mb(server.pid)
-                    for index in range(1, sessions + 1):
-                        one_session(index)
-                        readings.append(_rss_mb(server.pid))
-                    browser.close()
-                after = _rss_mb(server.pid)
-                time.sleep(settle_s)
-                settled = _rss_mb(server.pid)
-            finally:
-                server.terminate()
-                try:
-                    server.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+            for index in range(-warmup, 0):  # models, caches, first compiles, allocator slack
+                one_session(index)
+            time.sleep(2)
+            baseline = _rss_mb(server.pid)
+            for index in range(1, sessions + 1):
+                one_session(index)
+                readings.append(_rss_mb(server.pid))
+            browser.close()
+        after = _rss_mb(server.pid)
+        time.sleep(settle_s)
+        settled = _rss_mb(server.pid)
     return {
         "rss_growth_per_session_mb": round((settled - baseline) / sessions, 3),
         # The trend inside the run, least squares over every reading: slack left by the warm-up

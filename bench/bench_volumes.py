@@ -219,8 +219,8 @@ def browser_scroll_timing(repeats: int) -> dict:
         folder = Path(tmp)
         (folder / "bench_flair.nii.gz").write_bytes(nifti_bytes(flair, np.eye(4)))
         (folder / "bench_mask.nii.gz").write_bytes(nifti_bytes(mask, np.eye(4)))
-        with streamlit_server(folder, {"LOG_LEVEL": "DEBUG"}) as (url, server_log), chromium_page() as page:
-            page.goto(f"{url}/volumes")
+        with streamlit_server(folder, {"LOG_LEVEL": "DEBUG"}) as server, chromium_page() as page:
+            page.goto(f"{server.url}/volumes")
             page.get_by_role("link", name="Review an MRI or CT").click()
             page.get_by_role("radiogroup", name="What to review").get_by_role(
                 "radio", name="A mask from another tool"
@@ -254,7 +254,8 @@ def browser_scroll_timing(repeats: int) -> dict:
             key_waits = [step(lambda: slider.press("ArrowRight")) for _ in range(repeats + 2)][2:]
             button_waits = [step(next_button.click) for _ in range(repeats + 2)][2:]
         rendered = [
-            float(m) for m in re.findall(r"viewer rendered Axial slice \d+ in ([0-9.]+) ms", server_log.read_text())
+            float(m)
+            for m in re.findall(r"viewer rendered Axial slice \d+ in ([0-9.]+) ms", (folder / "server.log").read_text())
         ]
     if len(rendered) < 2 * repeats:
         raise RuntimeError(f"expected {2 * repeats} viewer timings in the server log, found {len(rendered)}")

@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -31,10 +32,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    log: Path
+    pid: int
+
+
 @contextmanager
-def streamlit_server(folder: Path, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, Path]]:
-    """Yields (url, server log path); the server is stopped on the way out (a stop that hangs is
-    a kill, so a benchmark never leaves a server behind)."""
+def streamlit_server(
+    folder: Path, extra_env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()
+) -> Iterator[Server]:
+    """Yields the running server; it is stopped on the way out (a stop that hangs is a kill, so a
+    benchmark never leaves a server behind)."""
     port = free_port()
     env = {
         **os.environ,
@@ -59,6 +69,9 @@ def streamlit_server(folder: Path, extra_env: dict[str, str] | None = None) -> I
                 "127.0.0.1",
                 "--server.headless",
                 "true",
+                "--browser.gatherUsageStats",
+                "false",
+                *extra_args,
             ],
             cwd=PROJECT,
             env=env,
@@ -73,7 +86,7 @@ def streamlit_server(folder: Path, extra_env: dict[str, str] | None = None) -> I
                     break
                 except OSError:
                     time.sleep(0.5)
-            yield url, log_path
+            yield Server(url, log_path, server.pid)
         finally:
             server.terminate()
             try:
