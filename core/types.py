@@ -44,8 +44,9 @@ class Finding:
 
 
 def rank_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
-    """Critical first, then by score, highest first: the order every screen shows."""
-    return tuple(sorted(findings, key=lambda f: (f.band is not Band.CRITICAL, -f.score)))
+    """By band (critical, positive, indeterminate, negative), then by score, highest first: the
+    order every screen shows (the chart, the verdict panel, the report)."""
+    return tuple(sorted(findings, key=lambda f: (-f.band.rank, -f.score)))
 
 
 @dataclass(frozen=True)

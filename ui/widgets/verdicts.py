@@ -125,7 +125,7 @@ def _on_key_verdict(kind: VerdictKind, run_id: int, verdict: str, name: str, sta
     browser sends the selector's value with the key press itself, so a press that overtakes a
     selection change still lands on the item that was on screen, never on one that was not."""
     item = st.session_state.get(state_key)
-    log.info("key verdict %s on %r (run %d)", verdict, item, run_id)
+    log.debug("key verdict %s on %r (run %d)", verdict, item, run_id)
     if item not in names:
         st.session_state[kind.feedback_key] = ("info", f"Choose the {kind.noun} first; nothing was saved.")
         return
@@ -374,19 +374,15 @@ def _case_note(kind: VerdictKind, run_id: int, name: str, scope: str) -> None:
     )
 
 
-_BAND_ORDER = {Band.CRITICAL: 0, Band.POSITIVE: 1, Band.INDETERMINATE: 2, Band.NEGATIVE: 3}
-
-
 def finding_items(findings: Sequence[Finding], trained: bool) -> list[VerdictItem]:
-    """Critical and positive findings first, then indeterminate, then the negative ones (grouped)."""
-    ordered = sorted(findings, key=lambda f: (_BAND_ORDER[f.band], -f.score))
+    """In the order given (``rank_findings``: critical and positive first); negative ones are grouped."""
     return [
         VerdictItem(
             f.label,
             f"{BAND_SWATCHES[f.band]} **{md_escape(f.label)}** · {score_text(f.score, trained)} · {f.band.value}",
             negative=f.band is Band.NEGATIVE,
         )
-        for f in ordered
+        for f in findings
     ]
 
 

@@ -39,8 +39,9 @@ def test_all_eighteen_findings_with_bands_and_identity(samples, untrained_model,
     ranked = prediction.ranked()
     criticals = [f for f in ranked if f.band is Band.CRITICAL]
     assert list(ranked[: len(criticals)]) == criticals
-    rest = [f.score for f in ranked[len(criticals) :]]
-    assert rest == sorted(rest, reverse=True)
+    # Then positive, indeterminate, negative, each by score (highest first).
+    keys = [(-f.band.rank, -f.score) for f in ranked]
+    assert keys == sorted(keys)
     assert result.gradcam.maps.shape == (18, 224, 224)
     assert result.display.dtype == np.uint8 and result.display.shape == (512, 512)
     # Nothing is encoded by the analysis (the page encodes what it shows, once: ui.results).
