@@ -141,8 +141,9 @@ def test_readers_see_only_their_own_reads_and_the_lead_sees_all(provider, tmp_pa
         _shot(page, "12-case-page-reader-1")
 
         page.goto(f"{url}/analytics")
-        page.get_by_test_id("stCheckbox").get_by_text("Include untrained runs").click()
-        expect(page.get_by_text("Agreement per finding")).to_be_visible()  # the page has rerun with the toggle
+        # Every run here is untrained (a demo): the page starts with them included, and says so.
+        expect(page.get_by_role("switch", name="Include untrained runs")).to_be_checked()
+        expect(page.get_by_text("Agreement per finding")).to_be_visible()
         expect(page.get_by_text("Only your own verdicts are shown")).to_be_visible()
         exported = json.loads(_download(page, "Runs and verdict history (JSON)", tmp_path).read_text())
         entries = [v for run in exported["runs"] for v in run["verdicts"] + run["case_notes"]]
@@ -154,7 +155,6 @@ def test_readers_see_only_their_own_reads_and_the_lead_sees_all(provider, tmp_pa
         _sign_in(lead, url, "lead-0001", LEAD)
         expect(lead.get_by_text("admin").first).to_be_visible()
         lead.goto(f"{url}/analytics")
-        lead.get_by_test_id("stCheckbox").get_by_text("Include untrained runs").click()
         expect(lead.get_by_test_id("stMetricValue").nth(2)).to_have_text("2")  # readers
         _shot(lead, "09-analytics-lead")
         lead.goto(f"{url}/cases?case=1")
