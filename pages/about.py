@@ -57,17 +57,10 @@ def _reads(spec) -> str:
 
 
 st.subheader("The models")
-st.dataframe(
-    [
-        {
-            "model": spec.display_name,
-            "task": spec.task.value,
-            "reads and says": _reads(spec),
-            "weights": spec.weights_source,
-        }
-        for spec in all_models()
-    ],
-    hide_index=True,
-)
+for spec in all_models():
+    st.markdown(
+        f"- **{md_escape(spec.display_name)}** ({spec.task.value}): {md_escape(_reads(spec))}.  \n"
+        f"  Weights: {md_escape(spec.weights_source)}"
+    )
 st.caption(md_escape("Weights are installed per site (python -m inference weights import ...); see Settings."))
 st.info(CAM_MEANING)
