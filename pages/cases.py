@@ -17,6 +17,7 @@ from ui.widgets.cam_viewer import cam_viewer
 from ui.widgets.charts import band_legend_text, score_text, shap_waterfall
 from ui.widgets.next_case import next_unreviewed_button
 from ui.widgets.verdicts import finding_verdict_panel, history_table
+from xai.overlay import jpeg_bytes, overlay, png_bytes
 
 require_app_entry()
 
@@ -68,19 +69,20 @@ if not run.trained:
 ranked = run.ranked()
 
 
-def _kept_image(run) -> bool:
-    """The kept image with its heatmaps, side by side, as on the Review page; True when shown."""
+def _kept_image(run):
+    """The kept image with its heatmaps, side by side, as on the Review page: (the analysis, the
+    finding explained) when shown, else (None, None)."""
     store = resources.image_store()
     sha = run.facts.input_sha256
     if store is None:
         st.caption("The image store is turned off (IMAGE_STORE=0): upload the image on the Review page to see it.")
-        return False
+        return None, None
     if not store.has(sha):
         st.caption(
             f"The image is not kept (analysed before the image store, or more than {store.retention_days} days "
             "ago): upload it on the Review page to see it and its heatmaps."
         )
-        return False
+        return None, None
     state = models.classifier()
     if not isinstance(state, LoadedModel) or (state.spec.model_id, state.weights_sha256) != (
         run.model_id,
@@ -90,19 +92,20 @@ def _kept_image(run) -> bool:
             "The image is kept, but its heatmaps need the model and weights of this run "
             f"({run.model_id}, weights sha256 {run.weights_sha256[:12]}…), which are not the ones loaded now."
         )
-        return False
+        return None, None
     bands = resources.band_config()
     analysis = results.kept_case_analysis(sha, run.model_id, run.weights_sha256, bands.identity, state, bands)
     if analysis is None:
-        return False
+        return None, None
     label = st.selectbox("Finding to explain", [f.label for f in ranked], key=f"cases_cam_finding::{run.run_id}")
     cam_viewer(analysis, state, label)
-    return True
+    return analysis, label
 
 
 image_col, chart_col = st.columns([1.25, 1])
 with image_col:
-    heatmap_shown = _kept_image(run)
+    kept_analysis, explained = _kept_image(run)
+heatmap_shown = kept_analysis is not None
 with chart_col:
     st.plotly_chart(
         figures.band_figure(f"stored-run-{run.run_id}", ranked, run.thresholds, run.trained),
@@ -184,10 +187,22 @@ history_table(run.run_id)
 
 
 def _report(session) -> bytes:
+    """With the kept image, the report carries it and the Grad-CAM of the finding on screen."""
+    image_png = heatmap_jpeg = None
+    caption = ""
+    if kept_analysis is not None and explained is not None:
+        image_png = png_bytes(kept_analysis.display)
+        heatmap_jpeg = jpeg_bytes(
+            overlay(kept_analysis.display, kept_analysis.gradcam.map_for(explained), "jet", 0.45, trained=run.trained)
+        )
+        caption = f"Grad-CAM for {explained}" + ("" if run.trained else " (untrained weights: meaningless)")
     return exports.case_report_html(
         run,
         repository.verdict_history(session, run.run_id, reviewer=only),
         repository.case_note_history(session, run.run_id, reviewer=only),
+        image_png=image_png,
+        heatmap_jpeg=heatmap_jpeg,
+        heatmap_caption=caption,
         names=repository.reviewer_names(session),
         blinded=only is not None,
     )

@@ -8,7 +8,7 @@ import streamlit as st
 from analytics import exports
 from core.vocabulary import RunKind
 from storage import reporting
-from ui import database
+from ui import database, results
 from ui.downloads import export_button
 from ui.entry import require_app_entry
 from ui.identity import visible_reviewer
@@ -93,6 +93,7 @@ shown = [r for r in rows if keep(r)]
 table = pd.DataFrame(
     [
         {
+            "image": results.kept_thumbnail(r.input_sha256),
             "case": r.case_id,
             "analysed (UTC)": r.analysed_at.strftime("%Y-%m-%d %H:%M"),
             "modality": r.modality,
@@ -104,11 +105,19 @@ table = pd.DataFrame(
         }
         for r in shown
     ],
-    columns=["case", "analysed (UTC)", "modality", "view", "highest band", "top finding", "status", "weights"],
+    columns=["image", "case", "analysed (UTC)", "modality", "view", "highest band", "top finding", "status", "weights"],
 )
 # A row opens its case in this tab (a link opened a new tab: a new session without the reviewer's
 # name or the untrained choice).
-picked = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row", key="wl_table")
+picked = st.dataframe(
+    table,
+    hide_index=True,
+    on_select="rerun",
+    selection_mode="single-row",
+    key="wl_table",
+    column_config={"image": st.column_config.ImageColumn("image", help="The kept image (blank when not kept)")},
+    row_height=60,
+)
 st.caption(
     f"{len(shown)} of {len(rows)} cases · critical first, then newest · 'reviewed by N': N readers gave a "
     "verdict on every finding · click a row to open its case"

@@ -85,6 +85,7 @@ class WorklistRow(_ReviewProgress):
     model_id: str
     readers_done: int  # reviewers with a verdict on every finding
     readers_started: int
+    input_sha256: str = ""  # the case's input, the key of its image in the image store
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,7 @@ def worklist(session: Session, limit: int = 500) -> Worklist:
                 model_id=run.model_id,
                 readers_done=sum(1 for c in per_reader if c >= len(run.findings)),
                 readers_started=len(per_reader),
+                input_sha256=run.case.input_sha256,
             )
         )
     cases.sort(key=lambda r: (-r.top_band.rank, -r.run_id))

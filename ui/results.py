@@ -79,6 +79,24 @@ def kept_display_png(input_sha256: str) -> bytes | None:
     return encode_png(display_crop(image.pixels)) if image is not None else None
 
 
+@st.cache_data(max_entries=2000, show_spinner=False)
+def kept_thumbnail(input_sha256: str, size: int = 72) -> str | None:
+    """A small PNG of the kept radiograph as a data URL (for the worklist), or None when not kept."""
+    import base64
+
+    import cv2
+
+    from core.encode import encode_png
+    from inference.images.preprocess import display_crop
+
+    store = image_store()
+    image = store.get_image(input_sha256) if store is not None and input_sha256 else None
+    if image is None:
+        return None
+    small = cv2.resize(display_crop(image.pixels), (size, size), interpolation=cv2.INTER_AREA)
+    return "data:image/png;base64," + base64.b64encode(encode_png(small)).decode()
+
+
 @st.cache_data(max_entries=32, show_spinner="Reading the kept image and running the model…")
 def kept_case_analysis(input_sha256: str, model_id: str, weights_sha256: str, bands_version: str, _loaded, _bands):
     """A stored case's image from the image store through the model again (its heatmaps), or None
