@@ -165,7 +165,9 @@ def test_readers_see_only_their_own_reads_and_the_lead_sees_all(provider, tmp_pa
         expect(lead.get_by_role("heading", name="Case 1: AI review report")).to_be_visible()
         expect(lead.get_by_text("reader1@hospital.test: agree")).to_be_visible()
         expect(lead.get_by_text("reader2@hospital.test: disagree")).to_be_visible()
-        expect(lead.get_by_text("UNTRAINED WEIGHTS")).to_be_visible()
+        expect(lead.locator("p.warn", has_text="UNTRAINED WEIGHTS")).to_be_visible()
+        # The case's image is kept, so the report carries it and the heatmap shown on the case page.
+        expect(lead.locator("figcaption", has_text="Grad-CAM for")).to_be_visible()
         _shot(lead, "10-exported-report")
         browser.close()
 
