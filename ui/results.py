@@ -68,15 +68,22 @@ def keep_image(input_sha256: str, filename: str, _data: bytes) -> bool:
     return True
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def kept_display_png(input_sha256: str) -> bytes | None:
-    """The kept radiograph's square centre crop (what the model saw) as PNG, or None when not kept."""
-    from core.encode import encode_png
+def _kept_crop(input_sha256: str) -> np.ndarray | None:
+    """The kept radiograph's square centre crop (what the model saw), or None when not kept."""
     from inference.images.preprocess import display_crop
 
     store = image_store()
-    image = store.get_image(input_sha256) if store is not None else None
-    return encode_png(display_crop(image.pixels)) if image is not None else None
+    image = store.get_image(input_sha256) if store is not None and input_sha256 else None
+    return display_crop(image.pixels) if image is not None else None
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def kept_display_png(input_sha256: str) -> bytes | None:
+    """The kept radiograph's centre crop as PNG, or None when not kept."""
+    from core.encode import encode_png
+
+    crop = _kept_crop(input_sha256)
+    return encode_png(crop) if crop is not None else None
 
 
 @st.cache_data(max_entries=2000, show_spinner=False)
@@ -87,13 +94,11 @@ def kept_thumbnail(input_sha256: str, size: int = 72) -> str | None:
     import cv2
 
     from core.encode import encode_png
-    from inference.images.preprocess import display_crop
 
-    store = image_store()
-    image = store.get_image(input_sha256) if store is not None and input_sha256 else None
-    if image is None:
+    crop = _kept_crop(input_sha256)
+    if crop is None:
         return None
-    small = cv2.resize(display_crop(image.pixels), (size, size), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
     return "data:image/png;base64," + base64.b64encode(encode_png(small)).decode()
 
 
