@@ -177,7 +177,8 @@ def rerun_timing(repeats: int) -> float:
     """Median server-side script time of a full page rerun after an opacity change (AppTest).
 
     A browser reruns only the heatmap fragment on an opacity change; the whole page is the
-    upper bound measured here."""
+    upper bound measured here. It is the server-rendered view's slider (the reader's "Server-rendered
+    view" switch on): in the browser viewer an opacity change never reaches the server."""
     from streamlit.testing.v1 import AppTest
     from streamlit.testing.v1.local_script_runner import LocalScriptRunner
 
@@ -195,6 +196,7 @@ def rerun_timing(repeats: int) -> float:
     try:
         at = AppTest.from_file(str(PROJECT / "app.py"), default_timeout=300)
         at.session_state["reviewer_name"] = "Bench"
+        at.session_state["viewer::server_rendered"] = True
         at.run()
         at.file_uploader[0].set_value((SAMPLE.name, SAMPLE.read_bytes(), "image/png")).run()
         for value in (0.5, 0.6):  # warm-up
@@ -378,6 +380,7 @@ def main() -> int:
             result.update(bench_volumes.seg_timings())
             result["scroll_page_rerun_ms"] = bench_volumes.scroll_timing(args.repeats)
             result.update(bench_volumes.browser_scroll_timing(args.repeats))
+            result.update(bench_volumes.viewer_scroll_timing(max(20, args.repeats)))
             result.update(bench_volumes.rss_both(SAMPLE))
         if not args.skip_interaction:
             import bench_interaction  # beside this script

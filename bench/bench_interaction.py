@@ -3,8 +3,13 @@ untrained weights, this machine), each the median of ``repeats`` tries after two
 
 * ``upload_to_findings_ms``: a chest X-ray (``nih_00000001_000.png``, made a new input each time by
   a PNG text chunk, so nothing is cached) from setting the file to its new case run, findings
-  and images on screen and the page idle, in a warm server (model loaded by the warm-ups).
-* ``finding_switch_ms``: "Finding to explain" changed to the heatmap of the new finding on screen.
+  and images on screen, the radiograph and its heatmap drawn in the browser viewer and the page
+  idle, in a warm server (model loaded by the warm-ups).
+* ``finding_switch_ms``: "Finding to explain" changed to the heatmap of the new finding drawn in the
+  browser viewer.
+* ``window_drag_ms``: one mouse move of a window/level drag over the radiograph to the frame that
+  shows the new window, and ``opacity_change_ms``: one step of the heatmap opacity slider to its
+  frame; both from the event's own timestamp to the animation frame after NiiVue drew (in the page).
 * ``page_switch_ms``: a sidebar link (review page <-> worklist) to the new page drawn.
 * ``key_verdict_ms``: the A key to "Saved: <finding> — agree." on screen.
 """
@@ -38,7 +43,13 @@ def _timed(action, wait) -> float:
 
 
 def interaction_timings(sample: Path, repeats: int = 20, keys: bool = True) -> dict:
-    from browser import chromium_page, streamlit_server  # beside this script
+    from browser import (  # beside this script
+        FRAME_POLL_MS,
+        chromium_page,
+        median_event_to_frame_ms,
+        streamlit_server,
+        viewer_frame,
+    )
     from playwright.sync_api import expect
 
     png = sample.read_bytes()
@@ -56,8 +67,11 @@ def interaction_timings(sample: Path, repeats: int = 20, keys: bool = True) -> d
             box.press("Enter")
             uploader = page.locator("input[type=file]")
 
+            scenes: list[str] = []
+
             def findings_shown(run: int):
-                """The new case's run number in the caption, its images loaded, the page idle."""
+                """The new case's run number in the caption, its images loaded, the whole radiograph
+                with its heatmap drawn in the browser viewer, the page idle."""
 
                 def wait() -> None:
                     page.wait_for_function(
@@ -65,6 +79,14 @@ def interaction_timings(sample: Path, repeats: int = 20, keys: bool = True) -> d
                         arg=run,
                         polling="raf",
                     )
+                    frame = viewer_frame(page)
+                    frame.wait_for_function(
+                        "previous => { const s = window.reviewViewer.state(); return s.ready && s.scene !== previous"
+                        " && s.layers.some(l => l.role === 'heatmap'); }",
+                        arg=scenes[-1] if scenes else None,
+                        polling=FRAME_POLL_MS,
+                    )
+                    scenes.append(frame.evaluate("() => window.reviewViewer.state().scene"))
                     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
 
                 return wait
@@ -85,16 +107,32 @@ def interaction_timings(sample: Path, repeats: int = 20, keys: bool = True) -> d
                     page.get_by_role("option", name=label, exact=True).click()
 
                 def wait() -> None:
-                    page.wait_for_function(
-                        f"label => [...document.querySelectorAll('[data-testid=stImage]')].some("
-                        f"e => e.innerText.includes('Grad-CAM for ' + label)) && {WAIT_IMAGES}",
+                    viewer_frame(page).wait_for_function(
+                        "label => { const h = window.reviewViewer.state().layers.find(l => l.role === 'heatmap');"
+                        " return h && h.caption.startsWith(`Grad-CAM for ${label} (`); }",
                         arg=label,
-                        polling="raf",
+                        polling=FRAME_POLL_MS,
                     )
 
                 return _timed(choose, wait)
 
             switches = [switch(labels[i % 2]) for i in range(repeats + 2)][2:]
+
+            # In the viewer: a window/level drag step and a heatmap opacity step, event to frame.
+            frame = viewer_frame(page)
+            box = frame.locator("#gl").bounding_box()
+            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(cx, cy)
+            page.mouse.down()
+            drag_ms = median_event_to_frame_ms(
+                frame, "mousemove", lambda i: page.mouse.move(cx + 6 * (i % 2 + 1), cy + 3 * (i % 2)), repeats
+            )
+            page.mouse.up()
+            opacity = frame.get_by_role("slider", name="Heatmap opacity")
+            opacity.focus()
+            opacity_ms = median_event_to_frame_ms(
+                frame, "input", lambda i: opacity.press("ArrowRight" if i % 2 else "ArrowLeft"), repeats
+            )
 
             def verdict() -> float:
                 page.get_by_role("heading", name="Your verdicts").click()
@@ -129,6 +167,8 @@ def interaction_timings(sample: Path, repeats: int = 20, keys: bool = True) -> d
     return {
         "upload_to_findings_ms": statistics.median(uploads),
         "finding_switch_ms": statistics.median(switches),
+        "window_drag_ms": drag_ms,
+        "opacity_change_ms": opacity_ms,
         "page_switch_ms": statistics.median(pages),
         **({"key_verdict_ms": statistics.median(verdicts)} if verdicts else {}),
         "interaction_repeats": repeats,
@@ -140,6 +180,8 @@ def goals(result: dict) -> dict:
         "upload_to_findings_ms <= 1500": result["upload_to_findings_ms"] <= 1500,
         "finding_switch_ms <= 300": result["finding_switch_ms"] <= 300,
         "page_switch_ms <= 1000": result["page_switch_ms"] <= 1000,
+        "window_drag_ms <= 50": result["window_drag_ms"] <= 50,
+        "opacity_change_ms <= 50": result["opacity_change_ms"] <= 50,
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -108,3 +109,36 @@ def chromium_page(width: int = 1500, height: int = 1800) -> Iterator:
             yield page
         finally:
             browser.close()
+
+
+# Waits inside the viewer's frame poll on a timer, not on its animation frames: Chromium throttles
+# the animation frames of an iframe out of view, which held such waits for seconds after the page
+# had drawn (the reader saw the image long before the benchmark did).
+FRAME_POLL_MS = 16
+
+
+def viewer_frame(page):
+    """The browser viewer's frame once its image is shown (re-read it after the page rebuilt it)."""
+    element = page.locator("iframe[src*='review_viewer']")
+    element.wait_for(state="visible")
+    frame = element.element_handle().content_frame()
+    frame.wait_for_function("() => window.reviewViewer && window.reviewViewer.state().ready", polling=FRAME_POLL_MS)
+    return frame
+
+
+def event_to_frame_ms(frame, event_type: str, action) -> float:
+    """Milliseconds from the next ``event_type`` event in the viewer (its own timestamp) to the
+    animation frame after NiiVue drew the result; the viewer's ``arm`` measures it in the page."""
+    frame.evaluate("t => { window.__latency = window.reviewViewer.arm(t, 10000); }", event_type)
+    action()
+    value = frame.evaluate("() => window.__latency")
+    if value is None or value != value:  # NaN: no draw followed the event
+        raise RuntimeError(f"the viewer drew nothing after a {event_type} event")
+    return float(value)
+
+
+def median_event_to_frame_ms(frame, event_type: str, step, repeats: int, warmup: int = 2) -> float:
+    """The median of ``event_to_frame_ms`` over ``repeats`` tries after ``warmup`` ones; ``step(i)``
+    makes try ``i``'s event (alternate directions so the view stays where it was)."""
+    times = [event_to_frame_ms(frame, event_type, lambda i=i: step(i)) for i in range(repeats + warmup)]
+    return statistics.median(times[warmup:])

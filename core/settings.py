@@ -44,6 +44,13 @@ def _positive_int(name: str, default: int) -> int:
     return value
 
 
+def _choice(name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = (os.environ.get(name) or default).strip().lower()
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}.")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -60,6 +67,7 @@ class Settings:
     cxr_model_id: str = "xrv-densenet121-res224-all"  # the registered classifier the chest X-ray review runs
     image_store: bool = True  # keep decoded, de-identified pixels so cases reopen with their image
     image_retention_days: int = 30
+    viewer: str = "browser"  # "browser": the WebGL viewer where it is built; "server": server-rendered views
 
     @property
     def image_store_dir(self) -> Path:
@@ -96,4 +104,5 @@ def load_settings() -> Settings:
         cxr_model_id=os.environ.get("CXR_MODEL_ID") or "xrv-densenet121-res224-all",
         image_store=_flag("IMAGE_STORE", True),
         image_retention_days=_positive_int("IMAGE_RETENTION_DAYS", 30),
+        viewer=_choice("REVIEW_VIEWER", ("browser", "server"), "browser"),
     )

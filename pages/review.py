@@ -112,7 +112,7 @@ def _explanations() -> None:
         )
     with cam_col:
         label = st.selectbox("Finding to explain", labels, key="cam_finding")
-        cam_viewer(analysis, loaded, label)
+        cam_viewer(analysis, loaded, label, upload.name, data)
     shap_panel(analysis, loaded, run_id, label)
     # Keyed by the case: a new upload starts with the (six-method) comparison off, shown and computed alike.
     if st.toggle("Compare all heatmap methods for this finding", key=f"compare_cams::{sha}"):

@@ -113,6 +113,72 @@ def kept_case_analysis(input_sha256: str, model_id: str, weights_sha256: str, ba
     return analyze(_loaded, image, _bands) if image is not None else None
 
 
+@st.cache_resource(max_entries=16, show_spinner="Preparing the full image for the viewer…")
+def xray_viewer_scene(input_sha256: str, filename: str, _data: bytes | None):
+    """The whole radiograph for the browser viewer, from the upload or (without ``_data``) from
+    the image store; None when the image is not kept. Encoded once per input and process."""
+    from pipelines.viewer_layers import xray_scene
+
+    if _data is not None:
+        image = _decode(filename, _data)
+    else:
+        store = image_store()
+        image = store.get_image(input_sha256) if store is not None and input_sha256 else None
+    return xray_scene(image.pixels, input_sha256) if image is not None else None
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def heatmap_viewer_layer(
+    input_sha256: str,
+    weights_sha256: str,
+    method: str,
+    label: str,
+    trained: bool,
+    image_shape: tuple[int, ...],
+    caption: str,
+    _cam: np.ndarray,
+):
+    """One heatmap as a viewer layer over the whole image, encoded once per (case, weights, method, finding)."""
+    from pipelines.viewer_layers import heatmap_layer
+
+    return heatmap_layer(_cam, (int(image_shape[0]), int(image_shape[1])), caption, trained)
+
+
+@st.cache_resource(max_entries=8, ttl=4 * 3600, show_spinner="Preparing the volume for the viewer…")
+def volume_viewer_scene(volume_sha256: str, _volume):
+    """A volume for the browser viewer (int16, gzipped), encoded once per volume and process."""
+    from pipelines.viewer_layers import volume_scene
+
+    return volume_scene(_volume)
+
+
+@st.cache_resource(max_entries=4, ttl=4 * 3600, show_spinner="Reading the kept volume…")
+def kept_volume(input_sha256: str):
+    """A stored segmentation run's volume from the image store (Volume or MultiChannelVolume), or
+    None when it is not kept. Read once per process while recently used."""
+    from pipelines.kept_volumes import kept_volume as read
+
+    store = image_store()
+    return read(store, input_sha256) if store is not None else None
+
+
+@st.cache_resource(max_entries=8, ttl=4 * 3600, show_spinner=False)
+def kept_segmentation(run_id: int, label_map_sha256: str, _run):
+    """A stored segmentation run with its kept label map, or None when the map is not kept."""
+    from pipelines.kept_volumes import reopened_segmentation
+
+    store = image_store()
+    return reopened_segmentation(store, _run) if store is not None else None
+
+
+@st.cache_resource(max_entries=16, ttl=4 * 3600, show_spinner=False)
+def label_viewer_layer(label_map_sha256: str, present: frozenset[int], caption: str, trained: bool, _label_map):
+    """A label map for the browser viewer, encoded once per label map."""
+    from pipelines.viewer_layers import label_layer
+
+    return label_layer(_label_map, set(present), caption, trained)
+
+
 @st.cache_data(max_entries=128, show_spinner=False)
 def display_png(input_sha256: str, _display: np.ndarray) -> bytes:
     """The analysed crop as the page shows it, PNG-encoded once per input when first shown (the

@@ -18,6 +18,13 @@ def fresh_caches():
     st.cache_data.clear()
 
 
+@pytest.fixture(autouse=True)
+def server_rendered_views(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AppTest runs no browser, so no component can answer: the page tests read the server-rendered
+    views (the browser viewer's tests set REVIEW_VIEWER=browser and read what is sent to it)."""
+    monkeypatch.setenv("REVIEW_VIEWER", "server")
+
+
 @pytest.fixture
 def untrained_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALLOW_UNTRAINED_WEIGHTS", "1")

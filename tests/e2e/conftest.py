@@ -118,3 +118,29 @@ def server(tmp_path: Path):
     require_browser()
     with streamlit_app(tmp_path) as app:
         yield app
+
+
+@contextmanager
+def browser_page(width: int = 1600, height: int = 2600, timeout_ms: int = 120_000) -> Iterator:
+    """One headless Chromium page at a reading-room size, with Playwright's waits set to
+    ``timeout_ms`` (this machine is slow; a wait that ends early is a failure, not a pass)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(timeout_ms)
+            expect.set_options(timeout=timeout_ms)
+            yield page
+        finally:
+            browser.close()
+
+
+def settled(page) -> None:
+    """Wait until the page has finished its run and its redraw: no status widget and no element
+    left stale from the previous run (Streamlit keeps both on screen for a moment)."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
+    expect(page.locator("[data-stale=true]")).to_have_count(0)

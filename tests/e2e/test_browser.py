@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import NIH_PNG
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.conftest import browser_page
 
 pytestmark = pytest.mark.e2e
 
@@ -31,14 +31,10 @@ def _sign(page, name: str) -> None:
 
 
 def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, database_url = server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1500, "height": 2900})
-        page.set_default_timeout(120_000)
-        expect.set_options(timeout=120_000)
+    with browser_page(1500, 2900) as page:
         page.goto(url)
         expect(page.get_by_text("Review a chest X-ray").first).to_be_visible()
         expect(page.get_by_text("not a cleared medical device")).to_be_visible()
@@ -47,12 +43,10 @@ def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
         expect(page.get_by_text("18 findings ·")).to_be_visible()
         expect(page.get_by_text("Untrained weights: scores are meaningless").first).to_be_visible()
         expect(verdict_rows.rows(page, "review")).to_have_count(18)
-        overlay = page.locator("[data-testid='stImage']").filter(has_text="Grad-CAM for")
-        expect(overlay).to_have_count(1)
-        expect(overlay.locator("img")).to_be_visible()
-        page.wait_for_function(
-            "() => [...document.querySelectorAll('[data-testid=stImage] img')].every(i => i.complete && i.naturalWidth > 0)"
-        )
+        # The heatmap over the whole radiograph, in the browser viewer (tests/e2e/test_viewer.py drives it).
+        viewer = page.locator("iframe[src*='review_viewer']")
+        expect(viewer).to_be_visible()
+        expect(page.frame_locator("iframe[src*='review_viewer']").get_by_text("Grad-CAM for")).to_be_visible()
         _shot(page, "01-review-after-upload")
 
         first = verdict_rows.row(page, "review", 0)
@@ -85,7 +79,6 @@ def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
         page.goto(f"{url}/settings")
         expect(page.get_by_text("Threshold bands")).to_be_visible()
         _shot(page, "04-settings")
-        browser.close()
 
     from sqlalchemy import create_engine, text
 
@@ -103,14 +96,10 @@ def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
 
 
 def test_shap_runs_while_the_reviewer_keeps_marking_findings(server) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, _ = server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1500, "height": 2400})
-        page.set_default_timeout(180_000)
-        expect.set_options(timeout=180_000)
+    with browser_page(1500, 2400, timeout_ms=180_000) as page:
         page.goto(url)
         _sign(page, "Dr Browser")
         page.locator("input[type=file]").set_input_files(str(NIH_PNG))
@@ -134,4 +123,3 @@ def test_shap_runs_while_the_reviewer_keeps_marking_findings(server) -> None:
         expect(page.get_by_text("Ranked by faithfulness")).to_be_visible()
         expect(page.locator("[data-testid='stImage']").filter(has_text="Layer-CAM")).to_have_count(1)
         _shot(page, "07-compare-methods")
-        browser.close()

@@ -5,8 +5,6 @@ MRI structures, in a real browser against `streamlit run`)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
@@ -16,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import NIH_PNG, SAMPLES
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.conftest import browser_page, settled
 from tests.e2e.test_browser import _shot, _sign
 
 pytestmark = pytest.mark.e2e
@@ -36,23 +34,11 @@ def _click_as_fast_as_confirmed(page, scope: str, noun: str) -> list[tuple[str, 
             clicked.append((name, verdict))
             # The next click comes as soon as the page confirms this one.
             expect(page.get_by_text(f"Saved: {name} — {verdict}.", exact=True)).to_be_visible()
+    settled(page)  # what the reader sees once the page has finished redrawing
     for row in rows:
         expect(verdict_rows.chosen(row)).to_have_count(1)
         expect(verdict_rows.chosen(row)).to_have_text(re.compile(f"{verdict_rows.VERDICT_NAMES[ROUNDS[-1]]}$"))
     return clicked
-
-
-@contextmanager
-def browser_page() -> Iterator:
-    from playwright.sync_api import expect, sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1600, "height": 2600})
-        page.set_default_timeout(120_000)
-        expect.set_options(timeout=120_000)
-        yield page
-        browser.close()
 
 
 def _rows(database_url: str, sql: str) -> list:

@@ -10,8 +10,8 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import CXR, NIH_PNG
 from tests.e2e import verdict_rows
+from tests.e2e.conftest import browser_page, settled
 from tests.e2e.test_browser import _shot, _sign
-from tests.e2e.test_fast_clicks import browser_page
 
 pytestmark = pytest.mark.e2e
 
@@ -31,10 +31,7 @@ def _idle(page) -> None:
     """Wait until the page has finished running and drawing: no status widget, no element left
     stale from the previous run, then a moment for the shortcut keys to be bound (a key pressed
     while the panel is being redrawn is not seen by the page; the reader presses it again)."""
-    from playwright.sync_api import expect
-
-    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
-    expect(page.locator("[data-stale=true]")).to_have_count(0)
+    settled(page)
     page.wait_for_timeout(1500)
 
 
@@ -78,16 +75,22 @@ def test_verdicts_from_the_keyboard_and_cases_opened_in_place(server) -> None:
         page.keyboard.press("a")
         expect(page.get_by_text(f"Saved: {names[0]} — agree.", exact=True)).to_be_visible()
         expect(_selected(page)).to_have_text(names[1])
+        _idle(page)
         page.keyboard.press("j")
         expect(_selected(page)).to_have_text(names[2])
+        _idle(page)
         page.keyboard.press("d")
         expect(page.get_by_text(f"Saved: {names[2]} — disagree.", exact=True)).to_be_visible()
         expect(_selected(page)).to_have_text(verdict_rows.item_name(verdict_rows.row(page, "review", 3)))
-        # Each key acts on the selection the page shows when it is pressed: wait for each step.
+        # Each key acts on the selection the page shows when it is pressed: wait for each step
+        # to be drawn and the page idle (a key pressed during a redraw may be missed; README).
+        _idle(page)
         page.keyboard.press("k")
         expect(_selected(page)).to_have_text(names[2])
+        _idle(page)
         page.keyboard.press("k")
         expect(_selected(page)).to_have_text(names[1])
+        _idle(page)
         page.keyboard.press("u")
         expect(page.get_by_text(f"Saved: {names[1]} — unsure.", exact=True)).to_be_visible()
         expect(verdict_rows.chosen(verdict_rows.row(page, "review", 1))).to_have_count(1)

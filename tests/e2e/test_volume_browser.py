@@ -1,5 +1,6 @@
-"""A real browser on the MRI/CT page: upload the MNI152 T1 and a grey-matter mask, scroll all three
-views, read the volume and record a verdict that lands in the database."""
+"""A real browser on the MRI/CT page's server-rendered scroller (the fallback when the browser has no
+WebGL2): upload the MNI152 T1 and a grey-matter mask, scroll all three views, read the volume and
+record a verdict that lands in the database."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from tests.conftest import SAMPLES
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.conftest import browser_page
 from tests.e2e.test_browser import _shot, _sign
 
 pytestmark = pytest.mark.e2e
@@ -27,15 +28,11 @@ def _mask_file(folder: Path) -> Path:
 
 
 def test_scroll_three_views_read_the_volume_and_agree(server, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, database_url = server
     mask = _mask_file(tmp_path)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1500, "height": 2200})
-        page.set_default_timeout(120_000)
-        expect.set_options(timeout=120_000)
+    with browser_page(1500, 2200) as page:
         # A freshly started server's first request for a page URL must still pass through app.py
         # (sign-in gate, sidebar), never run the page file on its own.
         page.goto(f"{url}/volumes")
@@ -48,6 +45,8 @@ def test_scroll_three_views_read_the_volume_and_agree(server, tmp_path: Path) ->
         ).click()
         expect(page.get_by_text("A volume: one NIfTI")).to_be_visible()
         page.locator("input[type=file]").first.set_input_files(str(MRI / "mni152_t1.nii.gz"))
+        # The server-rendered scroller: the fallback without WebGL2 (the browser viewer is test_viewer.py's).
+        page.get_by_text("Server-rendered view").click()
         expect(page.get_by_text("Axial 95 of 189")).to_be_visible()
         expect(page.get_by_text("Label map: NIfTI on the same grid")).to_be_visible()
         page.locator("input[type=file]").nth(1).set_input_files(str(mask))
@@ -78,7 +77,6 @@ def test_scroll_three_views_read_the_volume_and_agree(server, tmp_path: Path) ->
         expect(page.get_by_text("Saved: Label 1 — agree")).to_be_visible()
         expect(verdict_rows.chosen(row)).to_have_text(re.compile("Agree$"))
         _shot(page, "23-volume-verdict")
-        browser.close()
 
     from sqlalchemy import create_engine, text
 

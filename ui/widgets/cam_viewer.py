@@ -1,6 +1,7 @@
 """Image and heatmap side by side, a faithfulness score for the heatmap, and every method compared.
 
-Opacity and colormap only re-blend cached maps; a new CAM method computes one map once per
+In the browser viewer opacity and colormap never reach the server; in the server-rendered view
+they only re-blend cached maps; a new CAM method computes one map once per
 (case, method, finding) and caches it.
 """
 
@@ -11,11 +12,16 @@ import streamlit as st
 
 from inference.models.loader import UNTRAINED_LABEL, LoadedModel
 from pipelines.analyze import CaseAnalysis
+from pipelines.viewer_layers import HEATMAP_FLOOR
 from ui import results
 from ui.session import CAM_METHOD_KEY
+from ui.widgets import image_viewer
 from xai.cam import CAM_METHODS, CLOSED_FORM_METHOD, heatmap_problem
 from xai.faithfulness import TOP_FRACTION, Faithfulness
 from xai.overlay import CAM_MEANING, COLORMAPS, OPACITY_RANGE, jpeg_bytes, legend_png, overlay
+
+VIEWER_KEY = "xray_viewer"
+VIEWER_HEIGHT = 620
 
 
 def selected_map(analysis: CaseAnalysis, loaded: LoadedModel, method: str, label: str) -> np.ndarray:
@@ -57,7 +63,49 @@ def faithfulness_text(result: Faithfulness, trained: bool) -> str:
 
 
 @st.fragment
-def cam_viewer(analysis: CaseAnalysis, loaded: LoadedModel, label: str) -> None:
+def cam_viewer(
+    analysis: CaseAnalysis, loaded: LoadedModel, label: str, filename: str = "", data: bytes | None = None
+) -> None:
+    """The heatmap of ``label`` for the chosen method: over the whole radiograph in the browser
+    viewer (window/level, zoom, pan; opacity and colours in the browser), or server-rendered
+    beside the model's crop. ``data`` is the upload; without it the image comes from the image store."""
+    browser = image_viewer.use_browser_viewer()
+    scene = results.xray_viewer_scene(analysis.facts.input_sha256, filename, data) if browser else None
+    if browser and scene is None:
+        st.caption("The full image is not kept, so the server-rendered crop is shown.")
+    if scene is None:
+        _server_rendered(analysis, loaded, label)
+        return
+    method = st.selectbox("CAM method", CAM_METHODS, key=CAM_METHOD_KEY)
+    cam = selected_map(analysis, loaded, method, label)
+    tag = "" if loaded.trained else f" ({UNTRAINED_LABEL})"
+    problem = heatmap_problem(cam)
+    if problem:  # the warning below the viewer: above it, it would move the viewer and rebuild it
+        image_viewer.show(scene, VIEWER_KEY, height=VIEWER_HEIGHT)
+        st.warning(problem)
+    else:
+        caption = f"{method} for {label}{tag}"
+        layer = results.heatmap_viewer_layer(
+            analysis.facts.input_sha256,
+            loaded.weights_sha256,
+            method,
+            label,
+            loaded.trained,
+            scene.image_shape,
+            caption,
+            cam,
+        )
+        image_viewer.show(scene.with_layers(layer), VIEWER_KEY, height=VIEWER_HEIGHT)
+        st.caption(faithfulness_text(faithfulness_for(analysis, loaded, (method,), label)[method], loaded.trained))
+    if not loaded.trained:
+        st.error("Heatmap from untrained weights: it shows nothing about disease.")
+    st.caption(
+        f"{CAM_MEANING} The whole image at full resolution; the yellow square is what the model sees. "
+        f"Heatmap values below {HEATMAP_FLOOR:.0%} of its scale are not drawn."
+    )
+
+
+def _server_rendered(analysis: CaseAnalysis, loaded: LoadedModel, label: str) -> None:
     controls = st.columns([1.4, 1.2, 1.6])
     method = controls[0].selectbox("CAM method", CAM_METHODS, key=CAM_METHOD_KEY)
     colormap = controls[1].selectbox("Colormap", COLORMAPS, key="cam_colormap")

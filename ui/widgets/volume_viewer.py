@@ -31,10 +31,13 @@ from inference.volume.slices import (
 from inference.volume.types import LabelInfo, Segmentation, Volume
 from inference.volume.windowing import CT_PRESETS, default_ct_preset, window_to_uint8
 from ui import results
+from ui.widgets import image_viewer
 
 log = logging.getLogger(__name__)
 
 VIEW_KEY = "vv::view"
+GOTO_KEY = "vv::goto"  # the browser viewer's next slice to show, with a nonce
+BROWSER_VIEWER_KEY = "volume_viewer"
 DISPLAY_WIDTH_PX = 420
 _CUSTOM = "Custom"
 _AUTO = "Auto (0.5-99.5 percentile)"
@@ -53,6 +56,7 @@ def jump_to(view: str, index: int) -> None:
     """Show 0-based slice ``index`` in ``view`` on the next rerun (a callback may call this)."""
     st.session_state[VIEW_KEY] = view
     st.session_state[slice_key(view)] = index + 1
+    st.session_state[GOTO_KEY] = {"axis": VIEWS.index(view), "index": index, "nonce": time.time()}
 
 
 def _window(volume: Volume) -> tuple[float, float, str]:
@@ -100,6 +104,32 @@ def present_values(segmentation: Segmentation) -> set[int]:
 
 @st.fragment
 def volume_viewer(volume: Volume, segmentation: Segmentation | None, caption_suffix: str = "") -> None:
+    """Three linked planes in the browser viewer, or the server-rendered scroller as the fallback."""
+    if image_viewer.use_browser_viewer():
+        _browser_viewer(volume, segmentation, caption_suffix)
+    else:
+        _server_viewer(volume, segmentation, caption_suffix)
+
+
+def _browser_viewer(volume: Volume, segmentation: Segmentation | None, caption_suffix: str) -> None:
+    scene = results.volume_viewer_scene(volume.input_sha256, volume)
+    if segmentation is not None:
+        label_map = segmentation.label_map
+        caption = "Masks" + caption_suffix
+        layer = results.label_viewer_layer(
+            label_map.sha256, frozenset(present_values(segmentation)), caption, segmentation.model.trained, label_map
+        )
+        scene = scene.with_layers(layer)
+    goto = st.session_state.get(GOTO_KEY)
+    image_viewer.show(scene, BROWSER_VIEWER_KEY, height=520, goto=goto)
+    st.caption(
+        "Three linked planes in radiological convention (the patient's right on the screen's left). Wheel or "
+        "↑/↓ over a plane: its slices · click: move the crosshair · right-drag: window/level · ctrl-wheel: zoom · "
+        "shift-drag: ruler in mm."
+    )
+
+
+def _server_viewer(volume: Volume, segmentation: Segmentation | None, caption_suffix: str = "") -> None:
     """Axial / coronal / sagittal scroller with step buttons, window, mask visibility and opacity."""
     started = time.perf_counter()
     controls = st.columns([1.6, 1.2, 1.2, 1.2])

@@ -1,0 +1,67 @@
+"""The viewer's layers put every pixel where it belongs: a radiograph upright at full size, a
+heatmap over the model's crop, a volume's values and millimetres kept."""
+
+from __future__ import annotations
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+
+from inference.images.preprocess import centre_crop_box
+from pipelines.viewer_layers import heatmap_layer, label_layer, volume_scene, xray_scene
+
+
+def _read(layer):
+    return nib.Nifti1Image.from_bytes(gzip.decompress(layer.nifti_gz))
+
+
+def test_a_radiograph_is_upright_at_full_size_and_its_heatmap_lies_on_the_crop() -> None:
+    pixels = np.zeros((300, 500), dtype=np.float32)
+    pixels[10, 400] = 255  # near the top, to the right
+    scene = xray_scene(pixels, "sha")
+    image = _read(scene.layers[0])
+    assert image.shape == (500, 300, 1)
+    data = np.asarray(image.dataobj)
+    assert data[400, 10, 0] == 255
+    # Row 10 is above row 200 on the screen (y grows upwards in the viewer).
+    assert (image.affine @ [400, 10, 0, 1])[1] > (image.affine @ [400, 200, 0, 1])[1]
+
+    cam = np.zeros((10, 10), dtype=np.float32)
+    cam[0, 0] = 1.0  # the crop's top-left corner
+    layer = heatmap_layer(cam, pixels.shape, "Grad-CAM", trained=True)
+    heat = _read(layer)
+    box = centre_crop_box(pixels.shape)  # 300 x 300 from column 100
+    centre = heat.affine @ [0, 0, 0, 1]  # the centre of cam pixel (0, 0) in image voxels
+    assert np.allclose(centre[:2], [box.left + 14.5, -(box.top + 14.5)])
+    corner = heat.affine @ [9, 9, 0, 1]
+    assert np.allclose(corner[:2], [box.left + box.size - 15.5, -(box.top + box.size - 15.5)])
+    assert np.asarray(heat.dataobj)[0, 0, 0] == 255 and layer.untrained == ""
+    assert heatmap_layer(cam, pixels.shape, "Grad-CAM", trained=False).untrained.startswith("UNTRAINED")
+
+
+def test_a_volume_keeps_its_values_and_geometry(samples) -> None:
+    from inference.volume.nifti import load_nifti
+
+    path = samples.parent / "mri" / "mni152_t1.nii.gz"
+    mni_t1_volume = load_nifti(path.read_bytes(), path.name, max_bytes=10**9, max_voxels=10**9)
+    scene = volume_scene(mni_t1_volume)
+    image = _read(scene.layers[0])
+    assert np.allclose(image.affine, mni_t1_volume.affine)
+    values = np.asarray(image.get_fdata(dtype=np.float32))
+    original = np.asarray(mni_t1_volume.data)
+    step = (original.max() - original.min()) / 65535
+    assert np.abs(values - original).max() <= step  # MR quantised to int16 with its scale in the header
+    assert scene.window.name.startswith("Auto") and scene.units == ""
+
+
+def test_a_label_layer_lists_only_the_labels_present() -> None:
+    from core.results import LabelInfo, LabelMap
+
+    data = np.zeros((4, 4, 4), dtype=np.int16)
+    data[1, 1, 1] = 2
+    labels = (LabelInfo(1, "liver", (200, 0, 0)), LabelInfo(2, "spleen", (0, 200, 0)))
+    label_map = LabelMap(data, np.eye(4), labels, (), "model:x", "sha")
+    layer = label_layer(label_map, {2}, "Masks", trained=False)
+    assert [info.name for info in layer.labels] == ["spleen"]
+    assert np.asarray(_read(layer).dataobj).dtype == np.uint8 and layer.untrained.startswith("UNTRAINED")

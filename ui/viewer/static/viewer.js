@@ -1,0 +1,822 @@
+/* The review dashboard's browser viewer: NiiVue (WebGL2) in a Streamlit component.
+ *
+ * Python (ui/widgets/image_viewer.py) sends a JSON `spec` (the layers, their roles, colours and
+ * window presets) and, only the first time this browser tab needs a layer, the layer's pixels as
+ * a gzipped NIfTI in a bytes argument `b_<id>`. Pixels are kept here by id, in a cache shared by
+ * every viewer of the tab (it lives in the app's window, so it outlives this iframe across page
+ * switches); a layer the cache has lost is asked for again with a `missing` value.
+ *
+ * Everything a reader does to the picture (window/level, zoom, pan, invert, slices, heatmap and
+ * mask opacity, colours, visibility, the ruler) happens here, with no server round trip.
+ */
+(function () {
+  "use strict";
+
+  const NV = window.niivue;
+  const canvas = document.getElementById("gl");
+  const stage = document.getElementById("stage");
+  const toolbar = document.getElementById("toolbar");
+  const layersBar = document.getElementById("layers");
+  const statusLine = document.getElementById("status");
+  const banner = document.getElementById("banner");
+  const message = document.getElementById("message");
+
+  // --- The Streamlit component protocol (API version 1) -------------------------------------
+  function post(type, data) {
+    window.parent.postMessage(Object.assign({ isStreamlitMessage: true, type: type }, data || {}), "*");
+  }
+  function setValue(value) {
+    post("streamlit:setComponentValue", { value: value, dataType: "json" });
+  }
+  function setHeight() {
+    post("streamlit:setFrameHeight", { height: document.documentElement.scrollHeight });
+  }
+
+  // --- Pixels, by layer id, shared by the tab's viewers -------------------------------------
+  const CACHE_LIMIT_BYTES = 768 * 1024 * 1024;
+  const host = (function () {
+    try {
+      void window.parent.document; // throws when the app's window is another origin
+      return window.parent;
+    } catch (err) {
+      return window;
+    }
+  })();
+  const cache = host.__reviewViewerPixels || (host.__reviewViewerPixels = new host.Map());
+  // How the reader left each case (window, zoom, pan, crosshair, hidden labels): a viewer that
+  // Streamlit rebuilds (the page moved it) reopens the case as it was.
+  const views = host.__reviewViewerViews || (host.__reviewViewerViews = new host.Map());
+  // Viewers of one sync group (a case beside its prior) follow the one the reader is using:
+  // zoom, pan, window and, for volumes, the crosshair by position in mm (so linked slices).
+  const groups = host.__reviewViewerGroups || (host.__reviewViewerGroups = new host.Map());
+
+  function remember(id, bytes) {
+    // Copied into the app window's realm: the bytes outlive this iframe.
+    const kept = new host.Uint8Array(bytes.byteLength);
+    kept.set(bytes);
+    cache.delete(id);
+    cache.set(id, kept);
+    let total = 0;
+    cache.forEach(function (v) { total += v.byteLength; });
+    for (const key of Array.from(cache.keys())) {
+      if (total <= CACHE_LIMIT_BYTES) break;
+      if (key === id) continue;
+      total -= cache.get(key).byteLength;
+      cache.delete(key);
+    }
+  }
+  function recall(id) {
+    const bytes = cache.get(id);
+    if (bytes) { cache.delete(id); cache.set(id, bytes); }
+    return bytes;
+  }
+
+  // --- State ----------------------------------------------------------------------------------
+  let nv = null;
+  let spec = null;
+  let sceneId = null;
+  const shown = new Map(); // role -> { id, image }
+  let scene = null; // per case: window, invert, hidden labels
+  // The reader's preferences (heatmap opacity and colours, mask opacity, layout) for the tab.
+  const prefs = host.__reviewViewerPrefs ||
+    (host.__reviewViewerPrefs = { heatOpacity: null, heatColormap: null, maskOpacity: null, tool: null, layout: "multi" });
+  let pointer = { x: 0, y: 0, inside: false };
+  const stats = { draws: 0, lastDraw: 0 };
+  let armed = null;
+  let busy = false;
+  let reportedError = false; // the page was told of an error that a later good render clears
+  let pendingArgs = null;
+
+  // The benchmark's clock: the timestamp of the armed event type, taken by listeners registered
+  // before any other, so they run before the handler that draws.
+  for (const type of ["keydown", "wheel", "mousemove", "input"]) {
+    window.addEventListener(type, function (e) {
+      if (armed && armed.type === e.type && armed.event === null) armed.event = e.timeStamp;
+    }, true);
+  }
+
+  function showMessage(text) {
+    message.textContent = text;
+    message.hidden = !text;
+  }
+
+  function webgl2() {
+    try {
+      return !!document.createElement("canvas").getContext("webgl2");
+    } catch (err) {
+      return false;
+    }
+  }
+
+  async function ensureNiivue() {
+    if (nv) return nv;
+    nv = new NV.Niivue({
+      backColor: [0, 0, 0, 1],
+      show3Dcrosshair: false,
+      isResizeCanvas: true,
+      dragAndDropEnabled: false,
+      logLevel: "error",
+      loadingText: "",
+      isColorbar: false,
+      multiplanarShowRender: NV.SHOW_RENDER.NEVER,
+      crosshairWidth: 1,
+      crosshairColor: [1, 0.3, 0.3, 0.9],
+      isRadiologicalConvention: true,
+      isOrientationTextVisible: true,
+      textHeight: 0.05,
+      measureTextColor: [1, 1, 0.2, 1],
+      measureLineColor: [1, 1, 0.2, 1],
+      isNearestInterpolation: false,
+    });
+    await nv.attachToCanvas(canvas);
+    const draw = nv.drawScene.bind(nv);
+    nv.drawScene = function () {
+      const out = draw();
+      stats.draws += 1;
+      stats.lastDraw = performance.now();
+      scheduleStatus();
+      saveView();
+      if (group && !following && host.__reviewViewerDriver === me) broadcast();
+      if (armed && armed.event) {
+        const done = armed;
+        armed = null;
+        requestAnimationFrame(function () { done.resolve(performance.now() - done.event); });
+      }
+      return out;
+    };
+    nv.onLocationChange = function () { scheduleStatus(); };
+    return nv;
+  }
+
+  // --- Sync groups ----------------------------------------------------------------------------
+  let group = null;
+  let following = false; // drawing a peer's view: not broadcast back
+  let syncError = null; // the last peer that could not follow (its frame gone), for the tests
+  const me = {
+    follow: function (view) {
+      const img = image("image");
+      if (!nv || !img) return;
+      following = true;
+      try {
+        nv.scene.pan2Dxyzmm = [view.pan[0], view.pan[1], view.pan[2], view.pan[3]];
+        if (spec.kind !== "xray" && view.mm) {
+          nv.scene.crosshairPos = nv.mm2frac([view.mm[0], view.mm[1], view.mm[2]]);
+        }
+        const windowChanged = img.cal_min !== view.calMin || img.cal_max !== view.calMax || img.colormapInvert !== view.invert;
+        if (windowChanged && spec.kind === view.kind) {
+          img.cal_min = view.calMin;
+          img.cal_max = view.calMax;
+          img.colormapInvert = view.invert;
+          scene.invert = view.invert;
+          nv.updateGLVolume();
+        }
+        nv.drawScene();
+      } finally {
+        following = false;
+      }
+    },
+  };
+
+  function joinGroup(name) {
+    if (group === name) return;
+    leaveGroup();
+    if (!name) return;
+    group = name;
+    if (!groups.has(name)) groups.set(name, new host.Set());
+    groups.get(name).add(me);
+  }
+  function leaveGroup() {
+    if (!group) return;
+    const members = groups.get(group);
+    if (members) {
+      members.delete(me);
+      if (members.size === 0) groups.delete(group);
+    }
+    if (host.__reviewViewerDriver === me) host.__reviewViewerDriver = null;
+    group = null;
+  }
+  window.addEventListener("pagehide", leaveGroup);
+
+  function broadcast() {
+    const img = image("image");
+    const members = groups.get(group);
+    if (!img || !members) return;
+    const p = nv.scene.pan2Dxyzmm;
+    const mm = spec.kind === "xray" ? null : nv.frac2mm(nv.scene.crosshairPos);
+    const view = {
+      kind: spec.kind,
+      pan: [p[0], p[1], p[2], p[3]],
+      mm: mm ? [mm[0], mm[1], mm[2]] : null,
+      calMin: img.cal_min,
+      calMax: img.cal_max,
+      invert: !!img.colormapInvert,
+    };
+    for (const peer of Array.from(members)) {
+      if (peer === me) continue;
+      try {
+        peer.follow(view);
+      } catch (err) {
+        syncError = String(err && err.message ? err.message : err);
+        members.delete(peer); // its frame is gone
+      }
+    }
+  }
+
+  // The viewer under the reader's hand drives its group.
+  for (const type of ["pointerdown", "wheel", "keydown", "pointerenter"]) {
+    window.addEventListener(type, function () { if (group) host.__reviewViewerDriver = me; }, true);
+  }
+
+  // --- Layers ---------------------------------------------------------------------------------
+  function layer(role) {
+    return spec.layers.find(function (l) { return l.role === role; }) || null;
+  }
+  function image(role) {
+    const entry = shown.get(role);
+    return entry ? entry.image : null;
+  }
+
+  async function toImage(entry) {
+    const bytes = recall(entry.id);
+    // A copy in this iframe's realm: NiiVue tests `instanceof ArrayBuffer`, which a buffer of the
+    // app window's realm (where the cache keeps it) fails.
+    const local = new Uint8Array(bytes.byteLength);
+    local.set(bytes);
+    const options = { url: entry.name, buffer: local.buffer, name: entry.name, colormap: entry.colormap || "gray", opacity: 1 };
+    if (entry.cal_min !== undefined && entry.cal_min !== null) {
+      options.cal_min = entry.cal_min;
+      options.cal_max = entry.cal_max;
+      options.trustCalMinMax = true;
+    }
+    const img = await NV.NVImage.loadFromUrl(options);
+    if (entry.labels) img.setColormapLabel(labelTable(entry, new Set()));
+    return img;
+  }
+
+  function labelTable(entry, hidden) {
+    const table = { R: [0], G: [0], B: [0], A: [0], I: [0], labels: [""] };
+    for (const l of entry.labels) {
+      table.R.push(l.rgb[0]);
+      table.G.push(l.rgb[1]);
+      table.B.push(l.rgb[2]);
+      table.A.push(hidden.has(l.value) ? 0 : 255);
+      table.I.push(l.value);
+      table.labels.push(l.name);
+    }
+    return table;
+  }
+
+  const ORDER = ["image", "outline", "heatmap", "labels"];
+
+  // A volume's label map is NiiVue's drawing layer when it can be (uint8, on the image's grid):
+  // its opacity is a shader uniform and its colours a small table, so neither re-blends the
+  // volume. Otherwise (more than 255 labels) it is an overlay like the others.
+  function isDrawing(entry) {
+    return !!(entry && entry.drawing);
+  }
+
+  function removeShown(role, entry) {
+    if (isDrawing(entry)) nv.closeDrawing();
+    else nv.removeVolume(entry.image);
+    shown.delete(role);
+  }
+
+  async function showLayers(fresh) {
+    if (fresh) {
+      for (const [role, entry] of Array.from(shown.entries())) removeShown(role, entry);
+    }
+    // Remove layers whose content changed or that are gone, then add the new ones in order.
+    for (const [role, entry] of Array.from(shown.entries())) {
+      const wanted = layer(role);
+      if (!wanted || wanted.id !== entry.id) removeShown(role, entry);
+    }
+    // A new label map's place is decided once, here: the drawing layer or an overlay.
+    const added = [];
+    for (const role of ORDER) {
+      const wanted = layer(role);
+      if (!wanted || shown.has(role)) continue;
+      const img = await toImage(wanted);
+      const entry = { id: wanted.id, image: img, drawing: role === "labels" && canDraw(img) };
+      shown.set(role, entry);
+      added.push(entry);
+    }
+    // NiiVue draws volumes in list order: image first, then the overlays.
+    const order = ORDER.filter(function (r) { return shown.has(r) && !isDrawing(shown.get(r)); })
+      .map(function (r) { return shown.get(r).image; });
+    const current = nv.volumes.slice();
+    if (current.length !== order.length || current.some(function (v, i) { return v !== order[i]; })) {
+      for (const v of current) nv.removeVolume(v);
+      for (const v of order) nv.addVolume(v);
+    }
+    for (const entry of added) {
+      if (entry.drawing && !nv.loadDrawing(entry.image)) {
+        entry.drawing = false; // NiiVue refused it: shown as an overlay instead
+        nv.addVolume(entry.image);
+      }
+    }
+  }
+
+  function canDraw(img) {
+    const back = image("image");
+    return spec.kind !== "xray" && !!back && img.img instanceof Uint8Array &&
+      [1, 2, 3].every(function (i) { return img.hdr.dims[i] === back.hdr.dims[i]; });
+  }
+
+  // --- Rendering a spec -----------------------------------------------------------------------
+  window.addEventListener("message", function (event) {
+    const data = event.data;
+    if (!data || data.type !== "streamlit:render") return;
+    pendingArgs = data.args;
+    if (!busy) drain();
+  });
+
+  async function drain() {
+    busy = true;
+    try {
+      while (pendingArgs) {
+        const args = pendingArgs;
+        pendingArgs = null;
+        await render(args);
+      }
+    } catch (err) {
+      showMessage("The viewer could not show this image: " + (err && err.message ? err.message : err));
+      reportedError = true;
+      setValue({ webgl: true, error: String(err && err.message ? err.message : err), nonce: Date.now() });
+    } finally {
+      busy = false;
+    }
+  }
+
+  // A request for pixels is a page rerun, and a rerun can be cut short by another (a second
+  // viewer asking at the same moment): unanswered after a while, it is asked again, a few times.
+  let askAgain = null;
+  function ask(missing, tries) {
+    setValue({ webgl: true, missing: missing, nonce: Date.now() + Math.random() });
+    if (tries < 5) askAgain = setTimeout(function () { ask(missing, tries + 1); }, 2500 * (tries + 1));
+  }
+
+  async function render(args) {
+    spec = typeof args.spec === "string" ? JSON.parse(args.spec) : args.spec;
+    stage.style.height = spec.height + "px";
+    const missing = [];
+    for (const entry of spec.layers) {
+      const bytes = args["b_" + entry.id];
+      if (bytes && bytes.byteLength) remember(entry.id, bytes);
+      else if (!cache.has(entry.id)) missing.push(entry.id);
+    }
+    if (!webgl2()) {
+      showMessage("This browser has no WebGL2, which the viewer needs; the page shows the server-rendered view.");
+      setValue({ webgl: false });
+      setHeight();
+      return;
+    }
+    clearTimeout(askAgain);
+    if (missing.length) {
+      showMessage("Loading the image…");
+      ask(missing, 0);
+      setHeight();
+      return;
+    }
+    await ensureNiivue();
+    joinGroup(spec.sync || null);
+    const fresh = spec.scene !== sceneId;
+    if (fresh) {
+      sceneId = spec.scene;
+      scene = {
+        level: spec.window.level,
+        width: spec.window.width,
+        invert: false,
+        hidden: new Set(),
+        outline: spec.kind === "xray",
+        heatHidden: false,
+      };
+      const before = views.get(sceneId);
+      if (before) Object.assign(scene, JSON.parse(before.scene), { hidden: new Set(JSON.parse(before.hidden)) });
+      if (prefs.heatOpacity === null) prefs.heatOpacity = spec.heatmap_opacity;
+      if (prefs.heatColormap === null) prefs.heatColormap = spec.heatmap_colormap;
+      if (prefs.maskOpacity === null) prefs.maskOpacity = spec.mask_opacity;
+      prefs.tool = spec.kind === "xray" ? "window" : "crosshair";
+    }
+    const saved = fresh ? views.get(sceneId) : null;
+    restoring = fresh;
+    await showLayers(fresh);
+    configure(fresh);
+    restoring = false;
+    if (saved) restoreView(saved);
+    buildToolbar();
+    buildLayerControls();
+    applyLayers();
+    if (fresh) applyWindow();
+    goTo(spec.goto);
+    nv.drawScene();
+    showMessage("");
+    updateBanner();
+    setHeight();
+    // Tell the page only what it must act on: every value posted is a rerun of the whole page.
+    // A shown scene needs no answer, unless the last thing said was an error, which it clears.
+    if (reportedError) {
+      reportedError = false;
+      setValue({ webgl: true });
+    }
+  }
+
+  function configure(fresh) {
+    const xray = spec.kind === "xray";
+    nv.opts.isOrientationTextVisible = !xray;
+    nv.setCrosshairWidth(xray ? 0 : 1);
+    nv.setRadiologicalConvention(!xray && spec.radiological);
+    setLayout(xray ? "axial" : prefs.layout);
+    setTool(prefs.tool);
+    if (fresh) {
+      // A new scene opens unzoomed with the crosshair in the middle of the volume.
+      nv.scene.pan2Dxyzmm = [0, 0, 0, 1];
+      nv.scene.crosshairPos = [0.5, 0.5, 0.5];
+    }
+  }
+
+  let lastGoto = null;
+  function goTo(target) {
+    // A structure chosen on the page: its middle slice along one axis (0 sagittal... as VIEWS).
+    if (!target || target.nonce === lastGoto || spec.kind === "xray") return;
+    lastGoto = target.nonce;
+    const img = image("image");
+    // The page's views are Axial, Coronal, Sagittal: canonical axes 2, 1, 0.
+    const axis = [2, 1, 0][target.axis];
+    const frac = nv.scene.crosshairPos.slice();
+    frac[axis] = Math.min(1, Math.max(0, (target.index + 0.5) / img.dims[axis + 1]));
+    nv.scene.crosshairPos = frac;
+  }
+
+  let restoring = false;
+  function saveView() {
+    const img = image("image");
+    if (restoring || !img || !scene || !sceneId) return;
+    const kept = Object.assign({}, scene, { level: (img.cal_min + img.cal_max) / 2, width: img.cal_max - img.cal_min });
+    delete kept.hidden;
+    views.set(sceneId, {
+      scene: JSON.stringify(kept),
+      hidden: JSON.stringify(Array.from(scene.hidden)),
+      pan: JSON.stringify(Array.from(nv.scene.pan2Dxyzmm)),
+      crosshair: JSON.stringify(Array.from(nv.scene.crosshairPos)),
+    });
+  }
+
+  function restoreView(saved) {
+    nv.scene.pan2Dxyzmm = JSON.parse(saved.pan);
+    nv.scene.crosshairPos = JSON.parse(saved.crosshair);
+  }
+
+  function setLayout(layout) {
+    if (spec.kind !== "xray") prefs.layout = layout;
+    const types = {
+      multi: NV.SLICE_TYPE.MULTIPLANAR,
+      axial: NV.SLICE_TYPE.AXIAL,
+      coronal: NV.SLICE_TYPE.CORONAL,
+      sagittal: NV.SLICE_TYPE.SAGITTAL,
+    };
+    nv.opts.multiplanarLayout = NV.MULTIPLANAR_TYPE.ROW;
+    nv.setSliceType(types[layout]);
+  }
+
+  const TOOLS = {
+    window: NV.DRAG_MODE.windowing,
+    pan: NV.DRAG_MODE.pan,
+    measure: NV.DRAG_MODE.measurement,
+    crosshair: NV.DRAG_MODE.crosshair,
+  };
+
+  function setTool(tool) {
+    prefs.tool = tool;
+    nv.setMouseEventConfig({
+      leftButton: { primary: TOOLS[tool], withShift: NV.DRAG_MODE.measurement, withCtrl: NV.DRAG_MODE.pan },
+      rightButton: NV.DRAG_MODE.windowing,
+      centerButton: NV.DRAG_MODE.pan,
+    });
+    for (const b of toolbar.querySelectorAll("button[data-tool]")) b.setAttribute("aria-pressed", String(b.dataset.tool === tool));
+  }
+
+  function applyWindow() {
+    const img = image("image");
+    if (!img) return;
+    img.cal_min = scene.level - scene.width / 2;
+    img.cal_max = scene.level + scene.width / 2;
+    img.colormapInvert = scene.invert;
+    nv.updateGLVolume();
+  }
+
+  function applyLayers() {
+    const heat = image("heatmap");
+    if (heat) {
+      heat.colormap = prefs.heatColormap;
+      heat.opacity = scene.heatHidden ? 0 : prefs.heatOpacity;
+    }
+    const outline = image("outline");
+    if (outline) outline.opacity = scene.outline ? 1 : 0;
+    const labels = shown.get("labels");
+    if (labels && isDrawing(labels)) {
+      setDrawColours();
+      nv.drawOpacity = prefs.maskOpacity;
+    } else if (labels) {
+      labels.image.setColormapLabel(labelTable(layer("labels"), scene.hidden));
+      labels.image.opacity = prefs.maskOpacity;
+    }
+    nv.updateGLVolume();
+  }
+
+  function setDrawColours() {
+    // The drawing's colour table (hidden labels transparent) without re-blending the volume.
+    nv.drawLut = NV.cmapper.makeDrawLut(labelTable(layer("labels"), scene.hidden));
+    nv.refreshColormaps();
+  }
+
+  function setMaskOpacity(v) {
+    prefs.maskOpacity = v;
+    const labels = shown.get("labels");
+    if (!labels) return;
+    if (isDrawing(labels)) nv.setDrawOpacity(v);
+    else { labels.image.opacity = v; nv.updateGLVolume(); }
+  }
+
+  function updateBanner() {
+    const untrained = spec.layers.filter(function (l) {
+      if (!l.untrained) return false;
+      if (l.role === "heatmap") return !scene.heatHidden && prefs.heatOpacity > 0;
+      if (l.role === "labels") return prefs.maskOpacity > 0;
+      return true;
+    });
+    banner.hidden = untrained.length === 0;
+    banner.textContent = untrained.map(function (l) { return l.untrained; }).join(" · ");
+  }
+
+  // --- Toolbar and layer controls (built from the spec; no round trip) ----------------------
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "text") node.textContent = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v);
+    }
+    for (const c of children || []) node.append(c);
+    return node;
+  }
+
+  function buildToolbar() {
+    toolbar.replaceChildren();
+    const tools = el("span", { class: "group", role: "group", "aria-label": "Left mouse button" });
+    const names = spec.kind === "xray"
+      ? [["window", "Window/level"], ["pan", "Pan"], ["measure", "Ruler"]]
+      : [["crosshair", "Crosshair"], ["window", "Window/level"], ["pan", "Pan"], ["measure", "Ruler"]];
+    for (const [tool, text] of names) {
+      tools.append(el("button", { type: "button", "data-tool": tool, "aria-pressed": String(prefs.tool === tool), text: text, onclick: function () { setTool(tool); } }));
+    }
+    toolbar.append(tools);
+    const presets = el("select", { "aria-label": "Window preset", onchange: function (e) {
+      const p = spec.presets[Number(e.target.value)];
+      if (!p) return;
+      scene.level = p.level;
+      scene.width = p.width;
+      applyWindow();
+      nv.drawScene();
+    } });
+    presets.append(el("option", { value: "", text: "Window preset…" }));
+    spec.presets.forEach(function (p, i) { presets.append(el("option", { value: String(i), text: p.name })); });
+    toolbar.append(presets);
+    if (spec.kind !== "xray") {
+      const layout = el("select", { "aria-label": "Layout", onchange: function (e) { setLayout(e.target.value); nv.drawScene(); } });
+      for (const [v, t] of [["multi", "Three planes"], ["axial", "Axial"], ["coronal", "Coronal"], ["sagittal", "Sagittal"]]) {
+        const o = el("option", { value: v, text: t });
+        if (v === prefs.layout) o.selected = true;
+        layout.append(o);
+      }
+      toolbar.append(layout);
+    }
+    const invert = el("input", { type: "checkbox", "aria-label": "Invert" });
+    invert.checked = scene.invert;
+    invert.addEventListener("change", function () { scene.invert = invert.checked; applyWindow(); nv.drawScene(); });
+    toolbar.append(el("label", {}, [invert, "Invert"]));
+    toolbar.append(el("button", { type: "button", text: "Reset", title: "Window, zoom and pan as opened (R)", onclick: reset }));
+    toolbar.append(el("span", { class: "hint", text: spec.kind === "xray"
+      ? "Drag: tool · right-drag: window · wheel: zoom · middle-drag: pan · shift-drag: ruler"
+      : "Wheel or ↑/↓: slices · right-drag: window · ctrl-wheel: zoom · shift-drag: ruler" }));
+  }
+
+  function slider(label, value, oninput, attrs) {
+    const input = el("input", Object.assign({ type: "range", min: "0", max: "1", step: "0.05", "aria-label": label }, attrs || {}));
+    input.value = String(value);
+    input.addEventListener("input", function () { oninput(Number(input.value)); });
+    return el("label", {}, [label, input]);
+  }
+
+  function buildLayerControls() {
+    layersBar.replaceChildren();
+    const outline = layer("outline");
+    if (outline) {
+      const box = el("input", { type: "checkbox", "aria-label": outline.caption });
+      box.checked = scene.outline;
+      box.addEventListener("change", function () { scene.outline = box.checked; applyLayers(); nv.drawScene(); });
+      layersBar.append(el("label", {}, [box, outline.caption]));
+    }
+    const heat = layer("heatmap");
+    if (heat) {
+      const box = el("input", { type: "checkbox", "aria-label": "Show the heatmap" });
+      box.checked = !scene.heatHidden;
+      box.addEventListener("change", function () { scene.heatHidden = !box.checked; applyLayers(); updateBanner(); nv.drawScene(); });
+      layersBar.append(el("label", {}, [box, heat.caption]));
+      layersBar.append(slider("Heatmap opacity", prefs.heatOpacity, function (v) {
+        prefs.heatOpacity = v;
+        const img = image("heatmap");
+        if (img) { img.opacity = scene.heatHidden ? 0 : v; nv.updateGLVolume(); }
+        updateBanner();
+      }, { min: "0", max: "1" }));
+      const cmap = el("select", { "aria-label": "Heatmap colormap", onchange: function (e) {
+        prefs.heatColormap = e.target.value;
+        applyLayers();
+        nv.drawScene();
+      } });
+      for (const name of spec.colormaps) {
+        const o = el("option", { value: name, text: name });
+        if (name === prefs.heatColormap) o.selected = true;
+        cmap.append(o);
+      }
+      layersBar.append(el("label", {}, ["Colormap", cmap]));
+    }
+    const labels = layer("labels");
+    if (labels) {
+      layersBar.append(slider("Mask opacity", prefs.maskOpacity, function (v) {
+        setMaskOpacity(v);
+        updateBanner();
+      }));
+      for (const l of labels.labels) {
+        const box = el("input", { type: "checkbox", "aria-label": "Show " + l.name, "data-label": String(l.value) });
+        box.checked = !scene.hidden.has(l.value);
+        box.addEventListener("change", function () {
+          if (box.checked) scene.hidden.delete(l.value); else scene.hidden.add(l.value);
+          const entry = shown.get("labels");
+          if (entry && isDrawing(entry)) setDrawColours();
+          else applyLayers();
+          nv.drawScene();
+        });
+        const swatch = el("span", { class: "swatch", style: "background:rgb(" + l.rgb.join(",") + ")" });
+        layersBar.append(el("label", { title: labels.caption }, [box, swatch, l.value + ": " + l.name]));
+      }
+    }
+  }
+
+  function reset() {
+    scene.level = spec.window.level;
+    scene.width = spec.window.width;
+    scene.invert = false;
+    nv.scene.pan2Dxyzmm = [0, 0, 0, 1];
+    applyWindow();
+    buildToolbar();
+    nv.drawScene();
+  }
+
+  // --- Status line ----------------------------------------------------------------------------
+  let statusQueued = false;
+  function scheduleStatus() {
+    if (statusQueued) return;
+    statusQueued = true;
+    requestAnimationFrame(function () { statusQueued = false; updateStatus(); });
+  }
+
+  function planeIndex() {
+    const img = image("image");
+    if (!img) return null;
+    const vox = img.mm2vox(nv.frac2mm(nv.scene.crosshairPos));
+    return [Math.round(vox[0]), Math.round(vox[1]), Math.round(vox[2])];
+  }
+
+  function updateStatus() {
+    const img = image("image");
+    if (!img || !spec) return;
+    const width = img.cal_max - img.cal_min;
+    const level = (img.cal_max + img.cal_min) / 2;
+    const unit = spec.units ? " " + spec.units : "";
+    const parts = ["L " + level.toFixed(0) + " / W " + width.toFixed(0) + unit, "zoom " + nv.scene.pan2Dxyzmm[3].toFixed(2) + "×"];
+    const dims = img.dims;
+    if (spec.kind === "xray") {
+      parts.push(dims[1] + " × " + dims[2] + " px, full resolution");
+    } else {
+      const v = planeIndex();
+      parts.push("axial " + (v[2] + 1) + "/" + dims[3], "coronal " + (v[1] + 1) + "/" + dims[2], "sagittal " + (v[0] + 1) + "/" + dims[1]);
+      const mm = nv.frac2mm(nv.scene.crosshairPos);
+      parts.push("R-L " + mm[0].toFixed(1) + ", A-P " + mm[1].toFixed(1) + ", S-I " + mm[2].toFixed(1) + " mm");
+    }
+    parts.push(spec.ruler);
+    statusLine.textContent = parts.join(" · ");
+  }
+
+  // --- Wheel, keys and pointer ----------------------------------------------------------------
+  canvas.addEventListener("mousemove", function (e) {
+    const rect = canvas.getBoundingClientRect();
+    pointer = { x: e.clientX - rect.left, y: e.clientY - rect.top, inside: true };
+  });
+
+  function zoomBy(steps) {
+    const z = nv.scene.pan2Dxyzmm[3] * Math.pow(1.15, steps);
+    nv.scene.pan2Dxyzmm[3] = Math.min(20, Math.max(0.5, z));
+    nv.drawScene();
+  }
+
+  function scroll(steps) {
+    // In CSS pixels over the canvas (NiiVue scales them); the plane under the pointer, else axial.
+    const x = pointer.inside ? pointer.x : canvas.clientWidth / 6;
+    const y = pointer.inside ? pointer.y : canvas.clientHeight / 2;
+    if (document.activeElement !== canvas) canvas.focus(); // NiiVue scrolls only a focused canvas
+    nv.sliceScroll2D(steps, x, y);
+  }
+
+  // A click on the image gives it the keys (NiiVue's mousedown prevents the browser doing so).
+  canvas.addEventListener("mousedown", function () { canvas.focus({ preventScroll: true }); });
+
+  canvas.addEventListener("wheel", function (e) {
+    if (!nv || !spec) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    const steps = e.deltaY < 0 ? 1 : -1;
+    if (spec.kind === "xray" || e.ctrlKey) zoomBy(steps);
+    else {
+      const rect = canvas.getBoundingClientRect();
+      pointer = { x: e.clientX - rect.left, y: e.clientY - rect.top, inside: true };
+      scroll(steps);
+    }
+  }, { capture: true, passive: false });
+
+  // Keys the app's page handles (verdicts, next finding, next case) are passed on to it, so the
+  // reader's shortcuts work while the viewer has the focus.
+  const APP_KEYS = new Set(["a", "d", "u", "j", "k", "n"]);
+  function forward(e) {
+    try {
+      const doc = window.parent.document;
+      const init = { key: e.key, code: e.code, keyCode: e.keyCode, which: e.which, shiftKey: e.shiftKey, bubbles: true, cancelable: true };
+      doc.dispatchEvent(new window.parent.KeyboardEvent(e.type, init));
+    } catch (err) {
+      /* another origin: the page's shortcuts need the focus outside the viewer */
+    }
+  }
+
+  function onKey(e) {
+    const tag = e.target && e.target.tagName;
+    const typing = tag === "SELECT" || (tag === "INPUT" && e.target.type !== "checkbox");
+    if (typing || !nv || !spec) return;
+    e.stopPropagation(); // NiiVue's own keys (crosshair moves, view cycling) stay off
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    if (APP_KEYS.has(key)) { forward(e); return; }
+    if (e.type !== "keydown") return;
+    const xray = spec.kind === "xray";
+    if (key === "ArrowUp" || key === "PageUp") { e.preventDefault(); xray ? zoomBy(1) : scroll(1); }
+    else if (key === "ArrowDown" || key === "PageDown") { e.preventDefault(); xray ? zoomBy(-1) : scroll(-1); }
+    else if (key === "+" || key === "=") zoomBy(1);
+    else if (key === "-") zoomBy(-1);
+    else if (key === "r") reset();
+    else if (key === "i") { scene.invert = !scene.invert; applyWindow(); buildToolbar(); nv.drawScene(); }
+  }
+  window.addEventListener("keydown", onKey, true);
+  window.addEventListener("keyup", onKey, true);
+
+  // --- For the browser tests and the benchmark ------------------------------------------------
+  // `arm(type)` resolves with the milliseconds from the next `type` event to the frame after
+  // NiiVue has drawn its result (event.timeStamp to requestAnimationFrame).
+  window.reviewViewer = {
+    state: function () {
+      const img = image("image");
+      return {
+        ready: !!img && !busy,
+        scene: sceneId,
+        kind: spec ? spec.kind : null,
+        calMin: img ? img.cal_min : null,
+        calMax: img ? img.cal_max : null,
+        invert: scene ? scene.invert : null,
+        zoom: nv ? nv.scene.pan2Dxyzmm[3] : null,
+        voxel: spec && spec.kind !== "xray" ? planeIndex() : null,
+        layers: Array.from(shown.entries()).map(function (e) {
+          const entry = layer(e[0]);
+          const opacity = isDrawing(e[1]) ? nv.drawOpacity : e[1].image.opacity;
+          return { role: e[0], id: e[1].id, opacity: opacity, colormap: e[1].image.colormap, caption: entry ? entry.caption : "", drawing: isDrawing(e[1]) };
+        }),
+        hiddenLabels: scene ? Array.from(scene.hidden) : [],
+        draws: stats.draws,
+        cached: Array.from(cache.keys()),
+        banner: banner.hidden ? "" : banner.textContent,
+        status: statusLine.textContent,
+        sync: group,
+        peers: group && groups.get(group) ? groups.get(group).size : 0,
+        driving: host.__reviewViewerDriver === me,
+        syncError: syncError,
+        pan: nv ? Array.from(nv.scene.pan2Dxyzmm) : null,
+      };
+    },
+    arm: function (type, timeoutMs) {
+      return new Promise(function (resolve) {
+        const pending = { type: type, event: null, resolve: resolve };
+        armed = pending;
+        setTimeout(function () { if (armed === pending) { armed = null; resolve(NaN); } }, timeoutMs || 10000);
+      });
+    },
+  };
+
+  post("streamlit:componentReady", { apiVersion: 1 });
+  setHeight();
+})();
