@@ -12,10 +12,11 @@ from ui.downloads import export_button
 from ui.entry import require_app_entry
 from ui.identity import visible_reviewer
 from ui.text import md_escape
-from ui.widgets import figures
+from ui.widgets import figures, image_viewer
 from ui.widgets.cam_viewer import cam_viewer
 from ui.widgets.charts import band_legend_text, score_text, shap_waterfall
 from ui.widgets.next_case import next_unreviewed_button
+from ui.widgets.segmentation_case import choose_segmentation, segmentation_case
 from ui.widgets.verdicts import finding_verdict_panel, history_table
 from xai.overlay import jpeg_bytes, overlay, png_bytes
 
@@ -24,10 +25,27 @@ require_app_entry()
 st.title("Case review")
 
 with database.transaction() as session:
-    cases = reporting.worklist(session).cases
-if not cases:
-    st.info("No cases yet. Analyse a chest X-ray on the Review page and it appears here.")
+    board = reporting.worklist(session)
+cases, segmentations = board.cases, board.segmentations
+if not cases and not segmentations:
+    st.info("No cases yet. Analyse a chest X-ray on the Review page, or an MRI/CT volume, and it appears here.")
     st.stop()
+
+# Two kinds of case: chest X-ray analyses (?case=) and MRI/CT segmentations (?segmentation=).
+KIND_XRAY, KIND_VOLUME = "Chest X-ray cases", "MRI and CT segmentations"
+kinds = [k for k, rows in ((KIND_XRAY, cases), (KIND_VOLUME, segmentations)) if rows]
+wanted = KIND_VOLUME if "segmentation" in st.query_params and segmentations else kinds[0]
+if len(kinds) > 1:
+    kind = st.segmented_control("Cases", kinds, default=wanted, key=f"cases_kind::{wanted}") or wanted
+else:
+    kind = kinds[0]
+if kind == KIND_VOLUME:
+    st.query_params.pop("case", None)
+    chosen_run = choose_segmentation(segmentations, st.query_params.get("segmentation"))
+    st.query_params["segmentation"] = str(chosen_run)
+    segmentation_case(chosen_run)
+    st.stop()
+st.query_params.pop("segmentation", None)
 
 by_id = {c.case_id: c for c in cases}
 requested = st.query_params.get("case")
@@ -134,16 +152,29 @@ def _prior_comparison(run) -> None:
     prior = by_run[chosen]
     with database.transaction() as session:
         seen = {v.item: v.verdict.value for v in repository.current_verdicts(session, prior.run_id, reviewer=only)}
+    # Both whole images in the browser viewer, zoom, pan and window linked (the one under the
+    # mouse leads); the server-rendered crops where the browser viewer is not in use.
+    browser = image_viewer.browser_viewer_chosen()
+    linked = f"prior:{run.run_id}:{prior.run_id}"
     columns = st.columns(2)
-    for column, shown, title in ((columns[0], run, "This case"), (columns[1], prior, f"Prior: case {prior.case_id}")):
+    for side, (column, shown, title) in enumerate(
+        ((columns[0], run, "This case"), (columns[1], prior, f"Prior: case {prior.case_id}"))
+    ):
         column.markdown(f"**{title}** · {shown.created_at:%Y-%m-%d} · {md_escape(shown.model_id)}")
-        picture = results.kept_display_png(shown.facts.input_sha256)
-        if picture is not None:
-            column.image(picture, caption="Image (the square centre crop the model saw)", output_format="PNG")
+        scene = results.xray_viewer_scene(shown.facts.input_sha256, "", None) if browser else None
+        if scene is not None:
+            with column:
+                image_viewer.show(scene, f"prior_viewer::{side}", height=460, sync=linked)
         else:
-            column.caption("Image not kept.")
+            picture = results.kept_display_png(shown.facts.input_sha256)
+            if picture is not None:
+                column.image(picture, caption="Image (the square centre crop the model saw)", output_format="PNG")
+            else:
+                column.caption("Image not kept.")
         if not shown.trained:
             column.caption(":red[UNTRAINED weights: scores are meaningless]")
+    if browser:
+        st.caption("Zoom, pan and window move both images together: the one under the mouse leads.")
     then = {f.label: f for f in prior.findings}
     rows = []
     for finding in ranked:

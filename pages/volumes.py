@@ -8,19 +8,18 @@ import streamlit as st
 from core.errors import ChannelAssignmentError, ReviewError
 from inference.masks.load import default_threshold
 from inference.models.registry import BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET
-from inference.volume.case import UPLOADED_MASK_MODEL_ID, case_facts, reviewed_structures
+from inference.volume.case import case_facts
 from inference.volume.ingest import BRATS_CHANNELS, assign_mri_channels
 from inference.volume.types import MultiChannelVolume, Segmentation, Volume
-from storage import repository
+from pipelines.kept_volumes import store_segmentation_run
 from ui import background, database, resources, results
 from ui.entry import require_app_entry
 from ui.identity import reviewer
 from ui.text import md_escape
-from ui.widgets import figures
 from ui.widgets.job_progress import follow_job
 from ui.widgets.model_status import seg_model_panel
-from ui.widgets.structure_verdicts import measurement_rows, structure_history, structure_verdict_panel
-from ui.widgets.volume_viewer import jump_to, volume_viewer
+from ui.widgets.segmentation_results import CHANNEL_NAMES, origin_label, segmentation_results, shown_channel
+from ui.widgets.volume_viewer import volume_viewer
 
 require_app_entry()
 
@@ -28,7 +27,6 @@ TASK_BRATS = "Brain tumour (MRI, 4 channels)"
 TASK_CT = "Whole-body CT structures"
 TASK_MASK = "A mask from another tool"
 TASKS = (TASK_BRATS, TASK_CT, TASK_MASK)
-CHANNEL_NAMES = {"t1c": "T1c (contrast)", "t1": "T1", "t2": "T2", "flair": "FLAIR"}
 SEG_RUN_IDS = "segmentation_run_ids"
 SHOWN_UPLOADS = "volume_uploads_shown"  # per task: (files listed, files read as the volume)
 
@@ -71,7 +69,7 @@ def _upload_volume() -> Volume | MultiChannelVolume | None:
         prompt,
         accept_multiple_files=True,
         key=f"volume_upload::{task}",
-        help="Read in memory. The images are not stored; measurements and verdicts are.",
+        help="Read in memory; the file is never stored. Its decoded voxels are kept de-identified in the image store (unless turned off) so the case reopens.",
     )
     if not uploads:
         st.info("Upload a volume above to scroll through it, see the masks and record your verdicts.")
@@ -181,74 +179,10 @@ def _stored_run(inputs, segmentation: Segmentation) -> int:
     run_ids = st.session_state.setdefault(SEG_RUN_IDS, {})
     run_key = f"{inputs.input_sha256}:{segmentation.model.model_id}:{segmentation.label_map.sha256}"
     if run_key not in run_ids:
-        with database.transaction() as session:
-            run_ids[run_key] = repository.store_segmentation(
-                session, case_facts(inputs), segmentation, actor=reviewer() or None
-            ).run_id
+        run_ids[run_key] = store_segmentation_run(
+            database.transaction, resources.image_store(), inputs, case_facts(inputs), segmentation, reviewer() or None
+        )
     return run_ids[run_key]
-
-
-def _origin_label(segmentation: Segmentation) -> str:
-    if segmentation.model.model_id == UPLOADED_MASK_MODEL_ID:
-        return " (uploaded mask)"
-    return "" if segmentation.model.trained else " (untrained model: meaningless)"
-
-
-def _go_to(present: dict) -> None:
-    target = present.get(st.session_state.get("goto_structure"))
-    if target is not None:
-        jump_to("Axial", (target.axial_first + target.axial_last) // 2)
-
-
-def _results(segmentation: Segmentation, run_id: int) -> None:
-    model = segmentation.model
-    origin = _origin_label(segmentation)
-    if model.model_id == UPLOADED_MASK_MODEL_ID:
-        what = f"uploaded mask, sha256 {model.weights_sha256[:12]}…"
-    else:
-        weights = "trained weights" if model.trained else "UNTRAINED weights"
-        what = (
-            f"model {model.model_id}, {weights} sha256 {model.weights_sha256[:12]}…, "
-            f"{segmentation.timing_ms / 1000:.1f} s on {model.device.upper()}"
-        )
-    st.caption(md_escape(f"Segmentation run #{run_id} · {what}"))
-    measurements = reviewed_structures(segmentation.measurements)
-    absent = [m.name for m in segmentation.measurements if m not in measurements]
-    label_colours = {info.value: "#{:02x}{:02x}{:02x}".format(*info.color) for info in segmentation.label_map.labels}
-    table, chart = st.columns([1.3, 1])
-    table.dataframe(measurement_rows(measurements), hide_index=True)
-    colours = [label_colours.get(m.values[0], "#888888") if len(m.values) == 1 else "#9e9e9e" for m in measurements]
-    chart.plotly_chart(
-        figures.volume_figure(
-            f"segmentation-run-{run_id}",
-            tuple(m.name for m in measurements),
-            tuple(m.volume_ml for m in measurements),
-            tuple(colours),
-            "Volume per structure" + origin,
-        ),
-        config={"displayModeBar": False},
-        key="volume_chart",
-    )
-    if absent:
-        st.caption(md_escape(f"No voxels, so not listed for review ({len(absent)}): " + ", ".join(absent)))
-    params = [{"parameter": k, "value": v} for k, v in segmentation.params if k != "mask_sha256"]
-    if params:
-        with st.expander("How it was computed (run parameters)"):
-            st.dataframe(params, hide_index=True)
-    present = {m.name: m for m in measurements if m.axial_first is not None}
-    if present:
-        st.selectbox(
-            "Go to a structure (axial view, middle of its slice range)",
-            list(present),
-            index=None,
-            key="goto_structure",
-            placeholder="choose a structure",
-            on_change=_go_to,
-            args=(present,),
-        )
-    structure_verdict_panel(run_id, measurements, origin)
-    if st.toggle("Show the verdict history of this segmentation", key="show_structure_history"):
-        structure_history(run_id)
 
 
 try:
@@ -263,11 +197,7 @@ volume = inputs.reference if isinstance(inputs, MultiChannelVolume) else inputs
 for warning in volume.warnings:
     st.warning(warning)
 facts = case_facts(inputs)
-shown = volume
-if isinstance(inputs, MultiChannelVolume):
-    names = [CHANNEL_NAMES[c] for c in inputs.channel_names]
-    chosen = st.radio("Channel shown", names, index=names.index("FLAIR"), horizontal=True, key="channel_shown")
-    shown = inputs.channels[names.index(chosen)]
+shown = shown_channel(inputs, key="channel_shown")
 st.caption(
     md_escape(
         f"{volume.description} · {volume.modality} · {facts.source_format} · "
@@ -278,20 +208,25 @@ st.caption(
     )
 )
 
+# Two slots in a fixed order: whatever the segmentation controls draw, the viewer keeps its place
+# on the page, so the browser viewer is not rebuilt (and keeps the reader's slices and window).
+controls, viewer_slot = st.container(), st.container()
 result = None
-try:
-    if task == TASK_BRATS:
-        result = _model_segmentation(inputs, BRATS_SEGRESNET)
-    elif task == TASK_CT:
-        if volume.modality == "MR":
-            st.warning("This volume looks like an MRI (no air at -1000 HU); the whole-body model expects CT in HU.")
-        result = _model_segmentation(inputs, WHOLEBODY_CT_SEGRESNET)
-    else:
-        result = _uploaded_segmentation(volume)
-except ReviewError as exc:
-    st.error(str(exc))
+with controls:
+    try:
+        if task == TASK_BRATS:
+            result = _model_segmentation(inputs, BRATS_SEGRESNET)
+        elif task == TASK_CT:
+            if volume.modality == "MR":
+                st.warning("This volume looks like an MRI (no air at -1000 HU); the whole-body model expects CT in HU.")
+            result = _model_segmentation(inputs, WHOLEBODY_CT_SEGRESNET)
+        else:
+            result = _uploaded_segmentation(volume)
+    except ReviewError as exc:
+        st.error(str(exc))
 
 segmentation, run_id = result if result is not None else (None, None)
-volume_viewer(shown, segmentation, _origin_label(segmentation) if segmentation is not None else "")
+with viewer_slot:
+    volume_viewer(shown, segmentation, origin_label(segmentation) if segmentation is not None else "")
 if segmentation is not None and run_id is not None:
-    _results(segmentation, run_id)
+    segmentation_results(segmentation, run_id, scope="volumes")

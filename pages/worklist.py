@@ -26,7 +26,7 @@ def volume_section() -> None:
     if not volume_rows:
         return
     st.subheader("MRI and CT segmentations")
-    st.dataframe(
+    picked = st.dataframe(
         pd.DataFrame(
             [
                 {
@@ -43,11 +43,16 @@ def volume_section() -> None:
             ]
         ),
         hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key="wl_volume_table",
     )
     st.caption(
-        "Newest first · volumes are not stored: upload the volume again on the MRI/CT page to see its masks "
-        "· 'reviewed by N': N readers gave a verdict on every structure"
+        "Newest first · click a row to open it with its kept volume and masks · 'reviewed by N': N readers gave "
+        "a verdict on every structure"
     )
+    if picked.selection.rows:
+        st.switch_page(CASE_PAGE, query_params={"segmentation": str(volume_rows[picked.selection.rows[0]].run_id)})
     only = visible_reviewer()
     export_button(
         "Structure verdicts (CSV)",

@@ -20,6 +20,7 @@ from inference.models.loader import LoadedModel
 if TYPE_CHECKING:
     from inference.models.loader import LoadedModel
     from inference.volume.types import MultiChannelVolume, Segmentation, Volume
+    from storage.image_store import ImageStore
     from xai.region_shap import RegionExplanation
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,13 @@ def segment_and_store(
     facts: CaseFacts,
     actor: str | None,
     progress: Progress,
+    store: ImageStore | None = None,
 ) -> tuple[Segmentation, int]:
-    """Segment a volume (progress per window), measure its structures and store the run; returns
-    the segmentation and the stored run's id."""
+    """Segment a volume (progress per window), measure its structures and store the run, with the
+    volume and label map kept in ``store`` so the case reopens; returns the segmentation and the
+    stored run's id."""
     from inference.volume.segment import segment
-    from storage import repository
+    from pipelines.kept_volumes import store_segmentation_run
 
     result = segment(inputs, loaded, progress=progress)  # measured, too
-    with sessions.begin() as session:
-        run = repository.store_segmentation(session, facts, result, actor=actor)
-    return result, run.run_id
+    return result, store_segmentation_run(sessions.begin, store, inputs, facts, result, actor)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from core.jobs import Job
 from inference.models.loader import LoadedModel
 from pipelines import job_bodies
-from ui.resources import anatomy_model, database, jobs
+from ui.resources import anatomy_model, database, image_store, jobs
 
 
 def region_shap_key(input_sha256: str, weights_sha256: str, run_id: int) -> str:
@@ -37,9 +37,10 @@ def start_segmentation(inputs, loaded, facts, actor: str | None) -> Job:
     """Segment a case in the background (progress per window), measure it and store the run.
     The job's result is (Segmentation, stored run id); the same case and weights join the same job."""
     sessions = database()  # bound now: the job runs outside the script thread
+    store = image_store()
 
     def work(progress):
-        return job_bodies.segment_and_store(sessions, inputs, loaded, facts, actor, progress)
+        return job_bodies.segment_and_store(sessions, inputs, loaded, facts, actor, progress, store)
 
     key = segmentation_key(inputs.input_sha256, loaded.spec.model_id, loaded.weights_sha256)
     return jobs().submit(key, work)

@@ -10,7 +10,7 @@ import time
 import nibabel as nib
 import numpy as np
 
-from tests.app.conftest import click_verdict, new_app, texts
+from tests.app.conftest import chosen_verdicts, click_verdict, new_app, texts, verdict_items
 from tests.conftest import SAMPLES, require_samples
 
 MASK_TASK = "A mask from another tool"
@@ -253,3 +253,58 @@ def test_one_file_for_the_brain_tumour_model_is_counted_in_words_and_the_sidebar
     sidebar = " ".join(c.value for c in at.sidebar.caption)
     assert all(spec.display_name in sidebar for spec in segmenters())
     assert "DenseNet" not in sidebar  # the chest X-ray model is not what this page runs
+
+
+def test_a_stored_segmentation_reopens_on_the_case_page_from_the_store_with_its_verdicts():
+    """Another day (new session, caches empty): the case page reopens the run with the kept volume
+    and masks, the same volumes, the reader's verdict, and takes a new one."""
+    import streamlit as st
+
+    require_samples()
+    mask = _grey_matter_mask()
+    at = _upload_t1_and_mask(_open_mask_task(new_app()), mask)
+    table = at.dataframe[0].value
+    volume_ml = float(table.loc[table["structure"] == "Label 1", "volume (mL)"].iloc[0])
+    click_verdict(at, "Label 1", "agree", noun="structure")
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    later = new_app()
+    later.query_params["segmentation"] = "1"
+    later.run()
+    later.switch_page("pages/cases.py").run()
+    assert not later.exception, later.exception
+    said = texts(later)
+    assert "Case 1 · segmentation" in said
+    assert "Segmentation run \\#1 · uploaded mask" in said
+    assert "Axial 95 of 189" in said  # the kept T1, in the scroller, with the kept masks
+    assert "not kept" not in said
+    reopened = later.dataframe[0].value
+    assert float(reopened.loc[reopened["structure"] == "Label 1", "volume (mL)"].iloc[0]) == volume_ml
+    assert chosen_verdicts(later, noun="structure") == {"Label 1": "agree"}
+    click_verdict(later, "Label 1", "disagree", noun="structure")
+    assert chosen_verdicts(later, noun="structure") == {"Label 1": "disagree"}
+    assert _count("analysis_runs") == 1  # reopening stores no new run
+
+    from core.settings import load_settings
+    from storage.image_store import ImageStore
+
+    settings = load_settings()
+    kept = ImageStore(settings.image_store_dir, settings.image_retention_days)
+    stored = [p.name for p in settings.image_store_dir.rglob("*.npz")]
+    assert len(stored) == 2, stored  # the volume and its label map, under their sha256 only
+    label_maps = [p for p in settings.image_store_dir.rglob("*.labels.npz")]
+    label_map = kept.get_label_map(label_maps[0].name.split(".")[0])
+    gm = np.asarray(nib.load(MRI / "mni152_gm_prob.nii.gz").dataobj) >= 128
+    assert label_map is not None and int((label_map.data == 1).sum()) == int(gm.sum())
+
+
+def test_with_the_store_off_a_stored_segmentation_opens_without_its_volume_and_says_so(monkeypatch):
+    require_samples()
+    monkeypatch.setenv("IMAGE_STORE", "0")
+    at = _upload_t1_and_mask(_open_mask_task(new_app()), _grey_matter_mask())
+    at.switch_page("pages/cases.py").run()
+    assert not at.exception, at.exception
+    said = texts(at)
+    assert "The image store is turned off" in said
+    assert verdict_items(at, noun="structure") == ["Label 1"]

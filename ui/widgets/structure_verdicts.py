@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from inference.volume.case import UPLOADED_MASK_MODEL_ID
 from inference.volume.types import StructureMeasurement
 from storage import repository
 from ui import database
@@ -29,13 +30,23 @@ def measurement_rows(measurements: tuple[StructureMeasurement, ...]) -> pd.DataF
     )
 
 
-def structure_verdict_panel(run_id: int, measurements: tuple[StructureMeasurement, ...], label: str) -> None:
+def masks_origin(model_id: str, trained: bool) -> str:
+    """What made the masks, said next to every volume and on the viewer: an uploaded file, or an
+    untrained model (whose masks mean nothing)."""
+    if model_id == UPLOADED_MASK_MODEL_ID:
+        return " (uploaded mask)"
+    return "" if trained else " (untrained model: meaningless)"
+
+
+def structure_verdict_panel(
+    run_id: int, measurements: tuple[StructureMeasurement, ...], label: str, scope: str = "volumes"
+) -> None:
     """One row per structure with its volume; ``label`` says what produced the masks (untrained
-    model, uploaded file) next to every volume."""
+    model, uploaded file) next to every volume. ``scope`` is the page."""
     items = [
         VerdictItem(m.name, f"**{md_escape(m.name)}** · {m.volume_ml:.1f} mL{md_escape(label)}") for m in measurements
     ]
-    verdict_panel(STRUCTURES, run_id, items, "volumes", "Your verdicts on each structure")
+    verdict_panel(STRUCTURES, run_id, items, scope, "Your verdicts on each structure")
 
 
 def structure_history(run_id: int) -> None:

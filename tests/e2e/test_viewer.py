@@ -1,0 +1,280 @@
+"""The browser viewer (NiiVue, WebGL2 in headless Chromium) driven as a reader drives it: the whole
+radiograph with window/level, zoom and the heatmap's opacity changed in the browser; a volume
+scrolled with the wheel and the keys over three linked planes with its mask; the pixels sent once
+per case, not again when the page reruns."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLES
+from tests.e2e import verdict_rows
+from tests.e2e.conftest import browser_page, settled
+from tests.e2e.test_browser import _shot, _sign
+from tests.e2e.test_volume_browser import MRI, _mask_file
+
+pytestmark = pytest.mark.e2e
+PADCHEST = SAMPLES / "cxr" / "padchest_16747_3_1.jpg"  # 1036 x 885: wider than it is tall
+
+
+@pytest.fixture(autouse=True)
+def _viewer_built() -> None:
+    from ui.widgets.image_viewer import BUNDLE
+
+    if not BUNDLE.is_file():
+        pytest.fail(f"The browser viewer is not built ({BUNDLE} is missing): run `bash scripts/build-viewer`.")
+
+
+def _viewer(page):
+    from playwright.sync_api import expect
+
+    element = page.locator("iframe[src*='review_viewer']")
+    expect(element).to_be_visible()
+    frame = element.element_handle().content_frame()
+    frame.wait_for_function("() => window.reviewViewer && window.reviewViewer.state().ready")
+    return frame
+
+
+def _state(frame) -> dict:
+    return frame.evaluate("() => window.reviewViewer.state()")
+
+
+class _Socket:
+    """The sizes of the websocket frames the page sends and receives (Streamlit's one socket)."""
+
+    def __init__(self, page) -> None:
+        self.sent: list[int] = []
+        self.received: list[int] = []
+        page.on("websocket", self._attach)
+
+    def _attach(self, ws) -> None:
+        ws.on("framesent", lambda payload: self.sent.append(len(payload)))
+        ws.on("framereceived", lambda payload: self.received.append(len(payload)))
+
+
+def test_radiograph_in_the_browser_viewer(server) -> None:
+    from playwright.sync_api import expect
+
+    url, _ = server
+    with browser_page(1500, 2400) as page:
+        socket = _Socket(page)
+        page.goto(url)
+        _sign(page, "Dr Viewer")
+        page.locator("input[type=file]").set_input_files(str(PADCHEST))
+        expect(page.get_by_text("18 findings ·")).to_be_visible()
+        frame = _viewer(page)
+        state = _state(frame)
+        # The whole image, not the 885 x 885 crop the model sees; its crop and heatmap over it.
+        assert "1036 × 885 px, full resolution" in state["status"]
+        assert [layer["role"] for layer in state["layers"]] == ["image", "outline", "heatmap"]
+        assert state["banner"] == "UNTRAINED WEIGHTS: this heatmap is meaningless"
+        assert (state["calMin"], state["calMax"]) == (0, 255)
+        first_image = max(socket.received)
+        assert first_image > 200_000  # the radiograph's pixels, once
+
+        canvas = frame.locator("#gl")
+        box = canvas.bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        sent_before = len(socket.sent)
+        # Window/level: the left button's default tool on a radiograph.
+        page.mouse.move(cx, cy)
+        page.mouse.down()
+        page.mouse.move(cx + 60, cy + 40, steps=6)
+        page.mouse.up()
+        windowed = _state(frame)
+        assert (windowed["calMin"], windowed["calMax"]) != (0, 255)
+        # The wheel zooms a radiograph.
+        page.mouse.wheel(0, -300)
+        frame.wait_for_function("() => window.reviewViewer.state().zoom > 1")
+        # The heatmap's opacity and colormap are changed in the browser.
+        opacity = frame.get_by_role("slider", name="Heatmap opacity")
+        opacity.focus()
+        for _ in range(4):
+            opacity.press("ArrowRight")
+        frame.get_by_role("combobox", name="Heatmap colormap").select_option("inferno")
+        heat = next(layer for layer in _state(frame)["layers"] if layer["role"] == "heatmap")
+        assert heat["opacity"] == pytest.approx(0.65)
+        assert heat["colormap"] == "inferno"
+        frame.get_by_role("checkbox", name="Model crop outline").uncheck()
+        outline = next(layer for layer in _state(frame)["layers"] if layer["role"] == "outline")
+        assert outline["opacity"] == 0
+        page.wait_for_timeout(500)
+        assert len(socket.sent) == sent_before, "window, zoom, opacity and colours must not reach the server"
+        _shot(page, "30-viewer-radiograph")
+
+        # Another finding: a new heatmap (small) comes, the radiograph does not come again, and
+        # the reader's zoom and window stay.
+        received_before = len(socket.received)
+        page.get_by_role("combobox", name="Finding to explain").click()
+        page.get_by_role("option").nth(3).click()
+        frame.wait_for_function(
+            "id => { const h = window.reviewViewer.state().layers.find(l => l.role === 'heatmap'); return h && h.id !== id; }",
+            arg=heat["id"],
+        )
+        after = _state(frame)
+        assert after["zoom"] > 1 and (after["calMin"], after["calMax"]) == (windowed["calMin"], windowed["calMax"])
+        assert max(socket.received[received_before:]) < first_image / 4
+        # A verdict from the keyboard while the viewer has the focus: the key reaches the page.
+        first = verdict_rows.row(page, "review", 0)
+        label = verdict_rows.item_name(first)
+        canvas.click()
+        canvas.press("a")
+        expect(page.get_by_text(f"Saved: {label} — agree")).to_be_visible()
+        assert max(socket.received[received_before:]) < first_image / 4
+
+
+def test_volume_in_three_linked_planes(server, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    url, _ = server
+    mask = _mask_file(tmp_path)
+    with browser_page(1500, 2200) as page:
+        socket = _Socket(page)
+        page.goto(f"{url}/volumes")
+        _sign(page, "Dr Planes")
+        page.get_by_role("link", name="Review an MRI or CT").click()
+        page.get_by_role("radiogroup", name="What to review").get_by_role(
+            "radio", name="A mask from another tool"
+        ).click()
+        expect(page.get_by_text("A volume: one NIfTI")).to_be_visible()
+        page.locator("input[type=file]").first.set_input_files(str(MRI / "mni152_t1.nii.gz"))
+        frame = _viewer(page)
+        start = _state(frame)
+        assert start["voxel"] == [98, 116, 94]  # the middle of 197 x 233 x 189
+        assert re.search(r"axial 95/189 · coronal 117/233 · sagittal 99/197", start["status"])
+        page.locator("input[type=file]").nth(1).set_input_files(str(mask))
+        expect(page.get_by_text("Volume per structure (uploaded mask)")).to_be_visible()
+        frame = _viewer(page)
+        frame.wait_for_function("() => window.reviewViewer.state().layers.some(l => l.role === 'labels')")
+        volume_bytes = max(socket.received)
+
+        # The wheel over the left plane (axial) moves through axial slices; the others stay.
+        canvas = frame.locator("#gl")
+        box = canvas.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 6, box["y"] + box["height"] / 2)
+        sent_before = len(socket.sent)
+        for _ in range(3):
+            page.mouse.wheel(0, -100)
+        frame.wait_for_function("() => window.reviewViewer.state().voxel[2] === 97")
+        assert _state(frame)["voxel"][:2] == [98, 116]
+        # Keys scroll the plane under the pointer: the coronal one in the middle.
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        canvas.press("ArrowDown")
+        canvas.press("ArrowDown")
+        frame.wait_for_function("() => window.reviewViewer.state().voxel[1] === 114")
+        # A label hidden and the masks' opacity changed, in the browser.
+        frame.get_by_role("checkbox", name="Show Label 1").uncheck()
+        assert _state(frame)["hiddenLabels"] == [1]
+        page.wait_for_timeout(500)
+        assert len(socket.sent) == sent_before, "slices and mask visibility must not reach the server"
+        assert "UNTRAINED" not in _state(frame)["banner"]  # an uploaded mask is no model's output
+        _shot(page, "31-viewer-volume")
+
+        # A structure chosen on the page moves the crosshair to its middle axial slice; the
+        # volume is not sent again.
+        received_before = len(socket.received)
+        page.get_by_role("combobox", name=re.compile("Go to a structure")).click()
+        page.get_by_role("option", name="Label 1").click()
+        frame.wait_for_function("() => window.reviewViewer.state().voxel[2] !== 97")
+        assert max(socket.received[received_before:], default=0) < volume_bytes / 10
+        row = verdict_rows.row(page, "volumes", 0, noun="structure")
+        verdict_rows.button(row, "agree").click()
+        expect(page.get_by_text("Saved: Label 1 — agree")).to_be_visible()
+
+        # Another day: the worklist's row reopens the case in this tab, the kept volume and masks
+        # in the viewer where the reader left it (the tab keeps a case's view), the verdict as given.
+        left_at = _state(frame)["voxel"]
+        page.get_by_role("link", name="Worklist").click()
+        expect(page.get_by_text("click a row to open it with its kept volume")).to_be_visible()
+        settled(page)
+        grid = page.locator("[data-testid='stDataFrame']").first
+        box = grid.bounding_box()
+        assert box is not None
+        page.mouse.click(box["x"] + 14, box["y"] + 35 + 17)  # the only row's selection box
+        expect(page.get_by_role("heading", name="Case 1 · segmentation")).to_be_visible()
+        assert len(page.context.pages) == 1
+        frame = _viewer(page)
+        frame.wait_for_function("() => window.reviewViewer.state().layers.some(l => l.role === 'labels')")
+        assert _state(frame)["voxel"] == left_at
+        expect(verdict_rows.chosen(verdict_rows.row(page, "cases", 0, noun="structure"))).to_have_text(
+            re.compile("Agree$")
+        )
+        settled(page)
+        _shot(page, "33-viewer-volume-reopened")
+
+
+def _film(folder: Path, patient_id: str, variant: int) -> Path:
+    import pydicom
+
+    ds = pydicom.dcmread(SAMPLES / "cxr" / "siim_sample.dcm")
+    ds.PatientID = patient_id
+    ds.InstanceNumber = variant  # another film of the same patient
+    path = folder / f"film{variant}.dcm"
+    ds.save_as(path)
+    return path
+
+
+def test_a_case_and_its_prior_move_together(server, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    url, _ = server
+    with browser_page(1500, 2600) as page:
+        page.goto(url)
+        _sign(page, "Dr Prior")
+        for variant in (1, 2):
+            page.locator("input[type=file]").set_input_files(str(_film(tmp_path, "MRN-9", variant)))
+            expect(page.get_by_text(f"Case run #{variant}")).to_be_visible()
+            settled(page)
+        page.get_by_role("link", name="Case review").click()
+        expect(page.get_by_role("heading", name="Case 2")).to_be_visible()  # newest first
+        settled(page)
+        # The tab's pixel cache emptied (as when it is full): the viewers must ask for their
+        # pixels, and get them, although the page counts them as sent already.
+        page.evaluate("() => window.__reviewViewerPixels && window.__reviewViewerPixels.clear()")
+        page.get_by_text("Compare with a prior of this patient (1)").click()
+        expect(page.get_by_text("move both images together")).to_be_visible()
+        settled(page)
+        frames = page.locator("iframe[src*='review_viewer']")
+        expect(frames).to_have_count(3)  # the case's own viewer, then the two linked ones
+        # In view (Chromium throttles a frame out of sight), and read from the page: Streamlit may
+        # rebuild a component's frame while it loads.
+        ready = (
+            "() => [...document.querySelectorAll(\"iframe[src*='review_viewer']\")].slice(1).map(f => { try { "
+            "const s = f.contentWindow.reviewViewer.state(); return s.ready ? 'ready' : "
+            "f.contentDocument.getElementById('message').textContent || 'drawing'; } catch (e) { return 'loading'; } })"
+        )
+        states: list[str] = []
+        for _ in range(120):
+            frames.nth(2).scroll_into_view_if_needed()
+            states = page.evaluate(ready)
+            if states == ["ready", "ready"]:
+                break
+            page.wait_for_timeout(1000)
+        assert states == ["ready", "ready"], states
+        left, right = (frames.nth(i).element_handle().content_frame() for i in (1, 2))
+        assert _state(left)["sync"] == _state(right)["sync"] == "prior:2:1"
+
+        # The wheel over the prior zooms both; a window drag on this case windows both.
+        box = frames.nth(2).bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 3)
+        page.mouse.wheel(0, -300)
+        right.wait_for_function("() => window.reviewViewer.state().zoom > 1")
+        left.wait_for_function(f"() => Math.abs(window.reviewViewer.state().zoom - {_state(right)['zoom']}) < 1e-6")
+        box = frames.nth(1).bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 3
+        page.mouse.move(cx, cy)
+        page.mouse.down()
+        page.mouse.move(cx + 60, cy + 40, steps=6)
+        page.mouse.up()
+        windowed = _state(left)
+        assert (windowed["calMin"], windowed["calMax"]) != (0, 255)
+        right.wait_for_function(
+            f"() => window.reviewViewer.state().calMin === {windowed['calMin']} && "
+            f"window.reviewViewer.state().calMax === {windowed['calMax']}"
+        )
+        assert _state(right)["pan"] == _state(left)["pan"]
+        page.get_by_text("move both images together").scroll_into_view_if_needed()
+        _shot(page, "34-prior-linked")
