@@ -23,6 +23,13 @@ import time
 import zlib
 from pathlib import Path
 
+# The viewer's state read from the page itself (its frame has the page's origin): a wait through
+# Playwright's handle on a frame the page has just rebuilt returned 4-5 s after the page itself saw
+# the frame drawn (a probe polling both, 2026-12-04), so it timed the test tool, not the reader.
+VIEWER_STATE = (
+    "(() => { const f = document.querySelector(\"iframe[src*='review_viewer']\");"
+    " const v = f && f.contentWindow && f.contentWindow.reviewViewer; return v ? v.state() : null; })()"
+)
 WAIT_IMAGES = "[...document.querySelectorAll('[data-testid=stImage] img')].every(i => i.complete && i.naturalWidth > 0)"
 
 
@@ -44,7 +51,6 @@ def _timed(action, wait) -> float:
 
 def interaction_timings(sample: Path, repeats: int = 20, keys: bool = True) -> dict:
     from browser import (  # beside this script
-        FRAME_POLL_MS,
         chromium_page,
         median_event_to_frame_ms,
         streamlit_server,
@@ -79,14 +85,13 @@ def interaction_timings(sample: Path, repeats: int = 20, keys: bool = True) -> d
                         arg=run,
                         polling="raf",
                     )
-                    frame = viewer_frame(page)
-                    frame.wait_for_function(
-                        "previous => { const s = window.reviewViewer.state(); return s.ready && s.scene !== previous"
+                    page.wait_for_function(
+                        f"previous => {{ const s = {VIEWER_STATE}; return s && s.ready && s.scene !== previous"
                         " && s.layers.some(l => l.role === 'heatmap'); }",
                         arg=scenes[-1] if scenes else None,
-                        polling=FRAME_POLL_MS,
+                        polling="raf",
                     )
-                    scenes.append(frame.evaluate("() => window.reviewViewer.state().scene"))
+                    scenes.append(page.evaluate(f"() => {VIEWER_STATE}.scene"))
                     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
 
                 return wait
@@ -107,11 +112,12 @@ def interaction_timings(sample: Path, repeats: int = 20, keys: bool = True) -> d
                     page.get_by_role("option", name=label, exact=True).click()
 
                 def wait() -> None:
-                    viewer_frame(page).wait_for_function(
-                        "label => { const h = window.reviewViewer.state().layers.find(l => l.role === 'heatmap');"
+                    page.wait_for_function(
+                        f"label => {{ const s = {VIEWER_STATE}; const h = s && s.ready"
+                        " && s.layers.find(l => l.role === 'heatmap');"
                         " return h && h.caption.startsWith(`Grad-CAM for ${label} (`); }",
                         arg=label,
-                        polling=FRAME_POLL_MS,
+                        polling="raf",
                     )
 
                 return _timed(choose, wait)

@@ -83,6 +83,9 @@ def test_faithfulness_is_shown_beside_the_heatmap_and_methods_compare(app_with_b
     at = new_app()
     at.run()
     at.file_uploader[0].set_value(("blob.png", blob_png(), "image/png")).run()
+    # Five model runs: not on opening the case (they held the page and the viewer for seconds), on request.
+    assert not [c for c in at.caption if c.value.startswith("Faithfulness")]
+    at.button(key="check_faithfulness").click().run()
     faith = [c.value for c in at.caption if c.value.startswith("Faithfulness")]
     assert len(faith) == 1
     score = float(faith[0].split()[1].rstrip(":"))

@@ -104,6 +104,7 @@ def test_shap_runs_while_the_reviewer_keeps_marking_findings(server) -> None:
         _sign(page, "Dr Browser")
         page.locator("input[type=file]").set_input_files(str(NIH_PNG))
         expect(page.get_by_text("18 findings ·")).to_be_visible()
+        page.get_by_role("button", name="Check this heatmap's faithfulness").click()
         expect(page.get_by_text("Faithfulness").first).to_be_visible()
         page.get_by_role("button", name="Explain the scores with region SHAP").click()
         expect(page.get_by_text("Region SHAP:").first).to_be_visible()

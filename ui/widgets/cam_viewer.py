@@ -1,4 +1,4 @@
-"""Image and heatmap side by side, a faithfulness score for the heatmap, and every method compared.
+"""Image and heatmap side by side, a faithfulness score for the heatmap on request, and every method compared.
 
 In the browser viewer opacity and colormap never reach the server; in the server-rendered view
 they only re-blend cached maps; a new CAM method computes one map once per
@@ -22,6 +22,7 @@ from xai.overlay import CAM_MEANING, COLORMAPS, OPACITY_RANGE, jpeg_bytes, legen
 
 VIEWER_KEY = "xray_viewer"
 VIEWER_HEIGHT = 620
+CHECKED = "_faithfulness_checked"  # (case, weights, method, finding) scored in this session
 
 
 def selected_map(analysis: CaseAnalysis, loaded: LoadedModel, method: str, label: str) -> np.ndarray:
@@ -50,6 +51,31 @@ def faithfulness_for(
         analysis.model_input,
         cams,
     )
+
+
+def _remember(analysis: CaseAnalysis, loaded: LoadedModel, methods: tuple[str, ...], label: str) -> None:
+    checked: set = st.session_state.setdefault(CHECKED, set())
+    checked.update((analysis.facts.input_sha256, loaded.weights_sha256, m, label) for m in methods)
+
+
+def faithfulness_line(container, analysis: CaseAnalysis, loaded: LoadedModel, method: str, label: str) -> None:
+    """The faithfulness of the heatmap shown: five model runs, so only when the reader asks for it
+    (or from the cache once scored in this session), never on opening a case or switching the
+    finding, where it would hold the page and the viewer back for seconds on a CPU."""
+    key = (analysis.facts.input_sha256, loaded.weights_sha256, method, label)
+    if key not in st.session_state.get(CHECKED, set()):
+        asked = container.button(
+            "Check this heatmap's faithfulness",
+            key="check_faithfulness",
+            help=(
+                f"Blurs the top {TOP_FRACTION:.0%} of the heatmap's pixels, and as many random pixels, "
+                "and scores the image again (5 model runs)."
+            ),
+        )
+        if not asked:
+            return
+        _remember(analysis, loaded, (method,), label)
+    container.caption(faithfulness_text(faithfulness_for(analysis, loaded, (method,), label)[method], loaded.trained))
 
 
 def faithfulness_text(result: Faithfulness, trained: bool) -> str:
@@ -96,7 +122,7 @@ def cam_viewer(
             cam,
         )
         image_viewer.show(scene.with_layers(layer), VIEWER_KEY, height=VIEWER_HEIGHT)
-        st.caption(faithfulness_text(faithfulness_for(analysis, loaded, (method,), label)[method], loaded.trained))
+        faithfulness_line(st, analysis, loaded, method, label)
     if not loaded.trained:
         st.error("Heatmap from untrained weights: it shows nothing about disease.")
     st.caption(
@@ -131,7 +157,7 @@ def _server_rendered(analysis: CaseAnalysis, loaded: LoadedModel, label: str) ->
         )
         right.image(legend_png(colormap), width="stretch", output_format="PNG")
         right.caption("colour scale: low contribution (left) → high contribution (right)")
-        right.caption(faithfulness_text(faithfulness_for(analysis, loaded, (method,), label)[method], loaded.trained))
+        faithfulness_line(right, analysis, loaded, method, label)
     if not loaded.trained:
         st.error("Heatmap from untrained weights: it shows nothing about disease.")
     st.caption(CAM_MEANING)
@@ -140,6 +166,7 @@ def _server_rendered(analysis: CaseAnalysis, loaded: LoadedModel, label: str) ->
 def compare_methods(analysis: CaseAnalysis, loaded: LoadedModel, label: str, colormap: str = "jet") -> None:
     """Every offered method side by side for one finding, each with its faithfulness score."""
     scores = faithfulness_for(analysis, loaded, CAM_METHODS, label)
+    _remember(analysis, loaded, CAM_METHODS, label)
     ranked = sorted(CAM_METHODS, key=lambda m: -(scores[m].score if scores[m].score is not None else -np.inf))
     if not loaded.trained:
         st.error("Heatmaps and faithfulness scores from untrained weights: they show nothing about disease.")
