@@ -277,7 +277,8 @@
 
   // NiiVue re-blends every layer on each addVolume / removeVolume (updateGLVolume): a heatmap
   // swapped that way re-blended the radiograph about a dozen times, over a second in SwiftShader
-  // on a 2-core machine. The list is set in one go here and re-blended once by the caller.
+  // on a 2-core machine. The list is set in one go, re-blended once by showLayers and once by
+  // applyLayers (with the layers' colours and opacities).
   function setVolumes(list) {
     nv.volumes = list;
     nv.back = list.length ? list[0] : null;
