@@ -63,6 +63,7 @@ def faithfulness_line(container, analysis: CaseAnalysis, loaded: LoadedModel, me
     (or from the cache once scored in this session), never on opening a case or switching the
     finding, where it would hold the page and the viewer back for seconds on a CPU."""
     key = (analysis.facts.input_sha256, loaded.weights_sha256, method, label)
+    container = container.empty()  # the score takes the button's place in the run that asked for it
     if key not in st.session_state.get(CHECKED, set()):
         asked = container.button(
             "Check this heatmap's faithfulness",
