@@ -140,6 +140,10 @@
       if (armed && armed.event) {
         const done = armed;
         armed = null;
+        // WebGL only queues the frame's commands: a one-pixel read waits until the GPU (in
+        // SwiftShader, the CPU) has executed them, so the figure includes drawing the pixels and
+        // not just issuing the calls (without it, 7 ms read where the GPU took 150).
+        nv.gl.readPixels(0, 0, 1, 1, nv.gl.RGBA, nv.gl.UNSIGNED_BYTE, new Uint8Array(4));
         requestAnimationFrame(function () { done.resolve(performance.now() - done.event); });
       }
       return out;
@@ -168,9 +172,10 @@
           img.cal_max = view.calMax;
           img.colormapInvert = view.invert;
           scene.invert = view.invert;
-          nv.updateGLVolume();
+          reblendImage();
+        } else {
+          nv.drawScene();
         }
-        nv.drawScene();
       } finally {
         following = false;
       }
@@ -268,29 +273,39 @@
 
   const ORDER = ["image", "outline", "heatmap", "labels"];
 
-  // A volume's label map is NiiVue's drawing layer when it can be (uint8, on the image's grid):
-  // its opacity is a shader uniform and its colours a small table, so neither re-blends the
-  // volume. Otherwise (more than 255 labels) it is an overlay like the others.
+  // A volume's label map, and a radiograph's crop outline, is NiiVue's drawing layer when it can
+  // be (uint8, on the image's grid): its opacity is a shader uniform and its colours a small
+  // table, so neither re-blends the image. Otherwise (more than 255 labels) it is an overlay
+  // like the others. A scene has one or the other, never both.
+  const DRAWN = ["labels", "outline"];
   function isDrawing(entry) {
     return !!(entry && entry.drawing);
   }
+  function drawingRole() {
+    return DRAWN.find(function (r) { return isDrawing(shown.get(r)); }) || null;
+  }
 
-  // NiiVue re-blends every layer on each addVolume / removeVolume (updateGLVolume): a heatmap
-  // swapped that way re-blended the radiograph about a dozen times, over a second in SwiftShader
-  // on a 2-core machine. The list is set in one go, re-blended once by showLayers and once by
-  // applyLayers (with the layers' colours and opacities).
+  // NiiVue re-blends every layer on each addVolume / removeVolume (updateGLVolume), and each
+  // re-blend of a 512x512 radiograph with its overlays took about 150 ms of SwiftShader on a
+  // 2-core machine (the first layer also recomputes a gradient texture): a heatmap swapped that
+  // way re-blended it about a dozen times. The list is set in one go and re-blended once per
+  // render, after the window and the layers' colours and opacities are set.
   function setVolumes(list) {
     nv.volumes = list;
     nv.back = list.length ? list[0] : null;
     nv.overlays = list.slice(1);
   }
 
+  // A removed drawing is closed after the re-blend, unless a new one replaces it (closing draws).
+  let drawingGone = false;
   function removeShown(role, entry) {
-    if (isDrawing(entry)) nv.closeDrawing();
+    if (isDrawing(entry)) drawingGone = true;
     shown.delete(role); // an overlay leaves NiiVue's list when the list is set again
   }
 
-  async function showLayers(fresh) {
+  // Loads the spec's layers that are not shown yet and sets NiiVue's list (image first, then the
+  // overlays, as it draws them); returns the new entries. Nothing is re-blended here.
+  async function loadLayers(fresh) {
     if (fresh) {
       for (const [role, entry] of Array.from(shown.entries())) removeShown(role, entry);
     }
@@ -305,30 +320,41 @@
       const wanted = layer(role);
       if (!wanted || shown.has(role)) continue;
       const img = await toImage(wanted);
-      const entry = { id: wanted.id, image: img, drawing: role === "labels" && canDraw(img) };
+      const entry = { id: wanted.id, image: img, drawing: DRAWN.includes(role) && canDraw(img) };
       shown.set(role, entry);
       added.push(entry);
     }
-    // NiiVue draws volumes in list order: image first, then the overlays.
     const order = ORDER.filter(function (r) { return shown.has(r) && !isDrawing(shown.get(r)); })
       .map(function (r) { return shown.get(r).image; });
     const current = nv.volumes;
-    if (current.length !== order.length || current.some(function (v, i) { return v !== order[i]; })) {
-      setVolumes(order);
-      nv.updateGLVolume(); // before a drawing is loaded: it needs the image's textures
-    }
+    if (current.length !== order.length || current.some(function (v, i) { return v !== order[i]; })) setVolumes(order);
+    return added;
+  }
+
+  // After the re-blend (a drawing needs the image's textures): new label maps become the drawing
+  // layer, or an overlay when NiiVue refuses one (re-blended again, the rare case).
+  function attachDrawings(added) {
     for (const entry of added) {
-      if (entry.drawing && !nv.loadDrawing(entry.image)) {
-        entry.drawing = false; // NiiVue refused it: shown as an overlay instead
+      if (!entry.drawing) continue;
+      applyLayers(false); // the drawing's colours and opacity: uniforms, no re-blend
+      if (nv.loadDrawing(entry.image)) { // it draws the scene
+        drawingGone = false;
+      } else {
+        entry.drawing = false;
         setVolumes(nv.volumes.concat([entry.image]));
+        applyLayers(false);
         nv.updateGLVolume();
       }
+    }
+    if (drawingGone) {
+      drawingGone = false;
+      nv.closeDrawing();
     }
   }
 
   function canDraw(img) {
     const back = image("image");
-    return spec.kind !== "xray" && !!back && img.img instanceof Uint8Array &&
+    return !!back && img.img instanceof Uint8Array &&
       [1, 2, 3].every(function (i) { return img.hdr.dims[i] === back.hdr.dims[i]; });
   }
 
@@ -352,6 +378,7 @@
       showMessage("The viewer could not show this image: " + (err && err.message ? err.message : err));
       reportedError = true;
       setValue({ webgl: true, error: String(err && err.message ? err.message : err), nonce: Date.now() });
+      setHeight(); // the message must be seen: a frame of height 0 hid it
     } finally {
       busy = false;
     }
@@ -408,17 +435,18 @@
       prefs.tool = spec.kind === "xray" ? "window" : "crosshair";
     }
     const saved = fresh ? views.get(sceneId) : null;
-    restoring = fresh;
-    await showLayers(fresh);
+    restoring = true; // nothing drawn before the re-blend below is the reader's view
+    const added = await loadLayers(fresh);
     configure(fresh);
-    restoring = false;
     if (saved) restoreView(saved);
     buildToolbar();
     buildLayerControls();
-    if (fresh) applyWindow(false); // re-blended by applyLayers
-    applyLayers();
+    if (fresh) applyWindow(false);
+    applyLayers(false);
     goTo(spec.goto);
-    nv.drawScene();
+    restoring = false;
+    nv.updateGLVolume(); // the one re-blend of this render; it draws the scene
+    attachDrawings(added);
     showMessage("");
     updateBanner();
     setHeight();
@@ -432,9 +460,12 @@
 
   function configure(fresh) {
     const xray = spec.kind === "xray";
+    // Options set directly: NiiVue's setters draw (setCrosshairWidth, setSliceType) or re-blend
+    // (setRadiologicalConvention) on each call, and the render re-blends and draws once after.
     nv.opts.isOrientationTextVisible = !xray;
-    nv.setCrosshairWidth(xray ? 0 : 1);
-    nv.setRadiologicalConvention(!xray && spec.radiological);
+    nv.opts.crosshairWidth = xray ? 0 : 1;
+    if (nv.crosshairs3D) nv.crosshairs3D.mm[0] = NaN;
+    nv.opts.isRadiologicalConvention = !xray && spec.radiological;
     setLayout(xray ? "axial" : prefs.layout);
     setTool(prefs.tool);
     if (fresh) {
@@ -485,7 +516,7 @@
       sagittal: NV.SLICE_TYPE.SAGITTAL,
     };
     nv.opts.multiplanarLayout = NV.MULTIPLANAR_TYPE.ROW;
-    nv.setSliceType(types[layout]);
+    nv.opts.sliceType = types[layout]; // the caller draws
   }
 
   const TOOLS = {
@@ -505,23 +536,43 @@
     for (const b of toolbar.querySelectorAll("button[data-tool]")) b.setAttribute("aria-pressed", String(b.dataset.tool === tool));
   }
 
+  // Sets the image's window; unless told not to, re-blends the image alone and draws.
   function applyWindow(update) {
     const img = image("image");
     if (!img) return;
     img.cal_min = scene.level - scene.width / 2;
     img.cal_max = scene.level + scene.width / 2;
     img.colormapInvert = scene.invert;
-    if (update !== false) nv.updateGLVolume();
+    if (update !== false) reblendImage();
   }
 
-  function applyLayers() {
+  // Partial re-blends (NiiVue's own window drag does the first): a change of the image's window
+  // leaves the overlays' texture as it is, and a change of an overlay leaves the image's texture
+  // (and its gradient) as they are. Each draws the scene once.
+  function reblendImage() {
+    if (nv.volumes.length) nv.refreshLayers(nv.volumes[0], 0);
+    nv.drawScene();
+  }
+  function reblendOverlays() {
+    if (nv.volumes.length > 1) {
+      for (let i = 1; i < nv.volumes.length; i++) nv.refreshLayers(nv.volumes[i], i);
+    }
+    nv.drawScene();
+  }
+
+  function applyLayers(reblend) {
     const heat = image("heatmap");
     if (heat) {
       heat.colormap = prefs.heatColormap;
       heat.opacity = scene.heatHidden ? 0 : prefs.heatOpacity;
     }
-    const outline = image("outline");
-    if (outline) outline.opacity = scene.outline ? 1 : 0;
+    const outline = shown.get("outline");
+    if (outline && isDrawing(outline)) {
+      setDrawColours();
+      nv.drawOpacity = scene.outline ? 1 : 0;
+    } else if (outline) {
+      outline.image.opacity = scene.outline ? 1 : 0;
+    }
     const labels = shown.get("labels");
     if (labels && isDrawing(labels)) {
       setDrawColours();
@@ -530,12 +581,14 @@
       labels.image.setColormapLabel(labelTable(layer("labels"), scene.hidden));
       labels.image.opacity = prefs.maskOpacity;
     }
-    nv.updateGLVolume();
+    if (reblend !== false) reblendOverlays();
   }
 
   function setDrawColours() {
     // The drawing's colour table (hidden labels transparent) without re-blending the volume.
-    nv.drawLut = NV.cmapper.makeDrawLut(labelTable(layer("labels"), scene.hidden));
+    const role = drawingRole();
+    if (!role) return;
+    nv.drawLut = NV.cmapper.makeDrawLut(labelTable(layer(role), role === "labels" ? scene.hidden : new Set()));
     nv.refreshColormaps();
   }
 
@@ -544,7 +597,7 @@
     const labels = shown.get("labels");
     if (!labels) return;
     if (isDrawing(labels)) nv.setDrawOpacity(v);
-    else { labels.image.opacity = v; nv.updateGLVolume(); }
+    else { labels.image.opacity = v; reblendOverlays(); }
   }
 
   function updateBanner() {
@@ -586,7 +639,6 @@
       scene.level = p.level;
       scene.width = p.width;
       applyWindow();
-      nv.drawScene();
     } });
     presets.append(el("option", { value: "", text: "Window preset…" }));
     spec.presets.forEach(function (p, i) { presets.append(el("option", { value: String(i), text: p.name })); });
@@ -602,7 +654,7 @@
     }
     const invert = el("input", { type: "checkbox", "aria-label": "Invert" });
     invert.checked = scene.invert;
-    invert.addEventListener("change", function () { scene.invert = invert.checked; applyWindow(); nv.drawScene(); });
+    invert.addEventListener("change", function () { scene.invert = invert.checked; applyWindow(); });
     toolbar.append(el("label", {}, [invert, "Invert"]));
     toolbar.append(el("button", { type: "button", text: "Reset", title: "Window, zoom and pan as opened (R)", onclick: reset }));
     toolbar.append(el("span", { class: "hint", text: spec.kind === "xray"
@@ -623,25 +675,27 @@
     if (outline) {
       const box = el("input", { type: "checkbox", "aria-label": outline.caption });
       box.checked = scene.outline;
-      box.addEventListener("change", function () { scene.outline = box.checked; applyLayers(); nv.drawScene(); });
+      box.addEventListener("change", function () {
+        scene.outline = box.checked;
+        if (drawingRole() === "outline") { applyLayers(false); nv.drawScene(); } else applyLayers();
+      });
       layersBar.append(el("label", {}, [box, outline.caption]));
     }
     const heat = layer("heatmap");
     if (heat) {
       const box = el("input", { type: "checkbox", "aria-label": "Show the heatmap" });
       box.checked = !scene.heatHidden;
-      box.addEventListener("change", function () { scene.heatHidden = !box.checked; applyLayers(); updateBanner(); nv.drawScene(); });
+      box.addEventListener("change", function () { scene.heatHidden = !box.checked; applyLayers(); updateBanner(); });
       layersBar.append(el("label", {}, [box, heat.caption]));
       layersBar.append(slider("Heatmap opacity", prefs.heatOpacity, function (v) {
         prefs.heatOpacity = v;
         const img = image("heatmap");
-        if (img) { img.opacity = scene.heatHidden ? 0 : v; nv.updateGLVolume(); }
+        if (img) { img.opacity = scene.heatHidden ? 0 : v; reblendOverlays(); }
         updateBanner();
       }, { min: "0", max: "1" }));
       const cmap = el("select", { "aria-label": "Heatmap colormap", onchange: function (e) {
         prefs.heatColormap = e.target.value;
         applyLayers();
-        nv.drawScene();
       } });
       for (const name of spec.colormaps) {
         const o = el("option", { value: name, text: name });
@@ -662,9 +716,7 @@
         box.addEventListener("change", function () {
           if (box.checked) scene.hidden.delete(l.value); else scene.hidden.add(l.value);
           const entry = shown.get("labels");
-          if (entry && isDrawing(entry)) setDrawColours();
-          else applyLayers();
-          nv.drawScene();
+          if (entry && isDrawing(entry)) { setDrawColours(); nv.drawScene(); } else applyLayers();
         });
         const swatch = el("span", { class: "swatch", style: "background:rgb(" + l.rgb.join(",") + ")" });
         layersBar.append(el("label", { title: labels.caption }, [box, swatch, l.value + ": " + l.name]));
@@ -677,9 +729,8 @@
     scene.width = spec.window.width;
     scene.invert = false;
     nv.scene.pan2Dxyzmm = [0, 0, 0, 1];
-    applyWindow();
     buildToolbar();
-    nv.drawScene();
+    applyWindow();
   }
 
   // --- Status line ----------------------------------------------------------------------------
@@ -781,14 +832,15 @@
     else if (key === "+" || key === "=") zoomBy(1);
     else if (key === "-") zoomBy(-1);
     else if (key === "r") reset();
-    else if (key === "i") { scene.invert = !scene.invert; applyWindow(); buildToolbar(); nv.drawScene(); }
+    else if (key === "i") { scene.invert = !scene.invert; buildToolbar(); applyWindow(); }
   }
   window.addEventListener("keydown", onKey, true);
   window.addEventListener("keyup", onKey, true);
 
   // --- For the browser tests and the benchmark ------------------------------------------------
   // `arm(type)` resolves with the milliseconds from the next `type` event to the frame after
-  // NiiVue has drawn its result (event.timeStamp to requestAnimationFrame).
+  // NiiVue has drawn its result and the GPU has finished it (event.timeStamp to the
+  // requestAnimationFrame after a synchronous one-pixel read).
   window.reviewViewer = {
     state: function () {
       const img = image("image");
