@@ -103,6 +103,25 @@ def model_timings(repeats: int) -> dict:
 SHAP_BATCH = 16
 
 
+def shap_seconds(loaded, image, repeats: int = 1) -> float:
+    """Region SHAP of one model input plane for all 18 findings on the fixed grid, in seconds
+    (the median of ``repeats``): the baseline that the app's own figure (``shap_app_s``) is held to."""
+    from pipelines.analyze import score_batch
+    from xai.region_shap import explain_regions
+    from xai.regions import grid_regions
+
+    predict = score_batch(loaded)
+    regions = grid_regions(loaded.spec.input_size)
+    return (
+        median_ms(
+            lambda: explain_regions(predict, image, regions, loaded.spec.labels, batch_size=SHAP_BATCH),
+            repeats,
+            warmup=1,
+        )
+        / 1000.0
+    )
+
+
 def shap_timings(loaded, image, repeats: int) -> dict:
     """Region SHAP for all 18 findings, and the per-image forward time at SHAP's batch size."""
     import numpy as np
