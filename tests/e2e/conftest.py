@@ -132,9 +132,51 @@ def browser_page(width: int = 1600, height: int = 2600, timeout_ms: int = 120_00
             page = browser.new_page(viewport={"width": width, "height": height})
             page.set_default_timeout(timeout_ms)
             expect.set_options(timeout=timeout_ms)
-            yield page
+            try:
+                yield page
+            except Exception as exc:
+                raise AssertionError(f"{exc}\n--- the page when it failed ---\n{_page_report(page)}") from exc
         finally:
             browser.close()
+
+
+# What the page showed when a browser test failed: the failure alone (a locator that timed out)
+# does not say what was on the screen instead.
+_PAGE_REPORT_JS = """() => {
+  const text = (sel) => [...document.querySelectorAll(sel)].map(e => e.innerText.slice(0, 300));
+  const frames = [...document.querySelectorAll('iframe')].map(f => {
+    let state = 'no access';
+    try { const v = f.contentWindow.reviewViewer; state = v ? JSON.stringify(v.state()).slice(0, 200)
+      : (f.contentDocument.body ? f.contentDocument.body.innerText.slice(0, 120) : 'empty'); } catch (e) {}
+    return (f.getAttribute('src') || '').split('?')[0].split('/').slice(-2).join('/') + ' h=' + f.height + ' ' + state;
+  });
+  return JSON.stringify({
+    url: location.href,
+    running: document.querySelectorAll('[data-testid=stStatusWidget]').length,
+    stale: document.querySelectorAll('[data-stale=true]').length,
+    headings: text('h1, h2, h3').slice(0, 8),
+    alerts: text('[data-testid=stAlert], [data-testid=stException]'),
+    toggles: [...document.querySelectorAll('[data-testid=stCheckbox] input')].map(i => i.getAttribute('aria-label') + '=' + i.checked),
+    frames: frames,
+    connection: text('[data-testid=stConnectionStatus]'),
+  }, null, 1);
+}"""
+
+
+def _page_report(page) -> str:
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        report = page.evaluate(_PAGE_REPORT_JS)
+    except PlaywrightError as exc:  # the page itself is gone (crashed or closed): say so
+        return f"(the page could not be read: {exc})"
+    shot = Path(os.environ.get("E2E_FAILURE_DIR", "/tmp")) / f"e2e-failure-{int(time.time())}.png"
+    try:
+        page.screenshot(path=str(shot), full_page=True)
+        report += f"\nscreenshot: {shot}"
+    except PlaywrightError as exc:
+        report += f"\n(no screenshot: {exc})"
+    return report
 
 
 def settled(page) -> None:

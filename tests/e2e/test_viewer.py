@@ -248,7 +248,11 @@ def test_a_case_and_its_prior_move_together(server, tmp_path: Path) -> None:
         )
         states: list[str] = []
         for _ in range(120):
-            frames.nth(2).scroll_into_view_if_needed()
+            # Scrolled from the page: a locator would wait for a frame that Streamlit is rebuilding.
+            page.evaluate(
+                "() => { const f = document.querySelectorAll(\"iframe[src*='review_viewer']\"); "
+                "if (f.length) f[f.length - 1].scrollIntoView({block: 'center'}); }"
+            )
             states = page.evaluate(ready)
             if states == ["ready", "ready"]:
                 break
