@@ -435,10 +435,10 @@ def runs_for_case(session: Session, case_id: int) -> list[RunRecord]:
     return [_run_record(run) for run in rows]
 
 
-def prior_classifications(session: Session, run_id: int) -> list[ClassificationRunRecord]:
-    """The latest chest X-ray run of each other case of the same patient (the same keyed hash),
-    analysed before this run, newest first. None for a case without a patient key: a PNG or JPEG
-    says nothing about whose it is."""
+def _prior_runs(session: Session, run_id: int, kinds: tuple[RunKind, ...]) -> list[Run]:
+    """The latest run of one of ``kinds`` of each other case of the same patient (the same keyed
+    hash), made before this run, newest first. None for a case without a patient key: a PNG,
+    JPEG or NIfTI says nothing about whose it is."""
     run = session.get(Run, run_id)
     if run is None or run.case.patient_key is None:
         return []
@@ -448,18 +448,33 @@ def prior_classifications(session: Session, run_id: int) -> list[ClassificationR
         .where(
             Case.patient_key == run.case.patient_key,
             Run.case_id != run.case_id,
-            Run.kind == RunKind.CLASSIFICATION.value,
+            Run.kind.in_([k.value for k in kinds]),
             Run.id < run.id,
         )
         .group_by(Run.case_id)
     )
-    rows = session.scalars(
-        select(Run)
-        .where(Run.id.in_(latest))
-        .options(selectinload(Run.case), selectinload(Run.findings))
-        .order_by(Run.id.desc())
+    return list(
+        session.scalars(
+            select(Run)
+            .where(Run.id.in_(latest))
+            .options(selectinload(Run.case), selectinload(Run.findings), selectinload(Run.structures))
+            .order_by(Run.id.desc())
+        )
     )
-    return [record for record in (_run_record(r) for r in rows) if isinstance(record, ClassificationRunRecord)]
+
+
+def prior_classifications(session: Session, run_id: int) -> list[ClassificationRunRecord]:
+    """The latest chest X-ray run of each earlier case of the same patient, newest first."""
+    records = (_run_record(r) for r in _prior_runs(session, run_id, (RunKind.CLASSIFICATION,)))
+    return [record for record in records if isinstance(record, ClassificationRunRecord)]
+
+
+def prior_segmentations(session: Session, run_id: int) -> list[SegmentationRunRecord]:
+    """The latest segmentation (by a model or an uploaded mask) of each earlier case of the same
+    patient, newest first."""
+    kinds = (RunKind.SEGMENTATION, RunKind.UPLOADED_MASK)
+    records = (_run_record(r) for r in _prior_runs(session, run_id, kinds))
+    return [record for record in records if isinstance(record, SegmentationRunRecord)]
 
 
 # --- Verdicts and case notes -------------------------------------------------------------------

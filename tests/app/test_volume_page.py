@@ -308,3 +308,84 @@ def test_with_the_store_off_a_stored_segmentation_opens_without_its_volume_and_s
     said = texts(at)
     assert "The image store is turned off" in said
     assert verdict_items(at, noun="structure") == ["Label 1"]
+
+
+def _stored_follow_up(sha: str, lesion_slices: int) -> int:
+    """A segmentation run of patient "pk-follow" stored as the MRI/CT page stores one (database and
+    image store): a 40 x 40 x 20 MR volume with a 10 x 10 voxel lesion over ``lesion_slices``."""
+    from core.results import LabelInfo, LabelMap, Structure
+    from core.settings import load_settings
+    from core.types import ModelIdentity
+    from inference.volume.case import case_facts
+    from inference.volume.measure import measure_structures
+    from inference.volume.types import Segmentation, Volume
+    from pipelines.kept_volumes import store_segmentation_run
+    from storage.db import open_database, session_scope
+    from storage.image_store import ImageStore
+
+    settings = load_settings()
+    sessions = open_database(settings.database_url)
+    store = ImageStore(settings.image_store_dir, settings.image_retention_days)
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    data = np.random.default_rng(lesion_slices).normal(100, 10, size=(40, 40, 20)).astype(np.float32)
+    volume = Volume(data, affine, "MR", "dicom-series", sha, "follow-up", "LPS", "pk-follow")
+    labels = np.zeros((40, 40, 20), dtype=np.uint8)
+    labels[15:25, 15:25, 5 : 5 + lesion_slices] = 1
+    structures = (Structure("Lesion", (1,)),)
+    label_map = LabelMap(
+        labels, affine, (LabelInfo(1, "Lesion", (255, 0, 0)),), structures, "uploaded:mask", sha[:2] * 32
+    )
+    segmentation = Segmentation(
+        label_map=label_map,
+        model=ModelIdentity("uploaded-mask", label_map.sha256, True, "cpu"),
+        params=(("mask_sha256", label_map.sha256),),
+        spacing_mm=(1.0, 1.0, 2.0),
+        timing_ms=0.0,
+        measurements=measure_structures(labels, affine, structures),
+        measure_ms=0.0,
+    )
+    return store_segmentation_run(
+        lambda: session_scope(sessions), store, volume, case_facts(volume), segmentation, actor="dr-a"
+    )
+
+
+def test_a_volume_and_its_prior_open_side_by_side_linked_with_the_change_in_volume(monkeypatch):
+    """Two segmentations of the same patient (keyed hash): the later one offers its prior; both open
+    in browser viewers linked by position, and the table gives each structure's volume then and now."""
+    import json
+
+    from ui.widgets.image_viewer import BUNDLE
+
+    if not BUNDLE.is_file():
+        raise AssertionError(f"The browser viewer is not built ({BUNDLE} is missing): run `bash scripts/build-viewer`.")
+    monkeypatch.setenv("REVIEW_VIEWER", "browser")
+    first = _stored_follow_up("a1" * 32, lesion_slices=4)  # 10 x 10 x 4 voxels of 2 mm^3: 0.8 mL
+    second = _stored_follow_up("b2" * 32, lesion_slices=6)  # 1.2 mL
+    at = new_app()
+    at.query_params["segmentation"] = str(second)
+    at.run()
+    at.switch_page("pages/cases.py").run()
+    assert not at.exception, at.exception
+    at.toggle(key=f"prior_volume::{second}").set_value(True).run()
+    assert not at.exception, at.exception
+    viewers = [e for e in at.get("component_instance") if "review_viewer" in e.proto.component_name]
+    specs = [json.loads(json.loads(v.proto.json_args)["spec"]) for v in viewers]
+    linked = [s for s in specs if s.get("sync")]
+    assert len(linked) == 2 and linked[0]["sync"] == linked[1]["sync"] == f"prior:{second}:{first}"
+    assert [s["kind"] for s in linked] == ["volume", "volume"]
+    assert linked[0]["scene"] != linked[1]["scene"], "each study its own volume"
+    assert all("labels" in [layer["role"] for layer in s["layers"]] for s in linked), "each with its masks"
+    [table] = [d.value for d in at.dataframe if "change (mL)" in d.value.columns]
+    row = table.loc[table["structure"] == "Lesion"].iloc[0]
+    assert (row["now (mL)"], row["prior (mL)"], row["change (mL)"], row["change (%)"]) == (1.2, 0.8, "+0.40", "+50.0")
+    assert any("move both volumes together" in str(c.value) for c in at.caption)
+
+
+def test_a_volume_without_a_patient_key_offers_no_prior():
+    require_samples()
+    at = _upload_t1_and_mask(_open_mask_task(new_app()), _grey_matter_mask())
+    at.switch_page("pages/cases.py").run()
+    assert not at.exception, at.exception
+    assert not [t for t in at.toggle if str(t.key).startswith("prior_volume::")], (
+        "a NIfTI says nothing about whose it is"
+    )

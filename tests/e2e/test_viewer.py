@@ -239,25 +239,7 @@ def test_a_case_and_its_prior_move_together(server, tmp_path: Path) -> None:
         settled(page)
         frames = page.locator("iframe[src*='review_viewer']")
         expect(frames).to_have_count(3)  # the case's own viewer, then the two linked ones
-        # In view (Chromium throttles a frame out of sight), and read from the page: Streamlit may
-        # rebuild a component's frame while it loads.
-        ready = (
-            "() => [...document.querySelectorAll(\"iframe[src*='review_viewer']\")].slice(1).map(f => { try { "
-            "const s = f.contentWindow.reviewViewer.state(); return s.ready ? 'ready' : "
-            "f.contentDocument.getElementById('message').textContent || 'drawing'; } catch (e) { return 'loading'; } })"
-        )
-        states: list[str] = []
-        for _ in range(120):
-            # Scrolled from the page: a locator would wait for a frame that Streamlit is rebuilding.
-            page.evaluate(
-                "() => { const f = document.querySelectorAll(\"iframe[src*='review_viewer']\"); "
-                "if (f.length) f[f.length - 1].scrollIntoView({block: 'center'}); }"
-            )
-            states = page.evaluate(ready)
-            if states == ["ready", "ready"]:
-                break
-            page.wait_for_timeout(1000)
-        assert states == ["ready", "ready"], states
+        _wait_linked_ready(page)
         left, right = (frames.nth(i).element_handle().content_frame() for i in (1, 2))
         assert _state(left)["sync"] == _state(right)["sync"] == "prior:2:1"
 
@@ -282,3 +264,67 @@ def test_a_case_and_its_prior_move_together(server, tmp_path: Path) -> None:
         assert _state(right)["pan"] == _state(left)["pan"]
         page.get_by_text("move both images together").scroll_into_view_if_needed()
         _shot(page, "34-prior-linked")
+
+
+# The linked viewers' states, read from the page: Streamlit may rebuild a component's frame while
+# it loads, and a locator would wait for the frame it replaced.
+_LINKED_STATES = (
+    "() => [...document.querySelectorAll(\"iframe[src*='review_viewer']\")].slice(-2).map(f => { try { "
+    "const s = f.contentWindow.reviewViewer.state(); return s.ready ? 'ready' : "
+    "f.contentDocument.getElementById('message').textContent || 'drawing'; } catch (e) { return 'loading'; } })"
+)
+
+
+def _wait_linked_ready(page) -> None:
+    """Both linked viewers (the page's last two) drawn, kept in view: Chromium throttles a frame
+    out of sight."""
+    states: list[str] = []
+    for _ in range(120):
+        page.evaluate(
+            "() => { const f = document.querySelectorAll(\"iframe[src*='review_viewer']\"); "
+            "if (f.length) f[f.length - 1].scrollIntoView({block: 'center'}); }"
+        )
+        states = page.evaluate(_LINKED_STATES)
+        if states == ["ready", "ready"]:
+            return
+        page.wait_for_timeout(1000)
+    raise AssertionError(f"the linked viewers did not finish drawing: {states}")
+
+
+def test_a_follow_up_volume_and_its_prior_scroll_together(tmp_path: Path, monkeypatch) -> None:
+    """Two segmentations of one patient reopened side by side on the case page: the wheel over
+    the prior scrolls it, and this study's crosshair follows to the same place in millimetres."""
+    from playwright.sync_api import expect
+
+    from tests.app.test_volume_page import _stored_follow_up
+    from tests.e2e.conftest import require_browser, streamlit_app
+
+    require_browser()
+    # Stored where the server will look (its database and image store), before it starts.
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'e2e.sqlite3'}")
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(tmp_path / "data"))
+    first = _stored_follow_up("a1" * 32, lesion_slices=4)
+    second = _stored_follow_up("b2" * 32, lesion_slices=6)
+    with streamlit_app(tmp_path) as (url, _), browser_page(1500, 2400) as page:
+        page.goto(f"{url}/cases?segmentation={second}")
+        _sign(page, "Dr Follow")
+        expect(page.get_by_role("heading", name=re.compile("· segmentation"))).to_be_visible()
+        page.get_by_text("Compare with a prior of this patient (1)").click()
+        expect(page.get_by_text("move both volumes together")).to_be_visible()
+        settled(page)
+        frames = page.locator("iframe[src*='review_viewer']")
+        expect(frames).to_have_count(3)  # the case's own viewer, then the two linked ones
+        _wait_linked_ready(page)
+        left, right = (frames.nth(i).element_handle().content_frame() for i in (1, 2))
+        assert _state(left)["sync"] == _state(right)["sync"] == f"prior:{second}:{first}"
+        start = _state(left)["voxel"]
+        assert _state(right)["voxel"] == start
+        box = right.locator("#gl").bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 6, box["y"] + box["height"] / 2)  # the prior's axial plane
+        for _ in range(3):
+            page.mouse.wheel(0, -100)
+        right.wait_for_function(f"() => window.reviewViewer.state().voxel[2] === {start[2] + 3}")
+        left.wait_for_function(f"() => window.reviewViewer.state().voxel[2] === {start[2] + 3}")
+        assert _state(left)["voxel"][:2] == start[:2]
+        page.get_by_text("move both volumes together").scroll_into_view_if_needed()
+        _shot(page, "35-prior-volumes-linked")

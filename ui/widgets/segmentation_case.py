@@ -8,13 +8,16 @@ import streamlit as st
 
 from core.vocabulary import RunKind
 from inference.volume.case import reviewed_structures
+from inference.volume.types import MultiChannelVolume, Volume
 from storage import repository
 from storage.reporting import SegmentationWorklistRow
 from ui import database, resources, results
+from ui.identity import visible_reviewer
 from ui.text import md_escape
+from ui.widgets import image_viewer
 from ui.widgets.segmentation_results import origin_label, segmentation_results, shown_channel
 from ui.widgets.structure_verdicts import masks_origin, measurement_rows, structure_history, structure_verdict_panel
-from ui.widgets.volume_viewer import volume_viewer
+from ui.widgets.volume_viewer import masked_volume_scene, volume_viewer
 
 
 def _masks_from(row: SegmentationWorklistRow) -> str:
@@ -73,6 +76,7 @@ def segmentation_case(run_id: int) -> None:
         shown = shown_channel(inputs, key=f"cases_channel::{run_id}")
         volume_viewer(shown, segmentation, origin_label(segmentation))
         segmentation_results(segmentation, run.run_id, scope="cases")
+        _prior_comparison(run, _channel_index(inputs, shown))
         return
     # Without the kept volume the stored measurements still stand, and the verdicts can be given.
     measurements = reviewed_structures(run.structures)
@@ -80,3 +84,93 @@ def segmentation_case(run_id: int) -> None:
     structure_verdict_panel(run.run_id, measurements, masks_origin(run.model_id, run.trained), scope="cases")
     if st.toggle("Show the verdict history of this segmentation", key=f"cases::structure_history::{run_id}"):
         structure_history(run.run_id)
+
+
+def _channel_index(inputs: Volume | MultiChannelVolume, shown: Volume) -> int:
+    if not isinstance(inputs, MultiChannelVolume):
+        return 0
+    return next((i for i, c in enumerate(inputs.channels) if c is shown), 0)
+
+
+def _same_channel(inputs: Volume | MultiChannelVolume, index: int) -> Volume:
+    if not isinstance(inputs, MultiChannelVolume):
+        return inputs
+    return inputs.channels[min(index, len(inputs.channels) - 1)]
+
+
+def _prior_comparison(run: repository.SegmentationRunRecord, channel: int) -> None:
+    """This volume beside an earlier segmentation of the same patient: both in the browser
+    viewer with their masks and the crosshair linked in millimetres (scrolling one scrolls the
+    other to the same place), each structure's volume then and now, and the verdicts this reader
+    may see on the prior."""
+    with database.transaction() as session:
+        priors = repository.prior_segmentations(session, run.run_id)
+    if not priors:
+        return
+    if not st.toggle(f"Compare with a prior of this patient ({len(priors)})", key=f"prior_volume::{run.run_id}"):
+        return
+    by_run = {p.run_id: p for p in priors}
+    chosen = st.selectbox(
+        "Prior",
+        list(by_run),
+        format_func=lambda r: (
+            f"Case {by_run[r].case_id} · run #{r} · {_masks_from_run(by_run[r])} · "
+            f"analysed {by_run[r].created_at:%Y-%m-%d %H:%M} UTC"
+        ),
+        key=f"prior_volume_choice::{run.run_id}",
+    )
+    prior = by_run[chosen]
+    with database.transaction() as session:
+        seen = {
+            v.item: v.verdict.value
+            for v in repository.current_verdicts(session, prior.run_id, reviewer=visible_reviewer())
+        }
+    browser = image_viewer.browser_viewer_chosen()
+    linked = f"prior:{run.run_id}:{prior.run_id}"
+    columns = st.columns(2)
+    for side, (column, shown, title) in enumerate(
+        ((columns[0], run, "This case"), (columns[1], prior, f"Prior: case {prior.case_id}"))
+    ):
+        column.markdown(f"**{title}** · {shown.created_at:%Y-%m-%d} · {md_escape(_masks_from_run(shown))}")
+        inputs = results.kept_volume(shown.facts.input_sha256)
+        segmentation = results.kept_segmentation(shown.run_id, shown.label_map_sha256, shown)
+        if inputs is None or segmentation is None:
+            column.caption("The volume or its masks are not kept.")
+        elif browser:
+            scene = masked_volume_scene(_same_channel(inputs, channel), segmentation, origin_label(segmentation))
+            with column:
+                image_viewer.show(scene, f"prior_volume_viewer::{side}", height=420, sync=linked)
+        if not shown.trained:
+            column.caption(":red[UNTRAINED weights: these masks are meaningless]")
+    if browser:
+        st.caption(
+            "The crosshair, zoom and window move both volumes together, by position in millimetres: "
+            "the one under the mouse leads. Both are in the scanner's coordinates, not registered to each other."
+        )
+    else:
+        st.caption("Linked slices need the browser viewer; the structures' volumes are compared below.")
+    then = {m.name: m for m in prior.structures}
+    rows = []
+    for now in run.structures:
+        before = then.get(now.name)
+        change = now.volume_ml - before.volume_ml if before else None
+        rows.append(
+            {
+                "structure": now.name,
+                "now (mL)": round(now.volume_ml, 2),
+                "prior (mL)": round(before.volume_ml, 2) if before else "–",
+                "change (mL)": f"{change:+.2f}" if change is not None else "–",
+                "change (%)": f"{100 * change / before.volume_ml:+.1f}" if before and before.volume_ml else "–",
+                "verdict on the prior": seen.get(now.name, "–"),
+            }
+        )
+    st.dataframe(rows, hide_index=True)
+    if (prior.model_id, prior.weights_sha256) != (run.model_id, run.weights_sha256):
+        st.warning(
+            "The prior's masks come from another model, weights or mask file: a change in volume may be "
+            "the masks', not the patient's."
+        )
+
+
+def _masks_from_run(run: repository.SegmentationRunRecord) -> str:
+    return "uploaded mask" if run.kind is RunKind.UPLOADED_MASK else run.model_id

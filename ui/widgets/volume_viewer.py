@@ -111,15 +111,24 @@ def volume_viewer(volume: Volume, segmentation: Segmentation | None, caption_suf
         _server_viewer(volume, segmentation, caption_suffix)
 
 
-def _browser_viewer(volume: Volume, segmentation: Segmentation | None, caption_suffix: str) -> None:
+def masked_volume_scene(volume: Volume, segmentation: Segmentation | None, caption_suffix: str = ""):
+    """A volume for the browser viewer with its masks as the label layer (each encoded once)."""
     scene = results.volume_viewer_scene(volume.input_sha256, volume)
-    if segmentation is not None:
-        label_map = segmentation.label_map
-        caption = "Masks" + caption_suffix
-        layer = results.label_viewer_layer(
-            label_map.sha256, frozenset(present_values(segmentation)), caption, segmentation.model.trained, label_map
-        )
-        scene = scene.with_layers(layer)
+    if segmentation is None:
+        return scene
+    label_map = segmentation.label_map
+    layer = results.label_viewer_layer(
+        label_map.sha256,
+        frozenset(present_values(segmentation)),
+        "Masks" + caption_suffix,
+        segmentation.model.trained,
+        label_map,
+    )
+    return scene.with_layers(layer)
+
+
+def _browser_viewer(volume: Volume, segmentation: Segmentation | None, caption_suffix: str) -> None:
+    scene = masked_volume_scene(volume, segmentation, caption_suffix)
     goto = st.session_state.get(GOTO_KEY)
     image_viewer.show(scene, BROWSER_VIEWER_KEY, height=520, goto=goto)
     st.caption(
