@@ -16,6 +16,7 @@ from ui.widgets import figures, image_viewer
 from ui.widgets.cam_viewer import cam_viewer
 from ui.widgets.charts import band_legend_text, score_text, shap_waterfall
 from ui.widgets.next_case import next_unreviewed_button
+from ui.widgets.prior import choose_prior
 from ui.widgets.segmentation_case import choose_segmentation, segmentation_case
 from ui.widgets.verdicts import finding_verdict_panel, history_table
 from xai.overlay import jpeg_bytes, overlay, png_bytes
@@ -138,20 +139,10 @@ def _prior_comparison(run) -> None:
     score and band then and now, and the verdicts this reader may see on the prior."""
     with database.transaction() as session:
         priors = repository.prior_classifications(session, run.run_id)
-    if not priors:
+    picked = choose_prior(priors, f"prior::{run.run_id}", lambda p: f"Case {p.case_id}")
+    if picked is None:
         return
-    if not st.toggle(f"Compare with a prior of this patient ({len(priors)})", key=f"prior::{run.run_id}"):
-        return
-    by_run = {p.run_id: p for p in priors}
-    chosen = st.selectbox(
-        "Prior",
-        list(by_run),
-        format_func=lambda r: f"Case {by_run[r].case_id} · analysed {by_run[r].created_at:%Y-%m-%d %H:%M} UTC",
-        key=f"prior_choice::{run.run_id}",
-    )
-    prior = by_run[chosen]
-    with database.transaction() as session:
-        seen = {v.item: v.verdict.value for v in repository.current_verdicts(session, prior.run_id, reviewer=only)}
+    prior, seen = picked
     # Both whole images in the browser viewer, zoom, pan and window linked (the one under the
     # mouse leads); the server-rendered crops where the browser viewer is not in use.
     browser = image_viewer.browser_viewer_chosen()

@@ -12,15 +12,15 @@ from inference.volume.types import MultiChannelVolume, Volume
 from storage import repository
 from storage.reporting import SegmentationWorklistRow
 from ui import database, resources, results
-from ui.identity import visible_reviewer
 from ui.text import md_escape
 from ui.widgets import image_viewer
+from ui.widgets.prior import choose_prior
 from ui.widgets.segmentation_results import origin_label, segmentation_results, shown_channel
 from ui.widgets.structure_verdicts import masks_origin, measurement_rows, structure_history, structure_verdict_panel
 from ui.widgets.volume_viewer import masked_volume_scene, volume_viewer
 
 
-def _masks_from(row: SegmentationWorklistRow) -> str:
+def _masks_from(row: SegmentationWorklistRow | repository.SegmentationRunRecord) -> str:
     return "uploaded mask" if row.kind is RunKind.UPLOADED_MASK else row.model_id
 
 
@@ -105,33 +105,19 @@ def _prior_comparison(run: repository.SegmentationRunRecord, channel: int) -> No
     may see on the prior."""
     with database.transaction() as session:
         priors = repository.prior_segmentations(session, run.run_id)
-    if not priors:
-        return
-    if not st.toggle(f"Compare with a prior of this patient ({len(priors)})", key=f"prior_volume::{run.run_id}"):
-        return
-    by_run = {p.run_id: p for p in priors}
-    chosen = st.selectbox(
-        "Prior",
-        list(by_run),
-        format_func=lambda r: (
-            f"Case {by_run[r].case_id} · run #{r} · {_masks_from_run(by_run[r])} · "
-            f"analysed {by_run[r].created_at:%Y-%m-%d %H:%M} UTC"
-        ),
-        key=f"prior_volume_choice::{run.run_id}",
+    picked = choose_prior(
+        priors, f"prior_volume::{run.run_id}", lambda p: f"Case {p.case_id} · run #{p.run_id} · {_masks_from(p)}"
     )
-    prior = by_run[chosen]
-    with database.transaction() as session:
-        seen = {
-            v.item: v.verdict.value
-            for v in repository.current_verdicts(session, prior.run_id, reviewer=visible_reviewer())
-        }
+    if picked is None:
+        return
+    prior, seen = picked
     browser = image_viewer.browser_viewer_chosen()
     linked = f"prior:{run.run_id}:{prior.run_id}"
     columns = st.columns(2)
     for side, (column, shown, title) in enumerate(
         ((columns[0], run, "This case"), (columns[1], prior, f"Prior: case {prior.case_id}"))
     ):
-        column.markdown(f"**{title}** · {shown.created_at:%Y-%m-%d} · {md_escape(_masks_from_run(shown))}")
+        column.markdown(f"**{title}** · {shown.created_at:%Y-%m-%d} · {md_escape(_masks_from(shown))}")
         inputs = results.kept_volume(shown.facts.input_sha256)
         segmentation = results.kept_segmentation(shown.run_id, shown.label_map_sha256, shown)
         if inputs is None or segmentation is None:
@@ -170,7 +156,3 @@ def _prior_comparison(run: repository.SegmentationRunRecord, channel: int) -> No
             "The prior's masks come from another model, weights or mask file: a change in volume may be "
             "the masks', not the patient's."
         )
-
-
-def _masks_from_run(run: repository.SegmentationRunRecord) -> str:
-    return "uploaded mask" if run.kind is RunKind.UPLOADED_MASK else run.model_id
