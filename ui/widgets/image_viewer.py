@@ -78,11 +78,23 @@ def browser_viewer_chosen() -> bool:
     return unavailable_reason() is None and not st.session_state.get(SERVER_VIEW_KEY, False)
 
 
-def show(scene: ViewerScene, key: str, height: int = 560, goto: dict | None = None, sync: str | None = None) -> None:
+def show(
+    scene: ViewerScene,
+    key: str,
+    height: int = 560,
+    goto: dict | None = None,
+    sync: str | None = None,
+    in_fragment: bool = False,
+) -> None:
     """Draw ``scene`` in the browser viewer under ``key`` (stable per page, so the viewer keeps its
     zoom and window while the page reruns). ``goto`` ({"axis", "index", "nonce"}) moves a volume's
     crosshair to a slice once per nonce. Viewers with the same ``sync`` follow each other's zoom,
-    pan and window (and, for volumes, the crosshair position in mm), in the browser."""
+    pan and window (and, for volumes, the crosshair position in mm), in the browser.
+
+    ``in_fragment``: the caller runs in an ``st.fragment``. A lost layer is then answered by a run
+    of the whole page: when several viewers of one page ask at once (the tab's cache emptied), a
+    fragment run finishing between the page runs the others asked for left the page's main area
+    blank (Streamlit's frontend dropped every element outside the fragment)."""
     value = st.session_state.get(key)
     sent: set[str] = st.session_state.setdefault(SENT, set())
     nonces: dict[str, float] = st.session_state.setdefault(NONCES, {})
@@ -93,6 +105,8 @@ def show(scene: ViewerScene, key: str, height: int = 560, goto: dict | None = No
         if value.get("missing") and value.get("nonce") != nonces.get(key):
             nonces[key] = value["nonce"]
             sent.difference_update(value["missing"])
+            if in_fragment:
+                st.rerun(scope="app")
         if value.get("error"):
             st.error(f"The viewer could not show this image: {value['error']}")
     blobs = {f"b_{layer.id}": layer.nifti_gz for layer in scene.layers if layer.id not in sent}
