@@ -108,7 +108,7 @@ def cam_viewer(
     tag = "" if loaded.trained else f" ({UNTRAINED_LABEL})"
     problem = heatmap_problem(cam)
     if problem:  # the warning below the viewer: above it, it would move the viewer and rebuild it
-        image_viewer.show(scene, VIEWER_KEY, height=VIEWER_HEIGHT, in_fragment=True)
+        image_viewer.show(scene, VIEWER_KEY, height=VIEWER_HEIGHT)
         st.warning(problem)
     else:
         caption = f"{method} for {label}{tag}"
@@ -122,7 +122,7 @@ def cam_viewer(
             caption,
             cam,
         )
-        image_viewer.show(scene.with_layers(layer), VIEWER_KEY, height=VIEWER_HEIGHT, in_fragment=True)
+        image_viewer.show(scene.with_layers(layer), VIEWER_KEY, height=VIEWER_HEIGHT)
         faithfulness_line(st, analysis, loaded, method, label)
     if not loaded.trained:
         st.error("Heatmap from untrained weights: it shows nothing about disease.")

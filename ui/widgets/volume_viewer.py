@@ -130,7 +130,7 @@ def masked_volume_scene(volume: Volume, segmentation: Segmentation | None, capti
 def _browser_viewer(volume: Volume, segmentation: Segmentation | None, caption_suffix: str) -> None:
     scene = masked_volume_scene(volume, segmentation, caption_suffix)
     goto = st.session_state.get(GOTO_KEY)
-    image_viewer.show(scene, BROWSER_VIEWER_KEY, height=520, goto=goto, in_fragment=True)
+    image_viewer.show(scene, BROWSER_VIEWER_KEY, height=520, goto=goto)
     st.caption(
         "Three linked planes in radiological convention (the patient's right on the screen's left). Wheel or "
         "↑/↓ over a plane: its slices · click: move the crosshair · right-drag: window/level · ctrl-wheel: zoom · "
