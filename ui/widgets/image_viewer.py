@@ -78,32 +78,11 @@ def browser_viewer_chosen() -> bool:
     return unavailable_reason() is None and not st.session_state.get(SERVER_VIEW_KEY, False)
 
 
-def _fragment_run() -> bool:
-    """True while only fragments run (not the whole page). Streamlit has no public call for this;
-    its run context has listed the fragments of such a run since fragments came (1.33)."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    ctx = get_script_run_ctx()
-    return bool(ctx is not None and getattr(ctx, "fragment_ids_this_run", None))
-
-
-def show(
-    scene: ViewerScene,
-    key: str,
-    height: int = 560,
-    goto: dict | None = None,
-    sync: str | None = None,
-) -> None:
+def show(scene: ViewerScene, key: str, height: int = 560, goto: dict | None = None, sync: str | None = None) -> None:
     """Draw ``scene`` in the browser viewer under ``key`` (stable per page, so the viewer keeps its
     zoom and window while the page reruns). ``goto`` ({"axis", "index", "nonce"}) moves a volume's
     crosshair to a slice once per nonce. Viewers with the same ``sync`` follow each other's zoom,
-    pan and window (and, for volumes, the crosshair position in mm), in the browser.
-
-    A lost layer asked for in a run of a fragment alone is answered by a run of the whole page:
-    when several viewers of one page ask at once (the tab's cache emptied), a fragment run
-    finishing between the page runs the others asked for left the page's main area blank. In a
-    run of the whole page the pixels go in that same run: a rerun there would drop a click on a
-    button further down the page."""
+    pan and window (and, for volumes, the crosshair position in mm), in the browser."""
     value = st.session_state.get(key)
     sent: set[str] = st.session_state.setdefault(SENT, set())
     nonces: dict[str, float] = st.session_state.setdefault(NONCES, {})
@@ -114,8 +93,6 @@ def show(
         if value.get("missing") and value.get("nonce") != nonces.get(key):
             nonces[key] = value["nonce"]
             sent.difference_update(value["missing"])
-            if _fragment_run():
-                st.rerun(scope="app")
         if value.get("error"):
             st.error(f"The viewer could not show this image: {value['error']}")
     blobs = {f"b_{layer.id}": layer.nifti_gz for layer in scene.layers if layer.id not in sent}
