@@ -90,6 +90,7 @@ class ViewerScene:
     heatmap_colormap: str = "jet"
     mask_opacity: float = 0.45
     image_shape: tuple[int, ...] = ()  # (rows, columns) of a radiograph, (X, Y, Z) of a volume
+    resolution: str = ""  # how a radiograph is shown: "full resolution" or the reduction
 
     def spec(self, height: int) -> dict:
         return {
@@ -106,6 +107,8 @@ class ViewerScene:
             "heatmap_colormap": self.heatmap_colormap,
             "colormaps": list(HEATMAP_COLORMAPS),
             "mask_opacity": self.mask_opacity,
+            "image_shape": list(self.image_shape),
+            "resolution": self.resolution,
         }
 
     def with_layers(self, *extra: ViewerLayer | None) -> ViewerScene:
@@ -129,45 +132,85 @@ def nifti_gz(data: np.ndarray, affine: np.ndarray, slope: float = 1.0, inter: fl
 
 # --- Radiographs --------------------------------------------------------------------------------
 
-_XRAY_AFFINE = np.diag([1.0, -1.0, 1.0, 1.0])  # column -> x, row -> -y: row 0 at the top
+# The largest side the browser viewer is sent. NiiVue keeps an image in a 3D texture, and WebGL2
+# lets a browser cap those at 2048 per side (SwiftShader, many integrated GPUs do). Past its cap
+# NiiVue 0.69 falls back to a 2D texture path that draws the pixels in file order, ignoring the
+# affine (upside down here) and without any overlay (no heatmap, no crop outline). A radiograph
+# larger than this is sent reduced, its world coordinates still the original pixels, and the
+# viewer says so.
+MAX_VIEWER_SIDE = 2048
 
 
 def _as_slice(pixels_hw: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(pixels_hw).T[:, :, None])
 
 
+def _grid_affine(scale_x: float, scale_y: float) -> np.ndarray:
+    """The affine of a grid whose pixel (i, j) covers original columns i*sx..(i+1)*sx and rows
+    j*sy..(j+1)*sy: world x is the original column, world -y the original row (pixel centres)."""
+    affine = np.diag([scale_x, -scale_y, 1.0, 1.0])
+    affine[0, 3] = (scale_x - 1) / 2
+    affine[1, 3] = -(scale_y - 1) / 2
+    return affine
+
+
+def viewer_shape(shape: tuple[int, int]) -> tuple[int, int]:
+    """(rows, columns) of a radiograph of ``shape`` as the browser viewer is sent it."""
+    height, width = int(shape[0]), int(shape[1])
+    factor = min(1.0, MAX_VIEWER_SIDE / max(height, width))
+    if factor == 1.0:
+        return height, width
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
 def xray_scene(pixels: np.ndarray, input_sha256: str) -> ViewerScene:
-    """The whole radiograph at full resolution (0..255 grey levels) and the model's crop outline."""
+    """The whole radiograph (0..255 grey levels), at full resolution up to ``MAX_VIEWER_SIDE`` a
+    side and reduced past it (said in the status line), and the model's crop outline."""
+    import cv2
+
     grey = np.clip(np.rint(np.asarray(pixels, dtype=np.float32)), 0, 255).astype(np.uint8)
-    image = ViewerLayer(IMAGE, "radiograph.nii.gz", nifti_gz(_as_slice(grey), _XRAY_AFFINE), "Radiograph")
+    shape = (int(grey.shape[0]), int(grey.shape[1]))
+    rows, cols = viewer_shape(shape)
+    sent = grey if (rows, cols) == shape else cv2.resize(grey, (cols, rows), interpolation=cv2.INTER_AREA)
+    affine = _grid_affine(shape[1] / cols, shape[0] / rows)
+    image = ViewerLayer(IMAGE, "radiograph.nii.gz", nifti_gz(_as_slice(sent), affine), "Radiograph")
     low, high = np.percentile(grey[:: max(1, grey.shape[0] // 512), :: max(1, grey.shape[1] // 512)], [0.5, 99.5])
     auto = WindowPreset("Percentiles 0.5-99.5 %", float(low + high) / 2, float(max(high - low, 1.0)))
     full = WindowPreset("Full range", 127.5, 255.0)
+    if (rows, cols) == shape:
+        resolution = "full resolution"
+    else:
+        resolution = f"shown reduced to {cols} × {rows} px ({100 * cols / shape[1]:.0f} %), the browser's limit"
     return ViewerScene(
         kind="xray",
         scene_id=f"xray:{input_sha256}",
-        layers=(image, crop_outline(grey.shape, centre_crop_box(grey.shape))),
+        layers=(image, crop_outline(shape, centre_crop_box(shape))),
         window=full,
         presets=(full, auto, WindowPreset("High contrast", 127.5, 128.0)),
         units="",
-        ruler="ruler lengths in pixels (the image gives no pixel spacing)",
+        ruler="ruler lengths in pixels of the original image (it gives no pixel spacing)",
         radiological=False,
-        image_shape=grey.shape,
+        image_shape=shape,
+        resolution=resolution,
     )
 
 
 def crop_outline(shape: tuple[int, int], box: CropBox) -> ViewerLayer:
-    """The square the model sees, as a label layer drawn over the radiograph."""
+    """The square the model sees, as a label layer drawn over the radiograph, on the grid the
+    viewer is sent the radiograph on (so NiiVue can make it its drawing layer)."""
     height, width = shape
-    thick = max(2, round(max(height, width) / 400))
-    mask = np.zeros((height, width), dtype=np.uint8)
-    top, left, size = box.top, box.left, box.size
-    mask[top : top + size, left : left + size] = 1
-    mask[top + thick : top + size - thick, left + thick : left + size - thick] = 0
+    rows, cols = viewer_shape(shape)
+    sx, sy = width / cols, height / rows
+    thick = max(2, round(max(rows, cols) / 400))
+    mask = np.zeros((rows, cols), dtype=np.uint8)
+    top, left = round(box.top / sy), round(box.left / sx)
+    bottom, right = round((box.top + box.size) / sy), round((box.left + box.size) / sx)
+    mask[top:bottom, left:right] = 1
+    mask[top + thick : bottom - thick, left + thick : right - thick] = 0
     return ViewerLayer(
         OUTLINE,
         "crop-outline.nii.gz",
-        nifti_gz(_as_slice(mask), _XRAY_AFFINE),
+        nifti_gz(_as_slice(mask), _grid_affine(sx, sy)),
         "Model crop outline",
         labels=(LabelInfo(1, "the square the model sees", OUTLINE_COLOUR),),
     )

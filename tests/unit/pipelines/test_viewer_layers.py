@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 
 from inference.images.preprocess import centre_crop_box
-from pipelines.viewer_layers import heatmap_layer, label_layer, volume_scene, xray_scene
+from pipelines.viewer_layers import MAX_VIEWER_SIDE, heatmap_layer, label_layer, volume_scene, xray_scene
 
 
 def _read(layer):
@@ -65,3 +65,27 @@ def test_a_label_layer_lists_only_the_labels_present() -> None:
     layer = label_layer(label_map, {2}, "Masks", trained=False)
     assert [info.name for info in layer.labels] == ["spleen"]
     assert np.asarray(_read(layer).dataobj).dtype == np.uint8 and layer.untrained.startswith("UNTRAINED")
+
+
+def test_a_reduced_radiograph_says_so_and_measures_in_the_original_pixels() -> None:
+    """The scene itself (no browser): past 2048 pixels a side the layers are reduced, the status
+    says how much, and the world coordinates stay the original image's pixels, so the heatmap and
+    the crop outline land where they do on the full image."""
+
+    pixels = np.zeros((1900, 2373), dtype=np.uint8)
+    pixels[100, 2000] = 255  # one bright pixel near the top right
+    scene = xray_scene(pixels, "x" * 64)
+    assert "2048 × 1640" in scene.resolution and "86 %" in scene.resolution
+    image = nib.Nifti1Image.from_bytes(gzip.decompress(scene.layers[0].nifti_gz))
+    assert image.shape[:2] == (MAX_VIEWER_SIDE, 1640)
+    i, j, _ = np.unravel_index(int(np.argmax(np.asarray(image.dataobj))), image.shape)
+    x, y, _ = (image.affine @ np.array([i, j, 0, 1.0]))[:3]
+    assert abs(x - 2000) < 1.5 and abs(-y - 100) < 1.5
+    outline = nib.Nifti1Image.from_bytes(gzip.decompress(scene.layers[1].nifti_gz))
+    assert outline.shape == image.shape, "the outline is the viewer's drawing layer: on the image's grid"
+    cam = np.zeros((224, 224), dtype=np.float32)
+    cam[10, 200] = 1.0
+    heat = nib.Nifti1Image.from_bytes(gzip.decompress(heatmap_layer(cam, (1900, 2373), "", True).nifti_gz))
+    hx, hy, _ = (heat.affine @ np.array([200, 10, 0, 1.0]))[:3]
+    # The crop is the centred 1900 x 1900 square: columns 236..2136; cam pixel 200 of 224.
+    assert abs(hx - (236 + (200 + 0.5) * 1900 / 224 - 0.5)) < 1 and abs(-hy - ((10 + 0.5) * 1900 / 224 - 0.5)) < 1

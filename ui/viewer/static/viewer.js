@@ -320,6 +320,13 @@
       const wanted = layer(role);
       if (!wanted || shown.has(role)) continue;
       const img = await toImage(wanted);
+      const limit = nv.uiData.max3D;
+      if (role === "image" && [1, 2, 3].some(function (i) { return img.hdr.dims[i] > limit; })) {
+        // Past its 3D-texture limit NiiVue draws the pixels in file order (upside down, no
+        // overlays): say so rather than draw it wrong.
+        throw new Error("this image has " + img.hdr.dims.slice(1, 4).join(" × ") + " voxels, more than this browser's " +
+          "graphics can hold (" + limit + " a side); choose the server-rendered view");
+      }
       const entry = { id: wanted.id, image: img, drawing: DRAWN.includes(role) && canDraw(img) };
       shown.set(role, entry);
       added.push(entry);
@@ -757,7 +764,8 @@
     const parts = ["L " + level.toFixed(0) + " / W " + width.toFixed(0) + unit, "zoom " + nv.scene.pan2Dxyzmm[3].toFixed(2) + "×"];
     const dims = img.dims;
     if (spec.kind === "xray") {
-      parts.push(dims[1] + " × " + dims[2] + " px, full resolution");
+      const shape = spec.image_shape && spec.image_shape.length === 2 ? spec.image_shape : [dims[2], dims[1]];
+      parts.push(shape[1] + " × " + shape[0] + " px, " + (spec.resolution || "full resolution"));
     } else {
       const v = planeIndex();
       parts.push("axial " + (v[2] + 1) + "/" + dims[3], "coronal " + (v[1] + 1) + "/" + dims[2], "sagittal " + (v[0] + 1) + "/" + dims[1]);
@@ -869,6 +877,28 @@
         syncError: syncError,
         pan: nv ? Array.from(nv.scene.pan2Dxyzmm) : null,
       };
+    },
+    // What the canvas shows now, drawn afresh and read back: {width, height, rgb (base64, rows
+    // from the top)}.
+    pixels: function () {
+      nv.drawScene();
+      const gl = nv.gl;
+      const w = gl.drawingBufferWidth;
+      const h = gl.drawingBufferHeight;
+      const rgba = new Uint8Array(w * h * 4);
+      gl.readPixels(0, 0, w, h, gl.RGBA, gl.UNSIGNED_BYTE, rgba);
+      const rgb = new Uint8Array(w * h * 3);
+      for (let y = 0; y < h; y++) {
+        const from = (h - 1 - y) * w * 4; // GL rows start at the bottom
+        for (let x = 0; x < w; x++) {
+          rgb[(y * w + x) * 3] = rgba[from + x * 4];
+          rgb[(y * w + x) * 3 + 1] = rgba[from + x * 4 + 1];
+          rgb[(y * w + x) * 3 + 2] = rgba[from + x * 4 + 2];
+        }
+      }
+      let text = "";
+      for (let i = 0; i < rgb.length; i += 0x8000) text += String.fromCharCode.apply(null, rgb.subarray(i, i + 0x8000));
+      return { width: w, height: h, rgb: btoa(text) };
     },
     arm: function (type, timeoutMs) {
       return new Promise(function (resolve) {
