@@ -5,7 +5,7 @@ untrained weights, this machine), each the median of ``repeats`` tries after two
   a PNG text chunk, so nothing is cached) from setting the file to its new case run, findings
   and images on screen, the radiograph and its heatmap drawn in the browser viewer and the page
   idle, in a warm server (model loaded by the warm-ups).
-* ``finding_switch_ms``: a finding picked in the open "Finding to explain" list to the heatmap of
+* ``finding_switch_ms``: a finding picked in the open "Finding (its heatmap; your verdict below)" list to the heatmap of
   the new finding drawn in the browser viewer (opening the list is not timed; until 2026-12-04 it
   was, which added the menu's own open to each figure).
 * ``window_drag_ms``: one mouse move of a window/level drag over the radiograph to the frame that
@@ -112,7 +112,7 @@ def interaction_timings(sample: Path, repeats: int = 20, keys: bool = True) -> d
                 for i, f in enumerate(files[: repeats + 2])
             ][2:]
 
-            selector = page.get_by_role("combobox", name="Finding to explain")
+            selector = page.get_by_role("combobox", name="Finding (its heatmap; your verdict below)")
             labels = [
                 page.locator("[class*='st-key-review-finding-verdict-'] strong").nth(i).inner_text() for i in (1, 2)
             ]

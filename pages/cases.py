@@ -18,7 +18,7 @@ from ui.widgets.charts import band_legend_text, score_text, shap_waterfall
 from ui.widgets.next_case import next_unreviewed_button
 from ui.widgets.prior import choose_prior
 from ui.widgets.segmentation_case import choose_segmentation, segmentation_case
-from ui.widgets.verdicts import finding_verdict_panel, history_table
+from ui.widgets.verdicts import finding_kind, finding_verdict_panel, follow_selection, history_table
 from xai.overlay import jpeg_bytes, overlay, png_bytes
 
 require_app_entry()
@@ -88,9 +88,8 @@ if not run.trained:
 ranked = run.ranked()
 
 
-def _kept_image(run):
-    """The kept image with its heatmaps, side by side, as on the Review page: (the analysis, the
-    finding explained) when shown, else (None, None)."""
+def _kept_analysis(run):
+    """The kept image's analysis by the run's own model and weights, else None (the page says why)."""
     store = resources.image_store()
     sha = run.facts.input_sha256
     if store is None:
@@ -113,25 +112,71 @@ def _kept_image(run):
         )
         return None, None
     bands = resources.band_config()
-    analysis = results.kept_case_analysis(sha, run.model_id, run.weights_sha256, bands.identity, state, bands)
-    if analysis is None:
-        return None, None
-    label = st.selectbox("Finding to explain", [f.label for f in ranked], key=f"cases_cam_finding::{run.run_id}")
-    cam_viewer(analysis, state, label)
-    return analysis, label
+    return results.kept_case_analysis(sha, run.model_id, run.weights_sha256, bands.identity, state, bands), state
 
 
-image_col, chart_col = st.columns([1.25, 1])
-with image_col:
-    kept_analysis, explained = _kept_image(run)
-heatmap_shown = kept_analysis is not None
-with chart_col:
-    st.plotly_chart(
-        figures.band_figure(f"stored-run-{run.run_id}", ranked, run.thresholds, run.trained),
-        config={"displayModeBar": False},
+@st.fragment
+def _reading(run) -> None:
+    """As on the Review page: the verdict panel's selection is the finding whose heatmap is shown
+    (and the one the report carries)."""
+    labels = [f.label for f in ranked]
+    label = follow_selection(
+        finding_kind(None),
+        run.run_id,
+        labels,
+        "cases",
+        "Finding (its heatmap; your verdict below)",
+        f"cases::explain::{run.run_id}",
     )
-    st.caption(band_legend_text())
-finding_verdict_panel(run.run_id, ranked, run.trained, with_heatmap=heatmap_shown, scope="cases")
+    if label is None:
+        return
+    image_col, chart_col = st.columns([1.25, 1])
+    method = None
+    with image_col:
+        analysis, state = _kept_analysis(run)
+        if analysis is not None:
+            method = cam_viewer(analysis, state, label)
+    with chart_col:
+        st.plotly_chart(
+            figures.band_figure(f"stored-run-{run.run_id}", ranked, run.thresholds, run.trained),
+            config={"displayModeBar": False},
+        )
+        st.caption(band_legend_text())
+    finding_verdict_panel(run.run_id, ranked, run.trained, (method, label) if method else None, scope="cases")
+
+    def report(session) -> bytes:
+        """With the kept image, the report carries it and the Grad-CAM of the finding on screen."""
+        image_png = heatmap_jpeg = None
+        caption = ""
+        if analysis is not None:
+            image_png = png_bytes(analysis.display)
+            heatmap_jpeg = jpeg_bytes(
+                overlay(analysis.display, analysis.gradcam.map_for(label), "jet", 0.45, trained=run.trained)
+            )
+            caption = f"Grad-CAM for {label}" + ("" if run.trained else " (untrained weights: meaningless)")
+        return exports.case_report_html(
+            run,
+            repository.verdict_history(session, run.run_id, reviewer=only),
+            repository.case_note_history(session, run.run_id, reviewer=only),
+            image_png=image_png,
+            heatmap_jpeg=heatmap_jpeg,
+            heatmap_caption=caption,
+            names=repository.reviewer_names(session),
+            blinded=only is not None,
+        )
+
+    export_button(
+        "Download case report (HTML)",
+        report,
+        file_name=f"case-{case_id}-report.html",
+        mime="text/html",
+        kind="case report (HTML)",
+        case_id=case_id,
+    )
+
+
+only = visible_reviewer()  # None: everyone's (admin, open mode); else this reader's own entries
+_reading(run)
 
 
 def _prior_comparison(run) -> None:
@@ -186,7 +231,6 @@ def _prior_comparison(run) -> None:
         )
 
 
-only = visible_reviewer()  # None: everyone's (admin, open mode); else this reader's own entries
 _prior_comparison(run)
 with database.transaction() as session:
     explanation = repository.get_region_explanation(session, run.run_id)
@@ -206,38 +250,6 @@ if explanation is not None:
     st.caption(f"Regions: {explanation.regions_source}. {explanation.evaluations} model evaluations.")
 st.subheader("History")
 history_table(run.run_id)
-
-
-def _report(session) -> bytes:
-    """With the kept image, the report carries it and the Grad-CAM of the finding on screen."""
-    image_png = heatmap_jpeg = None
-    caption = ""
-    if kept_analysis is not None and explained is not None:
-        image_png = png_bytes(kept_analysis.display)
-        heatmap_jpeg = jpeg_bytes(
-            overlay(kept_analysis.display, kept_analysis.gradcam.map_for(explained), "jet", 0.45, trained=run.trained)
-        )
-        caption = f"Grad-CAM for {explained}" + ("" if run.trained else " (untrained weights: meaningless)")
-    return exports.case_report_html(
-        run,
-        repository.verdict_history(session, run.run_id, reviewer=only),
-        repository.case_note_history(session, run.run_id, reviewer=only),
-        image_png=image_png,
-        heatmap_jpeg=heatmap_jpeg,
-        heatmap_caption=caption,
-        names=repository.reviewer_names(session),
-        blinded=only is not None,
-    )
-
-
-export_button(
-    "Download case report (HTML)",
-    _report,
-    file_name=f"case-{case_id}-report.html",
-    mime="text/html",
-    kind="case report (HTML)",
-    case_id=case_id,
-)
 
 if st.toggle("Show the audit trail", key=f"audit::{case_id}"):
     with database.transaction() as session:

@@ -20,7 +20,7 @@ from ui.widgets.charts import band_legend_text
 from ui.widgets.model_status import require_model
 from ui.widgets.next_case import next_unreviewed_button
 from ui.widgets.shap_view import shap_panel
-from ui.widgets.verdicts import finding_verdict_panel, history_table
+from ui.widgets.verdicts import finding_kind, finding_verdict_panel, follow_selection, history_table
 from xai.cam import CLOSED_FORM_METHOD
 
 require_app_entry()
@@ -94,12 +94,19 @@ if critical:
     st.markdown(f"**Critical band:** {md_escape(', '.join(critical))}")
 
 labels = [f.label for f in ranked]
+FINDINGS = finding_kind(None)
 
 
 @st.fragment
-def _explanations() -> None:
-    """Chart, heatmap, region SHAP and the method comparison: choosing another finding to explain
-    reruns this part only, not the verdict panel below it."""
+def _reading() -> None:
+    """The finding being judged is the verdict panel's selection: its heatmap, region SHAP and the
+    note box follow it, and a verdict stores the heatmap on screen. Choosing another finding (the
+    list by the image, J / K, a row's verdict) reruns this part only, not the upload above it."""
+    label = follow_selection(
+        FINDINGS, run_id, labels, "review", "Finding (its heatmap; your verdict below)", f"review::explain::{run_id}"
+    )
+    if label is None:
+        return
     chart_col, cam_col = st.columns([1, 1.25])
     with chart_col:
         st.plotly_chart(
@@ -111,16 +118,15 @@ def _explanations() -> None:
             f"{len(ranked)} findings · {band_legend_text()} · bands version {md_escape(prediction.bands_version)}"
         )
     with cam_col:
-        label = st.selectbox("Finding to explain", labels, key="cam_finding")
-        cam_viewer(analysis, loaded, label, upload.name, data)
+        method = cam_viewer(analysis, loaded, label, upload.name, data)
     shap_panel(analysis, loaded, run_id, label)
     # Keyed by the case: a new upload starts with the (six-method) comparison off, shown and computed alike.
     if st.toggle("Compare all heatmap methods for this finding", key=f"compare_cams::{sha}"):
         compare_methods(analysis, loaded, label)
+    finding_verdict_panel(run_id, ranked, prediction.model.trained, (method, label) if method else None, scope="review")
 
 
-_explanations()
-finding_verdict_panel(run_id, ranked, prediction.model.trained, with_heatmap=True, scope="review")
+_reading()
 next_unreviewed_button(current_run=run_id)
 if st.toggle("Show the verdict history for this case", key="show_history"):
     history_table(run_id)

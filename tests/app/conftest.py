@@ -74,3 +74,9 @@ def chosen_verdicts(at: AppTest, noun: str = "finding") -> dict[str, str | None]
         if button.proto.type == "primary":
             chosen[item] = verdict
     return chosen
+
+
+def cam_method_box(at: AppTest):
+    """The CAM method list (one per case: ``cam_method::<image sha256>``)."""
+    [box] = [s for s in at.selectbox if (s.key or "").startswith("cam_method::")]
+    return box

@@ -245,7 +245,7 @@ def test_a_case_reopens_another_day_with_its_image_and_heatmap(untrained_env, sa
     captions = [c for image in later.image for c in image.captions]
     assert any(c.startswith("Image (the square centre crop") for c in captions)
     assert any(c.startswith("Grad-CAM for") and "untrained" in c for c in captions)
-    chooser = later.selectbox(key="cases_cam_finding::1")
+    chooser = later.selectbox(key="cases::explain::1")
     other = chooser.options[1]
     chooser.set_value(other).run()
     assert any(c.startswith(f"Grad-CAM for {other}") for image in later.image for c in image.captions)

@@ -125,3 +125,69 @@ def test_negative_findings_are_grouped_last_with_one_explicit_agree_stored_per_f
     [group] = [e for e in at.expander if e.label.startswith("Negative findings (")]
     assert group.label == f"Negative findings ({negatives}): {negatives} agreed, 0 without your verdict"
     assert not [b for b in at.button if "agree_negatives" in (b.key or "")]
+
+
+def _heatmap_caption(at) -> str:
+    [caption] = [c for image in at.image for c in image.captions if " for " in c and "CAM" in c]
+    return caption
+
+
+def test_the_heatmap_follows_the_finding_being_judged(untrained_env, samples: Path) -> None:
+    """One selection: J / K, a row's verdict and the list by the image all move the heatmap with
+    the verdict panel; a verdict stores the method only for the finding whose heatmap was shown."""
+    from tests.app.conftest import cam_method_box, click_verdict, verdict_items
+    from tests.app.test_review_page import db_rows
+
+    at = new_app()
+    at.run()
+    _upload(at, samples / "nih_00000001_000.png")
+    items = verdict_items(at)
+    assert _selected(at) == items[0] and _heatmap_caption(at).startswith(f"Grad-CAM for {items[0]}")
+    [b for b in at.button if b.label == "Next"][0].click().run()  # J
+    assert _selected(at) == items[1] and _heatmap_caption(at).startswith(f"Grad-CAM for {items[1]}")
+    at.selectbox(key="review::explain::1").set_value(items[4]).run()  # the list by the image
+    assert _selected(at) == items[4] and _heatmap_caption(at).startswith(f"Grad-CAM for {items[4]}")
+    cam_method_box(at).set_value("Eigen-CAM").run()
+    _bar_button(at, "agree").click().run()  # A on the finding shown: stored with its heatmap
+    click_verdict(at, items[7], "disagree")  # a row's verdict: that row was not the one shown
+    assert _selected(at) == items[7] and _heatmap_caption(at).startswith(f"Eigen-CAM for {items[7]}")
+    stored = db_rows("SELECT item, verdict, cam_method FROM verdicts ORDER BY id")
+    assert stored == [(items[4], "agree", "Eigen-CAM"), (items[7], "disagree", None)]
+
+
+def test_a_new_upload_shows_in_its_lists_what_its_heatmap_is(untrained_env, samples: Path) -> None:
+    """Finding and method chosen on one image, then another uploaded: the lists show the finding
+    and method whose heatmap is drawn (the method carries over as the reader's choice)."""
+    from tests.app.conftest import cam_method_box
+
+    at = new_app()
+    at.run()
+    _upload(at, samples / "nih_00000001_000.png")
+    at.selectbox(key="review::explain::1").set_value("Edema").run()
+    cam_method_box(at).set_value("Eigen-CAM").run()
+    assert _heatmap_caption(at).startswith("Eigen-CAM for Edema")
+    _upload(at, samples / "tbx11k_h0001.png")
+    shown = at.selectbox(key="review::explain::2").value
+    method = cam_method_box(at).value
+    assert _selected(at) == shown
+    assert _heatmap_caption(at).startswith(f"{method} for {shown}")
+    assert method == "Eigen-CAM"
+
+
+def test_a_note_goes_to_the_selected_finding_not_the_first(untrained_env, samples: Path) -> None:
+    from tests.app.conftest import click_verdict, verdict_items
+    from tests.app.test_review_page import db_rows
+
+    at = new_app()
+    at.run()
+    _upload(at, samples / "nih_00000001_000.png")
+    items = verdict_items(at)
+    click_verdict(at, items[3], "unsure")  # selects that row
+    assert _selected(at) == items[3]
+    [box] = [t for t in at.text_input if (t.key or "").startswith("review::finding_note_text::1::")]
+    assert items[3] in box.label
+    box.input("Check the lateral film.")
+    [save] = [b for b in at.button if (b.key or "") == "review::finding_note_save::1"]
+    save.click().run()
+    assert f"Saved: {items[3]} — unsure with note." in texts(at)
+    assert db_rows("SELECT item, note FROM verdicts ORDER BY id")[-1] == (items[3], "Check the lateral film.")

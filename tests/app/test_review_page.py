@@ -8,7 +8,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from sqlalchemy import create_engine, text
 
-from tests.app.conftest import click_verdict, new_app, texts, verdict_buttons, verdict_items
+from tests.app.conftest import cam_method_box, click_verdict, new_app, texts, verdict_buttons, verdict_items
 
 
 def db_rows(sql: str) -> list:
@@ -94,7 +94,7 @@ def test_opacity_and_colormap_never_call_the_model(untrained_env, samples: Path,
     assert len(calls) == 1
     at.slider(key="cam_opacity").set_value(0.8).run()
     at.selectbox(key="cam_colormap").set_value("viridis").run()
-    at.selectbox(key="cam_finding").set_value("Effusion").run()
+    at.selectbox(key="review::explain::1").set_value("Effusion").run()
     assert not at.exception
     assert len(calls) == 1, "the cached analysis is reused"
     assert len(db_rows("SELECT * FROM analysis_runs")) == 1, "a rerun stores nothing new"
@@ -104,9 +104,9 @@ def test_other_cam_methods_are_offered_and_labelled(untrained_env, samples: Path
     at = new_app()
     at.run()
     upload(at, samples / "nih_00000001_000.png")
-    assert {"Grad-CAM", "Grad-CAM++"} <= set(at.selectbox(key="cam_method").options)
-    assert len(at.selectbox(key="cam_method").options) >= 4
-    at.selectbox(key="cam_method").set_value("Grad-CAM++").run()
+    assert {"Grad-CAM", "Grad-CAM++"} <= set(cam_method_box(at).options)
+    assert len(cam_method_box(at).options) >= 4
+    cam_method_box(at).set_value("Grad-CAM++").run()
     assert not at.exception
     captions = " ".join(c for image in at.image for c in image.captions)
     assert "Grad-CAM++ for" in captions
@@ -122,7 +122,6 @@ def test_agree_is_stored_with_what_the_reviewer_saw(untrained_env, samples: Path
     label = labels[0]
     click_verdict(at, label, "agree")
     assert f"Saved: {label} — agree" in texts(at)
-    at.selectbox(key="review::finding_note_target::1").set_value(label)
     at.text_input(key="review::finding_note_text::1::Dr Test").input("Old scarring, unchanged.")
     at.button(key="review::finding_note_save::1").click().run()
     assert not at.exception
@@ -177,7 +176,6 @@ def test_html_typed_by_a_user_is_shown_as_text(untrained_env, samples: Path) -> 
     upload(at, samples / "nih_00000001_000.png")
     label = verdict_items(at)[0]
     click_verdict(at, label, "unsure")
-    at.selectbox(key="review::finding_note_target::1").set_value(label)
     at.text_input(key=f"review::finding_note_text::1::{payload}").input(f"**bold** {payload}")
     at.button(key="review::finding_note_save::1").click().run()
     assert not at.exception
@@ -267,7 +265,6 @@ def test_an_over_long_note_is_refused_with_a_message_and_kept_in_the_box(untrain
     label = verdict_items(at)[0]
     click_verdict(at, label, "agree")
     pasted = "x" * 5000
-    at.selectbox(key="review::finding_note_target::1").set_value(label)
     at.text_input(key="review::finding_note_text::1::Dr Test").input(pasted)
     at.button(key="review::finding_note_save::1").click().run()
     assert not at.exception

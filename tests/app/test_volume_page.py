@@ -175,6 +175,17 @@ def test_brats_case_runs_through_the_untrained_network_labelled_everywhere(untra
     [details] = [e for e in at.expander if e.label == "How it was computed (run parameters)"]
     parameters = details.dataframe[0].value
     assert {"bundle", "roi", "windows", "resampling"} <= set(parameters["parameter"])
+    # A note typed with Oedema selected goes to Oedema, not to the first structure.
+    click_verdict(at, "Oedema", "unsure", noun="structure")
+    [box] = [t for t in at.text_input if "structure_note_text" in (t.key or "")]
+    assert "Oedema" in box.label
+    box.input("Oedema extends past the mask.")
+    [save] = [b for b in at.button if "structure_note_save" in (b.key or "")]
+    save.click().run()
+    assert not at.exception, at.exception
+    from tests.app.test_review_page import db_rows
+
+    assert db_rows("SELECT item, note FROM verdicts ORDER BY id")[-1] == ("Oedema", "Oedema extends past the mask.")
 
 
 def test_missing_segmentation_weights_say_where_they_go_and_offer_untrained_mode():

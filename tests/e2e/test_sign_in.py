@@ -104,8 +104,10 @@ def _upload_and_give(page, verdict: str, note: str) -> str:
     label = verdict_rows.item_name(row)
     verdict_rows.button(row, verdict).click()
     expect(page.get_by_text(f"Saved: {label} — {verdict}.", exact=True)).to_be_visible()
-    page.get_by_role("textbox", name="Note (press Enter to save with your verdict)").fill(note)
-    page.get_by_role("textbox", name="Note (press Enter to save with your verdict)").press("Enter")
+    # The note box names the selected finding: the one just judged.
+    box = page.get_by_role("textbox", name=f"Note on the selected finding, {label}", exact=False)
+    box.fill(note)
+    box.press("Enter")
     expect(page.get_by_text("with note.")).to_be_visible()
     return label
 

@@ -108,8 +108,10 @@ def test_radiograph_in_the_browser_viewer(server) -> None:
         # Another finding: a new heatmap (small) comes, the radiograph does not come again, and
         # the reader's zoom and window stay.
         received_before = len(socket.received)
-        page.get_by_role("combobox", name="Finding to explain").click()
-        page.get_by_role("option").nth(3).click()
+        page.get_by_role("combobox", name="Finding (its heatmap; your verdict below)").click()
+        option = page.get_by_role("option").nth(3)
+        chosen = option.inner_text().strip()
+        option.click()
         frame.wait_for_function(
             "id => { const h = window.reviewViewer.state().layers.find(l => l.role === 'heatmap'); return h && h.id !== id; }",
             arg=heat["id"],
@@ -117,12 +119,12 @@ def test_radiograph_in_the_browser_viewer(server) -> None:
         after = _state(frame)
         assert after["zoom"] > 1 and (after["calMin"], after["calMax"]) == (windowed["calMin"], windowed["calMax"])
         assert max(socket.received[received_before:]) < first_image / 4
-        # A verdict from the keyboard while the viewer has the focus: the key reaches the page.
-        first = verdict_rows.row(page, "review", 0)
-        label = verdict_rows.item_name(first)
+        # A verdict from the keyboard while the viewer has the focus: the key reaches the page,
+        # and goes to the finding whose heatmap is on screen.
+        assert after["layers"][-1]["caption"].startswith(f"Grad-CAM for {chosen} (")
         canvas.click()
         canvas.press("a")
-        expect(page.get_by_text(f"Saved: {label} — agree")).to_be_visible()
+        expect(page.get_by_text(f"Saved: {chosen} — agree")).to_be_visible()
         assert max(socket.received[received_before:]) < first_image / 4
 
 
@@ -328,3 +330,48 @@ def test_a_follow_up_volume_and_its_prior_scroll_together(tmp_path: Path, monkey
         assert _state(left)["voxel"][:2] == start[:2]
         page.get_by_text("move both volumes together").scroll_into_view_if_needed()
         _shot(page, "35-prior-volumes-linked")
+
+
+def _shown_in(page, label: str) -> str:
+    """What a Streamlit list shows as chosen (the value of its combobox)."""
+    return page.get_by_role("combobox", name=label, exact=True).input_value()
+
+
+def test_after_a_new_upload_the_lists_show_the_heatmap_drawn(server) -> None:
+    """Finding and method chosen on one radiograph, then another uploaded: the finding list, the
+    method list and the viewer's heatmap name the same finding and method, and a key press judges
+    that finding."""
+    from playwright.sync_api import expect
+
+    url, _ = server
+    finding_list, method_list = "Finding (its heatmap; your verdict below)", "CAM method"
+    with browser_page(1600, 2400) as page:
+        page.goto(url)
+        _sign(page, "Dr Lists")
+        page.locator("input[type=file]").set_input_files(str(SAMPLES / "cxr" / "nih_00000001_000.png"))
+        expect(page.get_by_text("18 findings ·")).to_be_visible()
+        page.get_by_role("combobox", name=finding_list).click()
+        page.get_by_role("option", name="Edema", exact=True).click()
+        settled(page)
+        page.get_by_role("combobox", name=method_list).click()
+        page.get_by_role("option", name="Eigen-CAM", exact=True).click()
+        settled(page)
+        frame = _viewer(page)
+        frame.wait_for_function(
+            "() => window.reviewViewer.state().layers.some(l => l.caption.startsWith('Eigen-CAM for Edema ('))"
+        )
+        first_scene = _state(frame)["scene"]
+        page.locator("input[type=file]").set_input_files(str(PADCHEST))
+        page.wait_for_function(
+            """scene => { const f = document.querySelector("iframe[src*='review_viewer']");
+               try { const s = f.contentWindow.reviewViewer.state(); return s.ready && s.scene !== scene
+                 && s.layers.some(l => l.role === 'heatmap'); } catch (e) { return false; } }""",
+            arg=first_scene,
+        )
+        settled(page)
+        finding, method = _shown_in(page, finding_list), _shown_in(page, method_list)
+        heat = next(layer for layer in _state(_viewer(page))["layers"] if layer["role"] == "heatmap")
+        assert heat["caption"].startswith(f"{method} for {finding} ("), (finding, method, heat["caption"])
+        assert _shown_in(page, "Selected finding (J / K to move)").endswith(f": {finding}")
+        page.keyboard.press("u")
+        expect(page.get_by_text(f"Saved: {finding} — unsure")).to_be_visible()

@@ -14,7 +14,7 @@ from inference.models.loader import UNTRAINED_LABEL, LoadedModel
 from pipelines.analyze import CaseAnalysis
 from pipelines.viewer_layers import HEATMAP_FLOOR
 from ui import results
-from ui.session import CAM_METHOD_KEY
+from ui.session import CAM_METHOD_PREFERENCE, cam_method_key
 from ui.widgets import image_viewer
 from xai.cam import CAM_METHODS, CLOSED_FORM_METHOD, heatmap_problem
 from xai.faithfulness import TOP_FRACTION, Faithfulness
@@ -89,27 +89,42 @@ def faithfulness_text(result: Faithfulness, trained: bool) -> str:
     )
 
 
-@st.fragment
+def method_choice(container, analysis: CaseAnalysis) -> str:
+    """The CAM method, chosen per case (a new case's list never shows one method while its viewer
+    draws another) and starting from the reader's last choice."""
+    key = cam_method_key(analysis.facts.input_sha256)
+    if st.session_state.get(key) not in CAM_METHODS:
+        st.session_state[key] = st.session_state.get(CAM_METHOD_PREFERENCE, CLOSED_FORM_METHOD)
+    return str(container.selectbox("CAM method", CAM_METHODS, key=key, on_change=_prefer, args=(key,)))
+
+
+def _prefer(key: str) -> None:
+    st.session_state[CAM_METHOD_PREFERENCE] = st.session_state[key]
+
+
 def cam_viewer(
     analysis: CaseAnalysis, loaded: LoadedModel, label: str, filename: str = "", data: bytes | None = None
-) -> None:
-    """The heatmap of ``label`` for the chosen method: over the whole radiograph in the browser
-    viewer (window/level, zoom, pan; opacity and colours in the browser), or server-rendered
-    beside the model's crop. ``data`` is the upload; without it the image comes from the image store."""
+) -> str | None:
+    """The heatmap of ``label`` (the finding being judged) for the chosen method: over the whole
+    radiograph in the browser viewer (window/level, zoom, pan; opacity and colours in the
+    browser), or server-rendered beside the model's crop. ``data`` is the upload; without it the
+    image comes from the image store. Returns the method of the heatmap drawn, None when none is.
+    Drawn in the caller's fragment, with the verdict panel that stores the method shown."""
     browser = image_viewer.use_browser_viewer()
     scene = results.xray_viewer_scene(analysis.facts.input_sha256, filename, data) if browser else None
     if browser and scene is None:
         st.caption("The full image is not kept, so the server-rendered crop is shown.")
     if scene is None:
-        _server_rendered(analysis, loaded, label)
-        return
-    method = st.selectbox("CAM method", CAM_METHODS, key=CAM_METHOD_KEY)
+        return _server_rendered(analysis, loaded, label)
+    method = method_choice(st, analysis)
     cam = selected_map(analysis, loaded, method, label)
     tag = "" if loaded.trained else f" ({UNTRAINED_LABEL})"
     problem = heatmap_problem(cam)
+    shown: str | None = method
     if problem:  # the warning below the viewer: above it, it would move the viewer and rebuild it
         image_viewer.show(scene, VIEWER_KEY, height=VIEWER_HEIGHT)
         st.warning(problem)
+        shown = None
     else:
         caption = f"{method} for {label}{tag}"
         layer = results.heatmap_viewer_layer(
@@ -127,14 +142,15 @@ def cam_viewer(
     if not loaded.trained:
         st.error("Heatmap from untrained weights: it shows nothing about disease.")
     st.caption(
-        f"{CAM_MEANING} The whole image at full resolution; the yellow square is what the model sees. "
+        f"{CAM_MEANING} The whole image; the yellow square is what the model sees. "
         f"Heatmap values below {HEATMAP_FLOOR:.0%} of its scale are not drawn."
     )
+    return shown
 
 
-def _server_rendered(analysis: CaseAnalysis, loaded: LoadedModel, label: str) -> None:
+def _server_rendered(analysis: CaseAnalysis, loaded: LoadedModel, label: str) -> str | None:
     controls = st.columns([1.4, 1.2, 1.6])
-    method = controls[0].selectbox("CAM method", CAM_METHODS, key=CAM_METHOD_KEY)
+    method = method_choice(controls[0], analysis)
     colormap = controls[1].selectbox("Colormap", COLORMAPS, key="cam_colormap")
     opacity = controls[2].slider("Opacity", *OPACITY_RANGE, value=0.45, step=0.05, key="cam_opacity")
     cam = selected_map(analysis, loaded, method, label)
@@ -147,8 +163,10 @@ def _server_rendered(analysis: CaseAnalysis, loaded: LoadedModel, label: str) ->
         output_format="PNG",
     )
     problem = heatmap_problem(cam)
+    shown: str | None = method
     if problem:
         right.warning(problem)
+        shown = None
     else:
         right.image(
             jpeg_bytes(overlay(analysis.display, cam, colormap, opacity, trained=loaded.trained)),
@@ -162,6 +180,7 @@ def _server_rendered(analysis: CaseAnalysis, loaded: LoadedModel, label: str) ->
     if not loaded.trained:
         st.error("Heatmap from untrained weights: it shows nothing about disease.")
     st.caption(CAM_MEANING)
+    return shown
 
 
 def compare_methods(analysis: CaseAnalysis, loaded: LoadedModel, label: str, colormap: str = "jet") -> None:

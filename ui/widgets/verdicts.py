@@ -27,7 +27,6 @@ from core.vocabulary import Band, Verdict
 from storage import repository
 from ui import database
 from ui.identity import reviewer, visible_reviewer
-from ui.session import CAM_METHOD_KEY
 from ui.text import md_escape
 from ui.widgets.charts import BAND_SWATCHES, score_text
 
@@ -55,15 +54,15 @@ VERDICT_KEYS = {Verdict.AGREE.value: KEY_AGREE, Verdict.DISAGREE.value: KEY_DISA
 @dataclass(frozen=True)
 class VerdictKind:
     """What differs between kinds of run in the panel: the noun for an item (finding, structure),
-    and whether the heatmap on screen is stored with a verdict. Both kinds read and append through
-    the same repository functions.
+    and the heatmap on screen when the panel was drawn, ``(method, finding)``, stored with a
+    verdict on that finding. Both kinds read and append through the same repository functions.
 
     ``current(session, run_id, reviewer)`` gives item name -> (verdict value, note) for that reviewer;
     ``record(session, run_id, item, verdict, reviewer, note)`` appends a verdict.
     """
 
     noun: str
-    with_heatmap: bool = False
+    heatmap: tuple[str, str] | None = None
 
     @property
     def feedback_key(self) -> str:
@@ -73,13 +72,15 @@ class VerdictKind:
         return {v.item: (v.verdict.value, v.note) for v in repository.current_verdicts(session, run_id, name)}
 
     def record(self, session: Session, run_id: int, item: str, verdict: str, name: str, note: str) -> None:
-        cam_method = st.session_state.get(CAM_METHOD_KEY) if self.with_heatmap else None
+        # The method only for the finding whose heatmap was on screen: a verdict on another row
+        # was not given beside its heatmap.
+        cam_method = self.heatmap[0] if self.heatmap is not None and self.heatmap[1] == item else None
         repository.record_verdict(session, run_id, item, Verdict(verdict), name, note, cam_method)
 
 
-def finding_kind(with_heatmap: bool) -> VerdictKind:
-    """Findings of a chest X-ray run; with a heatmap on screen, its method is stored with the verdict."""
-    return VerdictKind("finding", with_heatmap)
+def finding_kind(heatmap: tuple[str, str] | None) -> VerdictKind:
+    """Findings of a chest X-ray run; ``heatmap`` is (method, finding) of the heatmap on screen."""
+    return VerdictKind("finding", heatmap)
 
 
 STRUCTURES = VerdictKind("structure")
@@ -112,6 +113,38 @@ def _store(kind: VerdictKind, run_id: int, item: str, verdict: str, name: str, n
 
 def selected_key(scope: str, kind: VerdictKind, run_id: int) -> str:
     return f"{scope}::{kind.noun}::selected::{run_id}"
+
+
+def selected_item(kind: VerdictKind, run_id: int, names: Sequence[str], scope: str) -> str | None:
+    """The item being judged: the panel's selection (J / K, the list, a row's verdict), which the
+    heatmap, region SHAP and the note box follow. A run opens on its first item without the
+    reviewer's verdict."""
+    key = selected_key(scope, kind, run_id)
+    if not names:
+        return None
+    if st.session_state.get(key) not in names:
+        name = reviewer()
+        with database.transaction() as session:
+            mine = kind.current(session, run_id, name) if name else {}
+        st.session_state[key] = names[_next_open(names, mine, -1)]
+    return str(st.session_state[key])
+
+
+def follow_selection(
+    kind: VerdictKind, run_id: int, names: Sequence[str], scope: str, label: str, key: str
+) -> str | None:
+    """A second list of the same selection, beside what follows it (the heatmap): choosing in
+    either moves both. Call inside the fragment that draws the panel."""
+    current = selected_item(kind, run_id, names, scope)
+    if current is None:
+        return None
+    st.session_state[key] = current
+    st.selectbox(label, list(names), key=key, on_change=_copy_selection, args=(key, selected_key(scope, kind, run_id)))
+    return current
+
+
+def _copy_selection(source: str, target: str) -> None:
+    st.session_state[target] = st.session_state[source]
 
 
 def _on_click(kind: VerdictKind, run_id: int, item: str, verdict: str, name: str, state_key: str) -> None:
@@ -165,10 +198,10 @@ def _on_agree_negatives(kind: VerdictKind, run_id: int, items: tuple[str, ...], 
     )
 
 
-def _on_note(kind: VerdictKind, run_id: int, name: str, target_key: str, text_key: str) -> None:
+def _on_note(kind: VerdictKind, run_id: int, name: str, item: str, text_key: str) -> None:
+    """The note goes to the item the form named when it was drawn: the selected one."""
     if not _same_reviewer(kind, name):
         return
-    item = st.session_state.get(target_key)
     text = st.session_state.get(text_key, "")
     try:
         with database.transaction() as session:
@@ -206,12 +239,13 @@ def _show_feedback(kind: VerdictKind) -> None:
         {"ok": st.success, "error": st.error, "info": st.info}[kind_](message)
 
 
-@st.fragment
-def verdict_panel(
+def verdict_panel_here(
     kind: VerdictKind, run_id: int, items: Sequence[VerdictItem], scope: str, title: str, case_note: bool = False
 ) -> None:
     """Agree / Disagree / Unsure for every item of a stored run, and notes. Each click is stored at
-    once as a new row; only this panel reruns. ``scope`` (the page) keeps two pages' boxes apart.
+    once as a new row. ``scope`` (the page) keeps two pages' boxes apart. Drawn in the caller's
+    run: a page that shows what follows the selection (the heatmap) draws both in one fragment,
+    so that a new selection reruns both; ``verdict_panel`` is the panel in a fragment of its own.
 
     One item is selected: A / D / U give it a verdict (then the next item without one is selected),
     J / K move the selection. Negative findings are grouped, with "Agree with all negative findings"
@@ -225,8 +259,7 @@ def verdict_panel(
     _show_feedback(kind)
     state_key = selected_key(scope, kind, run_id)
     names = tuple(item.name for item in items)
-    if st.session_state.get(state_key) not in names and names:
-        st.session_state[state_key] = names[_next_open(names, mine, -1)]
+    selected_item(kind, run_id, names, scope)
     if names:
         _keyboard_bar(kind, run_id, items, scope, name, state_key)
     selected = names.index(st.session_state[state_key]) if names else -1
@@ -255,9 +288,13 @@ def verdict_panel(
                 )
             for index in negatives:
                 _row(kind, run_id, items[index], index, scope, name, mine, index == selected, state_key)
-    _note_form(kind, run_id, items, scope, name)
+    if names:
+        _note_form(kind, run_id, names[selected], scope, name)
     if case_note:
         _case_note(kind, run_id, name, scope)
+
+
+verdict_panel = st.fragment(verdict_panel_here)
 
 
 def _next_open(names: Sequence[str], mine: dict, after: int) -> int:
@@ -340,21 +377,25 @@ def _row(kind, run_id, item: VerdictItem, index: int, scope, name, mine, selecte
         row[2].caption(f"Note: {md_escape(note)}")
 
 
-def _note_form(kind: VerdictKind, run_id: int, items: Sequence[VerdictItem], scope: str, name: str) -> None:
-    target_key, text_key = (
-        f"{scope}::{kind.noun}_note_target::{run_id}",
-        f"{scope}::{kind.noun}_note_text::{run_id}::{name}",
-    )
+def note_text_key(scope: str, kind: VerdictKind, run_id: int, name: str) -> str:
+    return f"{scope}::{kind.noun}_note_text::{run_id}::{name}"
+
+
+def _note_form(kind: VerdictKind, run_id: int, item: str, scope: str, name: str) -> None:
+    """A note on the selected item, named in the box's label: the item stored is the one named."""
+    text_key = note_text_key(scope, kind, run_id, name)
     with st.form(f"{scope}::{kind.noun}_note_form::{run_id}", border=False, enter_to_submit=True):
-        left, right = st.columns([1, 2])
-        left.selectbox(f"Note on {kind.noun}", [i.name for i in items], key=target_key, disabled=not name)
-        right.text_input("Note (press Enter to save with your verdict)", key=text_key, disabled=not name)
+        st.text_input(
+            f"Note on the selected {kind.noun}, {item} (press Enter to save it with your verdict)",
+            key=text_key,
+            disabled=not name,
+        )
         st.form_submit_button(
-            "Save note",
+            f"Save note on {item}",
             key=f"{scope}::{kind.noun}_note_save::{run_id}",
             disabled=not name,
             on_click=_on_note,
-            args=(kind, run_id, name, target_key, text_key),
+            args=(kind, run_id, name, item, text_key),
         )
 
 
@@ -387,10 +428,12 @@ def finding_items(findings: Sequence[Finding], trained: bool) -> list[VerdictIte
 
 
 def finding_verdict_panel(
-    run_id: int, findings: Sequence[Finding], trained: bool, with_heatmap: bool, scope: str
+    run_id: int, findings: Sequence[Finding], trained: bool, heatmap: tuple[str, str] | None, scope: str
 ) -> None:
-    verdict_panel(
-        finding_kind(with_heatmap), run_id, finding_items(findings, trained), scope, "Your verdicts", case_note=True
+    """The findings' panel, drawn in the caller's fragment beside the heatmap it follows;
+    ``heatmap`` is (method, finding) of the heatmap on screen, None without one."""
+    verdict_panel_here(
+        finding_kind(heatmap), run_id, finding_items(findings, trained), scope, "Your verdicts", case_note=True
     )
 
 
