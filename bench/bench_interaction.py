@@ -107,10 +107,17 @@ def interaction_timings(sample: Path, repeats: int = 20, keys: bool = True) -> d
 
                 return wait
 
-            uploads = [
-                _timed(lambda f=f: uploader.set_input_files(str(f)), findings_shown(i + 1))
-                for i, f in enumerate(files[: repeats + 2])
-            ][2:]
+            from ui.widgets.radiograph_check import YES_LABEL
+
+            yes = page.get_by_role("button", name=YES_LABEL)
+
+            def upload(path: Path, run: int) -> float:
+                """The app's share of the wait: the upload to the question about a PNG (what is
+                it?), then the reader's yes to the findings drawn (their own pause not counted)."""
+                asked = _timed(lambda: uploader.set_input_files(str(path)), yes.wait_for)
+                return asked + _timed(yes.click, findings_shown(run))
+
+            uploads = [upload(f, i + 1) for i, f in enumerate(files[: repeats + 2])][2:]
 
             selector = page.get_by_role("combobox", name="Finding (its heatmap; your verdict below)")
             labels = [
@@ -201,6 +208,8 @@ def shap_app_timings(sample: Path, repeats: int = 20) -> dict:
     from browser import chromium_page, streamlit_server
     from playwright.sync_api import expect
 
+    from ui.widgets.radiograph_check import YES_LABEL as CONFIRM
+
     png = sample.read_bytes()
     waits: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -217,6 +226,7 @@ def shap_app_timings(sample: Path, repeats: int = 20) -> dict:
                 path = folder / f"shap_{i:03d}.png"
                 path.write_bytes(_variant(png, i))
                 uploader.set_input_files(str(path))
+                page.get_by_role("button", name=CONFIRM).click()  # a frontal chest radiograph
                 expect(page.get_by_text(f"Case run #{i + 1} ", exact=False)).to_be_visible()
                 expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
                 waits.append(_timed(button.click, lambda: _shap_shown(page, waterfall)) / 1000.0)
@@ -229,6 +239,7 @@ def shap_app_timings(sample: Path, repeats: int = 20) -> dict:
 def _shap_shown(page, waterfall) -> None:
     """The waterfall on screen; anything else the panel ends with (a flat explanation, the job's
     error) stops the benchmark with what the page said instead of a bare timeout."""
+
     from playwright.sync_api import expect
 
     flat = page.get_by_text("There is nothing for a waterfall to show")
@@ -271,6 +282,7 @@ if __name__ == "__main__":
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the project (ui.widgets...)
     sample = (
         Path(os.environ.get("REVIEW_SAMPLES_DIR", Path(__file__).resolve().parents[2] / "shared" / "samples"))
         / "cxr"

@@ -46,6 +46,8 @@ def session_growth(
     from browser import CHROMIUM_ARGS, streamlit_server  # beside this script
     from playwright.sync_api import expect, sync_playwright
 
+    from ui.widgets.radiograph_check import YES_LABEL
+
     with tempfile.TemporaryDirectory() as tmp, streamlit_server(Path(tmp), extra_args=extra_args) as server:
         readings = []
         with sync_playwright() as p:
@@ -61,6 +63,7 @@ def session_growth(
                 box.fill(f"Reader {index}")
                 box.press("Enter")
                 page.locator("input[type=file]").set_input_files(str(image))
+                page.get_by_role("button", name=YES_LABEL).click()  # a frontal chest radiograph
                 expect(page.get_by_text("18 findings ·")).to_be_visible()
                 page.locator(".st-key-review-finding-verdict-0").get_by_role(
                     "button", name=re.compile(r"(^|\W)Agree$")
@@ -94,6 +97,7 @@ def session_growth(
 if __name__ == "__main__":
     import json
 
+    sys.path.insert(0, str(PROJECT))  # the project (ui.widgets...)
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 50
     settle = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
     sample = (

@@ -19,6 +19,7 @@ from ui.widgets.cam_viewer import cam_viewer, compare_methods
 from ui.widgets.charts import band_legend_text
 from ui.widgets.model_status import require_model
 from ui.widgets.next_case import next_unreviewed_button
+from ui.widgets.radiograph_check import confirmed_as
 from ui.widgets.shap_view import shap_panel
 from ui.widgets.verdicts import finding_kind, finding_verdict_panel, follow_selection, history_table
 from xai.cam import CLOSED_FORM_METHOD
@@ -45,6 +46,11 @@ if upload is None:
 data = upload.getvalue()
 hashes = st.session_state.setdefault("upload_sha256", {})
 sha = hashes.get(upload.file_id) or hashes.setdefault(upload.file_id, hashlib.sha256(data).hexdigest())
+# A PNG or JPEG says nothing of what it shows: the model scores it once the reader says it is a
+# frontal chest radiograph; until then, or after a no, nothing runs and nothing is stored.
+what_it_is = confirmed_as(sha, upload.name, data)
+if what_it_is is None:
+    st.stop()
 try:
     bands = resources.band_config()
     analysis = results.case_analysis(
@@ -59,9 +65,12 @@ run_ids = st.session_state.setdefault(RUN_IDS, {})
 if run_key not in run_ids:
     try:
         with database.transaction() as session:
-            run_ids[run_key] = repository.store_analysis(
+            stored = repository.store_analysis(
                 session, analysis.facts, analysis.prediction, CLOSED_FORM_METHOD, actor=reviewer() or None
             ).run_id
+            if what_it_is:
+                repository.record_image_confirmation(session, stored, what_it_is, reviewer() or None)
+        run_ids[run_key] = stored
     except ReviewError as exc:
         st.error(str(exc))
         st.stop()

@@ -25,6 +25,7 @@ KINDS = (
     "structure_verdict_set",
     "structure_verdict_changed",
     "untrained_weights_chosen",
+    "image_confirmed",
 )
 SYSTEM = "system"
 

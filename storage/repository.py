@@ -32,6 +32,7 @@ from core.types import CaseFacts, Finding, Prediction, rank_findings
 from core.vocabulary import Band, RunKind, Verdict
 from storage import audit
 from storage.models import (
+    AuditEvent,
     Case,
     CaseNote,
     RegionExplanationRow,
@@ -328,6 +329,25 @@ def store_analysis(
     record = _run_record(stored)
     assert isinstance(record, ClassificationRunRecord)
     return record
+
+
+def record_image_confirmation(session: Session, run_id: int, confirmed_as: str, actor: str | None) -> None:
+    """A reader's word on what an image without a header is (a PNG or JPEG), kept with the run it
+    let the model score: who said it, when, and what they said."""
+    run = session.get(Run, run_id)
+    if run is None:
+        raise StorageError(f"Run {run_id} does not exist; the confirmation was not stored.")
+    audit.record_event(session, "image_confirmed", actor, case_id=run.case_id, run_id=run_id, confirmed_as=confirmed_as)
+
+
+def image_confirmations(session: Session, run_id: int) -> list[tuple[str, str]]:
+    """(actor, what they confirmed) for a run, oldest first."""
+    rows = session.execute(
+        select(AuditEvent.actor, AuditEvent.detail_json)
+        .where(AuditEvent.run_id == run_id, AuditEvent.kind == "image_confirmed")
+        .order_by(AuditEvent.id)
+    )
+    return [(actor, json.loads(detail).get("confirmed_as", "")) for actor, detail in rows]
 
 
 def _kind_of(segmentation: Segmentation) -> RunKind:

@@ -80,3 +80,13 @@ def cam_method_box(at: AppTest):
     """The CAM method list (one per case: ``cam_method::<image sha256>``)."""
     [box] = [s for s in at.selectbox if (s.key or "").startswith("cam_method::")]
     return box
+
+
+def confirm_radiograph(at: AppTest) -> AppTest:
+    """Answer the review page's question about a PNG or JPEG: a frontal chest radiograph (a DICOM
+    is not asked about)."""
+    yes = [b for b in at.button if (b.key or "").startswith("review::what_it_is::") and b.key.endswith("::yes")]
+    if yes:
+        yes[0].click().run()
+        assert not at.exception, at.exception
+    return at

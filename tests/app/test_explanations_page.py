@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.app.conftest import click_verdict, new_app, texts
+from tests.app.conftest import click_verdict, confirm_radiograph, new_app, texts
 from tests.support import synthetic_model as synth
 from xai.regions import REGION_NAMES
 
@@ -45,6 +45,7 @@ def test_region_shap_runs_in_the_background_and_explains_the_blob(app_with_blob_
     at = new_app()
     at.run()
     at.file_uploader[0].set_value(("blob.png", blob_png(), "image/png")).run()
+    confirm_radiograph(at)
     assert not at.exception
     assert at.button(key="start_shap::1").label == "Explain the scores with region SHAP"
     at.button(key="start_shap::1").click().run()
@@ -83,6 +84,7 @@ def test_faithfulness_is_shown_beside_the_heatmap_and_methods_compare(app_with_b
     at = new_app()
     at.run()
     at.file_uploader[0].set_value(("blob.png", blob_png(), "image/png")).run()
+    confirm_radiograph(at)
     # Five model runs: not on opening the case (they held the page and the viewer for seconds), on request.
     assert not [c for c in at.caption if c.value.startswith("Faithfulness")]
     at.button(key="check_faithfulness").click().run()
@@ -107,6 +109,7 @@ def test_cases_page_shows_the_stored_waterfall(app_with_blob_model) -> None:
     at = new_app()
     at.run()
     at.file_uploader[0].set_value(("blob.png", blob_png(), "image/png")).run()
+    confirm_radiograph(at)
     at.button(key="start_shap::1").click().run()
     assert shap_job().wait(120)
     at.switch_page("pages/cases.py").run()

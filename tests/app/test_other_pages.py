@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.app.conftest import chosen_verdicts, click_verdict, new_app, texts, verdict_items
+from tests.app.conftest import chosen_verdicts, click_verdict, confirm_radiograph, new_app, texts, verdict_items
 
 
 def analysed_case(samples: Path, verdict: str = "disagree"):
     at = new_app()
     at.run()
     at.file_uploader[0].set_value(("nih.png", (samples / "nih_00000001_000.png").read_bytes(), "image/png")).run()
+    confirm_radiograph(at)
     label = verdict_items(at)[0]
     click_verdict(at, label, verdict)
     return at, label
@@ -42,6 +43,7 @@ def test_a_second_reviewer_sees_the_case_but_not_as_their_own_verdict(untrained_
 def test_worklist_lists_cases_with_status_and_finds_the_next_unreviewed(untrained_env, samples: Path) -> None:
     at, _ = analysed_case(samples)
     at.file_uploader[0].set_value(("tbx.png", (samples / "tbx11k_h0001.png").read_bytes(), "image/png")).run()
+    confirm_radiograph(at)
     at.switch_page("pages/worklist.py").run()
     assert not at.exception
     listing = at.dataframe[0].value
@@ -182,9 +184,11 @@ def test_the_case_page_shows_the_audit_trail(untrained_env, samples: Path) -> No
     at.toggle(key="audit::1").set_value(True).run()
     assert not at.exception
     trail = at.dataframe[-1].value
-    assert list(trail["event"]) == ["case created", "analysis run", "verdict set", "verdict changed"]
-    assert list(trail["who"]) == ["Dr Test"] * 4
-    assert "trained False" in trail["detail"][1] and f"finding {label}" in trail["detail"][3]
+    # The reader's word that the PNG is a frontal chest radiograph is kept with the run.
+    assert list(trail["event"]) == ["case created", "analysis run", "image confirmed", "verdict set", "verdict changed"]
+    assert list(trail["who"]) == ["Dr Test"] * 5
+    assert "trained False" in trail["detail"][1] and f"finding {label}" in trail["detail"][4]
+    assert trail["detail"][2] == "confirmed as a frontal chest radiograph" and trail["run"][2] == "#1"
     assert trail["run"][0] == "–" and trail["run"][1] == "#1"  # the case event has no run: a dash, not None
     assert "None" not in trail.astype(str).to_numpy().ravel().tolist()
     assert not any("None" in detail for detail in trail["detail"])
@@ -305,10 +309,13 @@ def test_a_case_is_compared_with_the_prior_of_the_same_patient(untrained_env, sa
     at = new_app()
     at.run()
     at.file_uploader[0].set_value(("old.dcm", _patient_dicom(samples, "MRN-1", 1), "application/dicom")).run()
+    confirm_radiograph(at)
     prior_label = verdict_items(at)[0]
     click_verdict(at, prior_label, "agree")
     at.file_uploader[0].set_value(("other.dcm", _patient_dicom(samples, "MRN-2", 2), "application/dicom")).run()
+    confirm_radiograph(at)
     at.file_uploader[0].set_value(("new.dcm", _patient_dicom(samples, "MRN-1", 3), "application/dicom")).run()
+    confirm_radiograph(at)
     assert not at.exception, at.exception
     at.switch_page("pages/cases.py").run()
     at.selectbox[0].set_value(3).run()

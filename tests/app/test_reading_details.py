@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.app.conftest import new_app, texts
+from tests.app.conftest import confirm_radiograph, new_app, texts
 
 
 def _upload(at, path: Path):
     at.file_uploader[0].set_value((path.name, path.read_bytes(), "image/png")).run()
+    confirm_radiograph(at)
     assert not at.exception, at.exception
     return at
 
@@ -191,3 +192,41 @@ def test_a_note_goes_to_the_selected_finding_not_the_first(untrained_env, sample
     save.click().run()
     assert f"Saved: {items[3]} — unsure with note." in texts(at)
     assert db_rows("SELECT item, note FROM verdicts ORDER BY id")[-1] == (items[3], "Check the lateral film.")
+
+
+def test_a_brain_mri_jpeg_declined_at_the_question_is_never_scored_nor_stored(untrained_env, samples: Path) -> None:
+    """A PNG or JPEG carries no modality: the page asks what it is before the chest X-ray model
+    scores it. Declined, nothing runs, nothing is stored and the worklist stays empty."""
+    from tests.app.test_review_page import db_rows
+
+    mri = samples.parent / "mri_tumour" / "test" / "glioma" / "Te-glTr_0000.jpg"
+    at = new_app()
+    at.run()
+    at.file_uploader[0].set_value((mri.name, mri.read_bytes(), "image/jpeg")).run()
+    assert not at.exception, at.exception
+    said = texts(at)
+    assert "carries no record of what it shows" in said and "18 findings" not in said
+    assert any(i.captions and "512 × 512 px" in i.captions[0] for i in at.image), "the reader sees what is asked about"
+    assert db_rows("SELECT count(*) FROM cases")[0][0] == 0, "nothing stored before the answer"
+    [no] = [b for b in at.button if (b.key or "").endswith("::no")]
+    no.click().run()
+    said = texts(at)
+    assert "was not analysed, and nothing was stored" in said and "18 findings" not in said
+    assert db_rows("SELECT count(*) FROM cases")[0][0] == 0
+    at.switch_page("pages/worklist.py").run()
+    assert "No cases yet" in texts(at) or not at.dataframe
+
+
+def test_a_confirmed_png_is_scored_and_the_confirmation_kept_with_its_run(untrained_env, samples: Path) -> None:
+    from tests.app.test_review_page import db_rows
+
+    at = new_app()
+    at.run()
+    path = samples / "nih_00000001_000.png"
+    at.file_uploader[0].set_value((path.name, path.read_bytes(), "image/png")).run()
+    assert "18 findings" not in texts(at)
+    [yes] = [b for b in at.button if (b.key or "").endswith("::yes")]
+    yes.click().run()
+    assert "18 findings" in texts(at)
+    [(actor, detail)] = db_rows("SELECT actor, detail_json FROM audit_events WHERE kind = 'image_confirmed'")
+    assert actor == "Dr Test" and json.loads(detail)["confirmed_as"] == "a frontal chest radiograph"

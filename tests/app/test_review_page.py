@@ -8,7 +8,15 @@ import pytest
 from pydicom.data import get_testdata_file
 from sqlalchemy import create_engine, text
 
-from tests.app.conftest import cam_method_box, click_verdict, new_app, texts, verdict_buttons, verdict_items
+from tests.app.conftest import (
+    cam_method_box,
+    click_verdict,
+    confirm_radiograph,
+    new_app,
+    texts,
+    verdict_buttons,
+    verdict_items,
+)
 
 
 def db_rows(sql: str) -> list:
@@ -16,7 +24,10 @@ def db_rows(sql: str) -> list:
     from core.settings import load_settings
     from storage.db import create_schema
 
-    engine = create_engine(load_settings().database_url)
+    url = load_settings().database_url
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
     try:
         create_schema(engine)
         with engine.connect() as connection:
@@ -27,6 +38,7 @@ def db_rows(sql: str) -> list:
 
 def upload(at, path: Path, name: str | None = None, mime: str = "image/png"):
     at.file_uploader[0].set_value((name or path.name, path.read_bytes(), mime)).run()
+    confirm_radiograph(at)
     assert not at.exception, at.exception
     return at
 
@@ -164,6 +176,7 @@ def test_bad_input_gets_a_clear_message_and_stores_nothing(untrained_env, sample
     at = new_app()
     at.run()
     at.file_uploader[0].set_value((name, data, "application/octet-stream")).run()
+    confirm_radiograph(at)
     assert not at.exception
     assert any(phrase in e.value for e in at.error)
     assert db_rows("SELECT count(*) FROM cases")[0][0] == 0
@@ -212,6 +225,7 @@ def test_identifiers_in_a_dicom_never_reach_the_database_or_the_screen(untrained
     at = new_app()
     at.run()
     at.file_uploader[0].set_value(("id.dcm", buffer.getvalue(), "application/dicom")).run()
+    confirm_radiograph(at)
     assert not at.exception
     shown = texts(at)
     stored = " ".join(

@@ -20,7 +20,7 @@ from core.settings import load_settings
 from core.vocabulary import Band, Modality
 from inference.models import registry
 from inference.models.spec import ClassifierSpec, WeightsSource
-from tests.app.conftest import chosen_verdicts, click_verdict, new_app, texts, verdict_items
+from tests.app.conftest import chosen_verdicts, click_verdict, confirm_radiograph, new_app, texts, verdict_items
 from tests.conftest import load
 
 TINY = ClassifierSpec(
@@ -88,6 +88,7 @@ def test_the_review_page_shows_it_and_stores_its_verdicts(third_model: str, samp
     assert not at.exception, at.exception
     path = samples / "nih_00000001_000.png"
     at.file_uploader[0].set_value((path.name, path.read_bytes(), "image/png")).run()
+    confirm_radiograph(at)
     assert not at.exception, at.exception
     said = texts(at)
     assert "Untrained weights" not in said, "trained weights were installed"

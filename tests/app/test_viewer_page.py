@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import new_app
+from tests.app.conftest import confirm_radiograph, new_app
 from tests.app.test_review_page import upload
 
 
@@ -75,6 +75,7 @@ def test_a_case_and_its_prior_open_in_two_linked_viewers(untrained_env, browser_
     at = new_app().run()
     for n in (1, 2):
         at.file_uploader[0].set_value((f"film{n}.dcm", _patient_dicom(samples, "MRN-7", n), "application/dicom")).run()
+        confirm_radiograph(at)
     at.switch_page("pages/cases.py").run()
     at.selectbox[0].set_value(2).run()
     at.toggle(key="prior::2").set_value(True).run()

@@ -186,3 +186,13 @@ def settled(page) -> None:
 
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
     expect(page.locator("[data-stale=true]")).to_have_count(0)
+
+
+def upload_radiograph(page, path: str | Path, uploader=None) -> None:
+    """Upload a radiograph on the review page as a reader does: a PNG or JPEG is analysed once the
+    reader says it is a frontal chest radiograph (a DICOM is not asked about)."""
+    from ui.widgets.radiograph_check import YES_LABEL
+
+    (uploader or page.locator("input[type=file]")).set_input_files(str(path))
+    if Path(path).suffix.lower() in (".png", ".jpg", ".jpeg"):
+        page.get_by_role("button", name=YES_LABEL).click()

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import NIH_PNG
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import browser_page
+from tests.e2e.conftest import browser_page, upload_radiograph
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +39,7 @@ def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
         expect(page.get_by_text("Review a chest X-ray").first).to_be_visible()
         expect(page.get_by_text("not a cleared medical device")).to_be_visible()
         _sign(page, "Dr Browser")
-        page.locator("input[type=file]").set_input_files(str(NIH_PNG))
+        upload_radiograph(page, str(NIH_PNG))
         expect(page.get_by_text("18 findings ·")).to_be_visible()
         expect(page.get_by_text("Untrained weights: scores are meaningless").first).to_be_visible()
         expect(verdict_rows.rows(page, "review")).to_have_count(18)
@@ -102,7 +102,7 @@ def test_shap_runs_while_the_reviewer_keeps_marking_findings(server) -> None:
     with browser_page(1500, 2400, timeout_ms=180_000) as page:
         page.goto(url)
         _sign(page, "Dr Browser")
-        page.locator("input[type=file]").set_input_files(str(NIH_PNG))
+        upload_radiograph(page, str(NIH_PNG))
         expect(page.get_by_text("18 findings ·")).to_be_visible()
         page.get_by_role("button", name="Check this heatmap's faithfulness").click()
         expect(page.get_by_text("Faithfulness").first).to_be_visible()

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import NIH_PNG, SAMPLES
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import browser_page, settled
+from tests.e2e.conftest import browser_page, settled, upload_radiograph
 from tests.e2e.test_browser import _shot, _sign
 
 pytestmark = pytest.mark.e2e
@@ -57,7 +57,7 @@ def test_fast_clicks_on_findings_store_exactly_what_was_clicked(server) -> None:
     with browser_page() as page:
         page.goto(url)
         _sign(page, "Dr Quick")
-        page.locator("input[type=file]").set_input_files(str(NIH_PNG))
+        upload_radiograph(page, str(NIH_PNG))
         expect(page.get_by_text("18 findings ·")).to_be_visible()
         clicked = _click_as_fast_as_confirmed(page, "review", "finding")
         _shot(page, "11-fast-clicks-findings")

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import CXR, NIH_PNG
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import browser_page, settled
+from tests.e2e.conftest import browser_page, settled, upload_radiograph
 from tests.e2e.test_browser import _shot, _sign
 
 pytestmark = pytest.mark.e2e
@@ -56,9 +56,9 @@ def test_verdicts_from_the_keyboard_and_cases_opened_in_place(server) -> None:
         page.set_viewport_size({"width": 1600, "height": 2700})
         page.goto(url)
         _sign(page, "Dr Keys")
-        page.locator("input[type=file]").set_input_files(str(CXR / "tbx11k_h0001.png"))
+        upload_radiograph(page, str(CXR / "tbx11k_h0001.png"))
         expect(page.get_by_text("18 findings ·")).to_be_visible()
-        page.locator("input[type=file]").set_input_files(str(NIH_PNG))
+        upload_radiograph(page, str(NIH_PNG))
         expect(page.get_by_text("nih_00000001_000.png").first).to_be_visible()
         expect(page.get_by_text("Case run #2")).to_be_visible()
         names = [verdict_rows.item_name(verdict_rows.row(page, "review", i)) for i in range(3)]

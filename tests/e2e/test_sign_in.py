@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import NIH_PNG, PROJECT
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, _free_port, require_browser, streamlit_app
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, _free_port, require_browser, streamlit_app, upload_radiograph
 from tests.e2e.test_browser import _shot
 
 pytestmark = pytest.mark.e2e
@@ -98,7 +98,7 @@ def _download(page, button: str, folder: Path) -> Path:
 def _upload_and_give(page, verdict: str, note: str) -> str:
     from playwright.sync_api import expect
 
-    page.locator("input[type=file]").set_input_files(str(NIH_PNG))
+    upload_radiograph(page, str(NIH_PNG))
     expect(page.get_by_text("18 findings ·")).to_be_visible()
     row = verdict_rows.row(page, "review", 0)
     label = verdict_rows.item_name(row)

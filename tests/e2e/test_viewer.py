@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import SAMPLES
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import browser_page, settled
+from tests.e2e.conftest import browser_page, settled, upload_radiograph
 from tests.e2e.test_browser import _shot, _sign
 from tests.e2e.test_volume_browser import MRI, _mask_file
 
@@ -63,7 +63,7 @@ def test_radiograph_in_the_browser_viewer(server) -> None:
         socket = _Socket(page)
         page.goto(url)
         _sign(page, "Dr Viewer")
-        page.locator("input[type=file]").set_input_files(str(PADCHEST))
+        upload_radiograph(page, str(PADCHEST))
         expect(page.get_by_text("18 findings ·")).to_be_visible()
         frame = _viewer(page)
         state = _state(frame)
@@ -227,7 +227,7 @@ def test_a_case_and_its_prior_move_together(server, tmp_path: Path) -> None:
         page.goto(url)
         _sign(page, "Dr Prior")
         for variant in (1, 2):
-            page.locator("input[type=file]").set_input_files(str(_film(tmp_path, "MRN-9", variant)))
+            upload_radiograph(page, str(_film(tmp_path, "MRN-9", variant)))
             expect(page.get_by_text(f"Case run #{variant}")).to_be_visible()
             settled(page)
         page.get_by_role("link", name="Case review").click()
@@ -348,7 +348,7 @@ def test_after_a_new_upload_the_lists_show_the_heatmap_drawn(server) -> None:
     with browser_page(1600, 2400) as page:
         page.goto(url)
         _sign(page, "Dr Lists")
-        page.locator("input[type=file]").set_input_files(str(SAMPLES / "cxr" / "nih_00000001_000.png"))
+        upload_radiograph(page, str(SAMPLES / "cxr" / "nih_00000001_000.png"))
         expect(page.get_by_text("18 findings ·")).to_be_visible()
         page.get_by_role("combobox", name=finding_list).click()
         page.get_by_role("option", name="Edema", exact=True).click()
@@ -361,7 +361,7 @@ def test_after_a_new_upload_the_lists_show_the_heatmap_drawn(server) -> None:
             "() => window.reviewViewer.state().layers.some(l => l.caption.startsWith('Eigen-CAM for Edema ('))"
         )
         first_scene = _state(frame)["scene"]
-        page.locator("input[type=file]").set_input_files(str(PADCHEST))
+        upload_radiograph(page, str(PADCHEST))
         page.wait_for_function(
             """scene => { const f = document.querySelector("iframe[src*='review_viewer']");
                try { const s = f.contentWindow.reviewViewer.state(); return s.ready && s.scene !== scene

@@ -17,7 +17,7 @@ import pytest
 
 from pipelines.viewer_layers import HEATMAP_FLOOR
 from tests.conftest import SAMPLES
-from tests.e2e.conftest import browser_page
+from tests.e2e.conftest import browser_page, upload_radiograph
 from tests.e2e.test_browser import _shot, _sign
 from tests.e2e.test_viewer import _state, _viewer
 
@@ -179,7 +179,7 @@ def test_every_radiograph_is_drawn_the_right_way_up_with_its_heatmap_in_place(se
         _sign(page, "Dr Orientation")
         for name, make in CASES:
             path, image = make(tmp_path)
-            page.locator("input[type=file]").set_input_files(str(path))
+            upload_radiograph(page, str(path))
             rows, cols = image.shape
             # This image's viewer drawn (the previous case's stays on screen until the page reruns).
             page.wait_for_function(_DRAWN, arg=f"{cols} × {rows} px")
