@@ -33,10 +33,11 @@ evaluation and demonstration.
   exactly what was on screen.
 - **Untrained weights** (for trying the interface where trained weights cannot be installed) are
   labelled on every score, heatmap, mask and stored record; their output means nothing.
-- **Privacy:** uploaded files are never kept; a chest X-ray's decoded pixels are kept (for a set
-  number of days, and only if the site leaves the image store on) so a case reopens with its
-  image; patient names, birth dates and accession numbers are never stored or shown; a PatientID
-  is kept only as a keyed hash.
+- **Privacy:** uploaded files are never kept; a chest X-ray's decoded pixels, and an MRI or CT's
+  decoded volume (every channel) with its label map, are kept (for a set number of days, and only
+  if the site leaves the image store on) so a case reopens with its image, never with file names,
+  DICOM tags or series descriptions; patient names, birth dates and accession numbers are never
+  stored or shown; a PatientID is kept only as a keyed hash.
 """
 )
 

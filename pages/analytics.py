@@ -121,16 +121,18 @@ chart = px.bar(
     x="agree with AI",
     y="finding",
     orientation="h",
-    range_x=[0, 1],
+    range_x=[0, 1.04],  # up to 100 % with room for a full bar (an axis ending at 1 showed its last tick at 0.8)
     height=140 + 26 * len(frame),
     labels={"agree with AI": "share of agree (agree + disagree)"},
 )
+chart.update_xaxes(tickformat=".0%", tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
 st.plotly_chart(chart, config={"displayModeBar": False})
 # Shown as text: a missing rate or kappa reads "–" (the measure column says why), never "None".
 shown = frame.assign(
     **{
-        "agree with AI": [f"{v:.0%}" if v is not None else "– (only unsure)" for v in frame["agree with AI"]],
-        "reader agreement": [f"{v:.2f}" if v is not None else "–" for v in frame["reader agreement"]],
+        # pandas holds a missing rate as NaN, not None: "nan%" was shown.
+        "agree with AI": [f"{v:.0%}" if pd.notna(v) else "– (only unsure)" for v in frame["agree with AI"]],
+        "reader agreement": [f"{v:.2f}" if pd.notna(v) else "–" for v in frame["reader agreement"]],
     }
 )
 st.dataframe(shown, hide_index=True)

@@ -220,7 +220,8 @@ def _prior_comparison(run) -> None:
                 "finding": finding.label,
                 "now": score_text(finding.score, run.trained) + f" · {finding.band.value}",
                 "prior": (score_text(before.score, prior.trained) + f" · {before.band.value}") if before else "–",
-                "change": f"{finding.score - before.score:+.2f}" if before else "–",
+                # From the scores as shown (two decimals): 0.98 against 0.97 reads +0.01, not +0.00.
+                "change": f"{round(finding.score, 2) - round(before.score, 2):+.2f}" if before else "–",
                 "verdict on the prior": seen.get(finding.label, "–"),
             }
         )

@@ -83,7 +83,11 @@ except ReviewError as exc:
 
 facts = analysis.facts
 prediction = analysis.prediction
-details = [f"Case run #{run_id}", f"format {facts.source_format.upper()}", f"modality {facts.modality}"]
+details = [f"Case run #{run_id}", f"format {facts.source_format.upper()}"]
+if facts.source_format == "dicom":
+    details.append(f"modality {facts.modality}")
+else:  # the file says nothing of what it shows: the reader did
+    details.append(f"no modality in the file; you confirmed {what_it_is}" if what_it_is else "no modality in the file")
 if facts.view_position:
     details.append(f"view {facts.view_position}")
 if facts.patient_key:

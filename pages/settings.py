@@ -8,9 +8,11 @@ from sqlalchemy.engine import make_url
 
 from core.errors import ReviewError
 from core.settings import load_settings
+from inference.models.registry import all_models
 from inference.models.weights import installed_weights_path
 from ui import models, resources
 from ui.entry import require_app_entry
+from ui.text import md_escape
 from ui.widgets.band_editor import edit_bands_section
 from ui.widgets.model_status import require_model
 
@@ -68,6 +70,13 @@ if loaded is not None:
         }
     )
 st.dataframe(pd.DataFrame({"setting": list(model_rows), "value": list(model_rows.values())}), hide_index=True)
+
+st.subheader("Every model and where its weights go")
+st.caption("Paths in full: put a model's weights file there (or set its environment variable) and restart.")
+for spec in all_models():
+    st.markdown(f"**{md_escape(spec.display_name)}** · `{spec.model_id}` · {md_escape(spec.modality.value)}")
+    st.code(str(installed_weights_path(spec, settings)), language=None, wrap_lines=True)
+    st.caption(f"Source: {md_escape(spec.weights_source)}")
 
 st.subheader("Storage and limits")
 limits = {

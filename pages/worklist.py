@@ -118,7 +118,9 @@ picked = st.dataframe(
     table,
     hide_index=True,
     on_select="rerun",
-    selection_mode="single-row",
+    # A click on any cell opens the case, as the caption says (row selection alone needed the
+    # checkbox at the row's left edge: a click on a cell only selected the cell).
+    selection_mode=["single-row", "single-cell"],
     key="wl_table",
     column_config={"image": st.column_config.ImageColumn("image", help="The kept image (blank when not kept)")},
     row_height=60,
@@ -127,6 +129,7 @@ st.caption(
     f"{len(shown)} of {len(rows)} cases · critical first, then newest · 'reviewed by N': N readers gave a "
     "verdict on every finding · click a row to open its case"
 )
-if picked.selection.rows:
-    st.switch_page(CASE_PAGE, query_params={"case": str(shown[picked.selection.rows[0]].case_id)})
+chosen = picked.selection.rows or [cell[0] for cell in picked.selection.cells]
+if chosen:
+    st.switch_page(CASE_PAGE, query_params={"case": str(shown[chosen[0]].case_id)})
 volume_section()

@@ -43,7 +43,7 @@ CXR_DENSENET = ClassifierSpec(
         "Fibrosis",
         "Effusion",
         "Pneumonia",
-        "Pleural_Thickening",
+        "Pleural Thickening",  # torchxrayvision spells it Pleural_Thickening: named as a reader says it
         "Cardiomegaly",
         "Nodule",
         "Mass",

@@ -338,3 +338,42 @@ def test_a_case_is_compared_with_the_prior_of_the_same_patient(untrained_env, sa
 
     at.selectbox[0].set_value(2).run()
     assert not [t for t in at.toggle if (t.key or "").startswith("prior::")], "no prior for a first film"
+
+
+def test_a_finding_judged_only_unsure_reads_as_a_dash_not_nan(untrained_env, samples: Path) -> None:
+    at, label = analysed_case(samples, verdict="unsure")
+    click_verdict(at, verdict_items(at)[1], "agree")  # another finding with a rate, so the column is numeric
+    at.switch_page("pages/analytics.py").run()
+    assert not at.exception
+    frame = at.dataframe[0].value
+    shown = dict(zip(frame["finding"], frame["agree with AI"]))
+    assert shown[label] == "– (only unsure)"
+    assert "nan" not in " ".join(frame.astype(str).to_numpy().ravel().tolist()).lower()
+
+
+def test_settings_names_every_model_and_its_whole_weights_path(untrained_env) -> None:
+    from core.settings import load_settings
+    from inference.models.registry import all_models
+    from inference.models.weights import installed_weights_path
+
+    at = new_app()
+    at.switch_page("pages/settings.py").run()
+    assert not at.exception
+    shown = [c.value for c in at.code]
+    for spec in all_models():
+        assert str(installed_weights_path(spec, load_settings())) in shown, spec.model_id
+
+
+def test_the_about_page_says_what_is_kept_of_mri_and_ct() -> None:
+    at = new_app()
+    at.switch_page("pages/about.py").run()
+    assert "MRI or CT's\n  decoded volume" in texts(at) or "decoded volume (every channel)" in texts(at)
+
+
+def test_faithfulness_says_raises_for_a_negative_drop() -> None:
+    from ui.widgets.cam_viewer import faithfulness_text
+    from xai.faithfulness import Faithfulness
+
+    result = Faithfulness("Grad-CAM", 0, full_score=0.5, drop_top=-0.006, drop_random=-0.016, problem="")
+    text = faithfulness_text(result, trained=True)
+    assert "raises by 0.006" in text and "-0.006" not in text

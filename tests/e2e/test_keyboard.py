@@ -109,10 +109,11 @@ def test_verdicts_from_the_keyboard_and_cases_opened_in_place(server) -> None:
         grid = page.locator("[data-testid='stDataFrame']").first
         box = grid.bounding_box()
         assert box is not None
-        # The row of case 2 (the worklist's own order), at its selection checkbox: a header of
-        # about 35 px, then rows of 60 px (they hold a thumbnail of the kept image).
+        # The row of case 2 (the worklist's own order), on a cell in the middle of the row (not
+        # the selection checkbox at its edge): a header of about 35 px, then rows of 60 px (they
+        # hold a thumbnail of the kept image).
         position = [row.case_id for row in _worklist(database_url)].index(2)
-        page.mouse.click(box["x"] + 14, box["y"] + 35 + 60 * position + 30)
+        page.mouse.click(box["x"] + box["width"] * 0.55, box["y"] + 35 + 60 * position + 30)
         expect(page.get_by_role("heading", name="Case 2")).to_be_visible()
         assert len(page.context.pages) == 1
         expect(page.get_by_role("textbox", name="Reviewer name")).to_have_value("Dr Keys")

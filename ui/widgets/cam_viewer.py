@@ -84,9 +84,16 @@ def faithfulness_text(result: Faithfulness, trained: bool) -> str:
         return f"Faithfulness: not scored ({result.problem})"
     prefix = "" if trained else "Untrained weights, meaningless: "
     return prefix + (
-        f"Faithfulness {result.score:+.3f}: blurring the top {TOP_FRACTION:.0%} of this heatmap lowers the "
-        f"score by {result.drop_top:.3f}, blurring random pixels of the same area by {result.drop_random:.3f}."
+        f"Faithfulness {result.score:+.3f}: blurring the top {TOP_FRACTION:.0%} of this heatmap "
+        f"{_moves(result.drop_top)} the score, blurring random pixels of the same area {_moves(result.drop_random)} it."
     )
+
+
+def _moves(drop: float) -> str:
+    """A drop in score in words: 'lowers by 0.006', 'raises by 0.006' (never 'lowers by -0.006')."""
+    if round(drop, 3) == 0:
+        return "leaves unchanged"
+    return f"{'lowers' if drop > 0 else 'raises'} by {abs(drop):.3f}"
 
 
 def method_choice(container, analysis: CaseAnalysis) -> str:
