@@ -86,6 +86,13 @@ def test_radiograph_in_the_browser_viewer(server) -> None:
         page.mouse.up()
         windowed = _state(frame)
         assert (windowed["calMin"], windowed["calMax"]) != (0, 255)
+        # Invert keeps the reader's window (it reset it to the one the case opened in).
+        frame.get_by_role("checkbox", name="Invert").check()
+        inverted = _state(frame)
+        assert inverted["invert"] is True
+        assert (inverted["calMin"], inverted["calMax"]) == pytest.approx((windowed["calMin"], windowed["calMax"]))
+        frame.get_by_role("checkbox", name="Invert").uncheck()
+        page.mouse.move(cx, cy)  # back over the image (the clicks moved the pointer to the toolbar)
         # The wheel zooms a radiograph.
         page.mouse.wheel(0, -300)
         frame.wait_for_function("() => window.reviewViewer.state().zoom > 1")

@@ -226,3 +226,79 @@ def test_every_radiograph_is_drawn_the_right_way_up_with_its_heatmap_in_place(se
                 )
             frame.get_by_role("checkbox", name="Model crop outline").check()
     assert not failures, "\n".join(failures)
+
+
+def _planes(canvas: np.ndarray, shape: tuple[int, int, int]) -> dict[str, tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1) of the axial, coronal and sagittal planes, drawn side by side in that
+    order at one scale (NiiVue's row layout), from the extent of the lit (white) pixels."""
+    x, y, z = shape
+    lit = canvas.min(axis=2) > 200
+    columns, rows = np.flatnonzero(lit.any(axis=0)), np.flatnonzero(lit.any(axis=1))
+    left, top = int(columns[0]), int(rows[0])
+    scale = (int(columns[-1]) + 1 - left) / (x + x + y)
+    widths = {"axial": x, "coronal": x, "sagittal": y}
+    heights = {"axial": y, "coronal": z, "sagittal": z}
+    planes, start = {}, float(left)
+    for plane in ("axial", "coronal", "sagittal"):
+        end = start + widths[plane] * scale
+        planes[plane] = (round(start), top, round(end), round(top + heights[plane] * scale))
+        start = end
+    return planes
+
+
+def test_a_marked_corner_of_a_volume_shows_where_the_orientation_letters_say(server, tmp_path: Path) -> None:
+    """An asymmetric synthetic volume (RAS+, 40 x 56 x 24 mm) with its right-anterior-superior
+    corner bright: in each of the three planes the bright corner lies on the sides whose letters
+    are R (or L), A (or P) and S, as NiiVue draws them."""
+    import nibabel as nib
+    from playwright.sync_api import expect
+
+    data = np.full((40, 56, 24), 1000, dtype=np.int16)
+    data[18:, 26:, 10:] = 100  # dark past the middle towards +x (Right), +y (Anterior), +z (Superior)
+    path = tmp_path / "marked_corner.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    url, _ = server
+    with browser_page(1600, 1400) as page:
+        page.goto(f"{url}/volumes")
+        _sign(page, "Dr Letters")
+        page.get_by_role("link", name="Review an MRI or CT").click()
+        page.get_by_role("radiogroup", name="What to review").get_by_role(
+            "radio", name="A mask from another tool"
+        ).click()
+        expect(page.get_by_text("A volume: one NIfTI")).to_be_visible()
+        page.locator("input[type=file]").first.set_input_files(str(path))
+        frame = _viewer(page)
+        state = _state(frame)
+        letters = state["letters"]
+        canvas = _canvas(frame)
+        import os
+
+        if os.environ.get("DEBUG_HEAT"):
+            from PIL import Image
+
+            Image.fromarray(canvas).save("/tmp/volume_canvas.png")
+        planes = _planes(canvas, data.shape)
+        # The dark corner: neither the white volume, nor the red crosshair or the amber letters.
+        dark = canvas.max(axis=2) < 60
+        wrong = []
+        for plane, (x0, y0, x1, y1) in planes.items():
+            ys, xs = np.nonzero(dark[y0:y1, x0:x1])
+            assert len(xs) > 100, f"{plane}: the marked corner is not drawn in {(x0, y0, x1, y1)}"
+            on_left = xs.mean() < (x1 - x0) / 2
+            on_top = ys.mean() < (y1 - y0) / 2
+            # The corner is Right, Anterior and Superior: the left edge's letter says which of
+            # those sides lies left, the top edge's letter which lies on top.
+            left_side = {"axial": "R", "coronal": "R", "sagittal": "A"}[plane]
+            top_side = {"axial": "A", "coronal": "S", "sagittal": "S"}[plane]
+            if on_left != (letters[plane]["left"] == left_side):
+                wrong.append(
+                    f"{plane}: the {left_side} corner is drawn {'left' if on_left else 'right'}, "
+                    f"the left edge is marked {letters[plane]['left']}"
+                )
+            if on_top != (letters[plane]["top"] == top_side):
+                wrong.append(
+                    f"{plane}: the {top_side} corner is drawn {'top' if on_top else 'bottom'}, "
+                    f"the top edge is marked {letters[plane]['top']}"
+                )
+        _shot(page, "37-volume-orientation-letters")
+    assert not wrong, "\n".join(wrong)

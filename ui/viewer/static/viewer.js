@@ -123,7 +123,8 @@
       crosshairColor: [1, 0.3, 0.3, 0.9],
       isRadiologicalConvention: true,
       isOrientationTextVisible: true,
-      textHeight: 0.05,
+      fontMinPx: 20, // orientation letters and ruler text; NiiVue's 13 px was hard to read
+      fontColor: [1, 0.85, 0.2, 1], // orientation letters in amber: NiiVue's grey was hard to read on a scan
       measureTextColor: [1, 1, 0.2, 1],
       measureLineColor: [1, 1, 0.2, 1],
       isNearestInterpolation: false,
@@ -543,6 +544,15 @@
     for (const b of toolbar.querySelectorAll("button[data-tool]")) b.setAttribute("aria-pressed", String(b.dataset.tool === tool));
   }
 
+  // The window as the reader left it (NiiVue's own drag changes the image's, not the scene's):
+  // Invert keeps it (it reset the window to the one the case opened in).
+  function keepWindow() {
+    const img = image("image");
+    if (!img) return;
+    scene.level = (img.cal_min + img.cal_max) / 2;
+    scene.width = img.cal_max - img.cal_min;
+  }
+
   // Sets the image's window; unless told not to, re-blends the image alone and draws.
   function applyWindow(update) {
     const img = image("image");
@@ -661,7 +671,7 @@
     }
     const invert = el("input", { type: "checkbox", "aria-label": "Invert" });
     invert.checked = scene.invert;
-    invert.addEventListener("change", function () { scene.invert = invert.checked; applyWindow(); });
+    invert.addEventListener("change", function () { keepWindow(); scene.invert = invert.checked; applyWindow(); });
     toolbar.append(el("label", {}, [invert, "Invert"]));
     toolbar.append(el("button", { type: "button", text: "Reset", title: "Window, zoom and pan as opened (R)", onclick: reset }));
     toolbar.append(el("span", { class: "hint", text: spec.kind === "xray"
@@ -840,7 +850,7 @@
     else if (key === "+" || key === "=") zoomBy(1);
     else if (key === "-") zoomBy(-1);
     else if (key === "r") reset();
-    else if (key === "i") { scene.invert = !scene.invert; buildToolbar(); applyWindow(); }
+    else if (key === "i") { keepWindow(); scene.invert = !scene.invert; buildToolbar(); applyWindow(); }
   }
   window.addEventListener("keydown", onKey, true);
   window.addEventListener("keyup", onKey, true);
@@ -876,6 +886,13 @@
         driving: host.__reviewViewerDriver === me,
         syncError: syncError,
         pan: nv ? Array.from(nv.scene.pan2Dxyzmm) : null,
+        // The letters NiiVue draws at each plane's left and top edges (its own rule, from the
+        // options this viewer sets), for the tests that check the picture agrees with them.
+        letters: nv && spec && spec.kind !== "xray" ? {
+          axial: { left: nv.opts.isRadiologicalConvention ? "R" : "L", top: "A" },
+          coronal: { left: nv.opts.isRadiologicalConvention ? "R" : "L", top: "S" },
+          sagittal: { left: nv.opts.sagittalNoseLeft ? "A" : "P", top: "S" },
+        } : null,
       };
     },
     // What the canvas shows now, drawn afresh and read back: {width, height, rgb (base64, rows
