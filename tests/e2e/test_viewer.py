@@ -93,9 +93,24 @@ def test_radiograph_in_the_browser_viewer(server) -> None:
         assert (inverted["calMin"], inverted["calMax"]) == pytest.approx((windowed["calMin"], windowed["calMax"]))
         frame.get_by_role("checkbox", name="Invert").uncheck()
         page.mouse.move(cx, cy)  # back over the image (the clicks moved the pointer to the toolbar)
-        # The wheel zooms a radiograph.
+        # The wheel zooms a radiograph about the point under the pointer (it drifted to the top-left).
+        page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.35)
+        spot = (box["width"] * 0.3, box["height"] * 0.35)
+        under = frame.evaluate("([x, y]) => window.reviewViewer.pointAt(x, y)", spot)
         page.mouse.wheel(0, -300)
         frame.wait_for_function("() => window.reviewViewer.state().zoom > 1")
+        still = frame.evaluate("([x, y]) => window.reviewViewer.pointAt(x, y)", spot)
+        assert abs(still[0] - under[0]) < 3 and abs(still[1] - under[1]) < 3, (under, still)
+        # Shift-drag is the ruler alone: no pan; the ruler's numbers carry no "mm" (they are pixels).
+        pan_before = _state(frame)["pan"]
+        page.keyboard.down("Shift")
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6, steps=5)
+        page.mouse.up()
+        page.keyboard.up("Shift")
+        assert _state(frame)["pan"] == pan_before
+        assert _state(frame)["rulerUnits"] == ""
+        page.mouse.move(cx, cy)
         # The heatmap's opacity and colormap are changed in the browser.
         opacity = frame.get_by_role("slider", name="Heatmap opacity")
         opacity.focus()

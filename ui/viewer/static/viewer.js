@@ -474,6 +474,9 @@
     nv.opts.crosshairWidth = xray ? 0 : 1;
     if (nv.crosshairs3D) nv.crosshairs3D.mm[0] = NaN;
     nv.opts.isRadiologicalConvention = !xray && spec.radiological;
+    // The ruler's "mm" only where the numbers are millimetres: a radiograph's are its pixels (the
+    // status line says so); it read "371 mm" on a JPEG.
+    nv.opts.showMeasureUnits = !xray;
     setLayout(xray ? "axial" : prefs.layout);
     setTool(prefs.tool);
     if (fresh) {
@@ -537,7 +540,7 @@
   function setTool(tool) {
     prefs.tool = tool;
     nv.setMouseEventConfig({
-      leftButton: { primary: TOOLS[tool], withShift: NV.DRAG_MODE.measurement, withCtrl: NV.DRAG_MODE.pan },
+      leftButton: { primary: TOOLS[tool], withCtrl: NV.DRAG_MODE.pan }, // shift: the ruler, below
       rightButton: NV.DRAG_MODE.windowing,
       centerButton: NV.DRAG_MODE.pan,
     });
@@ -624,8 +627,8 @@
       if (l.role === "labels") return prefs.maskOpacity > 0;
       return true;
     });
-    banner.hidden = untrained.length === 0;
-    banner.textContent = untrained.map(function (l) { return l.untrained; }).join(" · ");
+    banner.classList.toggle("off", untrained.length === 0);
+    banner.textContent = untrained.length ? untrained.map(function (l) { return l.untrained; }).join(" · ") : "\u00a0";
   }
 
   // --- Toolbar and layer controls (built from the spec; no round trip) ----------------------
@@ -792,9 +795,26 @@
     pointer = { x: e.clientX - rect.left, y: e.clientY - rect.top, inside: true };
   });
 
+  // Zoom about the point under the pointer (NiiVue's own zoom keeps the crosshair, which on a
+  // radiograph is the image's middle: zooming out drifted to the top-left corner). The point in mm
+  // under the pointer before and after the zoom gives the pan that puts it back (NiiVue's drag
+  // pans by the zoom times the distance in mm).
   function zoomBy(steps) {
     const z = nv.scene.pan2Dxyzmm[3] * Math.pow(1.15, steps);
+    const dpr = nv.uiData.dpr || window.devicePixelRatio || 1;
+    const at = pointer.inside ? [pointer.x * dpr, pointer.y * dpr] : null;
+    const before = at ? nv.canvasPos2frac(at) : null;
     nv.scene.pan2Dxyzmm[3] = Math.min(20, Math.max(0.5, z));
+    if (before && before[0] >= 0) {
+      nv.drawScene(); // the tiles at the new zoom, for the point now under the pointer
+      const after = nv.canvasPos2frac(at);
+      if (after[0] >= 0) {
+        const mmBefore = nv.frac2mm(before);
+        const mmAfter = nv.frac2mm(after);
+        const zoom = nv.scene.pan2Dxyzmm[3];
+        for (let i = 0; i < 3; i++) nv.scene.pan2Dxyzmm[i] += zoom * (mmAfter[i] - mmBefore[i]);
+      }
+    }
     nv.drawScene();
   }
 
@@ -805,6 +825,29 @@
     if (document.activeElement !== canvas) canvas.focus(); // NiiVue scrolls only a focused canvas
     nv.sliceScroll2D(steps, x, y);
   }
+
+  // Shift-drag is the ruler and nothing else: NiiVue also takes a shift-left press as a middle
+  // button (a pan, on a volume a shift of the planes past their edges). The press goes on to
+  // NiiVue without shift, with the left button's tool the ruler until the button is released.
+  canvas.addEventListener("mousedown", function (e) {
+    if (e.button !== 0 || !e.shiftKey || e.reviewClone || !nv) return;
+    e.stopImmediatePropagation();
+    e.preventDefault();
+    const tool = prefs.tool;
+    nv.setMouseEventConfig({
+      leftButton: { primary: NV.DRAG_MODE.measurement },
+      rightButton: NV.DRAG_MODE.windowing,
+      centerButton: NV.DRAG_MODE.pan,
+    });
+    // After NiiVue has ended the drag (it reads the tool again on release).
+    window.addEventListener("mouseup", function () { setTimeout(function () { setTool(tool); }, 0); }, { once: true });
+    const clone = new MouseEvent("mousedown", {
+      bubbles: true, cancelable: true, button: 0, buttons: e.buttons, clientX: e.clientX, clientY: e.clientY,
+      screenX: e.screenX, screenY: e.screenY, shiftKey: false, ctrlKey: false, altKey: e.altKey, metaKey: e.metaKey,
+    });
+    clone.reviewClone = true;
+    canvas.dispatchEvent(clone);
+  }, true);
 
   // A click on the image gives it the keys (NiiVue's mousedown prevents the browser doing so).
   canvas.addEventListener("mousedown", function () { canvas.focus({ preventScroll: true }); });
@@ -879,13 +922,14 @@
         hiddenLabels: scene ? Array.from(scene.hidden) : [],
         draws: stats.draws,
         cached: Array.from(cache.keys()),
-        banner: banner.hidden ? "" : banner.textContent,
+        banner: banner.classList.contains("off") ? "" : banner.textContent,
         status: statusLine.textContent,
         sync: group,
         peers: group && groups.get(group) ? groups.get(group).size : 0,
         driving: host.__reviewViewerDriver === me,
         syncError: syncError,
         pan: nv ? Array.from(nv.scene.pan2Dxyzmm) : null,
+        rulerUnits: nv ? (nv.opts.showMeasureUnits ? "mm" : "") : null,
         // The letters NiiVue draws at each plane's left and top edges (its own rule, from the
         // options this viewer sets), for the tests that check the picture agrees with them.
         letters: nv && spec && spec.kind !== "xray" ? {
@@ -894,6 +938,12 @@
           sagittal: { left: nv.opts.sagittalNoseLeft ? "A" : "P", top: "S" },
         } : null,
       };
+    },
+    // The image point (mm) under a canvas position in CSS pixels, or null off the image.
+    pointAt: function (x, y) {
+      const dpr = nv.uiData.dpr || window.devicePixelRatio || 1;
+      const frac = nv.canvasPos2frac([x * dpr, y * dpr]);
+      return frac[0] >= 0 ? Array.from(nv.frac2mm(frac)).slice(0, 3) : null;
     },
     // What the canvas shows now, drawn afresh and read back: {width, height, rgb (base64, rows
     // from the top)}.
