@@ -169,7 +169,7 @@ figure{{display:inline-block;margin:0 1em 1em 0}}img{{width:22em}}.warn{{color:#
 <h1>Case {run.case_id}: AI review report</h1><p>{e(DISCLAIMER)}</p>{warning}{scope}
 <p>Run {run.run_id} · analysed {e(run.created_at.strftime("%Y-%m-%d %H:%M"))} UTC · model {e(run.model_id)} · weights sha256 {e(run.weights_sha256)}
 · bands version {e(run.bands_version)} · modality {e(run.facts.modality)}</p>
-{_img(image_png, "Image (centre crop the model sees)")}{_img(heatmap_jpeg, heatmap_caption, "image/jpeg")}
+{_img(image_png, "The whole image")}{_img(heatmap_jpeg, heatmap_caption, "image/jpeg")}
 <h2>Findings and current verdicts</h2><table><tr><th>finding</th><th>score</th><th>band</th><th>verdicts</th></tr>{rows}</table>
 <h2>Case notes</h2>{case_notes or "<p>none</p>"}
 <h2>Verdict history</h2><table><tr><th>time (UTC)</th><th>reviewer</th><th>finding</th><th>verdict</th><th>note</th></tr>{history}</table>

@@ -19,7 +19,7 @@ from ui.widgets.next_case import next_unreviewed_button
 from ui.widgets.prior import choose_prior
 from ui.widgets.segmentation_case import choose_segmentation, segmentation_case
 from ui.widgets.verdicts import finding_kind, finding_verdict_panel, follow_selection, history_table
-from xai.overlay import jpeg_bytes, overlay, png_bytes
+from xai.overlay import jpeg_bytes, png_bytes, whole_image_overlay
 
 require_app_entry()
 
@@ -148,12 +148,15 @@ def _reading(run) -> None:
         """With the kept image, the report carries it and the Grad-CAM of the finding on screen."""
         image_png = heatmap_jpeg = None
         caption = ""
-        if analysis is not None:
-            image_png = png_bytes(analysis.display)
-            heatmap_jpeg = jpeg_bytes(
-                overlay(analysis.display, analysis.gradcam.map_for(label), "jet", 0.45, trained=run.trained)
+        pixels = results.kept_pixels(run.facts.input_sha256) if analysis is not None else None
+        if analysis is not None and pixels is not None:
+            # The whole film, not the model's square crop (a landscape film's chest wall was cut off).
+            grey, heat = whole_image_overlay(pixels, analysis.gradcam.map_for(label), "jet", 0.45, trained=run.trained)
+            image_png = png_bytes(grey)
+            heatmap_jpeg = jpeg_bytes(heat)
+            caption = f"Grad-CAM for {label} over the square the model sees" + (
+                "" if run.trained else " (untrained weights: meaningless)"
             )
-            caption = f"Grad-CAM for {label}" + ("" if run.trained else " (untrained weights: meaningless)")
         return exports.case_report_html(
             run,
             repository.verdict_history(session, run.run_id, reviewer=only),

@@ -86,6 +86,13 @@ def kept_display_png(input_sha256: str) -> bytes | None:
     return encode_png(crop) if crop is not None else None
 
 
+def kept_pixels(input_sha256: str) -> np.ndarray | None:
+    """The kept radiograph's whole decoded pixels, or None when not kept."""
+    store = image_store()
+    image = store.get_image(input_sha256) if store is not None and input_sha256 else None
+    return image.pixels if image is not None else None
+
+
 @st.cache_data(max_entries=2000, show_spinner=False)
 def kept_thumbnail(input_sha256: str, size: int = 72) -> str | None:
     """A small PNG of the kept radiograph as a data URL (for the worklist), or None when not kept."""

@@ -62,6 +62,35 @@ def overlay(gray: np.ndarray, cam: np.ndarray, colormap: str, opacity: float, *,
     return blended if trained else with_banner(blended)
 
 
+def whole_image_overlay(
+    pixels: np.ndarray, cam: np.ndarray, colormap: str, opacity: float, *, trained: bool, max_side: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """The whole radiograph (grey uint8, reduced to ``max_side`` on its long side) and the same
+    with the heatmap over the model's square centre crop and that square outlined: what a report
+    shows, so that a landscape film's lateral chest wall is not cut off."""
+    import cv2
+
+    from core.annotate import with_banner
+    from inference.images.preprocess import centre_crop_box
+
+    rows, cols = int(pixels.shape[0]), int(pixels.shape[1])
+    scale = min(1.0, max_side / max(rows, cols))
+    size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
+    grey = np.clip(
+        np.rint(cv2.resize(np.asarray(pixels, dtype=np.float32), size, interpolation=cv2.INTER_AREA)), 0, 255
+    )
+    grey = grey.astype(np.uint8)
+    box = centre_crop_box((rows, cols))
+    top, left = round(box.top * scale), round(box.left * scale)
+    side = max(1, min(round(box.size * scale), grey.shape[0] - top, grey.shape[1] - left))
+    out = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+    region = out[top : top + side, left : left + side]
+    heat = colorize(resize_map(cam, side), colormap)
+    out[top : top + side, left : left + side] = cv2.addWeighted(region, 1.0 - opacity, heat, opacity, 0.0)
+    cv2.rectangle(out, (left, top), (left + side - 1, top + side - 1), (255, 214, 0), 2)
+    return grey, (out if trained else with_banner(out))
+
+
 def jpeg_bytes(image: np.ndarray, quality: int = 92) -> bytes:
     """JPEG of an RGB uint8 overlay. Overlays are re-encoded on every opacity change, and PNG of
     a colour heatmap costs ~10x more; the grayscale image itself is always shown as PNG."""

@@ -11,7 +11,9 @@ from inference.models.registry import CXR_DENSENET, get_spec
 
 def test_registry_matches_torchxrayvision() -> None:
     entry = import_xrv().models.model_urls[CXR_DENSENET.architecture_kwargs()["xrv_weights_key"]]
-    assert tuple(entry["labels"]) == CXR_DENSENET.labels
+    # The same findings in the same order (outputs are positional), spelled as a reader says them
+    # ("Pleural Thickening" for torchxrayvision's "Pleural_Thickening").
+    assert tuple(label.replace("_", " ") for label in entry["labels"]) == CXR_DENSENET.labels
     assert len(CXR_DENSENET.labels) == 18 and all(CXR_DENSENET.labels)
     assert entry["weights_url"] == CXR_DENSENET.weights_url
     assert entry["weights_url"].endswith(CXR_DENSENET.weights_filename)
