@@ -118,7 +118,9 @@ def _kept_analysis(run):
 @st.fragment
 def _reading(run) -> None:
     """As on the Review page: the verdict panel's selection is the finding whose heatmap is shown
-    (and the one the report carries)."""
+    (and the one the report carries). The prior comparison is drawn in this fragment too: every
+    viewer of the page then asks for lost pixels through the same fragment's rerun (a fragment's
+    rerun interleaved with the page's could leave the case page blank)."""
     labels = [f.label for f in ranked]
     label = follow_selection(
         finding_kind(None),
@@ -176,10 +178,10 @@ def _reading(run) -> None:
         kind="case report (HTML)",
         case_id=case_id,
     )
+    _prior_comparison(run)
 
 
 only = visible_reviewer()  # None: everyone's (admin, open mode); else this reader's own entries
-_reading(run)
 
 
 def _prior_comparison(run) -> None:
@@ -235,7 +237,7 @@ def _prior_comparison(run) -> None:
         )
 
 
-_prior_comparison(run)
+_reading(run)
 with database.transaction() as session:
     explanation = repository.get_region_explanation(session, run.run_id)
 if explanation is not None:

@@ -115,13 +115,17 @@ def _reading() -> None:
     """The finding being judged is the verdict panel's selection: its heatmap, region SHAP and the
     note box follow it, and a verdict stores the heatmap on screen. Choosing another finding (the
     list by the image, J / K, a row's verdict) reruns this part only, not the upload above it."""
-    label = follow_selection(
-        FINDINGS, run_id, labels, "review", "Finding (its heatmap; your verdict below)", f"review::explain::{run_id}"
-    )
-    if label is None:
-        return
-    chart_col, cam_col = st.columns([1, 1.25])
-    with chart_col:
+    # Image first: the viewer takes most of the width, the finding list and the bands beside it.
+    view_col, side_col = st.columns([2.2, 1], gap="medium")
+    with side_col:
+        label = follow_selection(
+            FINDINGS,
+            run_id,
+            labels,
+            "review",
+            "Finding (its heatmap; your verdict below)",
+            f"review::explain::{run_id}",
+        )
         st.plotly_chart(
             figures.band_figure(run_key, ranked, prediction.thresholds, prediction.model.trained),
             config={"displayModeBar": False},
@@ -130,7 +134,9 @@ def _reading() -> None:
         st.caption(
             f"{len(ranked)} findings · {band_legend_text()} · bands version {md_escape(prediction.bands_version)}"
         )
-    with cam_col:
+    if label is None:
+        return
+    with view_col:
         method = cam_viewer(analysis, loaded, label, upload.name, data)
     shap_panel(analysis, loaded, run_id, label)
     # Keyed by the case: a new upload starts with the (six-method) comparison off, shown and computed alike.

@@ -102,13 +102,21 @@ def present_values(segmentation: Segmentation) -> set[int]:
     return {m.values[0] for m in segmentation.measurements if len(m.values) == 1 and m.voxels > 0}
 
 
-@st.fragment
 def volume_viewer(volume: Volume, segmentation: Segmentation | None, caption_suffix: str = "") -> None:
-    """Three linked planes in the browser viewer, or the server-rendered scroller as the fallback."""
+    """Three linked planes in the browser viewer, or the server-rendered scroller as the fallback.
+
+    Only the scroller is a fragment (its slider reruns it alone). The browser viewer is drawn in
+    the page's run: its requests for lost pixels rerun the page, as those of a prior's viewers
+    beside it do; a fragment's rerun interleaved with the page's could leave the page blank."""
     if image_viewer.use_browser_viewer():
         _browser_viewer(volume, segmentation, caption_suffix)
     else:
-        _server_viewer(volume, segmentation, caption_suffix)
+        _server_fragment(volume, segmentation, caption_suffix)
+
+
+@st.fragment
+def _server_fragment(volume: Volume, segmentation: Segmentation | None, caption_suffix: str) -> None:
+    _server_viewer(volume, segmentation, caption_suffix)
 
 
 def masked_volume_scene(volume: Volume, segmentation: Segmentation | None, caption_suffix: str = ""):
