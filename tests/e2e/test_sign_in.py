@@ -20,7 +20,15 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import NIH_PNG, PROJECT
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, _free_port, require_browser, streamlit_app, upload_radiograph
+from tests.e2e.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    _free_port,
+    require_browser,
+    settled,
+    streamlit_app,
+    upload_radiograph,
+)
 from tests.e2e.test_browser import _shot
 
 pytestmark = pytest.mark.e2e
@@ -104,6 +112,9 @@ def _upload_and_give(page, verdict: str, note: str) -> str:
     label = verdict_rows.item_name(row)
     verdict_rows.button(row, verdict).click()
     expect(page.get_by_text(f"Saved: {label} — {verdict}.", exact=True)).to_be_visible()
+    # The page done with that run before typing (an Enter pressed while a rerun is drawn can be
+    # lost: the full browser run of 2026-12-06 lost one, the note left in the box, unsaved).
+    settled(page)
     # The note box names the selected finding: the one just judged.
     box = page.get_by_role("textbox", name=f"Note on the selected finding, {label}", exact=False)
     box.fill(note)
