@@ -115,12 +115,12 @@ def _kept_analysis(run):
     return results.kept_case_analysis(sha, run.model_id, run.weights_sha256, bands.identity, state, bands), state
 
 
-@st.fragment
 def _reading(run) -> None:
     """As on the Review page: the verdict panel's selection is the finding whose heatmap is shown
-    (and the one the report carries). The prior comparison is drawn in this fragment too: every
-    viewer of the page then asks for lost pixels through the same fragment's rerun (a fragment's
-    rerun interleaved with the page's could leave the case page blank)."""
+    (and the one the report carries). Drawn in the page's run, not a fragment: the case's viewer
+    and the prior's two viewers then ask for lost pixels through reruns of the whole page alike.
+    With the case's viewer in a fragment, a fragment's rerun interleaved with the page's and the
+    page went blank (white, sidebar and all) in fresh-clone CI runs."""
     labels = [f.label for f in ranked]
     label = follow_selection(
         finding_kind(None),
