@@ -112,13 +112,16 @@ def _upload_and_give(page, verdict: str, note: str) -> str:
     label = verdict_rows.item_name(row)
     verdict_rows.button(row, verdict).click()
     expect(page.get_by_text(f"Saved: {label} — {verdict}.", exact=True)).to_be_visible()
-    # The page done with that run before typing (an Enter pressed while a rerun is drawn can be
-    # lost: the full browser run of 2026-12-06 lost one, the note left in the box, unsaved).
+    # The page done with that run before typing; then the form's own button, not Enter: in two
+    # full runs on 2026-12-06 an Enter pressed right after Playwright's instant fill was followed by
+    # an empty box and the verdict's plain 'Saved' line, as when the form is submitted empty (a race
+    # between the fill and the key in Streamlit's text input, it seems; not proven).
     settled(page)
     # The note box names the selected finding: the one just judged.
     box = page.get_by_role("textbox", name=f"Note on the selected finding, {label}", exact=False)
     box.fill(note)
-    box.press("Enter")
+    expect(box).to_have_value(note)
+    page.get_by_role("button", name=f"Save note on {label}").click()
     expect(page.get_by_text("with note.")).to_be_visible()
     return label
 
