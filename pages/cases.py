@@ -89,7 +89,8 @@ ranked = run.ranked()
 
 
 def _kept_analysis(run):
-    """The kept image's analysis by the run's own model and weights, else None (the page says why)."""
+    """(the kept image's analysis by the run's own model and weights, that model), else (None, None)
+    with the page saying why."""
     store = resources.image_store()
     sha = run.facts.input_sha256
     if store is None:

@@ -221,10 +221,10 @@ def heatmap_layer(cam: np.ndarray, image_shape: tuple[int, int], caption: str, t
     box = centre_crop_box(image_shape)
     size = cam.shape[0]
     scale = box.size / size
-    affine = np.diag([scale, -scale, 1.0, 1.0])
-    # Voxel centres: cam pixel i covers image columns left + i*scale .. left + (i+1)*scale.
-    affine[0, 3] = box.left + (scale - 1) / 2
-    affine[1, 3] = -(box.top + (scale - 1) / 2)
+    # Cam pixel i covers image columns left + i*scale .. left + (i+1)*scale: the crop's grid, moved.
+    affine = _grid_affine(scale, scale)
+    affine[0, 3] += box.left
+    affine[1, 3] -= box.top
     values = np.clip(np.rint(np.nan_to_num(np.asarray(cam, dtype=np.float32)) * 255), 0, 255).astype(np.uint8)
     return ViewerLayer(
         HEATMAP,

@@ -32,7 +32,6 @@ from core.types import CaseFacts, Finding, Prediction, rank_findings
 from core.vocabulary import Band, RunKind, Verdict
 from storage import audit
 from storage.models import (
-    AuditEvent,
     Case,
     CaseNote,
     RegionExplanationRow,
@@ -338,16 +337,6 @@ def record_image_confirmation(session: Session, run_id: int, confirmed_as: str, 
     if run is None:
         raise StorageError(f"Run {run_id} does not exist; the confirmation was not stored.")
     audit.record_event(session, "image_confirmed", actor, case_id=run.case_id, run_id=run_id, confirmed_as=confirmed_as)
-
-
-def image_confirmations(session: Session, run_id: int) -> list[tuple[str, str]]:
-    """(actor, what they confirmed) for a run, oldest first."""
-    rows = session.execute(
-        select(AuditEvent.actor, AuditEvent.detail_json)
-        .where(AuditEvent.run_id == run_id, AuditEvent.kind == "image_confirmed")
-        .order_by(AuditEvent.id)
-    )
-    return [(actor, json.loads(detail).get("confirmed_as", "")) for actor, detail in rows]
 
 
 def _kind_of(segmentation: Segmentation) -> RunKind:

@@ -134,7 +134,7 @@ def follow_selection(
     kind: VerdictKind, run_id: int, names: Sequence[str], scope: str, label: str, key: str
 ) -> str | None:
     """A second list of the same selection, beside what follows it (the heatmap): choosing in
-    either moves both. Call inside the fragment that draws the panel."""
+    either moves both. Call in the same run as the panel (its fragment, or the page's run)."""
     current = selected_item(kind, run_id, names, scope)
     if current is None:
         return None
@@ -244,8 +244,9 @@ def verdict_panel_here(
 ) -> None:
     """Agree / Disagree / Unsure for every item of a stored run, and notes. Each click is stored at
     once as a new row. ``scope`` (the page) keeps two pages' boxes apart. Drawn in the caller's
-    run: a page that shows what follows the selection (the heatmap) draws both in one fragment,
-    so that a new selection reruns both; ``verdict_panel`` is the panel in a fragment of its own.
+    run: a page that shows what follows the selection (the heatmap) draws both in one run (one
+    fragment, or the page), so that a new selection reruns both; ``verdict_panel`` is the panel in
+    a fragment of its own.
 
     One item is selected: A / D / U give it a verdict (then the next item without one is selected),
     J / K move the selection. Negative findings are grouped, with "Agree with all negative findings"
