@@ -10,8 +10,9 @@ import streamlit as st
 from core.errors import ReviewError
 from ui import session_reaper
 from ui.entry import app_entry
-from ui.identity import require_sign_in
+from ui.identity import current_reviewer, require_sign_in
 from ui.widgets import sidebar
+from ui.widgets.model_status import DISCLAIMER
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 # LOG_LEVEL=DEBUG makes this app's own modules (not every library) log in detail, e.g. scroll timings.
@@ -41,10 +42,17 @@ navigation = st.navigation(
         st.Page("pages/analytics.py", title="Analytics", icon=":material/monitoring:", url_path="analytics"),
         st.Page("pages/settings.py", title="Settings", icon=":material/settings:", url_path="settings"),
         st.Page("pages/about.py", title="About", icon=":material/info:", url_path="about"),
-    ]
+    ],
+    # The pages along the top: the width goes to the image, not to a column of links.
+    position="top",
 )
 try:
     sidebar.render(navigation.url_path)
+    # Image first: once the reader is known the sidebar (name, models) starts folded away, and the
+    # reader's own choice (the arrow at its edge) is remembered by the browser. Unfolded while an
+    # open-mode reader has yet to type the name that every verdict is stored under.
+    st.set_page_config(initial_sidebar_state="collapsed" if current_reviewer() else "expanded")
+    st.caption(DISCLAIMER)
     with app_entry():
         navigation.run()
 except ReviewError as problem:

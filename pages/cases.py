@@ -123,28 +123,29 @@ def _reading(run) -> None:
     With the case's viewer in a fragment, a fragment's rerun interleaved with the page's and the
     page went blank (white, sidebar and all) in fresh-clone CI runs."""
     labels = [f.label for f in ranked]
-    label = follow_selection(
-        finding_kind(None),
-        run.run_id,
-        labels,
-        "cases",
-        "Finding (its heatmap; your verdict below)",
-        f"cases::explain::{run.run_id}",
-    )
-    if label is None:
-        return
-    image_col, chart_col = st.columns([1.25, 1])
-    method = None
-    with image_col:
-        analysis, state = _kept_analysis(run)
-        if analysis is not None:
-            method = cam_viewer(analysis, state, label)
+    # Image first, as on the Review page: the viewer takes most of the width, the list beside it.
+    image_col, chart_col = st.columns([2.2, 1], gap="medium")
     with chart_col:
+        label = follow_selection(
+            finding_kind(None),
+            run.run_id,
+            labels,
+            "cases",
+            "Finding (its heatmap; your verdict below)",
+            f"cases::explain::{run.run_id}",
+        )
         st.plotly_chart(
             figures.band_figure(f"stored-run-{run.run_id}", ranked, run.thresholds, run.trained),
             config={"displayModeBar": False},
         )
         st.caption(band_legend_text())
+    if label is None:
+        return
+    method = None
+    with image_col:
+        analysis, state = _kept_analysis(run)
+        if analysis is not None:
+            method = cam_viewer(analysis, state, label)
     finding_verdict_panel(run.run_id, ranked, run.trained, (method, label) if method else None, scope="cases")
 
     def report(session) -> bytes:

@@ -26,12 +26,15 @@ from xai.cam import CLOSED_FORM_METHOD
 
 require_app_entry()
 
-st.title("Review a chest X-ray")
-loaded = require_model()
+# The title and the file on one line, so that the image starts high on the screen.
+title_col, upload_col = st.columns([1, 1.4], gap="large")
+with title_col:
+    st.title("Review a chest X-ray")
+    loaded = require_model()
 if loaded is None:
     st.stop()
 
-upload = st.file_uploader(
+upload = upload_col.file_uploader(
     "Chest radiograph: DICOM (CR/DX), PNG or JPEG",
     max_upload_size=load_settings().max_upload_mb,
     help=(
@@ -103,9 +106,6 @@ for note in facts.notes:
 
 ranked = prediction.ranked()
 critical = [f.label for f in ranked if f.band.value == "critical"]
-if critical:
-    st.markdown(f"**Critical band:** {md_escape(', '.join(critical))}")
-
 labels = [f.label for f in ranked]
 FINDINGS = finding_kind(None)
 
@@ -118,6 +118,8 @@ def _reading() -> None:
     # Image first: the viewer takes most of the width, the finding list and the bands beside it.
     view_col, side_col = st.columns([2.2, 1], gap="medium")
     with side_col:
+        if critical:
+            st.markdown(f"**Critical band:** {md_escape(', '.join(critical))}")
         label = follow_selection(
             FINDINGS,
             run_id,

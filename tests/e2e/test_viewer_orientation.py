@@ -154,6 +154,10 @@ def _heat_luminance(frame) -> np.ndarray:
     return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
 
 
+def _width(page, viewer: str) -> float:
+    return page.evaluate(f"() => document.querySelector(\"iframe[src*='{viewer}']\").getBoundingClientRect().width")
+
+
 _DRAWN = """size => { const f = document.querySelector("iframe[src*='review_viewer']");
   try { const s = f.contentWindow.reviewViewer.state(); return s.ready && s.status.includes(size); }
   catch (e) { return false; } }"""
@@ -185,6 +189,8 @@ def test_every_radiograph_is_drawn_the_right_way_up_with_its_heatmap_in_place(se
             page.wait_for_function(_DRAWN, arg=f"{cols} × {rows} px")
             expect(page.get_by_text("18 findings ·")).to_be_visible()
             frame = _viewer(page)
+            if name == CASES[0][0]:  # image first: the viewer takes at least 60% of a 1600 px window
+                assert _width(page, "review_viewer") >= 0.6 * 1600
             if name == "2373 x 1900":
                 _shot(page, "36-viewer-large-radiograph")
             # The picture alone: the crop outline and the heatmap hidden, as a reader can.
@@ -270,6 +276,8 @@ def test_a_marked_corner_of_a_volume_shows_where_the_orientation_letters_say(ser
         frame = _viewer(page)
         state = _state(frame)
         letters = state["letters"]
+        # The three planes as large as the window allows: the viewer spans the page (no sidebar column).
+        assert _width(page, "review_viewer") >= 0.85 * 1600
         canvas = _canvas(frame)
         import os
 

@@ -7,6 +7,8 @@ they only re-blend cached maps; a new CAM method computes one map once per
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import streamlit as st
 
@@ -96,7 +98,7 @@ def _moves(drop: float) -> str:
     return f"{'lowers' if drop > 0 else 'raises'} by {abs(drop):.3f}"
 
 
-def method_choice(container, analysis: CaseAnalysis) -> str:
+def method_choice(container: Any, analysis: CaseAnalysis) -> str:
     """The CAM method, chosen per case (a new case's list never shows one method while its viewer
     draws another) and starting from the reader's last choice."""
     key = cam_method_key(analysis.facts.input_sha256)
@@ -117,13 +119,15 @@ def cam_viewer(
     browser), or server-rendered beside the model's crop. ``data`` is the upload; without it the
     image comes from the image store. Returns the method of the heatmap drawn, None when none is.
     Drawn in the caller's fragment, with the verdict panel that stores the method shown."""
-    browser = image_viewer.use_browser_viewer()
+    # The method and the view switch on one line: the image starts as high on the screen as it can.
+    method_box, switch_box = st.columns([2, 1], vertical_alignment="bottom")
+    browser = image_viewer.use_browser_viewer(switch_box)
     scene = results.xray_viewer_scene(analysis.facts.input_sha256, filename, data) if browser else None
     if browser and scene is None:
-        st.caption("The full image is not kept, so the server-rendered crop is shown.")
+        switch_box.caption("The full image is not kept, so the server-rendered crop is shown.")
     if scene is None:
-        return _server_rendered(analysis, loaded, label)
-    method = method_choice(st, analysis)
+        return _server_rendered(analysis, loaded, label, method_box)
+    method = method_choice(method_box, analysis)
     cam = selected_map(analysis, loaded, method, label)
     tag = "" if loaded.trained else f" ({UNTRAINED_LABEL})"
     problem = heatmap_problem(cam)
@@ -155,11 +159,11 @@ def cam_viewer(
     return shown
 
 
-def _server_rendered(analysis: CaseAnalysis, loaded: LoadedModel, label: str) -> str | None:
-    controls = st.columns([1.4, 1.2, 1.6])
-    method = method_choice(controls[0], analysis)
-    colormap = controls[1].selectbox("Colormap", COLORMAPS, key="cam_colormap")
-    opacity = controls[2].slider("Opacity", *OPACITY_RANGE, value=0.45, step=0.05, key="cam_opacity")
+def _server_rendered(analysis: CaseAnalysis, loaded: LoadedModel, label: str, method_box: Any) -> str | None:
+    method = method_choice(method_box, analysis)
+    controls = st.columns(2)
+    colormap = controls[0].selectbox("Colormap", COLORMAPS, key="cam_colormap")
+    opacity = controls[1].slider("Opacity", *OPACITY_RANGE, value=0.45, step=0.05, key="cam_opacity")
     cam = selected_map(analysis, loaded, method, label)
     tag = "" if loaded.trained else f" — {UNTRAINED_LABEL}"
     left, right = st.columns(2)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -57,14 +58,14 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def use_browser_viewer() -> bool:
+def use_browser_viewer(container: Any = st) -> bool:
     """True when the page should draw the browser viewer; False for the server-rendered view.
-    Draws the reader's switch (and says why when the browser viewer cannot be used)."""
+    Draws the reader's switch in ``container`` (and says why when the browser viewer cannot be used)."""
     reason = unavailable_reason()
     if reason is not None:
-        st.caption(reason)
+        container.caption(reason)
         return False
-    server = st.toggle(
+    server = container.toggle(
         "Server-rendered view",
         key=SERVER_VIEW_KEY,
         help="The pictures the server draws (as in reports) instead of the interactive viewer.",

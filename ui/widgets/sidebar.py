@@ -1,4 +1,4 @@
-"""The sidebar shared by every page: reviewer name (open mode), model status, disclaimer."""
+"""The sidebar shared by every page: the reviewer (open-mode name or signed-in account) and model status."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from storage.repository import MAX_REVIEWER_CHARS
 from ui.identity import auth_configured, current_reviewer
 from ui.session import REVIEWER, REVIEWER_INPUT
 from ui.text import md_escape
-from ui.widgets.model_status import DISCLAIMER, sidebar_status
+from ui.widgets.model_status import sidebar_status
 
 _NAME_PROBLEM = "reviewer_name_problem"
 
@@ -44,8 +44,6 @@ def render(page: str | None = None) -> None:
     else:
         _open_mode_name()
     sidebar_status(page)
-    st.sidebar.divider()
-    st.sidebar.caption(DISCLAIMER)
 
 
 READER_PARAM = "reader"

@@ -26,7 +26,7 @@ from core.types import Finding
 from core.vocabulary import Band, Verdict
 from storage import repository
 from ui import database
-from ui.identity import reviewer, visible_reviewer
+from ui.identity import current_reviewer, reviewer, visible_reviewer
 from ui.text import md_escape
 from ui.widgets.charts import BAND_SWATCHES, score_text
 
@@ -252,9 +252,12 @@ def verdict_panel_here(
     J / K move the selection. Negative findings are grouped, with "Agree with all negative findings"
     as one explicit action stored as one verdict each."""
     st.subheader(title)
-    name = reviewer()
-    if not name:
+    who = current_reviewer()
+    name = who.identity if who else ""
+    if who is None:
         st.info("Enter your name in the sidebar to record verdicts.")
+    else:  # the sidebar that names the reader may be folded away
+        st.caption(f"Recorded as {md_escape(who.display_name)}")
     with database.transaction() as session:
         mine = kind.current(session, run_id, name) if name else {}
     _show_feedback(kind)
