@@ -5,9 +5,11 @@ per case, not again when the page reruns."""
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import SAMPLES
@@ -36,6 +38,20 @@ def _viewer(page):
     frame = element.element_handle().content_frame()
     frame.wait_for_function("() => window.reviewViewer && window.reviewViewer.state().ready")
     return frame
+
+
+def _canvas(frame) -> np.ndarray:
+    """The viewer's canvas as drawn now, (rows, columns, 3) uint8."""
+    drawn = frame.evaluate("() => window.reviewViewer.pixels()")
+    rgb = np.frombuffer(base64.b64decode(drawn["rgb"]), dtype=np.uint8)
+    return rgb.reshape(drawn["height"], drawn["width"], 3)
+
+
+def _mask_pixels(frame) -> int:
+    """How many canvas pixels are tinted the crimson (230, 25, 75) of label 1 over grey: red and
+    some blue over green (the crosshair's pure red has no blue)."""
+    rgb = _canvas(frame).astype(np.int16)
+    return int(((rgb[..., 0] - rgb[..., 1] > 60) & (rgb[..., 2] - rgb[..., 1] > 10)).sum())
 
 
 def _state(frame) -> dict:
@@ -209,7 +225,8 @@ def test_volume_in_three_linked_planes(server, tmp_path: Path) -> None:
         expect(page.get_by_text("Saved: Label 1 — agree")).to_be_visible()
 
         # Another day: the worklist's row reopens the case in this tab, the kept volume and masks
-        # in the viewer where the reader left it (the tab keeps a case's view), the verdict as given.
+        # in the viewer where the reader left it (the tab keeps a case's view: window, zoom,
+        # crosshair), every mask shown again, the verdict as given.
         left_at = _state(frame)["voxel"]
         page.get_by_role("link", name="Worklist").click()
         expect(page.get_by_text("click a row to open it with its kept volume")).to_be_visible()
@@ -221,8 +238,14 @@ def test_volume_in_three_linked_planes(server, tmp_path: Path) -> None:
         expect(page.get_by_role("heading", name="Case 1 · segmentation")).to_be_visible()
         assert len(page.context.pages) == 1
         frame = _viewer(page)
-        frame.wait_for_function("() => window.reviewViewer.state().layers.some(l => l.role === 'labels')")
+        frame.wait_for_function(
+            "() => { const s = window.reviewViewer.state(); return s.ready && s.layers.some(l => l.role === 'labels'); }"
+        )
         assert _state(frame)["voxel"] == left_at
+        # The masks are drawn, not only listed: the label hidden above was kept hidden, and the
+        # reopened case showed its legend over bare planes.
+        assert _state(frame)["hiddenLabels"] == []
+        assert _mask_pixels(frame) > 20_000
         expect(verdict_rows.chosen(verdict_rows.row(page, "cases", 0, noun="structure"))).to_have_text(
             re.compile("Agree$")
         )

@@ -19,7 +19,7 @@ from pipelines.viewer_layers import HEATMAP_FLOOR
 from tests.conftest import SAMPLES
 from tests.e2e.conftest import browser_page, upload_radiograph
 from tests.e2e.test_browser import _shot, _sign
-from tests.e2e.test_viewer import _state, _viewer
+from tests.e2e.test_viewer import _canvas, _state, _viewer
 
 pytestmark = pytest.mark.e2e
 CXR = SAMPLES / "cxr"
@@ -55,13 +55,6 @@ def _monochrome1(folder: Path) -> tuple[Path, np.ndarray]:
     path = folder / "siim_monochrome1.dcm"
     ds.save_as(path)
     return path, original
-
-
-def _canvas(frame) -> np.ndarray:
-    """The viewer's canvas as drawn now, (rows, columns, 3) uint8."""
-    drawn = frame.evaluate("() => window.reviewViewer.pixels()")
-    rgb = np.frombuffer(base64.b64decode(drawn["rgb"]), dtype=np.uint8)
-    return rgb.reshape(drawn["height"], drawn["width"], 3)
 
 
 def _placement(canvas: np.ndarray, shape: tuple[int, int]) -> tuple[float, float, float]:

@@ -43,8 +43,8 @@
     }
   })();
   const cache = host.__reviewViewerPixels || (host.__reviewViewerPixels = new host.Map());
-  // How the reader left each case (window, zoom, pan, crosshair, hidden labels): a viewer that
-  // Streamlit rebuilds (the page moved it) reopens the case as it was.
+  // How the reader left each case (window, zoom, pan, crosshair): a viewer that Streamlit
+  // rebuilds (the page moved it) reopens the case as it was, with everything over it shown.
   const views = host.__reviewViewerViews || (host.__reviewViewerViews = new host.Map());
   // Viewers of one sync group (a case beside its prior) follow the one the reader is using:
   // zoom, pan, window and, for volumes, the crosshair by position in mm (so linked slices).
@@ -383,6 +383,8 @@
         await render(args);
       }
     } catch (err) {
+      // The next render starts the scene afresh: its layers may be loaded without their drawing.
+      sceneId = null;
       showMessage("The viewer could not show this image: " + (err && err.message ? err.message : err));
       reportedError = true;
       setValue({ webgl: true, error: String(err && err.message ? err.message : err), nonce: Date.now() });
@@ -435,8 +437,11 @@
         outline: spec.kind === "xray",
         heatHidden: false,
       };
+      // A case reopened in this tab comes back with its window, zoom and crosshair, but with
+      // its masks, heatmap and crop outline shown: a mask hidden earlier, kept hidden, drew a
+      // reopened segmentation's legend over bare planes.
       const before = views.get(sceneId);
-      if (before) Object.assign(scene, JSON.parse(before.scene), { hidden: new Set(JSON.parse(before.hidden)) });
+      if (before) Object.assign(scene, JSON.parse(before.scene));
       if (prefs.heatOpacity === null) prefs.heatOpacity = spec.heatmap_opacity;
       if (prefs.heatColormap === null) prefs.heatColormap = spec.heatmap_colormap;
       if (prefs.maskOpacity === null) prefs.maskOpacity = spec.mask_opacity;
@@ -495,7 +500,9 @@
     // The page's views are Axial, Coronal, Sagittal: canonical axes 2, 1, 0.
     const axis = [2, 1, 0][target.axis];
     const frac = nv.scene.crosshairPos.slice();
-    frac[axis] = Math.min(1, Math.max(0, (target.index + 0.5) / img.dims[axis + 1]));
+    // dimsRAS, not dims: NiiVue sets an image's dims only once it has blended it, and a case opened
+    // with a structure still to go to got here first (a TypeError that left its masks undrawn).
+    frac[axis] = Math.min(1, Math.max(0, (target.index + 0.5) / img.dimsRAS[axis + 1]));
     nv.scene.crosshairPos = frac;
   }
 
@@ -504,10 +511,11 @@
     const img = image("image");
     if (restoring || !img || !scene || !sceneId) return;
     const kept = Object.assign({}, scene, { level: (img.cal_min + img.cal_max) / 2, width: img.cal_max - img.cal_min });
-    delete kept.hidden;
+    delete kept.hidden; // what is drawn over the image starts shown again (see render)
+    delete kept.heatHidden;
+    delete kept.outline;
     views.set(sceneId, {
       scene: JSON.stringify(kept),
-      hidden: JSON.stringify(Array.from(scene.hidden)),
       pan: JSON.stringify(Array.from(nv.scene.pan2Dxyzmm)),
       crosshair: JSON.stringify(Array.from(nv.scene.crosshairPos)),
     });
@@ -899,10 +907,12 @@
   window.addEventListener("keyup", onKey, true);
 
   // --- For the browser tests and the benchmark ------------------------------------------------
+  // Only where they set `window.__reviewViewerHooks = true` before the frame's scripts run (a
+  // Playwright init script): a reader's browser never gets them.
   // `arm(type)` resolves with the milliseconds from the next `type` event to the frame after
   // NiiVue has drawn its result and the GPU has finished it (event.timeStamp to the
   // requestAnimationFrame after a synchronous one-pixel read).
-  window.reviewViewer = {
+  if (window.__reviewViewerHooks === true) window.reviewViewer = {
     state: function () {
       const img = image("image");
       return {
