@@ -96,6 +96,11 @@ def streamlit_server(
                 server.kill()
 
 
+# Set before the viewer's scripts run, it makes viewer.js expose window.reviewViewer (state, pixels,
+# arm) to the benchmark and the tests; a reader's browser never sets it.
+VIEWER_HOOKS = "window.__reviewViewerHooks = true;"
+
+
 @contextmanager
 def chromium_page(width: int = 1500, height: int = 1800) -> Iterator:
     from playwright.sync_api import expect, sync_playwright
@@ -103,6 +108,7 @@ def chromium_page(width: int = 1500, height: int = 1800) -> Iterator:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": width, "height": height})
+        page.add_init_script(VIEWER_HOOKS)  # the viewer's timing hooks (arm, state), off for readers
         expect.set_options(timeout=120_000)
         page.set_default_timeout(120_000)
         try:

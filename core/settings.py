@@ -68,6 +68,7 @@ class Settings:
     image_store: bool = True  # keep decoded, de-identified pixels so cases reopen with their image
     image_retention_days: int = 30
     viewer: str = "browser"  # "browser": the WebGL viewer where it is built; "server": server-rendered views
+    session_reap_every_s: int = 30  # how often sessions Streamlit has forgotten are shut down (ui/session_reaper.py)
 
     @property
     def image_store_dir(self) -> Path:
@@ -105,4 +106,5 @@ def load_settings() -> Settings:
         image_store=_flag("IMAGE_STORE", True),
         image_retention_days=_positive_int("IMAGE_RETENTION_DAYS", 30),
         viewer=_choice("REVIEW_VIEWER", ("browser", "server"), "browser"),
+        session_reap_every_s=_positive_int("SESSION_REAP_EVERY_S", 30),
     )

@@ -8,7 +8,7 @@ down, and only when another session disconnects: the session's uploaded file sta
 manager and its media references stay registered for the life of the process.
 
 ``install()`` makes that storage shut a session down when it drops it, and reaps expired
-sessions every ``REAP_EVERY_S`` seconds (the storage only reaps when another session
+sessions every ``SESSION_REAP_EVERY_S`` seconds (30 by default) (the storage only reaps when another session
 disconnects). It touches Streamlit internals, so it checks each one and, when the layout is not
 what it expects, logs a warning and changes nothing.
 """
@@ -25,8 +25,9 @@ from typing import Any
 
 import streamlit as st
 
+from core.settings import load_settings
+
 log = logging.getLogger(__name__)
-REAP_EVERY_S = 30.0
 
 
 def _shut_down(session_info: Any) -> None:
@@ -34,6 +35,8 @@ def _shut_down(session_info: Any) -> None:
         session_info.session.shutdown()
     except Exception:  # one session that cannot shut down must not stop the others
         log.warning("Could not shut down an expired session", exc_info=True)
+    else:
+        log.debug("Shut down an expired browser session: its uploads and media are released.")
 
 
 def _return_free_memory() -> None:
@@ -85,19 +88,20 @@ def install() -> bool:
     if not isinstance(storage, MemorySessionStorage) or type(cache) is not TTLCache:
         log.warning("Session storage is %s; expired sessions are not reaped by this app.", type(storage).__name__)
         return False
+    every_s = load_settings().session_reap_every_s
     with lock:
         cache.__class__ = _reaping_cache_class(TTLCache)
 
     def reap() -> None:
         while True:
-            time.sleep(REAP_EVERY_S)
+            time.sleep(every_s)
             with lock:
                 released = cache.expire()
             if released:
                 _return_free_memory()
 
     threading.Thread(target=reap, name="session-reaper", daemon=True).start()
-    log.info("Expired browser sessions are shut down (uploads and media released) every %.0f s.", REAP_EVERY_S)
+    log.info("Expired browser sessions are shut down (uploads and media released) every %d s.", every_s)
     return True
 
 

@@ -51,6 +51,7 @@ def streamlit_app(
     host: str = "127.0.0.1",
     port: int | None = None,
     extra_args: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[str, str]]:
     """``streamlit run app.py`` on a loopback port with its own database and data folder, in
     labelled untrained mode: yields (url, database url). On any failure inside, the server's log
@@ -63,6 +64,7 @@ def streamlit_app(
         "REVIEW_DATA_DIR": str(folder / "data"),
         "ALLOW_UNTRAINED_WEIGHTS": "1",
         "MODEL_AUTO_DOWNLOAD": "0",
+        **(extra_env or {}),
     }
     log_path = folder / "streamlit.log"
     with log_path.open("w") as log:
@@ -121,15 +123,21 @@ def server(tmp_path: Path):
 
 
 @contextmanager
-def browser_page(width: int = 1600, height: int = 2600, timeout_ms: int = 120_000) -> Iterator:
+def browser_page(width: int = 1600, height: int = 2600, timeout_ms: int = 120_000, hooks: bool = True) -> Iterator:
     """One headless Chromium page at a reading-room size, with Playwright's waits set to
-    ``timeout_ms`` (this machine is slow; a wait that ends early is a failure, not a pass)."""
+    ``timeout_ms`` (this machine is slow; a wait that ends early is a failure, not a pass).
+    ``hooks``: the viewer exposes ``window.reviewViewer`` (state, pixels) to the test, as it
+    never does to a reader."""
     from playwright.sync_api import expect, sync_playwright
+
+    from bench.browser import VIEWER_HOOKS
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
+            if hooks:
+                page.add_init_script(VIEWER_HOOKS)
             page.set_default_timeout(timeout_ms)
             expect.set_options(timeout=timeout_ms)
             try:
