@@ -1,0 +1,2 @@
+"""Label maps: loading (NIfTI, DICOM SEG), legends and writing. May import ``core`` and
+``inference`` outside ``inference.images``."""
