@@ -1,6 +1,7 @@
 """Exports of runs and verdicts (CSV, JSON) and a self-contained per-case HTML report.
 
-Everything a reviewer typed is escaped for the format it goes into: HTML-escaped in the report,
+Everything a reviewer typed is escaped for the format it goes into: HTML-escaped in the report
+(a Jinja2 template, autoescaping on),
 and in CSV a leading = + - @ is neutralised so a spreadsheet never runs it as a formula.
 """
 
@@ -8,12 +9,15 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
+import functools
 import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
+
+import jinja2
 
 from storage.reporting import StructureVerdictFact, VerdictFact
 from storage.repository import ClassificationRunRecord, NoteRecord, VerdictRecord
@@ -111,10 +115,21 @@ def runs_json(
     return json.dumps(document, indent=2).encode("utf-8")
 
 
-def _img(png: bytes | None, alt: str, mime: str = "image/png") -> str:
-    if not png:
-        return ""
-    return f'<figure><img alt="{html.escape(alt)}" src="data:{mime};base64,{base64.b64encode(png).decode()}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """The report templates, autoescaped: whatever a reviewer typed is text, never markup."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def _figure(data: bytes | None, caption: str, mime: str) -> dict[str, str] | None:
+    if not data:
+        return None
+    return {"caption": caption, "mime": mime, "base64": base64.b64encode(data).decode()}
 
 
 def case_report_html(
@@ -128,9 +143,9 @@ def case_report_html(
     names: Mapping[str, str] | None = None,
     blinded: bool = False,
 ) -> bytes:
-    """A single HTML file a reviewer can open or attach: image, heatmap, findings, verdicts.
-    ``blinded``: the verdicts given are one reader's own, and the report says so."""
-    e = html.escape
+    """A single HTML file a reviewer can open or attach: image, heatmap, findings, verdicts
+    (``templates/case_report.html``). ``blinded``: the verdicts given are one reader's own, and
+    the report says so."""
     shown = names or {}
 
     def who(identity: str) -> str:
@@ -139,39 +154,49 @@ def case_report_html(
     current: dict[tuple[str, str], VerdictRecord] = {}
     for v in verdicts:
         current[(v.reviewer, v.item)] = v
-    rows = "".join(
-        f"<tr><td>{e(f.label)}</td><td>{f.score:.3f}{'' if run.trained else ' (untrained)'}</td><td>{e(f.band.value)}</td>"
-        f"<td>{'; '.join(e(f'{who(v.reviewer)}: {v.verdict.value}' + (f' ({v.note})' if v.note else '')) for (r, label), v in sorted(current.items()) if label == f.label)}</td></tr>"
+    findings = [
+        {
+            "label": f.label,
+            "score": f"{f.score:.3f}" + ("" if run.trained else " (untrained)"),
+            "band": f.band.value,
+            "verdicts": [
+                f"{who(v.reviewer)}: {v.verdict.value}" + (f" ({v.note})" if v.note else "")
+                for (_, label), v in sorted(current.items())
+                if label == f.label
+            ],
+        }
         for f in run.ranked()
-    )
-    history = "".join(
-        f"<tr><td>{e(v.created_at.strftime('%Y-%m-%d %H:%M:%S'))}</td><td>{e(who(v.reviewer))}</td><td>{e(v.item)}</td>"
-        f"<td>{e(v.verdict.value)}</td><td>{e(v.note)}</td></tr>"
+    ]
+    history = [
+        {
+            "time": v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "who": who(v.reviewer),
+            "item": v.item,
+            "verdict": v.verdict.value,
+            "note": v.note,
+        }
         for v in verdicts
-    )
-    case_notes = "".join(f"<p><b>{e(who(n.reviewer))}</b>: {e(n.note)}</p>" for n in notes[-5:])
-    scope = (
-        (
-            "<p>Only your own verdicts and notes are in this report (independent reads); the lead's "
-            "report holds every reader's.</p>"
+    ]
+    figures = [
+        f
+        for f in (
+            _figure(image_png, "The whole image", "image/png"),
+            _figure(heatmap_jpeg, heatmap_caption, "image/jpeg"),
         )
-        if blinded
-        else ""
+        if f is not None
+    ]
+    page = (
+        _templates()
+        .get_template("case_report.html")
+        .render(
+            run=run,
+            disclaimer=DISCLAIMER,
+            blinded=blinded,
+            figures=figures,
+            findings=findings,
+            case_notes=[{"who": who(n.reviewer), "text": n.note} for n in notes[-5:]],
+            history=history,
+            generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
+        )
     )
-    warning = (
-        ""
-        if run.trained
-        else "<p class='warn'>UNTRAINED WEIGHTS: scores are meaningless, for interface testing only.</p>"
-    )
-    body = f"""<!doctype html><html><head><meta charset="utf-8"><title>Case {run.case_id} report</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 6px}}
-figure{{display:inline-block;margin:0 1em 1em 0}}img{{width:22em}}.warn{{color:#b00020;font-weight:bold}}</style></head><body>
-<h1>Case {run.case_id}: AI review report</h1><p>{e(DISCLAIMER)}</p>{warning}{scope}
-<p>Run {run.run_id} · analysed {e(run.created_at.strftime("%Y-%m-%d %H:%M"))} UTC · model {e(run.model_id)} · weights sha256 {e(run.weights_sha256)}
-· bands version {e(run.bands_version)} · modality {e(run.facts.modality)}</p>
-{_img(image_png, "The whole image")}{_img(heatmap_jpeg, heatmap_caption, "image/jpeg")}
-<h2>Findings and current verdicts</h2><table><tr><th>finding</th><th>score</th><th>band</th><th>verdicts</th></tr>{rows}</table>
-<h2>Case notes</h2>{case_notes or "<p>none</p>"}
-<h2>Verdict history</h2><table><tr><th>time (UTC)</th><th>reviewer</th><th>finding</th><th>verdict</th><th>note</th></tr>{history}</table>
-<p>Generated {e(datetime.now(UTC).strftime("%Y-%m-%d %H:%M"))} UTC.</p></body></html>"""
-    return body.encode("utf-8")
+    return page.encode("utf-8")
