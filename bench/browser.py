@@ -61,9 +61,7 @@ def streamlit_server(
             [
                 sys.executable,
                 "-m",
-                "streamlit",
-                "run",
-                "app.py",
+                "ui.serve",  # streamlit run app.py, as scripts/run-app starts it
                 "--server.port",
                 str(port),
                 "--server.address",

@@ -72,9 +72,7 @@ def streamlit_app(
             [
                 python,
                 "-m",
-                "streamlit",
-                "run",
-                "app.py",
+                "ui.serve",  # streamlit run app.py, as scripts/run-app starts it
                 "--server.port",
                 str(port),
                 "--server.address",
