@@ -87,11 +87,14 @@ def try_download(settings: Settings) -> None:
 
 
 def classifier() -> LoadedModel | WeightsMissing | WeightsInvalid:
-    """The chest X-ray classifier, or the reason it cannot run; downloads its weights on first use."""
+    """The chest X-ray classifier, or the reason it cannot run; downloads its weights on first use,
+    except where ALLOW_UNTRAINED_WEIGHTS=1 has asked for labelled untrained weights instead (a demo
+    or a test server: it waited on the network and logged a failed download first)."""
     settings = load_settings()
     spec = classifier_spec()
     missing = find_weights_file(spec, settings) is None
-    if missing and settings.auto_download_weights and spec.model_id not in resources.download_attempts():
+    wants_download = settings.auto_download_weights and not settings.allow_untrained_weights
+    if missing and wants_download and spec.model_id not in resources.download_attempts():
         try_download(settings)
     return loaded(spec)
 

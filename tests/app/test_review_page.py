@@ -304,3 +304,17 @@ def test_an_over_long_name_is_refused_and_nothing_is_recorded_under_it(untrained
     assert all(b.disabled for b in verdict_buttons(at).values())
     at.text_input(key="reviewer_name_input").input("Dr Short").run()
     assert not at.sidebar.error and not any(b.disabled for b in verdict_buttons(at).values())
+
+
+def test_untrained_weights_asked_for_are_used_without_trying_the_download(
+    untrained_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ALLOW_UNTRAINED_WEIGHTS=1 with downloads on (the default): the page opens on labelled
+    untrained weights at once; it used to wait on the network and log a failed download first."""
+    monkeypatch.setenv("MODEL_AUTO_DOWNLOAD", "1")
+    tried = []
+    monkeypatch.setattr("ui.models.download_weights", lambda *args, **kwargs: tried.append(args))
+    at = new_app().run()
+    assert not at.exception
+    assert "Untrained weights: scores are meaningless" in texts(at)
+    assert tried == []
