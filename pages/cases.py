@@ -11,12 +11,13 @@ from ui import database, models, resources, results
 from ui.downloads import export_button
 from ui.entry import require_app_entry
 from ui.identity import visible_reviewer
+from ui.session import audit_key, explain_key, prior_key
 from ui.text import md_escape
 from ui.widgets import figures, image_viewer
 from ui.widgets.cam_viewer import cam_viewer
 from ui.widgets.charts import band_legend_text, score_text, shap_waterfall
 from ui.widgets.next_case import next_unreviewed_button
-from ui.widgets.prior import choose_prior
+from ui.widgets.prior import choose_prior, side_by_side
 from ui.widgets.segmentation_case import choose_segmentation, segmentation_case
 from ui.widgets.verdicts import finding_kind, finding_verdict_panel, follow_selection, history_table
 from xai.overlay import jpeg_bytes, png_bytes, whole_image_overlay
@@ -132,7 +133,7 @@ def _reading(run) -> None:
             labels,
             "cases",
             "Finding (its heatmap; your verdict below)",
-            f"cases::explain::{run.run_id}",
+            explain_key("cases", run.run_id),
         )
         st.plotly_chart(
             figures.band_figure(f"stored-run-{run.run_id}", ranked, run.thresholds, run.trained),
@@ -191,7 +192,7 @@ def _prior_comparison(run) -> None:
     score and band then and now, and the verdicts this reader may see on the prior."""
     with database.transaction() as session:
         priors = repository.prior_classifications(session, run.run_id)
-    picked = choose_prior(priors, f"prior::{run.run_id}", lambda p: f"Case {p.case_id}")
+    picked = choose_prior(priors, prior_key(run.run_id), lambda p: f"Case {p.case_id}")
     if picked is None:
         return
     prior, seen = picked
@@ -199,23 +200,19 @@ def _prior_comparison(run) -> None:
     # mouse leads); the server-rendered crops where the browser viewer is not in use.
     browser = image_viewer.browser_viewer_chosen()
     linked = f"prior:{run.run_id}:{prior.run_id}"
-    columns = st.columns(2)
-    for side, (column, shown, title) in enumerate(
-        ((columns[0], run, "This case"), (columns[1], prior, f"Prior: case {prior.case_id}"))
-    ):
-        column.markdown(f"**{title}** · {shown.created_at:%Y-%m-%d} · {md_escape(shown.model_id)}")
+
+    def draw(side: int, shown) -> None:
         scene = results.xray_viewer_scene(shown.facts.input_sha256, "", None) if browser else None
         if scene is not None:
-            with column:
-                image_viewer.show(scene, f"prior_viewer::{side}", height=460, sync=linked)
+            image_viewer.show(scene, f"prior_viewer::{side}", height=460, sync=linked)
+            return
+        picture = results.kept_display_png(shown.facts.input_sha256)
+        if picture is not None:
+            st.image(picture, caption="Image (the square centre crop the model saw)", output_format="PNG")
         else:
-            picture = results.kept_display_png(shown.facts.input_sha256)
-            if picture is not None:
-                column.image(picture, caption="Image (the square centre crop the model saw)", output_format="PNG")
-            else:
-                column.caption("Image not kept.")
-        if not shown.trained:
-            column.caption(":red[UNTRAINED weights: scores are meaningless]")
+            st.caption("Image not kept.")
+
+    side_by_side(run, prior, lambda shown: shown.model_id, draw, "scores are meaningless")
     if browser:
         st.caption("Zoom, pan and window move both images together: the one under the mouse leads.")
     then = {f.label: f for f in prior.findings}
@@ -259,7 +256,7 @@ if explanation is not None:
 st.subheader("History")
 history_table(run.run_id)
 
-if st.toggle("Show the audit trail", key=f"audit::{case_id}"):
+if st.toggle("Show the audit trail", key=audit_key(case_id)):
     with database.transaction() as session:
         events = audit.events_for_case(session, case_id, actor=only)
         names = repository.reviewer_names(session)

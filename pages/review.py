@@ -12,7 +12,7 @@ from storage import repository
 from ui import database, resources, results
 from ui.entry import require_app_entry
 from ui.identity import reviewer
-from ui.session import RUN_IDS
+from ui.session import RUN_IDS, compare_cams_key, explain_key
 from ui.text import md_escape
 from ui.widgets import figures
 from ui.widgets.cam_viewer import cam_viewer, compare_methods
@@ -126,7 +126,7 @@ def _reading() -> None:
             labels,
             "review",
             "Finding (its heatmap; your verdict below)",
-            f"review::explain::{run_id}",
+            explain_key("review", run_id),
         )
         st.plotly_chart(
             figures.band_figure(run_key, ranked, prediction.thresholds, prediction.model.trained),
@@ -142,7 +142,7 @@ def _reading() -> None:
         method = cam_viewer(analysis, loaded, label, upload.name, data)
     shap_panel(analysis, loaded, run_id, label)
     # Keyed by the case: a new upload starts with the (six-method) comparison off, shown and computed alike.
-    if st.toggle("Compare all heatmap methods for this finding", key=f"compare_cams::{sha}"):
+    if st.toggle("Compare all heatmap methods for this finding", key=compare_cams_key(sha)):
         compare_methods(analysis, loaded, label)
     finding_verdict_panel(run_id, ranked, prediction.model.trained, (method, label) if method else None, scope="review")
 

@@ -15,6 +15,7 @@ from pipelines.kept_volumes import store_segmentation_run
 from ui import background, database, resources, results
 from ui.entry import require_app_entry
 from ui.identity import reviewer
+from ui.session import channel_key, segment_key, volume_upload_key
 from ui.text import md_escape
 from ui.widgets.job_progress import follow_job
 from ui.widgets.model_status import seg_model_panel
@@ -46,7 +47,7 @@ def _brats_inputs(uploads) -> MultiChannelVolume | None:
     for column, channel in zip(columns, BRATS_CHANNELS):
         default = names.index(automatic[channel]) if channel in automatic else None
         chosen = column.selectbox(
-            CHANNEL_NAMES[channel], names, index=default, key=f"channel::{channel}", placeholder="choose the file"
+            CHANNEL_NAMES[channel], names, index=default, key=channel_key(channel), placeholder="choose the file"
         )
         assignment.append((channel, chosen))
     if any(name is None for _, name in assignment):
@@ -68,7 +69,7 @@ def _upload_volume() -> Volume | MultiChannelVolume | None:
     uploads = st.file_uploader(
         prompt,
         accept_multiple_files=True,
-        key=f"volume_upload::{task}",
+        key=volume_upload_key(task),
         help="Read in memory; the file is never stored. Its decoded voxels are kept de-identified in the image store (unless turned off) so the case reopens.",
     )
     if not uploads:
@@ -132,7 +133,7 @@ def _model_segmentation(inputs, spec) -> tuple[Segmentation, int] | None:
         return None
     if job is not None and job.error:
         st.error(job.error)
-    if st.button(f"Segment with {spec.display_name}", type="primary", key=f"segment::{spec.model_id}"):
+    if st.button(f"Segment with {spec.display_name}", type="primary", key=segment_key(spec.model_id)):
         background.start_segmentation(inputs, loaded, case_facts(inputs), reviewer() or None)
         st.rerun()
     return None

@@ -5,6 +5,8 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import PROJECT
+from ui.session import cam_method_key, parse_verdict_key
+from ui.widgets.radiograph_check import YES_LABEL
 
 APP = str(PROJECT / "app.py")
 
@@ -47,12 +49,12 @@ def texts(at: AppTest) -> str:
 
 def verdict_buttons(at: AppTest, noun: str = "finding") -> dict[tuple[str, str], object]:
     """(item, verdict) -> the verdict panel's button, in page order. Keys are
-    ``<scope>::<noun>::<run>::<item>::<verdict>``."""
+    ``ui.session.verdict_key``."""
     found = {}
     for button in at.button:
-        parts = (button.key or "").split("::")
-        if len(parts) >= 5 and parts[1] == noun and parts[-1] in ("agree", "disagree", "unsure"):
-            found[("::".join(parts[3:-1]), parts[-1])] = button
+        parsed = parse_verdict_key(button.key or "")
+        if parsed is not None and parsed[1] == noun:
+            found[(parsed[3], parsed[4])] = button
     return found
 
 
@@ -77,15 +79,15 @@ def chosen_verdicts(at: AppTest, noun: str = "finding") -> dict[str, str | None]
 
 
 def cam_method_box(at: AppTest):
-    """The CAM method list (one per case: ``cam_method::<image sha256>``)."""
-    [box] = [s for s in at.selectbox if (s.key or "").startswith("cam_method::")]
+    """The CAM method list (one per case: ``cam_method_key(image sha256)``)."""
+    [box] = [s for s in at.selectbox if (s.key or "").startswith(cam_method_key(""))]
     return box
 
 
 def confirm_radiograph(at: AppTest) -> AppTest:
     """Answer the review page's question about a PNG or JPEG: a frontal chest radiograph (a DICOM
     is not asked about)."""
-    yes = [b for b in at.button if (b.key or "").startswith("review::what_it_is::") and b.key.endswith("::yes")]
+    yes = [b for b in at.button if b.label == YES_LABEL]
     if yes:
         yes[0].click().run()
         assert not at.exception, at.exception

@@ -11,6 +11,7 @@ from PIL import Image
 
 from tests.app.conftest import click_verdict, confirm_radiograph, new_app, texts
 from tests.support import synthetic_model as synth
+from ui.session import compare_cams_key, start_shap_key
 from xai.regions import REGION_NAMES
 
 
@@ -47,8 +48,8 @@ def test_region_shap_runs_in_the_background_and_explains_the_blob(app_with_blob_
     at.file_uploader[0].set_value(("blob.png", blob_png(), "image/png")).run()
     confirm_radiograph(at)
     assert not at.exception
-    assert at.button(key="start_shap::1").label == "Explain the scores with region SHAP"
-    at.button(key="start_shap::1").click().run()
+    assert at.button(key=start_shap_key(1)).label == "Explain the scores with region SHAP"
+    at.button(key=start_shap_key(1)).click().run()
     assert not at.exception
     job = shap_job()
     # The reviewer keeps working while SHAP runs.
@@ -92,7 +93,7 @@ def test_faithfulness_is_shown_beside_the_heatmap_and_methods_compare(app_with_b
     assert len(faith) == 1
     score = float(faith[0].split()[1].rstrip(":"))
     assert score > 0.2, "blurring the Grad-CAM hot spot (the blob) drops the score far more than chance"
-    [compare] = [t for t in at.toggle if (t.key or "").startswith("compare_cams::")]
+    [compare] = [t for t in at.toggle if (t.key or "").startswith(compare_cams_key(""))]
     compare.set_value(True).run()
     assert not at.exception
     headings = [
@@ -110,7 +111,7 @@ def test_cases_page_shows_the_stored_waterfall(app_with_blob_model) -> None:
     at.run()
     at.file_uploader[0].set_value(("blob.png", blob_png(), "image/png")).run()
     confirm_radiograph(at)
-    at.button(key="start_shap::1").click().run()
+    at.button(key=start_shap_key(1)).click().run()
     assert shap_job().wait(120)
     at.switch_page("pages/cases.py").run()
     assert not at.exception

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.app.conftest import chosen_verdicts, click_verdict, confirm_radiograph, new_app, texts, verdict_items
+from ui.session import audit_key, case_note_key, case_note_save_key, explain_key, prior_key
 
 
 def analysed_case(samples: Path, verdict: str = "disagree"):
@@ -168,8 +169,8 @@ def test_sidebar_takes_the_reviewer_name() -> None:
 def test_case_note_is_saved_and_shown_in_history(untrained_env, samples: Path) -> None:
     at, _ = analysed_case(samples)
     at.switch_page("pages/cases.py").run()
-    at.text_area(key="cases::case_note::1::Dr Test").input("Compare with the prior film.").run()
-    at.button(key="cases::save_case_note::1").click().run()
+    at.text_area(key=case_note_key("cases", 1, "Dr Test")).input("Compare with the prior film.").run()
+    at.button(key=case_note_save_key("cases", 1)).click().run()
     assert not at.exception
     assert "Case note saved." in texts(at)
     history = at.dataframe[-1].value
@@ -181,7 +182,7 @@ def test_the_case_page_shows_the_audit_trail(untrained_env, samples: Path) -> No
     at, label = analysed_case(samples, verdict="agree")
     click_verdict(at, label, "disagree")
     at.switch_page("pages/cases.py").run()
-    at.toggle(key="audit::1").set_value(True).run()
+    at.toggle(key=audit_key(1)).set_value(True).run()
     assert not at.exception
     trail = at.dataframe[-1].value
     # The reader's word that the PNG is a frontal chest radiograph is kept with the run.
@@ -249,7 +250,7 @@ def test_a_case_reopens_another_day_with_its_image_and_heatmap(untrained_env, sa
     captions = [c for image in later.image for c in image.captions]
     assert any(c.startswith("Image (the square centre crop") for c in captions)
     assert any(c.startswith("Grad-CAM for") and "untrained" in c for c in captions)
-    chooser = later.selectbox(key="cases::explain::1")
+    chooser = later.selectbox(key=explain_key("cases", 1))
     other = chooser.options[1]
     chooser.set_value(other).run()
     assert any(c.startswith(f"Grad-CAM for {other}") for image in later.image for c in image.captions)
@@ -320,7 +321,7 @@ def test_a_case_is_compared_with_the_prior_of_the_same_patient(untrained_env, sa
     at.switch_page("pages/cases.py").run()
     at.selectbox[0].set_value(3).run()
     assert "Case 3" in texts(at)
-    toggle = at.toggle(key="prior::3")
+    toggle = at.toggle(key=prior_key(3))
     assert toggle.label == "Compare with a prior of this patient (1)", "case 2 is another patient's"
     toggle.set_value(True).run()
     assert not at.exception, at.exception
@@ -337,7 +338,7 @@ def test_a_case_is_compared_with_the_prior_of_the_same_patient(untrained_env, sa
     assert all(c.startswith(("+", "-")) for c in table["change"])
 
     at.selectbox[0].set_value(2).run()
-    assert not [t for t in at.toggle if (t.key or "").startswith("prior::")], "no prior for a first film"
+    assert not [t for t in at.toggle if t.label.startswith("Compare with a prior")], "no prior for a first film"
 
 
 def test_a_finding_judged_only_unsure_reads_as_a_dash_not_nan(untrained_env, samples: Path) -> None:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 from tests.app.conftest import confirm_radiograph, new_app, texts
+from ui.session import explain_key, keyboard_key, note_save_key, note_text_key, selected_key
+from ui.widgets.radiograph_check import NO_LABEL, YES_LABEL
 
 
 def _upload(at, path: Path):
@@ -58,13 +60,12 @@ def test_score_labels_sit_in_their_own_column_clear_of_the_markers(untrained_env
     assert figure["layout"]["margin"]["r"] >= 110  # room for "0.99 (untrained)"
 
 
-def _bar_button(at, verdict: str):
-    [button] = [b for b in at.button if (b.key or "").split("::")[1:2] == ["keys"] and b.key.endswith(f"::{verdict}")]
-    return button
+def _bar_button(at, verdict: str, run_id: int = 1):
+    return at.button(key=keyboard_key("review", "finding", run_id, verdict))
 
 
-def _selected(at) -> str:
-    [selector] = [s for s in at.selectbox if "::selected::" in (s.key or "")]
+def _selected(at, run_id: int = 1) -> str:
+    selector = at.selectbox(key=selected_key("review", "finding", run_id))
     [line] = [m.value for m in at.markdown if m.value.startswith("Selected: ")]
     assert f"**{selector.value}**" in line
     return selector.value
@@ -95,8 +96,7 @@ def test_verdicts_from_the_keyboard_go_to_the_selected_finding_then_the_next(unt
     from tests.app.test_review_page import db_rows
 
     # The selector is also a plain dropdown; a key press goes to what it shows.
-    [selector] = [s for s in at.selectbox if "::selected::" in (s.key or "")]
-    selector.set_value(items[5]).run()
+    at.selectbox(key=selected_key("review", "finding", 1)).set_value(items[5]).run()
     _bar_button(at, "agree").click().run()
     stored = db_rows("SELECT item, verdict FROM verdicts ORDER BY id")
     assert stored == [(items[0], "agree"), (items[2], "disagree"), (items[1], "unsure"), (items[5], "agree")]
@@ -146,7 +146,7 @@ def test_the_heatmap_follows_the_finding_being_judged(untrained_env, samples: Pa
     assert _selected(at) == items[0] and _heatmap_caption(at).startswith(f"Grad-CAM for {items[0]}")
     [b for b in at.button if b.label == "Next"][0].click().run()  # J
     assert _selected(at) == items[1] and _heatmap_caption(at).startswith(f"Grad-CAM for {items[1]}")
-    at.selectbox(key="review::explain::1").set_value(items[4]).run()  # the list by the image
+    at.selectbox(key=explain_key("review", 1)).set_value(items[4]).run()  # the list by the image
     assert _selected(at) == items[4] and _heatmap_caption(at).startswith(f"Grad-CAM for {items[4]}")
     cam_method_box(at).set_value("Eigen-CAM").run()
     _bar_button(at, "agree").click().run()  # A on the finding shown: stored with its heatmap
@@ -164,13 +164,13 @@ def test_a_new_upload_shows_in_its_lists_what_its_heatmap_is(untrained_env, samp
     at = new_app()
     at.run()
     _upload(at, samples / "nih_00000001_000.png")
-    at.selectbox(key="review::explain::1").set_value("Edema").run()
+    at.selectbox(key=explain_key("review", 1)).set_value("Edema").run()
     cam_method_box(at).set_value("Eigen-CAM").run()
     assert _heatmap_caption(at).startswith("Eigen-CAM for Edema")
     _upload(at, samples / "tbx11k_h0001.png")
-    shown = at.selectbox(key="review::explain::2").value
+    shown = at.selectbox(key=explain_key("review", 2)).value
     method = cam_method_box(at).value
-    assert _selected(at) == shown
+    assert _selected(at, run_id=2) == shown
     assert _heatmap_caption(at).startswith(f"{method} for {shown}")
     assert method == "Eigen-CAM"
 
@@ -185,10 +185,10 @@ def test_a_note_goes_to_the_selected_finding_not_the_first(untrained_env, sample
     items = verdict_items(at)
     click_verdict(at, items[3], "unsure")  # selects that row
     assert _selected(at) == items[3]
-    [box] = [t for t in at.text_input if (t.key or "").startswith("review::finding_note_text::1::")]
+    [box] = [t for t in at.text_input if t.key == note_text_key("review", "finding", 1, "Dr Test")]
     assert items[3] in box.label
     box.input("Check the lateral film.")
-    [save] = [b for b in at.button if (b.key or "") == "review::finding_note_save::1"]
+    [save] = [b for b in at.button if (b.key or "") == note_save_key("review", "finding", 1)]
     save.click().run()
     assert f"Saved: {items[3]} — unsure with note." in texts(at)
     assert db_rows("SELECT item, note FROM verdicts ORDER BY id")[-1] == (items[3], "Check the lateral film.")
@@ -208,7 +208,7 @@ def test_a_brain_mri_jpeg_declined_at_the_question_is_never_scored_nor_stored(un
     assert "carries no record of what it shows" in said and "18 findings" not in said
     assert any(i.captions and "512 × 512 px" in i.captions[0] for i in at.image), "the reader sees what is asked about"
     assert db_rows("SELECT count(*) FROM cases")[0][0] == 0, "nothing stored before the answer"
-    [no] = [b for b in at.button if (b.key or "").endswith("::no")]
+    [no] = [b for b in at.button if b.label == NO_LABEL]
     no.click().run()
     said = texts(at)
     assert "was not analysed, and nothing was stored" in said and "18 findings" not in said
@@ -225,7 +225,7 @@ def test_a_confirmed_png_is_scored_and_the_confirmation_kept_with_its_run(untrai
     path = samples / "nih_00000001_000.png"
     at.file_uploader[0].set_value((path.name, path.read_bytes(), "image/png")).run()
     assert "18 findings" not in texts(at)
-    [yes] = [b for b in at.button if (b.key or "").endswith("::yes")]
+    [yes] = [b for b in at.button if b.label == YES_LABEL]
     yes.click().run()
     assert "18 findings" in texts(at)
     [(actor, detail)] = db_rows("SELECT actor, detail_json FROM audit_events WHERE kind = 'image_confirmed'")

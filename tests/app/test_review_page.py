@@ -17,6 +17,7 @@ from tests.app.conftest import (
     verdict_buttons,
     verdict_items,
 )
+from ui.session import case_note_key, case_note_save_key, explain_key, note_save_key, note_text_key
 
 
 def db_rows(sql: str) -> list:
@@ -106,7 +107,7 @@ def test_opacity_and_colormap_never_call_the_model(untrained_env, samples: Path,
     assert len(calls) == 1
     at.slider(key="cam_opacity").set_value(0.8).run()
     at.selectbox(key="cam_colormap").set_value("viridis").run()
-    at.selectbox(key="review::explain::1").set_value("Effusion").run()
+    at.selectbox(key=explain_key("review", 1)).set_value("Effusion").run()
     assert not at.exception
     assert len(calls) == 1, "the cached analysis is reused"
     assert len(db_rows("SELECT * FROM analysis_runs")) == 1, "a rerun stores nothing new"
@@ -134,8 +135,8 @@ def test_agree_is_stored_with_what_the_reviewer_saw(untrained_env, samples: Path
     label = labels[0]
     click_verdict(at, label, "agree")
     assert f"Saved: {label} — agree" in texts(at)
-    at.text_input(key="review::finding_note_text::1::Dr Test").input("Old scarring, unchanged.")
-    at.button(key="review::finding_note_save::1").click().run()
+    at.text_input(key=note_text_key("review", "finding", 1, "Dr Test")).input("Old scarring, unchanged.")
+    at.button(key=note_save_key("review", "finding", 1)).click().run()
     assert not at.exception
     assert f"Saved: {label} — agree with note." in texts(at)
     rows = db_rows("SELECT item, verdict, note, reviewer, cam_method, supersedes_id FROM verdicts ORDER BY id")
@@ -189,8 +190,8 @@ def test_html_typed_by_a_user_is_shown_as_text(untrained_env, samples: Path) -> 
     upload(at, samples / "nih_00000001_000.png")
     label = verdict_items(at)[0]
     click_verdict(at, label, "unsure")
-    at.text_input(key=f"review::finding_note_text::1::{payload}").input(f"**bold** {payload}")
-    at.button(key="review::finding_note_save::1").click().run()
+    at.text_input(key=note_text_key("review", "finding", 1, payload)).input(f"**bold** {payload}")
+    at.button(key=note_save_key("review", "finding", 1)).click().run()
     assert not at.exception
     shown = [m.value for m in at.caption if "Note:" in m.value]
     assert shown and "\\<img" in shown[0] and "\\*\\*bold" in shown[0]
@@ -279,16 +280,16 @@ def test_an_over_long_note_is_refused_with_a_message_and_kept_in_the_box(untrain
     label = verdict_items(at)[0]
     click_verdict(at, label, "agree")
     pasted = "x" * 5000
-    at.text_input(key="review::finding_note_text::1::Dr Test").input(pasted)
-    at.button(key="review::finding_note_save::1").click().run()
+    at.text_input(key=note_text_key("review", "finding", 1, "Dr Test")).input(pasted)
+    at.button(key=note_save_key("review", "finding", 1)).click().run()
     assert not at.exception
     assert any("limited to 4,000 characters; this one has 5,000" in e.value for e in at.error)
-    assert at.text_input(key="review::finding_note_text::1::Dr Test").value == pasted, "what was typed is kept"
+    assert at.text_input(key=note_text_key("review", "finding", 1, "Dr Test")).value == pasted, "what was typed is kept"
     assert db_rows("SELECT count(*) FROM verdicts")[0][0] == 1, "only the click, not the note"
-    at.text_area(key="review::case_note::1::Dr Test").input(pasted).run()
-    at.button(key="review::save_case_note::1").click().run()
+    at.text_area(key=case_note_key("review", 1, "Dr Test")).input(pasted).run()
+    at.button(key=case_note_save_key("review", 1)).click().run()
     assert any("this one has 5,000" in e.value for e in at.error)
-    assert at.text_area(key="review::case_note::1::Dr Test").value == pasted
+    assert at.text_area(key=case_note_key("review", 1, "Dr Test")).value == pasted
     assert db_rows("SELECT count(*) FROM case_notes")[0][0] == 0
 
 

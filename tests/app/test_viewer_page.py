@@ -10,6 +10,7 @@ import pytest
 
 from tests.app.conftest import confirm_radiograph, new_app
 from tests.app.test_review_page import upload
+from ui.session import explain_key, prior_key
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def test_the_radiograph_goes_to_the_viewer_once(untrained_env, browser_viewer, s
     assert heatmap["caption"].startswith("Grad-CAM for ") and heatmap["untrained"].startswith("UNTRAINED")
 
     # Another finding: only the new heatmap travels; the radiograph and outline are ids only.
-    at.selectbox(key="review::explain::1").set_value("Effusion").run()
+    at.selectbox(key=explain_key("review", 1)).set_value("Effusion").run()
     spec2, sent2 = _viewer(at)
     assert [layer["id"] for layer in spec2["layers"][:2]] == [layer["id"] for layer in spec["layers"][:2]]
     assert set(sent2) == {f"b_{spec2['layers'][2]['id']}"}
@@ -78,7 +79,7 @@ def test_a_case_and_its_prior_open_in_two_linked_viewers(untrained_env, browser_
         confirm_radiograph(at)
     at.switch_page("pages/cases.py").run()
     at.selectbox[0].set_value(2).run()
-    at.toggle(key="prior::2").set_value(True).run()
+    at.toggle(key=prior_key(2)).set_value(True).run()
     assert not at.exception, at.exception
     viewers = [e for e in at.get("component_instance") if "review_viewer" in e.proto.component_name]
     specs = [json.loads(json.loads(v.proto.json_args)["spec"]) for v in viewers]

@@ -12,6 +12,16 @@ import numpy as np
 
 from tests.app.conftest import chosen_verdicts, click_verdict, new_app, texts, verdict_items
 from tests.conftest import SAMPLES, require_samples
+from ui.session import (
+    NEXT_SLICE_KEY,
+    VIEW_KEY,
+    channel_key,
+    prior_volume_key,
+    segment_key,
+    slice_key,
+    untrained_key,
+    volume_upload_key,
+)
 
 MASK_TASK = "A mask from another tool"
 MRI = SAMPLES / "mri"
@@ -35,7 +45,7 @@ def _open_mask_task(at):
 
 def _upload_t1_and_mask(at, mask: bytes):
     t1 = (MRI / "mni152_t1.nii.gz").read_bytes()
-    at.file_uploader(key=f"volume_upload::{MASK_TASK}").set_value([("mni152_t1.nii.gz", t1, "application/gzip")]).run()
+    at.file_uploader(key=volume_upload_key(MASK_TASK)).set_value([("mni152_t1.nii.gz", t1, "application/gzip")]).run()
     at.file_uploader(key="mask_upload").set_value(("grey_matter.nii.gz", mask, "application/gzip")).run()
     return at
 
@@ -61,13 +71,13 @@ def test_mni_t1_with_grey_matter_mask_scrolls_measures_and_records_a_verdict():
     volume_ml = float(table.loc[table["structure"] == "Label 1", "volume (mL)"].iloc[0])
     assert 400 < volume_ml < 1200  # an adult brain's grey matter
 
-    at.slider(key="vv::slice::Axial").set_value(120).run()
+    at.slider(key=slice_key("Axial")).set_value(120).run()
     assert "Axial 120 of 189" in texts(at)
-    at.button(key="vv::next").click().run()
+    at.button(key=NEXT_SLICE_KEY).click().run()
     assert "Axial 121 of 189" in texts(at)
-    at.segmented_control(key="vv::view").set_value("Coronal").run()
+    at.segmented_control(key=VIEW_KEY).set_value("Coronal").run()
     assert "Coronal 117 of 233" in texts(at)
-    at.segmented_control(key="vv::view").set_value("Sagittal").run()
+    at.segmented_control(key=VIEW_KEY).set_value("Sagittal").run()
     assert "Sagittal 99 of 197" in texts(at)
     assert not at.exception, at.exception
 
@@ -121,7 +131,7 @@ def test_a_file_that_is_not_a_volume_gets_a_clear_error():
     require_samples()
     at = _open_mask_task(new_app())
     png = (SAMPLES / "cxr" / "nih_00000001_000.png").read_bytes()
-    at.file_uploader(key=f"volume_upload::{MASK_TASK}").set_value([("chest.png", png, "image/png")]).run()
+    at.file_uploader(key=volume_upload_key(MASK_TASK)).set_value([("chest.png", png, "image/png")]).run()
     assert not at.exception, at.exception
     assert "chest.png" in " ".join(str(e.value) for e in at.error)
 
@@ -157,12 +167,12 @@ def test_brats_case_runs_through_the_untrained_network_labelled_everywhere(untra
     at = new_app()
     at.run()
     at.switch_page("pages/volumes.py").run()
-    at.file_uploader(key="volume_upload::Brain tumour (MRI, 4 channels)").set_value(_small_brats_files()).run()
+    at.file_uploader(key=volume_upload_key("Brain tumour (MRI, 4 channels)")).set_value(_small_brats_files()).run()
     assert not at.exception, at.exception
-    assert at.selectbox(key="channel::t1c").value == "BraTS2021_00001_t1c.nii.gz"
-    assert at.selectbox(key="channel::flair").value == "BraTS2021_00001_flair.nii.gz"
+    assert at.selectbox(key=channel_key("t1c")).value == "BraTS2021_00001_t1c.nii.gz"
+    assert at.selectbox(key=channel_key("flair")).value == "BraTS2021_00001_flair.nii.gz"
     assert "untrained" in texts(at).lower()
-    at.button(key="segment::monai-brats-segresnet").click().run()
+    at.button(key=segment_key("monai-brats-segresnet")).click().run()
     _wait_for_segmentation(at)
     said = texts(at)
     assert "UNTRAINED weights" in said
@@ -192,12 +202,12 @@ def test_missing_segmentation_weights_say_where_they_go_and_offer_untrained_mode
     at = new_app()
     at.run()
     at.switch_page("pages/volumes.py").run()
-    at.file_uploader(key="volume_upload::Brain tumour (MRI, 4 channels)").set_value(_small_brats_files()).run()
+    at.file_uploader(key=volume_upload_key("Brain tumour (MRI, 4 channels)")).set_value(_small_brats_files()).run()
     said = texts(at)
     assert "cannot run" in said and "model.pt" in said
-    assert not any(b.key == "segment::monai-brats-segresnet" for b in at.button)
-    at.button(key="untrained::monai-brats-segresnet").click().run()
-    assert any(b.key == "segment::monai-brats-segresnet" for b in at.button)
+    assert not any(b.key == segment_key("monai-brats-segresnet") for b in at.button)
+    at.button(key=untrained_key("monai-brats-segresnet")).click().run()
+    assert any(b.key == segment_key("monai-brats-segresnet") for b in at.button)
 
 
 # --- details a new user ran into (issue 9's defect list) -------------------------------------
@@ -209,7 +219,7 @@ def test_a_0_255_probability_map_is_thresholded_at_half_its_scale_with_the_range
     require_samples()
     at = _open_mask_task(new_app())
     t1 = (MRI / "mni152_t1.nii.gz").read_bytes()
-    at.file_uploader(key=f"volume_upload::{MASK_TASK}").set_value([("mni152_t1.nii.gz", t1, "application/gzip")]).run()
+    at.file_uploader(key=volume_upload_key(MASK_TASK)).set_value([("mni152_t1.nii.gz", t1, "application/gzip")]).run()
     at.checkbox(key="mask_is_probability").check().run()
     gm = (MRI / "mni152_gm_prob.nii.gz").read_bytes()
     at.file_uploader(key="mask_upload").set_value(("mni152_gm_prob.nii.gz", gm, "application/gzip")).run()
@@ -237,7 +247,7 @@ def test_each_ct_opens_in_its_own_window_a_whole_body_slab_in_soft_tissue():
     at.run()
     at.switch_page("pages/volumes.py").run()
     at.segmented_control(key="volume_task").set_value("Whole-body CT structures").run()
-    uploader = "volume_upload::Whole-body CT structures"
+    uploader = volume_upload_key("Whole-body CT structures")
     head = ("head_ct.nii.gz", _ct_nifti((200, 200, 30), (1.0, 1.0, 5.0)), "application/gzip")
     at.file_uploader(key=uploader).set_value([head]).run()
     assert not at.exception, at.exception
@@ -259,7 +269,7 @@ def test_one_file_for_the_brain_tumour_model_is_counted_in_words_and_the_sidebar
     at.run()
     at.switch_page("pages/volumes.py").run()
     files = _small_brats_files()[:1]
-    at.file_uploader(key="volume_upload::Brain tumour (MRI, 4 channels)").set_value(files).run()
+    at.file_uploader(key=volume_upload_key("Brain tumour (MRI, 4 channels)")).set_value(files).run()
     assert "exactly 4 NIfTI files (T1c, T1, T2, FLAIR); 1 was uploaded." in " ".join(e.value for e in at.error)
     sidebar = " ".join(c.value for c in at.sidebar.caption)
     assert all(spec.display_name in sidebar for spec in segmenters())
@@ -377,7 +387,7 @@ def test_a_volume_and_its_prior_open_side_by_side_linked_with_the_change_in_volu
     at.run()
     at.switch_page("pages/cases.py").run()
     assert not at.exception, at.exception
-    at.toggle(key=f"prior_volume::{second}").set_value(True).run()
+    at.toggle(key=prior_volume_key(second)).set_value(True).run()
     assert not at.exception, at.exception
     viewers = [e for e in at.get("component_instance") if "review_viewer" in e.proto.component_name]
     specs = [json.loads(json.loads(v.proto.json_args)["spec"]) for v in viewers]
@@ -397,6 +407,6 @@ def test_a_volume_without_a_patient_key_offers_no_prior():
     at = _upload_t1_and_mask(_open_mask_task(new_app()), _grey_matter_mask())
     at.switch_page("pages/cases.py").run()
     assert not at.exception, at.exception
-    assert not [t for t in at.toggle if str(t.key).startswith("prior_volume::")], (
+    assert not [t for t in at.toggle if t.label.startswith("Compare with a prior")], (
         "a NIfTI says nothing about whose it is"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import subprocess
@@ -105,12 +106,28 @@ def streamlit_app(
             except Exception as exc:  # say what the server said, e.g. a module missing from requirements.txt
                 raise AssertionError(f"{exc}\n--- streamlit log ---\n{log_path.read_text()[-3000:]}") from exc
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-    assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
+            said = log_path.read_text()
+            _stop_later(process)
+    assert "Traceback" not in said, said[-3000:]
+
+
+_STOPPING: list[subprocess.Popen] = []
+
+
+def _stop_later(process: subprocess.Popen) -> None:
+    """Streamlit takes about 2 s to stop after SIGTERM (37 s of the browser suite, waited for one
+    server at a time): the next test starts meanwhile, and the stopped ones are reaped at exit."""
+    process.terminate()
+    _STOPPING.append(process)
+
+
+@atexit.register
+def _reap_stopped() -> None:
+    for process in _STOPPING:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 @pytest.fixture

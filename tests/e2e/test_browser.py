@@ -55,9 +55,7 @@ def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
         expect(page.get_by_text(f"Saved: {label} — agree")).to_be_visible()
         expect(verdict_rows.chosen(first)).to_have_text(re.compile("Agree$"))
         expect(
-            page.locator("[class*='st-key-review-finding-verdict-'] [data-testid='stBaseButton-primary']").filter(
-                visible=True
-            )
+            verdict_rows.rows(page, "review").locator("[data-testid='stBaseButton-primary']").filter(visible=True)
         ).to_have_count(1)
         _shot(page, "02-review-after-agree")
 
@@ -70,9 +68,7 @@ def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
         kept = verdict_rows.rows(page, "cases").filter(has=page.locator("strong", has_text=label))
         expect(verdict_rows.chosen(kept)).to_have_text(re.compile("Agree$"))
         expect(
-            page.locator("[class*='st-key-cases-finding-verdict-'] [data-testid='stBaseButton-primary']").filter(
-                visible=True
-            )
+            verdict_rows.rows(page, "cases").locator("[data-testid='stBaseButton-primary']").filter(visible=True)
         ).to_have_count(1)
         _shot(page, "03-cases-after-reload")
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import re
 
+from ui.session import verdict_row_key
+
 VERDICT_NAMES = {"agree": "Agree", "disagree": "Disagree", "unsure": "Unsure"}
 
 
 def rows(page, scope: str, noun: str = "finding"):
-    return page.locator(f"[class*='st-key-{scope}-{noun}-verdict-']")
+    prefix = verdict_row_key(scope, noun, 0).removesuffix("0")
+    return page.locator(f"[class*='st-key-{prefix}']")
 
 
 def row(page, scope: str, index: int, noun: str = "finding"):
-    return page.locator(f".st-key-{scope}-{noun}-verdict-{index}")
+    return page.locator(f".st-key-{verdict_row_key(scope, noun, index)}")
 
 
 def item_name(row_locator) -> str:

@@ -11,6 +11,7 @@ from inference.models.registry import segmenters
 from inference.models.weights import import_command, installed_weights_path
 from ui import models
 from ui.identity import reviewer
+from ui.session import untrained_key
 
 VOLUME_PAGE = "volumes"  # the MRI/CT page's url path (app.py)
 
@@ -117,7 +118,7 @@ def seg_model_panel(spec):
         "Use untrained weights (masks are meaningless, for interface testing only)",
         on_click=_enable_untrained,
         args=(spec,),
-        key=f"untrained::{spec.model_id}",
+        key=untrained_key(spec.model_id),
         help="For this model on this server, every tab and reviewer, until a restart; recorded in the audit trail.",
     )
     return None

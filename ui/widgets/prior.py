@@ -12,6 +12,7 @@ import streamlit as st
 from storage import repository
 from ui import database
 from ui.identity import visible_reviewer
+from ui.text import md_escape
 
 AnyRun = TypeVar("AnyRun", bound=repository.RunRecord)
 
@@ -39,3 +40,24 @@ def choose_prior(
             for v in repository.current_verdicts(session, prior.run_id, reviewer=visible_reviewer())
         }
     return prior, seen
+
+
+def side_by_side(
+    run: AnyRun,
+    prior: AnyRun,
+    describe: Callable[[AnyRun], str],
+    draw: Callable[[int, AnyRun], None],
+    untrained: str,
+) -> None:
+    """This case and the prior in two columns, each headed by its date and ``describe`` and drawn
+    by ``draw(side, run)`` (side 0 this case, 1 the prior), each run on untrained weights
+    saying so (``untrained``: what is meaningless, e.g. "scores are meaningless")."""
+    columns = st.columns(2)
+    for side, (column, shown, title) in enumerate(
+        ((columns[0], run, "This case"), (columns[1], prior, f"Prior: case {prior.case_id}"))
+    ):
+        column.markdown(f"**{title}** · {shown.created_at:%Y-%m-%d} · {md_escape(describe(shown))}")
+        with column:
+            draw(side, shown)
+        if not shown.trained:
+            column.caption(f":red[UNTRAINED weights: {untrained}]")

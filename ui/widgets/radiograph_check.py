@@ -14,16 +14,13 @@ import streamlit as st
 
 from core.errors import ReviewError
 from core.settings import load_settings
+from ui.session import radiograph_answer_key, radiograph_button_key
 
 CONFIRMED_AS = "a frontal chest radiograph"
 YES, NO = "radiograph", "declined"
 YES_LABEL = "Yes: a frontal chest radiograph (PA or AP). Analyse it"
 NO_LABEL = "No: something else"
 PREVIEW_SIDE = 420  # pixels: enough to tell a chest from a head, light to send
-
-
-def answer_key(input_sha256: str) -> str:
-    return f"review::what_it_is::{input_sha256}"
 
 
 def _answer(key: str, value: str) -> None:
@@ -38,7 +35,7 @@ def confirmed_as(input_sha256: str, filename: str, data: bytes) -> str | None:
     fmt = sniff_format(data)
     if fmt not in ("png", "jpeg"):
         return ""  # DICOM (checked by its header), or not an image (the front door says so)
-    key = answer_key(input_sha256)
+    key = radiograph_answer_key(input_sha256)
     answer = st.session_state.get(key)
     if answer == YES:
         return CONFIRMED_AS
@@ -69,7 +66,7 @@ def confirmed_as(input_sha256: str, filename: str, data: bytes) -> str | None:
     preview, answers = st.columns([1, 2], vertical_alignment="center")
     preview.image(np.clip(small, 0, 255).astype(np.uint8), caption=f"{filename} · {cols} × {rows} px")
     with answers:
-        st.button(YES_LABEL, key=f"{key}::yes", on_click=_answer, args=(key, YES))
-        st.button(NO_LABEL, key=f"{key}::no", on_click=_answer, args=(key, NO))
+        st.button(YES_LABEL, key=radiograph_button_key(input_sha256, "yes"), on_click=_answer, args=(key, YES))
+        st.button(NO_LABEL, key=radiograph_button_key(input_sha256, "no"), on_click=_answer, args=(key, NO))
         st.caption("Your answer is stored with the analysis, under your name.")
     return None

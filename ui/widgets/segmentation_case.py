@@ -12,9 +12,10 @@ from inference.volume.types import MultiChannelVolume, Volume
 from storage import repository
 from storage.reporting import SegmentationWorklistRow
 from ui import database, resources, results
+from ui.session import prior_volume_key
 from ui.text import md_escape
 from ui.widgets import image_viewer
-from ui.widgets.prior import choose_prior
+from ui.widgets.prior import choose_prior, side_by_side
 from ui.widgets.segmentation_results import origin_label, segmentation_results, shown_channel
 from ui.widgets.structure_verdicts import masks_origin, measurement_rows, structure_history, structure_verdict_panel
 from ui.widgets.volume_viewer import masked_volume_scene, volume_viewer
@@ -106,28 +107,24 @@ def _prior_comparison(run: repository.SegmentationRunRecord, channel: int) -> No
     with database.transaction() as session:
         priors = repository.prior_segmentations(session, run.run_id)
     picked = choose_prior(
-        priors, f"prior_volume::{run.run_id}", lambda p: f"Case {p.case_id} · run #{p.run_id} · {_masks_from(p)}"
+        priors, prior_volume_key(run.run_id), lambda p: f"Case {p.case_id} · run #{p.run_id} · {_masks_from(p)}"
     )
     if picked is None:
         return
     prior, seen = picked
     browser = image_viewer.browser_viewer_chosen()
     linked = f"prior:{run.run_id}:{prior.run_id}"
-    columns = st.columns(2)
-    for side, (column, shown, title) in enumerate(
-        ((columns[0], run, "This case"), (columns[1], prior, f"Prior: case {prior.case_id}"))
-    ):
-        column.markdown(f"**{title}** · {shown.created_at:%Y-%m-%d} · {md_escape(_masks_from(shown))}")
+
+    def draw(side: int, shown: repository.SegmentationRunRecord) -> None:
         inputs = results.kept_volume(shown.facts.input_sha256)
         segmentation = results.kept_segmentation(shown.run_id, shown.label_map_sha256, shown)
         if inputs is None or segmentation is None:
-            column.caption("The volume or its masks are not kept.")
+            st.caption("The volume or its masks are not kept.")
         elif browser:
             scene = masked_volume_scene(_same_channel(inputs, channel), segmentation, origin_label(segmentation))
-            with column:
-                image_viewer.show(scene, f"prior_volume_viewer::{side}", height=420, sync=linked)
-        if not shown.trained:
-            column.caption(":red[UNTRAINED weights: these masks are meaningless]")
+            image_viewer.show(scene, f"prior_volume_viewer::{side}", height=420, sync=linked)
+
+    side_by_side(run, prior, _masks_from, draw, "these masks are meaningless")
     if browser:
         st.caption(
             "The crosshair, zoom and window move both volumes together, by position in millimetres: "

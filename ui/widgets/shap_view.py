@@ -10,6 +10,7 @@ from inference.models.loader import UNTRAINED_LABEL, LoadedModel
 from pipelines.analyze import CaseAnalysis
 from storage import repository
 from ui import background, database, resources, results
+from ui.session import start_shap_key
 from ui.widgets.charts import score_text, shap_waterfall
 from ui.widgets.job_progress import follow_job
 from xai.overlay import diverging_legend_png, png_bytes, region_value_map
@@ -38,7 +39,7 @@ def shap_panel(analysis: CaseAnalysis, loaded: LoadedModel, run_id: int, label: 
             "from 256 masked copies of the image "
             "(about half a minute on this server's CPU)."
         )
-        if st.button("Explain the scores with region SHAP", key=f"start_shap::{run_id}"):
+        if st.button("Explain the scores with region SHAP", key=start_shap_key(run_id)):
             background.start_region_shap(analysis, loaded, run_id)
             st.rerun()
         return

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
-import streamlit as st
 
 from inference.volume.case import UPLOADED_MASK_MODEL_ID
 from inference.volume.types import StructureMeasurement
-from storage import repository
-from ui import database
-from ui.identity import visible_reviewer
 from ui.text import md_escape
-from ui.widgets.verdicts import STRUCTURES, VerdictItem, blinding_caption, verdict_panel
+from ui.widgets.verdicts import STRUCTURES, VerdictItem, history_table, verdict_panel
 
 
 def measurement_rows(measurements: tuple[StructureMeasurement, ...]) -> pd.DataFrame:
@@ -50,28 +46,5 @@ def structure_verdict_panel(
 
 
 def structure_history(run_id: int) -> None:
-    only = visible_reviewer()
-    with database.transaction() as session:
-        rows = repository.verdict_history(session, run_id, reviewer=only)
-        names = repository.reviewer_names(session)
-    blinding_caption()
-    if not rows:
-        st.caption("No verdicts recorded yet.")
-        return
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "time (UTC)": v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                    "reviewer": names.get(v.reviewer, v.reviewer),
-                    "structure": v.item,
-                    "verdict": v.verdict.value,
-                    "note": v.note,
-                    "replaces entry": f"#{v.supersedes_id}" if v.supersedes_id else "",
-                    "entry": f"#{v.verdict_id}",
-                }
-                for v in rows
-            ]
-        ),
-        hide_index=True,
-    )
+    """The verdicts on a segmentation's structures, in the one history table."""
+    history_table(run_id, "structure", case_notes=False)

@@ -27,6 +27,16 @@ from core.vocabulary import Band, Verdict
 from storage import repository
 from ui import database
 from ui.identity import current_reviewer, reviewer, visible_reviewer
+from ui.session import (
+    case_note_key,
+    case_note_save_key,
+    keyboard_key,
+    note_save_key,
+    note_text_key,
+    selected_key,
+    verdict_key,
+    verdict_row_key,
+)
 from ui.text import md_escape
 from ui.widgets.charts import BAND_SWATCHES, score_text
 
@@ -111,15 +121,11 @@ def _store(kind: VerdictKind, run_id: int, item: str, verdict: str, name: str, n
     return True
 
 
-def selected_key(scope: str, kind: VerdictKind, run_id: int) -> str:
-    return f"{scope}::{kind.noun}::selected::{run_id}"
-
-
 def selected_item(kind: VerdictKind, run_id: int, names: Sequence[str], scope: str) -> str | None:
     """The item being judged: the panel's selection (J / K, the list, a row's verdict), which the
     heatmap, region SHAP and the note box follow. A run opens on its first item without the
     reviewer's verdict."""
-    key = selected_key(scope, kind, run_id)
+    key = selected_key(scope, kind.noun, run_id)
     if not names:
         return None
     if st.session_state.get(key) not in names:
@@ -139,7 +145,9 @@ def follow_selection(
     if current is None:
         return None
     st.session_state[key] = current
-    st.selectbox(label, list(names), key=key, on_change=_copy_selection, args=(key, selected_key(scope, kind, run_id)))
+    st.selectbox(
+        label, list(names), key=key, on_change=_copy_selection, args=(key, selected_key(scope, kind.noun, run_id))
+    )
     return current
 
 
@@ -261,7 +269,7 @@ def verdict_panel_here(
     with database.transaction() as session:
         mine = kind.current(session, run_id, name) if name else {}
     _show_feedback(kind)
-    state_key = selected_key(scope, kind, run_id)
+    state_key = selected_key(scope, kind.noun, run_id)
     names = tuple(item.name for item in items)
     selected_item(kind, run_id, names, scope)
     if names:
@@ -328,7 +336,7 @@ def _keyboard_bar(kind, run_id, items, scope, name, state_key) -> None:
             text,
             # One button per verdict and run: the item is read from that run's selector, whose
             # value the browser sends with the key press, so it is the item that was on screen.
-            key=f"{scope}::keys::{kind.noun}::{run_id}::{value}",
+            key=keyboard_key(scope, kind.noun, run_id, value),
             shortcut=VERDICT_KEYS[value],
             disabled=not name,
             on_click=_on_key_verdict,
@@ -337,7 +345,7 @@ def _keyboard_bar(kind, run_id, items, scope, name, state_key) -> None:
         )
     bar.button(
         "Previous",
-        key=f"{scope}::{kind.noun}::{run_id}::previous",
+        key=keyboard_key(scope, kind.noun, run_id, "previous"),
         shortcut=KEY_PREVIOUS_ITEM,
         icon=":material/keyboard_arrow_up:",
         on_click=_step,
@@ -345,7 +353,7 @@ def _keyboard_bar(kind, run_id, items, scope, name, state_key) -> None:
     )
     bar.button(
         "Next",
-        key=f"{scope}::{kind.noun}::{run_id}::next",
+        key=keyboard_key(scope, kind.noun, run_id, "next"),
         shortcut=KEY_NEXT_ITEM,
         icon=":material/keyboard_arrow_down:",
         on_click=_step,
@@ -359,7 +367,9 @@ def _keyboard_bar(kind, run_id, items, scope, name, state_key) -> None:
 def _row(kind, run_id, item: VerdictItem, index: int, scope, name, mine, selected: bool, state_key) -> None:
     verdict, note = mine.get(item.name, (None, ""))
     # The keyed container holds one item's row (its CSS class names it, for browser tests).
-    row = st.container(key=f"{scope}-{kind.noun}-verdict-{index}").columns([2.6, 3.6, 2.6], vertical_alignment="center")
+    row = st.container(key=verdict_row_key(scope, kind.noun, index)).columns(
+        [2.6, 3.6, 2.6], vertical_alignment="center"
+    )
     marker = ":blue[:material/arrow_right:] " if selected else ""
     row[0].markdown(marker + item.summary)
     buttons = row[1].container(horizontal=True, gap="xsmall")
@@ -367,7 +377,7 @@ def _row(kind, run_id, item: VerdictItem, index: int, scope, name, mine, selecte
         chosen = verdict == value
         buttons.button(
             text,
-            key=f"{scope}::{kind.noun}::{run_id}::{item.name}::{value}",
+            key=verdict_key(scope, kind.noun, run_id, item.name, value),
             type="primary" if chosen else "secondary",
             # Every button has an icon of the same size, so choosing one never shifts its
             # neighbours under a fast click; the chosen one is also primary.
@@ -381,13 +391,9 @@ def _row(kind, run_id, item: VerdictItem, index: int, scope, name, mine, selecte
         row[2].caption(f"Note: {md_escape(note)}")
 
 
-def note_text_key(scope: str, kind: VerdictKind, run_id: int, name: str) -> str:
-    return f"{scope}::{kind.noun}_note_text::{run_id}::{name}"
-
-
 def _note_form(kind: VerdictKind, run_id: int, item: str, scope: str, name: str) -> None:
     """A note on the selected item, named in the box's label: the item stored is the one named."""
-    text_key = note_text_key(scope, kind, run_id, name)
+    text_key = note_text_key(scope, kind.noun, run_id, name)
     with st.form(f"{scope}::{kind.noun}_note_form::{run_id}", border=False, enter_to_submit=True):
         st.text_input(
             f"Note on the selected {kind.noun}, {item} (press Enter to save it with your verdict)",
@@ -396,7 +402,7 @@ def _note_form(kind: VerdictKind, run_id: int, item: str, scope: str, name: str)
         )
         st.form_submit_button(
             f"Save note on {item}",
-            key=f"{scope}::{kind.noun}_note_save::{run_id}",
+            key=note_save_key(scope, kind.noun, run_id),
             disabled=not name,
             on_click=_on_note,
             args=(kind, run_id, name, item, text_key),
@@ -404,7 +410,7 @@ def _note_form(kind: VerdictKind, run_id: int, item: str, scope: str, name: str)
 
 
 def _case_note(kind: VerdictKind, run_id: int, name: str, scope: str) -> None:
-    key = f"{scope}::case_note::{run_id}::{name}"
+    key = case_note_key(scope, run_id, name)
     if name and key not in st.session_state:
         with database.transaction() as session:
             current = repository.current_case_note(session, run_id, name)
@@ -412,7 +418,7 @@ def _case_note(kind: VerdictKind, run_id: int, name: str, scope: str) -> None:
     st.text_area("Case note", key=key, disabled=not name)
     st.button(
         "Save case note",
-        key=f"{scope}::save_case_note::{run_id}",
+        key=case_note_save_key(scope, run_id),
         disabled=not name,
         on_click=_save_case_note,
         args=(kind, run_id, name, key),
@@ -451,12 +457,13 @@ def blinding_caption() -> None:
         )
 
 
-def history_table(run_id: int) -> None:
-    """Every verdict and case note the viewer may see for the run, oldest first (text, never HTML)."""
+def history_table(run_id: int, noun: str = "finding", case_notes: bool = True) -> None:
+    """Every verdict (and case note) the viewer may see for the run, oldest first (text, never
+    HTML): the one history table of every run kind; ``noun`` heads the items' column."""
     only = visible_reviewer()
     with database.transaction() as session:
         verdicts = repository.verdict_history(session, run_id, reviewer=only)
-        notes = repository.case_note_history(session, run_id, reviewer=only)
+        notes = repository.case_note_history(session, run_id, reviewer=only) if case_notes else []
         names = repository.reviewer_names(session)
     blinding_caption()
     if not verdicts and not notes:
@@ -466,7 +473,7 @@ def history_table(run_id: int) -> None:
         {
             "time (UTC)": v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             "reviewer": names.get(v.reviewer, v.reviewer),
-            "finding": v.item,
+            noun: v.item,
             "verdict": v.verdict.value,
             "note": v.note,
             "replaces entry": f"#{v.supersedes_id}" if v.supersedes_id else "",
@@ -477,7 +484,7 @@ def history_table(run_id: int) -> None:
         {
             "time (UTC)": n.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             "reviewer": names.get(n.reviewer, n.reviewer),
-            "finding": "(case note)",
+            noun: "(case note)",
             "verdict": "",
             "note": n.note,
             "replaces entry": f"note #{n.supersedes_id}" if n.supersedes_id else "",

@@ -31,20 +31,16 @@ from inference.volume.slices import (
 from inference.volume.types import LabelInfo, Segmentation, Volume
 from inference.volume.windowing import CT_PRESETS, default_ct_preset, window_to_uint8
 from ui import results
+from ui.session import NEXT_SLICE_KEY, PREVIOUS_SLICE_KEY, VIEW_KEY, slice_key
 from ui.widgets import image_viewer
 
 log = logging.getLogger(__name__)
 
-VIEW_KEY = "vv::view"
 GOTO_KEY = "vv::goto"  # the browser viewer's next slice to show, with a nonce
 BROWSER_VIEWER_KEY = "volume_viewer"
 DISPLAY_WIDTH_PX = 420
 _CUSTOM = "Custom"
 _AUTO = "Auto (0.5-99.5 percentile)"
-
-
-def slice_key(view: str) -> str:
-    return f"vv::slice::{view}"
 
 
 def _step(view: str, delta: int, count: int) -> None:
@@ -183,9 +179,11 @@ def _server_viewer(volume: Volume, segmentation: Segmentation | None, caption_su
 
     step = st.columns([1, 1, 10], vertical_alignment="bottom")
     step[0].button(
-        ":material/chevron_left:", key="vv::prev", help="Previous slice", on_click=_step, args=(view, -1, count)
+        ":material/chevron_left:", key=PREVIOUS_SLICE_KEY, help="Previous slice", on_click=_step, args=(view, -1, count)
     )
-    step[1].button(":material/chevron_right:", key="vv::next", help="Next slice", on_click=_step, args=(view, 1, count))
+    step[1].button(
+        ":material/chevron_right:", key=NEXT_SLICE_KEY, help="Next slice", on_click=_step, args=(view, 1, count)
+    )
     step[2].slider("Slice", 1, count, key=key)
     index = st.session_state[key] - 1
 
