@@ -266,14 +266,18 @@ def _baseline_shap_s(sample: Path, repeats: int) -> float:
     return bench.shap_seconds(loaded, model_input(image.pixels, CXR_DENSENET.input_size)[0, 0], repeats)
 
 
+# Each goal a test of the figures; bench.py judges those whose figures were measured.
+GOALS = {
+    "upload_to_findings_ms <= 1500": lambda r: r["upload_to_findings_ms"] <= 1500,
+    "finding_switch_ms <= 300": lambda r: r["finding_switch_ms"] <= 300,
+    "page_switch_ms <= 1000": lambda r: r["page_switch_ms"] <= 1000,
+    "window_drag_ms <= 50": lambda r: r["window_drag_ms"] <= 50,
+    "opacity_change_ms <= 50": lambda r: r["opacity_change_ms"] <= 50,
+}
+
+
 def goals(result: dict) -> dict:
-    return {
-        "upload_to_findings_ms <= 1500": result["upload_to_findings_ms"] <= 1500,
-        "finding_switch_ms <= 300": result["finding_switch_ms"] <= 300,
-        "page_switch_ms <= 1000": result["page_switch_ms"] <= 1000,
-        "window_drag_ms <= 50": result["window_drag_ms"] <= 50,
-        "opacity_change_ms <= 50": result["opacity_change_ms"] <= 50,
-    }
+    return {name: met(result) for name, met in GOALS.items()}
 
 
 if __name__ == "__main__":

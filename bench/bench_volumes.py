@@ -196,15 +196,19 @@ def rss_both(sample: Path) -> dict:
     return {"rss_both_mb": current, "rss_both_peak_mb": peak}
 
 
+# Each goal a test of the figures; bench.py judges those whose figures were measured.
+GOALS = {
+    "seg_s <= 1.15 x seg_window_s": lambda r: r["seg_s"] <= 1.15 * r["seg_window_s"],
+    "scroll_rerun_ms <= 50": lambda r: r["scroll_rerun_ms"] <= 50.0,
+    "scroll_key_to_image_ms <= 50": lambda r: r["scroll_key_to_image_ms"] <= 50.0,
+    "mask_opacity_change_ms <= 50": lambda r: r["mask_opacity_change_ms"] <= 50.0,
+    "rss_both_mb <= 3000": lambda r: r["rss_both_mb"] <= 3000.0,
+    "rss_both_peak_mb <= 3500": lambda r: r["rss_both_peak_mb"] <= 3500.0,
+}
+
+
 def goals(result: dict) -> dict:
-    return {
-        "seg_s <= 1.15 x seg_window_s": result["seg_s"] <= 1.15 * result["seg_window_s"],
-        "scroll_rerun_ms <= 50": result["scroll_rerun_ms"] <= 50.0,
-        "scroll_key_to_image_ms <= 50": result["scroll_key_to_image_ms"] <= 50.0,
-        "mask_opacity_change_ms <= 50": result["mask_opacity_change_ms"] <= 50.0,
-        "rss_both_mb <= 3000": result["rss_both_mb"] <= 3000.0,
-        "rss_both_peak_mb <= 3500": result["rss_both_peak_mb"] <= 3500.0,
-    }
+    return {name: met(result) for name, met in GOALS.items()}
 
 
 def _case_files(folder: Path) -> tuple[Path, Path]:

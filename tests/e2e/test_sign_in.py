@@ -96,6 +96,9 @@ def _stored(database_url: str, sql: str) -> list[tuple]:
 
 
 def _download(page, button: str, folder: Path) -> Path:
+    # Once the page has finished its run: a download button's file belongs to the run that drew
+    # it, and a click while the next run replaces it finds nothing ("Deferred file ... not found").
+    settled(page)
     with page.expect_download() as info:
         page.get_by_role("button", name=button).click()
     path = folder / info.value.suggested_filename
