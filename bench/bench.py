@@ -402,9 +402,15 @@ def main() -> int:
     result: dict = {}
     skipped: dict[str, str] = {}
 
-    def part(name: str, measure) -> None:  # type: ignore[no-untyped-def]
+    bundle = PROJECT / "ui" / "viewer" / "static" / "niivue.umd.js"
+
+    def part(name: str, measure, viewer: bool = False) -> None:  # type: ignore[no-untyped-def]
         """One part of the benchmark: a part that cannot run (no viewer bundle, no browser, no
         PostgreSQL...) says why in one line and the others' figures still come out."""
+        if viewer and not bundle.is_file():
+            skipped[name] = f"the browser viewer is not built ({bundle} is missing: bash scripts/build-viewer)"
+            log.error("%s could not be measured: %s", name, skipped[name])
+            return
         try:
             result.update(measure())
         except Exception as exc:  # noqa: BLE001 - any failure of one part must not lose the others
@@ -425,12 +431,14 @@ def main() -> int:
             part("volumes", bench_volumes.seg_timings)
             part("volume scroll", lambda: {"scroll_page_rerun_ms": bench_volumes.scroll_timing(args.repeats)})
             part("volume scroll in the browser", lambda: bench_volumes.browser_scroll_timing(args.repeats))
-            part("volume viewer scroll", lambda: bench_volumes.viewer_scroll_timing(max(20, args.repeats)))
+            part("volume viewer scroll", lambda: bench_volumes.viewer_scroll_timing(max(20, args.repeats)), viewer=True)
             part("volume memory", lambda: bench_volumes.rss_both(SAMPLE))
         if not args.skip_interaction:
             import bench_interaction  # beside this script
 
-            part("interaction", lambda: bench_interaction.interaction_timings(SAMPLE, max(20, args.repeats)))
+            part(
+                "interaction", lambda: bench_interaction.interaction_timings(SAMPLE, max(20, args.repeats)), viewer=True
+            )
             # Region SHAP as the reader starts it, held to shap_s of the same run.
             part(
                 "region SHAP in the app",
