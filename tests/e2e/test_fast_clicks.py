@@ -32,11 +32,8 @@ def _click_as_fast_as_confirmed(page, scope: str, noun: str) -> list[tuple[str, 
         for row, name in zip(rows, names):
             verdict_rows.button(row, verdict).click()
             clicked.append((name, verdict))
-            # The next click comes as soon as the page confirms this one: the row shows the
-            # verdict stored. (Its "Saved" line was lost once in 5 fresh-clone runs on 2026-12-06
-            # to a rerun that overtook the click's, with the verdict stored: an open app-side
-            # race, issue 33; the stored rows are checked exactly below.)
-            expect(verdict_rows.chosen(row)).to_have_text(re.compile(f"{verdict_rows.VERDICT_NAMES[verdict]}$"))
+            # The next click comes as soon as the page confirms this one.
+            expect(page.get_by_text(f"Saved: {name} — {verdict}.", exact=True)).to_be_visible()
     settled(page)  # what the reader sees once the page has finished redrawing
     for row in rows:
         expect(verdict_rows.chosen(row)).to_have_count(1)
