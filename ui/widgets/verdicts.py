@@ -96,11 +96,20 @@ def finding_kind(heatmap: tuple[str, str] | None) -> VerdictKind:
 STRUCTURES = VerdictKind("structure")
 
 
-def _same_reviewer(kind: VerdictKind, drawn_for: str) -> bool:
+def _say(kind: VerdictKind, run_id: int, level: str, message: str) -> None:
+    """What the last action on the run did ("ok", "info" or "error"). It stays on screen until the
+    next action replaces it: a rerun that overtakes the action's own run (the viewer asking for
+    pixels, another click) must not take the confirmation away, nor move the boxes below it."""
+    st.session_state[kind.feedback_key] = (run_id, level, message)
+
+
+def _same_reviewer(kind: VerdictKind, run_id: int, drawn_for: str) -> bool:
     """The panel was drawn for one reviewer; refuse a click if the session now belongs to another."""
     if reviewer() == drawn_for:
         return True
-    st.session_state[kind.feedback_key] = (
+    _say(
+        kind,
+        run_id,
         "error",
         "You signed in or changed name after this page was drawn; nothing was saved. Check the name and click again.",
     )
@@ -115,9 +124,9 @@ def _store(kind: VerdictKind, run_id: int, item: str, verdict: str, name: str, n
                 note = kind.current(session, run_id, name).get(item, ("", ""))[1]
             kind.record(session, run_id, item, verdict, name, note)
     except ReviewError as exc:
-        st.session_state[kind.feedback_key] = ("error", str(exc))
+        _say(kind, run_id, "error", str(exc))
         return False
-    st.session_state[kind.feedback_key] = ("ok", f"Saved: {item} — {verdict}" + (" with note." if note else "."))
+    _say(kind, run_id, "ok", f"Saved: {item} — {verdict}" + (" with note." if note else "."))
     return True
 
 
@@ -126,6 +135,7 @@ def selected_item(kind: VerdictKind, run_id: int, names: Sequence[str], scope: s
     heatmap, region SHAP and the note box follow. A run opens on its first item without the
     reviewer's verdict."""
     key = selected_key(scope, kind.noun, run_id)
+    st.session_state.pop(_acted_key(key), None)  # this run's callbacks are done
     if not names:
         return None
     if st.session_state.get(key) not in names:
@@ -151,14 +161,29 @@ def follow_selection(
     return current
 
 
+def _acted_key(state_key: str) -> str:
+    return f"{state_key}::by_action"
+
+
+def _select(state_key: str, item: str) -> None:
+    """A selection made by an action (a row's verdict, A / D / U, J / K) in this rerun."""
+    st.session_state[state_key] = item
+    st.session_state[_acted_key(state_key)] = True
+
+
 def _copy_selection(source: str, target: str) -> None:
-    st.session_state[target] = st.session_state[source]
+    """The second list changed. The browser sends every list's value with every rerun, and a list
+    whose new value has not reached the browser yet comes back with its old one, which looks like
+    a change: a row clicked before the list caught up with the previous click. An action in the
+    same rerun wins, whichever callback Streamlit calls first."""
+    if not st.session_state.get(_acted_key(target)):
+        st.session_state[target] = st.session_state[source]
 
 
 def _on_click(kind: VerdictKind, run_id: int, item: str, verdict: str, name: str, state_key: str) -> None:
     """A row's verdict button: its item and verdict are constants of the button; it also selects the row."""
-    if _same_reviewer(kind, name) and _store(kind, run_id, item, verdict, name, None):
-        st.session_state[state_key] = item
+    if _same_reviewer(kind, run_id, name) and _store(kind, run_id, item, verdict, name, None):
+        _select(state_key, item)
 
 
 def _on_key_verdict(kind: VerdictKind, run_id: int, verdict: str, name: str, state_key: str, names: tuple) -> None:
@@ -168,9 +193,9 @@ def _on_key_verdict(kind: VerdictKind, run_id: int, verdict: str, name: str, sta
     item = st.session_state.get(state_key)
     log.debug("key verdict %s on %r (run %d)", verdict, item, run_id)
     if item not in names:
-        st.session_state[kind.feedback_key] = ("info", f"Choose the {kind.noun} first; nothing was saved.")
+        _say(kind, run_id, "info", f"Choose the {kind.noun} first; nothing was saved.")
         return
-    if not _same_reviewer(kind, name):
+    if not _same_reviewer(kind, run_id, name):
         return
     if _store(kind, run_id, item, verdict, name, None):
         try:
@@ -178,19 +203,19 @@ def _on_key_verdict(kind: VerdictKind, run_id: int, verdict: str, name: str, sta
                 mine = kind.current(session, run_id, name)
         except ReviewError:
             return
-        st.session_state[state_key] = names[_next_open(names, mine, names.index(item))]
+        _select(state_key, names[_next_open(names, mine, names.index(item))])
 
 
 def _step(state_key: str, names: tuple, delta: int) -> None:
     """J / K: from the item the selector showed, one step on (wrapping)."""
     current = st.session_state.get(state_key)
     index = names.index(current) if current in names else 0
-    st.session_state[state_key] = names[(index + delta) % len(names)]
+    _select(state_key, names[(index + delta) % len(names)])
 
 
 def _on_agree_negatives(kind: VerdictKind, run_id: int, items: tuple[str, ...], name: str) -> None:
     """One explicit action, stored as one verdict per negative finding, all or none."""
-    if not _same_reviewer(kind, name):
+    if not _same_reviewer(kind, run_id, name):
         return
     try:
         with database.transaction() as session:
@@ -198,9 +223,11 @@ def _on_agree_negatives(kind: VerdictKind, run_id: int, items: tuple[str, ...], 
             for item in items:
                 kind.record(session, run_id, item, Verdict.AGREE.value, name, mine.get(item, ("", ""))[1])
     except ReviewError as exc:
-        st.session_state[kind.feedback_key] = ("error", str(exc))
+        _say(kind, run_id, "error", str(exc))
         return
-    st.session_state[kind.feedback_key] = (
+    _say(
+        kind,
+        run_id,
         "ok",
         f"Saved: agree on {len(items)} negative finding{'s' if len(items) != 1 else ''} ({', '.join(items)}).",
     )
@@ -208,17 +235,19 @@ def _on_agree_negatives(kind: VerdictKind, run_id: int, items: tuple[str, ...], 
 
 def _on_note(kind: VerdictKind, run_id: int, name: str, item: str, text_key: str) -> None:
     """The note goes to the item the form named when it was drawn: the selected one."""
-    if not _same_reviewer(kind, name):
+    if not _same_reviewer(kind, run_id, name):
         return
     text = st.session_state.get(text_key, "")
     try:
         with database.transaction() as session:
             current = kind.current(session, run_id, name).get(item)
     except ReviewError as exc:
-        st.session_state[kind.feedback_key] = ("error", str(exc))
+        _say(kind, run_id, "error", str(exc))
         return
     if current is None:
-        st.session_state[kind.feedback_key] = (
+        _say(
+            kind,
+            run_id,
             "info",
             f"Choose Agree, Disagree or Unsure for {item} first, then add the note (it is kept below).",
         )
@@ -228,23 +257,28 @@ def _on_note(kind: VerdictKind, run_id: int, name: str, item: str, text_key: str
 
 
 def _save_case_note(kind: VerdictKind, run_id: int, name: str, key: str) -> None:
-    if not _same_reviewer(kind, name):
+    if not _same_reviewer(kind, run_id, name):
         return
     try:
         with database.transaction() as session:
             saved = repository.record_case_note(session, run_id, st.session_state.get(key, ""), name)
-        st.session_state[kind.feedback_key] = (
-            ("ok", "Case note saved.") if saved else ("info", "The case note is unchanged.")
-        )
+        if saved:
+            _say(kind, run_id, "ok", "Case note saved.")
+        else:
+            _say(kind, run_id, "info", "The case note is unchanged.")
     except ReviewError as exc:  # the typed text stays in the box to be fixed
-        st.session_state[kind.feedback_key] = ("error", str(exc))
+        _say(kind, run_id, "error", str(exc))
 
 
-def _show_feedback(kind: VerdictKind) -> None:
-    feedback = st.session_state.pop(kind.feedback_key, None)
-    if feedback is not None:
-        kind_, message = feedback
-        {"ok": st.success, "error": st.error, "info": st.info}[kind_](message)
+def _show_feedback(kind: VerdictKind, run_id: int) -> None:
+    """The last action's outcome, in a slot drawn on every run (empty before any action), so that
+    the boxes below it keep their place: a form whose box moved is re-created, and loses what
+    the reader had typed in it."""
+    slot = st.container()
+    feedback = st.session_state.get(kind.feedback_key)
+    if feedback is not None and feedback[0] == run_id:
+        _, level, message = feedback
+        {"ok": slot.success, "error": slot.error, "info": slot.info}[level](message)
 
 
 def verdict_panel_here(
@@ -268,7 +302,7 @@ def verdict_panel_here(
         st.caption(f"Recorded as {md_escape(who.display_name)}")
     with database.transaction() as session:
         mine = kind.current(session, run_id, name) if name else {}
-    _show_feedback(kind)
+    _show_feedback(kind, run_id)
     state_key = selected_key(scope, kind.noun, run_id)
     names = tuple(item.name for item in items)
     selected_item(kind, run_id, names, scope)

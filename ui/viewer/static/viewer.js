@@ -370,6 +370,13 @@
   window.addEventListener("message", function (event) {
     const data = event.data;
     if (!data || data.type !== "streamlit:render") return;
+    // Pixels are kept as they arrive: while a render is busy, the arguments that wait are
+    // replaced by newer ones, which do not carry pixels sent before (a finding chosen between
+    // two clicks, its heatmap). Lost, they were asked for again: one more page rerun each.
+    for (const name of Object.keys(data.args || {})) {
+      const bytes = data.args[name];
+      if (name.indexOf("b_") === 0 && bytes && bytes.byteLength) remember(name.slice(2), bytes);
+    }
     pendingArgs = data.args;
     if (!busy) drain();
   });
@@ -407,9 +414,7 @@
     stage.style.height = spec.height + "px";
     const missing = [];
     for (const entry of spec.layers) {
-      const bytes = args["b_" + entry.id];
-      if (bytes && bytes.byteLength) remember(entry.id, bytes);
-      else if (!cache.has(entry.id)) missing.push(entry.id);
+      if (!cache.has(entry.id)) missing.push(entry.id);
     }
     if (!webgl2()) {
       showMessage("This browser has no WebGL2, which the viewer needs; the page shows the server-rendered view.");
