@@ -29,6 +29,8 @@ import threading
 import time
 from pathlib import Path
 
+from measure import judge, rss_probe, script_times  # beside this script
+
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 SAMPLE = (
@@ -199,20 +201,8 @@ def rerun_timing(repeats: int) -> float:
     upper bound measured here. It is the server-rendered view's slider (the reader's "Server-rendered
     view" switch on): in the browser viewer an opacity change never reaches the server."""
     from streamlit.testing.v1 import AppTest
-    from streamlit.testing.v1.local_script_runner import LocalScriptRunner
 
-    script_ms: list[float] = []
-    original = LocalScriptRunner._run_script
-
-    def timed(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            script_ms.append((time.perf_counter() - start) * 1000.0)
-
-    LocalScriptRunner._run_script = timed
-    try:
+    with script_times() as script_ms:
         at = AppTest.from_file(str(PROJECT / "app.py"), default_timeout=300)
         at.session_state["reviewer_name"] = "Bench"
         at.session_state["viewer::server_rendered"] = True
@@ -228,34 +218,11 @@ def rerun_timing(repeats: int) -> float:
         if at.exception:
             raise RuntimeError(f"page raised during the rerun benchmark: {at.exception}")
         return statistics.median(script_ms)
-    finally:
-        LocalScriptRunner._run_script = original
-
-
-RSS_PROBE = """
-import sys; sys.path.insert(0, {project!r})
-from pathlib import Path
-from pipelines.analyze import analyze
-from inference.images.bands import load_band_config
-from inference.images.ingest import load_image
-from inference.models.loader import load_model
-from inference.models.registry import CXR_DENSENET
-from core.settings import load_settings
-s = load_settings()
-m = load_model(CXR_DENSENET, s, allow_untrained=True)
-image = load_image(Path({sample!r}).read_bytes(), "x.png", max_bytes=50_000_000, max_pixels=64_000_000, hash_key=b"k")
-analyze(m, image, load_band_config(s.bands_file))
-for line in open("/proc/self/status"):
-    if line.startswith("VmRSS:"):
-        print(int(line.split()[1]) / 1024)
-"""
 
 
 def rss_mb() -> float:
     """Resident memory of a fresh process with the model loaded and one case analysed."""
-    code = RSS_PROBE.format(project=str(PROJECT), sample=str(SAMPLE))
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(done.stdout.strip().splitlines()[-1])
+    return rss_probe(SAMPLE, segment=False)[0]
 
 
 VERDICT_THREADS = 20
@@ -493,12 +460,7 @@ def main() -> int:
         import bench_volumes
 
         goals.update(bench_volumes.GOALS)
-    result["goals_met"] = {}
-    for name, met in goals.items():
-        try:
-            result["goals_met"][name] = bool(met(result))
-        except KeyError:  # its figures were not measured: the goal is not judged, and skipped says why
-            pass
+    result["goals_met"] = judge(goals, result)
     if skipped:
         result["skipped"] = skipped
     rounded = {k: (round(v, 3) if isinstance(v, float) and abs(v) >= 1e-3 else v) for k, v in result.items()}

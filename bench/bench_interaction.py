@@ -32,6 +32,8 @@ import time
 import zlib
 from pathlib import Path
 
+from measure import judge  # beside this script
+
 log = logging.getLogger(__name__)
 
 # The viewer's state read from the page itself (its frame has the page's origin): a wait through
@@ -51,6 +53,15 @@ def _variant(png: bytes, index: int) -> bytes:
     chunk += struct.pack(">I", zlib.crc32(b"tEXt" + payload) & 0xFFFFFFFF)
     end = png.rindex(b"IEND") - 4
     return png[:end] + chunk + png[end:]
+
+
+def _review_page(page, url: str):
+    """The review page, named as a reader: its file uploader."""
+    page.goto(url)
+    box = page.get_by_role("textbox", name="Reviewer name")
+    box.fill("Bench Reader")
+    box.press("Enter")
+    return page.locator("input[type=file]")
 
 
 def _timed(action, wait) -> float:
@@ -78,11 +89,7 @@ def interaction_timings(sample: Path, repeats: int = 20, keys: bool = True) -> d
             path.write_bytes(_variant(png, i))
             files.append(path)
         with streamlit_server(folder) as server, chromium_page(1500, 2200) as page:
-            page.goto(server.url)
-            box = page.get_by_role("textbox", name="Reviewer name")
-            box.fill("Bench Reader")
-            box.press("Enter")
-            uploader = page.locator("input[type=file]")
+            uploader = _review_page(page, server.url)
 
             scenes: list[str] = []
 
@@ -215,11 +222,7 @@ def shap_app_timings(sample: Path, repeats: int = 20) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         with streamlit_server(folder) as server, chromium_page(1500, 2200) as page:
-            page.goto(server.url)
-            box = page.get_by_role("textbox", name="Reviewer name")
-            box.fill("Bench Reader")
-            box.press("Enter")
-            uploader = page.locator("input[type=file]")
+            uploader = _review_page(page, server.url)
             button = page.get_by_role("button", name="Explain the scores with region SHAP")
             waterfall = page.locator(".st-key-shap_waterfall .main-svg").first
             for i in range(repeats + 1):  # the first warms the anatomy model and the job pool
@@ -276,10 +279,6 @@ GOALS = {
 }
 
 
-def goals(result: dict) -> dict:
-    return {name: met(result) for name, met in GOALS.items()}
-
-
 if __name__ == "__main__":
     import json
     import os
@@ -301,5 +300,5 @@ if __name__ == "__main__":
         found["goals_met"] = {"shap_app_s <= 1.2 x shap_s": found["shap_app_ratio"] <= 1.2}
     else:
         found = interaction_timings(sample, repeats, keys="--no-keys" not in sys.argv)
-        found["goals_met"] = goals(found)
+        found["goals_met"] = judge(GOALS, found)
     print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in found.items()}))

@@ -23,12 +23,11 @@ from __future__ import annotations
 import gzip
 import logging
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from measure import rss_probe, script_times  # beside this script
 
 PROJECT = Path(__file__).resolve().parent.parent
 BRATS_SHAPE = (240, 240, 155)
@@ -117,7 +116,6 @@ def scroll_timing(repeats: int) -> float:
     """Median whole-page script time (AppTest) of a slice change on a BraTS-sized volume with a
     3-label mask shown."""
     from streamlit.testing.v1 import AppTest
-    from streamlit.testing.v1.local_script_runner import LocalScriptRunner
 
     case = brats_sized_case()
     flair = case.channels[3].data
@@ -126,18 +124,7 @@ def scroll_timing(repeats: int) -> float:
     mask[flair > 900] = 1
     mask[100:140, 80:120, 70:100] = 4
     affine = np.eye(4)
-    script_ms: list[float] = []
-    original = LocalScriptRunner._run_script
-
-    def timed(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            script_ms.append((time.perf_counter() - start) * 1000.0)
-
-    LocalScriptRunner._run_script = timed
-    try:
+    with script_times() as script_ms:
         at = AppTest.from_file(str(PROJECT / "app.py"), default_timeout=300)
         at.session_state["reviewer_name"] = "Bench"
         at.session_state["viewer::server_rendered"] = True  # the server-rendered scroller's slider
@@ -161,38 +148,10 @@ def scroll_timing(repeats: int) -> float:
         if at.exception:
             raise RuntimeError(f"volume page raised during scrolling: {at.exception}")
         return statistics.median(script_ms)
-    finally:
-        LocalScriptRunner._run_script = original
-
-
-RSS_BOTH_PROBE = """
-import sys; sys.path.insert(0, {project!r})
-from pathlib import Path
-from bench.bench_volumes import brats_sized_case
-from pipelines.analyze import analyze
-from inference.images.bands import load_band_config
-from inference.images.ingest import load_image
-from inference.models.loader import load_model
-from inference.models.registry import CXR_DENSENET
-from inference.models.loader import load_model
-from inference.models.registry import BRATS_SEGRESNET
-from inference.volume.segment import segment
-from core.settings import load_settings
-s = load_settings()
-m = load_model(CXR_DENSENET, s, allow_untrained=True)
-image = load_image(Path({sample!r}).read_bytes(), "x.png", max_bytes=50_000_000, max_pixels=64_000_000, hash_key=b"k")
-analyze(m, image, load_band_config(s.bands_file))
-seg = load_model(BRATS_SEGRESNET, s, allow_untrained=True, device="cpu")
-result = segment(brats_sized_case(), seg)
-status = dict(line.split(":", 1) for line in open("/proc/self/status"))
-print(int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024)
-"""
 
 
 def rss_both(sample: Path) -> dict:
-    code = RSS_BOTH_PROBE.format(project=str(PROJECT), sample=str(sample))
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    current, peak = (float(v) for v in done.stdout.strip().splitlines()[-1].split())
+    current, peak = rss_probe(sample, segment=True)
     return {"rss_both_mb": current, "rss_both_peak_mb": peak}
 
 
@@ -205,10 +164,6 @@ GOALS = {
     "rss_both_mb <= 3000": lambda r: r["rss_both_mb"] <= 3000.0,
     "rss_both_peak_mb <= 3500": lambda r: r["rss_both_peak_mb"] <= 3500.0,
 }
-
-
-def goals(result: dict) -> dict:
-    return {name: met(result) for name, met in GOALS.items()}
 
 
 def _case_files(folder: Path) -> tuple[Path, Path]:

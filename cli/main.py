@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+from cli.options import allow_untrained_option
 from cli.volumes import add_commands as add_volume_commands
 from cli.volumes import measure_command, segment_command
 from core.errors import ReviewError
@@ -42,11 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("files", nargs="+", type=Path)
     analyze.add_argument("--json", action="store_true", help="one JSON object per line per file")
     analyze.add_argument("--cam-dir", type=Path, help="write a Grad-CAM overlay PNG per finding here")
-    analyze.add_argument(
-        "--allow-untrained",
-        action="store_true",
-        help="run with untrained weights when none are installed (scores are meaningless)",
-    )
+    allow_untrained_option(analyze, "scores")
 
     weights = commands.add_parser("weights", help="inspect or install model weights")
     actions = weights.add_subparsers(dest="action", required=True)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from cli.options import allow_untrained_option
 from core.errors import ReviewError
 from core.settings import Settings, load_settings
 from inference.volume.types import MultiChannelVolume, Segmentation, Volume
@@ -28,11 +29,7 @@ def add_commands(commands) -> None:
     segment.add_argument("--json", action="store_true", help="one JSON object on one line")
     segment.add_argument("--model", help="model id (default: BraTS for 4 MRI files, whole-body CT otherwise)")
     segment.add_argument("--mask-out", type=Path, help="write the label map here (.nii.gz) with the input's affine")
-    segment.add_argument(
-        "--allow-untrained",
-        action="store_true",
-        help="run with untrained weights when none are installed (masks are meaningless)",
-    )
+    allow_untrained_option(segment, "masks")
 
     measure = commands.add_parser("measure", help="measure the structures of a label map on its image")
     measure.add_argument("image", type=Path, help="the image volume (NIfTI, DICOM folder or zip)")

@@ -3,6 +3,8 @@ widgets by the same functions (who the reviewer is: ``ui.identity``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 REVIEWER = "reviewer_name"  # plain session key: survives pages that do not draw the sidebar
 REVIEWER_INPUT = "reviewer_name_input"
 RUN_IDS = "stored_run_ids"
@@ -78,52 +80,27 @@ def radiograph_button_key(input_sha256: str, answer: str) -> str:
     return f"{radiograph_answer_key(input_sha256)}::{answer}"
 
 
-def start_shap_key(run_id: int) -> str:
-    return f"start_shap::{run_id}"
+def _prefixed(prefix: str) -> Callable[[object], str]:
+    """A key per value of one thing (a run, a case, a model): ``prefix::value``."""
+
+    def key(value: object) -> str:
+        return f"{prefix}::{value}"
+
+    return key
 
 
-def compare_cams_key(input_sha256: str) -> str:
-    return f"compare_cams::{input_sha256}"
-
-
-def prior_key(run_id: int) -> str:
-    """The case page's "compare with a prior" switch of a radiograph."""
-    return f"prior::{run_id}"
-
-
-def prior_volume_key(run_id: int) -> str:
-    """The case page's "compare with a prior" switch of a segmentation."""
-    return f"prior_volume::{run_id}"
-
-
-def audit_key(case_id: int) -> str:
-    return f"audit::{case_id}"
-
-
-def volume_upload_key(task: str) -> str:
-    """The MRI/CT page's uploader for one task ("What to review")."""
-    return f"volume_upload::{task}"
-
-
-def channel_key(channel: str) -> str:
-    """Which uploaded file is the MRI channel ``channel`` (t1, t1c, t2, flair)."""
-    return f"channel::{channel}"
-
-
-def segment_key(model_id: str) -> str:
-    return f"segment::{model_id}"
-
-
-def untrained_key(model_id: str) -> str:
-    """The button that runs ``model_id`` on labelled untrained weights."""
-    return f"untrained::{model_id}"
+start_shap_key: Callable[[int], str] = _prefixed("start_shap")  # by run id
+compare_cams_key: Callable[[str], str] = _prefixed("compare_cams")  # by the input's sha256
+prior_key: Callable[[int], str] = _prefixed("prior")  # the case page's prior switch of a radiograph run
+prior_volume_key: Callable[[int], str] = _prefixed("prior_volume")  # ... of a segmentation run
+audit_key: Callable[[int], str] = _prefixed("audit")  # by case id
+volume_upload_key: Callable[[str], str] = _prefixed("volume_upload")  # the MRI/CT page's uploader per task
+channel_key: Callable[[str], str] = _prefixed("channel")  # which upload is MRI channel t1, t1c, t2 or flair
+segment_key: Callable[[str], str] = _prefixed("segment")  # by model id
+untrained_key: Callable[[str], str] = _prefixed("untrained")  # runs a model on labelled untrained weights
+slice_key: Callable[[str], str] = _prefixed("vv::slice")  # the server-rendered scroller's slice per plane
 
 
 VIEW_KEY = "vv::view"  # the server-rendered scroller's plane
 NEXT_SLICE_KEY = "vv::next"
 PREVIOUS_SLICE_KEY = "vv::prev"
-
-
-def slice_key(view: str) -> str:
-    """The server-rendered scroller's slice in ``view`` (Axial, Coronal, Sagittal)."""
-    return f"vv::slice::{view}"

@@ -97,6 +97,19 @@ def _zoo_description(bundle: str, member: str, url: str) -> str:
 # means masks exported from here open correctly in every BraTS-aware tool.
 BRATS_NECROTIC, BRATS_OEDEMA, BRATS_ENHANCING = 1, 2, 4
 
+
+def _segresnet(init_filters: int, in_channels: int, out_channels: int) -> tuple[tuple[str, object], ...]:
+    """MONAI SegResNet's arguments as both bundles set them: 1-2-2-4 blocks down, 1-1-1 up."""
+    return (
+        ("spatial_dims", 3),
+        ("blocks_down", (1, 2, 2, 4)),
+        ("blocks_up", (1, 1, 1)),
+        ("init_filters", init_filters),
+        ("in_channels", in_channels),
+        ("out_channels", out_channels),
+        ("dropout_prob", 0.2),
+    )
+
 BRATS_SEGRESNET = SegmentationSpec(
     model_id="monai-brats-segresnet",
     display_name="MONAI BraTS SegResNet (brain tumour, 4-channel MRI)",
@@ -104,15 +117,7 @@ BRATS_SEGRESNET = SegmentationSpec(
     adapter="monai-segresnet",
     bundle_name="brats_mri_segmentation",
     bundle_version="0.4.2",
-    architecture=(
-        ("spatial_dims", 3),
-        ("blocks_down", (1, 2, 2, 4)),
-        ("blocks_up", (1, 1, 1)),
-        ("init_filters", 16),
-        ("in_channels", 4),
-        ("out_channels", 3),
-        ("dropout_prob", 0.2),
-    ),
+    architecture=_segresnet(init_filters=16, in_channels=4, out_channels=3),
     channel_names=("T1c", "T1", "T2", "FLAIR"),
     output_kind="sigmoid-multilabel",
     output_channels=("Tumor core", "Whole tumor", "Enhancing tumor"),
@@ -261,15 +266,7 @@ WHOLEBODY_CT_SEGRESNET = SegmentationSpec(
     adapter="monai-segresnet",
     bundle_name="wholeBody_ct_segmentation",
     bundle_version="0.2.5",
-    architecture=(
-        ("spatial_dims", 3),
-        ("blocks_down", (1, 2, 2, 4)),
-        ("blocks_up", (1, 1, 1)),
-        ("init_filters", 32),
-        ("in_channels", 1),
-        ("out_channels", 105),
-        ("dropout_prob", 0.2),
-    ),
+    architecture=_segresnet(init_filters=32, in_channels=1, out_channels=105),
     channel_names=("CT",),
     output_kind="softmax",
     output_channels=("background", *TOTALSEG_V1_CLASSES),

@@ -30,29 +30,16 @@ CHECKED = "_faithfulness_checked"  # (case, weights, method, finding) scored in 
 def selected_map(analysis: CaseAnalysis, loaded: LoadedModel, method: str, label: str) -> np.ndarray:
     if method == CLOSED_FORM_METHOD:
         return analysis.gradcam.map_for(label)
-    return results.cam_map(
-        analysis.facts.input_sha256,
-        loaded.weights_sha256,
-        method,
-        loaded.classifier_spec.labels.index(label),
-        loaded,
-        analysis.model_input,
-    )
+    case, index = analysis.facts.input_sha256, loaded.classifier_spec.labels.index(label)
+    return results.cam_map(case, loaded.weights_sha256, method, index, loaded, analysis.model_input)
 
 
 def faithfulness_for(
     analysis: CaseAnalysis, loaded: LoadedModel, methods: tuple[str, ...], label: str
 ) -> dict[str, Faithfulness]:
     cams = tuple(selected_map(analysis, loaded, m, label) for m in methods)
-    return results.faithfulness(
-        analysis.facts.input_sha256,
-        loaded.weights_sha256,
-        methods,
-        loaded.classifier_spec.labels.index(label),
-        loaded,
-        analysis.model_input,
-        cams,
-    )
+    case, index = analysis.facts.input_sha256, loaded.classifier_spec.labels.index(label)
+    return results.faithfulness(case, loaded.weights_sha256, methods, index, loaded, analysis.model_input, cams)
 
 
 def _remember(analysis: CaseAnalysis, loaded: LoadedModel, methods: tuple[str, ...], label: str) -> None:

@@ -377,22 +377,18 @@ def _keyboard_bar(kind, run_id, items, scope, name, state_key) -> None:
             args=(kind, run_id, value, name, state_key, names),
             help=f"{text} on the selected {kind.noun}, then select the next {kind.noun} without your verdict",
         )
-    bar.button(
-        "Previous",
-        key=keyboard_key(scope, kind.noun, run_id, "previous"),
-        shortcut=KEY_PREVIOUS_ITEM,
-        icon=":material/keyboard_arrow_up:",
-        on_click=_step,
-        args=(state_key, names, -1),
-    )
-    bar.button(
-        "Next",
-        key=keyboard_key(scope, kind.noun, run_id, "next"),
-        shortcut=KEY_NEXT_ITEM,
-        icon=":material/keyboard_arrow_down:",
-        on_click=_step,
-        args=(state_key, names, 1),
-    )
+    for text, shortcut, icon, delta in (
+        ("Previous", KEY_PREVIOUS_ITEM, "keyboard_arrow_up", -1),
+        ("Next", KEY_NEXT_ITEM, "keyboard_arrow_down", 1),
+    ):
+        bar.button(
+            text,
+            key=keyboard_key(scope, kind.noun, run_id, text.lower()),
+            shortcut=shortcut,
+            icon=f":material/{icon}:",
+            on_click=_step,
+            args=(state_key, names, delta),
+        )
     selected = st.session_state.get(state_key)
     if selected in summaries:
         st.markdown(f"Selected: {summaries[selected]}")
