@@ -11,7 +11,7 @@ from ui import database, models, resources, results
 from ui.downloads import export_button
 from ui.entry import require_app_entry
 from ui.identity import visible_reviewer
-from ui.session import audit_key, explain_key, prior_key
+from ui.session import audit_key, prior_key
 from ui.text import md_escape
 from ui.widgets import figures, image_viewer
 from ui.widgets.cam_viewer import cam_viewer
@@ -19,7 +19,7 @@ from ui.widgets.charts import band_legend_text, score_text, shap_waterfall
 from ui.widgets.next_case import next_unreviewed_button
 from ui.widgets.prior import choose_prior, side_by_side
 from ui.widgets.segmentation_case import choose_segmentation, segmentation_case
-from ui.widgets.verdicts import finding_kind, finding_verdict_panel, follow_selection, history_table
+from ui.widgets.verdicts import finding_kind, finding_verdict_panel, history_table, selection_list
 from xai.overlay import jpeg_bytes, png_bytes, whole_image_overlay
 
 require_app_entry()
@@ -127,13 +127,12 @@ def _reading(run) -> None:
     # Image first, as on the Review page: the viewer takes most of the width, the list beside it.
     image_col, chart_col = st.columns([2.2, 1], gap="medium")
     with chart_col:
-        label = follow_selection(
+        label = selection_list(
             finding_kind(None),
             run.run_id,
             labels,
             "cases",
             "Finding (its heatmap; your verdict below)",
-            explain_key("cases", run.run_id),
         )
         st.plotly_chart(
             figures.band_figure(f"stored-run-{run.run_id}", ranked, run.thresholds, run.trained),

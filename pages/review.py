@@ -12,7 +12,7 @@ from storage import repository
 from ui import database, resources, results
 from ui.entry import require_app_entry
 from ui.identity import reviewer
-from ui.session import RUN_IDS, compare_cams_key, explain_key
+from ui.session import RUN_IDS, compare_cams_key
 from ui.text import md_escape
 from ui.widgets import figures
 from ui.widgets.cam_viewer import cam_viewer, compare_methods
@@ -21,7 +21,7 @@ from ui.widgets.model_status import require_model
 from ui.widgets.next_case import next_unreviewed_button
 from ui.widgets.radiograph_check import confirmed_as
 from ui.widgets.shap_view import shap_panel
-from ui.widgets.verdicts import finding_kind, finding_verdict_panel, follow_selection, history_table
+from ui.widgets.verdicts import finding_kind, finding_verdict_panel, history_table, selection_list
 from xai.cam import CLOSED_FORM_METHOD
 
 require_app_entry()
@@ -120,13 +120,12 @@ def _reading() -> None:
     with side_col:
         if critical:
             st.markdown(f"**Critical band:** {md_escape(', '.join(critical))}")
-        label = follow_selection(
+        label = selection_list(
             FINDINGS,
             run_id,
             labels,
             "review",
             "Finding (its heatmap; your verdict below)",
-            explain_key("review", run_id),
         )
         st.plotly_chart(
             figures.band_figure(run_key, ranked, prediction.thresholds, prediction.model.trained),

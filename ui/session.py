@@ -19,11 +19,6 @@ def cam_method_key(input_sha256: str) -> str:
 # --- Widget keys that the pages build and the tests drive: built here alone, never as literals. ---
 
 
-def explain_key(scope: str, run_id: int) -> str:
-    """The list beside the image that chooses the finding being judged (``scope``: the page)."""
-    return f"{scope}::explain::{run_id}"
-
-
 def selected_key(scope: str, noun: str, run_id: int) -> str:
     """The verdict panel's selected item (``noun``: finding or structure)."""
     return f"{scope}::{noun}::selected::{run_id}"

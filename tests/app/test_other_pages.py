@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.app.conftest import chosen_verdicts, click_verdict, confirm_radiograph, new_app, texts, verdict_items
-from ui.session import audit_key, case_note_key, case_note_save_key, explain_key, prior_key
+from ui.session import audit_key, case_note_key, case_note_save_key, prior_key, selected_key
 
 
 def analysed_case(samples: Path, verdict: str = "disagree"):
@@ -250,7 +250,7 @@ def test_a_case_reopens_another_day_with_its_image_and_heatmap(untrained_env, sa
     captions = [c for image in later.image for c in image.captions]
     assert any(c.startswith("Image (the square centre crop") for c in captions)
     assert any(c.startswith("Grad-CAM for") and "untrained" in c for c in captions)
-    chooser = later.selectbox(key=explain_key("cases", 1))
+    chooser = later.selectbox(key=selected_key("cases", "finding", 1))
     other = chooser.options[1]
     chooser.set_value(other).run()
     assert any(c.startswith(f"Grad-CAM for {other}") for image in later.image for c in image.captions)

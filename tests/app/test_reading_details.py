@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from tests.app.conftest import confirm_radiograph, new_app, texts
-from ui.session import explain_key, keyboard_key, note_save_key, note_text_key, selected_key
+from ui.session import keyboard_key, note_save_key, note_text_key, selected_key
 from ui.widgets.radiograph_check import NO_LABEL, YES_LABEL
 
 
@@ -146,7 +146,7 @@ def test_the_heatmap_follows_the_finding_being_judged(untrained_env, samples: Pa
     assert _selected(at) == items[0] and _heatmap_caption(at).startswith(f"Grad-CAM for {items[0]}")
     [b for b in at.button if b.label == "Next"][0].click().run()  # J
     assert _selected(at) == items[1] and _heatmap_caption(at).startswith(f"Grad-CAM for {items[1]}")
-    at.selectbox(key=explain_key("review", 1)).set_value(items[4]).run()  # the list by the image
+    at.selectbox(key=selected_key("review", "finding", 1)).set_value(items[4]).run()  # the list by the image
     assert _selected(at) == items[4] and _heatmap_caption(at).startswith(f"Grad-CAM for {items[4]}")
     cam_method_box(at).set_value("Eigen-CAM").run()
     _bar_button(at, "agree").click().run()  # A on the finding shown: stored with its heatmap
@@ -164,11 +164,11 @@ def test_a_new_upload_shows_in_its_lists_what_its_heatmap_is(untrained_env, samp
     at = new_app()
     at.run()
     _upload(at, samples / "nih_00000001_000.png")
-    at.selectbox(key=explain_key("review", 1)).set_value("Edema").run()
+    at.selectbox(key=selected_key("review", "finding", 1)).set_value("Edema").run()
     cam_method_box(at).set_value("Eigen-CAM").run()
     assert _heatmap_caption(at).startswith("Eigen-CAM for Edema")
     _upload(at, samples / "tbx11k_h0001.png")
-    shown = at.selectbox(key=explain_key("review", 2)).value
+    shown = at.selectbox(key=selected_key("review", "finding", 2)).value
     method = cam_method_box(at).value
     assert _selected(at, run_id=2) == shown
     assert _heatmap_caption(at).startswith(f"{method} for {shown}")

@@ -17,7 +17,7 @@ from tests.app.conftest import (
     verdict_buttons,
     verdict_items,
 )
-from ui.session import case_note_key, case_note_save_key, explain_key, note_save_key, note_text_key
+from ui.session import case_note_key, case_note_save_key, note_save_key, note_text_key, selected_key
 
 
 def db_rows(sql: str) -> list:
@@ -107,7 +107,7 @@ def test_opacity_and_colormap_never_call_the_model(untrained_env, samples: Path,
     assert len(calls) == 1
     at.slider(key="cam_opacity").set_value(0.8).run()
     at.selectbox(key="cam_colormap").set_value("viridis").run()
-    at.selectbox(key=explain_key("review", 1)).set_value("Effusion").run()
+    at.selectbox(key=selected_key("review", "finding", 1)).set_value("Effusion").run()
     assert not at.exception
     assert len(calls) == 1, "the cached analysis is reused"
     assert len(db_rows("SELECT * FROM analysis_runs")) == 1, "a rerun stores nothing new"

@@ -10,7 +10,7 @@ import pytest
 
 from tests.app.conftest import confirm_radiograph, new_app
 from tests.app.test_review_page import upload
-from ui.session import explain_key, prior_key
+from ui.session import prior_key, selected_key
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_the_radiograph_goes_to_the_viewer_once(untrained_env, browser_viewer, s
     assert heatmap["caption"].startswith("Grad-CAM for ") and heatmap["untrained"].startswith("UNTRAINED")
 
     # Another finding: only the new heatmap travels; the radiograph and outline are ids only.
-    at.selectbox(key=explain_key("review", 1)).set_value("Effusion").run()
+    at.selectbox(key=selected_key("review", "finding", 1)).set_value("Effusion").run()
     spec2, sent2 = _viewer(at)
     assert [layer["id"] for layer in spec2["layers"][:2]] == [layer["id"] for layer in spec["layers"][:2]]
     assert set(sent2) == {f"b_{spec2['layers'][2]['id']}"}

@@ -135,7 +135,6 @@ def selected_item(kind: VerdictKind, run_id: int, names: Sequence[str], scope: s
     heatmap, region SHAP and the note box follow. A run opens on its first item without the
     reviewer's verdict."""
     key = selected_key(scope, kind.noun, run_id)
-    st.session_state.pop(_acted_key(key), None)  # this run's callbacks are done
     if not names:
         return None
     if st.session_state.get(key) not in names:
@@ -146,44 +145,24 @@ def selected_item(kind: VerdictKind, run_id: int, names: Sequence[str], scope: s
     return str(st.session_state[key])
 
 
-def follow_selection(
-    kind: VerdictKind, run_id: int, names: Sequence[str], scope: str, label: str, key: str
-) -> str | None:
-    """A second list of the same selection, beside what follows it (the heatmap): choosing in
-    either moves both. Call in the same run as the panel (its fragment, or the page's run)."""
+def selection_list(kind: VerdictKind, run_id: int, names: Sequence[str], scope: str, label: str) -> str | None:
+    """The list of the selection, drawn beside what follows it (the heatmap) and in the same run
+    as the panel (its fragment, or the page's run), which then draws no list of its own
+    (``list_drawn``). One list, never two of the same selection: the browser sends every list's
+    value with every rerun, and a list that had not yet caught up with a choice made in the other
+    (a CAM method changed right after a finding was picked) sent its old value back, which undid
+    the choice."""
     current = selected_item(kind, run_id, names, scope)
     if current is None:
         return None
-    st.session_state[key] = current
-    st.selectbox(
-        label, list(names), key=key, on_change=_copy_selection, args=(key, selected_key(scope, kind.noun, run_id))
-    )
+    st.selectbox(label, list(names), key=selected_key(scope, kind.noun, run_id))
     return current
-
-
-def _acted_key(state_key: str) -> str:
-    return f"{state_key}::by_action"
-
-
-def _select(state_key: str, item: str) -> None:
-    """A selection made by an action (a row's verdict, A / D / U, J / K) in this rerun."""
-    st.session_state[state_key] = item
-    st.session_state[_acted_key(state_key)] = True
-
-
-def _copy_selection(source: str, target: str) -> None:
-    """The second list changed. The browser sends every list's value with every rerun, and a list
-    whose new value has not reached the browser yet comes back with its old one, which looks like
-    a change: a row clicked before the list caught up with the previous click. An action in the
-    same rerun wins, whichever callback Streamlit calls first."""
-    if not st.session_state.get(_acted_key(target)):
-        st.session_state[target] = st.session_state[source]
 
 
 def _on_click(kind: VerdictKind, run_id: int, item: str, verdict: str, name: str, state_key: str) -> None:
     """A row's verdict button: its item and verdict are constants of the button; it also selects the row."""
     if _same_reviewer(kind, run_id, name) and _store(kind, run_id, item, verdict, name, None):
-        _select(state_key, item)
+        st.session_state[state_key] = item
 
 
 def _on_key_verdict(kind: VerdictKind, run_id: int, verdict: str, name: str, state_key: str, names: tuple) -> None:
@@ -203,14 +182,14 @@ def _on_key_verdict(kind: VerdictKind, run_id: int, verdict: str, name: str, sta
                 mine = kind.current(session, run_id, name)
         except ReviewError:
             return
-        _select(state_key, names[_next_open(names, mine, names.index(item))])
+        st.session_state[state_key] = names[_next_open(names, mine, names.index(item))]
 
 
 def _step(state_key: str, names: tuple, delta: int) -> None:
     """J / K: from the item the selector showed, one step on (wrapping)."""
     current = st.session_state.get(state_key)
     index = names.index(current) if current in names else 0
-    _select(state_key, names[(index + delta) % len(names)])
+    st.session_state[state_key] = names[(index + delta) % len(names)]
 
 
 def _on_agree_negatives(kind: VerdictKind, run_id: int, items: tuple[str, ...], name: str) -> None:
@@ -282,7 +261,13 @@ def _show_feedback(kind: VerdictKind, run_id: int) -> None:
 
 
 def verdict_panel_here(
-    kind: VerdictKind, run_id: int, items: Sequence[VerdictItem], scope: str, title: str, case_note: bool = False
+    kind: VerdictKind,
+    run_id: int,
+    items: Sequence[VerdictItem],
+    scope: str,
+    title: str,
+    case_note: bool = False,
+    list_drawn: bool = False,
 ) -> None:
     """Agree / Disagree / Unsure for every item of a stored run, and notes. Each click is stored at
     once as a new row. ``scope`` (the page) keeps two pages' boxes apart. Drawn in the caller's
@@ -307,7 +292,7 @@ def verdict_panel_here(
     names = tuple(item.name for item in items)
     selected_item(kind, run_id, names, scope)
     if names:
-        _keyboard_bar(kind, run_id, items, scope, name, state_key)
+        _keyboard_bar(kind, run_id, items, scope, name, state_key, list_drawn)
     selected = names.index(st.session_state[state_key]) if names else -1
     negatives = [i for i, item in enumerate(items) if item.negative]
     for index, item in enumerate(items):
@@ -353,12 +338,13 @@ def _next_open(names: Sequence[str], mine: dict, after: int) -> int:
     return (after + 1) % count if count else 0
 
 
-def _keyboard_bar(kind, run_id, items, scope, name, state_key) -> None:
+def _keyboard_bar(kind, run_id, items, scope, name, state_key, list_drawn: bool) -> None:
+    """A / D / U, J / K, and the list of the selection unless the page drew it (``selection_list``)."""
     names = tuple(item.name for item in items)
     summaries = {item.name: item.summary for item in items}
     bar = st.container(key=f"{scope}-{kind.noun}-keys", horizontal=True, vertical_alignment="bottom", gap="small")
-    with bar:
-        st.selectbox(
+    if not list_drawn:
+        bar.selectbox(
             f"Selected {kind.noun} (J / K to move)",
             names,
             key=state_key,
@@ -470,10 +456,16 @@ def finding_items(findings: Sequence[Finding], trained: bool) -> list[VerdictIte
 def finding_verdict_panel(
     run_id: int, findings: Sequence[Finding], trained: bool, heatmap: tuple[str, str] | None, scope: str
 ) -> None:
-    """The findings' panel, drawn in the caller's fragment beside the heatmap it follows;
-    ``heatmap`` is (method, finding) of the heatmap on screen, None without one."""
+    """The findings' panel, drawn in the caller's fragment after the heatmap it follows and its
+    ``selection_list``; ``heatmap`` is (method, finding) of the heatmap on screen, None without one."""
     verdict_panel_here(
-        finding_kind(heatmap), run_id, finding_items(findings, trained), scope, "Your verdicts", case_note=True
+        finding_kind(heatmap),
+        run_id,
+        finding_items(findings, trained),
+        scope,
+        "Your verdicts",
+        case_note=True,
+        list_drawn=True,
     )
 
 
