@@ -211,6 +211,12 @@ def settled(page) -> None:
     expect(page.locator("[data-stale=true]")).to_have_count(0)
 
 
+def wait_for_text(page, text: str) -> None:
+    """Wait until ``text`` is in the page, checked every 50 ms: expect() backs off to a check every
+    500 ms, which a test that waits for the page after each of 50 clicks pays 50 times."""
+    page.wait_for_function("t => document.body.textContent.includes(t)", arg=text, polling=50)
+
+
 def upload_radiograph(page, path: str | Path, uploader=None) -> None:
     """Upload a radiograph on the review page as a reader does: a PNG or JPEG is analysed once the
     reader says it is a frontal chest radiograph (a DICOM is not asked about)."""

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import NIH_PNG, SAMPLES
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import browser_page, settled, upload_radiograph
+from tests.e2e.conftest import browser_page, settled, upload_radiograph, wait_for_text
 from tests.e2e.test_browser import _shot, _sign
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,7 @@ def _click_as_fast_as_confirmed(page, scope: str, noun: str) -> list[tuple[str, 
             verdict_rows.button(row, verdict).click()
             clicked.append((name, verdict))
             # The next click comes as soon as the page confirms this one.
-            expect(page.get_by_text(f"Saved: {name} — {verdict}.", exact=True)).to_be_visible()
+            wait_for_text(page, f"Saved: {name} — {verdict}.")
     settled(page)  # what the reader sees once the page has finished redrawing
     for row in rows:
         expect(verdict_rows.chosen(row)).to_have_count(1)
