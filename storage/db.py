@@ -7,6 +7,7 @@ how every caller runs a transaction: database failures leave it as ``StorageErro
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,12 +53,34 @@ def _sqlite_file_pool() -> dict:
     return {"pool_size": 1, "max_overflow": 0, "pool_timeout": BUSY_TIMEOUT_MS / 1000}
 
 
+SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """The database file, readable and writable by the app's user alone, as the kept images are: it
+    holds notes and reviewers' e-mail addresses. SQLite gives its WAL and shared-memory files the
+    database file's permissions; a file (or sidecar) left wider by an older version is narrowed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in SIDECARS)):
+        try:
+            mode = file.stat().st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            log.warning("%s was readable by other users (mode %o); it is now 0600", file, mode)
+            os.chmod(file, 0o600)
+
+
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         pool = {}
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(parsed.database).expanduser())
             pool = _sqlite_file_pool()
         engine = create_engine(
             url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}, **pool
