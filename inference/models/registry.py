@@ -110,6 +110,7 @@ def _segresnet(init_filters: int, in_channels: int, out_channels: int) -> tuple[
         ("dropout_prob", 0.2),
     )
 
+
 BRATS_SEGRESNET = SegmentationSpec(
     model_id="monai-brats-segresnet",
     display_name="MONAI BraTS SegResNet (brain tumour, 4-channel MRI)",
