@@ -132,8 +132,20 @@ def _reap_stopped() -> None:
 
 @pytest.fixture
 def server(tmp_path: Path):
+    """A server of the test's own, on an empty database: for a test that counts cases or runs, or
+    reads the worklist."""
     require_browser()
     with streamlit_app(tmp_path) as app:
+        yield app
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory):
+    """One server for the tests that read only their own reader's rows and screens: each server
+    start imports torch, MONAI and the pages' code again (about 5 s of CPU on this machine), and the
+    first case on it waits for that. Its log is checked for tracebacks when the session ends."""
+    require_browser()
+    with streamlit_app(tmp_path_factory.mktemp("shared-server")) as app:
         yield app
 
 

@@ -91,10 +91,10 @@ def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
     assert rows == [("agree", "Dr Browser", 0, "xrv-densenet121-res224-all")]
 
 
-def test_shap_runs_while_the_reviewer_keeps_marking_findings(server) -> None:
+def test_shap_runs_while_the_reviewer_keeps_marking_findings(shared_server) -> None:
     from playwright.sync_api import expect
 
-    url, _ = server
+    url, _ = shared_server
     with browser_page(1500, 2400, timeout_ms=180_000) as page:
         page.goto(url)
         _sign(page, "Dr Browser")

@@ -71,10 +71,10 @@ class _Socket:
         ws.on("framereceived", lambda payload: self.received.append(len(payload)))
 
 
-def test_radiograph_in_the_browser_viewer(server) -> None:
+def test_radiograph_in_the_browser_viewer(shared_server) -> None:
     from playwright.sync_api import expect
 
-    url, _ = server
+    url, _ = shared_server
     with browser_page(1500, 2400) as page:
         socket = _Socket(page)
         page.goto(url)
@@ -382,13 +382,13 @@ def _shown_in(page, label: str) -> str:
     return page.get_by_role("combobox", name=label, exact=True).input_value()
 
 
-def test_after_a_new_upload_the_lists_show_the_heatmap_drawn(server) -> None:
+def test_after_a_new_upload_the_lists_show_the_heatmap_drawn(shared_server) -> None:
     """Finding and method chosen on one radiograph, then another uploaded: the finding list, the
     method list and the viewer's heatmap name the same finding and method, and a key press judges
     that finding."""
     from playwright.sync_api import expect
 
-    url, _ = server
+    url, _ = shared_server
     finding_list, method_list = "Finding (its heatmap; your verdict below)", "CAM method"
     with browser_page(1600, 2400) as page:
         page.goto(url)

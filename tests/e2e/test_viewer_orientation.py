@@ -165,11 +165,11 @@ CASES = (
 )
 
 
-def test_every_radiograph_is_drawn_the_right_way_up_with_its_heatmap_in_place(server, tmp_path: Path) -> None:
+def test_every_radiograph_is_drawn_the_right_way_up_with_its_heatmap_in_place(shared_server, tmp_path: Path) -> None:
     import cv2
     from playwright.sync_api import expect
 
-    url, _ = server
+    url, _ = shared_server
     failures = []
     with browser_page(1600, 1000) as page:
         page.goto(url)
@@ -245,7 +245,7 @@ def _planes(canvas: np.ndarray, shape: tuple[int, int, int]) -> dict[str, tuple[
     return planes
 
 
-def test_a_marked_corner_of_a_volume_shows_where_the_orientation_letters_say(server, tmp_path: Path) -> None:
+def test_a_marked_corner_of_a_volume_shows_where_the_orientation_letters_say(shared_server, tmp_path: Path) -> None:
     """An asymmetric synthetic volume (RAS+, 40 x 56 x 24 mm) with its right-anterior-superior
     corner bright: in each of the three planes the bright corner lies on the sides whose letters
     are R (or L), A (or P) and S, as NiiVue draws them."""
@@ -256,7 +256,7 @@ def test_a_marked_corner_of_a_volume_shows_where_the_orientation_letters_say(ser
     data[18:, 26:, 10:] = 100  # dark past the middle towards +x (Right), +y (Anterior), +z (Superior)
     path = tmp_path / "marked_corner.nii.gz"
     nib.save(nib.Nifti1Image(data, np.eye(4)), path)
-    url, _ = server
+    url, _ = shared_server
     with browser_page(1600, 1400) as page:
         page.goto(f"{url}/volumes")
         _sign(page, "Dr Letters")
