@@ -14,6 +14,7 @@ from dataclasses import dataclass
 MAX_IDENTITY_CHARS = 80  # the reviewer columns of the verdict tables
 _ISSUER_TAG_CHARS = 10
 _MAX_PLAIN_SUBJECT = MAX_IDENTITY_CHARS - _ISSUER_TAG_CHARS - 1
+_HASHED = "sha256:"  # what a hashed subject starts with; no subject kept as it is does
 
 
 class IdentityUnavailable(Exception):
@@ -33,15 +34,21 @@ class SignedInIdentity:
 
 def identity_key(issuer: str, subject: str) -> str:
     """A stable key of at most 80 characters: the subject as it is (readable in the database)
-    followed by a short hash of the issuer; a very long or unusual subject is hashed too."""
+    followed by a short hash of the issuer; a very long or unusual subject is hashed too, and so is
+    one that starts as a hashed one does, which would otherwise be taken for it."""
     tag = hashlib.sha256(issuer.encode("utf-8")).hexdigest()[:_ISSUER_TAG_CHARS]
     plain = (
         subject
-        if (len(subject) <= _MAX_PLAIN_SUBJECT and subject.isprintable() and not any(c.isspace() for c in subject))
+        if (
+            len(subject) <= _MAX_PLAIN_SUBJECT
+            and subject.isprintable()
+            and not any(c.isspace() for c in subject)
+            and not subject.startswith(_HASHED)
+        )
         else None
     )
     if plain is None:
-        plain = "sha256:" + hashlib.sha256(subject.encode("utf-8")).hexdigest()[:48]
+        plain = _HASHED + hashlib.sha256(subject.encode("utf-8")).hexdigest()[:48]
     return f"{plain}#{tag}"
 
 

@@ -25,6 +25,17 @@ def test_long_or_unusual_subjects_are_hashed_into_the_column(subject: str) -> No
     assert identity_key(ISSUER, subject + "x") != key
 
 
+@pytest.mark.parametrize("long_subject", ["A" * 500, "two words"])
+def test_a_short_subject_spelled_like_a_hashed_one_gets_another_key(long_subject: str) -> None:
+    """A subject is the provider's to choose: one spelled exactly as another's hashed form (its
+    key less the issuer tag) must not sign in as that reader."""
+    hashed = identity_key(ISSUER, long_subject)
+    look_alike = hashed.rsplit("#", 1)[0]
+    assert identity_key(ISSUER, look_alike) != hashed
+    assert identity_key(ISSUER, look_alike).startswith("sha256:") and len(identity_key(ISSUER, look_alike)) <= 80
+    assert identity_key(ISSUER, "sha256:") != identity_key(ISSUER, "")
+
+
 def test_a_verified_admin_e_mail_gives_the_role_and_is_shown() -> None:
     who = from_claims(
         {"iss": ISSUER, "sub": "u1", "email": "lead@hospital.org", "email_verified": True, "name": "Dr Lead"}, ADMINS
