@@ -19,7 +19,7 @@ from pathlib import Path
 
 import jinja2
 
-from storage.reporting import StructureVerdictFact, VerdictFact
+from storage.reporting import StructureVerdictFact, VerdictFact, entry_numbers
 from storage.repository import ClassificationRunRecord, NoteRecord, VerdictRecord
 
 DISCLAIMER = "Research and demonstration tool, not a cleared medical device."
@@ -58,6 +58,9 @@ def _run_dict(
     notes: Sequence[NoteRecord],
     names: Mapping[str, str],
 ) -> dict:
+    # Entries numbered per reviewer within the run (storage.reporting.entry_numbers).
+    numbers = entry_numbers((v.verdict_id, v.reviewer) for v in verdicts)
+    note_numbers = entry_numbers((n.note_id, n.reviewer) for n in notes)
     return {
         "run_id": run.run_id,
         "case_id": run.case_id,
@@ -72,25 +75,25 @@ def _run_dict(
         "findings": [{"label": f.label, "score": f.score, "band": f.band.value} for f in run.findings],
         "verdicts": [
             {
-                "entry": v.verdict_id,
+                "entry": numbers[v.verdict_id],
                 "finding": v.item,
                 "verdict": v.verdict.value,
                 "note": v.note,
                 "reviewer": v.reviewer,
                 "reviewer_name": names.get(v.reviewer, v.reviewer),
                 "heatmap_method": v.cam_method,
-                "replaces_entry": v.supersedes_id,
+                "replaces_entry": numbers.get(v.supersedes_id) if v.supersedes_id else None,
                 "at": v.created_at.isoformat(),
             }
             for v in verdicts
         ],
         "case_notes": [
             {
-                "entry": n.note_id,
+                "entry": note_numbers[n.note_id],
                 "note": n.note,
                 "reviewer": n.reviewer,
                 "reviewer_name": names.get(n.reviewer, n.reviewer),
-                "replaces_entry": n.supersedes_id,
+                "replaces_entry": note_numbers.get(n.supersedes_id) if n.supersedes_id else None,
                 "at": n.created_at.isoformat(),
             }
             for n in notes

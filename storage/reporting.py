@@ -4,7 +4,7 @@ takes a fixed number of statements, however many runs there are."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -108,6 +108,19 @@ class SegmentationWorklistRow(_ReviewProgress):
 class Worklist:
     cases: list[WorklistRow]  # critical first, then newest
     segmentations: list[SegmentationWorklistRow]  # newest first
+
+
+def entry_numbers(entries: Iterable[tuple[int, str]]) -> dict[int, int]:
+    """(entry id, reviewer) of one run's entries (verdicts, or case notes) -> each entry's number
+    among its own reviewer's entries, 1, 2, ... in the order they were written. Histories and
+    exports show these: database ids are shared by every reader, and their gaps told a reader how
+    much the others had written."""
+    written: dict[str, int] = defaultdict(int)
+    numbers = {}
+    for entry_id, reviewer in sorted(entries):
+        written[reviewer] += 1
+        numbers[entry_id] = written[reviewer]
+    return numbers
 
 
 def _utc(value: datetime) -> datetime:

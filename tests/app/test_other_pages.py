@@ -41,6 +41,21 @@ def test_a_second_reviewer_sees_the_case_but_not_as_their_own_verdict(untrained_
     assert list(other.dataframe[-1].value["reviewer"]) == ["Dr Test"], "the history shows who said what"
 
 
+def test_history_numbers_each_readers_entries_from_one_whatever_the_others_wrote(untrained_env, samples: Path) -> None:
+    """Entry numbers are per reader: database ids are shared, and their gaps told a reader how much
+    the others had written."""
+    at, label = analysed_case(samples)  # Dr Test: disagree
+    click_verdict(at, label, "agree")  # and changes it
+    other = new_app(reviewer="Dr Other")
+    other.switch_page("pages/cases.py").run()
+    click_verdict(other, label, "unsure")
+    history = other.dataframe[-1].value
+    mine = history[history["reviewer"] == "Dr Other"]
+    assert list(mine["entry"]) == ["#1"] and list(mine["replaces entry"]) == [""]
+    theirs = history[history["reviewer"] == "Dr Test"]
+    assert list(theirs["entry"]) == ["#1", "#2"] and list(theirs["replaces entry"]) == ["", "#1"]
+
+
 def test_worklist_lists_cases_with_status_and_finds_the_next_unreviewed(untrained_env, samples: Path) -> None:
     at, _ = analysed_case(samples)
     at.file_uploader[0].set_value(("tbx.png", (samples / "tbx11k_h0001.png").read_bytes(), "image/png")).run()

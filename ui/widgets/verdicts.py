@@ -25,6 +25,7 @@ from core.errors import ReviewError
 from core.types import Finding
 from core.vocabulary import Band, Verdict
 from storage import repository
+from storage.reporting import entry_numbers
 from ui import database
 from ui.identity import current_reviewer, reviewer, visible_reviewer
 from ui.session import (
@@ -491,6 +492,9 @@ def history_table(run_id: int, noun: str = "finding", case_notes: bool = True) -
     if not verdicts and not notes:
         st.caption("No verdicts recorded yet.")
         return
+    # Numbered per reviewer: a reader's entries are #1, #2..., whatever the others wrote.
+    numbers = entry_numbers((v.verdict_id, v.reviewer) for v in verdicts)
+    note_numbers = entry_numbers((n.note_id, n.reviewer) for n in notes)
     rows = [
         {
             "time (UTC)": v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -498,8 +502,8 @@ def history_table(run_id: int, noun: str = "finding", case_notes: bool = True) -
             noun: v.item,
             "verdict": v.verdict.value,
             "note": v.note,
-            "replaces entry": f"#{v.supersedes_id}" if v.supersedes_id else "",
-            "entry": f"#{v.verdict_id}",
+            "replaces entry": f"#{numbers[v.supersedes_id]}" if v.supersedes_id in numbers else "",
+            "entry": f"#{numbers[v.verdict_id]}",
         }
         for v in verdicts
     ] + [
@@ -509,8 +513,8 @@ def history_table(run_id: int, noun: str = "finding", case_notes: bool = True) -
             noun: "(case note)",
             "verdict": "",
             "note": n.note,
-            "replaces entry": f"note #{n.supersedes_id}" if n.supersedes_id else "",
-            "entry": f"note #{n.note_id}",
+            "replaces entry": f"note #{note_numbers[n.supersedes_id]}" if n.supersedes_id in note_numbers else "",
+            "entry": f"note #{note_numbers[n.note_id]}",
         }
         for n in notes
     ]

@@ -78,3 +78,15 @@ def test_json_export_has_runs_findings_and_the_full_history() -> None:
     assert entry["findings"] == [{"label": "Effusion", "score": 0.83, "band": "critical"}]
     assert entry["verdicts"][0]["verdict"] == "disagree" and entry["patient_key"] == "pk-0123"
     assert "disclaimer" in document
+
+
+def test_json_export_numbers_each_readers_entries_from_one() -> None:
+    """A reader's export holds their own entries only; numbered by database id, its gaps told how
+    much the others had written (ids 3 and 9 here: five entries by others in between)."""
+    first = VerdictRecord(3, 7, "Effusion", Verdict.DISAGREE, "", "Dr A", "Grad-CAM", None, NOW)
+    changed = VerdictRecord(9, 7, "Effusion", Verdict.AGREE, "", "Dr A", "Grad-CAM", 3, NOW)
+    note = NoteRecord(12, 7, "seen", "Dr A", None, NOW)
+    document = json.loads(exports.runs_json([(run(), [first, changed], [note])], blinded_to="Dr A"))
+    (entry,) = document["runs"]
+    assert [(v["entry"], v["replaces_entry"]) for v in entry["verdicts"]] == [(1, None), (2, 1)]
+    assert [n["entry"] for n in entry["case_notes"]] == [1]
