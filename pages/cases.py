@@ -6,7 +6,7 @@ import streamlit as st
 
 from analytics import exports
 from inference.models.loader import LoadedModel
-from storage import audit, reporting, repository
+from storage import audit, repository
 from ui import database, models, resources, results
 from ui.downloads import export_button
 from ui.entry import require_app_entry
@@ -16,7 +16,7 @@ from ui.text import md_escape
 from ui.widgets import figures, image_viewer
 from ui.widgets.cam_viewer import cam_viewer
 from ui.widgets.charts import band_legend_text, score_text, shap_waterfall
-from ui.widgets.next_case import next_unreviewed_button
+from ui.widgets.next_case import next_unreviewed_button, reader_worklist
 from ui.widgets.prior import choose_prior, side_by_side
 from ui.widgets.segmentation_case import choose_segmentation, segmentation_case
 from ui.widgets.verdicts import finding_kind, finding_verdict_panel, history_table, selection_list
@@ -26,8 +26,7 @@ require_app_entry()
 
 st.title("Case review")
 
-with database.transaction() as session:
-    board = reporting.worklist(session)
+board = reader_worklist()
 cases, segmentations = board.cases, board.segmentations
 if not cases and not segmentations:
     st.info("No cases yet. Analyse a chest X-ray on the Review page, or an MRI/CT volume, and it appears here.")

@@ -8,18 +8,18 @@ import streamlit as st
 from analytics import exports
 from core.vocabulary import RunKind
 from storage import reporting
-from ui import database, results
+from ui import results
 from ui.downloads import export_button
 from ui.entry import require_app_entry
 from ui.identity import visible_reviewer
-from ui.widgets.next_case import CASE_PAGE, next_unreviewed_button
+from ui.widgets.next_case import CASE_PAGE, next_unreviewed_button, progress_caption, reader_worklist
 
 require_app_entry()
 
 st.title("Worklist")
-with database.transaction() as session:
-    board = reporting.worklist(session)
+board = reader_worklist()
 rows, volume_rows = board.cases, board.segmentations
+own = visible_reviewer() is not None
 
 
 def volume_section() -> None:
@@ -48,8 +48,7 @@ def volume_section() -> None:
         key="wl_volume_table",
     )
     st.caption(
-        "Newest first · click a row to open it with its kept volume and masks · 'reviewed by N': N readers gave "
-        "a verdict on every structure"
+        "Newest first · click a row to open it with its kept volume and masks · " + progress_caption("structure", own)
     )
     if picked.selection.rows:
         st.switch_page(CASE_PAGE, query_params={"segmentation": str(volume_rows[picked.selection.rows[0]].run_id)})
@@ -75,7 +74,11 @@ if not rows:
     st.stop()
 
 if not next_unreviewed_button(rows):
-    st.success("Every case has been fully reviewed by at least one reader.")
+    st.success(
+        "You have given a verdict on every finding of every case."
+        if own
+        else "Every case has been fully reviewed by at least one reader."
+    )
 
 filters = st.columns(4)
 bands = filters[0].multiselect("Highest band", ["critical", "positive", "indeterminate", "negative"], key="wl_bands")
@@ -126,8 +129,8 @@ picked = st.dataframe(
     row_height=60,
 )
 st.caption(
-    f"{len(shown)} of {len(rows)} cases · critical first, then newest · 'reviewed by N': N readers gave a "
-    "verdict on every finding · click a row to open its case"
+    f"{len(shown)} of {len(rows)} cases · critical first, then newest · {progress_caption('finding', own)} · "
+    "click a row to open its case"
 )
 chosen = picked.selection.rows or [cell[0] for cell in picked.selection.cells]
 if chosen:

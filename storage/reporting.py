@@ -62,11 +62,12 @@ class StructureVerdictFact:
 class _ReviewProgress:
     readers_done: int  # reviewers with a verdict on every item under review
     readers_started: int  # reviewers with at least one verdict
+    own: bool  # the counts are one reader's own (worklist(reviewer=...)): 0 or 1 each
 
     @property
     def status(self) -> str:
         if self.readers_done:
-            return f"reviewed by {self.readers_done}"
+            return "reviewed by you" if self.own else f"reviewed by {self.readers_done}"
         return "in review" if self.readers_started else "new"
 
 
@@ -86,6 +87,7 @@ class WorklistRow(_ReviewProgress):
     readers_done: int  # reviewers with a verdict on every finding
     readers_started: int
     input_sha256: str = ""  # the case's input, the key of its image in the image store
+    own: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class SegmentationWorklistRow(_ReviewProgress):
     structures: int
     readers_done: int  # reviewers with a verdict on every structure under review (core.review_rules)
     readers_started: int
+    own: bool = False
 
 
 @dataclass(frozen=True)
@@ -230,25 +233,30 @@ def first_and_last_verdict_times(session: Session) -> dict[tuple[int, str], tupl
     return {(run, reviewer): (_utc(first), _utc(last)) for run, reviewer, first, last in rows}
 
 
-def _coverage(session: Session, run_ids: Sequence[int]) -> dict[int, list[int]]:
-    """run -> how many distinct items each of its readers has judged (one query for every run)."""
+def _coverage(session: Session, run_ids: Sequence[int], reviewer: str | None) -> dict[int, list[int]]:
+    """run -> how many distinct items each of its readers (or ``reviewer`` alone) has judged (one
+    query for every run)."""
     per_run: dict[int, list[int]] = defaultdict(list)
     if not run_ids:
         return per_run
-    rows = session.execute(
+    query = (
         select(VerdictEntry.run_id, VerdictEntry.reviewer, func.count(func.distinct(VerdictEntry.item)))
         .where(VerdictEntry.run_id.in_(run_ids))
         .group_by(VerdictEntry.run_id, VerdictEntry.reviewer)
-    ).all()
+    )
+    if reviewer is not None:
+        query = query.where(VerdictEntry.reviewer == reviewer)
+    rows = session.execute(query).all()
     for run_id, _reader, count in rows:
         per_run[run_id].append(count)
     return per_run
 
 
-def worklist(session: Session, limit: int = 500) -> Worklist:
+def worklist(session: Session, limit: int = 500, reviewer: str | None = None) -> Worklist:
     """The latest classification run of every case (critical first, then newest) and every
-    segmentation or uploaded-mask run (newest first), each with how far its readers have got: four
-    queries, whatever the number of runs."""
+    segmentation or uploaded-mask run (newest first), each with how far its readers have got, or
+    with ``reviewer`` how far that reader alone has (a reader reads independently, and must not
+    learn from the worklist that another finished a case): four queries, whatever the number of runs."""
     latest_per_case = select(func.max(Run.id)).where(Run.kind == CLASSIFICATION).group_by(Run.case_id)
     xray = (
         session.scalars(
@@ -275,7 +283,8 @@ def worklist(session: Session, limit: int = 500) -> Worklist:
         .order_by(Run.id.desc())
         .limit(limit)
     ).all()
-    coverage = _coverage(session, [run.id for run in xray] + [row[0].id for row in segmentations])
+    coverage = _coverage(session, [run.id for run in xray] + [row[0].id for row in segmentations], reviewer)
+    own = reviewer is not None
 
     cases = []
     for run in xray:
@@ -295,6 +304,7 @@ def worklist(session: Session, limit: int = 500) -> Worklist:
                 readers_done=sum(1 for c in per_reader if c >= len(run.findings)),
                 readers_started=len(per_reader),
                 input_sha256=run.case.input_sha256,
+                own=own,
             )
         )
     cases.sort(key=lambda r: (-r.top_band.rank, -r.run_id))
@@ -315,6 +325,7 @@ def worklist(session: Session, limit: int = 500) -> Worklist:
                 structures=structures,
                 readers_done=sum(1 for c in per_reader if c >= required),
                 readers_started=len(per_reader),
+                own=own,
             )
         )
     return Worklist(cases=cases, segmentations=volumes)

@@ -56,6 +56,40 @@ def test_history_numbers_each_readers_entries_from_one_whatever_the_others_wrote
     assert list(theirs["entry"]) == ["#1", "#2"] and list(theirs["replaces entry"]) == ["", "#1"]
 
 
+def test_a_signed_in_readers_worklist_shows_their_own_progress_not_the_others(
+    untrained_env, samples: Path, monkeypatch
+) -> None:
+    """Reader B has judged all 18 findings of case 1, reader A one: A's worklist must not say the
+    case is reviewed, nor steer A away from it (readers read independently)."""
+    import ui.identity
+    import ui.widgets.next_case
+    from core.settings import load_settings
+    from core.vocabulary import Verdict
+    from storage import repository
+    from storage.db import open_database
+
+    at, _ = analysed_case(samples)  # Dr Test: one verdict on case 1
+    items = verdict_items(at)
+    sessions = open_database(load_settings().database_url)
+    with sessions.begin() as session:
+        for item in items:
+            repository.record_verdict(session, 1, item, Verdict.AGREE, "reader-b#0123456789", "", None)
+    sessions.kw["bind"].dispose()
+
+    at.switch_page("pages/worklist.py").run()
+    assert at.dataframe[0].value["status"][0] == "reviewed by 1", "open mode (and the lead) see everyone's"
+
+    # Signed in as a reader who is not the lead: whose verdicts this viewer may see is Dr Test's own.
+    for module in (ui.identity, ui.widgets.next_case):
+        monkeypatch.setattr(module, "visible_reviewer", lambda: "Dr Test", raising=False)
+    at.run()
+    assert not at.exception
+    assert list(at.dataframe[0].value["status"]) == ["in review"]
+    assert "Every case has been fully reviewed by at least one reader." not in texts(at)
+    assert any(b.label.startswith("Next unreviewed case (case 1") for b in at.button)
+    assert "your own progress" in texts(at)
+
+
 def test_worklist_lists_cases_with_status_and_finds_the_next_unreviewed(untrained_env, samples: Path) -> None:
     at, _ = analysed_case(samples)
     at.file_uploader[0].set_value(("tbx.png", (samples / "tbx11k_h0001.png").read_bytes(), "image/png")).run()

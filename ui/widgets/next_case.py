@@ -6,17 +6,35 @@ import streamlit as st
 
 from storage import reporting
 from ui import database
+from ui.identity import visible_reviewer
 
 KEY_NEXT_CASE = "N"
 CASE_PAGE = "pages/cases.py"
 
 
+def reader_worklist() -> reporting.Worklist:
+    """The worklist as this viewer may see it: a signed-in reader's own progress (status, counts,
+    what is next), everyone's for the lead (admin) and in open mode."""
+    with database.transaction() as session:
+        return reporting.worklist(session, reviewer=visible_reviewer())
+
+
+def progress_caption(noun: str, own: bool) -> str:
+    """What a status says, for the captions under the lists."""
+    if own:
+        return (
+            f"'reviewed by you': you gave a verdict on every {noun}; status and 'Next unreviewed case' are your "
+            "own progress (readers read independently; the lead sees everyone's)"
+        )
+    return f"'reviewed by N': N readers gave a verdict on every {noun}"
+
+
 def next_unreviewed_button(rows: list[reporting.WorklistRow] | None = None, current_run: int | None = None) -> bool:
-    """A button (and the N key) to the first case no reader has finished, critical first, then
-    newest, other than the case of run ``current_run`` (the one on screen). Returns False when there is none."""
+    """A button (and the N key) to the first case not yet finished (by this reader, when signed in:
+    ``reader_worklist``), critical first, then newest, other than the case of run ``current_run``
+    (the one on screen). Returns False when there is none."""
     if rows is None:
-        with database.transaction() as session:
-            rows = reporting.worklist(session).cases
+        rows = reader_worklist().cases
     waiting = [r for r in rows if r.readers_done == 0 and r.run_id != current_run]
     if not waiting:
         return False
