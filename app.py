@@ -10,7 +10,7 @@ import streamlit as st
 from core.errors import ReviewError
 from ui import session_reaper
 from ui.entry import app_entry
-from ui.identity import current_reviewer, require_sign_in
+from ui.identity import current_reviewer, may_enter, require_sign_in
 from ui.widgets import sidebar
 from ui.widgets.model_status import DISCLAIMER
 
@@ -26,26 +26,33 @@ for package in ("core", "inference", "xai", "storage", "pipelines", "analytics",
 st.set_page_config(page_title="Radiology AI review", page_icon="🩻", layout="wide")
 session_reaper.ensure_installed()
 
-require_sign_in()
-navigation = st.navigation(
-    [
-        st.Page(
-            "pages/review.py",
-            title="Review a chest X-ray",
-            icon=":material/radiology:",
-            default=True,
-            url_path="review",
-        ),
-        st.Page("pages/volumes.py", title="Review an MRI or CT", icon=":material/neurology:", url_path="volumes"),
-        st.Page("pages/worklist.py", title="Worklist", icon=":material/list_alt:", url_path="worklist"),
-        st.Page("pages/cases.py", title="Case review", icon=":material/folder_open:", url_path="cases"),
-        st.Page("pages/analytics.py", title="Analytics", icon=":material/monitoring:", url_path="analytics"),
-        st.Page("pages/settings.py", title="Settings", icon=":material/settings:", url_path="settings"),
-        st.Page("pages/about.py", title="About", icon=":material/info:", url_path="about"),
-    ],
-    # The pages along the top: the width goes to the image, not to a column of links.
-    position="top",
+# The default page is served at "/" (its url_path only names it inside Streamlit, which keys pages
+# by it: "review" is the alias's below).
+REVIEW = st.Page(
+    "pages/review.py", title="Review a chest X-ray", icon=":material/radiology:", default=True, url_path="review-xray"
 )
+
+
+def _to_review() -> None:
+    st.switch_page(REVIEW)
+
+
+PAGES = [
+    REVIEW,
+    st.Page("pages/volumes.py", title="Review an MRI or CT", icon=":material/neurology:", url_path="volumes"),
+    st.Page("pages/worklist.py", title="Worklist", icon=":material/list_alt:", url_path="worklist"),
+    st.Page("pages/cases.py", title="Case review", icon=":material/folder_open:", url_path="cases"),
+    st.Page("pages/analytics.py", title="Analytics", icon=":material/monitoring:", url_path="analytics"),
+    st.Page("pages/settings.py", title="Settings", icon=":material/settings:", url_path="settings"),
+    st.Page("pages/about.py", title="About", icon=":material/info:", url_path="about"),
+    # /review, the address a reader would type or bookmark, opens the default page ("Page not found" before).
+    st.Page(_to_review, title="Review a chest X-ray", url_path="review", visibility="hidden"),
+]
+# Before sign-in the pages are declared but not listed (position "hidden"): without the call,
+# Streamlit listed the pages/ folder's file names in the sidebar of a fresh server's sign-in page.
+# The pages along the top once in: the width goes to the image, not to a column of links.
+navigation = st.navigation(PAGES, position="top" if may_enter() else "hidden")
+require_sign_in()
 try:
     sidebar.render(navigation.url_path)
     # Image first: once the reader is known the sidebar (name, models) starts folded away, and the

@@ -109,6 +109,19 @@ def _register(who: SignedInIdentity) -> None:
     st.session_state[_REGISTERED] = marker
 
 
+def may_enter() -> bool:
+    """Whether the pages may be listed: open mode, or a signed-in user whom the provider's answer
+    identifies (``require_sign_in`` stops every other run at the sign-in page)."""
+    if not auth_configured():
+        return True
+    if not st.user.is_logged_in:
+        return False
+    try:
+        return signed_in_identity() is not None
+    except IdentityUnavailable:
+        return False
+
+
 def require_sign_in() -> None:
     """In auth mode, stop the page with a sign-in button until the user has signed in and the
     provider's answer identifies them."""

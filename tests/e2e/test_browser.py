@@ -35,8 +35,9 @@ def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
 
     url, database_url = server
     with browser_page(1500, 2900) as page:
-        page.goto(url)
-        expect(page.get_by_text("Review a chest X-ray").first).to_be_visible()
+        page.goto(f"{url}/review")  # the review page's own address opens it, as "/" does
+        expect(page.get_by_role("heading", name="Review a chest X-ray")).to_be_visible()
+        expect(page.get_by_text("Page not found")).to_have_count(0)
         expect(page.get_by_text("not a cleared medical device")).to_be_visible()
         _sign(page, "Dr Browser")
         upload_radiograph(page, str(NIH_PNG))
