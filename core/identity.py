@@ -26,7 +26,7 @@ class SignedInIdentity:
     key: str  # what verdicts are stored under: "<sub>#<issuer tag>"
     issuer: str
     subject: str
-    display_name: str  # the verified e-mail, else the name claim, else the subject
+    display_name: str  # the verified e-mail, else the name claim or the subject marked "(unverified)"
     verified_email: str | None
     unverified_email: str | None  # an e-mail claim the provider did not verify: shown as such, never trusted
     is_admin: bool
@@ -52,6 +52,15 @@ def identity_key(issuer: str, subject: str) -> str:
     return f"{plain}#{tag}"
 
 
+UNVERIFIED = " (unverified)"
+
+
+def unverified_name(name: str) -> str:
+    """How a name the provider did not verify is shown: marked, so that it can never read as a
+    verified address or the lead's (a token's ``name`` or ``sub`` is whatever its holder chose)."""
+    return name + UNVERIFIED
+
+
 def _is_true(value: object) -> bool:
     # Some providers send the boolean as a string.
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
@@ -72,12 +81,15 @@ def from_claims(claims: Mapping[str, object], admins: Collection[str]) -> Signed
     verified = email is not None and _is_true(claims.get("email_verified"))
     name = " ".join(str(claims.get("name") or "").split()) or None
     wanted = {a.strip().lower() for a in admins}
-    is_admin = key.lower() in wanted or (verified and email is not None and email.lower() in wanted)
+    by_key = key.lower() in wanted
+    is_admin = by_key or (verified and email is not None and email.lower() in wanted)
     return SignedInIdentity(
         key=key,
         issuer=issuer,
         subject=subject,
-        display_name=(email if verified else None) or name or subject,
+        # A verified address as it is; an identity named an admin by its key is vouched for by the
+        # configuration; any other name is the holder's own choice, shown marked as such.
+        display_name=email if verified and email else (name or subject) if by_key else unverified_name(name or subject),
         verified_email=email if verified else None,
         unverified_email=None if verified else email,
         is_admin=is_admin,

@@ -16,6 +16,7 @@ dataclasses, never ORM objects."""
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast, overload
@@ -689,9 +690,14 @@ def register_reviewer(
 
 
 def reviewer_names(session: Session) -> dict[str, str]:
-    """identity key -> the name to show for it (open-mode names are shown as typed)."""
+    """identity key -> the name to show for it (open-mode names are shown as typed). A name that
+    more than one identity goes by (two unverified users who chose the same one) is followed by
+    each one's key, so reports and filters never show two people as one."""
     rows = session.execute(select(ReviewerIdentity.identity, ReviewerIdentity.display_name)).all()
-    return {identity: name for identity, name in rows}
+    holders: dict[str, int] = defaultdict(int)
+    for _, name in rows:
+        holders[name] += 1
+    return {identity: name if holders[name] == 1 else f"{name} [{identity}]" for identity, name in rows}
 
 
 # --- Region explanations (classification runs) -------------------------------------------------

@@ -80,6 +80,11 @@ def _sign_in(page, url: str, sub: str, expect_shown: str) -> None:
     page.set_default_timeout(180_000)  # the first model load in a fresh environment is slow
     page.goto(url)
     expect(page.get_by_text("Sign in with your hospital account")).to_be_visible()
+    settled(page)
+    # Nothing but the sign-in before it: no page list, neither the app's nor the pages/ folder's
+    # file names, which a fresh server's sign-in page listed in its sidebar.
+    for nav in ("stSidebarNavLink", "stTopNavLink"):
+        expect(page.get_by_test_id(nav)).to_have_count(0)
     page.get_by_role("button", name="Sign in").click()
     page.locator("input[name=sub]").fill(sub, timeout=60_000)
     page.get_by_role("button", name="Authorize").click()
@@ -210,7 +215,7 @@ def test_an_unverified_copy_of_the_admin_e_mail_gets_no_rights(provider, tmp_pat
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         expect.set_options(timeout=120_000)
         page = browser.new_context(viewport={"width": 1500, "height": 2200}).new_page()
-        _sign_in(page, url, "mallory-0003", "Mallory")
+        _sign_in(page, url, "mallory-0003", "Mallory (unverified)")
         expect(page.get_by_text("has not verified the e-mail lead@hospital.test")).to_be_visible()
         expect(page.get_by_text("· admin")).to_have_count(0)
         _upload_and_give(page, "agree", "not the lead")
@@ -223,7 +228,9 @@ def test_an_unverified_copy_of_the_admin_e_mail_gets_no_rights(provider, tmp_pat
 
     rows = _stored(database_url, "SELECT reviewer FROM verdicts")
     assert rows and all(r.startswith("mallory-0003#") for (r,) in rows), rows
-    assert _stored(database_url, "SELECT display_name, verified_email FROM reviewers") == [("Mallory", None)]
+    assert _stored(database_url, "SELECT display_name, verified_email FROM reviewers") == [
+        ("Mallory (unverified)", None)
+    ]
 
 
 def test_sign_in_works_from_requirements_txt_alone(provider, tmp_path: Path) -> None:

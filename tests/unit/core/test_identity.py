@@ -52,8 +52,24 @@ def test_an_unverified_copy_of_the_admin_e_mail_gives_nothing(verified) -> None:
     who = from_claims(claims, ADMINS)
     assert not who.is_admin
     assert who.key == identity_key(ISSUER, "mallory"), "stored under her own subject"
-    assert who.display_name == "Mallory" and who.verified_email is None
+    assert who.display_name == "Mallory (unverified)" and who.verified_email is None
     assert who.unverified_email == "lead@hospital.org"
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"sub": "mallory-displayname", "email": "m@evil.example", "email_verified": False, "name": "lead@hospital.org"},
+        {"sub": "lead@hospital.org"},  # no name: the display falls back to the subject
+        {"sub": "m2", "name": "lead@hospital.org", "email": "lead@hospital.org"},
+    ],
+)
+def test_an_unverified_name_or_subject_never_reads_as_a_verified_address(claims) -> None:
+    lead = from_claims({"iss": ISSUER, "sub": "u1", "email": "lead@hospital.org", "email_verified": True}, ADMINS)
+    mallory = from_claims({"iss": ISSUER, **claims}, ADMINS)
+    assert not mallory.is_admin
+    assert mallory.display_name != lead.display_name
+    assert mallory.display_name == "lead@hospital.org (unverified)"
 
 
 def test_a_string_true_counts_as_verified_and_an_identity_key_can_be_an_admin() -> None:

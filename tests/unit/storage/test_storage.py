@@ -326,6 +326,19 @@ def test_reviewer_names_follow_the_latest_sign_in(db) -> None:
         assert repo.reviewer_names(s) == {"u1#abc": "Dr Reader"}
 
 
+def test_two_identities_with_the_same_name_are_told_apart_wherever_names_are_shown(db) -> None:
+    with db.begin() as s:
+        repo.register_reviewer(s, "u1#abc", "Dr Same (unverified)", None, "https://idp", "u1")
+        repo.register_reviewer(s, "u2#abc", "Dr Same (unverified)", None, "https://idp", "u2")
+        repo.register_reviewer(s, "u3#abc", "lead@hospital.org", "lead@hospital.org", "https://idp", "u3")
+        names = repo.reviewer_names(s)
+    assert names == {
+        "u1#abc": "Dr Same (unverified) [u1#abc]",
+        "u2#abc": "Dr Same (unverified) [u2#abc]",
+        "u3#abc": "lead@hospital.org",
+    }
+
+
 def test_the_session_scope_turns_database_failures_into_storage_errors(db, run, caplog) -> None:
     """What a page shows comes from storage: a refused change and a database that cannot be reached
     both arrive as StorageError saying nothing was saved (the details go to the log); a reviewer's
