@@ -28,6 +28,19 @@ log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 
 
+def import_region_shap_libraries() -> None:
+    """Import what the region SHAP job imports, in the caller's thread (the page's run), before the
+    job starts. Importing shap calls ``ast.parse`` about a hundred times (``inspect.signature`` of
+    builtins), and on CPython 3.11 (3.11.7 here) the AST converter's recursion counter is shared
+    by all threads: a page script parsed at the same moment in another thread failed with
+    "AST constructor recursion depth mismatch" (a fresh-clone CI run, 2026-12-06)."""
+    import shap  # noqa: F401
+
+    import pipelines.analyze  # noqa: F401
+    import xai.anatomy
+    import xai.region_shap  # noqa: F401
+
+
 def explain_regions_and_store(
     sessions: sessionmaker[Session],
     run_id: int,

@@ -20,6 +20,7 @@ def region_shap_key(input_sha256: str, weights_sha256: str, run_id: int) -> str:
 def start_region_shap(analysis, loaded: LoadedModel, run_id: int) -> Job:
     """Start (or join) the region SHAP job for a case; it stores its result with the run."""
     sessions = database()  # bound now: the job runs outside the script thread
+    job_bodies.import_region_shap_libraries()  # in this thread: see there
     image = analysis.model_input[0, 0]
     segmentation = anatomy_model()
 
