@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session, aliased, joinedload, selectinload
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from core.review_rules import required_count
 from core.vocabulary import Band, RunKind, Verdict
@@ -22,7 +23,7 @@ CLASSIFICATION = RunKind.CLASSIFICATION.value
 class VerdictFact:
     """A reviewer's current verdict on one finding, with what the AI showed them."""
 
-    verdict_id: int
+    entry: int  # the verdict's number among its reviewer's entries on the run (entry_numbers)
     run_id: int
     case_id: int
     finding: str
@@ -42,7 +43,7 @@ class VerdictFact:
 class StructureVerdictFact:
     """A reviewer's current verdict on one structure, with what the masks showed them."""
 
-    verdict_id: int
+    entry: int  # the verdict's number among its reviewer's entries on the run (entry_numbers)
     run_id: int
     case_id: int
     modality: str
@@ -126,6 +127,21 @@ def entry_numbers(entries: Iterable[tuple[int, str]]) -> dict[int, int]:
     return numbers
 
 
+def _entry_number() -> ScalarSelect[int]:
+    """The same number as ``entry_numbers`` for the VerdictEntry row of the enclosing query,
+    counted in SQL: exports must not show database ids, shared by every reader."""
+    earlier = aliased(VerdictEntry)
+    return (
+        select(func.count(earlier.id))
+        .where(
+            (earlier.run_id == VerdictEntry.run_id)
+            & (earlier.reviewer == VerdictEntry.reviewer)
+            & (earlier.id <= VerdictEntry.id)
+        )
+        .scalar_subquery()
+    )
+
+
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -142,7 +158,7 @@ def current_verdict_facts(
     """Each reviewer's latest verdict per finding of each run, joined with the AI's score and band."""
     latest = select(func.max(VerdictEntry.id)).group_by(VerdictEntry.run_id, VerdictEntry.reviewer, VerdictEntry.item)
     query = (
-        select(VerdictEntry, Run, RunFinding)
+        select(VerdictEntry, Run, RunFinding, _entry_number())
         .join(Run, Run.id == VerdictEntry.run_id)
         .join(RunFinding, (RunFinding.run_id == VerdictEntry.run_id) & (RunFinding.label == VerdictEntry.item))
         .where(VerdictEntry.id.in_(latest))
@@ -155,13 +171,13 @@ def current_verdict_facts(
     if reviewer:
         query = query.where(VerdictEntry.reviewer == reviewer)
     facts = []
-    for verdict, run, finding in session.execute(query).all():
+    for verdict, run, finding, entry in session.execute(query).all():
         created = _utc(verdict.created_at)
         if (since and created < since) or (until and created >= until):
             continue
         facts.append(
             VerdictFact(
-                verdict_id=verdict.id,
+                entry=entry,
                 run_id=run.id,
                 case_id=run.case_id,
                 finding=finding.label,
@@ -185,7 +201,7 @@ def current_structure_verdict_facts(session: Session, reviewer: str | None = Non
     ``reviewer``'s when one is named)."""
     latest = select(func.max(VerdictEntry.id)).group_by(VerdictEntry.run_id, VerdictEntry.reviewer, VerdictEntry.item)
     query = (
-        select(VerdictEntry, Run, RunStructure, Case.modality)
+        select(VerdictEntry, Run, RunStructure, Case.modality, _entry_number())
         .join(Run, Run.id == VerdictEntry.run_id)
         .join(RunStructure, (RunStructure.run_id == VerdictEntry.run_id) & (RunStructure.name == VerdictEntry.item))
         .join(Case, Case.id == Run.case_id)
@@ -196,7 +212,7 @@ def current_structure_verdict_facts(session: Session, reviewer: str | None = Non
     rows = session.execute(query.order_by(VerdictEntry.id)).all()
     return [
         StructureVerdictFact(
-            verdict_id=v.id,
+            entry=entry,
             run_id=run.id,
             case_id=run.case_id,
             modality=modality,
@@ -212,7 +228,7 @@ def current_structure_verdict_facts(session: Session, reviewer: str | None = Non
             note=v.note,
             created_at=_utc(v.created_at),
         )
-        for v, run, structure, modality in rows
+        for v, run, structure, modality, entry in rows
     ]
 
 

@@ -99,7 +99,7 @@ def test_mni_t1_with_grey_matter_mask_scrolls_measures_and_records_a_verdict():
     with open_database(load_settings().database_url).begin() as session:
         csv_text = exports.structure_verdicts_csv(reporting.current_structure_verdict_facts(session)).decode()
     header, row = csv_text.splitlines()
-    assert header.startswith("verdict_id,run_id,case_id,modality,structure,voxels,volume_ml,model_id")
+    assert header.startswith("entry,run_id,case_id,modality,structure,voxels,volume_ml,model_id")
     assert ",MR,Label 1," in row and ",uploaded-mask," in row and ",Dr Test,agree," in row
     voxels = int((np.asarray(nib.load(MRI / "mni152_gm_prob.nii.gz").dataobj) >= 128).sum())
     assert f",{voxels},{voxels / 1000}," in row  # voxel count, then mL (1 mm voxels: 1000 per mL)

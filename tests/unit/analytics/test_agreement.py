@@ -39,7 +39,7 @@ def test_cohen_kappa_by_hand() -> None:
 
 def fact(run: int, reader: str, verdict: str, band: str = "positive", score: float = 0.7, finding: str = "Effusion"):
     return VerdictFact(
-        verdict_id=run * 100 + hash(reader) % 100,
+        entry=1,
         run_id=run,
         case_id=run,
         finding=finding,

@@ -317,6 +317,41 @@ def test_a_reader_s_history_holds_only_their_own_entries(db) -> None:
         assert all(e.detail.get("verdict") != "agree" for e in trail), "nothing of A's verdict leaks"
 
 
+def test_a_reader_s_csv_export_numbers_their_own_entries_not_the_database_s(db) -> None:
+    """The analytics CSV once carried each verdict's database id: a reader's own rows read 1, 4, 6
+    and the gaps told how much the others had written. Now its ``entry`` is the number the history
+    table and the JSON export show, and no database id is in the file."""
+    import csv
+    import io
+
+    from analytics import exports
+
+    with db.begin() as s:
+        run = repo.store_analysis(s, FACTS, prediction(trained=True), "Grad-CAM", actor="Dr A")
+        repo.record_verdict(s, run.run_id, "Effusion", Verdict.AGREE, "Dr A")
+        repo.record_verdict(s, run.run_id, "Effusion", Verdict.DISAGREE, "Dr B")
+        repo.record_verdict(s, run.run_id, "Mass", Verdict.AGREE, "Dr B")
+        repo.record_verdict(s, run.run_id, "Mass", Verdict.UNSURE, "Dr A")
+        repo.record_verdict(s, run.run_id, "Pneumothorax", Verdict.AGREE, "Dr B")
+        repo.record_verdict(s, run.run_id, "Mass", Verdict.DISAGREE, "Dr A")
+    with db.begin() as s:
+        facts = reporting.current_verdict_facts(s, reviewer="Dr A")
+        everyone = reporting.current_verdict_facts(s)
+    rows = list(csv.DictReader(io.StringIO(exports.verdicts_csv(facts).decode())))
+    assert [(r["finding"], r["verdict"], r["entry"]) for r in rows] == [
+        ("Effusion", "agree", "1"),
+        ("Mass", "disagree", "3"),
+    ]
+    assert "verdict_id" not in rows[0]
+    assert sorted((f.reviewer, f.finding, f.entry) for f in everyone) == [
+        ("Dr A", "Effusion", 1),
+        ("Dr A", "Mass", 3),
+        ("Dr B", "Effusion", 1),
+        ("Dr B", "Mass", 2),
+        ("Dr B", "Pneumothorax", 3),
+    ]
+
+
 def test_reviewer_names_follow_the_latest_sign_in(db) -> None:
     with db.begin() as s:
         repo.register_reviewer(s, "u1#abc", "reader@hospital.org", "reader@hospital.org", "https://idp", "u1")
