@@ -6,7 +6,7 @@ import streamlit as st
 
 from analytics import exports
 from inference.models.loader import LoadedModel
-from storage import audit, repository
+from storage import reporting, repository
 from ui import database, models, resources, results
 from ui.downloads import export_button
 from ui.entry import require_app_entry
@@ -256,7 +256,7 @@ history_table(run.run_id)
 
 if st.toggle("Show the audit trail", key=audit_key(case_id)):
     with database.transaction() as session:
-        events = audit.events_for_case(session, case_id, actor=only)
+        events = reporting.case_trail(session, case_id, actor=only)
         names = repository.reviewer_names(session)
     if only is not None:
         st.caption("Only your own actions and the system's are shown; the lead (admin) sees everyone's.")

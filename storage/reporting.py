@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
@@ -14,7 +14,8 @@ from sqlalchemy.sql.selectable import ScalarSelect
 
 from core.review_rules import required_count
 from core.vocabulary import Band, RunKind, Verdict
-from storage.models import Case, Run, RunFinding, RunStructure, VerdictEntry
+from storage import audit
+from storage.models import Case, CaseNote, Run, RunFinding, RunStructure, VerdictEntry
 
 CLASSIFICATION = RunKind.CLASSIFICATION.value
 
@@ -140,6 +141,35 @@ def _entry_number() -> ScalarSelect[int]:
         )
         .scalar_subquery()
     )
+
+
+def case_trail(session: Session, case_id: int, actor: str | None = None) -> list[audit.AuditRecord]:
+    """``audit.events_for_case`` as a page shows it: the verdict and note ids in the events'
+    details (``entry``, ``replaces``) become the entry numbers the history table shows ("#2"), so
+    a reader's trail does not tell by its gaps how much the others wrote. Two statements besides
+    the events', however long the trail."""
+    events = audit.events_for_case(session, case_id, actor)
+    runs = {e.run_id for e in events if e.run_id is not None}
+    numbers: dict[type, dict[int, int]] = {}
+    for table in (VerdictEntry, CaseNote):
+        per_run: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        for entry_id, run_id, reviewer in session.execute(
+            select(table.id, table.run_id, table.reviewer).where(table.run_id.in_(runs))
+        ):
+            per_run[run_id].append((entry_id, reviewer))
+        numbers[table] = {k: v for entries in per_run.values() for k, v in entry_numbers(entries).items()}
+
+    def numbered(event: audit.AuditRecord) -> audit.AuditRecord:
+        if "entry" not in event.detail:
+            return event
+        of = numbers[CaseNote if event.kind == "case_note" else VerdictEntry]
+        detail = dict(event.detail)
+        for key in ("entry", "replaces"):
+            if detail.get(key) is not None:
+                detail[key] = f"#{of[detail[key]]}"
+        return replace(event, detail=detail)
+
+    return [numbered(e) for e in events]
 
 
 def _utc(value: datetime) -> datetime:

@@ -352,6 +352,25 @@ def test_a_reader_s_csv_export_numbers_their_own_entries_not_the_database_s(db) 
     ]
 
 
+def test_a_reader_s_audit_trail_names_entries_by_their_own_numbers(db) -> None:
+    """The case page's audit trail showed "entry 5, replaces 2": database ids, whose gaps told
+    reader B how much reader A had written in between."""
+    with db.begin() as s:
+        run = repo.store_analysis(s, FACTS, prediction(), "Grad-CAM", actor="Dr A")
+        repo.record_verdict(s, run.run_id, "Effusion", Verdict.AGREE, "Dr B")
+        repo.record_verdict(s, run.run_id, "Effusion", Verdict.AGREE, "Dr A")
+        repo.record_verdict(s, run.run_id, "Mass", Verdict.AGREE, "Dr A")
+        repo.record_case_note(s, run.run_id, "A's note", "Dr A")
+        repo.record_verdict(s, run.run_id, "Effusion", Verdict.DISAGREE, "Dr B")
+        repo.record_case_note(s, run.run_id, "B's note", "Dr B")
+    with db.begin() as s:
+        trail = reporting.case_trail(s, run.case_id, actor="Dr B")
+        everyone = reporting.case_trail(s, run.case_id)
+    entries = [(e.kind, e.detail.get("entry"), e.detail.get("replaces")) for e in trail if "entry" in e.detail]
+    assert entries == [("verdict_set", "#1", None), ("verdict_changed", "#2", "#1"), ("case_note", "#1", None)]
+    assert [e.detail["entry"] for e in everyone if e.actor == "Dr A" and "entry" in e.detail] == ["#1", "#2", "#1"]
+
+
 def test_reviewer_names_follow_the_latest_sign_in(db) -> None:
     with db.begin() as s:
         repo.register_reviewer(s, "u1#abc", "reader@hospital.org", "reader@hospital.org", "https://idp", "u1")
