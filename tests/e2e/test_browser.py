@@ -19,6 +19,11 @@ pytestmark = pytest.mark.e2e
 def _shot(page, name: str) -> None:
     folder = os.environ.get("SCREENSHOT_DIR")
     if folder:
+        from playwright.sync_api import expect
+
+        # A page caught mid-run shows grey placeholders where its widgets will be.
+        settled(page)
+        expect(page.get_by_test_id("stSkeleton")).to_have_count(0)
         page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
         Path(folder).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)

@@ -151,6 +151,14 @@ def test_readers_see_only_their_own_reads_and_the_lead_sees_all(provider, tmp_pa
             _shot(page, f"08-signed-in-{sub}")
             readers[sub] = page
 
+        # Each reader gave one verdict of 18: the worklist shows each their own progress, and
+        # "Next unreviewed case" stays for both, whatever the other has done.
+        page = readers["reader-0002"]
+        page.goto(f"{url}/worklist")
+        expect(page.get_by_text("are your own progress").first).to_be_visible()
+        expect(page.get_by_role("button", name="Next unreviewed case")).to_be_visible()
+        _shot(page, "11-worklist-reader-2")
+
         page = readers["reader-0001"]
         page.goto(f"{url}/cases?case=1")
         expect(page.get_by_text("Case 1").first).to_be_visible()
