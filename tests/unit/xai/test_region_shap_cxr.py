@@ -7,23 +7,39 @@ import pytest
 
 from inference.images.preprocess import model_input
 from pipelines.analyze import score_batch
-from tests.conftest import load
+from tests.conftest import CXR, load, require_samples
 from xai.masking import strongly_blurred
 from xai.region_shap import coalition_table, explain_regions, shap_exact_reference, shapley_from_table
 from xai.regions import REGION_NAMES, grid_regions
 
 
-def test_values_add_up_for_all_18_findings_from_256_shared_evaluations(samples, untrained_model) -> None:
-    image = model_input(load(samples / "nih_00000001_000.png").pixels, 224)[0, 0]
+@pytest.fixture(scope="module")
+def explained(untrained_model):
+    """Region SHAP of a real radiograph, once for the module (256 DenseNet evaluations, about 17 s
+    on one thread), with the image, the scorer and the coalition table the explanation came from:
+    every batch the scorer answered, in order."""
+    require_samples()
+    image = model_input(load(CXR / "nih_00000001_000.png").pixels, 224)[0, 0]
     predict = score_batch(untrained_model)
+    answered: list[np.ndarray] = []
+
+    def recording(batch: np.ndarray) -> np.ndarray:
+        answered.append(predict(batch))
+        return answered[-1]
+
     progress: list[float] = []
     result = explain_regions(
-        predict,
+        recording,
         image,
         grid_regions(224),
         untrained_model.spec.labels,
         progress=lambda fraction, _text: progress.append(fraction),
     )
+    return result, image, predict, np.concatenate(answered), progress
+
+
+def test_values_add_up_for_all_18_findings_from_256_shared_evaluations(explained) -> None:
+    result, image, predict, _table, progress = explained
     assert result.values.shape == (18, 8) and result.region_names == REGION_NAMES
     assert result.evaluations == 256
     assert result.max_err <= 1e-9
@@ -34,15 +50,19 @@ def test_values_add_up_for_all_18_findings_from_256_shared_evaluations(samples, 
     assert progress[-1] == pytest.approx(1.0) and progress == sorted(progress)
 
 
-def test_values_are_what_shaps_exact_explainer_gives_on_the_same_scores(samples, untrained_model) -> None:
+def test_values_are_what_shaps_exact_explainer_gives_on_the_same_scores(explained) -> None:
     # shap's Exact explainer is the reference implementation; the app computes the same values
     # from the same coalition table without shap's numba compile.
-    image = model_input(load(samples / "nih_00000001_000.png").pixels, 224)[0, 0]
-    table = coalition_table(score_batch(untrained_model), image, grid_regions(224))
+    result, image, predict, table, _progress = explained
     assert table.shape == (256, 18)
+    # The table is what coalition_table builds: spot-check rows against composites scored afresh.
+    regions = grid_regions(224)
+    again = coalition_table(lambda batch: predict(batch[[0, 37, 255]]), image, regions, batch_size=256)
+    np.testing.assert_allclose(again, table[[0, 37, 255]], atol=1e-5)
     values, base = shap_exact_reference(table, 8)
+    np.testing.assert_allclose(result.values, values, atol=1e-12)
     np.testing.assert_allclose(shapley_from_table(table, 8).T, values, atol=1e-12)
-    np.testing.assert_allclose(table[0], base, atol=1e-12)
+    np.testing.assert_allclose(result.base_values, base, atol=1e-12)
 
 
 def test_shapley_values_of_games_with_known_answers() -> None:
