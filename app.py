@@ -8,7 +8,7 @@ import os
 import streamlit as st
 
 from core.errors import ReviewError
-from ui import session_reaper
+from ui import session_reaper, stale_fragments
 from ui.entry import app_entry
 from ui.identity import current_reviewer, may_enter, require_sign_in
 from ui.widgets import sidebar
@@ -25,6 +25,8 @@ for package in ("core", "inference", "xai", "storage", "pipelines", "analytics",
 
 st.set_page_config(page_title="Radiology AI review", page_icon="🩻", layout="wide")
 session_reaper.ensure_installed()
+# A viewer's request from a page the reader has just left must not blank the page they opened.
+stale_fragments.install()
 
 # The default page is served at "/" (its url_path only names it inside Streamlit, which keys pages
 # by it: "review" is the alias's below).

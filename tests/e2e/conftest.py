@@ -53,10 +53,12 @@ def streamlit_app(
     port: int | None = None,
     extra_args: tuple[str, ...] = (),
     extra_env: dict[str, str] | None = None,
+    command: tuple[str, ...] | None = None,
 ) -> Iterator[tuple[str, str]]:
     """``streamlit run app.py`` on a loopback port with its own database and data folder, in
     labelled untrained mode: yields (url, database url). On any failure inside, the server's log
-    is added to the error; a traceback in it fails the test."""
+    is added to the error; a traceback in it fails the test. ``command``: another app to serve
+    (``python -m streamlit run <script>``), with the same options."""
     port = port or _free_port()
     database_url = f"sqlite:///{folder / 'e2e.sqlite3'}"
     env = {
@@ -71,9 +73,8 @@ def streamlit_app(
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [
-                python,
-                "-m",
-                "ui.serve",  # streamlit run app.py, as scripts/run-app starts it
+                # streamlit run app.py, as scripts/run-app starts it
+                *(command or (python, "-m", "ui.serve")),
                 "--server.port",
                 str(port),
                 "--server.address",
