@@ -16,8 +16,8 @@ from xai.regions import REGION_NAMES
 
 
 @pytest.fixture(scope="module")
-def blob_model():
-    return synth.loaded(synth.train())
+def blob_model(tmp_path_factory):
+    return synth.loaded(synth.trained_once(tmp_path_factory.getbasetemp().parent))
 
 
 @pytest.fixture

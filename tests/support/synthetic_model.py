@@ -5,10 +5,13 @@ app's own analysis, Grad-CAM, SHAP and faithfulness code run on it unchanged."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 from torch import nn
 
 from inference.models.loader import LoadedModel
@@ -113,6 +116,20 @@ def train(seed: int = 0, steps: int = 250) -> BlobNet:
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
+    return model.eval()
+
+
+def trained_once(folder: Path) -> BlobNet:
+    """``train()``'s model, trained once for all the test processes that share ``folder`` (pytest's
+    temporary root: the xdist workers' parent folder) and kept there under this file's hash, so a
+    change to the training code trains afresh. Two modules of two workers each trained it (9 s)."""
+    digest = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    kept = folder / f"synthetic-blob-cnn-{digest}.pt"
+    with FileLock(str(kept) + ".lock"):
+        if not kept.exists():
+            torch.save(train().state_dict(), kept)
+    model = BlobNet()
+    model.load_state_dict(torch.load(kept, weights_only=True))
     return model.eval()
 
 
