@@ -86,3 +86,8 @@ class UnsafeArchive(InputRejected):
 
 class ChannelAssignmentError(InputRejected):
     """The uploaded MRI files cannot be assigned to the channels the model needs."""
+
+
+class TrainingDataError(ReviewError):
+    """A labelled image folder that cannot be trained or tested on as it stands (a class folder
+    missing or empty, a folder that names no class of the model)."""
