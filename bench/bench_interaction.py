@@ -228,11 +228,16 @@ def shap_app_timings(sample: Path, repeats: int = 20) -> dict:
             for i in range(repeats + 1):  # the first warms the anatomy model and the job pool
                 path = folder / f"shap_{i:03d}.png"
                 path.write_bytes(_variant(png, i))
-                uploader.set_input_files(str(path))
-                page.get_by_role("button", name=CONFIRM).click()  # a frontal chest radiograph
-                expect(page.get_by_text(f"Case run #{i + 1} ", exact=False)).to_be_visible()
-                expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
-                waits.append(_timed(button.click, lambda: _shap_shown(page, waterfall)) / 1000.0)
+                try:
+                    uploader.set_input_files(str(path))
+                    page.get_by_role("button", name=CONFIRM).click()  # a frontal chest radiograph
+                    expect(page.get_by_text(f"Case run #{i + 1} ", exact=False)).to_be_visible()
+                    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
+                    waits.append(_timed(button.click, lambda: _shap_shown(page, waterfall)) / 1000.0)
+                except AssertionError as exc:  # say where it stopped, not only that a wait ran out
+                    shown = page.locator("h1, h2, h3, [data-testid=stCaptionContainer]").all_inner_texts()[:6]
+                    said = server.log.read_text()[-1500:]
+                    raise RuntimeError(f"run {i + 1}: {exc}; the page showed {shown}; the server said {said}") from exc
                 log.info("region SHAP %d of %d: %.1f s", i + 1, repeats + 1, waits[-1])
             jobs = _stored_shap_seconds(folder / "data" / "reviews.sqlite3")
     shap_s = _baseline_shap_s(sample, 3)
