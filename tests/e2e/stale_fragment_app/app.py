@@ -3,11 +3,14 @@ that sends a value every 40 ms by itself (as the review page's viewer asks for p
 page takes half a second to run. Run with REVIEW_FIX_STALE_FRAGMENTS=0 it shows Streamlit's own
 behaviour."""
 
+import logging
 import os
 
 import streamlit as st
 
 from ui import stale_fragments
+
+logging.basicConfig(level=logging.INFO)  # ui.stale_fragments says when it redirects a rerun
 
 if os.environ.get("REVIEW_FIX_STALE_FRAGMENTS", "1") == "1":
     stale_fragments.install()
