@@ -182,7 +182,9 @@ _PAGE_REPORT_JS = """() => {
   const text = (sel) => [...document.querySelectorAll(sel)].map(e => e.innerText.slice(0, 300));
   const frames = [...document.querySelectorAll('iframe')].map(f => {
     let state = 'no access';
-    try { const v = f.contentWindow.reviewViewer; state = v ? JSON.stringify(v.state()).slice(0, 200)
+    try { const v = f.contentWindow.reviewViewer; const s = v ? v.state() : null;
+    if (s && s.scene) s.scene = String(s.scene).slice(0, 24);  // the voxel and tool fit after it
+    state = s ? JSON.stringify(s).slice(0, 600)
       : (f.contentDocument.body ? f.contentDocument.body.innerText.slice(0, 120) : 'empty'); } catch (e) {}
     return (f.getAttribute('src') || '').split('?')[0].split('/').slice(-2).join('/') + ' h=' + f.height + ' ' + state;
   });
