@@ -10,8 +10,9 @@ that run did not redraw: the whole case page went blank under the disclaimer and
 
 ``install()`` wraps Streamlit's script runner (1.67, pinned in requirements.txt): a rerun that
 names only fragments this session no longer has runs in full the page the last run showed, at
-its address (the request names the page it came from: run as asked, it took the reader back there). A timer's rerun (``run_every``) is left to Streamlit, which
-stops the timers of fragments that are gone. The layout it relies on is checked; where it is not
+its address (the request names the page it came from: run as asked, it took the reader back
+there). A timer's rerun (``run_every``) is left to Streamlit, which stops the timers of
+fragments that are gone. The layout it relies on is checked; where it is not
 what it expects it logs a warning and changes nothing.
 """
 
