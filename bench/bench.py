@@ -60,8 +60,8 @@ def model_timings(repeats: int) -> dict:
     from inference.images.preprocess import model_input
     from inference.models.loader import load_model
     from inference.models.registry import CXR_DENSENET
-    from pipelines.analyze import analyze, forward_with_features
-    from xai.cam import gradcam_all_labels, pgc_cam
+    from pipelines.analyze import analyze, closed_form_gradcam, forward_with_features
+    from xai.cam import pgc_cam
 
     settings = load_settings()
     loaded = load_model(CXR_DENSENET, settings, allow_untrained=True)
@@ -74,7 +74,6 @@ def model_timings(repeats: int) -> dict:
     image = decode()
     x = model_input(image.pixels, CXR_DENSENET.input_size)
     tensor = torch.from_numpy(x).to(loaded.device)
-    weight = loaded.module.classifier.weight
 
     def forward():
         with torch.inference_mode():
@@ -82,7 +81,7 @@ def model_timings(repeats: int) -> dict:
 
     def all_cams():
         _, features = forward_with_features(loaded, x)
-        gradcam_all_labels(features[0], weight, CXR_DENSENET.input_size)
+        closed_form_gradcam(loaded, features[0])
 
     def pgc_all_cams():
         for index in range(len(CXR_DENSENET.labels)):

@@ -44,6 +44,13 @@ def forward_with_features(loaded: LoadedModel, x: np.ndarray) -> tuple[np.ndarra
     return scores.float().cpu().numpy(), features
 
 
+def closed_form_gradcam(loaded: LoadedModel, features: "torch.Tensor") -> np.ndarray:
+    """(C, S, S) Grad-CAM of every label from one image's target-layer activations (K, h, w)."""
+    spec = loaded.classifier_spec
+    channel_weights, activations = loaded.adapter.gradcam_terms(spec, loaded.module, features)
+    return gradcam_all_labels(activations, channel_weights, spec.input_size)
+
+
 def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> CaseAnalysis:
     started = time.perf_counter()
     spec = loaded.classifier_spec
@@ -52,7 +59,7 @@ def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> CaseAnaly
     if not np.isfinite(scores).all():
         raise CorruptImage("The model returned invalid scores (NaN) for this image; it is not analysed.")
     predicted = time.perf_counter()
-    maps = gradcam_all_labels(features[0], loaded.adapter.head_weight(spec, loaded.module), spec.input_size)
+    maps = closed_form_gradcam(loaded, features[0])
     finished = time.perf_counter()
     findings = tuple(
         Finding(label=label, score=float(score), band=bands.thresholds(spec.bands_key, label).band_of(float(score)))

@@ -1,15 +1,14 @@
-"""Class activation maps for the chest X-ray DenseNet.
+"""Class activation maps for every registered classifier.
 
-Grad-CAM for every label comes from one forward pass: the target layer (``features.norm5``) feeds
-ReLU, global average pooling and a linear layer, so d score_c / d A_k(i,j) is
-``s'_c * W_ck / HW * [A_k(i,j) > 0]``. The Grad-CAM channel weight is therefore
-``s'_c / HW * W_ck * (share of positions where A_k > 0)``; ``s'_c > 0`` drops out in the
-normalisation. The map is taken over the post-ReLU activations, as pytorch-grad-cam sees them
-(torchxrayvision applies that ReLU in place), and scaled exactly as pytorch-grad-cam scales it.
+Grad-CAM for every label comes from one forward pass, in closed form: each model's adapter derives
+the channel weights for its own architecture (``Adapter.gradcam_terms``: the DenseNet's ReLU gate
+before pooling gives one form, a ResNet's ``layer4`` feeding pooling directly another), and the
+map is scaled exactly as pytorch-grad-cam scales it; ``tests/unit/xai/test_cam.py`` holds every
+registered classifier's maps to pytorch-grad-cam's ``GradCAM`` on the logits.
 
-The other methods run through pytorch-grad-cam on a private copy of the network whose target
-layer is an explicit ReLU after ``norm5`` (``LoadedModel.hooked_copy``): hooks never sit on the
-module that other sessions' forward passes use, and one lock serialises the copy's users.
+The other methods run through pytorch-grad-cam on a private copy of the network
+(``LoadedModel.hooked_copy``): hooks never sit on the module that other sessions' forward passes
+use, and one lock serialises the copy's users.
 """
 
 from __future__ import annotations
@@ -49,33 +48,31 @@ def _pgc_class(method: str) -> type[Any]:
 
 
 def gradcam_all_labels(
-    features: "np.ndarray | torch.Tensor", classifier_weight: "np.ndarray | torch.Tensor", size: int
+    activations: "np.ndarray | torch.Tensor", channel_weights: "np.ndarray | torch.Tensor", size: int
 ) -> np.ndarray:
-    """Grad-CAM maps for every output of the DenseNet, from the target layer's activations.
+    """Grad-CAM maps for every label, from the closed-form terms of the model's adapter
+    (``Adapter.gradcam_terms``): ReLU(weights @ activations), scaled to [0, 1] and resized.
 
     Computed with torch on the model's own thread pool: numpy's BLAS threads spin after a call
     and, on a 2-core machine, slowed the next forward pass by ~70%.
 
     Args:
-        features: (K, h, w) activations of ``features.norm5`` before ReLU, for one image
-            (numpy array or tensor).
-        classifier_weight: (C, K) weight of the final linear layer.
+        activations: (K, h, w) target-layer activations as pytorch-grad-cam records them, one image.
+        channel_weights: (C, K) Grad-CAM channel weights of every label.
         size: side of the model input; maps are returned as (C, size, size) float32 in [0, 1].
     """
     import torch
     import torch.nn.functional as F
 
     with torch.inference_mode():
-        features = torch.as_tensor(features, dtype=torch.float32)
-        weight = torch.as_tensor(classifier_weight, dtype=torch.float32).to(features.device)
+        features = torch.as_tensor(activations, dtype=torch.float32)
+        weight = torch.as_tensor(channel_weights, dtype=torch.float32).to(features.device)
         if features.ndim != 3 or weight.ndim != 2 or weight.shape[1] != features.shape[0]:
             raise ValueError(
                 f"features must be (K, h, w) and weights (C, K), got {tuple(features.shape)} and {tuple(weight.shape)}."
             )
-        positive_share = (features > 0).float().mean(dim=(1, 2))
-        channel_weights = weight * positive_share[None, :]
         k, h, w = features.shape
-        raw = (channel_weights @ F.relu(features).reshape(k, h * w)).reshape(-1, 1, h, w)
+        raw = (weight @ features.reshape(k, h * w)).reshape(-1, 1, h, w)
         scaled = _minmax(F.relu(raw))
         if h != size or w != size:
             # Bilinear with half-pixel centres, as cv2.resize(INTER_LINEAR) in pytorch-grad-cam.

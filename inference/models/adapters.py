@@ -6,8 +6,8 @@ named by a registry entry's ``adapter`` field and parametrised by its ``architec
 a new model of a known family is a registry entry with no code:
 
 * ``xrv-densenet``: torchxrayvision's DenseNet-121 (operating points from the registry).
-* ``torchvision``: any torchvision classification network whose target layer feeds global
-  average pooling and one linear head (ResNets, DenseNets...), optionally with a 1-channel input.
+* ``torchvision``: a torchvision classification network whose target layer feeds global average
+  pooling and one linear head directly (the ResNets' ``layer4``), optionally with a 1-channel input.
 * ``monai-segresnet``: MONAI's SegResNet, as the model-zoo bundles build it.
 """
 
@@ -93,6 +93,15 @@ class Adapter:
         """Calibrated scores (B, C) for model inputs (B, 1, S, S)."""
         return self.forward_with_features(spec, module, x)[0]
 
+    def gradcam_terms(
+        self, spec: ClassifierSpec, module: Network, features: "torch.Tensor"
+    ) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """Grad-CAM in closed form, for every label from one forward pass: the channel weights
+        (C, K), proportional for each label to the mean gradient of its logit over the target layer,
+        and the activations (K, h, w) that pytorch-grad-cam records at that layer; the map is
+        ReLU(weights @ activations). Each adapter derives them for its own architecture."""
+        raise NotImplementedError(f"{type(self).__name__} is not a classifier adapter.")
+
     def cam_copy(self, spec: ClassifierSpec, module: Network) -> Network:
         """A private copy for hook-based CAM methods, with ``spec.cam_target_layer`` in it."""
         return copy.deepcopy(module).eval()
@@ -161,6 +170,18 @@ class XrvDenseNet(Adapter):
     def head_weight(self, spec: ClassifierSpec, module: Network) -> "torch.Tensor":
         return module.classifier.weight
 
+    def gradcam_terms(
+        self, spec: ClassifierSpec, module: Network, features: "torch.Tensor"
+    ) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """``features`` (K, h, w) are ``norm5``'s output; the CAM layer is the ReLU after it, whose
+        output A feeds a second (idempotent) ReLU, global average pooling and the linear head. So
+        d logit_c / d A_k(i,j) = W_ck / hw * [A_k(i,j) > 0], whose mean over positions is
+        W_ck / hw * (share of positions where A_k > 0); 1 / hw drops out in the scaling."""
+        import torch.nn.functional as F
+
+        positive_share = (features > 0).float().mean(dim=(1, 2))
+        return module.classifier.weight * positive_share[None, :], F.relu(features)
+
     def score(self, spec: ClassifierSpec, module: Network, x: "torch.Tensor") -> "torch.Tensor":
         return module(x)
 
@@ -178,8 +199,9 @@ class XrvDenseNet(Adapter):
 class TorchvisionClassifier(Adapter):
     """``architecture``: ``name`` (a torchvision.models builder), ``in_channels`` (default 3),
     ``first_conv`` (dotted path of the input convolution, when ``in_channels`` is not 3) and
-    ``head`` (dotted path of the final linear layer). Outputs are sigmoid per label, calibrated
-    with the registry's operating points when it has them."""
+    ``head`` (dotted path of the final linear layer). Outputs follow the spec's ``head``: sigmoid
+    per label, calibrated with the registry's operating points when it has them, or softmax over
+    exclusive classes of the logits divided by the spec's fitted temperature."""
 
     def build(self, spec: ModelSpec) -> Network:
         import torch
@@ -211,6 +233,8 @@ class TorchvisionClassifier(Adapter):
     def _calibrated(self, spec: ClassifierSpec, logits: "torch.Tensor") -> "torch.Tensor":
         import torch
 
+        if spec.head == "softmax":
+            return torch.softmax(logits / (spec.temperature or 1.0), dim=1)
         probabilities = torch.sigmoid(logits)
         if not spec.op_thresholds:
             return probabilities
@@ -232,6 +256,14 @@ class TorchvisionClassifier(Adapter):
 
     def head_weight(self, spec: ClassifierSpec, module: Network) -> "torch.Tensor":
         return module_at(module, str(spec.architecture_kwargs()["head"])).weight
+
+    def gradcam_terms(
+        self, spec: ClassifierSpec, module: Network, features: "torch.Tensor"
+    ) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """The target layer (a ResNet's ``layer4``, which ends in a ReLU) feeds global average
+        pooling and the linear head directly: d logit_c / d A_k(i,j) = W_ck / hw at every
+        position, so the channel weights are the head's own (no gate, unlike the DenseNet)."""
+        return self.head_weight(spec, module), features
 
     def score(self, spec: ClassifierSpec, module: Network, x: "torch.Tensor") -> "torch.Tensor":
         return self._calibrated(spec, module(x))

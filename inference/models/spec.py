@@ -15,6 +15,11 @@ from pathlib import Path
 from core.results import LabelInfo, Structure
 from core.vocabulary import Modality, Task
 
+# Weights and model cards of the models this project trained itself (``python -m inference train``).
+SHIPPED_DIR = Path(__file__).resolve().parent / "trained"
+
+HEADS = ("sigmoid", "softmax")
+
 
 @dataclass(frozen=True, kw_only=True)
 class WeightsSource:
@@ -33,14 +38,21 @@ class WeightsSource:
     home_dirs: tuple[str, ...] = ()  # other tools' caches holding ``filename``, relative to the home folder
     pickled_release: bool = False  # the published file is a pickled whole model (import needs --allow-pickle)
     bundle_member: str | None = None  # the weights file inside a bundle folder or zip, if it comes as one
+    shipped: str | None = None  # weights trained by this project and committed in ``SHIPPED_DIR``
 
     def candidates(self, weights_dir: Path, home: Path) -> list[Path]:
-        """Every place the loader looks, in order."""
+        """Every place the loader looks, in order: a site's own installed weights come before the
+        shipped ones."""
         paths = [weights_dir / self.installed, *(weights_dir / p for p in self.also)]
         if self.filename != self.installed and self.filename not in self.also:
             paths.append(weights_dir / self.filename)
         paths += [home / d / self.filename for d in self.home_dirs]
+        if self.shipped:
+            paths.append(SHIPPED_DIR / self.shipped)
         return paths
+
+    def shipped_path(self) -> Path | None:
+        return SHIPPED_DIR / self.shipped if self.shipped else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +85,13 @@ class ModelSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class ClassifierSpec(ModelSpec):
-    """A 2D image classifier: one calibrated score per label, a CAM target layer, a bands section."""
+    """A 2D image classifier: one calibrated score per label, a CAM target layer, a bands section.
+
+    ``head`` says what the scores are: ``sigmoid``, one independent probability per label (a chest
+    X-ray may show several findings), or ``softmax``, exclusive classes whose probabilities sum
+    to one. Calibration is data too: per-label operating points (``op_thresholds``, sigmoid heads)
+    or a fitted ``temperature`` that divides the logits (softmax heads), or neither.
+    """
 
     task: Task = Task.CLASSIFICATION
     labels: tuple[str, ...]
@@ -83,6 +101,43 @@ class ClassifierSpec(ModelSpec):
     bands_key: str  # the section of the bands configuration holding this model's thresholds
     # Per-label operating points: scores are calibrated so that 0.5 is each label's threshold.
     op_thresholds: tuple[float, ...] = ()
+    head: str = "sigmoid"
+    temperature: float | None = None  # fitted on a validation split when the model was trained
+    accepts: tuple[Modality, ...] = ()  # input modalities it reads; empty: only ``modality``
+    class_folders: tuple[tuple[str, str], ...] = ()  # training data: (class folder name, label)
+    card: str | None = None  # its model card, a JSON file in ``SHIPPED_DIR``
+    shap_regions: str | None = None  # the named region set of its region SHAP; None: not offered
+    intended_use: str = ""  # for the model card, in plain words
+    limitations: tuple[str, ...] = ()  # for the model card: what it must not be trusted for
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"{self.model_id}: head {self.head!r} is not one of {HEADS}.")
+        if self.op_thresholds and len(self.op_thresholds) != len(self.labels):
+            raise ValueError(
+                f"{self.model_id}: {len(self.op_thresholds)} operating points for {len(self.labels)} labels."
+            )
+        if self.op_thresholds and self.head != "sigmoid":
+            raise ValueError(f"{self.model_id}: operating points calibrate sigmoid heads only.")
+
+    @property
+    def exclusive(self) -> bool:
+        """The labels are exclusive classes: exactly one is the answer."""
+        return self.head == "softmax"
+
+    @property
+    def calibration(self) -> str:
+        if self.op_thresholds:
+            return "operating points (0.5 is each label's threshold)"
+        if self.temperature is not None:
+            return f"temperature {self.temperature:.3f}, fitted on a validation part of the training split"
+        return "none"
+
+    def reads(self, modality: Modality) -> bool:
+        return modality in (self.accepts or (self.modality,))
+
+    def card_path(self) -> Path | None:
+        return SHIPPED_DIR / self.card if self.card else None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.analyze import forward_with_features, score_batch
+from pipelines.analyze import closed_form_gradcam, forward_with_features, score_batch
 from tests.support import synthetic_model as synth
-from xai.cam import gradcam_all_labels
 from xai.faithfulness import faithfulness_of
 from xai.region_shap import explain_regions, shap_explanation
 from xai.regions import REGION_NAMES, grid_regions
@@ -49,14 +48,14 @@ def test_shap_gives_the_blob_region_at_least_90_percent(blob_model, positive_cas
 
 def test_gradcam_peak_falls_inside_the_blob_region(blob_model, positive_case) -> None:
     _, features = forward_with_features(blob_model, positive_case[None, None])
-    cam = gradcam_all_labels(features[0], blob_model.module.classifier.weight, synth.SIZE)[0]
+    cam = closed_form_gradcam(blob_model, features[0])[0]
     peak = np.unravel_index(np.argmax(cam), cam.shape)
     assert grid_regions(synth.SIZE).label_map[peak] == REGION_NAMES.index(synth.TARGET_REGION)
 
 
 def test_blurring_top_cam_pixels_drops_confidence_more_than_random(blob_model, positive_case) -> None:
     _, features = forward_with_features(blob_model, positive_case[None, None])
-    cam = gradcam_all_labels(features[0], blob_model.module.classifier.weight, synth.SIZE)[0]
+    cam = closed_form_gradcam(blob_model, features[0])[0]
     flat = np.zeros_like(cam)
     result = faithfulness_of(score_batch(blob_model), positive_case, {"Grad-CAM": cam, "flat": flat}, 0)
     assert result["Grad-CAM"].drop_top > result["Grad-CAM"].drop_random + 0.2
