@@ -71,6 +71,7 @@ def load(path: Path, name: str | None = None, **limits):
         max_bytes=limits.get("max_bytes", 50_000_000),
         max_pixels=limits.get("max_pixels", 64_000_000),
         hash_key=b"test-key-0123456789abcdef",
+        **({"expected": limits["expected"]} if "expected" in limits else {}),
     )
 
 

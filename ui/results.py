@@ -35,11 +35,15 @@ def case_analysis(
 ):
     """Decode, predict and compute every Grad-CAM for one upload; cached per input and model."""
     from pipelines.analyze import analyze
+    from pipelines.classify import expected_image
 
-    return analyze(_loaded, _decode(filename, _data), _bands)
+    return analyze(_loaded, _decode(filename, _data, expected_image(_loaded.classifier_spec)), _bands)
 
 
-def _decode(filename: str, data: bytes):
+def _decode(filename: str, data: bytes, expected=None):
+    """The upload through the front door: checked against what the model reads (``expected``), or,
+    for an image a model has already accepted, any radiograph, MR or CT slice."""
+    from inference.images.expected import ANY_READABLE
     from inference.images.ingest import load_image
 
     settings = load_settings()
@@ -49,6 +53,7 @@ def _decode(filename: str, data: bytes):
         max_bytes=settings.max_upload_mb * 1_000_000,
         max_pixels=settings.max_image_pixels,
         hash_key=patient_hash_key(),
+        expected=expected or ANY_READABLE,
     )
 
 

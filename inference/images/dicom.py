@@ -1,4 +1,4 @@
-"""DICOM radiographs to display-ready grayscale, keeping only non-identifying facts.
+"""DICOM radiographs and single MR or CT slices to display-ready grayscale, keeping only non-identifying facts.
 
 Order of operations follows the DICOM grayscale pipeline: modality LUT (rescale slope and
 intercept), then VOI (VOI LUT sequence, else the first window centre/width, else the full range),
@@ -15,23 +15,10 @@ from core.deid import patient_key
 from core.errors import CorruptImage, InputTooLarge, NoPixelData, UnsupportedFormat, WrongModality
 from core.types import CaseFacts, Image2D
 from inference.formats import cannot_decode, dicom_count, dicom_errors, library_reason, one_line, read_dicom
+from inference.images.expected import CHEST_RADIOGRAPH, ExpectedImage
 
 log = logging.getLogger(__name__)
 
-RADIOGRAPH_MODALITIES = {"CR", "DX"}
-_MODALITY_NAMES = {
-    "CT": "a CT image",
-    "MR": "an MR image",
-    "US": "an ultrasound image",
-    "NM": "a nuclear medicine image",
-    "PT": "a PET image",
-    "MG": "a mammogram",
-    "XA": "an angiography image",
-    "RF": "a fluoroscopy image",
-    "SEG": "a segmentation object",
-    "SR": "a structured report",
-    "RTPLAN": "a radiotherapy plan",
-}
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
@@ -39,7 +26,7 @@ def _read_dataset(data: bytes, filename: str):
     return read_dicom(data, filename)
 
 
-def _check_is_radiograph(ds, filename: str) -> tuple[str, ...]:
+def _check_modality(ds, filename: str, expected: ExpectedImage) -> tuple[str, ...]:
     if "SOPClassUID" not in ds and "Modality" not in ds and "Rows" not in ds:
         # pydicom returns an empty dataset when the file is cut inside its pixel data.
         raise CorruptImage(
@@ -53,20 +40,16 @@ def _check_is_radiograph(ds, filename: str) -> tuple[str, ...]:
                 "(a truncated file?). Export it again from PACS."
             )
         sop = one_line(str(getattr(getattr(ds, "SOPClassUID", None), "name", None) or "unknown object type"), 80)
-        raise NoPixelData(f"{filename} is a DICOM without an image ({sop}). Upload the chest radiograph itself.")
+        raise NoPixelData(f"{filename} is a DICOM without an image ({sop}). Upload {expected.what} itself.")
     modality = one_line(str(getattr(ds, "Modality", "") or ""), 16).upper()
     notes: list[str] = []
     if not modality:
-        notes.append("The DICOM does not record its modality; check that it is a chest radiograph.")
-    elif modality not in RADIOGRAPH_MODALITIES:
-        what = _MODALITY_NAMES.get(modality, f"a {modality} image")
-        raise WrongModality(
-            f"{filename} is {what} (Modality {modality}), not a chest radiograph. The chest X-ray "
-            "model reads CR or DX radiographs only; review CT and MR images on the MRI/CT page."
-        )
+        notes.append(f"The DICOM does not record its modality; check that it is {expected.what}.")
+    elif modality not in expected.modalities:
+        raise WrongModality(expected.refusal(filename, modality))
     body_part = one_line(str(getattr(ds, "BodyPartExamined", "") or ""), 16).upper()
-    if body_part and body_part not in {"CHEST", "THORAX", "LUNG"}:
-        notes.append(f"Body part is recorded as {body_part}; the model was trained on chest radiographs only.")
+    if body_part and expected.body_parts and body_part not in expected.body_parts:
+        notes.append(f"Body part is recorded as {body_part}; the model was trained on {expected.what} only.")
     return tuple(notes)
 
 
@@ -153,9 +136,17 @@ def to_display_gray(arr: np.ndarray, ds, filename: str = "The DICOM") -> np.ndar
     return gray.astype(np.float32)
 
 
-def decode_dicom(data: bytes, filename: str, sha256: str, *, max_pixels: int, hash_key: bytes) -> Image2D:
+def decode_dicom(
+    data: bytes,
+    filename: str,
+    sha256: str,
+    *,
+    max_pixels: int,
+    hash_key: bytes,
+    expected: ExpectedImage = CHEST_RADIOGRAPH,
+) -> Image2D:
     ds = _read_dataset(data, filename)
-    notes = _check_is_radiograph(ds, filename)
+    notes = _check_modality(ds, filename, expected)
     gray, more_notes = _pixels(ds, filename, max_pixels)
     facts = CaseFacts(
         input_sha256=sha256,

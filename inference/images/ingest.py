@@ -24,6 +24,7 @@ from core.errors import (
 )
 from core.types import CaseFacts, Image2D
 from inference.formats import Format, describe, describe_bytes, library_reason, reader_boundary, sniff
+from inference.images.expected import CHEST_RADIOGRAPH, ExpectedImage
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +124,10 @@ def load_image(
     max_bytes: int,
     max_pixels: int,
     hash_key: bytes,
+    expected: ExpectedImage = CHEST_RADIOGRAPH,
 ) -> Image2D:
-    """Decode an uploaded radiograph.
+    """Decode an uploaded 2D image (a radiograph by default; ``expected`` says which DICOM
+    modalities the model reads).
 
     Raises:
         InputRejected: (a subclass) with a message for the reviewer; nothing is half-decoded.
@@ -139,7 +142,7 @@ def load_image(
         if fmt is Format.DICOM:
             from inference.images.dicom import decode_dicom
 
-            image = decode_dicom(data, filename, sha, max_pixels=max_pixels, hash_key=hash_key)
+            image = decode_dicom(data, filename, sha, max_pixels=max_pixels, hash_key=hash_key, expected=expected)
         else:
             pixels = decode_raster(data, filename, fmt.value, max_pixels)
             image = Image2D(pixels=pixels, facts=CaseFacts(input_sha256=sha, source_format=fmt.value, modality="image"))

@@ -51,8 +51,12 @@ def model_input(pixels: np.ndarray, input_size: int, normalisation: str = "xrv")
         scale = NORMALISATIONS[normalisation]
     except KeyError:
         raise KeyError(f"Unknown normalisation {normalisation!r}; known: {sorted(NORMALISATIONS)}.") from None
-    square = resize_square(crop(pixels, centre_crop_box(pixels.shape)), input_size)
-    return scale(square)[None, None].astype(np.float32)
+    return scale(model_square(pixels, input_size))[None, None].astype(np.float32)
+
+
+def model_square(pixels: np.ndarray, input_size: int) -> np.ndarray:
+    """(S, S) float32 0..255: the centred square the model sees, resized, before normalisation."""
+    return resize_square(crop(pixels, centre_crop_box(pixels.shape)), input_size)
 
 
 def display_crop(pixels: np.ndarray, max_size: int = 512) -> np.ndarray:
