@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from core.settings import Settings
 from core.types import ModelIdentity
 from inference.models.adapters import Adapter, adapter_for, apply_state_dict, import_xrv
+from inference.models.cards import check_shipped_weights
 from inference.models.spec import ClassifierSpec, ModelSpec, SegmentationSpec
 from inference.models.weights import find_weights_file, missing_weights_error, read_state_dict, sha256_of_file
 
@@ -110,9 +111,11 @@ def load_model(spec: ModelSpec, settings: Settings, *, allow_untrained: bool, de
     adapter = adapter_for(spec)
     path = find_weights_file(spec, settings)
     if path is not None:
+        sha = sha256_of_file(path)
+        check_shipped_weights(spec, path, sha)
         model = adapter.build(spec)
         apply_state_dict(spec, model, read_state_dict(path, spec), source_name=path.name)
-        sha, trained, where = sha256_of_file(path), True, str(path)
+        trained, where = True, str(path)
         log.info("Loaded trained weights for %s from %s", spec.model_id, path)
     elif allow_untrained:
         model = adapter.untrained(spec)

@@ -19,6 +19,7 @@ import colorsys
 
 from core.results import LabelInfo, Structure
 from core.vocabulary import Modality
+from inference.models.cards import read_card
 from inference.models.spec import ClassifierSpec, ModelSpec, SegmentationSpec, WeightsSource
 
 XRV_RELEASE = "https://github.com/mlmed/torchxrayvision/releases/download/v1/"
@@ -85,6 +86,7 @@ CXR_DENSENET = ClassifierSpec(
     ),  # fmt: skip
     cam_target_layer="features.cam_relu",  # the explicit ReLU after norm5 in the hooked copy
     bands_key="cxr",
+    shap_regions="chest radiograph zones",
 )
 
 
@@ -298,7 +300,106 @@ WHOLEBODY_CT_SEGRESNET = SegmentationSpec(
     ),
 )
 
-MODELS: dict[str, ModelSpec] = {spec.model_id: spec for spec in (CXR_DENSENET, BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET)}
+
+def card_temperature(card: str) -> float | None:
+    """The temperature a model card recorded, or None where there is no card yet (not trained)."""
+    content = read_card(card)
+    return None if content is None else float(content["calibration"]["temperature"])
+
+
+# Brain MRI classifiers trained by this project (``python -m inference train``) on the samples'
+# public data sets: a ResNet-18 with a one-channel input, from scratch (no published weights can
+# be downloaded here), small enough to train in well under an hour on two CPU cores.
+_RESNET18_GRAY = (("name", "resnet18"), ("in_channels", 1), ("first_conv", "conv1"), ("head", "fc"))
+BRAIN_INPUT_SIZE = 128
+
+
+RESEARCH_USE = "Research and demonstration only: not a medical device, not for diagnosis or treatment decisions. "
+
+
+def _shipped_brain_classifier(
+    model_id: str,
+    display_name: str,
+    folders: tuple[tuple[str, str], ...],
+    source: str,
+    intended_use: str,
+    limitations: tuple[str, ...],
+) -> ClassifierSpec:
+    card = f"{model_id}.card.json"
+    return ClassifierSpec(
+        model_id=model_id,
+        modality=Modality.MR,
+        display_name=display_name,
+        adapter="torchvision",
+        architecture=_RESNET18_GRAY,
+        labels=tuple(label for _folder, label in folders),
+        input_size=BRAIN_INPUT_SIZE,
+        normalisation="imagenet-gray",
+        cam_target_layer="layer4",
+        bands_key="mri_brain",
+        head="softmax",
+        temperature=card_temperature(card),
+        class_folders=folders,
+        card=card,
+        intended_use=RESEARCH_USE + intended_use,
+        limitations=limitations,
+        weights=WeightsSource(
+            description=f"trained by this project on {source}, shipped in inference/models/trained/",
+            url="",
+            filename=f"{model_id}.pt",
+            installed=f"{model_id}/model.pt",
+            shipped=f"{model_id}.pt",
+        ),
+    )
+
+
+BRAIN_TUMOUR = _shipped_brain_classifier(
+    "brain-tumour-4class",
+    "Brain tumour MRI classifier (ResNet-18, 4 classes, trained here)",
+    (("glioma", "Glioma"), ("meningioma", "Meningioma"), ("pituitary", "Pituitary tumour"), ("notumor", "No tumour")),
+    "the Kaggle Brain Tumor MRI Dataset (samples/mri_tumour)",
+    "Shows how an AI reads one 2D brain MRI slice as glioma, meningioma, pituitary tumour or no tumour, "
+    "for teaching and for testing the review workflow.",
+    (
+        "Trained and tested on one public collection of single 2D slices (Kaggle Brain Tumor MRI Dataset, "
+        "itself combining figshare, SARTAJ and Br35H); never checked on a hospital's own scans.",
+        "The 'no tumour' slices come mostly from another source (Br35H, mostly axial T2/FLAIR) than the "
+        "tumour slices (mostly contrast-enhanced T1): the model may have learnt the sequence or source "
+        "rather than the disease. A T2 slice of a tumour may read as 'no tumour'.",
+        "One slice is not a study: it knows nothing of other slices, sequences, history or prior imaging, "
+        "and classes outside these four (metastases, lymphoma, abscess, stroke...) are forced into one of them.",
+        "Head CT images were removed from training by a brightness heuristic; CT input is refused.",
+        "Training images were resized to at most 224 px and JPEG-compressed; test images are the originals.",
+    ),
+)
+
+BRAIN_DEMENTIA = _shipped_brain_classifier(
+    "brain-dementia-4class",
+    "Dementia grade MRI classifier (ResNet-18, 4 classes, trained here)",
+    (
+        ("NonDemented", "No Impairment"),
+        ("VeryMildDemented", "Very Mild Impairment"),
+        ("MildDemented", "Mild Impairment"),
+        ("ModerateDemented", "Moderate Impairment"),
+    ),
+    "the Kaggle Alzheimer's Dataset, 4 classes (samples/mri_dementia)",
+    "Shows how an AI grades one axial T1 brain MRI slice on a four-step impairment scale, for teaching "
+    "and for testing the review workflow.",
+    (
+        "Trained on one public Kaggle collection whose image provenance is undocumented; labels are per "
+        "slice and subjects are not identified, so one person's slices may sit in both training and test data.",
+        "Training slices are mostly at the level of the basal ganglia, test slices higher (the bodies of the "
+        "lateral ventricles): the test figures already include that shift; other levels are untested.",
+        "Only 52 training slices (and 12 test slices) show moderate impairment: its figures are the least certain.",
+        "Dementia is a clinical diagnosis: atrophy on one slice is not dementia, and age-related change "
+        "can look like impairment.",
+    ),
+)
+
+MODELS: dict[str, ModelSpec] = {
+    spec.model_id: spec
+    for spec in (CXR_DENSENET, BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET, BRAIN_TUMOUR, BRAIN_DEMENTIA)
+}
 
 
 def register(spec: ModelSpec) -> ModelSpec:
@@ -339,3 +440,10 @@ def get_segmenter(model_id: str) -> SegmentationSpec:
 
 def segmenters() -> tuple[SegmentationSpec, ...]:
     return tuple(s for s in MODELS.values() if isinstance(s, SegmentationSpec))
+
+
+def slice_classifiers() -> tuple[ClassifierSpec, ...]:
+    """The classifiers of MR and CT slices (the MRI/CT page's "Classify" task), in registration order."""
+    return tuple(
+        s for s in MODELS.values() if isinstance(s, ClassifierSpec) and s.modality in (Modality.MR, Modality.CT)
+    )

@@ -50,12 +50,12 @@ Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    epochs: int = 6
+    epochs: int = 10
     batch_size: int = 32
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     validation_fraction: float = 0.1
-    patience: int = 2
+    patience: int = 3
     seed: int = 0
     device: str = "cpu"
 
@@ -79,17 +79,19 @@ class TrainedModel:
 
 
 def square_pixels(path_bytes: bytes, name: str, size: int) -> np.ndarray:
-    """(size, size) uint8: the image as the app reads it, centre-cropped and resized."""
+    """(size, size) float: the image as the app reads it, centre-cropped and resized (``model_input``
+    before normalisation)."""
     image = load_image(path_bytes, name, max_bytes=MAX_IMAGE_BYTES, max_pixels=MAX_IMAGE_PIXELS, hash_key=HASH_KEY)
-    square = resize_square(crop(image.pixels, centre_crop_box(image.pixels.shape)), size)
-    return np.clip(np.rint(square), 0, 255).astype(np.uint8)
+    return resize_square(crop(image.pixels, centre_crop_box(image.pixels.shape)), size)
 
 
-def load_split(split: LabelledSplit, size: int, progress: Progress | None = None) -> np.ndarray:
-    """Every image of ``split`` at the model's input size: (N, size, size) uint8."""
-    out = np.empty((len(split.paths), size, size), dtype=np.uint8)
+def load_split(split: LabelledSplit, size: int, progress: Progress | None = None, *, exact: bool = False) -> np.ndarray:
+    """Every image of ``split`` at the model's input size: (N, size, size), uint8 (rounded, to hold a
+    training split in memory) or, ``exact``, float32 as the app feeds the model (for measuring)."""
+    out = np.empty((len(split.paths), size, size), dtype=np.float32 if exact else np.uint8)
     for i, path in enumerate(split.paths):
-        out[i] = square_pixels(path.read_bytes(), path.name, size)
+        square = square_pixels(path.read_bytes(), path.name, size)
+        out[i] = square if exact else np.clip(np.rint(square), 0, 255)
         if progress is not None and (i % 200 == 0 or i == len(split.paths) - 1):
             progress(f"reading {split.name}", i + 1, len(split.paths))
     return out

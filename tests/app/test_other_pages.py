@@ -166,7 +166,7 @@ def test_settings_page_shows_bands_in_force_and_model_identity(untrained_env) ->
     at.switch_page("pages/settings.py").run()
     assert not at.exception
     said = texts(at)
-    assert "Version **2026.11-1**" in said
+    assert "Version **2026.12-1**" in said
     bands = at.dataframe[0].value
     assert len(bands) == 18 and set(bands.columns) >= {"finding", "low", "high", "critical"}
     pneumothorax = bands[bands["finding"] == "Pneumothorax"].iloc[0]
@@ -260,7 +260,7 @@ def test_a_signed_in_admin_changes_the_bands_and_it_is_audited(untrained_env, mo
     assert "Bands 2026.12-lead are now in force" in texts(at)
     at.run()
     assert "Version **2026.12-lead**" in texts(at)
-    assert "by lead@hospital.test: 2026.11-1+" in texts(at)
+    assert "by lead@hospital.test: 2026.12-1+" in texts(at)
 
 
 def test_in_open_mode_nobody_changes_the_bands(untrained_env) -> None:
