@@ -7,6 +7,9 @@
     python -m inference weights download
     python -m inference segment FILE... [--json] [--model ID] [--mask-out OUT.nii.gz] [--allow-untrained]
     python -m inference measure IMAGE LABELMAP [--legend FILE] [--threshold T] [--json]
+    python -m inference classify FILE... --model ID [--json] [--tta] [--cam-dir DIR] [--allow-untrained]
+    python -m inference models [--json]
+    python -m inference train --model ID --data DIR [--epochs N] [--seed S] [--device cpu|cuda]
 
 Bad input never produces a traceback: each file gets a result or a one-line error.
 """
@@ -16,15 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+from cli.classify import add_commands as add_classify_commands
+from cli.classify import classify_command, each_slice, models_command
 from cli.options import allow_untrained_option
+from cli.training import add_commands as add_training_commands
+from cli.training import train_command
 from cli.volumes import add_commands as add_volume_commands
 from cli.volumes import measure_command, segment_command
 from core.errors import ReviewError
@@ -62,35 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     actions.add_parser("download", help="download the release weights (needs internet)")
     add_volume_commands(commands)
+    add_classify_commands(commands)
+    add_training_commands(commands)
     return parser
-
-
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "image"
-
-
-def _write_cams(
-    cam_dir: Path, index: int, source: Path, analysis, colormap: str = "jet", opacity: float = 0.45
-) -> None:
-    """One overlay PNG per finding, named by input position, file name and input hash (so two
-    inputs called x.png never overwrite each other) and marked UNTRAINED when they are."""
-    from xai.overlay import overlay, png_bytes
-
-    tag = "" if analysis.prediction.model.trained else "__UNTRAINED"
-    stem = f"{index:03d}_{_safe_name(source.stem)}_{analysis.facts.input_sha256[:8]}"
-    try:
-        cam_dir.mkdir(parents=True, exist_ok=True)
-        for label in analysis.gradcam.labels:
-            image = overlay(
-                analysis.display,
-                analysis.gradcam.map_for(label),
-                colormap,
-                opacity,
-                trained=analysis.prediction.model.trained,
-            )
-            (cam_dir / f"{stem}__{_safe_name(label)}{tag}.png").write_bytes(png_bytes(image))
-    except OSError as exc:
-        raise ReviewError(f"cannot write heatmaps to {cam_dir}: {exc.strerror or exc}") from None
 
 
 def _result(path: Path, analysis) -> dict:
@@ -122,45 +102,7 @@ def _print_human(result: dict, out: TextIO) -> None:
 
 
 def analyze_files(args: argparse.Namespace, out: TextIO) -> int:
-    from core.deid import load_or_create_key
-    from inference.images.bands import load_band_config
-    from inference.images.ingest import load_image
-    from inference.models.loader import load_model
-    from pipelines.analyze import analyze
-
-    settings = load_settings()
-    try:
-        bands = load_band_config(settings.bands_file)
-        allow = args.allow_untrained or settings.allow_untrained_weights
-        loaded = load_model(CXR_DENSENET, settings, allow_untrained=allow)
-        key = load_or_create_key(settings.patient_key_file)
-    except ReviewError as exc:  # nothing can be analysed: say so for every file
-        for path in args.files:
-            _emit({"file": str(path), "error": str(exc)}, args.json, out)
-        return 1
-    failures = 0
-    for index, path in enumerate(args.files, start=1):
-        try:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise ReviewError(f"cannot read the file: {exc.strerror or exc}") from None
-            image = load_image(
-                data,
-                path.name,
-                max_bytes=settings.max_upload_mb * 1_000_000,
-                max_pixels=settings.max_image_pixels,
-                hash_key=key,
-            )
-            analysis = analyze(loaded, image, bands)
-            if args.cam_dir is not None:
-                _write_cams(args.cam_dir, index, path, analysis)
-            result = _result(path, analysis)
-        except ReviewError as exc:
-            failures += 1
-            result = {"file": str(path), "error": str(exc)}
-        _emit(result, args.json, out)
-    return 1 if failures else 0
+    return each_slice(CXR_DENSENET, args, out, lambda path, analysis, *_: _result(path, analysis), _emit)
 
 
 def _emit(result: dict, as_json: bool, out: TextIO) -> None:
@@ -234,15 +176,20 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         return _run(args, out)
 
 
+COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
+    "analyze": analyze_files,
+    "segment": segment_command,
+    "measure": measure_command,
+    "classify": classify_command,
+    "models": models_command,
+    "train": train_command,
+    "weights": weights_command,
+}
+
+
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     try:
-        if args.command == "analyze":
-            return analyze_files(args, out)
-        if args.command == "segment":
-            return segment_command(args, out)
-        if args.command == "measure":
-            return measure_command(args, out)
-        return weights_command(args, out)
+        return COMMANDS[args.command](args, out)
     except ReviewError as exc:
         # Set-up problems (missing weights, bad bands file) stop the whole run with one line.
         if getattr(args, "json", False):

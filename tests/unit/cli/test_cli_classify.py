@@ -1,0 +1,101 @@
+"""`python -m inference classify | models | train` as a user runs them: real slices from the samples,
+the shipped brain MRI models, a real process, JSON lines and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from pydicom.data import get_testdata_file
+
+from tests.conftest import SAMPLES, require_samples
+from tests.unit.cli.test_cli import run_cli
+
+TUMOUR = SAMPLES / "mri_tumour"
+
+
+@pytest.fixture(scope="module")
+def slices() -> list[Path]:
+    require_samples()
+    return [
+        sorted((TUMOUR / "test" / folder).iterdir())[1] for folder in ("meningioma", "glioma")
+    ]  # the first meningioma is the one it misreads
+
+
+def test_classify_prints_each_slices_classes_bands_and_model_and_refuses_a_ct(slices, tmp_path: Path) -> None:
+    ct = Path(get_testdata_file("CT_small.dcm"))
+    mr = Path(get_testdata_file("MR_small.dcm"))
+    done = run_cli(
+        "classify", *map(str, [*slices, ct, mr]), "--model", "brain-tumour-4class", "--json", "--tta",
+        "--cam-dir", str(tmp_path / "cams"),
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["file"] for line in lines] == [str(p) for p in [*slices, ct, mr]]
+    meningioma, glioma, refused, dicom_mr = lines
+    assert refused["error"].startswith("CT_small.dcm is a CT image (Modality CT), not an MR image.")
+    for result in (meningioma, glioma, dicom_mr):
+        assert result["model"]["id"] == "brain-tumour-4class" and result["model"]["trained"] is True
+        assert [c["label"] for c in result["classes"]] == ["Glioma", "Meningioma", "Pituitary tumour", "No tumour"]
+        assert sum(c["score"] for c in result["classes"]) == pytest.approx(1.0, abs=1e-4)
+        assert {c["band"] for c in result["classes"]} <= {"negative", "indeterminate", "positive", "critical"}
+        spread = result["uncertainty"]["classes"]
+        assert len(spread) == 4 and any(c["std"] > 0 for c in spread)
+    assert dicom_mr["modality"] == "MR" and meningioma["modality"] == "image"
+    assert meningioma["prediction"] == "Meningioma" and glioma["prediction"] == "Glioma"
+    cams = sorted((tmp_path / "cams").glob("*.png"))
+    assert len(cams) == 12 and not any("UNTRAINED" in c.name for c in cams)
+
+
+def test_models_lists_every_model_and_the_shipped_cards_test_figures() -> None:
+    done = run_cli("models", "--json")
+    assert done.returncode == 0, done.stderr
+    models = {m["id"]: m for m in map(json.loads, done.stdout.splitlines())}
+    assert {"xrv-densenet121-res224-all", "brain-tumour-4class", "brain-dementia-4class"} <= set(models)
+    for model_id in ("brain-tumour-4class", "brain-dementia-4class"):
+        entry = models[model_id]
+        assert entry["task"] == "classification" and entry["trained"] is True and len(entry["labels"]) == 4
+        assert entry["weights_sha256"] == entry["card"]["weights"]["sha256"]
+        evaluation = entry["card"]["evaluation"]
+        assert evaluation["split"] == "test" and evaluation["n"] in (160, 312)
+        assert {"accuracy", "balanced_accuracy", "macro_auc", "ece"} <= set(evaluation)
+
+
+def test_train_on_a_tiny_labelled_folder_writes_weights_that_load_and_a_card(tmp_path: Path) -> None:
+    """The training command CI can afford: four classes, six slices each, one epoch."""
+    require_samples()
+    data = tmp_path / "data"
+    for split, per_class in (("train", 6), ("test", 2)):
+        for folder in ("glioma", "meningioma", "pituitary", "notumor"):
+            (data / split / folder).mkdir(parents=True)
+            for path in sorted((TUMOUR / split / folder).iterdir())[:per_class]:
+                (data / split / folder / path.name).symlink_to(path)
+    out = tmp_path / "out"
+    args = ["train", "--model", "brain-tumour-4class", "--data", str(data), "--epochs", "1", "--batch-size", "4"]
+    done = run_cli(*args, "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    card = json.loads(done.stdout.splitlines()[-1])
+    assert card["training"]["train"]["n"] + card["training"]["validation"]["n"] == 24
+    assert card["training"]["validation"]["per_class"] == {
+        "Glioma": 1,
+        "Meningioma": 1,
+        "Pituitary tumour": 1,
+        "No tumour": 1,
+    }
+    assert card["evaluation"]["n"] == 8 and len(card["evaluation"]["confusion"]) == 4
+    assert card["calibration"]["temperature"] > 0 and card["training"]["seed"] == 0
+    assert "epoch 1 of 1" in done.stderr  # the progress bar
+    weights = out / "brain-tumour-4class.pt"
+    state = torch.load(weights, weights_only=True)
+    from inference.models.adapters import apply_state_dict
+    from inference.models.loader import build_network
+    from inference.models.registry import BRAIN_TUMOUR
+
+    apply_state_dict(BRAIN_TUMOUR, build_network(BRAIN_TUMOUR), state, source_name=weights.name)  # strict keys
+    assert json.loads((out / "brain-tumour-4class.card.json").read_text()) == card
+
+    missing = run_cli("train", "--model", "brain-tumour-4class", "--data", str(tmp_path / "nowhere"), "--out", str(out))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "No 'train' folder" in missing.stderr
