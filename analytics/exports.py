@@ -78,6 +78,7 @@ def _run_dict(
                 "entry": numbers[v.verdict_id],
                 "finding": v.item,
                 "verdict": v.verdict.value,
+                "reader_label": v.reader_label,
                 "note": v.note,
                 "reviewer": v.reviewer,
                 "reviewer_name": names.get(v.reviewer, v.reviewer),
@@ -163,7 +164,9 @@ def case_report_html(
             "score": f"{f.score:.3f}" + ("" if run.trained else " (untrained)"),
             "band": f.band.value,
             "verdicts": [
-                f"{who(v.reviewer)}: {v.verdict.value}" + (f" ({v.note})" if v.note else "")
+                f"{who(v.reviewer)}: {v.verdict.value}"
+                + (f", it is {v.reader_label}" if v.reader_label else "")
+                + (f" ({v.note})" if v.note else "")
                 for (_, label), v in sorted(current.items())
                 if label == f.label
             ],
@@ -175,7 +178,7 @@ def case_report_html(
             "time": v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             "who": who(v.reviewer),
             "item": v.item,
-            "verdict": v.verdict.value,
+            "verdict": v.verdict.value + (f": it is {v.reader_label}" if v.reader_label else ""),
             "note": v.note,
         }
         for v in verdicts

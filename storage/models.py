@@ -139,6 +139,8 @@ class VerdictEntry(Base):
     # Each row is superseded at most once, so an item's history is a single chain per reviewer.
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("verdicts.id"), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The reader's own class on a disagreement with a classifier of exclusive classes ("it is a meningioma").
+    reader_label: Mapped[str | None] = mapped_column(String(64))
 
 
 class CaseNote(Base):

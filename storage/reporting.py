@@ -38,6 +38,7 @@ class VerdictFact:
     verdict: Verdict
     note: str
     created_at: datetime
+    reader_label: str | None = None  # the reader's own class, on a Disagree with exclusive classes
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,7 @@ def current_verdict_facts(
                 verdict=Verdict(verdict.verdict),
                 note=verdict.note,
                 created_at=created,
+                reader_label=verdict.reader_label,
             )
         )
     return facts

@@ -148,6 +148,7 @@ class VerdictRecord:
     cam_method: str | None  # the heatmap on screen when a finding was judged
     supersedes_id: int | None
     created_at: datetime
+    reader_label: str | None = None  # the reader's own class, on a disagreement with exclusive classes
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,7 @@ def _verdict_record(row: VerdictEntry) -> VerdictRecord:
         cam_method=row.cam_method,
         supersedes_id=row.supersedes_id,
         created_at=_utc(row.created_at),
+        reader_label=row.reader_label,
     )
 
 
@@ -553,18 +555,33 @@ def record_verdict(
     reviewer: str,
     note: str | None = None,
     cam_method: str | None = None,
+    reader_label: str | None = None,
 ) -> VerdictRecord:
     """Append a verdict on one item (a finding or a structure) of a run of any kind; it
-    supersedes this reviewer's previous one for the item. Recording the same verdict and note
-    again stores nothing new. ``cam_method``: the heatmap on screen, for a finding."""
+    supersedes this reviewer's previous one for the item. Recording the same verdict, note and
+    class again stores nothing new. ``cam_method``: the heatmap on screen, for a finding.
+    ``reader_label``: with Disagree on a class of a classifier of exclusive classes, the class the
+    reader says it is (another of the run's labels)."""
     verdict = _as_verdict(verdict)
     reviewer = _clean_reviewer(reviewer)
     note = _clean_note(note)
     case_id, kind = _case_of_item(session, run_id, item)
     if cam_method is not None and kind is not RunKind.CLASSIFICATION:
         raise InvalidReview(f"A heatmap method goes with a finding; run {run_id} is a {kind.value} run.")
+    if reader_label is not None:
+        labels = set(session.scalars(select(RunFinding.label).where(RunFinding.run_id == run_id)))
+        if verdict is not Verdict.DISAGREE or reader_label == item or reader_label not in labels:
+            raise InvalidReview(
+                f"'It is {reader_label}' goes with a Disagree on another class of the same run; "
+                f"not with {verdict.value} on {item}."
+            )
     previous = _latest_verdict(session, run_id, item, reviewer)
-    if previous is not None and previous.verdict == verdict.value and previous.note == note:
+    if (
+        previous is not None
+        and previous.verdict == verdict.value
+        and previous.note == note
+        and previous.reader_label == reader_label
+    ):
         return _verdict_record(previous)
     supersedes_id = previous.id if previous is not None else None
     created_at = utcnow()
@@ -580,6 +597,7 @@ def record_verdict(
                 note=note,
                 reviewer=reviewer,
                 cam_method=cam_method,
+                reader_label=reader_label,
                 supersedes_id=supersedes_id,
                 created_at=created_at,
             )
@@ -597,10 +615,13 @@ def record_verdict(
         run_id=run_id,
         **{words.item: item},
         verdict=verdict.value,
+        **({"reader_label": reader_label} if reader_label is not None else {}),
         entry=verdict_id,
         replaces=supersedes_id,
     )
-    return VerdictRecord(verdict_id, run_id, item, verdict, note, reviewer, cam_method, supersedes_id, created_at)
+    return VerdictRecord(
+        verdict_id, run_id, item, verdict, note, reviewer, cam_method, supersedes_id, created_at, reader_label
+    )
 
 
 def current_verdicts(session: Session, run_id: int, reviewer: str | None = None) -> list[VerdictRecord]:

@@ -145,6 +145,23 @@ def test_bad_verdicts_are_refused_and_store_nothing(db, run, label, verdict, rev
         assert s.scalar(select(func.count(VerdictEntry.id))) == 0
 
 
+def test_a_disagree_keeps_the_readers_own_class_and_only_a_disagree_can(db, run) -> None:
+    with db.begin() as s:
+        plain = repo.record_verdict(s, run.run_id, "Effusion", Verdict.DISAGREE, "Dr A")
+        named = repo.record_verdict(s, run.run_id, "Effusion", Verdict.DISAGREE, "Dr A", reader_label="Mass")
+        again = repo.record_verdict(s, run.run_id, "Effusion", Verdict.DISAGREE, "Dr A", reader_label="Mass")
+    assert named.supersedes_id == plain.verdict_id and again == named, "naming the class is a new entry, once"
+    with db.begin() as s:
+        [current] = repo.current_verdicts(s, run.run_id, "Dr A")
+    assert current.reader_label == "Mass" and current.verdict == "disagree"
+    for verdict, label in ((Verdict.AGREE, "Mass"), (Verdict.DISAGREE, "Effusion"), (Verdict.DISAGREE, "Nodule")):
+        with pytest.raises(InvalidReview, match="goes with a Disagree on another class"):
+            with db.begin() as s:
+                repo.record_verdict(s, run.run_id, "Effusion", verdict, "Dr B", reader_label=label)
+    with db.begin() as s:
+        assert s.scalar(select(func.count(VerdictEntry.id))) == 2
+
+
 def test_a_verdict_on_a_run_that_does_not_exist_is_refused(db, run) -> None:
     with pytest.raises(InvalidReview, match="does not exist"):
         with db.begin() as s:
