@@ -19,7 +19,7 @@ from ui.widgets.charts import band_legend_text, score_text, shap_waterfall
 from ui.widgets.next_case import next_unreviewed_button, reader_worklist
 from ui.widgets.prior import choose_prior, side_by_side
 from ui.widgets.segmentation_case import choose_segmentation, segmentation_case
-from ui.widgets.verdicts import finding_kind, finding_verdict_panel, history_table, selection_list
+from ui.widgets.verdicts import exclusive_classes, finding_kind, finding_verdict_panel, history_table, selection_list
 from xai.overlay import jpeg_bytes, png_bytes, whole_image_overlay
 
 require_app_entry()
@@ -102,7 +102,7 @@ def _kept_analysis(run):
             "ago): upload it on the Review page to see it and its heatmaps."
         )
         return None, None
-    state = models.classifier()
+    state = models.classifier_of_run(run.model_id)
     if not isinstance(state, LoadedModel) or (state.spec.model_id, state.weights_sha256) != (
         run.model_id,
         run.weights_sha256,
@@ -127,14 +127,14 @@ def _reading(run) -> None:
     image_col, chart_col = st.columns([2.2, 1], gap="medium")
     with chart_col:
         label = selection_list(
-            finding_kind(None),
+            finding_kind(None, exclusive_classes(run.model_id)),
             run.run_id,
             labels,
             "cases",
             "Finding (its heatmap; your verdict below)",
         )
         st.plotly_chart(
-            figures.band_figure(f"stored-run-{run.run_id}", ranked, run.thresholds, run.trained),
+            figures.band_figure(f"stored-run-{run.run_id}", ranked, run.thresholds, run.trained, run.model_id),
             config={"displayModeBar": False},
         )
         st.caption(band_legend_text())
@@ -145,7 +145,14 @@ def _reading(run) -> None:
         analysis, state = _kept_analysis(run)
         if analysis is not None:
             method = cam_viewer(analysis, state, label)
-    finding_verdict_panel(run.run_id, ranked, run.trained, (method, label) if method else None, scope="cases")
+    finding_verdict_panel(
+        run.run_id,
+        ranked,
+        run.trained,
+        (method, label) if method else None,
+        scope="cases",
+        classes=exclusive_classes(run.model_id),
+    )
 
     def report(session) -> bytes:
         """With the kept image, the report carries it and the Grad-CAM of the finding on screen."""

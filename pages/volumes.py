@@ -1,13 +1,14 @@
 """Review an MRI or CT volume: upload, AI or uploaded masks on a slice scroller, volumes in mL,
-and a verdict on every structure."""
+and a verdict on every structure; or classify one brain MRI slice with a model trained here."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from core.errors import ChannelAssignmentError, ReviewError
+from core.settings import load_settings
 from inference.masks.load import default_threshold
-from inference.models.registry import BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET
+from inference.models.registry import BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET, slice_classifiers
 from inference.volume.case import case_facts
 from inference.volume.ingest import BRATS_CHANNELS, assign_mri_channels
 from inference.volume.types import MultiChannelVolume, Segmentation, Volume
@@ -18,8 +19,11 @@ from ui.identity import reviewer
 from ui.session import channel_key, segment_key, volume_upload_key
 from ui.text import md_escape
 from ui.widgets.job_progress import follow_job
-from ui.widgets.model_status import seg_model_panel
+from ui.widgets.model_card import prediction_and_card
+from ui.widgets.model_status import classifier_panel, seg_model_panel
+from ui.widgets.radiograph_check import BRAIN_MRI_SLICE
 from ui.widgets.segmentation_results import CHANNEL_NAMES, origin_label, segmentation_results, shown_channel
+from ui.widgets.slice_review import review_slice
 from ui.widgets.volume_viewer import volume_viewer
 
 require_app_entry()
@@ -27,12 +31,49 @@ require_app_entry()
 TASK_BRATS = "Brain tumour (MRI, 4 channels)"
 TASK_CT = "Whole-body CT structures"
 TASK_MASK = "A mask from another tool"
-TASKS = (TASK_BRATS, TASK_CT, TASK_MASK)
+TASK_CLASSIFY = "Classify a brain MRI slice"
+TASKS = (TASK_BRATS, TASK_CT, TASK_MASK, TASK_CLASSIFY)
 SEG_RUN_IDS = "segmentation_run_ids"
 SHOWN_UPLOADS = "volume_uploads_shown"  # per task: (files listed, files read as the volume)
 
 st.title("Review an MRI or CT volume")
 task = st.segmented_control("What to review", TASKS, default=TASK_BRATS, key="volume_task") or TASK_BRATS
+
+
+def _classify_slice() -> None:
+    """One 2D slice through a brain MRI classifier: the review page's reading, with the model's card."""
+    specs = {spec.display_name: spec for spec in slice_classifiers()}
+    chosen = st.selectbox("Model", list(specs), key="slice_classifier")
+    spec = specs[chosen]
+    loaded = classifier_panel(spec)
+    if loaded is None:
+        return
+    upload = st.file_uploader(
+        "One brain MRI slice: DICOM (MR), PNG or JPEG",
+        max_upload_size=load_settings().max_upload_mb,
+        key="slice_upload",
+        help=(
+            "Read in memory; the file is never stored. The scores and your verdicts are stored; so is the decoded, "
+            "de-identified slice (no DICOM tags), so the case reopens with it, unless IMAGE_STORE=0."
+        ),
+    )
+    if upload is None:
+        st.info(
+            f"Drop a brain MRI slice above to see what {spec.display_name} says, where it looked, and record your verdict."
+        )
+        return
+    if upload.name.lower().endswith((".nii", ".nii.gz")):
+        st.info(
+            "Whole volumes are not classified slice by slice yet: export one axial slice as DICOM, PNG or JPEG, "
+            "or review the volume with the segmentation tasks above."
+        )
+        return
+    review_slice(loaded, upload, BRAIN_MRI_SLICE, before_reading=lambda analysis: prediction_and_card(loaded, analysis))
+
+
+if task == TASK_CLASSIFY:
+    _classify_slice()
+    st.stop()
 
 
 def _brats_inputs(uploads) -> MultiChannelVolume | None:

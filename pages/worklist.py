@@ -109,11 +109,23 @@ table = pd.DataFrame(
             "highest band": r.top_band.value,
             "top finding": r.top_finding,
             "status": r.status,
+            "model": r.model_id,
             "weights": "trained" if r.trained else "UNTRAINED",
         }
         for r in shown
     ],
-    columns=["image", "case", "analysed (UTC)", "modality", "view", "highest band", "top finding", "status", "weights"],
+    columns=[
+        "image",
+        "case",
+        "analysed (UTC)",
+        "modality",
+        "view",
+        "highest band",
+        "top finding",
+        "status",
+        "model",
+        "weights",
+    ],  # fmt: skip
 )
 # A row opens its case in this tab (a link opened a new tab: a new session without the reviewer's
 # name or the untrained choice).

@@ -110,3 +110,15 @@ def forget_download_attempt() -> None:
 def seg_model(model_id: str) -> LoadedModel | WeightsMissing | WeightsInvalid:
     """A segmentation network, or the reason it cannot run."""
     return loaded(get_segmenter(model_id))
+
+
+def classifier_of_run(model_id: str) -> LoadedModel | WeightsMissing | WeightsInvalid | None:
+    """The classifier a stored run was made with (the chest X-ray model, or a brain MRI model), or
+    the reason it cannot run; None when that model is no longer registered."""
+    if model_id == classifier_spec().model_id:
+        return classifier()
+    try:
+        spec = get_classifier(model_id)
+    except KeyError:
+        return None
+    return loaded(spec)

@@ -29,6 +29,11 @@ def verdict_key(scope: str, noun: str, run_id: int, item: str, verdict: str) -> 
     return f"{scope}::{noun}::{run_id}::{item}::{verdict}"
 
 
+def reader_label_key(scope: str, run_id: int, item: str, label: str) -> str:
+    """The "It is: <label>" button after a Disagree on ``item`` (exclusive classes)."""
+    return f"{scope}::reader_label::{run_id}::{item}::{label}"
+
+
 def parse_verdict_key(key: str) -> tuple[str, str, int, str, str] | None:
     """(scope, noun, run id, item, verdict) of a key ``verdict_key`` built; None for any other key."""
     parts = key.split("::")
@@ -65,14 +70,15 @@ def case_note_save_key(scope: str, run_id: int) -> str:
     return f"{scope}::save_case_note::{run_id}"
 
 
-def radiograph_answer_key(input_sha256: str) -> str:
-    """The reader's answer to "is this a frontal chest radiograph?" for one PNG or JPEG."""
-    return f"review::what_it_is::{input_sha256}"
+def radiograph_answer_key(input_sha256: str, kind: str = "") -> str:
+    """The reader's answer to "is this a frontal chest radiograph?" (or, with ``kind``, another
+    kind of image a model reads) for one PNG or JPEG."""
+    return f"review::what_it_is::{kind + '::' if kind else ''}{input_sha256}"
 
 
-def radiograph_button_key(input_sha256: str, answer: str) -> str:
+def radiograph_button_key(input_sha256: str, answer: str, kind: str = "") -> str:
     """The yes or no button of that question."""
-    return f"{radiograph_answer_key(input_sha256)}::{answer}"
+    return f"{radiograph_answer_key(input_sha256, kind)}::{answer}"
 
 
 def _prefixed(prefix: str) -> Callable[[object], str]:

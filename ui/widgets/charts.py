@@ -27,7 +27,26 @@ def score_text(score: float, trained: bool) -> str:
     return f"{score:.2f}" if trained else f"{score:.2f} (untrained)"
 
 
-def band_chart(findings: Sequence[Finding], thresholds: Mapping[str, Mapping[str, float]], trained: bool) -> go.Figure:
+OPERATING_POINT_TITLE = "Calibrated score in threshold bands (0.5 = operating point)"
+
+
+def score_title(model_id: str) -> str:
+    """What the chart's scores are, for a registered model (the chest X-ray's by default)."""
+    from inference.models.registry import MODELS
+    from inference.models.spec import ClassifierSpec
+
+    spec = MODELS.get(model_id)
+    if isinstance(spec, ClassifierSpec) and spec.exclusive:
+        return "Class probability in threshold bands (temperature-scaled; the classes sum to 1)"
+    return OPERATING_POINT_TITLE
+
+
+def band_chart(
+    findings: Sequence[Finding],
+    thresholds: Mapping[str, Mapping[str, float]],
+    trained: bool,
+    title: str = OPERATING_POINT_TITLE,
+) -> go.Figure:
     """One horizontal bar per finding with its coloured bands and a marker at the score.
 
     ``findings`` must already be ranked (critical first, then by score); the first is drawn on top.
@@ -86,7 +105,6 @@ def band_chart(findings: Sequence[Finding], thresholds: Mapping[str, Mapping[str
             showarrow=False,
             font=dict(size=11, color="#222"),
         )
-    title = "Calibrated score in threshold bands (0.5 = operating point)"
     if not trained:
         title = "UNTRAINED WEIGHTS: scores are meaningless"
     fig.update_layout(

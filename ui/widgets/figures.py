@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.widgets.charts import band_chart, volume_chart
+from ui.widgets.charts import band_chart, score_title, volume_chart
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def band_figure(run_key: str, _findings: tuple, _thresholds: dict, trained: bool):
-    """The findings chart for one stored run."""
-    return band_chart(_findings, _thresholds, trained)
+def band_figure(run_key: str, _findings: tuple, _thresholds: dict, trained: bool, model_id: str = ""):
+    """The findings chart for one stored run (``model_id`` says what its scores are)."""
+    return band_chart(_findings, _thresholds, trained, score_title(model_id))
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)

@@ -7,7 +7,7 @@ import streamlit as st
 from core.errors import WeightsInvalid, WeightsMissing
 from core.settings import load_settings
 from inference.models.loader import UNTRAINED_LABEL, LoadedModel
-from inference.models.registry import segmenters
+from inference.models.registry import segmenters, slice_classifiers
 from inference.models.weights import import_command, installed_weights_path
 from ui import models
 from ui.identity import reviewer
@@ -86,9 +86,40 @@ def sidebar_status(page: str | None = None) -> None:
         st.sidebar.markdown("**Models**")
         for spec in segmenters():
             st.sidebar.caption(_sidebar_line(spec.display_name, models.seg_model(spec.model_id)))
+        for spec in slice_classifiers():
+            st.sidebar.caption(_sidebar_line(spec.display_name, models.loaded(spec)))
         return
     st.sidebar.markdown("**Model**")
     st.sidebar.caption(_sidebar_line(models.classifier_spec().display_name, models.classifier()))
+
+
+def classifier_panel(spec):
+    """A classifier other than the chest X-ray model (the brain MRI models), or None after showing
+    why it cannot run and the fix."""
+    state = models.loaded(spec)
+    if isinstance(state, LoadedModel):
+        if not state.trained:
+            untrained_banner()
+        return state
+    st.error(f"**{spec.display_name} cannot run.** {state}")
+    if spec.weights.shipped:
+        st.markdown(
+            "Its weights ship with this repository (`inference/models/trained/`): restore that folder from "
+            "the repository, or train them again:"
+        )
+        st.code(f"python -m inference train --model {spec.model_id} --data FOLDER_WITH_TRAIN_AND_TEST", language="bash")
+    _untrained_button(spec, "scores")
+    return None
+
+
+def _untrained_button(spec, outputs: str) -> None:
+    st.button(
+        f"Use untrained weights ({outputs} are meaningless, for interface testing only)",
+        on_click=_enable_untrained,
+        args=(spec,),
+        key=untrained_key(spec.model_id),
+        help="For this model on this server, every tab and reviewer, until a restart; recorded in the audit trail.",
+    )
 
 
 def seg_model_panel(spec):
@@ -114,11 +145,5 @@ def seg_model_panel(spec):
         f"The weights are installed as {installed_weights_path(spec, load_settings())}. "
         "Set MODEL_WEIGHTS_DIR to use another folder."
     )
-    st.button(
-        "Use untrained weights (masks are meaningless, for interface testing only)",
-        on_click=_enable_untrained,
-        args=(spec,),
-        key=untrained_key(spec.model_id),
-        help="For this model on this server, every tab and reviewer, until a restart; recorded in the audit trail.",
-    )
+    _untrained_button(spec, "masks")
     return None

@@ -1,4 +1,5 @@
-"""What an image without a header is, asked before the chest X-ray model scores it.
+"""What an image without a header is, asked before a model scores it (a chest radiograph for the
+chest X-ray model, a brain MRI slice for the brain MRI classifiers: ``ImageQuestion``).
 
 A DICOM radiograph says what it is (its modality; CT, MR and other modalities are refused by the
 ingest front door). A PNG or JPEG says nothing: a brain MRI slice saved as a JPEG was scored as a
@@ -9,6 +10,8 @@ stores nothing and keeps the image out of the worklist. The confirmation is stor
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import streamlit as st
 
@@ -23,29 +26,55 @@ NO_LABEL = "No: something else"
 PREVIEW_SIDE = 420  # pixels: enough to tell a chest from a head, light to send
 
 
+@dataclass(frozen=True)
+class ImageQuestion:
+    kind: str  # part of the answer's session key ("" for the chest radiograph)
+    confirmed_as: str  # stored with the run
+    yes_label: str
+    model_reads: str  # "The model reads frontal chest radiographs only"
+    elsewhere: str  # where other images go, after a no
+
+
+CHEST_RADIOGRAPH = ImageQuestion(
+    kind="",
+    confirmed_as=CONFIRMED_AS,
+    yes_label=YES_LABEL,
+    model_reads="The model reads frontal chest radiographs only",
+    elsewhere="For a brain MRI or a CT slice use **Review an MRI or CT**.",
+)
+BRAIN_MRI_SLICE = ImageQuestion(
+    kind="brain-mri",
+    confirmed_as="a brain MRI slice",
+    yes_label="Yes: a brain MRI slice. Classify it",
+    model_reads="The brain MRI classifiers read 2D brain MRI slices only",
+    elsewhere="For a chest radiograph use **Review a chest X-ray**.",
+)
+
+
 def _answer(key: str, value: str) -> None:
     st.session_state[key] = value
 
 
-def confirmed_as(input_sha256: str, filename: str, data: bytes) -> str | None:
-    """What the reader confirmed the upload is (``CONFIRMED_AS``), "" for a DICOM (its header
-    says), or None while the model must not run: the question, or the refusal, is on the page."""
+def confirmed_as(
+    input_sha256: str, filename: str, data: bytes, question: ImageQuestion = CHEST_RADIOGRAPH
+) -> str | None:
+    """What the reader confirmed the upload is (``question.confirmed_as``), "" for a DICOM (its
+    header says), or None while the model must not run: the question, or the refusal, is on the page."""
     from inference.images.ingest import decode_raster, sniff_format
 
     fmt = sniff_format(data)
     if fmt not in ("png", "jpeg"):
         return ""  # DICOM (checked by its header), or not an image (the front door says so)
-    key = radiograph_answer_key(input_sha256)
+    key = radiograph_answer_key(input_sha256, question.kind)
     answer = st.session_state.get(key)
     if answer == YES:
-        return CONFIRMED_AS
+        return question.confirmed_as
     if answer == NO:
         st.info(
-            f"{filename} was not analysed, and nothing was stored: the chest X-ray model reads frontal chest "
-            "radiographs only, and scores anything else as if it were one. For a brain MRI or a CT slice use "
-            "**Review an MRI or CT**."
+            f"{filename} was not analysed, and nothing was stored: {question.model_reads[0].lower()}"
+            f"{question.model_reads[1:]}, and scores anything else as if it were one. {question.elsewhere}"
         )
-        st.button("It is a frontal chest radiograph after all: analyse it", on_click=_answer, args=(key, YES))
+        st.button(f"It is {question.confirmed_as} after all: analyse it", on_click=_answer, args=(key, YES))
         return None
     try:
         pixels = decode_raster(data, filename, fmt, load_settings().max_image_pixels)
@@ -53,9 +82,8 @@ def confirmed_as(input_sha256: str, filename: str, data: bytes) -> str | None:
         st.error(str(exc))
         return None
     st.warning(
-        f"A {fmt.upper()} file carries no record of what it shows. The model reads frontal chest radiographs "
-        "only, and would score any other image (an MRI slice, a lateral film, a photograph) as one. "
-        "What is this image?"
+        f"A {fmt.upper()} file carries no record of what it shows. {question.model_reads}, and would score "
+        "any other image (another body part or sequence, a photograph) as one. What is this image?"
     )
     import cv2
     import numpy as np
@@ -66,7 +94,9 @@ def confirmed_as(input_sha256: str, filename: str, data: bytes) -> str | None:
     preview, answers = st.columns([1, 2], vertical_alignment="center")
     preview.image(np.clip(small, 0, 255).astype(np.uint8), caption=f"{filename} · {cols} × {rows} px")
     with answers:
-        st.button(YES_LABEL, key=radiograph_button_key(input_sha256, "yes"), on_click=_answer, args=(key, YES))
-        st.button(NO_LABEL, key=radiograph_button_key(input_sha256, "no"), on_click=_answer, args=(key, NO))
+        yes_key = radiograph_button_key(input_sha256, "yes", question.kind)
+        st.button(question.yes_label, key=yes_key, on_click=_answer, args=(key, YES))
+        no_key = radiograph_button_key(input_sha256, "no", question.kind)
+        st.button(NO_LABEL, key=no_key, on_click=_answer, args=(key, NO))
         st.caption("Your answer is stored with the analysis, under your name.")
     return None

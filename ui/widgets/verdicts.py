@@ -34,6 +34,7 @@ from ui.session import (
     keyboard_key,
     note_save_key,
     note_text_key,
+    reader_label_key,
     selected_key,
     verdict_key,
     verdict_row_key,
@@ -74,24 +75,42 @@ class VerdictKind:
 
     noun: str
     heatmap: tuple[str, str] | None = None
+    classes: tuple[str, ...] = ()  # exclusive classes: a Disagree can name the reader's own class
 
     @property
     def feedback_key(self) -> str:
         return f"{self.noun}_verdict_feedback"
 
-    def current(self, session: Session, run_id: int, name: str) -> dict[str, tuple[str, str]]:
-        return {v.item: (v.verdict.value, v.note) for v in repository.current_verdicts(session, run_id, name)}
+    def current(self, session: Session, run_id: int, name: str) -> dict[str, tuple[str, str, str | None]]:
+        """item -> (verdict value, note, the reader's own class or None)."""
+        return {
+            v.item: (v.verdict.value, v.note, v.reader_label)
+            for v in repository.current_verdicts(session, run_id, name)
+        }
 
-    def record(self, session: Session, run_id: int, item: str, verdict: str, name: str, note: str) -> None:
+    def record(
+        self, session: Session, run_id: int, item: str, verdict: str, name: str, note: str, label: str | None = None
+    ) -> None:
         # The method only for the finding whose heatmap was on screen: a verdict on another row
         # was not given beside its heatmap.
         cam_method = self.heatmap[0] if self.heatmap is not None and self.heatmap[1] == item else None
-        repository.record_verdict(session, run_id, item, Verdict(verdict), name, note, cam_method)
+        repository.record_verdict(session, run_id, item, Verdict(verdict), name, note, cam_method, label)
 
 
-def finding_kind(heatmap: tuple[str, str] | None) -> VerdictKind:
-    """Findings of a chest X-ray run; ``heatmap`` is (method, finding) of the heatmap on screen."""
-    return VerdictKind("finding", heatmap)
+def exclusive_classes(model_id: str) -> tuple[str, ...]:
+    """The classes of a registered classifier of exclusive classes (a Disagree can name one); ()
+    for independent labels (the chest X-ray) or a model no longer registered."""
+    from inference.models.registry import MODELS
+    from inference.models.spec import ClassifierSpec
+
+    spec = MODELS.get(model_id)
+    return spec.labels if isinstance(spec, ClassifierSpec) and spec.exclusive else ()
+
+
+def finding_kind(heatmap: tuple[str, str] | None, classes: tuple[str, ...] = ()) -> VerdictKind:
+    """Findings of a classification run; ``heatmap`` is (method, finding) of the heatmap on screen;
+    ``classes``: the model's exclusive classes, where it has them (a Disagree can then say which)."""
+    return VerdictKind("finding", heatmap, classes)
 
 
 STRUCTURES = VerdictKind("structure")
@@ -117,18 +136,31 @@ def _same_reviewer(kind: VerdictKind, run_id: int, drawn_for: str) -> bool:
     return False
 
 
-def _store(kind: VerdictKind, run_id: int, item: str, verdict: str, name: str, note: str | None) -> bool:
-    """Append one verdict; ``note=None`` keeps the note of the reviewer's current verdict."""
+def _store(
+    kind: VerdictKind, run_id: int, item: str, verdict: str, name: str, note: str | None, label: str | None = None
+) -> bool:
+    """Append one verdict; ``note=None`` keeps the note of the reviewer's current verdict, and a
+    Disagree keeps the class the reader named with their current Disagree unless ``label`` names one."""
     try:
         with database.transaction() as session:
+            previous = kind.current(session, run_id, name).get(item)
             if note is None:
-                note = kind.current(session, run_id, name).get(item, ("", ""))[1]
-            kind.record(session, run_id, item, verdict, name, note)
+                note = previous[1] if previous else ""
+            if label is None and verdict == Verdict.DISAGREE.value and previous and previous[0] == verdict:
+                label = previous[2]
+            kind.record(session, run_id, item, verdict, name, note, label)
     except ReviewError as exc:
         _say(kind, run_id, "error", str(exc))
         return False
-    _say(kind, run_id, "ok", f"Saved: {item} — {verdict}" + (" with note." if note else "."))
+    said = f"Saved: {item} — {verdict}" + (f": it is {label}" if label else "")
+    _say(kind, run_id, "ok", said + (" with note." if note else "."))
     return True
+
+
+def _on_reader_label(kind: VerdictKind, run_id: int, item: str, label: str, name: str) -> None:
+    """ "It is ...": the reader's own class, stored with their Disagree on ``item``."""
+    if _same_reviewer(kind, run_id, name):
+        _store(kind, run_id, item, Verdict.DISAGREE.value, name, None, label)
 
 
 def selected_item(kind: VerdictKind, run_id: int, names: Sequence[str], scope: str) -> str | None:
@@ -201,7 +233,7 @@ def _on_agree_negatives(kind: VerdictKind, run_id: int, items: tuple[str, ...], 
         with database.transaction() as session:
             mine = kind.current(session, run_id, name)
             for item in items:
-                kind.record(session, run_id, item, Verdict.AGREE.value, name, mine.get(item, ("", ""))[1])
+                kind.record(session, run_id, item, Verdict.AGREE.value, name, mine.get(item, ("", "", None))[1])
     except ReviewError as exc:
         _say(kind, run_id, "error", str(exc))
         return
@@ -382,7 +414,7 @@ def _keyboard_bar(kind, run_id, items, scope, name, state_key, list_drawn: bool)
 
 
 def _row(kind, run_id, item: VerdictItem, index: int, scope, name, mine, selected: bool, state_key) -> None:
-    verdict, note = mine.get(item.name, (None, ""))
+    verdict, note, label = mine.get(item.name, (None, "", None))
     # The keyed container holds one item's row (its CSS class names it, for browser tests).
     row = st.container(key=verdict_row_key(scope, kind.noun, index)).columns(
         [2.6, 3.6, 2.6], vertical_alignment="center"
@@ -404,8 +436,31 @@ def _row(kind, run_id, item: VerdictItem, index: int, scope, name, mine, selecte
             on_click=_on_click,
             args=(kind, run_id, item.name, value, name, state_key),
         )
+    if kind.classes and verdict == Verdict.DISAGREE.value:
+        _reader_label_buttons(kind, run_id, item.name, label, scope, name, row[2])
     if note:
         row[2].caption(f"Note: {md_escape(note)}")
+
+
+def _reader_label_buttons(kind: VerdictKind, run_id: int, item: str, label: str | None, scope, name, where) -> None:
+    """After a Disagree with a class of exclusive classes: which class the reader says it is, one
+    button per other class (one-shot triggers with their class fixed when drawn, as the verdicts)."""
+    line = where.container(horizontal=True, gap="xsmall", vertical_alignment="center")
+    line.markdown("It is:" if label else ":orange[It is:]")
+    for other in kind.classes:
+        if other == item:
+            continue
+        chosen = other == label
+        line.button(
+            other,
+            key=reader_label_key(scope, run_id, item, other),
+            type="primary" if chosen else "secondary",
+            icon=":material/check_circle:" if chosen else None,
+            help=f"Your reading: {other}, not {item}" + (" (stored)" if chosen else ""),
+            disabled=not name,
+            on_click=_on_reader_label,
+            args=(kind, run_id, item, other, name),
+        )
 
 
 def _note_form(kind: VerdictKind, run_id: int, item: str, scope: str, name: str) -> None:
@@ -455,12 +510,18 @@ def finding_items(findings: Sequence[Finding], trained: bool) -> list[VerdictIte
 
 
 def finding_verdict_panel(
-    run_id: int, findings: Sequence[Finding], trained: bool, heatmap: tuple[str, str] | None, scope: str
+    run_id: int,
+    findings: Sequence[Finding],
+    trained: bool,
+    heatmap: tuple[str, str] | None,
+    scope: str,
+    classes: tuple[str, ...] = (),
 ) -> None:
     """The findings' panel, drawn in the caller's fragment after the heatmap it follows and its
-    ``selection_list``; ``heatmap`` is (method, finding) of the heatmap on screen, None without one."""
+    ``selection_list``; ``heatmap`` is (method, finding) of the heatmap on screen, None without one;
+    ``classes``: the model's exclusive classes, so that a Disagree can name the reader's own."""
     verdict_panel_here(
-        finding_kind(heatmap),
+        finding_kind(heatmap, classes),
         run_id,
         finding_items(findings, trained),
         scope,
@@ -500,7 +561,7 @@ def history_table(run_id: int, noun: str = "finding", case_notes: bool = True) -
             "time (UTC)": v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             "reviewer": names.get(v.reviewer, v.reviewer),
             noun: v.item,
-            "verdict": v.verdict.value,
+            "verdict": v.verdict.value + (f": it is {v.reader_label}" if v.reader_label else ""),
             "note": v.note,
             "replaces entry": f"#{numbers[v.supersedes_id]}" if v.supersedes_id in numbers else "",
             "entry": f"#{numbers[v.verdict_id]}",

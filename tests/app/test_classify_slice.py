@@ -1,0 +1,111 @@
+"""The MRI/CT page's "Classify a brain MRI slice" task through AppTest, with the shipped trained
+models and real slices from the samples' test splits: the question a JPEG needs, the prediction
+with its confidence and the model card's figures, Grad-CAM beside the slice, a stored verdict;
+a CT slice refused in one sentence."""
+
+from __future__ import annotations
+
+from pydicom.data import get_testdata_file
+
+from tests.app.conftest import click_verdict, new_app, texts, verdict_items
+from tests.conftest import SAMPLES, require_samples
+from ui.widgets.radiograph_check import BRAIN_MRI_SLICE
+
+CLASSIFY = "Classify a brain MRI slice"
+
+
+def _open(at):
+    at.run()
+    at.switch_page("pages/volumes.py").run()
+    at.segmented_control(key="volume_task").set_value(CLASSIFY).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _upload(at, name: str, data: bytes, mime: str = "image/jpeg"):
+    at.file_uploader(key="slice_upload").set_value((name, data, mime)).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_meningioma_slice_is_classified_with_its_card_heatmap_and_a_stored_verdict() -> None:
+    require_samples()
+    path = sorted((SAMPLES / "mri_tumour" / "test" / "meningioma").iterdir())[1]  # [0] is read as a glioma
+    at = _open(new_app())
+    assert "Brain tumour MRI classifier" in at.selectbox(key="slice_classifier").value
+    _upload(at, path.name, path.read_bytes())
+    # A JPEG says nothing of what it shows: nothing runs before the reader says it is a brain MRI slice.
+    assert "What is this image?" in texts(at) and "AI prediction" not in texts(at)
+    [yes] = [b for b in at.button if b.label == BRAIN_MRI_SLICE.yes_label]
+    yes.click().run()
+    assert not at.exception, at.exception
+    said = texts(at)
+    assert "AI prediction: Meningioma" in said
+    assert "Trained on 5," in said and "slices it never saw" in said and "research use only" in said
+    assert "untrained" not in said.lower().replace("untrained weights mode", "")
+    assert "Region SHAP" not in said  # its regions are chest zones: not offered for a brain slice
+    assert sorted(verdict_items(at)) == ["Glioma", "Meningioma", "No tumour", "Pituitary tumour"]
+    click_verdict(at, "Meningioma", "agree")
+    from sqlalchemy import text
+
+    from core.settings import load_settings
+    from storage.db import open_database
+
+    with open_database(load_settings().database_url).begin() as session:
+        stored = session.execute(
+            text(
+                "SELECT v.item, v.verdict, r.model_id, r.trained FROM verdicts v "
+                "JOIN analysis_runs r ON r.id = v.run_id"
+            )
+        ).all()
+    assert [tuple(row) for row in stored] == [("Meningioma", "agree", "brain-tumour-4class", True)]
+
+
+def test_a_ct_slice_is_refused_in_one_sentence_and_nothing_is_stored() -> None:
+    ct = get_testdata_file("CT_small.dcm")
+    at = _upload(_open(new_app()), "CT_small.dcm", open(ct, "rb").read(), "application/dicom")
+    [error] = [e.value for e in at.error]
+    assert error.startswith("CT_small.dcm is a CT image (Modality CT), not an MR image.")
+    assert "AI prediction" not in texts(at)
+
+
+def test_disagree_it_is_a_meningioma_is_stored_with_the_readers_own_class() -> None:
+    """The slice the model misreads (a meningioma it calls a glioma): the reader disagrees and
+    names the class; the verdict and the history say so."""
+    from ui.session import reader_label_key
+
+    require_samples()
+    path = sorted((SAMPLES / "mri_tumour" / "test" / "meningioma").iterdir())[0]
+    at = _upload(_open(new_app()), path.name, path.read_bytes())
+    [yes] = [b for b in at.button if b.label == BRAIN_MRI_SLICE.yes_label]
+    yes.click().run()
+    assert "AI prediction: Glioma" in texts(at)
+    assert not [b for b in at.button if (b.key or "").startswith("review::reader_label::")]
+    click_verdict(at, "Glioma", "disagree")
+    offered = sorted(b.label for b in at.button if (b.key or "").startswith("review::reader_label::"))
+    assert offered == ["Meningioma", "No tumour", "Pituitary tumour"]  # the other classes
+    run_id = int((at.button(key=next(b.key for b in at.button if b.label == "Meningioma")).key or "").split("::")[2])
+    at.button(key=reader_label_key("review", run_id, "Glioma", "Meningioma")).click().run()
+    assert not at.exception, at.exception
+    assert "Saved: Glioma — disagree: it is Meningioma." in texts(at)
+    from sqlalchemy import text
+
+    from core.settings import load_settings
+    from storage.db import open_database
+
+    with open_database(load_settings().database_url).begin() as session:
+        stored = session.execute(text("SELECT item, verdict, reader_label FROM verdicts ORDER BY id")).all()
+    assert [tuple(r) for r in stored] == [("Glioma", "disagree", None), ("Glioma", "disagree", "Meningioma")]
+    at.toggle(key="show_history").set_value(True).run()
+    history = at.dataframe[-1].value
+    assert "disagree: it is Meningioma" in history["verdict"].tolist()
+    # The case page reopens it with its slice and heatmap from the image store, and the same history.
+    at.switch_page("pages/cases.py").run()
+    assert not at.exception, at.exception
+    said = texts(at)
+    assert "model brain\\-tumour\\-4class" in said and "not the ones loaded now" not in said
+    assert "Coloured regions are where this score was most sensitive" in said  # its heatmap
+    assert any("disagree: it is Meningioma" in d.value.to_string() for d in at.dataframe)
+    at.switch_page("pages/worklist.py").run()
+    assert not at.exception, at.exception
+    assert any("brain-tumour-4class" in d.value.to_string() for d in at.dataframe)

@@ -1,0 +1,57 @@
+"""A brain MRI slice classified in a real browser with the shipped trained model: the prediction,
+the card a click away, Grad-CAM over the slice in the browser viewer (no untrained banner), and
+"Disagree: it is a meningioma" stored from the panel for the one meningioma it reads as a glioma."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import SAMPLES
+from tests.e2e import verdict_rows
+from tests.e2e.conftest import browser_page, settled
+from tests.e2e.test_browser import _shot, _sign
+from tests.e2e.test_viewer import _state, _viewer
+
+pytestmark = pytest.mark.e2e
+MISREAD = sorted((SAMPLES / "mri_tumour" / "test" / "meningioma").glob("*.jpg"))[0]  # read as a glioma
+
+
+def test_a_brain_slice_shows_its_prediction_card_heatmap_and_takes_the_readers_own_class(shared_server) -> None:
+    from playwright.sync_api import expect
+
+    from ui.widgets.radiograph_check import BRAIN_MRI_SLICE
+
+    url, _ = shared_server
+    with browser_page(1500, 2400) as page:
+        page.goto(url)
+        _sign(page, "Dr Slice")
+        page.get_by_role("link", name="Review an MRI or CT").click()
+        page.get_by_role("radiogroup", name="What to review").get_by_role(
+            "radio", name="Classify a brain MRI slice"
+        ).click()
+        expect(page.get_by_text("One brain MRI slice")).to_be_visible()
+        page.locator("input[type=file]").set_input_files(str(MISREAD))
+        page.get_by_role("button", name=BRAIN_MRI_SLICE.yes_label).click()
+        expect(page.get_by_text("AI prediction: Glioma")).to_be_visible()
+        expect(page.get_by_text("4 classes ·")).to_be_visible()
+        expect(page.get_by_text("test accuracy 0.99 on 160 slices it never saw")).to_be_visible()
+        frame = _viewer(page)
+        state = _state(frame)
+        assert [layer["role"] for layer in state["layers"]] == ["image", "outline", "heatmap"]
+        assert not state["banner"], state["banner"]  # trained weights: no "meaningless" banner
+        _shot(page, "30-classify-brain-slice")
+        page.get_by_text("Model card: what it was trained on").click()
+        expect(page.get_by_text("Confusion matrix on the test split")).to_be_visible()
+        _shot(page, "31-classify-model-card")
+
+        rows = verdict_rows.rows(page, "review")
+        expect(rows).to_have_count(4)
+        first = rows.first
+        assert verdict_rows.item_name(first) == "Glioma"  # the AI's answer comes first
+        verdict_rows.button(first, "disagree").click()
+        expect(first.get_by_text("It is:")).to_be_visible()
+        first.get_by_role("button", name="Meningioma").click()
+        expect(page.get_by_text("Saved: Glioma — disagree: it is Meningioma.")).to_be_visible()
+        expect(first.locator("[data-testid='stBaseButton-primary']").filter(visible=True)).to_have_count(2)
+        settled(page)
+        _shot(page, "32-classify-disagree-it-is")
