@@ -1,10 +1,12 @@
 """``classify`` and ``models``: any registered 2D classifier on slices, and what each model is.
 
-    python -m inference classify FILE... --model ID [--json] [--tta] [--cam-dir DIR] [--allow-untrained]
+    python -m inference classify FILE_OR_VOLUME... --model ID [--json] [--tta] [--cam-dir DIR] [--allow-untrained]
     python -m inference models [--json]
 
 ``classify`` prints one result per input (``file`` is the path as given: file names repeat across
-class folders), or ``{"file", "error"}``; the exit status is 1 when any input failed.
+class folders), or ``{"file", "error"}``; the exit status is 1 when any input failed. A NIfTI file
+or a DICOM series folder is classified slice by slice (axial), with every slice's scores and the
+volume's by the model's aggregation, naming the slice that drives each class.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from cli.options import allow_untrained_option
 from core.errors import ReviewError
 from core.settings import load_settings
 from core.types import Image2D
+from inference.volume.types import Volume
 
 if TYPE_CHECKING:
     from inference.images.bands import BandConfig
@@ -46,7 +49,14 @@ def _print_result(result: dict, out: TextIO) -> None:
     if "error" in result:
         out.write(f"{result['file']}: ERROR: {result['error']}\n")
         return
-    out.write(f"{result['file']} ({result['modality']}, {result['timing_ms']:.0f} ms): {result['prediction']}\n")
+    answer = f": {result['prediction']}" if result.get("prediction") else ""
+    out.write(f"{result['file']} ({result['modality']}, {result['timing_ms']:.0f} ms){answer}\n")
+    if "aggregate" in result:
+        how = result["aggregate"]
+        out.write(
+            f"  {len(result['slices'])} {how['view'].lower()} slices scored ({how['skipped_slices']} without content "
+            f"skipped); per class the {how['method']} over the slices, and the slice that drives it:\n"
+        )
     if not result["model"]["trained"]:
         out.write("  UNTRAINED WEIGHTS: scores are meaningless, for interface testing only\n")
     spread = {c["label"]: c for c in result.get("uncertainty", {}).get("classes", [])}
@@ -55,6 +65,8 @@ def _print_result(result: dict, out: TextIO) -> None:
         if c["label"] in spread:
             u = spread[c["label"]]
             extra = f"  (TTA {u['mean']:.3f} ± {u['std']:.3f}{', crosses a band' if u['crosses_band'] else ''})"
+        if "aggregate" in result:
+            extra += f"  (slice {result['aggregate']['slice'][c['label']]})"
         out.write(f"  {c['label']:<24} {c['score']:.3f}  {c['band']}{extra}\n")
 
 
@@ -69,9 +81,11 @@ def each_slice(
     out: TextIO,
     describe: Callable[[Path, CaseAnalysis, Image2D, LoadedModel, BandConfig], dict],
     emit: Callable[[dict, bool, TextIO], None],
+    volume_describe: Callable[[Path, Volume, LoadedModel, BandConfig], dict] | None = None,
 ) -> int:
     """Every file of ``args.files`` through ``spec``: ``describe``'s result or a one-line error per
-    file, in order; exit status 1 when any failed (every file fails alike when the model cannot load)."""
+    file, in order; exit status 1 when any failed (every file fails alike when the model cannot load).
+    With ``volume_describe``, a NIfTI file or a DICOM series folder is read as a volume."""
     from core.deid import load_or_create_key
     from inference.images.bands import load_band_config
     from inference.images.ingest import load_image
@@ -93,6 +107,9 @@ def each_slice(
     failures = 0
     for index, path in enumerate(args.files, start=1):
         try:
+            if volume_describe is not None and is_volume(path):
+                emit(volume_describe(path, read_volume(path, settings, key), loaded, bands), args.json, out)
+                continue
             try:
                 data = path.read_bytes()
             except OSError as exc:
@@ -114,6 +131,48 @@ def each_slice(
             result = {"file": str(path), "error": str(exc)}
         emit(result, args.json, out)
     return 1 if failures else 0
+
+
+def is_volume(path: Path) -> bool:
+    return path.is_dir() or path.name.lower().endswith((".nii", ".nii.gz", ".zip"))
+
+
+def read_volume(path: Path, settings, key: bytes) -> Volume:
+    from cli.volumes import load_inputs
+
+    volume = load_inputs([path], settings, key)
+    if not isinstance(volume, Volume):
+        raise ReviewError("a single volume is classified at a time, not a set of MRI channels.")
+    return volume
+
+
+def _volume_result(path: Path, volume: Volume, loaded: LoadedModel, bands: BandConfig) -> dict:
+    from pipelines.classify import classify_volume
+
+    spec = loaded.classifier_spec
+    result = classify_volume(loaded, volume)
+    classes = [
+        {"label": label, "score": round(score, 6), "band": bands.thresholds(spec.bands_key, label).band_of(score).value}
+        for label, score in zip(result.labels, result.scores, strict=True)
+    ]
+    return {
+        "file": str(path),
+        "modality": volume.modality,
+        "model": {"id": spec.model_id, "weights_sha256": loaded.weights_sha256, "trained": loaded.trained},
+        "classes": classes,
+        "slices": [
+            {"index": index, "scores": [round(float(v), 6) for v in row]}
+            for index, row in zip(result.slice_indices, result.slice_scores, strict=True)
+        ],
+        "aggregate": {
+            "method": result.method,
+            "view": result.view,
+            "slice": dict(zip(result.labels, result.driving_slice, strict=True)),
+            "skipped_slices": result.skipped,
+        },
+        "bands_version": bands.identity,
+        "timing_ms": round(result.timing_ms, 1),
+    }
 
 
 def classify_command(args: argparse.Namespace, out: TextIO) -> int:
@@ -147,7 +206,7 @@ def classify_command(args: argparse.Namespace, out: TextIO) -> int:
         result["timing_ms"] = round(prediction.timing_ms + analysis.gradcam.timing_ms, 1)
         return result
 
-    return each_slice(spec, args, out, describe, _emit)
+    return each_slice(spec, args, out, describe, _emit, _volume_result)
 
 
 def models_command(args: argparse.Namespace, out: TextIO) -> int:

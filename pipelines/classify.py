@@ -1,6 +1,6 @@
 """A 2D slice through any registered classifier, with the checks and extras a brain MRI model needs:
-which images it reads (``expected_image``), and test-time augmentation as a measure of how stable
-its answer is (``tta``).
+which images it reads (``expected_image``), test-time augmentation as a measure of how stable its
+answer is (``tta``), and a whole volume classified slice by slice (``classify_volume``).
 
 TTA scores four views of the slice in one batched forward pass (the original, a horizontal flip,
 brightness +10% and -10%): the mean and standard deviation per class are the uncertainty, flagged
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.types import Image2D
+from core.errors import CorruptImage, WrongModality
+from core.types import Image2D, ModelIdentity
 from core.vocabulary import Modality
 from inference.images.bands import BandConfig
 from inference.images.expected import CHEST_RADIOGRAPH, MODALITY_NAMES, ExpectedImage
@@ -23,6 +24,9 @@ from inference.images.preprocess import NORMALISATIONS, model_square
 from inference.models.adapters import as_input
 from inference.models.loader import LoadedModel
 from inference.models.spec import ClassifierSpec
+from inference.volume.slices import oriented_slice, pixel_size_mm, slice_count
+from inference.volume.types import Volume
+from inference.volume.windowing import percentile_window, window_to_uint8
 
 TTA_VIEWS = ("original", "horizontal flip", "brightness +10%", "brightness -10%")
 
@@ -97,3 +101,139 @@ def classifiers_reading(modality: str, specs: tuple[ClassifierSpec, ...]) -> tup
     if modality == "image":
         return specs
     return tuple(spec for spec in specs if modality in expected_image(spec).modalities)
+
+
+# Volumes, slice by slice ----------------------------------------------------------------------
+
+AGGREGATIONS = ("max", "mean", "top-k mean", "noisy-or")
+TOP_K = 5
+MIN_CONTENT = 0.05  # a slice with less of its area above background is not scored (air, the neck)
+
+
+@dataclass(frozen=True)
+class VolumeClassification:
+    """A volume classified slice by slice along ``view``: each scored slice's class probabilities,
+    and per class the volume's score (``method`` over the slices) and the slice that drives it."""
+
+    model: ModelIdentity
+    view: str
+    labels: tuple[str, ...]
+    slice_indices: tuple[int, ...]  # the slices scored, ascending (empty ones are skipped)
+    slice_scores: np.ndarray  # float32 (n scored, C)
+    method: str
+    scores: tuple[float, ...]  # per class
+    driving_slice: tuple[int, ...]  # per class: the volume slice index that drives its score
+    skipped: int  # slices without enough content to score
+    timing_ms: float
+
+
+def aggregate(scores: np.ndarray, method: str, k: int = TOP_K) -> tuple[np.ndarray, np.ndarray]:
+    """(per-class volume score, per-class index of the driving slice) from (N, C) slice scores:
+    ``max``; ``mean`` (driven by the slice nearest the mean); ``top-k mean`` (the mean of the k
+    highest; driven by the highest); ``noisy-or``, P(any) = 1 - prod(1 - p_i) (driven by the highest)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or len(scores) == 0:
+        raise ValueError("Aggregation needs at least one scored slice.")
+    highest = scores.argmax(axis=0)
+    if method == "max":
+        return scores.max(axis=0), highest
+    if method == "mean":
+        mean = scores.mean(axis=0)
+        return mean, np.abs(scores - mean).argmin(axis=0)
+    if method == "top-k mean":
+        top = np.sort(scores, axis=0)[-min(k, len(scores)) :]
+        return top.mean(axis=0), highest
+    if method == "noisy-or":
+        return 1.0 - np.prod(1.0 - np.clip(scores, 0.0, 1.0), axis=0), highest
+    raise ValueError(f"Unknown aggregation {method!r}; choose one of {AGGREGATIONS}.")
+
+
+def volume_slices(
+    volume: Volume, view: str, size: int, window: tuple[float, float] | None = None
+) -> tuple[tuple[int, ...], np.ndarray, int]:
+    """(indices of the slices with content, their (N, size, size) float32 0..255 squares as the
+    model sees a slice, the number skipped): each slice in display orientation (anterior up, the
+    patient's right on the left), square pixels, windowed to ``window`` (level, width), by default
+    the volume's 0.5-99.5 percentiles. Content: voxels that are not zero and not below the window."""
+    import cv2
+
+    level, width = window or percentile_window(volume.data)
+    row_mm, col_mm = pixel_size_mm(volume.spacing_mm, view)
+    kept, squares, skipped = [], [], 0
+    for index in range(slice_count(volume.shape, view)):
+        raw = oriented_slice(volume.data, view, index)
+        plane = window_to_uint8(raw, level, width).astype(np.float32)
+        if float(((plane > 12) & (raw != 0)).mean()) < MIN_CONTENT:
+            skipped += 1
+            continue
+        if abs(row_mm - col_mm) > 1e-3:  # square pixels, as in every 2D slice the models saw
+            rows, cols = plane.shape
+            side = min(row_mm, col_mm)
+            shape = (round(cols * col_mm / side), round(rows * row_mm / side))
+            plane = np.asarray(cv2.resize(plane, shape), dtype=np.float32)
+        kept.append(index)
+        squares.append(model_square(plane, size))
+    empty = np.zeros((0, size, size), dtype=np.float32)
+    return tuple(kept), (np.stack(squares).astype(np.float32) if squares else empty), skipped
+
+
+def _stacks(squares: np.ndarray, context: int) -> np.ndarray:
+    """(N, context, S, S): each slice with its neighbours (the edge slices repeated) for 2.5D models."""
+    if context == 1:
+        return squares[:, None]
+    half = context // 2
+    n = len(squares)
+    return np.stack([squares[np.clip(np.arange(n) + offset, 0, n - 1)] for offset in range(-half, half + 1)], axis=1)
+
+
+def classify_volume(
+    loaded: LoadedModel,
+    volume: Volume,
+    view: str = "Axial",
+    method: str | None = None,
+    batch_size: int = 32,
+    window: tuple[float, float] | None = None,
+) -> VolumeClassification:
+    """Every slice with content along ``view`` through the model, batched; the volume's scores by
+    the card's aggregation (``spec.aggregation``) unless ``method`` names another; ``window``
+    (level, width) as in ``volume_slices``.
+
+    Raises:
+        WrongModality: the volume is not of a modality the model reads.
+        CorruptImage: no slice has enough content to score.
+    """
+    import time
+
+    import torch
+
+    spec = loaded.classifier_spec
+    if volume.modality not in expected_image(spec).modalities and volume.modality != "OT":
+        raise WrongModality(
+            f"This volume is {MODALITY_NAMES.get(volume.modality, volume.modality)}; "
+            f"{expected_image(spec).reader} reads {' or '.join(sorted(expected_image(spec).modalities))} only."
+        )
+    started = time.perf_counter()
+    indices, squares, skipped = volume_slices(volume, view, spec.input_size, window)
+    if not indices:
+        raise CorruptImage("No slice of this volume has enough content above the background to classify.")
+    inputs = NORMALISATIONS[spec.normalisation](_stacks(squares, spec.slice_context)).astype(np.float32)
+    parts = []
+    with torch.inference_mode():
+        for start in range(0, len(inputs), batch_size):
+            batch = as_input(inputs[start : start + batch_size], loaded.device)
+            parts.append(loaded.adapter.score(spec, loaded.module, batch).float().cpu().numpy())
+    scores = np.concatenate(parts).astype(np.float32)
+    chosen = method or spec.aggregation
+    values, driving = aggregate(scores, chosen)
+    return VolumeClassification(
+        model=loaded.identity,
+        view=view,
+        labels=spec.labels,
+        slice_indices=indices,
+        slice_scores=scores,
+        method=chosen,
+        scores=tuple(float(v) for v in values),
+        driving_slice=tuple(indices[int(i)] for i in driving),
+        skipped=skipped,
+        timing_ms=(time.perf_counter() - started) * 1000.0,
+    )

@@ -107,6 +107,10 @@ class ClassifierSpec(ModelSpec):
     class_folders: tuple[tuple[str, str], ...] = ()  # training data: (class folder name, label)
     card: str | None = None  # its model card, a JSON file in ``SHIPPED_DIR``
     shap_regions: str | None = None  # the named region set of its region SHAP; None: not offered
+    # A volume, slice by slice: how the slices' scores become the volume's ("max", "mean",
+    # "top-k mean", "noisy-or"), and how many adjacent slices make one input (1, or 3 for "2.5D").
+    aggregation: str = "max"
+    slice_context: int = 1
     intended_use: str = ""  # for the model card, in plain words
     limitations: tuple[str, ...] = ()  # for the model card: what it must not be trusted for
 

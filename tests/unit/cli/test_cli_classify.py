@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from pydicom.data import get_testdata_file
@@ -27,14 +28,16 @@ def slices() -> list[Path]:
 def test_classify_prints_each_slices_classes_bands_and_model_and_refuses_a_ct(slices, tmp_path: Path) -> None:
     ct = Path(get_testdata_file("CT_small.dcm"))
     mr = Path(get_testdata_file("MR_small.dcm"))
+    volume = SAMPLES / "mri" / "mni152_t1.nii.gz"
+    files = [*slices, ct, mr, volume]
     done = run_cli(
-        "classify", *map(str, [*slices, ct, mr]), "--model", "brain-tumour-4class", "--json", "--tta",
+        "classify", *map(str, files), "--model", "brain-tumour-4class", "--json", "--tta",
         "--cam-dir", str(tmp_path / "cams"),
     )  # fmt: skip
     assert done.returncode == 1 and "Traceback" not in done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [line["file"] for line in lines] == [str(p) for p in [*slices, ct, mr]]
-    meningioma, glioma, refused, dicom_mr = lines
+    assert [line["file"] for line in lines] == [str(p) for p in files]
+    meningioma, glioma, refused, dicom_mr, whole = lines
     assert refused["error"].startswith("CT_small.dcm is a CT image (Modality CT), not an MR image.")
     for result in (meningioma, glioma, dicom_mr):
         assert result["model"]["id"] == "brain-tumour-4class" and result["model"]["trained"] is True
@@ -45,6 +48,16 @@ def test_classify_prints_each_slices_classes_bands_and_model_and_refuses_a_ct(sl
         assert len(spread) == 4 and any(c["std"] > 0 for c in spread)
     assert dicom_mr["modality"] == "MR" and meningioma["modality"] == "image"
     assert meningioma["prediction"] == "Meningioma" and glioma["prediction"] == "Glioma"
+    # The MNI T1 (189 axial slices) slice by slice: every slice with content scored, and per class
+    # the volume's score by the card's aggregation with the slice that drives it.
+    assert whole["modality"] == "MR" and whole["aggregate"]["method"] == "top-k mean"
+    scored = [s["index"] for s in whole["slices"]]
+    assert len(scored) + whole["aggregate"]["skipped_slices"] == 189 and scored == sorted(scored)
+    assert all(len(s["scores"]) == 4 for s in whole["slices"])
+    for c in whole["classes"]:
+        driving = whole["aggregate"]["slice"][c["label"]]
+        k = [s["scores"][[x["label"] for x in whole["classes"]].index(c["label"])] for s in whole["slices"]]
+        assert driving in scored and c["score"] == pytest.approx(float(np.mean(sorted(k)[-5:])), abs=1e-5)
     cams = sorted((tmp_path / "cams").glob("*.png"))
     assert len(cams) == 12 and not any("UNTRAINED" in c.name for c in cams)
 
