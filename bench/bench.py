@@ -9,7 +9,9 @@ shap_first_use_extra_s <= 1;
 20 threads writing verdicts to SQLite (WAL, synchronous=FULL) sustain >= 200 verdicts/s with no
 error and none lost. Volumes (bench_volumes.py): seg_s <= 1.15 x seg_window_s, scroll_rerun_ms <= 50,
 rss_both_mb <= 3000, rss_both_peak_mb <= 3500. Sessions (bench_sessions.py, a real browser): rss_growth_per_session_mb <= 0.5
-over 50 reviewer sessions. Untrained weights are used when no trained file is installed: timing does not
+over 50 reviewer sessions. Brain MRI classifiers (bench_classifiers.py): volume_classify_s <= 1.1 x 189 x
+slice_forward_ms_batched, slice_cam_ms <= 1.3 x slice_forward_ms, tta_ms <= 4.4 x slice_forward_ms_batched,
+and train_epoch_s, per shipped model. Untrained weights are used when no trained file is installed: timing does not
 depend on the weight values. PostgreSQL figures (pg_*) are measured on a throwaway server when
 Debian's postgresql binaries are installed, and are null otherwise.
 """
@@ -414,6 +416,9 @@ def main() -> int:
             import bench_sessions  # beside this script
 
             part("sessions", lambda: bench_sessions.session_growth(SAMPLE, args.sessions))
+        import bench_classifiers  # beside this script
+
+        part("brain MRI classifiers", lambda: bench_classifiers.classifier_timings(args.repeats))
 
     def ratio(top: str, bottom: str) -> float | None:
         return result[top] / result[bottom] if top in result and bottom in result and result[bottom] else None
@@ -455,6 +460,9 @@ def main() -> int:
         import bench_interaction
 
         goals.update(bench_interaction.GOALS)
+    import bench_classifiers
+
+    goals.update(bench_classifiers.GOALS)
     if not args.skip_volumes:
         import bench_volumes
 

@@ -123,7 +123,7 @@ def load_model(spec: ModelSpec, settings: Settings, *, allow_untrained: bool, de
         log.warning("Running %s with UNTRAINED weights (%s)", spec.model_id, UNTRAINED_LABEL)
     else:
         raise missing_weights_error(spec, settings)
-    model = model.to(device).eval()
+    model = adapter.for_inference(spec, model.to(device).eval())
     model.requires_grad_(False)
     return LoadedModel(spec=spec, module=model, weights_sha256=sha, trained=trained, weights_path=where, device=device)
 
