@@ -123,3 +123,27 @@ def agree_share_by_score_bin(
         counts[index][0] += 1
         counts[index][1] += fact.verdict == Verdict.AGREE
     return [(i / bins, (i + 1) / bins, n, (a / n if n else None)) for i, (n, a) in enumerate(counts)]
+
+
+UNSURE_COLUMN = "unsure"
+UNNAMED_COLUMN = "disagree, class not named"
+
+
+def class_confusion(facts: Iterable[VerdictFact], classes: Sequence[str]) -> tuple[list[str], list[list[int]]]:
+    """AI versus reader for a classifier of exclusive classes: rows are the AI's answer (each run's
+    top class), columns the reader's reading of it: the same class when they agreed, the class they
+    named when they disagreed, then "disagree, class not named" and "unsure". Only verdicts on the
+    AI's answer count (one per reader and run). Returns (column names, rows in ``classes`` order)."""
+    columns = [*classes, UNNAMED_COLUMN, UNSURE_COLUMN]
+    matrix = [[0] * len(columns) for _ in classes]
+    for fact in facts:
+        if fact.finding != fact.run_top_label or fact.finding not in classes:
+            continue
+        if fact.verdict == Verdict.AGREE:
+            column = fact.finding
+        elif fact.verdict == Verdict.UNSURE:
+            column = UNSURE_COLUMN
+        else:
+            column = fact.reader_label if fact.reader_label in classes else UNNAMED_COLUMN
+        matrix[list(classes).index(fact.finding)][columns.index(column)] += 1
+    return columns, matrix

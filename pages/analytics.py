@@ -16,6 +16,7 @@ from ui import database
 from ui.downloads import export_button
 from ui.entry import require_app_entry
 from ui.identity import auth_configured, visible_reviewer
+from ui.widgets.verdicts import exclusive_classes
 
 require_app_entry()
 
@@ -144,6 +145,21 @@ st.caption(
     "Indeterminate and unsure are left out."
 )
 st.dataframe(agreement_table(facts), hide_index=True)
+
+for model_id in sorted({f.model_id for f in facts}):
+    classes = exclusive_classes(model_id)
+    if not classes:
+        continue
+    columns, matrix = agreement.class_confusion([f for f in facts if f.model_id == model_id], classes)
+    st.subheader(f"AI versus reader: {model_id}")
+    st.caption(
+        "Rows: the AI's answer (its highest class). Columns: the reader's reading of that answer: the same class "
+        "when they agreed, the class they named when they disagreed. One verdict per reader and case."
+    )
+    st.dataframe(
+        pd.DataFrame([[f"AI: {c}", *row] for c, row in zip(classes, matrix)], columns=["", *columns]),
+        hide_index=True,
+    )
 
 left, right = st.columns(2)
 bands = Counter(f.band.value for f in facts)

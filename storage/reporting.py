@@ -39,6 +39,7 @@ class VerdictFact:
     note: str
     created_at: datetime
     reader_label: str | None = None  # the reader's own class, on a Disagree with exclusive classes
+    run_top_label: str = ""  # the run's highest-scoring label (a classifier of exclusive classes: its answer)
 
 
 @dataclass(frozen=True)
@@ -201,8 +202,10 @@ def current_verdict_facts(
         query = query.where(Run.model_id == model_id)
     if reviewer:
         query = query.where(VerdictEntry.reviewer == reviewer)
+    rows = session.execute(query).all()
+    top = _top_labels(session, {run.id for _v, run, _f, _e in rows})
     facts = []
-    for verdict, run, finding, entry in session.execute(query).all():
+    for verdict, run, finding, entry in rows:
         created = _utc(verdict.created_at)
         if (since and created < since) or (until and created >= until):
             continue
@@ -223,9 +226,24 @@ def current_verdict_facts(
                 note=verdict.note,
                 created_at=created,
                 reader_label=verdict.reader_label,
+                run_top_label=top.get(run.id, ""),
             )
         )
     return facts
+
+
+def _top_labels(session: Session, run_ids: set[int]) -> dict[int, str]:
+    """run id -> its highest-scoring label (the first in label order on a tie), in one query."""
+    best: dict[int, tuple[float, int, str]] = {}
+    if not run_ids:
+        return {}
+    query = select(RunFinding.run_id, RunFinding.position, RunFinding.label, RunFinding.score).where(
+        RunFinding.run_id.in_(run_ids)
+    )
+    for run_id, position, label, score in session.execute(query):
+        if run_id not in best or (score, -position) > (best[run_id][0], -best[run_id][1]):
+            best[run_id] = (score, position, label)
+    return {run_id: label for run_id, (_s, _p, label) in best.items()}
 
 
 def current_structure_verdict_facts(session: Session, reviewer: str | None = None) -> list[StructureVerdictFact]:

@@ -109,3 +109,10 @@ def test_disagree_it_is_a_meningioma_is_stored_with_the_readers_own_class() -> N
     at.switch_page("pages/worklist.py").run()
     assert not at.exception, at.exception
     assert any("brain-tumour-4class" in d.value.to_string() for d in at.dataframe)
+    # Analytics: the AI-versus-reader table of the model, the reader's meningioma against the AI's glioma.
+    at.switch_page("pages/analytics.py").run()
+    assert not at.exception, at.exception
+    assert "AI versus reader: brain-tumour-4class" in texts(at)
+    [table] = [d.value for d in at.dataframe if "disagree, class not named" in d.value.columns]
+    row = table[table[""] == "AI: Glioma"].iloc[0]
+    assert row["Meningioma"] == 1 and row["Glioma"] == 0

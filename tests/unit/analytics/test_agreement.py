@@ -93,3 +93,23 @@ def test_agree_share_per_score_bin() -> None:
         [fact(1, "A", "agree", score=0.95), fact(2, "A", "disagree", score=0.91), fact(3, "A", "agree", score=0.05)]
     )
     assert bins[9][2:] == (2, 0.5) and bins[0][2:] == (1, 1.0) and bins[5][3] is None
+
+
+def test_ai_versus_reader_for_exclusive_classes_counts_only_verdicts_on_the_ais_answer() -> None:
+    from dataclasses import replace
+
+    classes = ("Glioma", "Meningioma", "No tumour")
+
+    def on(run: int, reader: str, verdict: str, ai: str, finding: str | None = None, label: str | None = None):
+        return replace(fact(run, reader, verdict, finding=finding or ai), run_top_label=ai, reader_label=label)
+
+    facts = [
+        on(1, "A", "agree", "Glioma"),
+        on(1, "B", "disagree", "Glioma", label="Meningioma"),
+        on(2, "A", "disagree", "Meningioma"),  # no class named
+        on(3, "A", "unsure", "No tumour"),
+        on(3, "B", "agree", "No tumour", finding="Glioma"),  # a verdict on another class: not counted
+    ]
+    columns, matrix = agreement.class_confusion(facts, classes)
+    assert columns == [*classes, "disagree, class not named", "unsure"]
+    assert matrix == [[1, 1, 0, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1]]
