@@ -8,22 +8,28 @@ import streamlit as st
 from core.errors import ChannelAssignmentError, ReviewError
 from core.settings import load_settings
 from inference.masks.load import default_threshold
+from inference.models.cards import card_of
 from inference.models.registry import BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET, slice_classifiers
 from inference.volume.case import case_facts
 from inference.volume.ingest import BRATS_CHANNELS, assign_mri_channels
 from inference.volume.types import MultiChannelVolume, Segmentation, Volume
+from pipelines.classify import volume_prediction
 from pipelines.kept_volumes import store_segmentation_run
+from storage import repository
 from ui import background, database, resources, results
 from ui.entry import require_app_entry
 from ui.identity import reviewer
-from ui.session import channel_key, segment_key, volume_upload_key
+from ui.session import RUN_IDS, channel_key, segment_key, volume_upload_key
 from ui.text import md_escape
+from ui.widgets import figures
 from ui.widgets.job_progress import follow_job
-from ui.widgets.model_card import prediction_and_card
+from ui.widgets.model_card import VOLUME_CAVEAT, headline, prediction_and_card
 from ui.widgets.model_status import classifier_panel, seg_model_panel
 from ui.widgets.radiograph_check import BRAIN_MRI_SLICE
 from ui.widgets.segmentation_results import CHANNEL_NAMES, origin_label, segmentation_results, shown_channel
 from ui.widgets.slice_review import review_slice
+from ui.widgets.slice_strip import slice_strip
+from ui.widgets.verdicts import exclusive_classes, finding_kind, finding_verdict_panel, selection_list
 from ui.widgets.volume_viewer import volume_viewer
 
 require_app_entry()
@@ -49,8 +55,8 @@ def _classify_slice() -> None:
     if loaded is None:
         return
     upload = st.file_uploader(
-        "One brain MRI slice: DICOM (MR), PNG or JPEG",
-        max_upload_size=load_settings().max_upload_mb,
+        "One brain MRI slice (DICOM MR, PNG or JPEG), or a whole volume (NIfTI)",
+        max_upload_size=max(load_settings().max_upload_mb, load_settings().max_volume_upload_mb),
         key="slice_upload",
         help=(
             "Read in memory; the file is never stored. The scores and your verdicts are stored; so is the decoded, "
@@ -63,12 +69,67 @@ def _classify_slice() -> None:
         )
         return
     if upload.name.lower().endswith((".nii", ".nii.gz")):
-        st.info(
-            "Whole volumes are not classified slice by slice yet: export one axial slice as DICOM, PNG or JPEG, "
-            "or review the volume with the segmentation tasks above."
-        )
+        _classify_volume(loaded, upload)
         return
     review_slice(loaded, upload, BRAIN_MRI_SLICE, before_reading=lambda analysis: prediction_and_card(loaded, analysis))
+
+
+def _classify_volume(loaded, upload) -> None:
+    """A NIfTI volume through the slice classifier, axial slice by slice: the volume's score per
+    class (the card's aggregation) with the slice that drives it, the per-slice strip under the
+    viewer, and a verdict per class stored like a slice's."""
+    spec = loaded.classifier_spec
+    try:
+        volume = results.volume(results.upload_key([upload]), (upload,))
+        classified = results.volume_classification(
+            volume.input_sha256, spec.model_id, loaded.weights_sha256, volume, loaded
+        )
+    except ReviewError as exc:
+        st.error(str(exc))
+        return
+    bands = resources.band_config()
+    prediction = volume_prediction(classified, spec, bands)
+    run_key = f"{volume.input_sha256}:{loaded.weights_sha256}:{bands.identity}"
+    run_ids = st.session_state.setdefault(RUN_IDS, {})
+    if run_key not in run_ids:
+        try:
+            with database.transaction() as session:
+                run_ids[run_key] = repository.store_analysis(
+                    session, case_facts(volume), prediction, "none (volume)", actor=reviewer() or None
+                ).run_id
+        except ReviewError as exc:
+            st.error(str(exc))
+            return
+    run_id = run_ids[run_key]
+    card = card_of(spec)
+    st.caption(
+        md_escape(
+            f"Case run #{run_id} · {volume.description} · {volume.modality} · "
+            + " x ".join(str(n) for n in volume.shape)
+            + f" voxels · {len(classified.slice_indices)} axial slices scored, {classified.skipped} without content "
+            f"skipped, in {classified.timing_ms:.0f} ms · per class the {classified.method} over the slices"
+        )
+    )
+    if card is not None:
+        st.caption(md_escape(headline(card)) + " · " + md_escape(VOLUME_CAVEAT))
+    view_col, side_col = st.columns([2.2, 1], gap="medium")
+    ranked = prediction.ranked()
+    with side_col:
+        st.plotly_chart(
+            figures.band_figure(f"volume-{run_key}", ranked, prediction.thresholds, loaded.trained, spec.model_id),
+            config={"displayModeBar": False},
+            key="volume_band_chart",
+        )
+        for label, driving in zip(classified.labels, classified.driving_slice, strict=True):
+            st.caption(md_escape(f"{label}: driven by axial slice {driving}"))
+    with view_col:
+        volume_viewer(volume, None, "")
+        st.plotly_chart(slice_strip(classified, loaded.trained), config={"displayModeBar": False}, key="slice_strip")
+    classes = exclusive_classes(spec.model_id)
+    selection_list(
+        finding_kind(None, classes), run_id, [f.label for f in ranked], "volumes", "Class (your verdict below)"
+    )
+    finding_verdict_panel(run_id, ranked, loaded.trained, None, scope="volumes", classes=classes)
 
 
 if task == TASK_CLASSIFY:

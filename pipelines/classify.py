@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.errors import CorruptImage, WrongModality
-from core.types import Image2D, ModelIdentity
+from core.types import Finding, Image2D, ModelIdentity, Prediction
 from core.vocabulary import Modality
 from inference.images.bands import BandConfig
 from inference.images.expected import CHEST_RADIOGRAPH, MODALITY_NAMES, ExpectedImage
@@ -236,4 +236,19 @@ def classify_volume(
         driving_slice=tuple(indices[int(i)] for i in driving),
         skipped=skipped,
         timing_ms=(time.perf_counter() - started) * 1000.0,
+    )
+
+
+def volume_prediction(result: VolumeClassification, spec: ClassifierSpec, bands: BandConfig) -> Prediction:
+    """The volume's per-class scores as the prediction a reader judges and storage keeps."""
+    findings = tuple(
+        Finding(label=label, score=score, band=bands.thresholds(spec.bands_key, label).band_of(score))
+        for label, score in zip(result.labels, result.scores, strict=True)
+    )
+    return Prediction(
+        findings=findings,
+        model=result.model,
+        bands_version=bands.identity,
+        thresholds=bands.snapshot(spec.bands_key, list(result.labels)),
+        timing_ms=result.timing_ms,
     )

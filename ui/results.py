@@ -318,3 +318,11 @@ def uploaded_mask(key: str, volume_sha256: str, threshold: float | None, _mask, 
         max_voxels=settings.max_volume_voxels,
     )
     return uploaded_segmentation(label_map, _volume)
+
+
+@st.cache_resource(max_entries=4, ttl=4 * 3600, show_spinner="Classifying the volume slice by slice…")
+def volume_classification(input_sha256: str, model_id: str, weights_sha256: str, _volume, _loaded):
+    """A volume through a slice classifier, once per volume, model and weights (read-only result)."""
+    from pipelines.classify import classify_volume
+
+    return classify_volume(_loaded, _volume)

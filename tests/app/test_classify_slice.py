@@ -116,3 +116,30 @@ def test_disagree_it_is_a_meningioma_is_stored_with_the_readers_own_class() -> N
     [table] = [d.value for d in at.dataframe if "disagree, class not named" in d.value.columns]
     row = table[table[""] == "AI: Glioma"].iloc[0]
     assert row["Meningioma"] == 1 and row["Glioma"] == 0
+
+
+def test_a_nifti_volume_is_classified_slice_by_slice_with_its_strip_and_takes_verdicts() -> None:
+    require_samples()
+    t1 = SAMPLES / "mri" / "mni152_t1.nii.gz"
+    at = _upload(_open(new_app()), t1.name, t1.read_bytes(), "application/gzip")
+    said = texts(at)
+    assert "136 axial slices scored, 53 without content skipped" in said
+    assert "per class the top\\-k mean over the slices" in said
+    assert "driven by axial slice" in said and "look at the slice that drives each class" in said
+    charts = [c for c in at.get("plotly_chart")]
+    assert len(charts) >= 2  # the bands and the per-slice strip
+    assert sorted(verdict_items(at)) == ["Glioma", "Meningioma", "No tumour", "Pituitary tumour"]
+    click_verdict(at, "No tumour", "agree")
+    from sqlalchemy import text
+
+    from core.settings import load_settings
+    from storage.db import open_database
+
+    with open_database(load_settings().database_url).begin() as session:
+        stored = session.execute(
+            text(
+                "SELECT v.item, v.verdict, r.model_id, c.source_format FROM verdicts v "
+                "JOIN analysis_runs r ON r.id = v.run_id JOIN cases c ON c.id = r.case_id"
+            )
+        ).all()
+    assert [tuple(r) for r in stored] == [("No tumour", "agree", "brain-tumour-4class", "nifti")]

@@ -37,7 +37,7 @@ def score_title(model_id: str) -> str:
 
     spec = MODELS.get(model_id)
     if isinstance(spec, ClassifierSpec) and spec.exclusive:
-        return "Class probability in threshold bands (temperature-scaled; the classes sum to 1)"
+        return "Class probability in threshold bands (temperature-scaled)"
     return OPERATING_POINT_TITLE
 
 

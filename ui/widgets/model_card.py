@@ -14,6 +14,11 @@ from inference.models.loader import LoadedModel
 from pipelines.analyze import CaseAnalysis
 from ui.text import md_escape
 
+VOLUME_CAVEAT = (
+    "its figures are for single slices: on a volume it scores every slice, including levels it never saw "
+    "(the skull base, the vertex), so look at the slice that drives each class"
+)
+
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
