@@ -20,7 +20,7 @@ from core.errors import ReviewError
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     from inference.models.spec import SHIPPED_DIR
-    from inference.training.train import TrainingConfig
+    from inference.training.config import TrainingConfig
 
     defaults = TrainingConfig()
     train = commands.add_parser("train", help="train a registered classifier on a labelled folder")
@@ -76,8 +76,8 @@ class ProgressBar:
 
 def train_command(args: argparse.Namespace, out: TextIO) -> int:
     from inference.models.registry import get_classifier
+    from inference.training.config import TrainingConfig
     from inference.training.run import card_summary, train_from_folder
-    from inference.training.train import TrainingConfig
 
     try:
         spec = get_classifier(args.model)

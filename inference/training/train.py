@@ -26,6 +26,7 @@ import numpy as np
 from inference.images.ingest import load_image
 from inference.images.preprocess import NORMALISATIONS, centre_crop_box, crop, resize_square
 from inference.models.spec import ClassifierSpec
+from inference.training.config import TrainingConfig
 from inference.training.data import LabelledSplit
 from inference.training.evaluation import fit_temperature
 
@@ -46,18 +47,6 @@ MAX_IMAGE_PIXELS = 64_000_000
 HASH_KEY = b"training: no patient identifiers are kept"  # the front door hashes DICOM patient IDs
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    epochs: int = 10
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    validation_fraction: float = 0.1
-    patience: int = 3
-    seed: int = 0
-    device: str = "cpu"
 
 
 @dataclass(frozen=True)
