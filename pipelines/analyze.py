@@ -14,6 +14,7 @@ from inference.images.bands import BandConfig
 from inference.images.preprocess import display_crop, model_input
 from inference.models.adapters import as_input
 from inference.models.loader import LoadedModel
+from pipelines.classify import Uncertainty
 from xai.cam import CLOSED_FORM_METHOD, gradcam_all_labels
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ class CaseAnalysis:
     model_input: np.ndarray  # float32 (1, 1, S, S) for on-demand CAM methods
     prediction: Prediction
     gradcam: CamSet
+    uncertainty: Uncertainty | None = None  # test-time augmentation, where it was run
 
 
 def forward_with_features(loaded: LoadedModel, x: np.ndarray) -> tuple[np.ndarray, "torch.Tensor"]:

@@ -40,6 +40,10 @@ class Uncertainty:
     std: tuple[float, ...]
     crosses_band: tuple[bool, ...]  # mean ± std spans a band boundary
 
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """label -> (mean, standard deviation)."""
+        return {label: (m, s) for label, m, s in zip(self.labels, self.mean, self.std, strict=True)}
+
     def as_dict(self) -> dict:
         return {
             "method": self.method,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast, overload
@@ -298,12 +299,19 @@ def _store_run(session: Session, facts: CaseFacts, actor: str | None, run: Run, 
 
 
 def store_analysis(
-    session: Session, facts: CaseFacts, prediction: Prediction, cam_method: str, actor: str | None = None
+    session: Session,
+    facts: CaseFacts,
+    prediction: Prediction,
+    cam_method: str,
+    actor: str | None = None,
+    params: Mapping[str, object] | None = None,
 ) -> ClassificationRunRecord:
     """The classification run for this input and model identity, stored once; re-analysing the same
-    image with the same weights and bands returns the existing run instead of adding a duplicate."""
+    image with the same weights and bands returns the existing run instead of adding a duplicate.
+    ``params``: what else the reader saw with the scores (test-time augmentation's spread...)."""
     model = prediction.model
     run = Run(
+        params_json=json.dumps(params, sort_keys=True) if params else None,
         kind=RunKind.CLASSIFICATION.value,
         model_id=model.model_id,
         weights_sha256=model.weights_sha256,

@@ -34,10 +34,16 @@ def case_analysis(
     _bands: BandConfig,
 ):
     """Decode, predict and compute every Grad-CAM for one upload; cached per input and model."""
-    from pipelines.analyze import analyze
-    from pipelines.classify import expected_image
+    from dataclasses import replace
 
-    return analyze(_loaded, _decode(filename, _data, expected_image(_loaded.classifier_spec)), _bands)
+    from pipelines.analyze import analyze
+    from pipelines.classify import expected_image, tta
+
+    image = _decode(filename, _data, expected_image(_loaded.classifier_spec))
+    analysis = analyze(_loaded, image, _bands)
+    if _loaded.classifier_spec.exclusive:  # four views of a small network: about 20 ms on a CPU
+        analysis = replace(analysis, uncertainty=tta(_loaded, image, _bands))
+    return analysis
 
 
 def _decode(filename: str, data: bytes, expected=None):

@@ -5,6 +5,8 @@ a CT slice refused in one sentence."""
 
 from __future__ import annotations
 
+import json
+
 from pydicom.data import get_testdata_file
 
 from tests.app.conftest import click_verdict, new_app, texts, verdict_items
@@ -44,6 +46,9 @@ def test_a_meningioma_slice_is_classified_with_its_card_heatmap_and_a_stored_ver
     assert "Trained on 5," in said and "slices it never saw" in said and "research use only" in said
     assert "untrained" not in said.lower().replace("untrained weights mode", "")
     assert "Region SHAP" not in said  # its regions are chest zones: not offered for a brain slice
+    # Test-time augmentation: each class's spread over four views, and whether it leaves its band.
+    assert "Test\\-time augmentation \\(original, horizontal flip, brightness \\+10%, brightness \\-10%\\)" in said
+    assert "Meningioma 0\\." in said and " ± " in said
     assert sorted(verdict_items(at)) == ["Glioma", "Meningioma", "No tumour", "Pituitary tumour"]
     click_verdict(at, "Meningioma", "agree")
     from sqlalchemy import text
@@ -59,6 +64,11 @@ def test_a_meningioma_slice_is_classified_with_its_card_heatmap_and_a_stored_ver
             )
         ).all()
     assert [tuple(row) for row in stored] == [("Meningioma", "agree", "brain-tumour-4class", True)]
+    with open_database(load_settings().database_url).begin() as session:
+        [params] = session.execute(text("SELECT params_json FROM analysis_runs")).scalars().all()
+    spread = json.loads(params)["uncertainty"]
+    assert [c["label"] for c in spread["classes"]] == ["Glioma", "Meningioma", "Pituitary tumour", "No tumour"]
+    assert any(c["std"] > 0 for c in spread["classes"]) and len(spread["views"]) == 4
 
 
 def test_a_ct_slice_is_refused_in_one_sentence_and_nothing_is_stored() -> None:

@@ -46,8 +46,11 @@ def band_chart(
     thresholds: Mapping[str, Mapping[str, float]],
     trained: bool,
     title: str = OPERATING_POINT_TITLE,
+    intervals: Mapping[str, tuple[float, float]] | None = None,
 ) -> go.Figure:
-    """One horizontal bar per finding with its coloured bands and a marker at the score.
+    """One horizontal bar per finding with its coloured bands and a marker at the score;
+    ``intervals`` (label -> mean, standard deviation of test-time augmentation) adds a bar of
+    mean ± one standard deviation under each marker.
 
     ``findings`` must already be ranked (critical first, then by score); the first is drawn on top.
     All band segments are one bar trace (few traces keep Plotly's per-rerun validation cheap).
@@ -90,6 +93,19 @@ def band_chart(
             ),
         ]
     )
+    if intervals:
+        spread = [(row, *intervals[f.label]) for row, f in zip(rows, findings) if f.label in intervals]
+        fig.add_trace(
+            go.Scatter(
+                x=[mean for _row, mean, _sd in spread],
+                y=[row - 0.3 for row, _mean, _sd in spread],
+                mode="markers",
+                showlegend=False,
+                marker=dict(symbol="line-ns", size=8, color="#222", line=dict(width=1.5, color="#222")),
+                error_x=dict(type="data", array=[sd for *_x, sd in spread], color="#222", thickness=1.5, width=3),
+                hovertemplate="test-time augmentation: %{x:.3f} ± %{error_x.array:.3f}<extra></extra>",
+            )
+        )
     # The scores as a column right of the bars (annotations in the right margin; a trace outside
     # the axis range is not drawn): beside the diamonds they overlapped the marker wherever a
     # score sat near a band edge or 1.0.

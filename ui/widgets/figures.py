@@ -10,9 +10,12 @@ from ui.widgets.charts import band_chart, score_title, volume_chart
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def band_figure(run_key: str, _findings: tuple, _thresholds: dict, trained: bool, model_id: str = ""):
-    """The findings chart for one stored run (``model_id`` says what its scores are)."""
-    return band_chart(_findings, _thresholds, trained, score_title(model_id))
+def band_figure(
+    run_key: str, _findings: tuple, _thresholds: dict, trained: bool, model_id: str = "", _intervals: dict | None = None
+):
+    """The findings chart for one stored run (``model_id`` says what its scores are; ``_intervals``,
+    the run's test-time augmentation, belongs to the run)."""
+    return band_chart(_findings, _thresholds, trained, score_title(model_id), _intervals)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)

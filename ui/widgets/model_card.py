@@ -12,6 +12,7 @@ import streamlit as st
 from inference.models.cards import card_of
 from inference.models.loader import LoadedModel
 from pipelines.analyze import CaseAnalysis
+from pipelines.classify import Uncertainty
 from ui.text import md_escape
 
 VOLUME_CAVEAT = (
@@ -84,6 +85,24 @@ def card_details(card: dict) -> None:
     st.markdown("**Limits**\n" + "\n".join(f"- {md_escape(text)}" for text in card["limitations"]))
 
 
+def uncertainty_text(uncertainty: Uncertainty) -> str:
+    """Test-time augmentation in one line: each class's mean ± standard deviation, flagged where the
+    interval crosses a band boundary."""
+    flagged = sum(uncertainty.crosses_band)
+    verdict = (
+        f"{flagged} class{'es' if flagged != 1 else ''} could fall in another band: read this case with care"
+        if flagged
+        else "stable: no class leaves its band"
+    )
+    classes = "; ".join(
+        md_escape(f"{label} {m:.2f} ± {s:.2f}") + (" :orange[(crosses a band)]" if crosses else "")
+        for label, m, s, crosses in zip(
+            uncertainty.labels, uncertainty.mean, uncertainty.std, uncertainty.crosses_band, strict=True
+        )
+    )
+    return md_escape(f"Test-time augmentation ({', '.join(uncertainty.views)}): ") + classes + f" · {verdict}"
+
+
 def prediction_and_card(loaded: LoadedModel, analysis: CaseAnalysis) -> None:
     """The answer of a model of exclusive classes, its confidence, and its card."""
     spec = loaded.classifier_spec
@@ -93,6 +112,8 @@ def prediction_and_card(loaded: LoadedModel, analysis: CaseAnalysis) -> None:
         st.markdown(
             f"**AI prediction: {md_escape(top.label)}** · confidence {top.score:.2f} ({top.band.value} band){untrained}"
         )
+    if analysis.uncertainty is not None:
+        st.caption(uncertainty_text(analysis.uncertainty))
     card = card_of(spec)
     if card is None:
         st.caption("This model has no model card: nothing says how it was trained or how it scored.")

@@ -53,7 +53,12 @@ def review_slice(loaded: LoadedModel, upload, question: ImageQuestion = CHEST_RA
         try:
             with database.transaction() as session:
                 stored = repository.store_analysis(
-                    session, analysis.facts, analysis.prediction, CLOSED_FORM_METHOD, actor=reviewer() or None
+                    session,
+                    analysis.facts,
+                    analysis.prediction,
+                    CLOSED_FORM_METHOD,
+                    actor=reviewer() or None,
+                    params={"uncertainty": analysis.uncertainty.as_dict()} if analysis.uncertainty else None,
                 ).run_id
                 if what_it_is:
                     repository.record_image_confirmation(session, stored, what_it_is, reviewer() or None)
@@ -119,7 +124,12 @@ def review_slice(loaded: LoadedModel, upload, question: ImageQuestion = CHEST_RA
             )
             st.plotly_chart(
                 figures.band_figure(
-                    run_key, ranked, prediction.thresholds, prediction.model.trained, prediction.model.model_id
+                    run_key,
+                    ranked,
+                    prediction.thresholds,
+                    prediction.model.trained,
+                    prediction.model.model_id,
+                    analysis.uncertainty.intervals() if analysis.uncertainty else None,
                 ),
                 config={"displayModeBar": False},
                 key="band_chart",
