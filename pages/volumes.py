@@ -54,33 +54,36 @@ def _classify_slice() -> None:
     loaded = classifier_panel(spec)
     if loaded is None:
         return
-    upload = st.file_uploader(
-        "One brain MRI slice (DICOM MR, PNG or JPEG), or a whole volume (NIfTI)",
+    uploads = st.file_uploader(
+        "One brain MRI slice (DICOM MR, PNG or JPEG), or a whole volume (NIfTI, or the files or zip of a DICOM series)",
         max_upload_size=max(load_settings().max_upload_mb, load_settings().max_volume_upload_mb),
+        accept_multiple_files=True,
         key="slice_upload",
         help=(
-            "Read in memory; the file is never stored. The scores and your verdicts are stored; so is the decoded, "
+            "Read in memory; the files are never stored. The scores and your verdicts are stored; so is the decoded, "
             "de-identified slice (no DICOM tags), so the case reopens with it, unless IMAGE_STORE=0."
         ),
     )
-    if upload is None:
+    if not uploads:
         st.info(
             f"Drop a brain MRI slice above to see what {spec.display_name} says, where it looked, and record your verdict."
         )
         return
-    if upload.name.lower().endswith((".nii", ".nii.gz")):
-        _classify_volume(loaded, upload)
+    if len(uploads) > 1 or uploads[0].name.lower().endswith((".nii", ".nii.gz", ".zip")):
+        _classify_volume(loaded, uploads)
         return
-    review_slice(loaded, upload, BRAIN_MRI_SLICE, before_reading=lambda analysis: prediction_and_card(loaded, analysis))
+    review_slice(
+        loaded, uploads[0], BRAIN_MRI_SLICE, before_reading=lambda analysis: prediction_and_card(loaded, analysis)
+    )
 
 
-def _classify_volume(loaded, upload) -> None:
-    """A NIfTI volume through the slice classifier, axial slice by slice: the volume's score per
+def _classify_volume(loaded, uploads) -> None:
+    """A volume (NIfTI, or a DICOM series) through the slice classifier, axial slice by slice: the volume's score per
     class (the card's aggregation) with the slice that drives it, the per-slice strip under the
     viewer, and a verdict per class stored like a slice's."""
     spec = loaded.classifier_spec
     try:
-        volume = results.volume(results.upload_key([upload]), (upload,))
+        volume = results.volume(results.upload_key(uploads), tuple(uploads))
         classified = results.volume_classification(
             volume.input_sha256, spec.model_id, loaded.weights_sha256, volume, loaded
         )

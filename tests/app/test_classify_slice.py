@@ -25,7 +25,7 @@ def _open(at):
 
 
 def _upload(at, name: str, data: bytes, mime: str = "image/jpeg"):
-    at.file_uploader(key="slice_upload").set_value((name, data, mime)).run()
+    at.file_uploader(key="slice_upload").set_value([(name, data, mime)]).run()
     assert not at.exception, at.exception
     return at
 
@@ -153,3 +153,17 @@ def test_a_nifti_volume_is_classified_slice_by_slice_with_its_strip_and_takes_ve
             )
         ).all()
     assert [tuple(r) for r in stored] == [("No tumour", "agree", "brain-tumour-4class", "nifti")]
+
+
+def test_a_dicom_mr_series_is_classified_as_a_volume() -> None:
+    """The files of one series, dropped together (in no particular order), are one volume."""
+    from tests.unit.inference.volume.test_volume_dicom import PLANES, Geometry, series
+
+    files = series(Geometry(*PLANES["axial"], rows=48, cols=48, spacing=(1.0, 1.0), gap=1.0, slices=12))
+    at = _open(new_app())
+    at.file_uploader(key="slice_upload").set_value([(n, d, "application/dicom") for n, d in files]).run()
+    assert not at.exception, at.exception
+    said = texts(at)
+    assert "dicom\\-series" in said or "AX T1 POST" in said
+    assert "axial slices scored" in said and "driven by axial slice" in said
+    assert sorted(verdict_items(at)) == ["Glioma", "Meningioma", "No tumour", "Pituitary tumour"]
