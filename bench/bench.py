@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from measure import judge, rss_probe, script_times  # beside this script
+from measure import judge, median_ms, rss_probe, script_times  # beside this script
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
@@ -40,17 +40,6 @@ SAMPLE = (
 )
 
 log = logging.getLogger("bench")
-
-
-def median_ms(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times)
 
 
 def model_timings(repeats: int) -> dict:

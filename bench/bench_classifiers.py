@@ -17,25 +17,15 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 from pathlib import Path
+
+from measure import median_ms  # beside this script
 
 PROJECT = Path(__file__).resolve().parent.parent
 SAMPLES = Path(os.environ.get("REVIEW_SAMPLES_DIR", PROJECT.parent / "shared" / "samples"))
 MNI_T1 = SAMPLES / "mri" / "mni152_t1.nii.gz"
 MNI_AXIAL_SLICES = 189
 DATA = {"brain-tumour-4class": "mri_tumour", "brain-dementia-4class": "mri_dementia"}
-
-
-def _median_ms(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000.0)
-    return statistics.median(times)
 
 
 def _one_model(model_id: str, repeats: int) -> dict:
@@ -98,15 +88,15 @@ def _one_model(model_id: str, repeats: int) -> dict:
         loss.backward()
         optimiser.step()
 
-    step_ms = _median_ms(step, 10, warmup=2)
+    step_ms = median_ms(step, 10, warmup=2)
     folders = dict(spec.class_folders)
     train_images = len(read_split(SAMPLES / DATA[model_id], "train", folders, spec.labels).paths)
     steps_per_epoch = int(train_images * 0.9) // 32  # the validation part (10%) is held back
     return {
-        f"slice_forward_ms[{model_id}]": _median_ms(lambda: forward(one), repeats),
-        f"slice_forward_ms_batched[{model_id}]": _median_ms(lambda: forward(batch), max(5, repeats // 3)) / 32,
-        f"slice_cam_ms[{model_id}]": _median_ms(cams, repeats),
-        f"tta_ms[{model_id}]": _median_ms(lambda: tta(loaded, image, bands), repeats),
+        f"slice_forward_ms[{model_id}]": median_ms(lambda: forward(one), repeats),
+        f"slice_forward_ms_batched[{model_id}]": median_ms(lambda: forward(batch), max(5, repeats // 3)) / 32,
+        f"slice_cam_ms[{model_id}]": median_ms(cams, repeats),
+        f"tta_ms[{model_id}]": median_ms(lambda: tta(loaded, image, bands), repeats),
         f"volume_classify_s[{model_id}]": volume_s,
         f"train_epoch_s[{model_id}]": step_ms * steps_per_epoch / 1000.0,
     }

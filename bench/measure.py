@@ -3,6 +3,7 @@ fresh process after one case, and judging goals on the figures a run measured.""
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import time
@@ -77,3 +78,14 @@ def judge(goals: dict[str, Callable[[dict], bool]], result: dict) -> dict[str, b
         except KeyError:
             continue
     return met
+
+
+def median_ms(fn, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)

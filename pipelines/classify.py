@@ -100,13 +100,6 @@ def tta(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> Uncertainty:
     )
 
 
-def classifiers_reading(modality: str, specs: tuple[ClassifierSpec, ...]) -> tuple[ClassifierSpec, ...]:
-    """The classifiers that read an image of this DICOM modality ("image": a PNG or JPEG, any)."""
-    if modality == "image":
-        return specs
-    return tuple(spec for spec in specs if modality in expected_image(spec).modalities)
-
-
 # Volumes, slice by slice ----------------------------------------------------------------------
 
 AGGREGATIONS = ("max", "mean", "top-k mean", "noisy-or")
@@ -211,10 +204,11 @@ def classify_volume(
     import torch
 
     spec = loaded.classifier_spec
-    if volume.modality not in expected_image(spec).modalities and volume.modality != "OT":
+    expected = expected_image(spec)
+    if volume.modality not in expected.modalities and volume.modality != "OT":  # OT: the file does not say
         raise WrongModality(
             f"This volume is {MODALITY_NAMES.get(volume.modality, volume.modality)}; "
-            f"{expected_image(spec).reader} reads {' or '.join(sorted(expected_image(spec).modalities))} only."
+            f"{expected.reader} reads {' or '.join(sorted(expected.modalities))} only."
         )
     started = time.perf_counter()
     indices, squares, skipped = volume_slices(volume, view, spec.input_size, window)

@@ -129,20 +129,6 @@ class ClassifierSpec(ModelSpec):
         """The labels are exclusive classes: exactly one is the answer."""
         return self.head == "softmax"
 
-    @property
-    def calibration(self) -> str:
-        if self.op_thresholds:
-            return "operating points (0.5 is each label's threshold)"
-        if self.temperature is not None:
-            return f"temperature {self.temperature:.3f}, fitted on a validation part of the training split"
-        return "none"
-
-    def reads(self, modality: Modality) -> bool:
-        return modality in (self.accepts or (self.modality,))
-
-    def card_path(self) -> Path | None:
-        return SHIPPED_DIR / self.card if self.card else None
-
 
 @dataclass(frozen=True, kw_only=True)
 class SegmentationSpec(ModelSpec):

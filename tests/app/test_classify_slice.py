@@ -24,6 +24,17 @@ def _open(at):
     return at
 
 
+def _rows(sql: str) -> list[tuple]:
+    """What the app's database holds (the test's own, from its environment)."""
+    from sqlalchemy import text
+
+    from core.settings import load_settings
+    from storage.db import open_database
+
+    with open_database(load_settings().database_url).begin() as session:
+        return [tuple(row) for row in session.execute(text(sql)).all()]
+
+
 def _upload(at, name: str, data: bytes, mime: str = "image/jpeg"):
     at.file_uploader(key="slice_upload").set_value([(name, data, mime)]).run()
     assert not at.exception, at.exception
@@ -51,21 +62,11 @@ def test_a_meningioma_slice_is_classified_with_its_card_heatmap_and_a_stored_ver
     assert "Meningioma 0\\." in said and " ± " in said
     assert sorted(verdict_items(at)) == ["Glioma", "Meningioma", "No tumour", "Pituitary tumour"]
     click_verdict(at, "Meningioma", "agree")
-    from sqlalchemy import text
-
-    from core.settings import load_settings
-    from storage.db import open_database
-
-    with open_database(load_settings().database_url).begin() as session:
-        stored = session.execute(
-            text(
-                "SELECT v.item, v.verdict, r.model_id, r.trained FROM verdicts v "
-                "JOIN analysis_runs r ON r.id = v.run_id"
-            )
-        ).all()
-    assert [tuple(row) for row in stored] == [("Meningioma", "agree", "brain-tumour-4class", True)]
-    with open_database(load_settings().database_url).begin() as session:
-        [params] = session.execute(text("SELECT params_json FROM analysis_runs")).scalars().all()
+    stored = _rows(
+        "SELECT v.item, v.verdict, r.model_id, r.trained FROM verdicts v JOIN analysis_runs r ON r.id = v.run_id"
+    )
+    assert stored == [("Meningioma", "agree", "brain-tumour-4class", True)]
+    [(params,)] = _rows("SELECT params_json FROM analysis_runs")
     spread = json.loads(params)["uncertainty"]
     assert [c["label"] for c in spread["classes"]] == ["Glioma", "Meningioma", "Pituitary tumour", "No tumour"]
     assert any(c["std"] > 0 for c in spread["classes"]) and len(spread["views"]) == 4
@@ -98,14 +99,10 @@ def test_disagree_it_is_a_meningioma_is_stored_with_the_readers_own_class() -> N
     at.button(key=reader_label_key("review", run_id, "Glioma", "Meningioma")).click().run()
     assert not at.exception, at.exception
     assert "Saved: Glioma — disagree: it is Meningioma." in texts(at)
-    from sqlalchemy import text
-
-    from core.settings import load_settings
-    from storage.db import open_database
-
-    with open_database(load_settings().database_url).begin() as session:
-        stored = session.execute(text("SELECT item, verdict, reader_label FROM verdicts ORDER BY id")).all()
-    assert [tuple(r) for r in stored] == [("Glioma", "disagree", None), ("Glioma", "disagree", "Meningioma")]
+    assert _rows("SELECT item, verdict, reader_label FROM verdicts ORDER BY id") == [
+        ("Glioma", "disagree", None),
+        ("Glioma", "disagree", "Meningioma"),
+    ]
     at.toggle(key="show_history").set_value(True).run()
     history = at.dataframe[-1].value
     assert "disagree: it is Meningioma" in history["verdict"].tolist()
@@ -140,19 +137,11 @@ def test_a_nifti_volume_is_classified_slice_by_slice_with_its_strip_and_takes_ve
     assert len(charts) >= 2  # the bands and the per-slice strip
     assert sorted(verdict_items(at)) == ["Glioma", "Meningioma", "No tumour", "Pituitary tumour"]
     click_verdict(at, "No tumour", "agree")
-    from sqlalchemy import text
-
-    from core.settings import load_settings
-    from storage.db import open_database
-
-    with open_database(load_settings().database_url).begin() as session:
-        stored = session.execute(
-            text(
-                "SELECT v.item, v.verdict, r.model_id, c.source_format FROM verdicts v "
-                "JOIN analysis_runs r ON r.id = v.run_id JOIN cases c ON c.id = r.case_id"
-            )
-        ).all()
-    assert [tuple(r) for r in stored] == [("No tumour", "agree", "brain-tumour-4class", "nifti")]
+    stored = _rows(
+        "SELECT v.item, v.verdict, r.model_id, c.source_format FROM verdicts v "
+        "JOIN analysis_runs r ON r.id = v.run_id JOIN cases c ON c.id = r.case_id"
+    )
+    assert stored == [("No tumour", "agree", "brain-tumour-4class", "nifti")]
 
 
 def test_a_dicom_mr_series_is_classified_as_a_volume() -> None:

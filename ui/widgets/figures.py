@@ -7,6 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.widgets.charts import band_chart, score_title, volume_chart
+from ui.widgets.slice_strip import slice_strip
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -22,3 +23,9 @@ def band_figure(
 def volume_figure(run_key: str, _names: tuple, _volumes_ml: tuple, _colours: tuple, caption: str):
     """The structure-volume chart of one stored segmentation run."""
     return volume_chart(_names, _volumes_ml, _colours, caption)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def strip_figure(run_key: str, _result, trained: bool):
+    """The per-slice strip of one classified volume."""
+    return slice_strip(_result, trained)

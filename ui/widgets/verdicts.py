@@ -143,11 +143,13 @@ def _store(
     Disagree keeps the class the reader named with their current Disagree unless ``label`` names one."""
     try:
         with database.transaction() as session:
-            previous = kind.current(session, run_id, name).get(item)
-            if note is None:
-                note = previous[1] if previous else ""
-            if label is None and verdict == Verdict.DISAGREE.value and previous and previous[0] == verdict:
-                label = previous[2]
+            carries_label = bool(kind.classes) and label is None and verdict == Verdict.DISAGREE.value
+            if note is None or carries_label:
+                previous = kind.current(session, run_id, name).get(item)
+                if note is None:
+                    note = previous[1] if previous else ""
+                if carries_label and previous and previous[0] == verdict:
+                    label = previous[2]
             kind.record(session, run_id, item, verdict, name, note, label)
     except ReviewError as exc:
         _say(kind, run_id, "error", str(exc))
