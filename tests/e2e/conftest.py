@@ -226,6 +226,14 @@ def settled(page) -> None:
     expect(page.locator("[data-stale=true]")).to_have_count(0)
 
 
+def open_page(page, name: str) -> None:
+    """Open another page from the sidebar as a reader does, once the page in front has finished its
+    run: a click on a page link in the moment a page switch (N, a worklist row) is being drawn can
+    be lost by Streamlit's navigation, and the page in front stays (seen once in CI)."""
+    settled(page)
+    page.get_by_role("link", name=name).click()
+
+
 def wait_for_text(page, text: str) -> None:
     """Wait until ``text`` is in the page, checked every 50 ms: expect() backs off to a check every
     500 ms, which a test that waits for the page after each of 50 clicks pays 50 times."""

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import SAMPLES
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import browser_page, settled
+from tests.e2e.conftest import browser_page, open_page, settled
 from tests.e2e.test_browser import _shot, _sign
 from tests.e2e.test_viewer import _state, _viewer
 
@@ -25,7 +25,7 @@ def test_a_brain_slice_shows_its_prediction_card_heatmap_and_takes_the_readers_o
     with browser_page(1500, 2400) as page:
         page.goto(url)
         _sign(page, "Dr Slice")
-        page.get_by_role("link", name="Review an MRI or CT").click()
+        open_page(page, "Review an MRI or CT")
         page.get_by_role("radiogroup", name="What to review").get_by_role(
             "radio", name="Classify a brain MRI slice"
         ).click()

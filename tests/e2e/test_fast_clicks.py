@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import NIH_PNG, SAMPLES
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import browser_page, settled, upload_radiograph, wait_for_text
+from tests.e2e.conftest import browser_page, open_page, settled, upload_radiograph, wait_for_text
 from tests.e2e.test_browser import _shot, _sign
 
 pytestmark = pytest.mark.e2e
@@ -95,7 +95,7 @@ def test_fast_clicks_on_structures_store_exactly_what_was_clicked(shared_server,
     with browser_page() as page:
         page.goto(f"{url}/volumes")
         _sign(page, "Dr Quick")
-        page.get_by_role("link", name="Review an MRI or CT").click()
+        open_page(page, "Review an MRI or CT")
         expect(page.get_by_text("Review an MRI or CT volume").first).to_be_visible()
         page.get_by_role("radiogroup", name="What to review").get_by_role(
             "radio", name="A mask from another tool"

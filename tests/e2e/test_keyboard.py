@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import CXR, NIH_PNG
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import browser_page, settled, upload_radiograph
+from tests.e2e.conftest import browser_page, open_page, settled, upload_radiograph
 from tests.e2e.test_browser import _shot, _sign
 
 pytestmark = pytest.mark.e2e
@@ -102,7 +102,7 @@ def test_verdicts_from_the_keyboard_and_cases_opened_in_place(server) -> None:
         expect(page.get_by_role("textbox", name="Reviewer name")).to_have_value("Dr Keys")
 
         # The worklist: a row opens its case here, not in a new tab.
-        page.get_by_role("link", name="Worklist").click()
+        open_page(page, "Worklist")
         expect(page.get_by_text("click a row to open its case")).to_be_visible()
         _idle(page)
         _shot(page, "31-worklist")

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import SAMPLES
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import browser_page, settled, upload_radiograph
+from tests.e2e.conftest import browser_page, open_page, settled, upload_radiograph
 from tests.e2e.test_browser import _shot, _sign
 from tests.e2e.test_volume_browser import MRI, _mask_file
 
@@ -175,7 +175,7 @@ def test_volume_in_three_linked_planes(server, tmp_path: Path) -> None:
         socket = _Socket(page)
         page.goto(f"{url}/volumes")
         _sign(page, "Dr Planes")
-        page.get_by_role("link", name="Review an MRI or CT").click()
+        open_page(page, "Review an MRI or CT")
         page.get_by_role("radiogroup", name="What to review").get_by_role(
             "radio", name="A mask from another tool"
         ).click()
@@ -228,7 +228,7 @@ def test_volume_in_three_linked_planes(server, tmp_path: Path) -> None:
         # in the viewer where the reader left it (the tab keeps a case's view: window, zoom,
         # crosshair), every mask shown again, the verdict as given.
         left_at = _state(frame)["voxel"]
-        page.get_by_role("link", name="Worklist").click()
+        open_page(page, "Worklist")
         expect(page.get_by_text("click a row to open it with its kept volume")).to_be_visible()
         settled(page)
         grid = page.locator("[data-testid='stDataFrame']").first
@@ -275,7 +275,7 @@ def test_a_case_and_its_prior_move_together(server, tmp_path: Path) -> None:
             upload_radiograph(page, str(_film(tmp_path, "MRN-9", variant)))
             expect(page.get_by_text(f"Case run #{variant}")).to_be_visible()
             settled(page)
-        page.get_by_role("link", name="Case review").click()
+        open_page(page, "Case review")
         expect(page.get_by_role("heading", name="Case 2")).to_be_visible()  # newest first
         settled(page)
         # The tab's pixel cache emptied (as when it is full): the viewers must ask for their

@@ -17,7 +17,7 @@ import pytest
 
 from pipelines.viewer_layers import HEATMAP_FLOOR
 from tests.conftest import SAMPLES
-from tests.e2e.conftest import browser_page, upload_radiograph
+from tests.e2e.conftest import browser_page, open_page, upload_radiograph
 from tests.e2e.test_browser import _shot, _sign
 from tests.e2e.test_viewer import _canvas, _state, _viewer
 
@@ -260,7 +260,7 @@ def test_a_marked_corner_of_a_volume_shows_where_the_orientation_letters_say(sha
     with browser_page(1600, 1400) as page:
         page.goto(f"{url}/volumes")
         _sign(page, "Dr Letters")
-        page.get_by_role("link", name="Review an MRI or CT").click()
+        open_page(page, "Review an MRI or CT")
         page.get_by_role("radiogroup", name="What to review").get_by_role(
             "radio", name="A mask from another tool"
         ).click()

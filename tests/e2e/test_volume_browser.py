@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import SAMPLES
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import browser_page
+from tests.e2e.conftest import browser_page, open_page
 from tests.e2e.test_browser import _shot, _sign
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +38,7 @@ def test_scroll_three_views_read_the_volume_and_agree(server, tmp_path: Path) ->
         page.goto(f"{url}/volumes")
         expect(page.get_by_role("textbox", name="Reviewer name")).to_be_visible()
         _sign(page, "Dr Volume")
-        page.get_by_role("link", name="Review an MRI or CT").click()
+        open_page(page, "Review an MRI or CT")
         expect(page.get_by_text("Review an MRI or CT volume").first).to_be_visible()
         page.get_by_role("radiogroup", name="What to review").get_by_role(
             "radio", name="A mask from another tool"
