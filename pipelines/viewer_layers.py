@@ -111,6 +111,10 @@ class ViewerScene:
             "resolution": self.resolution,
         }
 
+    def only(self, *roles: str) -> ViewerScene:
+        """This scene with only the layers of ``roles`` (the image alone, beside its heatmap)."""
+        return replace(self, layers=tuple(layer for layer in self.layers if layer.role in roles))
+
     def with_layers(self, *extra: ViewerLayer | None) -> ViewerScene:
         """This scene with ``extra`` layers on top (``None`` for a layer the page does not have)."""
         return replace(self, layers=self.layers + tuple(layer for layer in extra if layer is not None))
@@ -229,11 +233,11 @@ def heatmap_layer(cam: np.ndarray, image_shape: tuple[int, int], caption: str, t
     return ViewerLayer(
         HEATMAP,
         "heatmap.nii.gz",
-        nifti_gz(_as_slice(values), affine),
+        nifti_gz(_as_slice(values), affine, slope=1 / 255),  # read as 0..1, as its colour scale says
         caption,
         colormap="jet",
-        cal_min=HEATMAP_FLOOR * 255,  # lower values are not drawn: the image shows through
-        cal_max=255.0,
+        cal_min=HEATMAP_FLOOR,  # lower values are not drawn: the image shows through
+        cal_max=1.0,
         untrained="" if trained else UNTRAINED_HEATMAP,
     )
 

@@ -342,6 +342,7 @@ def _shipped_brain_classifier(
         # A volume's class score: the mean of its 5 highest slices (one odd slice at the skull
         # base or the vertex, levels these slice models never saw, moves a plain maximum).
         aggregation="top-k mean",
+        cam_beside=True,
         class_folders=folders,
         card=card,
         intended_use=RESEARCH_USE + intended_use,

@@ -111,6 +111,9 @@ class ClassifierSpec(ModelSpec):
     # "top-k mean", "noisy-or"), and how many adjacent slices make one input (1, or 3 for "2.5D").
     aggregation: str = "max"
     slice_context: int = 1
+    # How the heatmap is shown: over the image (a radiograph, large), or beside an unmarked copy of
+    # the image at the same size (a brain slice: the original design reads both side by side).
+    cam_beside: bool = False
     intended_use: str = ""  # for the model card, in plain words
     limitations: tuple[str, ...] = ()  # for the model card: what it must not be trusted for
 

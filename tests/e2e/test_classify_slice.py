@@ -35,10 +35,15 @@ def test_a_brain_slice_shows_its_prediction_card_heatmap_and_takes_the_readers_o
         expect(page.get_by_text("AI prediction: Glioma")).to_be_visible()
         expect(page.get_by_text("4 classes ·")).to_be_visible()
         expect(page.get_by_text("test accuracy 0.99 on 160 slices it never saw")).to_be_visible()
-        frame = _viewer(page)
-        state = _state(frame)
+        # The slice unmarked on the left, its Grad-CAM on the right, at the same size.
+        original, heatmap = _viewer(page, 0), _viewer(page, 1)
+        state = _state(heatmap)
         assert [layer["role"] for layer in state["layers"]] == ["image", "outline", "heatmap"]
+        assert [layer["role"] for layer in _state(original)["layers"]] == ["image"]
         assert not state["banner"], state["banner"]  # trained weights: no "meaningless" banner
+        assert _state(original)["picture"] == state["picture"], "the two pictures differ in size or place"
+        heat = next(layer for layer in state["layers"] if layer["role"] == "heatmap")
+        assert state["colorbars"] == [heat["colormap"]] and _state(original)["colorbars"] == []
         _shot(page, "30-classify-brain-slice")
         page.get_by_text("Model card: what it was trained on").click()
         expect(page.get_by_text("Confusion matrix on the test split")).to_be_visible()

@@ -30,10 +30,13 @@ def _viewer_built() -> None:
         pytest.fail(f"The browser viewer is not built ({BUNDLE} is missing): run `bash scripts/build-viewer`.")
 
 
-def _viewer(page):
+def _viewer(page, nth: int | None = None):
+    """The page's browser viewer (``nth`` of several: a heatmap beside its image is the second)."""
     from playwright.sync_api import expect
 
     element = page.locator("iframe[src*='review_viewer']")
+    if nth is not None:
+        element = element.nth(nth)
     expect(element).to_be_visible()
     frame = element.element_handle().content_frame()
     frame.wait_for_function("() => window.reviewViewer && window.reviewViewer.state().ready")

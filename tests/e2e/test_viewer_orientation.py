@@ -203,10 +203,10 @@ def test_every_radiograph_is_drawn_the_right_way_up_with_its_heatmap_in_place(sh
             want, (x0, y0, x1, y1) = _expected_heat(canvas, (rows, cols), values, affine)
             got = _heat_luminance(frame)[y0:y1, x0:x1]
             # Where the values are under the floor the heatmap is transparent and the image shows.
-            drawn_heat = want >= HEATMAP_FLOOR * 255 + 8
+            drawn_heat = want >= HEATMAP_FLOOR + 0.03  # values 0..1 (its header's scale)
             heat_scores = {
                 k: _correlation(
-                    got[drawn_heat & (v >= HEATMAP_FLOOR * 255 + 8)], v[drawn_heat & (v >= HEATMAP_FLOOR * 255 + 8)]
+                    got[drawn_heat & (v >= HEATMAP_FLOOR + 0.03)], v[drawn_heat & (v >= HEATMAP_FLOOR + 0.03)]
                 )
                 for k, v in _orientations(want).items()
                 if v.shape == got.shape

@@ -14,7 +14,7 @@ import streamlit as st
 
 from inference.models.loader import UNTRAINED_LABEL, LoadedModel
 from pipelines.analyze import CaseAnalysis
-from pipelines.viewer_layers import HEATMAP_FLOOR
+from pipelines.viewer_layers import HEATMAP_FLOOR, IMAGE
 from ui import results
 from ui.session import CAM_METHOD_PREFERENCE, cam_method_key
 from ui.widgets import image_viewer
@@ -24,6 +24,11 @@ from xai.overlay import CAM_MEANING, COLORMAPS, OPACITY_RANGE, jpeg_bytes, legen
 
 VIEWER_KEY = "xray_viewer"
 VIEWER_HEIGHT = 620
+# A heatmap beside its image (the spec's ``cam_beside``): two viewers of the same size that follow
+# each other's zoom, pan and window, the unmarked image on the left.
+ORIGINAL_VIEWER_KEY = "xray_viewer::original"
+BESIDE_HEIGHT = 470
+BESIDE_SYNC = "cam-beside"
 CHECKED = "_faithfulness_checked"  # (case, weights, method, finding) scored in this session
 
 
@@ -135,7 +140,20 @@ def cam_viewer(
             caption,
             cam,
         )
-        image_viewer.show(scene.with_layers(layer), VIEWER_KEY, height=VIEWER_HEIGHT)
+        if loaded.classifier_spec.cam_beside:
+            original, heatmap = st.columns(2, gap="small")
+            with original:
+                image_viewer.show(
+                    scene.only(IMAGE), ORIGINAL_VIEWER_KEY, height=BESIDE_HEIGHT, sync=BESIDE_SYNC, colorbar=True
+                )
+                st.caption("The image as read, unmarked (zoom, pan and window follow the heatmap's side)")
+            with heatmap:
+                image_viewer.show(
+                    scene.with_layers(layer), VIEWER_KEY, height=BESIDE_HEIGHT, sync=BESIDE_SYNC, colorbar=True
+                )
+                st.caption(caption)
+        else:
+            image_viewer.show(scene.with_layers(layer), VIEWER_KEY, height=VIEWER_HEIGHT)
         faithfulness_line(st, analysis, loaded, method, label)
     if not loaded.trained:
         st.error("Heatmap from untrained weights: it shows nothing about disease.")

@@ -79,11 +79,19 @@ def browser_viewer_chosen() -> bool:
     return unavailable_reason() is None and not st.session_state.get(SERVER_VIEW_KEY, False)
 
 
-def show(scene: ViewerScene, key: str, height: int = 560, goto: dict | None = None, sync: str | None = None) -> None:
+def show(
+    scene: ViewerScene,
+    key: str,
+    height: int = 560,
+    goto: dict | None = None,
+    sync: str | None = None,
+    colorbar: bool = False,
+) -> None:
     """Draw ``scene`` in the browser viewer under ``key`` (stable per page, so the viewer keeps its
     zoom and window while the page reruns). ``goto`` ({"axis", "index", "nonce"}) moves a volume's
     crosshair to a slice once per nonce. Viewers with the same ``sync`` follow each other's zoom,
-    pan and window (and, for volumes, the crosshair position in mm), in the browser."""
+    pan and window (and, for volumes, the crosshair position in mm), in the browser. ``colorbar``
+    draws the heatmap's colour scale under the picture, in the colours the reader chose."""
     value = st.session_state.get(key)
     sent: set[str] = st.session_state.setdefault(SENT, set())
     nonces: dict[str, float] = st.session_state.setdefault(NONCES, {})
@@ -108,6 +116,8 @@ def show(scene: ViewerScene, key: str, height: int = 560, goto: dict | None = No
         spec["goto"] = goto
     if sync is not None:
         spec["sync"] = sync
+    if colorbar:
+        spec["colorbar"] = True
     _declared()(spec=json.dumps(spec), key=key, default=None, **blobs)
     # Only once the message is queued: a rerun asked for meanwhile (another viewer's request)
     # stops the script inside that call, and the pixels must then go with the next run.

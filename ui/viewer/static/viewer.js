@@ -599,6 +599,15 @@
       heat.colormap = prefs.heatColormap;
       heat.opacity = scene.heatHidden ? 0 : prefs.heatOpacity;
     }
+    // The heatmap's colour scale under the picture, in the colours chosen, where the page asks for
+    // it (a heatmap beside its image): low contribution on the left, high on the right. The strip
+    // is kept (empty) while the heatmap is hidden, and on the unmarked image beside it, so that
+    // both pictures keep the same size.
+    nv.opts.isColorbar = !!spec.colorbar;
+    if (spec.colorbar) {
+      for (const v of nv.volumes) v.colorbarVisible = !!heat && v === heat && heat.opacity > 0;
+      nv.refreshColormaps();
+    }
     const outline = shown.get("outline");
     if (outline && isDrawing(outline)) {
       setDrawColours();
@@ -944,6 +953,12 @@
         driving: host.__reviewViewerDriver === me,
         syncError: syncError,
         pan: nv ? Array.from(nv.scene.pan2Dxyzmm) : null,
+        // Where the picture is drawn on the canvas ([left, top, width, height], device pixels),
+        // and the colour scales drawn under it (their colormaps).
+        picture: nv && nv.screenSlices && nv.screenSlices.length ?
+          Array.from(nv.screenSlices[0].leftTopWidthHeight).map(Math.round) : null,
+        colorbars: nv && nv.opts.isColorbar ?
+          nv.colormapLists.filter(function (c) { return c.visible; }).map(function (c) { return c.name; }) : [],
         rulerUnits: nv ? (nv.opts.showMeasureUnits ? "mm" : "") : null,
         // The letters NiiVue draws at each plane's left and top edges (its own rule, from the
         // options this viewer sets), for the tests that check the picture agrees with them.
