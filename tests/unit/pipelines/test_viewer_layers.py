@@ -36,7 +36,9 @@ def test_a_radiograph_is_upright_at_full_size_and_its_heatmap_lies_on_the_crop()
     assert np.allclose(centre[:2], [box.left + 14.5, -(box.top + 14.5)])
     corner = heat.affine @ [9, 9, 0, 1]
     assert np.allclose(corner[:2], [box.left + box.size - 15.5, -(box.top + box.size - 15.5)])
-    assert np.asarray(heat.dataobj)[0, 0, 0] == 255 and layer.untrained == ""
+    # Stored as bytes, read as 0..1 (the values its colour scale shows).
+    assert heat.dataobj.get_unscaled()[0, 0, 0] == 255 and np.isclose(np.asarray(heat.dataobj)[0, 0, 0], 1.0)
+    assert layer.untrained == ""
     assert heatmap_layer(cam, pixels.shape, "Grad-CAM", trained=False).untrained.startswith("UNTRAINED")
 
 
