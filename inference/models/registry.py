@@ -400,9 +400,45 @@ BRAIN_DEMENTIA = _shipped_brain_classifier(
     ),
 )
 
+# The original design's dementia grader, for a site's own weights: a torchvision ResNet-50 at
+# 224 px with a one-channel input convolution and a four-class head, the heatmap from ``layer4``.
+# No weights ship: it runs (labelled untrained) until a site installs a plain state_dict of that
+# architecture with ``python -m inference weights import FILE --model brain-mri-dementia-resnet50``.
+SITE_DEMENTIA_RESNET50 = ClassifierSpec(
+    model_id="brain-mri-dementia-resnet50",
+    modality=Modality.MR,
+    display_name="Dementia grade MRI classifier (ResNet-50, a site's own weights)",
+    adapter="torchvision",
+    architecture=(("name", "resnet50"), ("in_channels", 1), ("first_conv", "conv1"), ("head", "fc")),
+    labels=BRAIN_DEMENTIA.labels,
+    input_size=224,
+    normalisation="imagenet-gray",
+    cam_target_layer="layer4",
+    bands_key="mri_brain",
+    head="softmax",
+    aggregation="top-k mean",
+    cam_beside=True,
+    intended_use=RESEARCH_USE
+    + "A site's own dementia grading model, reviewed in this app; its figures are the site's.",
+    limitations=("No model card: what it was trained on and how it scored are the site's to state.",),
+    weights=WeightsSource(
+        description="a site's own training (a torchvision ResNet-50 state_dict, 1-channel conv1, 4-class fc)",
+        url="",
+        filename="brain-mri-dementia-resnet50.pt",
+        installed="brain-mri-dementia-resnet50/model.pt",
+    ),
+)
+
 MODELS: dict[str, ModelSpec] = {
     spec.model_id: spec
-    for spec in (CXR_DENSENET, BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET, BRAIN_TUMOUR, BRAIN_DEMENTIA)
+    for spec in (
+        CXR_DENSENET,
+        BRATS_SEGRESNET,
+        WHOLEBODY_CT_SEGRESNET,
+        BRAIN_TUMOUR,
+        BRAIN_DEMENTIA,
+        SITE_DEMENTIA_RESNET50,
+    )
 }
 
 

@@ -8,7 +8,7 @@ from core.errors import WeightsInvalid, WeightsMissing
 from core.settings import load_settings
 from inference.models.loader import UNTRAINED_LABEL, LoadedModel
 from inference.models.registry import segmenters, slice_classifiers
-from inference.models.weights import import_command, installed_weights_path
+from inference.models.weights import find_weights_file, import_command, installed_weights_path
 from ui import models
 from ui.identity import reviewer
 from ui.session import untrained_key
@@ -70,6 +70,16 @@ def require_model() -> LoadedModel | None:
     return None
 
 
+def _classifier_line(spec) -> str:
+    """A slice classifier in the sidebar without loading it (the page loads the one chosen): a
+    site's model without weights is said to run untrained, as the page then says again."""
+    if find_weights_file(spec, load_settings()) is not None:
+        return _sidebar_line(spec.display_name, models.loaded(spec))
+    if models.untrained_allowed(spec):
+        return f"{spec.display_name}  \n:red[:material/warning: no weights installed: **UNTRAINED** when chosen (meaningless)]"
+    return f"{spec.display_name}  \n:red[:material/error: weights missing] — see the page for the fix"
+
+
 def _sidebar_line(display_name: str, state: LoadedModel | Exception) -> str:
     if not isinstance(state, LoadedModel):
         return f"{display_name}  \n:red[:material/error: weights missing] — see the page for the fix"
@@ -87,7 +97,7 @@ def sidebar_status(page: str | None = None) -> None:
         for spec in segmenters():
             st.sidebar.caption(_sidebar_line(spec.display_name, models.seg_model(spec.model_id)))
         for spec in slice_classifiers():
-            st.sidebar.caption(_sidebar_line(spec.display_name, models.loaded(spec)))
+            st.sidebar.caption(_classifier_line(spec))
         return
     st.sidebar.markdown("**Model**")
     st.sidebar.caption(_sidebar_line(models.classifier_spec().display_name, models.classifier()))

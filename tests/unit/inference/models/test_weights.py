@@ -154,3 +154,21 @@ def test_download_from_a_server_installs_and_reports_progress(tmp_path: Path, mo
         server.shutdown()
     assert dest.is_file() and progress and progress[-1] == pytest.approx(1.0)
     assert load_model(CXR_DENSENET, load_settings(), allow_untrained=False, device="cpu").trained
+
+
+def test_a_sites_own_resnet50_dementia_weights_run_untrained_until_imported(tmp_path: Path, no_network) -> None:
+    """The original design's ResNet-50 grader ships no weights: without them it is refused with the
+    import command, or runs labelled untrained when asked; a site's state_dict of that architecture,
+    imported, makes it a trained model with that file's hash."""
+    from inference.models.registry import SITE_DEMENTIA_RESNET50 as spec
+
+    settings = load_settings()
+    with pytest.raises(WeightsMissing, match=f"weights import FILE --model {spec.model_id}"):
+        load_model(spec, settings, allow_untrained=False, device="cpu")
+    assert load_model(spec, settings, allow_untrained=True, device="cpu").trained is False
+    site = build_network(spec)
+    assert site.conv1.in_channels == 1 and site.fc.out_features == 4
+    torch.save(site.state_dict(), tmp_path / "site-resnet50.pt")
+    import_weights(tmp_path / "site-resnet50.pt", spec, settings)
+    loaded = load_model(spec, settings, allow_untrained=False, device="cpu")
+    assert loaded.trained and loaded.weights_sha256 == sha256_of_file(installed_weights_path(spec, settings))
