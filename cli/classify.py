@@ -177,7 +177,7 @@ def _volume_result(path: Path, volume: Volume, loaded: LoadedModel, bands: BandC
 
 def classify_command(args: argparse.Namespace, out: TextIO) -> int:
     from inference.models.registry import get_classifier
-    from pipelines.classify import tta
+    from pipelines.classify import uncertainty
 
     try:
         spec = get_classifier(args.model)
@@ -201,8 +201,9 @@ def classify_command(args: argparse.Namespace, out: TextIO) -> int:
             ],
             "bands_version": prediction.bands_version,
         }
-        if args.tta:
-            result["uncertainty"] = tta(loaded, image, bands).as_dict()
+        spread = uncertainty(loaded, image, bands, augment=args.tta)  # --tta, or an ensemble's checkpoints
+        if spread is not None:
+            result["uncertainty"] = spread.as_dict()
         result["timing_ms"] = round(prediction.timing_ms + analysis.gradcam.timing_ms, 1)
         return result
 

@@ -1,9 +1,12 @@
 """``python -m inference train``: train a registered classifier on a labelled folder.
 
     python -m inference train --model ID --data DIR [--epochs N] [--patience P] [--seed S] [--device cpu|cuda] [--out DIR]
+        [--ensemble-member]
 
 ``DIR`` holds ``train/`` and ``test/``, each with one sub-folder per class (the samples' layout).
-The weights and the model card go to ``--out`` (default: the shipped models' folder).
+The weights and the model card go to ``--out`` (default: the shipped models' folder). With
+``--ensemble-member`` another checkpoint (another ``--seed``) joins the card already there: the
+app then shows the spread of every checkpoint's scores as the uncertainty.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--batch-size", type=int, default=defaults.batch_size)
     train.add_argument(
         "--out", type=Path, default=SHIPPED_DIR, help=f"where weights and card go (default {SHIPPED_DIR})"
+    )
+    train.add_argument(
+        "--ensemble-member",
+        action="store_true",
+        help="add another checkpoint (another --seed, same data) to the model card in --out, for uncertainty",
     )
     train.add_argument("--json", action="store_true", help="print the model card as JSON when done")
 
@@ -97,13 +105,23 @@ def train_command(args: argparse.Namespace, out: TextIO) -> int:
     config = TrainingConfig(
         epochs=args.epochs, seed=args.seed, device=args.device, batch_size=args.batch_size, patience=args.patience
     )
-    run = train_from_folder(spec, args.data, config, args.out, progress=ProgressBar(sys.stderr))
+    run = train_from_folder(
+        spec, args.data, config, args.out, progress=ProgressBar(sys.stderr), ensemble_member=args.ensemble_member
+    )
     if args.json:
         out.write(json.dumps(run.card) + "\n")
     else:
         ev = run.card["evaluation"]
         out.write(f"{spec.model_id}: {card_summary(run.card)}\n")
         out.write(f"  macro AUC {ev['macro_auc']:.3f}, ECE {ev['ece_before_temperature']:.3f} -> {ev['ece']:.3f}\n")
-        out.write(f"  weights {run.weights_path} ({run.card['weights']['bytes'] / 1e6:.1f} MB)\n")
+        out.write(f"  weights {run.weights_path} ({run.weights_path.stat().st_size / 1e6:.1f} MB)\n")
+        members = run.card["weights"].get("ensemble", [])
+        if args.ensemble_member:
+            out.write(f"  this checkpoint: test accuracy {members[-1]['evaluation']['accuracy']:.3f}\n")
+        if members:
+            out.write(
+                f"  ensemble: {len(members) + 1} checkpoints (seeds {run.card['training']['seed']}, "
+                f"{', '.join(str(m['seed']) for m in members)})\n"
+            )
         out.write(f"  card    {run.card_path}\n")
     return 0

@@ -11,7 +11,7 @@ on this image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from core.types import Finding, Image2D, ModelIdentity, Prediction
 from core.vocabulary import Modality
 from inference.images.bands import BandConfig
 from inference.images.expected import CHEST_RADIOGRAPH, MODALITY_NAMES, ExpectedImage
-from inference.images.preprocess import NORMALISATIONS, model_square
+from inference.images.preprocess import NORMALISATIONS, model_input, model_square
 from inference.models.adapters import as_input
 from inference.models.loader import LoadedModel
 from inference.models.spec import ClassifierSpec
@@ -33,19 +33,20 @@ TTA_VIEWS = ("original", "horizontal flip", "brightness +10%", "brightness -10%"
 
 @dataclass(frozen=True)
 class Uncertainty:
-    method: str  # "test-time augmentation (4 views)"
+    method: str  # "test-time augmentation (4 views)", "ensemble of 3 checkpoints × ..."
     views: tuple[str, ...]
     labels: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
     crosses_band: tuple[bool, ...]  # mean ± std spans a band boundary
+    checkpoints: tuple[str, ...] = ()  # the sha256 of each checkpoint of an ensemble, the first one's first
 
     def intervals(self) -> dict[str, tuple[float, float]]:
         """label -> (mean, standard deviation)."""
         return {label: (m, s) for label, m, s in zip(self.labels, self.mean, self.std, strict=True)}
 
     def as_dict(self) -> dict:
-        return {
+        out = {
             "method": self.method,
             "views": list(self.views),
             "classes": [
@@ -53,6 +54,9 @@ class Uncertainty:
                 for label, m, s, c in zip(self.labels, self.mean, self.std, self.crosses_band, strict=True)
             ],
         }
+        if self.checkpoints:
+            out["checkpoints"] = list(self.checkpoints)
+        return out
 
 
 def expected_image(spec: ClassifierSpec) -> ExpectedImage:
@@ -78,26 +82,48 @@ def tta_inputs(image: Image2D, spec: ClassifierSpec) -> np.ndarray:
     return NORMALISATIONS[spec.normalisation](views)[:, None].astype(np.float32)
 
 
-def tta(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> Uncertainty:
+def uncertainty(loaded: LoadedModel, image: Image2D, bands: BandConfig, *, augment: bool = True) -> Uncertainty | None:
+    """How stable the model's answer is on this image: the mean and standard deviation per class
+    over the four test-time views (``augment``), over the checkpoints of an ensemble (its card's
+    ``weights.ensemble``, each with its own temperature), or over both (every checkpoint on every
+    view, one batched pass each). None when there is nothing to spread over."""
     import torch
 
     spec = loaded.classifier_spec
+    checkpoints = [(spec, loaded.module)]
+    checkpoints += [(replace(spec, temperature=m.temperature), m.module) for m in loaded.ensemble]
+    views = TTA_VIEWS if augment else ("original",)
+    if len(checkpoints) * len(views) < 2:
+        return None
+    x = tta_inputs(image, spec) if augment else model_input(image.pixels, spec.input_size, spec.normalisation)
+    tensor = as_input(x, loaded.device)
     with torch.inference_mode():
-        scores = loaded.adapter.score(spec, loaded.module, as_input(tta_inputs(image, spec), loaded.device))
-    values = scores.float().cpu().numpy().astype(np.float64)
+        scores = [loaded.adapter.score(s, module, tensor).float().cpu().numpy() for s, module in checkpoints]
+    values = np.concatenate(scores).astype(np.float64)
     mean, std = values.mean(axis=0), values.std(axis=0)
     crosses = []
     for label, m, s in zip(spec.labels, mean, std, strict=True):
         t = bands.thresholds(spec.bands_key, label)
         crosses.append(t.band_of(float(m - s)) != t.band_of(float(m + s)))
+    method = [f"ensemble of {len(checkpoints)} checkpoints"] if len(checkpoints) > 1 else []
+    if augment:
+        method.append(f"test-time augmentation ({len(TTA_VIEWS)} views)")
     return Uncertainty(
-        method=f"test-time augmentation ({len(TTA_VIEWS)} views)",
-        views=TTA_VIEWS,
+        method=" × ".join(method),
+        views=views,
         labels=spec.labels,
         mean=tuple(float(v) for v in mean),
         std=tuple(float(v) for v in std),
         crosses_band=tuple(crosses),
+        checkpoints=(loaded.weights_sha256, *(m.weights_sha256 for m in loaded.ensemble)) if loaded.ensemble else (),
     )
+
+
+def tta(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> Uncertainty:
+    """Test-time augmentation (with every checkpoint of an ensemble)."""
+    result = uncertainty(loaded, image, bands, augment=True)
+    assert result is not None  # four views always spread
+    return result
 
 
 # Volumes, slice by slice ----------------------------------------------------------------------

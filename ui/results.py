@@ -37,13 +37,13 @@ def case_analysis(
     from dataclasses import replace
 
     from pipelines.analyze import analyze
-    from pipelines.classify import expected_image, tta
+    from pipelines.classify import expected_image, uncertainty
 
     image = _decode(filename, _data, expected_image(_loaded.classifier_spec))
     analysis = analyze(_loaded, image, _bands)
-    if _loaded.classifier_spec.exclusive:  # four views of a small network: about 20 ms on a CPU
-        analysis = replace(analysis, uncertainty=tta(_loaded, image, _bands))
-    return analysis
+    # Four views of a small network (about 20 ms on a CPU), and every checkpoint of an ensemble.
+    spread = uncertainty(_loaded, image, _bands, augment=_loaded.classifier_spec.exclusive)
+    return replace(analysis, uncertainty=spread) if spread is not None else analysis
 
 
 def _decode(filename: str, data: bytes, expected=None):

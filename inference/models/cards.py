@@ -46,3 +46,13 @@ def check_shipped_weights(spec: ModelSpec, path: Path, sha256: str) -> None:
             f"{path} is not the file its model card was measured with (sha256 {sha256[:12]}..., the card "
             f"says {expected[:12]}...); restore it from the repository or retrain with `python -m inference train`."
         )
+
+
+def ensemble_members(spec: ModelSpec) -> tuple[dict, ...]:
+    """The card's other checkpoints (``weights.ensemble``: file, sha256, seed, temperature), in order."""
+    card = card_of(spec)
+    return tuple(card["weights"].get("ensemble", ())) if card else ()
+
+
+def member_path(member: dict) -> Path:
+    return SHIPPED_DIR / member["file"]

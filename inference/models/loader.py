@@ -15,10 +15,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from core.errors import WeightsInvalid
 from core.settings import Settings
 from core.types import ModelIdentity
 from inference.models.adapters import Adapter, adapter_for, apply_state_dict, import_xrv
-from inference.models.cards import check_shipped_weights
+from inference.models.cards import check_shipped_weights, ensemble_members, member_path
 from inference.models.spec import ClassifierSpec, ModelSpec, SegmentationSpec
 from inference.models.weights import find_weights_file, missing_weights_error, read_state_dict, sha256_of_file
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "UNTRAINED_LABEL",
+    "EnsembleMember",
     "LoadedModel",
     "build_network",
     "import_xrv",
@@ -38,6 +40,18 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 UNTRAINED_LABEL = "untrained weights: scores are meaningless, for interface testing only"
+
+
+@dataclass(frozen=True)
+class EnsembleMember:
+    """Another checkpoint of a model (its card's ``weights.ensemble``): its scores, with its own
+    temperature, give the spread shown as uncertainty; the scores and heatmaps a reader judges
+    come from the model's first checkpoint."""
+
+    module: "torch.nn.Module" = field(repr=False)
+    weights_sha256: str
+    seed: int
+    temperature: float | None
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,7 @@ class LoadedModel:
     # plain forward pass. The lock serialises the hook users of that copy.
     hook_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _hooked_copy: list = field(default_factory=list, repr=False, compare=False)
+    ensemble: tuple[EnsembleMember, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def identity(self) -> ModelIdentity:
@@ -110,6 +125,7 @@ def load_model(spec: ModelSpec, settings: Settings, *, allow_untrained: bool, de
     device = device or pick_device()
     adapter = adapter_for(spec)
     path = find_weights_file(spec, settings)
+    members: tuple[EnsembleMember, ...] = ()
     if path is not None:
         sha = sha256_of_file(path)
         check_shipped_weights(spec, path, sha)
@@ -117,6 +133,9 @@ def load_model(spec: ModelSpec, settings: Settings, *, allow_untrained: bool, de
         apply_state_dict(spec, model, read_state_dict(path, spec), source_name=path.name)
         trained, where = True, str(path)
         log.info("Loaded trained weights for %s from %s", spec.model_id, path)
+        shipped = spec.weights.shipped_path()
+        if shipped is not None and path.resolve() == shipped.resolve():
+            members = tuple(_member(spec, entry, device) for entry in ensemble_members(spec))
     elif allow_untrained:
         model = adapter.untrained(spec)
         sha, trained, where = state_dict_sha256(model), False, None
@@ -125,7 +144,39 @@ def load_model(spec: ModelSpec, settings: Settings, *, allow_untrained: bool, de
         raise missing_weights_error(spec, settings)
     model = adapter.for_inference(spec, model.to(device).eval())
     model.requires_grad_(False)
-    return LoadedModel(spec=spec, module=model, weights_sha256=sha, trained=trained, weights_path=where, device=device)
+    return LoadedModel(
+        spec=spec,
+        module=model,
+        weights_sha256=sha,
+        trained=trained,
+        weights_path=where,
+        device=device,
+        ensemble=members,
+    )
+
+
+def _member(spec: ModelSpec, entry: dict, device: str) -> EnsembleMember:
+    """One more checkpoint the card lists, held to the card's sha256 as the first one is."""
+    path = member_path(entry)
+    if not path.is_file():
+        raise WeightsInvalid(
+            f"The model card of {spec.model_id} lists the checkpoint {path.name}, which is missing from "
+            f"{path.parent}; restore it from the repository."
+        )
+    sha = sha256_of_file(path)
+    if sha != entry["sha256"]:
+        raise WeightsInvalid(
+            f"{path} is not the checkpoint its model card lists (sha256 {sha[:12]}..., the card says "
+            f"{entry['sha256'][:12]}...); restore it from the repository."
+        )
+    adapter = adapter_for(spec)
+    module = adapter.build(spec)
+    apply_state_dict(spec, module, read_state_dict(path, spec), source_name=path.name)
+    module = adapter.for_inference(spec, module.to(device).eval())
+    module.requires_grad_(False)
+    return EnsembleMember(
+        module=module, weights_sha256=sha, seed=int(entry["seed"]), temperature=entry.get("temperature")
+    )
 
 
 def build_network(spec: ModelSpec) -> "torch.nn.Module":

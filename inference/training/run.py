@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import TrainingDataError
 from inference.models.adapters import adapter_for
 from inference.models.spec import ClassifierSpec
 from inference.training.data import LabelledSplit, read_split, validation_part
@@ -101,11 +102,17 @@ def train_from_folder(
     out_dir: Path,
     *,
     progress: Progress | None = None,
+    ensemble_member: bool = False,
 ) -> TrainingRun:
     """Train ``spec`` on ``data_root/train``, measure it on ``data_root/test``, write weights and card.
 
+    ``ensemble_member``: train another checkpoint of a model whose card is already in ``out_dir``
+    (another seed, the same training data) and add it to the card's ensemble, with its own
+    temperature and test figures; the card's own figures stay those of its first checkpoint.
+
     Raises:
-        TrainingDataError: the folder does not hold the spec's classes in a train/test layout.
+        TrainingDataError: the folder does not hold the spec's classes in a train/test layout, or
+            an ensemble member cannot join the card in ``out_dir``.
     """
     import torch
 
@@ -114,6 +121,8 @@ def train_from_folder(
     folders = dict(spec.class_folders)
     train_all = read_split(data_root, "train", folders, spec.labels)
     test = read_split(data_root, "test", folders, spec.labels)  # checked now, read after training
+    card_path = out_dir / (spec.card or f"{spec.model_id}.card.json")
+    primary = _joinable_card(card_path, train_all, config.seed) if ensemble_member else None
     rest, held = validation_part(train_all, config.validation_fraction, config.seed)
     log.info("Training %s on %d images (%d held back for validation)", spec.model_id, len(rest.paths), len(held.paths))
     size = spec.input_size
@@ -131,6 +140,27 @@ def train_from_folder(
     test_logits = predict_logits(trained.module, spec, load_split(test, size, progress, exact=True))
     before = expected_calibration_error(softmax(test_logits), np.array(test.classes))
     figures = evaluate(softmax(test_logits, temperature), test.classes, spec.labels, split="test")
+
+    if primary is not None:
+        weights_path = out_dir / f"{spec.model_id}.seed{config.seed}.pt"
+        _write_weights(shipped, weights_path)
+        primary["weights"].setdefault("ensemble", []).append(
+            {
+                "file": weights_path.name,
+                "sha256": _sha256(weights_path),
+                "bytes": weights_path.stat().st_size,
+                "seed": config.seed,
+                "temperature": round(temperature, 6),
+                "epochs_run": len(trained.history),
+                "best_epoch": trained.best_epoch,
+                "wall_s": round(trained.wall_s, 1),
+                "evaluation": {
+                    k: figures.as_dict()[k] for k in ("split", "n", "accuracy", "balanced_accuracy", "macro_auc", "ece")
+                },
+            }
+        )
+        _write_atomically((json.dumps(primary, indent=2, ensure_ascii=False) + "\n").encode(), card_path)
+        return TrainingRun(weights_path, card_path, primary, figures)
 
     weights_path = out_dir / spec.weights.filename
     _write_weights(shipped, weights_path)
@@ -187,9 +217,27 @@ def train_from_folder(
         "intended_use": spec.intended_use,
         "limitations": list(spec.limitations),
     }
-    card_path = out_dir / (spec.card or f"{spec.model_id}.card.json")
     _write_atomically((json.dumps(card, indent=2, ensure_ascii=False) + "\n").encode(), card_path)
     return TrainingRun(weights_path, card_path, card, figures)
+
+
+def _joinable_card(card_path: Path, train_all: LabelledSplit, seed: int) -> dict[str, Any]:
+    """The card an ensemble member joins, checked before any training: it exists, it was trained
+    on the same images, and no checkpoint of it has this seed."""
+    if not card_path.is_file():
+        raise TrainingDataError(f"No model card at {card_path}: train the model first, then add ensemble members.")
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    if card["training"]["train_split_manifest_sha256"] != train_all.manifest_sha256():
+        raise TrainingDataError(
+            f"The card at {card_path} was trained on other images: an ensemble member must be trained on the same "
+            "training split."
+        )
+    seeds = [card["training"]["seed"], *(m["seed"] for m in card["weights"].get("ensemble", []))]
+    if seed in seeds:
+        raise TrainingDataError(
+            f"A checkpoint with seed {seed} is already in the card (seeds {seeds}): choose another --seed."
+        )
+    return card
 
 
 def card_summary(card: dict[str, Any]) -> str:

@@ -86,8 +86,8 @@ def card_details(card: dict) -> None:
 
 
 def uncertainty_text(uncertainty: Uncertainty) -> str:
-    """Test-time augmentation in one line: each class's mean ± standard deviation, flagged where the
-    interval crosses a band boundary."""
+    """The uncertainty in one line (test-time augmentation, an ensemble's checkpoints, or both):
+    each class's mean ± standard deviation, flagged where the interval crosses a band boundary."""
     flagged = sum(uncertainty.crosses_band)
     verdict = (
         f"{flagged} class{'es' if flagged != 1 else ''} could fall in another band: read this case with care"
@@ -100,7 +100,10 @@ def uncertainty_text(uncertainty: Uncertainty) -> str:
             uncertainty.labels, uncertainty.mean, uncertainty.std, uncertainty.crosses_band, strict=True
         )
     )
-    return md_escape(f"Test-time augmentation ({', '.join(uncertainty.views)}): ") + classes + f" · {verdict}"
+    how = [f"{len(uncertainty.checkpoints)} checkpoints of this model"] if uncertainty.checkpoints else []
+    if len(uncertainty.views) > 1:
+        how.append(f"test-time augmentation ({', '.join(uncertainty.views)})")
+    return md_escape(f"{' × '.join(how).capitalize()}: ") + classes + f" · {verdict}"
 
 
 def prediction_and_card(loaded: LoadedModel, analysis: CaseAnalysis) -> None:

@@ -76,8 +76,10 @@ def test_models_lists_every_model_and_the_shipped_cards_test_figures() -> None:
         assert {"accuracy", "balanced_accuracy", "macro_auc", "ece"} <= set(evaluation)
 
 
-def test_train_on_a_tiny_labelled_folder_writes_weights_that_load_and_a_card(tmp_path: Path) -> None:
-    """The training command CI can afford: four classes, six slices each, one epoch."""
+def test_train_on_a_tiny_labelled_folder_writes_weights_that_load_and_a_card(tmp_path: Path, monkeypatch) -> None:
+    """The training command CI can afford: four classes, six slices each, one epoch; then a second
+    checkpoint (another seed) joins the card as an ensemble, whose spread is the mean and standard
+    deviation of the two checkpoints' own calibrated scores."""
     require_samples()
     data = tmp_path / "data"
     for split, per_class in (("train", 6), ("test", 2)):
@@ -112,3 +114,69 @@ def test_train_on_a_tiny_labelled_folder_writes_weights_that_load_and_a_card(tmp
     missing = run_cli("train", "--model", "brain-tumour-4class", "--data", str(tmp_path / "nowhere"), "--out", str(out))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "No 'train' folder" in missing.stderr
+
+    member = run_cli(*args, "--out", str(out), "--seed", "1", "--ensemble-member")
+    assert member.returncode == 0, member.stderr[-2000:]
+    assert "ensemble: 2 checkpoints (seeds 0, 1)" in member.stdout
+    again = run_cli(*args, "--out", str(out), "--seed", "1", "--ensemble-member")
+    assert again.returncode == 2 and "seed 1 is already in the card" in again.stderr
+    card = json.loads((out / "brain-tumour-4class.card.json").read_text())
+    (entry,) = card["weights"]["ensemble"]
+    assert entry["file"] == "brain-tumour-4class.seed1.pt" and entry["seed"] == 1 and entry["evaluation"]["n"] == 8
+
+    _two_checkpoints_average(out, entry, monkeypatch)
+
+
+def _two_checkpoints_average(out: Path, entry: dict, monkeypatch) -> None:
+    import inference.models.cards
+    import inference.models.spec
+    from core.errors import WeightsInvalid
+    from core.settings import load_settings
+    from inference.images.bands import load_band_config
+    from inference.images.ingest import load_image
+    from inference.models.adapters import as_input
+    from inference.models.loader import load_model
+    from inference.models.registry import BRAIN_TUMOUR
+    from pipelines.classify import TTA_VIEWS, expected_image, tta_inputs, uncertainty
+
+    for module in (inference.models.spec, inference.models.cards):
+        monkeypatch.setattr(module, "SHIPPED_DIR", out)
+    settings = load_settings()
+    loaded = load_model(BRAIN_TUMOUR, settings, allow_untrained=False, device="cpu")
+    (second,) = loaded.ensemble
+    assert second.seed == 1 and second.weights_sha256 == entry["sha256"] and second.temperature == entry["temperature"]
+    path = sorted((TUMOUR / "test" / "glioma").iterdir())[0]
+    image = load_image(
+        path.read_bytes(),
+        path.name,
+        max_bytes=10**8,
+        max_pixels=10**8,
+        hash_key=b"k",
+        expected=expected_image(BRAIN_TUMOUR),
+    )
+    bands = load_band_config(settings.bands_file)
+
+    def own_scores(spec, module) -> np.ndarray:
+        with torch.inference_mode():
+            return loaded.adapter.score(spec, module, as_input(tta_inputs(image, spec), "cpu")).numpy()
+
+    from dataclasses import replace
+
+    first = own_scores(BRAIN_TUMOUR, loaded.module)
+    other = own_scores(replace(BRAIN_TUMOUR, temperature=entry["temperature"]), second.module)
+    spread = uncertainty(loaded, image, bands, augment=False)
+    assert spread is not None and spread.method == "ensemble of 2 checkpoints" and spread.views == ("original",)
+    assert spread.checkpoints == (loaded.weights_sha256, entry["sha256"])
+    np.testing.assert_allclose(spread.mean, (first[0] + other[0]) / 2, atol=1e-5)
+    np.testing.assert_allclose(spread.std, np.abs(first[0] - other[0]) / 2, atol=1e-5)
+    both = uncertainty(loaded, image, bands, augment=True)
+    assert (
+        both is not None
+        and both.method == f"ensemble of 2 checkpoints × test-time augmentation ({len(TTA_VIEWS)} views)"
+    )
+    np.testing.assert_allclose(both.mean, np.concatenate([first, other]).mean(axis=0), atol=1e-5)
+    assert uncertainty(replace(loaded, ensemble=()), image, bands, augment=False) is None
+
+    (out / entry["file"]).write_bytes(b"changed")  # a checkpoint that is not the card's is refused
+    with pytest.raises(WeightsInvalid, match="not the checkpoint its model card lists"):
+        load_model(BRAIN_TUMOUR, settings, allow_untrained=False, device="cpu")
