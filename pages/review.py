@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.settings import load_settings
 from ui.entry import require_app_entry
+from ui.session import TTA_KEY
 from ui.widgets.model_status import require_model
 from ui.widgets.slice_review import review_slice
 
@@ -16,6 +17,15 @@ title_col, upload_col = st.columns([1, 1.4], gap="large")
 with title_col:
     st.title("Review a chest X-ray")
     loaded = require_model()
+    augment = loaded is not None and st.toggle(
+        "Uncertainty: test-time augmentation",
+        key=TTA_KEY,
+        help=(
+            "Scores the image four ways (as it is, flipped left-right, 10% brighter and 10% darker) and shows each "
+            "finding's mean ± standard deviation on the chart, flagged where it could change band. Four more model "
+            "runs; stored with the run."
+        ),
+    )
 if loaded is None:
     st.stop()
 
@@ -31,4 +41,4 @@ if upload is None:
     st.info("Drop a chest radiograph above to see the AI findings, heatmaps and record your verdicts.")
     st.stop()
 
-review_slice(loaded, upload)
+review_slice(loaded, upload, augment=augment)

@@ -26,6 +26,7 @@ KINDS = (
     "structure_verdict_changed",
     "untrained_weights_chosen",
     "image_confirmed",
+    "uncertainty_shown",
 )
 SYSTEM = "system"
 

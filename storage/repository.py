@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast, overload
 
@@ -104,6 +104,7 @@ class ClassificationRunRecord(RunRecord):
     thresholds: dict[str, dict[str, float]]
     cam_method: str
     findings: tuple[Finding, ...]
+    params: dict = field(default_factory=dict)  # what else the reader saw: {"uncertainty": {...}}
 
     @property
     def items(self) -> tuple[str, ...]:
@@ -204,6 +205,7 @@ def _run_record(run: Run) -> RunRecord:
             thresholds=_json(run.thresholds_json),
             cam_method=run.cam_method or "",
             findings=tuple(Finding(f.label, f.score, Band(f.band)) for f in run.findings),
+            params=_json(run.params_json) if run.params_json else {},
         )
     labels = _json(run.labels_json)
     return SegmentationRunRecord(
@@ -348,6 +350,16 @@ def record_image_confirmation(session: Session, run_id: int, confirmed_as: str, 
     if run is None:
         raise StorageError(f"Run {run_id} does not exist; the confirmation was not stored.")
     audit.record_event(session, "image_confirmed", actor, case_id=run.case_id, run_id=run_id, confirmed_as=confirmed_as)
+
+
+def record_uncertainty(session: Session, run_id: int, uncertainty: Mapping[str, object], actor: str | None) -> None:
+    """An uncertainty a reader asked for after the run was stored without one (test-time
+    augmentation switched on for an image already scored): the run stays as it was stored, and
+    what the reader then saw beside its scores is kept with it, append-only."""
+    run = session.get(Run, run_id)
+    if run is None:
+        raise StorageError(f"Run {run_id} does not exist; the uncertainty was not stored.")
+    audit.record_event(session, "uncertainty_shown", actor, case_id=run.case_id, run_id=run_id, uncertainty=uncertainty)
 
 
 def _kind_of(segmentation: Segmentation) -> RunKind:

@@ -32,8 +32,10 @@ def case_analysis(
     _data: bytes,
     _loaded: LoadedModel,
     _bands: BandConfig,
+    augment: bool = False,
 ):
-    """Decode, predict and compute every Grad-CAM for one upload; cached per input and model."""
+    """Decode, predict and compute every Grad-CAM for one upload; cached per input and model.
+    ``augment``: test-time augmentation too (always for exclusive classes)."""
     from dataclasses import replace
 
     from pipelines.analyze import analyze
@@ -42,7 +44,7 @@ def case_analysis(
     image = _decode(filename, _data, expected_image(_loaded.classifier_spec))
     analysis = analyze(_loaded, image, _bands)
     # Four views of a small network (about 20 ms on a CPU), and every checkpoint of an ensemble.
-    spread = uncertainty(_loaded, image, _bands, augment=_loaded.classifier_spec.exclusive)
+    spread = uncertainty(_loaded, image, _bands, augment=augment or _loaded.classifier_spec.exclusive)
     return replace(analysis, uncertainty=spread) if spread is not None else analysis
 
 

@@ -319,3 +319,35 @@ def test_untrained_weights_asked_for_are_used_without_trying_the_download(
     assert not at.exception
     assert "Untrained weights: scores are meaningless" in texts(at)
     assert tried == []
+
+
+def test_test_time_augmentation_on_a_chest_xray_is_asked_for_shown_and_stored(untrained_env, samples: Path) -> None:
+    """Off by default (four more model runs); on, the same image is scored four ways, the findings
+    that could change band are named beside the chart, and the spread the reader saw is kept with
+    the run already stored (append-only, in its audit trail); an image first scored with it on
+    stores its run with the spread."""
+    import json
+
+    from ui.session import TTA_KEY
+
+    at = new_app()
+    at.run()
+    upload(at, samples / "nih_00000001_000.png")
+    assert "Test-time augmentation (" not in texts(at)
+    assert db_rows("SELECT params_json FROM analysis_runs") == [(None,)]
+    at.toggle(key=TTA_KEY).set_value(True).run()
+    assert not at.exception, at.exception
+    line = next(c.value.replace("\\", "") for c in at.caption if c.value.startswith("Test"))
+    assert line.startswith("Test-time augmentation (original, horizontal flip, brightness +10%, brightness -10%):")
+    assert line.endswith(
+        ("findings could fall in another band: read this case with care", "no finding leaves its band")
+    )
+    assert db_rows("SELECT params_json FROM analysis_runs") == [(None,)], "the stored run is never changed"
+    [(run_id, detail)] = db_rows("SELECT run_id, detail_json FROM audit_events WHERE kind = 'uncertainty_shown'")
+    spread = json.loads(detail)["uncertainty"]
+    assert run_id == 1 and spread["method"] == "test-time augmentation (4 views)" and len(spread["classes"]) == 18
+    assert any(c["std"] > 0 for c in spread["classes"])
+
+    upload(at, samples / "padchest_16747_3_1.jpg", mime="image/jpeg")  # switched on before this one
+    [(second,)] = db_rows("SELECT params_json FROM analysis_runs WHERE id = 2")
+    assert json.loads(second)["uncertainty"]["method"] == "test-time augmentation (4 views)"

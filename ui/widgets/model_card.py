@@ -85,20 +85,22 @@ def card_details(card: dict) -> None:
     st.markdown("**Limits**\n" + "\n".join(f"- {md_escape(text)}" for text in card["limitations"]))
 
 
-def uncertainty_text(uncertainty: Uncertainty) -> str:
+def uncertainty_text(uncertainty: Uncertainty, only_flagged: bool = False, noun: str = "class") -> str:
     """The uncertainty in one line (test-time augmentation, an ensemble's checkpoints, or both):
     each class's mean ± standard deviation, flagged where the interval crosses a band boundary."""
     flagged = sum(uncertainty.crosses_band)
     verdict = (
-        f"{flagged} class{'es' if flagged != 1 else ''} could fall in another band: read this case with care"
+        f"{flagged} {noun}{('es' if noun.endswith('s') else 's') if flagged != 1 else ''} could fall in another band: "
+        "read this case with care"
         if flagged
-        else "stable: no class leaves its band"
+        else f"stable: no {noun} leaves its band"
     )
     classes = "; ".join(
         md_escape(f"{label} {m:.2f} ± {s:.2f}") + (" :orange[(crosses a band)]" if crosses else "")
         for label, m, s, crosses in zip(
             uncertainty.labels, uncertainty.mean, uncertainty.std, uncertainty.crosses_band, strict=True
         )
+        if crosses or not only_flagged  # many findings: those that could change band, the rest on the chart
     )
     how = [f"{len(uncertainty.checkpoints)} checkpoints of this model"] if uncertainty.checkpoints else []
     if len(uncertainty.views) > 1:

@@ -20,6 +20,7 @@ from ui.text import md_escape
 from ui.widgets import figures
 from ui.widgets.cam_viewer import cam_viewer, compare_methods
 from ui.widgets.charts import band_legend_text
+from ui.widgets.model_card import uncertainty_text
 from ui.widgets.next_case import next_unreviewed_button
 from ui.widgets.radiograph_check import CHEST_RADIOGRAPH, ImageQuestion, confirmed_as
 from ui.widgets.shap_view import shap_panel
@@ -27,9 +28,17 @@ from ui.widgets.verdicts import exclusive_classes, finding_kind, finding_verdict
 from xai.cam import CLOSED_FORM_METHOD
 
 
-def review_slice(loaded: LoadedModel, upload, question: ImageQuestion = CHEST_RADIOGRAPH, before_reading=None) -> None:
+def review_slice(
+    loaded: LoadedModel,
+    upload,
+    question: ImageQuestion = CHEST_RADIOGRAPH,
+    before_reading=None,
+    augment: bool = False,
+) -> None:
     """Everything below the uploader for one uploaded file; ``before_reading`` draws what a page
-    adds above the image (the brain MRI card), given the analysis."""
+    adds above the image (the brain MRI card), given the analysis. ``augment``: the reader asked
+    for test-time augmentation (a model of exclusive classes always has it); the run stored then
+    holds its uncertainty, so turning it on stores a new run of the same image."""
     data = upload.getvalue()
     hashes = st.session_state.setdefault("upload_sha256", {})
     sha = hashes.get(upload.file_id) or hashes.setdefault(upload.file_id, hashlib.sha256(data).hexdigest())
@@ -41,25 +50,29 @@ def review_slice(loaded: LoadedModel, upload, question: ImageQuestion = CHEST_RA
     try:
         bands = resources.band_config()
         analysis = results.case_analysis(
-            sha, upload.name, loaded.spec.model_id, loaded.weights_sha256, bands.identity, data, loaded, bands
+            sha, upload.name, loaded.spec.model_id, loaded.weights_sha256, bands.identity, data, loaded, bands, augment
         )
     except ReviewError as exc:
         st.error(str(exc))
         return
 
-    run_key = f"{sha}:{loaded.weights_sha256}:{bands.identity}"
+    run_key = f"{sha}:{loaded.weights_sha256}:{bands.identity}" + (":tta" if augment else "")
     run_ids = st.session_state.setdefault(RUN_IDS, {})
     if run_key not in run_ids:
         try:
+            spread = analysis.uncertainty.as_dict() if analysis.uncertainty else None
             with database.transaction() as session:
-                stored = repository.store_analysis(
+                record = repository.store_analysis(
                     session,
                     analysis.facts,
                     analysis.prediction,
                     CLOSED_FORM_METHOD,
                     actor=reviewer() or None,
-                    params={"uncertainty": analysis.uncertainty.as_dict()} if analysis.uncertainty else None,
-                ).run_id
+                    params={"uncertainty": spread} if spread else None,
+                )
+                stored = record.run_id
+                if spread and "uncertainty" not in record.params:  # asked for after the run was stored
+                    repository.record_uncertainty(session, stored, spread, reviewer() or None)
                 if what_it_is:
                     repository.record_image_confirmation(session, stored, what_it_is, reviewer() or None)
             run_ids[run_key] = stored
@@ -137,6 +150,8 @@ def review_slice(loaded: LoadedModel, upload, question: ImageQuestion = CHEST_RA
             st.caption(
                 f"{len(ranked)} {noun}{'es' if noun == 'class' else 's'} · {band_legend_text()} · bands version {md_escape(prediction.bands_version)}"
             )
+            if analysis.uncertainty is not None and before_reading is None:  # a page with a card says it there
+                st.caption(uncertainty_text(analysis.uncertainty, only_flagged=True, noun=noun))
         if label is None:
             return
         with view_col:
