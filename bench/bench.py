@@ -51,7 +51,8 @@ def model_timings(repeats: int) -> dict:
     from inference.images.preprocess import model_input
     from inference.models.loader import load_model
     from inference.models.registry import CXR_DENSENET
-    from pipelines.analyze import analyze, closed_form_gradcam, forward_with_features
+    from pipelines.analyze import analyze
+    from pipelines.forward import closed_form_gradcam, forward_with_features
     from xai.cam import pgc_cam
 
     settings = load_settings()

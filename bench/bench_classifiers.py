@@ -42,8 +42,8 @@ def _one_model(model_id: str, repeats: int) -> dict:
     from inference.training.data import read_split
     from inference.training.train import augment
     from inference.volume.ingest import load_volume
-    from pipelines.analyze import closed_form_gradcam, forward_with_features
     from pipelines.classify import classify_volume, expected_image, tta
+    from pipelines.forward import closed_form_gradcam, forward_with_features
 
     spec = get_classifier(model_id)
     settings = load_settings()

@@ -28,6 +28,7 @@ from ui.widgets.model_status import classifier_panel, seg_model_panel
 from ui.widgets.radiograph_check import BRAIN_MRI_SLICE
 from ui.widgets.segmentation_results import CHANNEL_NAMES, origin_label, segmentation_results, shown_channel
 from ui.widgets.slice_review import review_slice
+from ui.widgets.slice_strip import slice_heatmap, strip_chart
 from ui.widgets.verdicts import exclusive_classes, finding_kind, finding_verdict_panel, selection_list
 from ui.widgets.volume_viewer import volume_viewer
 
@@ -126,15 +127,17 @@ def _classify_volume(loaded, uploads) -> None:
             st.caption(md_escape(f"{label}: driven by axial slice {driving}"))
     with view_col:
         volume_viewer(volume, None, "")
-        st.plotly_chart(
-            figures.strip_figure(f"volume-{run_key}", classified, loaded.trained),
-            config={"displayModeBar": False},
-            key="slice_strip",
-        )
+        strip_chart(volume, f"volume-{run_key}", classified, loaded.trained)
     classes = exclusive_classes(spec.model_id)
-    selection_list(
-        finding_kind(None, classes), run_id, [f.label for f in ranked], "volumes", "Class (your verdict below)"
+    label = selection_list(
+        finding_kind(None, classes),
+        run_id,
+        [f.label for f in ranked],
+        "volumes",
+        "Class (its heatmap; your verdict below)",
     )
+    if label is not None:
+        slice_heatmap(volume, classified, loaded, label)
     finding_verdict_panel(run_id, ranked, loaded.trained, None, scope="volumes", classes=classes)
 
 

@@ -15,10 +15,11 @@ from inference.images.preprocess import display_crop, model_input
 from inference.models.adapters import as_input
 from inference.models.loader import LoadedModel
 from pipelines.classify import Uncertainty
-from xai.cam import CLOSED_FORM_METHOD, gradcam_all_labels
+from pipelines.forward import closed_form_gradcam, forward_with_features
+from xai.cam import CLOSED_FORM_METHOD
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 
 @dataclass(frozen=True)
@@ -32,25 +33,6 @@ class CaseAnalysis:
     prediction: Prediction
     gradcam: CamSet
     uncertainty: Uncertainty | None = None  # test-time augmentation, where it was run
-
-
-def forward_with_features(loaded: LoadedModel, x: np.ndarray) -> tuple[np.ndarray, "torch.Tensor"]:
-    """Calibrated scores (B, C) and CAM target-layer activations (B, K, h, w) from one forward pass
-    (how is the model's adapter's business)."""
-    import torch
-
-    with torch.inference_mode():
-        scores, features = loaded.adapter.forward_with_features(
-            loaded.classifier_spec, loaded.module, as_input(x, loaded.device)
-        )
-    return scores.float().cpu().numpy(), features
-
-
-def closed_form_gradcam(loaded: LoadedModel, features: "torch.Tensor") -> np.ndarray:
-    """(C, S, S) Grad-CAM of every label from one image's target-layer activations (K, h, w)."""
-    spec = loaded.classifier_spec
-    channel_weights, activations = loaded.adapter.gradcam_terms(spec, loaded.module, features)
-    return gradcam_all_labels(activations, channel_weights, spec.input_size)
 
 
 def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> CaseAnalysis:

@@ -178,26 +178,84 @@ def volume_slices(
     model sees a slice, the number skipped): each slice in display orientation (anterior up, the
     patient's right on the left), square pixels, windowed to ``window`` (level, width), by default
     the volume's 0.5-99.5 percentiles. Content: voxels that are not zero and not below the window."""
-    import cv2
-
     level, width = window or percentile_window(volume.data)
-    row_mm, col_mm = pixel_size_mm(volume.spacing_mm, view)
     kept, squares, skipped = [], [], 0
     for index in range(slice_count(volume.shape, view)):
-        raw = oriented_slice(volume.data, view, index)
-        plane = window_to_uint8(raw, level, width).astype(np.float32)
-        if float(((plane > 12) & (raw != 0)).mean()) < MIN_CONTENT:
+        plane, content = _windowed(volume, view, index, (level, width))
+        if content < MIN_CONTENT:
             skipped += 1
             continue
-        if abs(row_mm - col_mm) > 1e-3:  # square pixels, as in every 2D slice the models saw
-            rows, cols = plane.shape
-            side = min(row_mm, col_mm)
-            shape = (round(cols * col_mm / side), round(rows * row_mm / side))
-            plane = np.asarray(cv2.resize(plane, shape), dtype=np.float32)
         kept.append(index)
-        squares.append(model_square(plane, size))
+        squares.append(_square(plane, volume, view, size))
     empty = np.zeros((0, size, size), dtype=np.float32)
     return tuple(kept), (np.stack(squares).astype(np.float32) if squares else empty), skipped
+
+
+def _windowed(volume: Volume, view: str, index: int, window: tuple[float, float]) -> tuple[np.ndarray, float]:
+    """Slice ``index`` windowed to 0..255 (float32), and the share of it with content (voxels that
+    are not zero and not below the window)."""
+    raw = oriented_slice(volume.data, view, index)
+    plane = window_to_uint8(raw, *window).astype(np.float32)
+    return plane, float(((plane > 12) & (raw != 0)).mean())
+
+
+def _square(plane: np.ndarray, volume: Volume, view: str, size: int) -> np.ndarray:
+    """A windowed slice as the model sees it: square pixels, the centred square, ``size`` a side."""
+    import cv2
+
+    row_mm, col_mm = pixel_size_mm(volume.spacing_mm, view)
+    if abs(row_mm - col_mm) > 1e-3:  # square pixels, as in every 2D slice the models saw
+        rows, cols = plane.shape
+        side = min(row_mm, col_mm)
+        shape = (round(cols * col_mm / side), round(rows * row_mm / side))
+        plane = np.asarray(cv2.resize(plane, shape), dtype=np.float32)
+    return model_square(plane, size)
+
+
+@dataclass(frozen=True)
+class SliceHeatmaps:
+    """One slice of a classified volume as the model saw it, its scores and every class's Grad-CAM."""
+
+    view: str
+    index: int
+    square: np.ndarray  # (S, S) uint8: the windowed, squared slice the model read
+    scores: tuple[float, ...]
+    maps: np.ndarray  # (C, S, S) Grad-CAM in 0..1, one per class
+    timing_ms: float
+
+
+def volume_slice_heatmaps(
+    loaded: LoadedModel, volume: Volume, index: int, view: str = "Axial", window: tuple[float, float] | None = None
+) -> SliceHeatmaps:
+    """Slice ``index`` of ``volume`` windowed, squared and stacked with its neighbours as
+    ``classify_volume`` gives it to the model, and its Grad-CAM for every class from one forward
+    pass: computed for the slice a reader asks about, never for the whole volume."""
+    import time
+
+    from pipelines.forward import closed_form_gradcam, forward_with_features
+
+    started = time.perf_counter()
+    spec = loaded.classifier_spec
+    count = slice_count(volume.shape, view)
+    if not 0 <= index < count:
+        raise ValueError(f"Slice {index} is outside the volume's {count} {view.lower()} slices.")
+    window = window or percentile_window(volume.data)
+    half = spec.slice_context // 2
+    neighbours = [min(count - 1, max(0, index + offset)) for offset in range(-half, half + 1)]
+    stack = np.stack(
+        [_square(_windowed(volume, view, i, window)[0], volume, view, spec.input_size) for i in neighbours]
+    )
+    x = NORMALISATIONS[spec.normalisation](stack[None]).astype(np.float32)
+    scores, features = forward_with_features(loaded, x)
+    maps = closed_form_gradcam(loaded, features[0])
+    return SliceHeatmaps(
+        view=view,
+        index=index,
+        square=np.clip(np.rint(stack[half]), 0, 255).astype(np.uint8),
+        scores=tuple(float(v) for v in scores[0]),
+        maps=maps,
+        timing_ms=(time.perf_counter() - started) * 1000.0,
+    )
 
 
 def _stacks(squares: np.ndarray, context: int) -> np.ndarray:

@@ -334,3 +334,12 @@ def volume_classification(input_sha256: str, model_id: str, weights_sha256: str,
     from pipelines.classify import classify_volume
 
     return classify_volume(_loaded, _volume)
+
+
+@st.cache_data(max_entries=64, show_spinner="Computing this slice's heatmap…")
+def volume_slice_heatmaps(input_sha256: str, weights_sha256: str, view: str, index: int, _volume, _loaded):
+    """One slice of a classified volume with every class's Grad-CAM, once per (volume, weights,
+    slice): computed when a reader asks for that slice, never on scrolling back to it."""
+    from pipelines.classify import volume_slice_heatmaps as compute
+
+    return compute(_loaded, _volume, index, view)

@@ -76,7 +76,7 @@ def warm_classifier() -> bool:
     from core.settings import load_settings
     from inference.models.loader import LoadedModel
     from inference.models.weights import find_weights_file
-    from pipelines.analyze import forward_with_features
+    from pipelines.forward import forward_with_features
     from ui import models
 
     started = time.perf_counter()

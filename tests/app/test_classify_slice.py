@@ -136,6 +136,21 @@ def test_a_nifti_volume_is_classified_slice_by_slice_with_its_strip_and_takes_ve
     charts = [c for c in at.get("plotly_chart")]
     assert len(charts) >= 2  # the bands and the per-slice strip
     assert sorted(verdict_items(at)) == ["Glioma", "Meningioma", "No tumour", "Pituitary tumour"]
+    # The class being judged on the slice driving its volume score, beside its Grad-CAM.
+    captions = [c for image in at.image for c in image.captions]
+    [slice_caption] = [c for c in captions if c.startswith("Axial slice ")]
+    driving = int(slice_caption.split()[2])
+    assert any(c.startswith("Grad-CAM for ") for c in captions)
+    assert f"on axial slice {driving}** (the slice driving its volume score)" in said
+    # Another slice picked on the strip (in a browser, a click): its own heatmap, computed once.
+    from ui.widgets.slice_strip import PICKED
+
+    [(volume_sha,)] = _rows("SELECT input_sha256 FROM cases")
+    at.session_state[PICKED] = (volume_sha, driving + 10)
+    at.run()
+    captions = [c for image in at.image for c in image.captions]
+    assert f"Axial slice {driving + 10} as the model read it" in captions
+    assert f"on axial slice {driving + 10}**:" in texts(at)
     click_verdict(at, "No tumour", "agree")
     stored = _rows(
         "SELECT v.item, v.verdict, r.model_id, c.source_format FROM verdicts v "

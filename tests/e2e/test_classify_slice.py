@@ -60,3 +60,40 @@ def test_a_brain_slice_shows_its_prediction_card_heatmap_and_takes_the_readers_o
         expect(first.locator("[data-testid='stBaseButton-primary']").filter(visible=True)).to_have_count(2)
         settled(page)
         _shot(page, "32-classify-disagree-it-is")
+
+
+def test_a_click_on_a_volumes_slice_strip_moves_the_viewer_and_shows_that_slices_heatmap(shared_server) -> None:
+    """A NIfTI through the tumour model: the per-slice strip under the viewer; a click on one slice
+    of it moves the viewer's crosshair there and shows that slice beside its Grad-CAM."""
+    import re
+
+    from playwright.sync_api import expect
+
+    url, _ = shared_server
+    with browser_page(1500, 2600) as page:
+        page.goto(f"{url}/volumes")
+        _sign(page, "Dr Strip")
+        page.get_by_role("radiogroup", name="What to review").get_by_role(
+            "radio", name="Classify a brain MRI slice"
+        ).click()
+        expect(page.get_by_text("One brain MRI slice")).to_be_visible()
+        page.locator("input[type=file]").set_input_files(str(SAMPLES / "mri" / "mni152_t1.nii.gz"))
+        heading = page.get_by_text(re.compile(r" on axial slice \d+ \(the slice driving its volume score\): "))
+        expect(heading).to_be_visible()
+        frame = _viewer(page)
+        before = _state(frame)["voxel"]
+        settled(page)
+        points = page.locator("[data-testid='stPlotlyChart'] .scatterlayer .trace").first.locator("path.point")
+        expect(points.first).to_be_attached()
+        target = points.nth(20)
+        target.click(force=True)
+        picked = page.get_by_text(re.compile(r" on axial slice \d+: "))
+        expect(picked).to_be_visible()
+        index = int(re.search(r"slice (\d+)", picked.inner_text()).group(1))
+        expect(page.get_by_text(f"Axial slice {index} as the model read it")).to_be_visible()
+        frame.wait_for_function(
+            "before => JSON.stringify(window.reviewViewer.state().voxel) !== before", arg=str(before)
+        )
+        assert index in _state(frame)["voxel"], (index, _state(frame)["voxel"])
+        settled(page)
+        _shot(page, "33-classify-volume-strip-click")

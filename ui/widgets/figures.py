@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.widgets.charts import band_chart, score_title, volume_chart
-from ui.widgets.slice_strip import slice_strip
+from ui.widgets.charts import band_chart, score_title, slice_strip, volume_chart
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)

@@ -1,50 +1,77 @@
 """The per-slice score strip of a volume classified slice by slice: each class's probability on
-every scored slice, the slice that drives each class's volume score marked."""
+every scored slice, the slice that drives each class's volume score marked. A click on the strip
+moves the viewer to that slice and shows the slice beside its Grad-CAM for the class being judged
+(computed for that slice once, then cached)."""
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
+import streamlit as st
 
+from inference.models.loader import UNTRAINED_LABEL, LoadedModel
+from inference.volume.types import Volume
 from pipelines.classify import VolumeClassification
+from ui import results
+from ui.text import md_escape
+from ui.widgets import figures
+from ui.widgets.volume_viewer import jump_to
+from xai.overlay import CAM_MEANING, COLORMAPS, OPACITY_RANGE, jpeg_bytes, legend_png, overlay, png_bytes
 
-PALETTE = ("#c0392b", "#2e86c1", "#8e44ad", "#27ae60", "#d68910", "#5d6d7e")
+STRIP_KEY = "slice_strip"
+PICKED = "slice_strip::picked"  # (volume sha256, slice index) the reader last clicked
 
 
-def slice_strip(result: VolumeClassification, trained: bool) -> go.Figure:
-    fig = go.Figure()
-    for k, label in enumerate(result.labels):
-        colour = PALETTE[k % len(PALETTE)]
-        fig.add_trace(
-            go.Scatter(
-                x=list(result.slice_indices),
-                y=[float(v) for v in result.slice_scores[:, k]],
-                mode="lines",
-                name=label,
-                line=dict(color=colour, width=1.6),
-                hovertemplate=f"{label}: %{{y:.3f}} on slice %{{x}}<extra></extra>",
-            )
-        )
-        driving = result.driving_slice[k]
-        fig.add_trace(
-            go.Scatter(
-                x=[driving],
-                y=[float(result.slice_scores[result.slice_indices.index(driving), k])],
-                mode="markers",
-                marker=dict(color=colour, size=10, symbol="diamond", line=dict(color="#222", width=1)),
-                name=f"{label}: slice {driving}",
-                hovertemplate=f"{label} is driven by slice {driving}<extra></extra>",
-                showlegend=False,
-            )
-        )
-    title = f"Per-slice probability ({result.view.lower()} slices; diamonds: the slice driving each class)"
-    if not trained:
-        title = "UNTRAINED WEIGHTS: scores are meaningless"
-    fig.update_layout(
-        height=260,
-        margin=dict(l=10, r=10, t=40, b=30),
-        title=dict(text=title, font=dict(size=13, color="#222" if trained else "#b00020")),
-        xaxis=dict(title=f"{result.view.lower()} slice", fixedrange=True),
-        yaxis=dict(range=[0, 1.02], fixedrange=True),
-        legend=dict(orientation="h", y=-0.25),
+def _picked(volume_sha256: str, view: str) -> None:
+    """The strip's click: the viewer moves to that slice, and its heatmap is shown below."""
+    event = st.session_state.get(STRIP_KEY) or {}
+    points = (event.get("selection") or {}).get("points") or []
+    if points:
+        index = int(points[0]["x"])
+        st.session_state[PICKED] = (volume_sha256, index)
+        jump_to(view, index)
+
+
+def strip_chart(volume: Volume, run_key: str, result: VolumeClassification, trained: bool) -> None:
+    st.plotly_chart(
+        figures.strip_figure(run_key, result, trained),
+        config={"displayModeBar": False},
+        key=STRIP_KEY,
+        on_select=lambda: _picked(volume.input_sha256, result.view),
+        selection_mode="points",
     )
-    return fig
+
+
+def slice_heatmap(volume: Volume, result: VolumeClassification, loaded: LoadedModel, label: str) -> None:
+    """The slice last clicked on the strip (at first, the one driving ``label``'s volume score) as
+    the model read it, beside its Grad-CAM for ``label``, at the same size."""
+    k = result.labels.index(label)
+    picked = st.session_state.get(PICKED)
+    index = picked[1] if picked and picked[0] == volume.input_sha256 else result.driving_slice[k]
+    shown = results.volume_slice_heatmaps(
+        volume.input_sha256, loaded.weights_sha256, result.view, index, volume, loaded
+    )
+    driving = " (the slice driving its volume score)" if index == result.driving_slice[k] else ""
+    st.markdown(
+        f"**{md_escape(label)} on {result.view.lower()} slice {index}**{driving}: {shown.scores[k]:.2f} on this slice"
+    )
+    controls = st.columns([1, 1, 2])
+    colormap = controls[0].selectbox("Colormap", COLORMAPS, key="volume_cam_colormap")
+    opacity = controls[1].slider("Opacity", *OPACITY_RANGE, value=0.45, step=0.05, key="volume_cam_opacity")
+    tag = "" if loaded.trained else f" — {UNTRAINED_LABEL}"
+    left, right, side = st.columns([1, 1, 0.8])
+    left.image(
+        png_bytes(shown.square),
+        caption=f"{result.view} slice {index} as the model read it",
+        width="stretch",
+        output_format="PNG",
+    )
+    right.image(
+        jpeg_bytes(overlay(shown.square, shown.maps[k], colormap, opacity, trained=loaded.trained)),
+        caption=f"Grad-CAM for {label}{tag}",
+        width="stretch",
+        output_format="JPEG",
+    )
+    side.image(legend_png(colormap), width="stretch", output_format="PNG")
+    side.caption("colour scale: low contribution (left) → high contribution (right)")
+    if not loaded.trained:
+        side.error("Heatmap from untrained weights: it shows nothing about disease.")
+    side.caption(CAM_MEANING + " Click another slice on the strip to see its heatmap.")

@@ -10,7 +10,8 @@ import torch
 from core.vocabulary import Band
 from inference.images.preprocess import centre_crop_box, model_input
 from inference.models.registry import CXR_DENSENET
-from pipelines.analyze import analyze, forward_with_features
+from pipelines.analyze import analyze
+from pipelines.forward import forward_with_features
 from tests.conftest import load
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import CorruptImage, WrongModality
 from inference.volume.types import Volume
-from pipelines.classify import AGGREGATIONS, aggregate, classify_volume
+from pipelines.classify import AGGREGATIONS, aggregate, classify_volume, volume_slice_heatmaps
 from tests.support import synthetic_model as synth
 
 BLOB_SLICES = range(18, 23)
@@ -44,6 +44,26 @@ def test_the_slice_strip_peaks_at_the_blob_and_the_aggregation_names_one_of_its_
         assert classify_volume(blob_model, _volume(images), method=method, window=AS_IS).driving_slice[0] in range(
             1, 40
         )
+
+
+def test_a_slice_of_the_volume_gets_the_classification_s_score_and_a_heatmap_on_its_blob(blob_model) -> None:
+    """The slice a reader asks about (the one driving the volume's score) is given to the model as
+    the volume's classification gave it: the same score; its Grad-CAM peaks on the blob."""
+    rng = np.random.default_rng(8)
+    images = [synth.make_image(rng, blob=i in BLOB_SLICES, distractor=False) for i in range(40)]
+    volume = _volume(images)
+    result = classify_volume(blob_model, volume, method="max", window=AS_IS)
+    driving = result.driving_slice[0]
+    shown = volume_slice_heatmaps(blob_model, volume, driving, window=AS_IS)
+    assert shown.index == driving and shown.square.shape == (synth.SIZE, synth.SIZE) and shown.square.dtype == np.uint8
+    assert shown.scores[0] == pytest.approx(
+        float(result.slice_scores[result.slice_indices.index(driving), 0]), abs=1e-5
+    )
+    peak = np.unravel_index(int(np.argmax(shown.maps[0])), shown.maps[0].shape)
+    row, col = synth.target_centre()
+    assert np.hypot(peak[0] - row, peak[1] - col) < synth.SIZE / 6, (peak, (row, col))
+    with pytest.raises(ValueError, match="outside the volume"):
+        volume_slice_heatmaps(blob_model, volume, 40, window=AS_IS)
 
 
 def test_each_aggregation_is_its_formula() -> None:

@@ -68,7 +68,7 @@ def any_classifier(request):
 def test_every_classifiers_closed_form_is_pytorch_grad_cam(any_classifier) -> None:
     """The one-pass maps of the review page are Grad-CAM for each architecture (to 1e-4), not a
     formula derived for another one."""
-    from pipelines.analyze import closed_form_gradcam, forward_with_features
+    from pipelines.forward import closed_form_gradcam, forward_with_features
 
     loaded, x = any_classifier
     _, features = forward_with_features(loaded, x)
@@ -134,7 +134,7 @@ def test_hook_based_cams_from_concurrent_sessions_do_not_mix(untrained_model, sa
 
 def test_hook_based_cams_are_not_disturbed_by_other_sessions_plain_forwards(untrained_model, samples) -> None:
     """Another session analysing a different image while a pgc CAM runs must not change that CAM."""
-    from pipelines.analyze import forward_with_features
+    from pipelines.forward import forward_with_features
 
     mine = model_input(load(samples / "nih_00000001_000.png").pixels, 224)
     other = model_input(load(samples / "tbx11k_h0001.png").pixels, 224)

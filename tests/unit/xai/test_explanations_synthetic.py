@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.analyze import closed_form_gradcam, forward_with_features, score_batch
+from pipelines.analyze import score_batch
+from pipelines.forward import closed_form_gradcam, forward_with_features
 from tests.support import synthetic_model as synth
 from xai.faithfulness import faithfulness_of
 from xai.region_shap import explain_regions, shap_explanation
