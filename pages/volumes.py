@@ -23,7 +23,7 @@ from ui.session import RUN_IDS, channel_key, segment_key, volume_upload_key
 from ui.text import md_escape
 from ui.widgets import figures
 from ui.widgets.job_progress import follow_job
-from ui.widgets.model_card import VOLUME_CAVEAT, headline, prediction_and_card
+from ui.widgets.model_card import VOLUME_CAVEAT, headline, prediction_and_card, volume_answer
 from ui.widgets.model_status import classifier_panel, seg_model_panel
 from ui.widgets.radiograph_check import BRAIN_MRI_SLICE
 from ui.widgets.segmentation_results import CHANNEL_NAMES, origin_label, segmentation_results, shown_channel
@@ -113,6 +113,9 @@ def _classify_volume(loaded, uploads) -> None:
             f"skipped, in {classified.timing_ms:.0f} ms · per class the {classified.method} over the slices"
         )
     )
+    answer = volume_answer(classified.labels, classified.scores, classified.method, spec.exclusive, loaded.trained)
+    if answer:
+        st.markdown(answer)
     if card is not None:
         st.caption(md_escape(headline(card)) + " · " + md_escape(VOLUME_CAVEAT))
     view_col, side_col = st.columns([2.2, 1], gap="medium")

@@ -131,6 +131,9 @@ def test_a_nifti_volume_is_classified_slice_by_slice_with_its_strip_and_takes_ve
     at = _upload(_open(new_app()), t1.name, t1.read_bytes(), "application/gzip")
     said = texts(at)
     assert "136 axial slices scored, 53 without content skipped" in said
+    # A normal brain template: no tumour, said with how volume scores are made.
+    assert "**AI answer for the volume: No tumour** (volume score 0." in said
+    assert "so the scores need not sum to one" in said
     assert "per class the top\\-k mean over the slices" in said
     assert "driven by axial slice" in said and "look at the slice that drives each class" in said
     charts = [c for c in at.get("plotly_chart")]

@@ -21,6 +21,25 @@ VOLUME_CAVEAT = (
 )
 
 
+def volume_answer(
+    labels: tuple[str, ...], scores: tuple[float, ...], method: str, exclusive: bool, trained: bool
+) -> str:
+    """The volume's answer in one line: for exclusive classes, the class whose volume score is
+    highest, said with how the scores were made (per class over the slices, so they need not sum
+    to one, and another class can be high on other slices)."""
+    if not exclusive:
+        return ""
+    order = sorted(range(len(labels)), key=lambda i: -scores[i])
+    top = order[0]
+    untrained = "" if trained else " · :red[untrained weights: meaningless]"
+    others = [labels[i] for i in order[1:] if scores[i] >= 0.5]
+    also = f"; {', '.join(others)} also scored high on some slices" if others else ""
+    return (
+        f"**AI answer for the volume: {md_escape(labels[top])}** (volume score {scores[top]:.2f}){untrained} · "
+        + md_escape(f"each class's score is the {method} of its slices, so the scores need not sum to one{also}")
+    )
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
