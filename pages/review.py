@@ -5,8 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from core.settings import load_settings
+from inference.models.registry import chest_classifiers
 from ui.entry import require_app_entry
-from ui.session import TTA_KEY
+from ui.models import classifier_spec
+from ui.session import REVIEW_MODEL_KEY, TTA_KEY
 from ui.widgets.model_status import require_model
 from ui.widgets.slice_review import review_slice
 
@@ -16,7 +18,14 @@ require_app_entry()
 title_col, upload_col = st.columns([1, 1.4], gap="large")
 with title_col:
     st.title("Review a chest X-ray")
-    loaded = require_model()
+    # The model is chosen per run where a site has registered more than one chest X-ray model.
+    offered = {spec.display_name: spec for spec in chest_classifiers()}
+    chosen = None
+    if len(offered) > 1:
+        names = list(offered)
+        default = names.index(classifier_spec().display_name) if classifier_spec().display_name in names else 0
+        chosen = offered[st.selectbox("Model", names, index=default, key=REVIEW_MODEL_KEY)]
+    loaded = require_model(chosen)
     augment = loaded is not None and st.toggle(
         "Uncertainty: test-time augmentation",
         key=TTA_KEY,

@@ -9,6 +9,7 @@ REVIEWER = "reviewer_name"  # plain session key: survives pages that do not draw
 REVIEWER_INPUT = "reviewer_name_input"
 RUN_IDS = "stored_run_ids"
 CAM_METHOD_PREFERENCE = "cam_method_preference"  # the reader's last CAM method, for the next case
+REVIEW_MODEL_KEY = "review::model"  # the chest X-ray page's model, where a site registered several
 TTA_KEY = "review::tta"  # the chest X-ray page's test-time augmentation switch
 
 

@@ -455,6 +455,11 @@ def all_models() -> tuple[ModelSpec, ...]:
     return tuple(MODELS.values())
 
 
+def chest_classifiers() -> tuple[ClassifierSpec, ...]:
+    """The classifiers that read chest radiographs (the chest X-ray page offers each)."""
+    return tuple(s for s in MODELS.values() if isinstance(s, ClassifierSpec) and s.modality is Modality.CHEST_XRAY)
+
+
 def get_spec(model_id: str) -> ModelSpec:
     try:
         return MODELS[model_id]

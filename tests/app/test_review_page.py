@@ -351,3 +351,27 @@ def test_test_time_augmentation_on_a_chest_xray_is_asked_for_shown_and_stored(un
     upload(at, samples / "padchest_16747_3_1.jpg", mime="image/jpeg")  # switched on before this one
     [(second,)] = db_rows("SELECT params_json FROM analysis_runs WHERE id = 2")
     assert json.loads(second)["uncertainty"]["method"] == "test-time augmentation (4 views)"
+
+
+def test_a_site_with_two_chest_xray_models_chooses_one_per_run(untrained_env, samples: Path) -> None:
+    """The model is chosen on the page, not by one global setting: with a second chest X-ray model
+    registered the page offers both (CXR_MODEL_ID's first), and the run records the one chosen."""
+    from dataclasses import replace
+
+    from inference.models import registry
+    from ui.session import REVIEW_MODEL_KEY
+
+    site = replace(registry.CXR_DENSENET, model_id="site-cxr-densenet121", display_name="Site chest X-ray DenseNet")
+    registry.register(site)
+    try:
+        at = new_app()
+        at.run()
+        box = at.selectbox(key=REVIEW_MODEL_KEY)
+        assert box.options == [registry.CXR_DENSENET.display_name, site.display_name]
+        assert box.value == registry.CXR_DENSENET.display_name
+        box.set_value(site.display_name).run()
+        upload(at, samples / "nih_00000001_000.png")
+        assert "model site\\-cxr\\-densenet121 in" in texts(at)
+        assert db_rows("SELECT model_id, trained FROM analysis_runs") == [("site-cxr-densenet121", 0)]
+    finally:
+        registry.MODELS.pop(site.model_id)

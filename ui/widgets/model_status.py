@@ -7,7 +7,7 @@ import streamlit as st
 from core.errors import WeightsInvalid, WeightsMissing
 from core.settings import load_settings
 from inference.models.loader import UNTRAINED_LABEL, LoadedModel
-from inference.models.registry import segmenters, slice_classifiers
+from inference.models.registry import chest_classifiers, segmenters, slice_classifiers
 from inference.models.weights import find_weights_file, import_command, installed_weights_path
 from ui import models
 from ui.identity import reviewer
@@ -59,8 +59,11 @@ def weights_problem_panel(problem: WeightsMissing | WeightsInvalid) -> None:
     )
 
 
-def require_model() -> LoadedModel | None:
-    """The model for this page, or None after showing why it cannot run."""
+def require_model(spec=None) -> LoadedModel | None:
+    """The chest X-ray model for this page (``spec``, by default ``CXR_MODEL_ID``'s), or None after
+    showing why it cannot run."""
+    if spec is not None and spec.model_id != models.classifier_spec().model_id:
+        return classifier_panel(spec)
     state = models.classifier()
     if isinstance(state, LoadedModel):
         if not state.trained:
@@ -101,6 +104,9 @@ def sidebar_status(page: str | None = None) -> None:
         return
     st.sidebar.markdown("**Model**")
     st.sidebar.caption(_sidebar_line(models.classifier_spec().display_name, models.classifier()))
+    for spec in chest_classifiers():  # a site's other chest X-ray models, offered on the review page
+        if spec.model_id != models.classifier_spec().model_id:
+            st.sidebar.caption(_classifier_line(spec))
 
 
 def classifier_panel(spec):
