@@ -122,7 +122,7 @@ def each_slice(
                 hash_key=key,
                 expected=expected,
             )
-            analysis = analyze(loaded, image, bands)
+            analysis = analyze(loaded, image, bands, augment=getattr(args, "tta", False))
             if args.cam_dir is not None:
                 write_cams(args.cam_dir, index, path, analysis)
             result = describe(path, analysis, image, loaded, bands)
@@ -201,7 +201,7 @@ def classify_command(args: argparse.Namespace, out: TextIO) -> int:
             ],
             "bands_version": prediction.bands_version,
         }
-        spread = uncertainty(loaded, image, bands, augment=args.tta)  # --tta, or an ensemble's checkpoints
+        spread = uncertainty(loaded, image, bands, augment=args.tta, scored=analysis.scored)  # --tta, or an ensemble
         if spread is not None:
             result["uncertainty"] = spread.as_dict()
         result["timing_ms"] = round(prediction.timing_ms + analysis.gradcam.timing_ms, 1)

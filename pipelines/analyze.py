@@ -14,7 +14,7 @@ from inference.images.bands import BandConfig
 from inference.images.preprocess import display_crop, model_input
 from inference.models.adapters import as_input
 from inference.models.loader import LoadedModel
-from pipelines.classify import Uncertainty
+from pipelines.classify import Uncertainty, tta_inputs
 from pipelines.forward import closed_form_gradcam, forward_with_features
 from xai.cam import CLOSED_FORM_METHOD
 
@@ -33,13 +33,18 @@ class CaseAnalysis:
     prediction: Prediction
     gradcam: CamSet
     uncertainty: Uncertainty | None = None  # test-time augmentation, where it was run
+    # The calibrated scores (V, C) of the views the analysis scored: the image, then (augment) the
+    # other test-time views.
+    scored: np.ndarray | None = None
 
 
-def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> CaseAnalysis:
+def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig, augment: bool = False) -> CaseAnalysis:
+    """``augment``: the other test-time views ride in the same batch as the image (``scored`` then
+    holds their scores too, for ``pipelines.classify.uncertainty``): cheaper than a second pass."""
     started = time.perf_counter()
     spec = loaded.classifier_spec
     x = model_input(image.pixels, spec.input_size, spec.normalisation)
-    scores, features = forward_with_features(loaded, x)
+    scores, features = forward_with_features(loaded, tta_inputs(image, spec) if augment else x)
     if not np.isfinite(scores).all():
         raise CorruptImage("The model returned invalid scores (NaN) for this image; it is not analysed.")
     predicted = time.perf_counter()
@@ -70,6 +75,7 @@ def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> CaseAnaly
         model_input=x,
         prediction=prediction,
         gradcam=gradcam,
+        scored=scores,
     )
 
 

@@ -11,6 +11,7 @@ on this image.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -82,11 +83,20 @@ def tta_inputs(image: Image2D, spec: ClassifierSpec) -> np.ndarray:
     return NORMALISATIONS[spec.normalisation](views)[:, None].astype(np.float32)
 
 
-def uncertainty(loaded: LoadedModel, image: Image2D, bands: BandConfig, *, augment: bool = True) -> Uncertainty | None:
+def uncertainty(
+    loaded: LoadedModel,
+    image: Image2D,
+    bands: BandConfig,
+    *,
+    augment: bool = True,
+    scored: Sequence[float] | np.ndarray | None = None,
+) -> Uncertainty | None:
     """How stable the model's answer is on this image: the mean and standard deviation per class
     over the four test-time views (``augment``), over the checkpoints of an ensemble (its card's
     ``weights.ensemble``, each with its own temperature), or over both (every checkpoint on every
-    view, one batched pass each). None when there is nothing to spread over."""
+    view, one batched pass each). ``scored``: the first checkpoint's calibrated scores on the
+    first views, already computed by the analysis ((C,) for the image as it is, or (V, C)): only
+    the views after them are scored here. None when there is nothing to spread over."""
     import torch
 
     spec = loaded.classifier_spec
@@ -97,8 +107,18 @@ def uncertainty(loaded: LoadedModel, image: Image2D, bands: BandConfig, *, augme
         return None
     x = tta_inputs(image, spec) if augment else model_input(image.pixels, spec.input_size, spec.normalisation)
     tensor = as_input(x, loaded.device)
+    done = np.asarray(scored if scored is not None else [], dtype=np.float32).reshape(-1, len(spec.labels))
+    if len(done) > len(x):
+        raise ValueError(f"{len(done)} views scored already, of {len(x)}.")
+    scores = []
     with torch.inference_mode():
-        scores = [loaded.adapter.score(s, module, tensor).float().cpu().numpy() for s, module in checkpoints]
+        for k, (s, module) in enumerate(checkpoints):
+            if k == 0 and len(done):  # the analysis scored these views in its own pass
+                scores.append(done)
+                if len(done) < len(x):
+                    scores.append(loaded.adapter.score(s, module, tensor[len(done) :]).float().cpu().numpy())
+                continue
+            scores.append(loaded.adapter.score(s, module, tensor).float().cpu().numpy())
     values = np.concatenate(scores).astype(np.float64)
     mean, std = values.mean(axis=0), values.std(axis=0)
     crosses = []
@@ -119,9 +139,11 @@ def uncertainty(loaded: LoadedModel, image: Image2D, bands: BandConfig, *, augme
     )
 
 
-def tta(loaded: LoadedModel, image: Image2D, bands: BandConfig) -> Uncertainty:
+def tta(
+    loaded: LoadedModel, image: Image2D, bands: BandConfig, scored: Sequence[float] | np.ndarray | None = None
+) -> Uncertainty:
     """Test-time augmentation (with every checkpoint of an ensemble)."""
-    result = uncertainty(loaded, image, bands, augment=True)
+    result = uncertainty(loaded, image, bands, augment=True, scored=scored)
     assert result is not None  # four views always spread
     return result
 

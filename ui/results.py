@@ -42,9 +42,10 @@ def case_analysis(
     from pipelines.classify import expected_image, uncertainty
 
     image = _decode(filename, _data, expected_image(_loaded.classifier_spec))
-    analysis = analyze(_loaded, image, _bands)
-    # Four views of a small network (about 20 ms on a CPU), and every checkpoint of an ensemble.
-    spread = uncertainty(_loaded, image, _bands, augment=augment or _loaded.classifier_spec.exclusive)
+    # Four views of a small network (in the analysis's own batch), and every checkpoint of an ensemble.
+    augment = augment or _loaded.classifier_spec.exclusive
+    analysis = analyze(_loaded, image, _bands, augment=augment)
+    spread = uncertainty(_loaded, image, _bands, augment=augment, scored=analysis.scored)
     return replace(analysis, uncertainty=spread) if spread is not None else analysis
 
 
