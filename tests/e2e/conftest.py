@@ -227,11 +227,25 @@ def settled(page) -> None:
 
 
 def open_page(page, name: str) -> None:
-    """Open another page from the sidebar as a reader does, once the page in front has finished its
-    run: a click on a page link in the moment a page switch (N, a worklist row) is being drawn can
-    be lost by Streamlit's navigation, and the page in front stays (seen once in CI)."""
-    settled(page)
-    page.get_by_role("link", name=name).click()
+    """Open another page from the navigation as a reader does, and see that it opened. A click on
+    a page link in the moment the page in front asks for a rerun of itself (its viewer asking for
+    pixels it lost, a page switch being drawn) can be overtaken by that rerun, and the page in
+    front stays (seen twice in CI after the N key): the reader, seeing no new page, clicks again."""
+    from urllib.parse import urlparse
+
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    link = page.get_by_role("link", name=name, exact=True)
+    path = urlparse(link.get_attribute("href") or "").path.rstrip("/")
+    for attempt in range(3):
+        settled(page)
+        link.click()
+        try:
+            page.wait_for_url(lambda url: urlparse(url).path.rstrip("/") == path, timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
 
 
 def wait_for_text(page, text: str) -> None:
