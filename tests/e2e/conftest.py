@@ -226,6 +226,19 @@ def settled(page) -> None:
     expect(page.locator("[data-stale=true]")).to_have_count(0)
 
 
+_VIEWERS_READY = """() => Array.from(document.querySelectorAll("iframe[src*='review_viewer']")).every(f => {
+  try { const v = f.contentWindow.reviewViewer; return !v || v.state().ready; } catch (e) { return false; } })"""
+
+
+def quiet(page) -> None:
+    """Settled, and every browser viewer on the page has drawn what it was sent: a viewer still
+    loading may yet ask the page for pixels it lost, a rerun that can swallow a key press or a
+    click made meanwhile (Streamlit gives a button's press to the one run it interrupts)."""
+    settled(page)
+    page.wait_for_function(_VIEWERS_READY, polling=100)
+    settled(page)
+
+
 def open_page(page, name: str) -> None:
     """Open another page from the navigation as a reader does, and see that it opened. A click on
     a page link in the moment the page in front asks for a rerun of itself (its viewer asking for
@@ -238,7 +251,7 @@ def open_page(page, name: str) -> None:
     link = page.get_by_role("link", name=name, exact=True)
     path = urlparse(link.get_attribute("href") or "").path.rstrip("/")
     for attempt in range(3):
-        settled(page)
+        quiet(page)
         link.click()
         try:
             page.wait_for_url(lambda url: urlparse(url).path.rstrip("/") == path, timeout=10_000)

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import CXR, NIH_PNG
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import browser_page, open_page, settled, upload_radiograph
+from tests.e2e.conftest import browser_page, open_page, quiet, upload_radiograph
 from tests.e2e.test_browser import _shot, _sign
 
 pytestmark = pytest.mark.e2e
@@ -28,11 +28,9 @@ def _stored(database_url: str) -> list[tuple]:
 
 
 def _idle(page) -> None:
-    """Wait until the page has finished running and drawing: no status widget, no element left
-    stale from the previous run, then a moment for the shortcut keys to be bound (a key pressed
-    while the panel is being redrawn is not seen by the page; the reader presses it again)."""
-    settled(page)
-    page.wait_for_timeout(1500)
+    """Wait until the page has finished running and drawing, its viewer included (a key pressed
+    while the viewer's own request reruns the page is not seen; the reader presses it again)."""
+    quiet(page)
 
 
 def _selected(page):
