@@ -326,19 +326,19 @@ _LINKED_STATES = (
 
 
 def _wait_linked_ready(page) -> None:
-    """Both linked viewers (the page's last two) drawn, kept in view: Chromium throttles a frame
-    out of sight."""
-    states: list[str] = []
-    for _ in range(120):
-        page.evaluate(
-            "() => { const f = document.querySelectorAll(\"iframe[src*='review_viewer']\"); "
-            "if (f.length) f[f.length - 1].scrollIntoView({block: 'center'}); }"
-        )
-        states = page.evaluate(_LINKED_STATES)
-        if states == ["ready", "ready"]:
-            return
-        page.wait_for_timeout(1000)
-    raise AssertionError(f"the linked viewers did not finish drawing: {states}")
+    """Both linked viewers (the page's last two) drawn, kept in view while they draw (Chromium
+    throttles a frame out of sight): checked as the page says it, every 250 ms, for 2 minutes."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    check = (
+        "() => { const f = document.querySelectorAll(\"iframe[src*='review_viewer']\"); "
+        "if (f.length) f[f.length - 1].scrollIntoView({block: 'center'}); "
+        f'return JSON.stringify(({_LINKED_STATES})()) === \'["ready","ready"]\'; }}'
+    )
+    try:
+        page.wait_for_function(check, polling=250, timeout=120_000)
+    except PlaywrightTimeout:
+        raise AssertionError(f"the linked viewers did not finish drawing: {page.evaluate(_LINKED_STATES)}") from None
 
 
 def test_a_follow_up_volume_and_its_prior_scroll_together(tmp_path: Path, monkeypatch) -> None:
