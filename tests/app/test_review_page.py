@@ -337,8 +337,11 @@ def test_test_time_augmentation_on_a_chest_xray_is_asked_for_shown_and_stored(un
     assert db_rows("SELECT params_json FROM analysis_runs") == [(None,)]
     at.toggle(key=TTA_KEY).set_value(True).run()
     assert not at.exception, at.exception
-    line = next(c.value.replace("\\", "") for c in at.caption if c.value.startswith("Test"))
-    assert line.startswith("Test-time augmentation (original, horizontal flip, brightness +10%, brightness -10%):")
+    line = next(c.value.replace("\\", "") for c in at.caption if "augmentation \\(" in c.value)
+    assert line.startswith(
+        ":red[Untrained weights, meaningless:] Test-time augmentation (original, horizontal flip, brightness +10%, "
+        "brightness -10%):"
+    )
     assert line.endswith(
         ("findings could fall in another band: read this case with care", "no finding leaves its band")
     )

@@ -104,7 +104,9 @@ def card_details(card: dict) -> None:
     st.markdown("**Limits**\n" + "\n".join(f"- {md_escape(text)}" for text in card["limitations"]))
 
 
-def uncertainty_text(uncertainty: Uncertainty, only_flagged: bool = False, noun: str = "class") -> str:
+def uncertainty_text(
+    uncertainty: Uncertainty, only_flagged: bool = False, noun: str = "class", trained: bool = True
+) -> str:
     """The uncertainty in one line (test-time augmentation, an ensemble's checkpoints, or both):
     each class's mean ± standard deviation, flagged where the interval crosses a band boundary."""
     flagged = sum(uncertainty.crosses_band)
@@ -124,7 +126,8 @@ def uncertainty_text(uncertainty: Uncertainty, only_flagged: bool = False, noun:
     how = [f"{len(uncertainty.checkpoints)} checkpoints of this model"] if uncertainty.checkpoints else []
     if len(uncertainty.views) > 1:
         how.append(f"test-time augmentation ({', '.join(uncertainty.views)})")
-    return md_escape(f"{' × '.join(how).capitalize()}: ") + classes + f" · {verdict}"
+    untrained = "" if trained else ":red[Untrained weights, meaningless:] "
+    return untrained + md_escape(f"{' × '.join(how).capitalize()}: ") + classes + f" · {verdict}"
 
 
 def prediction_and_card(loaded: LoadedModel, analysis: CaseAnalysis) -> None:
@@ -137,7 +140,7 @@ def prediction_and_card(loaded: LoadedModel, analysis: CaseAnalysis) -> None:
             f"**AI prediction: {md_escape(top.label)}** · confidence {top.score:.2f} ({top.band.value} band){untrained}"
         )
     if analysis.uncertainty is not None:
-        st.caption(uncertainty_text(analysis.uncertainty))
+        st.caption(uncertainty_text(analysis.uncertainty, trained=loaded.trained))
     card = card_of(spec)
     if card is None:
         st.caption("This model has no model card: nothing says how it was trained or how it scored.")

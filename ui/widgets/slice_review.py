@@ -151,7 +151,7 @@ def review_slice(
                 f"{len(ranked)} {noun}{'es' if noun == 'class' else 's'} · {band_legend_text()} · bands version {md_escape(prediction.bands_version)}"
             )
             if analysis.uncertainty is not None and before_reading is None:  # a page with a card says it there
-                st.caption(uncertainty_text(analysis.uncertainty, only_flagged=True, noun=noun))
+                st.caption(uncertainty_text(analysis.uncertainty, only_flagged=True, noun=noun, trained=loaded.trained))
         if label is None:
             return
         with view_col:
