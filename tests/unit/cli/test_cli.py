@@ -21,6 +21,23 @@ def run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedPr
     )
 
 
+def run_in_process(*args: str) -> subprocess.CompletedProcess:
+    """The command line run in this process (its parser, commands, output and exit codes, without
+    starting an interpreter and importing torch again), for tests whose point is not the process."""
+    import contextlib
+    import io
+
+    from cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args), out)
+        except SystemExit as exc:  # argparse's refusals
+            code = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
 def test_analyze_good_and_bad_files_in_one_batch(samples: Path, tmp_path: Path) -> None:
     renamed = tmp_path / "chest.dcm"
     renamed.write_bytes((samples / "nih_00000001_000.png").read_bytes())
@@ -63,7 +80,7 @@ def test_same_names_do_not_overwrite_and_a_bad_cam_dir_is_a_per_file_error(sampl
     for folder, source in (("a", "nih_00000001_000.png"), ("b", "tbx11k_h0001.png")):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "x.png").write_bytes((samples / source).read_bytes())
-    done = run_cli(
+    done = run_in_process(
         "analyze",
         str(tmp_path / "a" / "x.png"),
         str(tmp_path / "b" / "x.png"),
@@ -75,7 +92,7 @@ def test_same_names_do_not_overwrite_and_a_bad_cam_dir_is_a_per_file_error(sampl
     assert done.returncode == 0 and len(list((tmp_path / "cams").glob("*.png"))) == 36
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")
-    done = run_cli("analyze", str(tmp_path / "a" / "x.png"), "--json", "--allow-untrained", "--cam-dir", str(blocked))
+    done = run_in_process("analyze", str(tmp_path / "a" / "x.png"), "--json", "--allow-untrained", "--cam-dir", str(blocked))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "cannot write heatmaps" in json.loads(done.stdout)["error"]
 
@@ -99,18 +116,18 @@ def test_weights_status_and_import(tmp_path: Path) -> None:
     from inference.models.loader import build_network
     from inference.models.registry import CXR_DENSENET
 
-    status = run_cli("weights", "status")
+    status = run_in_process("weights", "status")
     assert status.returncode == 1 and "MISSING" in status.stdout
     torch.save(build_network(CXR_DENSENET).state_dict(), tmp_path / "w.pt")
-    done = run_cli("weights", "import", str(tmp_path / "w.pt"))
+    done = run_in_process("weights", "import", str(tmp_path / "w.pt"))
     assert done.returncode == 0, done.stderr
-    assert run_cli("weights", "status").returncode == 0
+    assert run_in_process("weights", "status").returncode == 0
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"junk")
-    refused = run_cli("weights", "import", str(bad))
+    refused = run_in_process("weights", "import", str(bad))
     assert refused.returncode == 2 and "Traceback" not in refused.stderr and "error:" in refused.stderr
 
 
 @pytest.mark.parametrize("args", [["analyze"], ["frobnicate"]])
 def test_usage_errors(args: list[str]) -> None:
-    assert run_cli(*args).returncode == 2
+    assert run_in_process(*args).returncode == 2

@@ -12,7 +12,7 @@ import torch
 from pydicom.data import get_testdata_file
 
 from tests.conftest import SAMPLES, require_samples
-from tests.unit.cli.test_cli import run_cli
+from tests.unit.cli.test_cli import run_cli, run_in_process
 
 TUMOUR = SAMPLES / "mri_tumour"
 
@@ -89,7 +89,7 @@ def test_train_on_a_tiny_labelled_folder_writes_weights_that_load_and_a_card(tmp
                 (data / split / folder / path.name).symlink_to(path)
     out = tmp_path / "out"
     args = ["train", "--model", "brain-tumour-4class", "--data", str(data), "--epochs", "1", "--batch-size", "4"]
-    done = run_cli(*args, "--out", str(out), "--json")
+    done = run_in_process(*args, "--out", str(out), "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     card = json.loads(done.stdout.splitlines()[-1])
     assert card["training"]["train"]["n"] + card["training"]["validation"]["n"] == 24
@@ -111,14 +111,16 @@ def test_train_on_a_tiny_labelled_folder_writes_weights_that_load_and_a_card(tmp
     apply_state_dict(BRAIN_TUMOUR, build_network(BRAIN_TUMOUR), state, source_name=weights.name)  # strict keys
     assert json.loads((out / "brain-tumour-4class.card.json").read_text()) == card
 
-    missing = run_cli("train", "--model", "brain-tumour-4class", "--data", str(tmp_path / "nowhere"), "--out", str(out))
+    missing = run_in_process(
+        "train", "--model", "brain-tumour-4class", "--data", str(tmp_path / "nowhere"), "--out", str(out)
+    )
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "No 'train' folder" in missing.stderr
 
-    member = run_cli(*args, "--out", str(out), "--seed", "1", "--ensemble-member")
+    member = run_in_process(*args, "--out", str(out), "--seed", "1", "--ensemble-member")
     assert member.returncode == 0, member.stderr[-2000:]
     assert "ensemble: 2 checkpoints (seeds 0, 1)" in member.stdout
-    again = run_cli(*args, "--out", str(out), "--seed", "1", "--ensemble-member")
+    again = run_in_process(*args, "--out", str(out), "--seed", "1", "--ensemble-member")
     assert again.returncode == 2 and "seed 1 is already in the card" in again.stderr
     card = json.loads((out / "brain-tumour-4class.card.json").read_text())
     (entry,) = card["weights"]["ensemble"]
