@@ -152,7 +152,7 @@ def _volume_result(path: Path, volume: Volume, loaded: LoadedModel, bands: BandC
     spec = loaded.classifier_spec
     result = classify_volume(loaded, volume)
     classes = [
-        {"label": label, "score": round(score, 6), "band": bands.thresholds(spec.bands_key, label).band_of(score).value}
+        {"label": label, "score": round(score, 6), "band": spec.band_of(bands, label, score).value}
         for label, score in zip(result.labels, result.scores, strict=True)
     ]
     return {

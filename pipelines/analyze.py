@@ -51,7 +51,7 @@ def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig, augment: boo
     maps = closed_form_gradcam(loaded, features[0])
     finished = time.perf_counter()
     findings = tuple(
-        Finding(label=label, score=float(score), band=bands.thresholds(spec.bands_key, label).band_of(float(score)))
+        Finding(label=label, score=float(score), band=spec.band_of(bands, label, float(score)))
         for label, score in zip(spec.labels, scores[0])
     )
     identity = loaded.identity

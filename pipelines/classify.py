@@ -124,7 +124,7 @@ def uncertainty(
     crosses = []
     for label, m, s in zip(spec.labels, mean, std, strict=True):
         t = bands.thresholds(spec.bands_key, label)
-        crosses.append(t.band_of(float(m - s)) != t.band_of(float(m + s)))
+        crosses.append(label not in spec.normal_labels and t.band_of(float(m - s)) != t.band_of(float(m + s)))
     method = [f"ensemble of {len(checkpoints)} checkpoints"] if len(checkpoints) > 1 else []
     if augment:
         method.append(f"test-time augmentation ({len(TTA_VIEWS)} views)")
@@ -346,7 +346,7 @@ def classify_volume(
 def volume_prediction(result: VolumeClassification, spec: ClassifierSpec, bands: BandConfig) -> Prediction:
     """The volume's per-class scores as the prediction a reader judges and storage keeps."""
     findings = tuple(
-        Finding(label=label, score=score, band=bands.thresholds(spec.bands_key, label).band_of(score))
+        Finding(label=label, score=score, band=spec.band_of(bands, label, score))
         for label, score in zip(result.labels, result.scores, strict=True)
     )
     return Prediction(

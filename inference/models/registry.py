@@ -324,6 +324,7 @@ def _shipped_brain_classifier(
     source: str,
     intended_use: str,
     limitations: tuple[str, ...],
+    normal: str,
 ) -> ClassifierSpec:
     card = f"{model_id}.card.json"
     return ClassifierSpec(
@@ -343,6 +344,7 @@ def _shipped_brain_classifier(
         # base or the vertex, levels these slice models never saw, moves a plain maximum).
         aggregation="top-k mean",
         cam_beside=True,
+        normal_labels=(normal,),
         class_folders=folders,
         card=card,
         intended_use=RESEARCH_USE + intended_use,
@@ -375,6 +377,7 @@ BRAIN_TUMOUR = _shipped_brain_classifier(
         "Head CT images were removed from training by a brightness heuristic; CT input is refused.",
         "Training images were resized to at most 224 px and JPEG-compressed; test images are the originals.",
     ),
+    normal="No tumour",
 )
 
 BRAIN_DEMENTIA = _shipped_brain_classifier(
@@ -398,6 +401,7 @@ BRAIN_DEMENTIA = _shipped_brain_classifier(
         "Dementia is a clinical diagnosis: atrophy on one slice is not dementia, and age-related change "
         "can look like impairment.",
     ),
+    normal="No Impairment",
 )
 
 # The original design's dementia grader, for a site's own weights: a torchvision ResNet-50 at
@@ -418,6 +422,7 @@ SITE_DEMENTIA_RESNET50 = ClassifierSpec(
     head="softmax",
     aggregation="top-k mean",
     cam_beside=True,
+    normal_labels=("No Impairment",),
     intended_use=RESEARCH_USE
     + "A site's own dementia grading model, reviewed in this app; its figures are the site's.",
     limitations=("No model card: what it was trained on and how it scored are the site's to state.",),

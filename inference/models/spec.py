@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.results import LabelInfo, Structure
-from core.vocabulary import Modality, Task
+from core.vocabulary import Band, Modality, Task
+
+if TYPE_CHECKING:
+    from inference.images.bands import BandConfig
 
 # Weights and model cards of the models this project trained itself (``python -m inference train``).
 SHIPPED_DIR = Path(__file__).resolve().parent / "trained"
@@ -114,6 +118,10 @@ class ClassifierSpec(ModelSpec):
     # How the heatmap is shown: over the image (a radiograph, large), or beside an unmarked copy of
     # the image at the same size (a brain slice: the original design reads both side by side).
     cam_beside: bool = False
+    # Classes that mean "nothing found" (no tumour, no impairment): their probability is shown but
+    # never banded (a confident normal answer is not a critical finding), and they are never
+    # flagged as crossing a band.
+    normal_labels: tuple[str, ...] = ()
     intended_use: str = ""  # for the model card, in plain words
     limitations: tuple[str, ...] = ()  # for the model card: what it must not be trusted for
 
@@ -124,8 +132,16 @@ class ClassifierSpec(ModelSpec):
             raise ValueError(
                 f"{self.model_id}: {len(self.op_thresholds)} operating points for {len(self.labels)} labels."
             )
+        if set(self.normal_labels) - set(self.labels):
+            raise ValueError(f"{self.model_id}: normal labels {self.normal_labels} are not all among its labels.")
         if self.op_thresholds and self.head != "sigmoid":
             raise ValueError(f"{self.model_id}: operating points calibrate sigmoid heads only.")
+
+    def band_of(self, bands: "BandConfig", label: str, score: float) -> Band:
+        """``label``'s band at ``score`` in this model's bands section; a normal class is never banded."""
+        if label in self.normal_labels:
+            return Band.NEGATIVE
+        return bands.thresholds(self.bands_key, label).band_of(score)
 
     @property
     def exclusive(self) -> bool:

@@ -72,6 +72,32 @@ def test_a_meningioma_slice_is_classified_with_its_card_heatmap_and_a_stored_ver
     assert any(c["std"] > 0 for c in spread["classes"]) and len(spread["views"]) == 4
 
 
+def test_a_normal_slice_is_answered_no_tumour_without_a_band_and_never_triaged_as_critical() -> None:
+    """ "No tumour 0.99" is the model's confidence that nothing is there: it is not banded (never
+    "critical"), it is the first row to judge, and the case sorts as negative on the worklist."""
+    require_samples()
+    path = sorted((SAMPLES / "mri_tumour" / "test" / "notumor").iterdir())[0]
+    at = _open(new_app())
+    _upload(at, path.name, path.read_bytes())
+    [yes] = [b for b in at.button if b.label == BRAIN_MRI_SLICE.yes_label]
+    yes.click().run()
+    assert not at.exception, at.exception
+    said = texts(at)
+    assert "**AI prediction: No tumour** · confidence 0." in said and "(nothing found: not banded)" in said
+    assert "Critical band" not in said
+    rows = [m.value for m in at.markdown if "**No tumour**" in m.value and "·" in m.value]
+    assert rows and rows[0].endswith("· the AI's answer"), rows
+    bands = dict(_rows("SELECT label, band FROM run_findings"))
+    assert bands["No tumour"] == "negative" and all(b == "negative" for b in bands.values()), bands
+    from core.settings import load_settings
+    from storage import reporting
+    from storage.db import open_database
+
+    with open_database(load_settings().database_url).begin() as session:
+        [case] = reporting.worklist(session).cases
+    assert case.top_band.value == "negative"
+
+
 def test_a_ct_slice_is_refused_in_one_sentence_and_nothing_is_stored() -> None:
     ct = get_testdata_file("CT_small.dcm")
     at = _upload(_open(new_app()), "CT_small.dcm", open(ct, "rb").read(), "application/dicom")

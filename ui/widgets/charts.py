@@ -34,6 +34,19 @@ def score_text(score: float, trained: bool) -> str:
 OPERATING_POINT_TITLE = "Calibrated score in threshold bands (0.5 = operating point)"
 
 
+NORMAL_COLOUR = "#e5e7e9"  # a class that means "nothing found": no bands
+NORMAL_MARKER = "#7f8c8d"
+
+
+def normal_labels(model_id: str) -> frozenset[str]:
+    """A registered classifier's classes that mean "nothing found" (drawn without bands)."""
+    from inference.models.registry import MODELS
+    from inference.models.spec import ClassifierSpec
+
+    spec = MODELS.get(model_id)
+    return frozenset(spec.normal_labels) if isinstance(spec, ClassifierSpec) else frozenset()
+
+
 def score_title(model_id: str) -> str:
     """What the chart's scores are, for a registered model (the chest X-ray's by default)."""
     from inference.models.registry import MODELS
@@ -51,10 +64,12 @@ def band_chart(
     trained: bool,
     title: str = OPERATING_POINT_TITLE,
     intervals: Mapping[str, tuple[float, float]] | None = None,
+    normal: frozenset[str] = frozenset(),
 ) -> go.Figure:
     """One horizontal bar per finding with its coloured bands and a marker at the score;
     ``intervals`` (label -> mean, standard deviation of test-time augmentation) adds a bar of
-    mean ± one standard deviation under each marker.
+    mean ± one standard deviation under each marker. A ``normal`` class ("No tumour") has no
+    bands: one grey bar, a grey marker.
 
     ``findings`` must already be ranked (critical first, then by score); the first is drawn on top.
     All band segments are one bar trace (few traces keep Plotly's per-rerun validation cheap).
@@ -62,6 +77,12 @@ def band_chart(
     rows = list(range(len(findings)))[::-1]
     seg_y, seg_base, seg_width, seg_colour = [], [], [], []
     for row, finding in zip(rows, findings):
+        if finding.label in normal:
+            seg_y.append(row)
+            seg_base.append(0.0)
+            seg_width.append(1.0)
+            seg_colour.append(NORMAL_COLOUR)
+            continue
         t = thresholds[finding.label]
         edges = (0.0, t["low"], t["high"], t["critical"], 1.0)
         for band, start, end in zip(Band, edges[:-1], edges[1:]):
@@ -89,10 +110,12 @@ def band_chart(
                 marker=dict(
                     symbol="diamond",
                     size=13,
-                    color=[MARKER_COLOURS[f.band] for f in findings],
+                    color=[NORMAL_MARKER if f.label in normal else MARKER_COLOURS[f.band] for f in findings],
                     line=dict(width=1, color="#222"),
                 ),
-                customdata=[[f.label, f.band.value] for f in findings],
+                customdata=[
+                    [f.label, "no finding: not banded" if f.label in normal else f.band.value] for f in findings
+                ],
                 hovertemplate="%{customdata[0]}: %{x:.3f} (%{customdata[1]})<extra></extra>",
             ),
         ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.widgets.charts import band_chart, score_title, slice_strip, volume_chart
+from ui.widgets.charts import band_chart, normal_labels, score_title, slice_strip, volume_chart
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -15,7 +15,7 @@ def band_figure(
 ):
     """The findings chart for one stored run (``model_id`` says what its scores are; ``_intervals``,
     the run's test-time augmentation, belongs to the run)."""
-    return band_chart(_findings, _thresholds, trained, score_title(model_id), _intervals)
+    return band_chart(_findings, _thresholds, trained, score_title(model_id), _intervals, normal_labels(model_id))
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)

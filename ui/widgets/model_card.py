@@ -136,9 +136,8 @@ def prediction_and_card(loaded: LoadedModel, analysis: CaseAnalysis) -> None:
     top = max(analysis.prediction.findings, key=lambda f: f.score)
     if spec.exclusive:
         untrained = "" if loaded.trained else " · :red[untrained weights: meaningless]"
-        st.markdown(
-            f"**AI prediction: {md_escape(top.label)}** · confidence {top.score:.2f} ({top.band.value} band){untrained}"
-        )
+        band = "nothing found: not banded" if top.label in spec.normal_labels else f"{top.band.value} band"
+        st.markdown(f"**AI prediction: {md_escape(top.label)}** · confidence {top.score:.2f} ({band}){untrained}")
     if analysis.uncertainty is not None:
         st.caption(uncertainty_text(analysis.uncertainty, trained=loaded.trained))
     card = card_of(spec)

@@ -499,13 +499,16 @@ def _case_note(kind: VerdictKind, run_id: int, name: str, scope: str) -> None:
     )
 
 
-def finding_items(findings: Sequence[Finding], trained: bool) -> list[VerdictItem]:
-    """In the order given (``rank_findings``: critical and positive first); negative ones are grouped."""
+def finding_items(findings: Sequence[Finding], trained: bool, answer: str | None = None) -> list[VerdictItem]:
+    """In the order given (``rank_findings``: critical and positive first); negative ones are grouped,
+    except ``answer``, the AI's answer among exclusive classes ("No tumour" is negative, and the
+    answer to judge first)."""
     return [
         VerdictItem(
             f.label,
-            f"{BAND_SWATCHES[f.band]} **{md_escape(f.label)}** · {score_text(f.score, trained)} · {f.band.value}",
-            negative=f.band is Band.NEGATIVE,
+            f"{BAND_SWATCHES[f.band]} **{md_escape(f.label)}** · {score_text(f.score, trained)} · "
+            + ("the AI's answer" if f.label == answer and f.band is Band.NEGATIVE else f.band.value),
+            negative=f.band is Band.NEGATIVE and f.label != answer,
         )
         for f in findings
     ]
@@ -522,10 +525,11 @@ def finding_verdict_panel(
     """The findings' panel, drawn in the caller's fragment after the heatmap it follows and its
     ``selection_list``; ``heatmap`` is (method, finding) of the heatmap on screen, None without one;
     ``classes``: the model's exclusive classes, so that a Disagree can name the reader's own."""
+    answer = max(findings, key=lambda f: f.score).label if classes and findings else None
     verdict_panel_here(
         finding_kind(heatmap, classes),
         run_id,
-        finding_items(findings, trained),
+        finding_items(findings, trained, answer),
         scope,
         "Your verdicts",
         case_note=True,

@@ -92,7 +92,9 @@ def test_same_names_do_not_overwrite_and_a_bad_cam_dir_is_a_per_file_error(sampl
     assert done.returncode == 0 and len(list((tmp_path / "cams").glob("*.png"))) == 36
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")
-    done = run_in_process("analyze", str(tmp_path / "a" / "x.png"), "--json", "--allow-untrained", "--cam-dir", str(blocked))
+    done = run_in_process(
+        "analyze", str(tmp_path / "a" / "x.png"), "--json", "--allow-untrained", "--cam-dir", str(blocked)
+    )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "cannot write heatmaps" in json.loads(done.stdout)["error"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -55,3 +57,20 @@ def test_register_adds_an_entry_and_refuses_a_different_model_under_a_known_id(m
     assert registry.register(renamed) is renamed  # the same entry again is fine
     with pytest.raises(ValueError, match="already registered"):
         registry.register(dataclasses.replace(renamed, input_size=320))
+
+
+def test_a_class_that_means_nothing_found_is_never_banded() -> None:
+    """ "No tumour 0.99" is confidence that nothing is there, not a critical finding; the other
+    classes are banded as every finding is."""
+    from core.settings import load_settings
+    from core.vocabulary import Band
+    from inference.images.bands import load_band_config
+    from inference.models.registry import BRAIN_DEMENTIA, BRAIN_TUMOUR
+
+    bands = load_band_config(load_settings().bands_file)
+    assert BRAIN_TUMOUR.normal_labels == ("No tumour",) and BRAIN_DEMENTIA.normal_labels == ("No Impairment",)
+    assert BRAIN_TUMOUR.band_of(bands, "No tumour", 0.99) is Band.NEGATIVE
+    assert BRAIN_TUMOUR.band_of(bands, "Glioma", 0.99) is Band.CRITICAL
+    assert BRAIN_TUMOUR.band_of(bands, "Glioma", 0.30) is Band.INDETERMINATE
+    with pytest.raises(ValueError, match="normal labels"):
+        replace(BRAIN_TUMOUR, normal_labels=("Nothing",))
