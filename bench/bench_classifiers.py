@@ -44,7 +44,7 @@ def _one_model(model_id: str, repeats: int) -> dict:
     from inference.training.train import augment
     from inference.volume.ingest import load_volume
     from pipelines.analyze import analyze
-    from pipelines.classify import classify_volume, expected_image, tta
+    from pipelines.classify import classify_volume, expected_image, uncertainty
     from pipelines.forward import closed_form_gradcam, forward_with_features
 
     spec = get_classifier(model_id)
@@ -102,7 +102,10 @@ def _one_model(model_id: str, repeats: int) -> dict:
         # CLI run it: the three other views ride in the analysis's batch.
         f"tta_ms[{model_id}]": max(
             0.0,
-            median_ms(lambda: tta(loaded, image, bands, analyze(loaded, image, bands, augment=True).scored), repeats)
+            median_ms(
+                lambda: uncertainty(loaded, image, bands, scored=analyze(loaded, image, bands, augment=True).scored),
+                repeats,
+            )
             - median_ms(lambda: analyze(loaded, image, bands), repeats),
         ),
         f"volume_classify_s[{model_id}]": volume_s,

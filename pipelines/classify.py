@@ -1,9 +1,10 @@
 """A 2D slice through any registered classifier, with the checks and extras a brain MRI model needs:
-which images it reads (``expected_image``), test-time augmentation as a measure of how stable its
-answer is (``tta``), and a whole volume classified slice by slice (``classify_volume``).
+which images it reads (``expected_image``), how stable its answer is (``uncertainty``: test-time
+augmentation and an ensemble's checkpoints), and a whole volume classified slice by slice
+(``classify_volume``).
 
-TTA scores four views of the slice in one batched forward pass (the original, a horizontal flip,
-brightness +10% and -10%): the mean and standard deviation per class are the uncertainty, flagged
+TTA scores four views of the slice (the original, a horizontal flip, brightness +10% and -10%),
+in the analysis's own batch: the mean and standard deviation per class are the uncertainty, flagged
 where mean ± standard deviation crosses a band boundary. The views are label-preserving changes
 that a scanner or an export can make; a model whose answer moves under them is less to be trusted
 on this image.
@@ -11,7 +12,6 @@ on this image.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -89,14 +89,14 @@ def uncertainty(
     bands: BandConfig,
     *,
     augment: bool = True,
-    scored: Sequence[float] | np.ndarray | None = None,
+    scored: np.ndarray | None = None,
 ) -> Uncertainty | None:
     """How stable the model's answer is on this image: the mean and standard deviation per class
     over the four test-time views (``augment``), over the checkpoints of an ensemble (its card's
     ``weights.ensemble``, each with its own temperature), or over both (every checkpoint on every
-    view, one batched pass each). ``scored``: the first checkpoint's calibrated scores on the
-    first views, already computed by the analysis ((C,) for the image as it is, or (V, C)): only
-    the views after them are scored here. None when there is nothing to spread over."""
+    view, one batched pass each). ``scored``: the first checkpoint's calibrated scores (V, C) on
+    these views, already computed by the analysis in its own batch (``analyze(augment=...)``); then
+    only an ensemble's other checkpoints run here. None when there is nothing to spread over."""
     import torch
 
     spec = loaded.classifier_spec
@@ -107,17 +107,11 @@ def uncertainty(
         return None
     x = tta_inputs(image, spec) if augment else model_input(image.pixels, spec.input_size, spec.normalisation)
     tensor = as_input(x, loaded.device)
-    done = np.asarray(scored if scored is not None else [], dtype=np.float32).reshape(-1, len(spec.labels))
-    if len(done) > len(x):
-        raise ValueError(f"{len(done)} views scored already, of {len(x)}.")
-    scores = []
+    if scored is not None and np.shape(scored) != (len(x), len(spec.labels)):
+        raise ValueError(f"Scores of shape {np.shape(scored)} given for {len(x)} views of {len(spec.labels)} classes.")
+    scores = [np.asarray(scored, dtype=np.float32)] if scored is not None else []
     with torch.inference_mode():
-        for k, (s, module) in enumerate(checkpoints):
-            if k == 0 and len(done):  # the analysis scored these views in its own pass
-                scores.append(done)
-                if len(done) < len(x):
-                    scores.append(loaded.adapter.score(s, module, tensor[len(done) :]).float().cpu().numpy())
-                continue
+        for s, module in checkpoints[len(scores) :]:
             scores.append(loaded.adapter.score(s, module, tensor).float().cpu().numpy())
     values = np.concatenate(scores).astype(np.float64)
     mean, std = values.mean(axis=0), values.std(axis=0)
@@ -137,15 +131,6 @@ def uncertainty(
         crosses_band=tuple(crosses),
         checkpoints=(loaded.weights_sha256, *(m.weights_sha256 for m in loaded.ensemble)) if loaded.ensemble else (),
     )
-
-
-def tta(
-    loaded: LoadedModel, image: Image2D, bands: BandConfig, scored: Sequence[float] | np.ndarray | None = None
-) -> Uncertainty:
-    """Test-time augmentation (with every checkpoint of an ensemble)."""
-    result = uncertainty(loaded, image, bands, augment=True, scored=scored)
-    assert result is not None  # four views always spread
-    return result
 
 
 # Volumes, slice by slice ----------------------------------------------------------------------

@@ -86,13 +86,11 @@ def try_download(settings: Settings) -> None:
             bar.empty()
 
 
-def classifier(spec: ClassifierSpec | None = None) -> LoadedModel | WeightsMissing | WeightsInvalid:
-    """The chest X-ray classifier (``spec``, by default ``CXR_MODEL_ID``'s), or the reason it cannot
-    run. The default one downloads its published weights on first use, except where
-    ALLOW_UNTRAINED_WEIGHTS=1 has asked for labelled untrained weights instead (a demo or a test
-    server: it waited on the network and logged a failed download first)."""
-    if spec is not None and spec.model_id != classifier_spec().model_id:
-        return loaded(spec)
+def classifier() -> LoadedModel | WeightsMissing | WeightsInvalid:
+    """The default chest X-ray classifier (``CXR_MODEL_ID``'s), or the reason it cannot run; it
+    downloads its published weights on first use, except where ALLOW_UNTRAINED_WEIGHTS=1 has asked
+    for labelled untrained weights instead (a demo or a test server: it waited on the network and
+    logged a failed download first). Another registered model is ``loaded(spec)``."""
     settings = load_settings()
     spec = classifier_spec()
     missing = find_weights_file(spec, settings) is None

@@ -114,7 +114,7 @@ def band_chart(
                     line=dict(width=1, color="#222"),
                 ),
                 customdata=[
-                    [f.label, "no finding: not banded" if f.label in normal else f.band.value] for f in findings
+                    [f.label, "nothing found: not banded" if f.label in normal else f.band.value] for f in findings
                 ],
                 hovertemplate="%{customdata[0]}: %{x:.3f} (%{customdata[1]})<extra></extra>",
             ),

@@ -37,8 +37,8 @@ def review_slice(
 ) -> None:
     """Everything below the uploader for one uploaded file; ``before_reading`` draws what a page
     adds above the image (the brain MRI card), given the analysis. ``augment``: the reader asked
-    for test-time augmentation (a model of exclusive classes always has it); the run stored then
-    holds its uncertainty, so turning it on stores a new run of the same image."""
+    for test-time augmentation (a model of exclusive classes always has it): a new run stores its
+    spread; a run stored without one stays as it is and the spread shown joins its audit trail."""
     data = upload.getvalue()
     hashes = st.session_state.setdefault("upload_sha256", {})
     sha = hashes.get(upload.file_id) or hashes.setdefault(upload.file_id, hashlib.sha256(data).hexdigest())
