@@ -148,6 +148,7 @@ def read_volume(path: Path, settings, key: bytes) -> Volume:
 
 def _volume_result(path: Path, volume: Volume, loaded: LoadedModel, bands: BandConfig) -> dict:
     from pipelines.classify import classify_volume
+    from pipelines.summaries import model_facts
 
     spec = loaded.classifier_spec
     result = classify_volume(loaded, volume)
@@ -158,7 +159,7 @@ def _volume_result(path: Path, volume: Volume, loaded: LoadedModel, bands: BandC
     return {
         "file": str(path),
         "modality": volume.modality,
-        "model": {"id": spec.model_id, "weights_sha256": loaded.weights_sha256, "trained": loaded.trained},
+        "model": model_facts(loaded.identity),
         "classes": classes,
         "slices": [
             {"index": index, "scores": [round(float(v), 6) for v in row]}
@@ -185,27 +186,10 @@ def classify_command(args: argparse.Namespace, out: TextIO) -> int:
         raise ReviewError(str(exc).strip("'\"")) from None
 
     def describe(path: Path, analysis: CaseAnalysis, image: Image2D, loaded: LoadedModel, bands: BandConfig) -> dict:
-        prediction = analysis.prediction
-        top = max(prediction.findings, key=lambda f: f.score)
-        result: dict = {
-            "file": str(path),
-            "modality": analysis.facts.modality,
-            "model": {
-                "id": spec.model_id,
-                "weights_sha256": prediction.model.weights_sha256,
-                "trained": prediction.model.trained,
-            },
-            "prediction": top.label if spec.exclusive else None,
-            "classes": [
-                {"label": f.label, "score": round(f.score, 6), "band": f.band.value} for f in prediction.findings
-            ],
-            "bands_version": prediction.bands_version,
-        }
+        from pipelines.summaries import slice_summary
+
         spread = uncertainty(loaded, image, bands, augment=args.tta, scored=analysis.scored)  # --tta, or an ensemble
-        if spread is not None:
-            result["uncertainty"] = spread.as_dict()
-        result["timing_ms"] = round(prediction.timing_ms + analysis.gradcam.timing_ms, 1)
-        return result
+        return {"file": str(path), **slice_summary(analysis, exclusive=spec.exclusive, spread=spread)}
 
     return each_slice(spec, args, out, describe, _emit, _volume_result)
 

@@ -10,6 +10,7 @@
     python -m inference classify FILE... --model ID [--json] [--tta] [--cam-dir DIR] [--allow-untrained]
     python -m inference models [--json]
     python -m inference train --model ID --data DIR [--epochs N] [--seed S] [--device cpu|cuda]
+    python -m inference serve [--host 127.0.0.1] [--port 8000] [--secrets FILE] [--allow-untrained]
 
 Bad input never produces a traceback: each file gets a result or a one-line error.
 """
@@ -29,6 +30,8 @@ from typing import TextIO
 from cli.classify import add_commands as add_classify_commands
 from cli.classify import classify_command, each_slice, models_command
 from cli.options import allow_untrained_option
+from cli.serving import add_commands as add_serving_commands
+from cli.serving import serve_command
 from cli.training import add_commands as add_training_commands
 from cli.training import train_command
 from cli.volumes import add_commands as add_volume_commands
@@ -70,23 +73,14 @@ def _parser() -> argparse.ArgumentParser:
     add_volume_commands(commands)
     add_classify_commands(commands)
     add_training_commands(commands)
+    add_serving_commands(commands)
     return parser
 
 
 def _result(path: Path, analysis) -> dict:
-    prediction = analysis.prediction
-    return {
-        "file": str(path),
-        "modality": analysis.facts.modality,
-        "findings": [{"label": f.label, "score": round(f.score, 6), "band": f.band.value} for f in prediction.findings],
-        "model": {
-            "id": prediction.model.model_id,
-            "weights_sha256": prediction.model.weights_sha256,
-            "trained": prediction.model.trained,
-        },
-        "bands_version": prediction.bands_version,
-        "timing_ms": round(prediction.timing_ms + analysis.gradcam.timing_ms, 1),
-    }
+    from pipelines.summaries import analysis_summary
+
+    return {"file": str(path), **analysis_summary(analysis)}
 
 
 def _print_human(result: dict, out: TextIO) -> None:
@@ -184,6 +178,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "models": models_command,
     "train": train_command,
     "weights": weights_command,
+    "serve": serve_command,
 }
 
 

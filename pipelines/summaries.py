@@ -1,0 +1,58 @@
+"""One image's analysis as plain JSON-ready data: what the command line prints with ``--json`` and
+what the HTTP API answers, so a script and a service read the same fields."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from core.types import ModelIdentity, Prediction
+from inference.models.loader import UNTRAINED_LABEL
+
+if TYPE_CHECKING:
+    from pipelines.analyze import CaseAnalysis
+    from pipelines.classify import Uncertainty
+
+
+def model_facts(identity: ModelIdentity) -> dict:
+    """The model a result came from: id, weights sha256 and whether those weights were trained."""
+    return {"id": identity.model_id, "weights_sha256": identity.weights_sha256, "trained": identity.trained}
+
+
+def finding_rows(prediction: Prediction) -> list[dict]:
+    """Each finding's calibrated score and band, in the model's label order."""
+    return [{"label": f.label, "score": round(f.score, 6), "band": f.band.value} for f in prediction.findings]
+
+
+def untrained_note(trained: bool) -> dict:
+    """``{"warning": ...}`` for a result from untrained weights, nothing for a trained one."""
+    return {} if trained else {"warning": f"UNTRAINED WEIGHTS: {UNTRAINED_LABEL}"}
+
+
+def analysis_summary(analysis: CaseAnalysis) -> dict:
+    """The findings in bands, the model, the bands version and the time the model and Grad-CAM took."""
+    prediction = analysis.prediction
+    return {
+        "modality": analysis.facts.modality,
+        "findings": finding_rows(prediction),
+        "model": model_facts(prediction.model),
+        "bands_version": prediction.bands_version,
+        "timing_ms": round(prediction.timing_ms + analysis.gradcam.timing_ms, 1),
+    }
+
+
+def slice_summary(analysis: CaseAnalysis, *, exclusive: bool, spread: Uncertainty | None = None) -> dict:
+    """A 2D classifier's answer on one slice: each class in its band, the top class when the
+    classes exclude each other, and the test-time or ensemble spread where it was computed."""
+    prediction = analysis.prediction
+    top = max(prediction.findings, key=lambda f: f.score)
+    result: dict = {
+        "modality": analysis.facts.modality,
+        "model": model_facts(prediction.model),
+        "prediction": top.label if exclusive else None,
+        "classes": finding_rows(prediction),
+        "bands_version": prediction.bands_version,
+    }
+    if spread is not None:
+        result["uncertainty"] = spread.as_dict()
+    result["timing_ms"] = round(prediction.timing_ms + analysis.gradcam.timing_ms, 1)
+    return result
