@@ -60,6 +60,10 @@ class ConfigError(ReviewError):
     """A configuration file or setting has a value the app cannot use."""
 
 
+class BadParameter(ReviewError):
+    """A request names something the tool does not have (a finding, CAM method, colormap or model)."""
+
+
 class StorageError(ReviewError):
     """The review database refused or could not complete a write."""
 

@@ -1,0 +1,334 @@
+"""The API's routes. Every answer from a model names the model, its weights' sha256 and whether
+they are trained, with a warning when they are not; refusals are JSON ``{"error": ...}`` with
+the app's own messages: 401 without a valid token, 413 over the size limits, 422 for a file or a
+parameter the tool cannot use, 503 when the model cannot be loaded (e.g. no weights)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.access import Access, AccessDenied, Caller, ProviderUnavailable
+from api.metrics import Metrics
+from api.models import LoadRecord, ModelPool
+from core.errors import BadParameter, InputRejected, InputTooLarge, ReviewError, WeightsInvalid, WeightsMissing
+from core.settings import Settings
+from inference.models.spec import ClassifierSpec
+from xai.cam import CAM_METHODS, CLOSED_FORM_METHOD
+from xai.overlay import COLORMAPS, OPACITY_RANGE
+
+log = logging.getLogger(__name__)
+
+NOTICE = "Research and demonstration tool: not a cleared medical device. Not for diagnosis."
+DEFAULT_MAX_BATCH = 32
+# A multipart body carries its form fields and boundaries besides the file itself.
+_FORM_OVERHEAD = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    settings: Settings
+    access: Access
+    max_batch: int = DEFAULT_MAX_BATCH
+    allow_untrained: bool = False  # besides ALLOW_UNTRAINED_WEIGHTS=1
+
+    @property
+    def untrained_allowed(self) -> bool:
+        return self.allow_untrained or self.settings.allow_untrained_weights
+
+
+def caller(request: Request) -> Caller:
+    """The request's caller by its bearer token (or loopback address); 401 otherwise."""
+    access: Access = request.app.state.access
+    who = access.check(request.headers.get("authorization"), request.client.host if request.client else None)
+    log.debug("%s %s by %s", request.method, request.url.path, who.name)
+    return who
+
+
+Authorized = Annotated[Caller, Depends(caller)]
+Colormap = Annotated[str, Form(description=f"one of {', '.join(COLORMAPS)}")]
+Alpha = Annotated[float, Form(ge=OPACITY_RANGE[0], le=OPACITY_RANGE[1], description="heatmap opacity")]
+Method = Annotated[str, Form(description=f"one of {', '.join(CAM_METHODS)}")]
+Finding = Annotated[str | None, Form(description="the finding to explain (default: the highest ranked)")]
+Model = Annotated[str | None, Form(description="a registered 2D classifier (default: the chest X-ray model)")]
+Upload = Annotated[UploadFile, File(description="a chest radiograph: PNG, JPEG or DICOM")]
+
+
+def _status_of(exc: ReviewError) -> int:
+    if isinstance(exc, InputTooLarge):
+        return 413
+    if isinstance(exc, InputRejected | BadParameter):
+        return 422
+    if isinstance(exc, WeightsMissing | WeightsInvalid):
+        return 503
+    return 500
+
+
+def _png_base64(picture) -> str:
+    from xai.overlay import png_bytes
+
+    return base64.b64encode(png_bytes(picture)).decode("ascii")
+
+
+def create_app(config: ApiConfig) -> FastAPI:
+    settings = config.settings
+    metrics = Metrics()
+
+    def loaded(record: LoadRecord) -> None:
+        metrics.model_load.labels(record.model_id).set(record.load_seconds)
+        metrics.model_trained.labels(record.model_id).set(1 if record.trained else 0)
+
+    pool = ModelPool(settings, allow_untrained=config.untrained_allowed, on_load=loaded)
+    app = FastAPI(
+        title="Radiology AI review: inference API",
+        description=NOTICE,
+        version="1",
+    )
+    app.state.pool = pool
+    app.state.access = config.access
+    app.state.access_description = config.access.describe()
+    app.state.metrics = metrics
+    single_limit = settings.max_upload_mb * 1_000_000 + _FORM_OVERHEAD
+    batch_limit = settings.max_upload_mb * 1_000_000 * config.max_batch + _FORM_OVERHEAD
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        started = time.perf_counter()
+        path = request.url.path
+        limit = batch_limit if path.endswith("-batch") else single_limit
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            response: Response = JSONResponse(
+                {
+                    "error": f"The request is {int(length) / 1e6:.1f} MB, over this endpoint's {limit / 1e6:.0f} MB limit."
+                },
+                status_code=413,
+            )
+        else:
+            inference = path.startswith("/api/")
+            if inference:
+                metrics.in_flight.inc()
+            try:
+                response = await call_next(request)
+            finally:
+                if inference:
+                    metrics.in_flight.dec()
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics.requests.labels(name, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(name).observe(time.perf_counter() - started)
+        if response.status_code >= 400:
+            metrics.failures.labels(name, str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(ReviewError)
+    async def review_error(request: Request, exc: ReviewError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=_status_of(exc))
+
+    @app.exception_handler(AccessDenied)
+    async def denied(request: Request, exc: AccessDenied) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(ProviderUnavailable)
+    async def provider_down(request: Request, exc: ProviderUnavailable) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=503)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": problems, "detail": jsonable(exc.errors())}, status_code=422)
+
+    def spec_of(model: str | None) -> ClassifierSpec:
+        from inference.models.registry import get_classifier
+
+        try:
+            return get_classifier(model or settings.cxr_model_id)
+        except KeyError as exc:
+            raise BadParameter(str(exc).strip("'\"")) from None
+
+    def analysed(spec: ClassifierSpec, upload: UploadFile):
+        from core.deid import load_or_create_key
+        from inference.images.bands import load_band_config
+        from inference.images.ingest import load_image
+        from pipelines.analyze import analyze
+        from pipelines.classify import expected_image
+
+        loaded_model = pool.get(spec)
+        data = upload.file.read(settings.max_upload_mb * 1_000_000 + 1)
+        image = load_image(
+            data,
+            upload.filename or "upload",
+            max_bytes=settings.max_upload_mb * 1_000_000,
+            max_pixels=settings.max_image_pixels,
+            hash_key=load_or_create_key(settings.patient_key_file),
+            expected=expected_image(spec),
+        )
+        return loaded_model, image, analyze(loaded_model, image, load_band_config(settings.bands_file))
+
+    def heatmap_answer(spec: ClassifierSpec, upload: UploadFile, finding, method, colormap, alpha) -> dict:
+        from inference.images.preprocess import centre_crop_box
+        from pipelines.heatmaps import check_drawing, drawn, heatmap_of
+        from pipelines.summaries import analysis_summary, untrained_note
+
+        check_drawing(colormap, alpha)
+        started = time.perf_counter()
+        loaded_model, image, analysis = analysed(spec, upload)
+        heatmap = heatmap_of(loaded_model, analysis, finding, method)
+        shown = analysis.prediction.finding(heatmap.label)
+        answer: dict = {
+            "file": upload.filename,
+            **untrained_note(loaded_model.trained),
+            **analysis_summary(analysis),
+            "finding": {"label": shown.label, "score": round(shown.score, 6), "band": shown.band.value},
+            "method": heatmap.method,
+            "colormap": colormap,
+            "alpha": alpha,
+        }
+        if heatmap.problem is not None:
+            answer.update(heatmap_problem=heatmap.problem, overlay_png_base64=None, heatmap_png_base64=None)
+        else:
+            over, heat = drawn(analysis, heatmap, colormap, alpha)
+            answer.update(overlay_png_base64=_png_base64(over), heatmap_png_base64=_png_base64(heat))
+        box = centre_crop_box(image.shape)  # where the square lies on the image sent
+        answer["square"] = {"top": box.top, "left": box.left, "size": box.size}
+        answer["processing_time_ms"] = round((time.perf_counter() - started) * 1000.0, 1)
+        metrics.images.labels("heatmap").inc()
+        return answer
+
+    @app.get("/health")
+    def health() -> dict:
+        """Liveness, and what is loaded: each model's id, weights and whether they are trained."""
+        records = pool.records()
+        return {
+            "status": "ok",
+            "ready": bool(records),
+            "models": [
+                {
+                    "id": r.model_id,
+                    "trained": r.trained,
+                    "weights_sha256": r.weights_sha256,
+                    "device": r.device,
+                    "load_seconds": round(r.load_seconds, 2),
+                    **({} if r.trained else {"warning": "UNTRAINED WEIGHTS: scores are meaningless"}),
+                }
+                for r in records
+            ],
+            "untrained_weights_allowed": config.untrained_allowed,
+            "access": config.access.describe(),
+            "notice": NOTICE,
+        }
+
+    @app.get("/health/ready")
+    def ready() -> JSONResponse:
+        """200 once the default model is loaded (loading it now if need be), 503 with the reason
+        when it cannot be (no weights and untrained mode not allowed)."""
+        spec = spec_of(None)
+        try:
+            record = pool.get(spec)
+        except ReviewError as exc:
+            return JSONResponse({"ready": False, "error": str(exc)}, status_code=503)
+        return JSONResponse({"ready": True, "model": spec.model_id, "trained": record.trained})
+
+    @app.get("/metrics")
+    def prometheus(who: Authorized) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/api/inference/predict")
+    def predict(
+        who: Authorized,
+        file: Annotated[UploadFile, File(description="a chest radiograph: PNG, JPEG or DICOM")],
+        model: Annotated[
+            str | None, Form(description="a registered 2D classifier (default: the chest X-ray model)")
+        ] = None,
+    ) -> dict:
+        """The findings in bands, as ``python -m inference analyze --json`` prints them."""
+        from pipelines.summaries import analysis_summary, untrained_note
+
+        started = time.perf_counter()
+        loaded_model, _, analysis = analysed(spec_of(model), file)
+        metrics.images.labels("predict").inc()
+        return {
+            "file": file.filename,
+            **untrained_note(loaded_model.trained),
+            **analysis_summary(analysis),
+            "processing_time_ms": round((time.perf_counter() - started) * 1000.0, 1),
+        }
+
+    @app.post("/api/inference/heatmap")
+    def heatmap(
+        who: Authorized,
+        file: Upload,
+        colormap: Colormap = "jet",
+        alpha: Alpha = 0.4,
+        finding: Finding = None,
+        method: Method = CLOSED_FORM_METHOD,
+        model: Model = None,
+    ) -> dict:
+        """One finding's heatmap over the square the model saw, and the heatmap alone, as base64 PNGs."""
+        return heatmap_answer(spec_of(model), file, finding, method, colormap, alpha)
+
+    @app.post("/api/inference/heatmap-batch")
+    def heatmap_batch(
+        who: Authorized,
+        files: Annotated[list[UploadFile], File()],
+        colormap: Colormap = "jet",
+        alpha: Alpha = 0.4,
+        finding: Finding = None,
+        method: Method = CLOSED_FORM_METHOD,
+        model: Model = None,
+    ) -> JSONResponse:
+        """Each file's heatmap, or its own error (a bad file does not stop the others)."""
+        from pipelines.heatmaps import check_drawing
+
+        if len(files) > config.max_batch:
+            return JSONResponse(
+                {"error": f"{len(files)} files in one batch; at most {config.max_batch}."}, status_code=413
+            )
+        check_drawing(colormap, alpha)
+        spec = spec_of(model)
+        pool.get(spec)  # a model that cannot load fails the batch once, not each file
+        started = time.perf_counter()
+        results = []
+        for upload in files:
+            try:
+                results.append(heatmap_answer(spec, upload, finding, method, colormap, alpha))
+            except (InputRejected, BadParameter) as exc:
+                metrics.failures.labels("/api/inference/heatmap-batch", "file").inc()
+                results.append({"file": upload.filename, "error": str(exc), "status": _status_of(exc)})
+        failed = sum("error" in r for r in results)
+        return JSONResponse(
+            {
+                "results": results,
+                "succeeded": len(results) - failed,
+                "failed": failed,
+                "total_processing_time_ms": round((time.perf_counter() - started) * 1000.0, 1),
+            }
+        )
+
+    return app
+
+
+def jsonable(errors) -> list:
+    """Validation errors without the non-JSON parts pydantic may put in ``ctx``."""
+    out = []
+    for e in errors:
+        entry = {k: v for k, v in e.items() if k in ("loc", "msg", "type")}
+        entry["loc"] = [str(p) for p in entry.get("loc", ())]
+        out.append(entry)
+    return out
+
+
+def default_secrets_file() -> Path:
+    """Streamlit's own project secrets file, which the app's sign-in reads too."""
+    from core.settings import PROJECT_ROOT
+
+    return PROJECT_ROOT / ".streamlit" / "secrets.toml"

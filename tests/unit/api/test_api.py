@@ -1,0 +1,222 @@
+"""The HTTP inference API on real radiographs, as a service calling it sees it: heatmaps single and
+in batches, predictions as the command line prints them, refusals with their status and reason,
+health, metrics and who may call it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from pydicom.data import get_testdata_file
+
+from tests.conftest import CXR, NIH_PNG, require_samples
+from tests.unit.cli.test_cli import run_in_process
+
+KEY = "k" * 40
+
+
+def _app(tmp: Path, *, keys: dict | None = None, allow_untrained: bool = True, max_upload_mb: int = 50, **config):
+    """The app as ``serve`` builds it, for settings of its own (the environment read once, here)."""
+    from api.access import load_access
+    from api.app import ApiConfig, create_app
+    from core.settings import load_settings
+
+    secrets = tmp / "secrets.toml"
+    if keys:
+        secrets.write_text("[api]\nkeys = { " + ", ".join(f'"{k}" = "{v}"' for k, v in keys.items()) + " }\n")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("REVIEW_DATA_DIR", str(tmp / "data"))
+        env.setenv("MODEL_AUTO_DOWNLOAD", "0")
+        env.setenv("MAX_UPLOAD_MB", str(max_upload_mb))
+        env.delenv("ALLOW_UNTRAINED_WEIGHTS", raising=False)
+        env.delenv("MODEL_WEIGHTS_DIR", raising=False)
+        env.setattr("inference.models.weights.HOME", tmp / "home")
+        settings = load_settings()
+    return create_app(
+        ApiConfig(settings=settings, access=load_access(secrets), allow_untrained=allow_untrained, **config)
+    )
+
+
+def _client(app, host: str = "127.0.0.1"):
+    from fastapi.testclient import TestClient
+
+    return TestClient(app, client=(host, 50000))
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    require_samples()
+    with _client(_app(tmp_path_factory.mktemp("api"), max_batch=4)) as client:
+        yield client
+
+
+def _png(b64: str) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(base64.b64decode(b64), np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def _files(*paths: Path) -> list:
+    return [("files", (p.name, p.read_bytes())) for p in paths]
+
+
+def test_a_heatmap_round_trip_on_a_real_radiograph_is_labelled_untrained(api) -> None:
+    response = api.post("/api/inference/heatmap", files={"file": (NIH_PNG.name, NIH_PNG.read_bytes())})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"]["id"] == "xrv-densenet121-res224-all" and body["model"]["trained"] is False
+    assert body["warning"].startswith("UNTRAINED WEIGHTS")
+    assert len(body["findings"]) == 18 and (body["colormap"], body["alpha"], body["method"]) == ("jet", 0.4, "Grad-CAM")
+    # The default finding is the one the review page opens on: the highest ranked.
+    top = max(body["findings"], key=lambda f: f["score"])
+    assert body["finding"]["label"] == top["label"]
+    overlay, heat = _png(body["overlay_png_base64"]), _png(body["heatmap_png_base64"])
+    # 512 x 512 radiograph: the whole square, under the red untrained band added above it.
+    assert overlay.shape[1] == heat.shape[1] == 512 and overlay.shape[0] > 512 and overlay.shape[2] == 3
+    band = overlay[:10, :, :]  # BGR as OpenCV decodes: red dominates the band
+    assert band[..., 2].mean() > 150 and band[..., 1].mean() < 100
+    assert body["square"] == {"top": 0, "left": 0, "size": 512}
+    assert body["processing_time_ms"] > 0
+
+
+def test_another_method_colormap_and_finding_are_what_is_drawn(api) -> None:
+    data = NIH_PNG.read_bytes()
+    findings = api.post("/api/inference/predict", files={"file": ("a.png", data)}).json()["findings"]
+    second = sorted(findings, key=lambda f: -f["score"])[1]["label"]  # not the default one
+    jet = api.post(
+        "/api/inference/heatmap", files={"file": ("a.png", data)}, data={"finding": second, "alpha": "0.9"}
+    ).json()
+    hot = api.post(
+        "/api/inference/heatmap",
+        files={"file": ("a.png", data)},
+        data={"finding": second, "method": "Grad-CAM++", "colormap": "hot", "alpha": "0.9"},
+    ).json()
+    assert (hot["finding"]["label"], hot["method"], hot["colormap"]) == (second, "Grad-CAM++", "hot")
+    assert hot["finding"] == jet["finding"]  # the same score and band whichever picture
+    a, b = _png(jet["heatmap_png_base64"]), _png(hot["heatmap_png_base64"])
+    assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).mean() > 10
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        ({"alpha": "0.95"}, "alpha"),
+        ({"alpha": "0.05"}, "alpha"),
+        ({"colormap": "rainbow"}, "Unknown colormap 'rainbow'; choose one of jet, hot, viridis, inferno."),
+        ({"method": "Score-CAM"}, "Unknown CAM method 'Score-CAM'"),
+        ({"finding": "Broken heart"}, "has no finding 'Broken heart'"),
+        ({"model": "no-such-model"}, "no-such-model"),
+    ],
+)
+def test_a_parameter_the_tool_cannot_use_is_a_422_that_says_which(api, fields, said) -> None:
+    response = api.post("/api/inference/heatmap", files={"file": ("a.png", NIH_PNG.read_bytes())}, data=fields)
+    assert response.status_code == 422
+    assert said in response.json()["error"]
+
+
+def test_a_file_that_is_no_radiograph_is_a_422_with_the_apps_message(api, tmp_path: Path) -> None:
+    response = api.post("/api/inference/predict", files={"file": ("notes.png", b"this is not an image")})
+    assert response.status_code == 422
+    assert "notes.png" in response.json()["error"]
+    ct = get_testdata_file("CT_small.dcm")
+    response = api.post("/api/inference/predict", files={"file": ("ct.dcm", Path(ct).read_bytes())})
+    assert response.status_code == 422 and "CT" in response.json()["error"]
+
+
+def test_predict_gives_the_command_lines_findings_for_the_same_file(api, monkeypatch) -> None:
+    body = api.post("/api/inference/predict", files={"file": (NIH_PNG.name, NIH_PNG.read_bytes())}).json()
+    monkeypatch.setenv("ALLOW_UNTRAINED_WEIGHTS", "1")
+    printed = json.loads(run_in_process("analyze", "--json", str(NIH_PNG)).stdout)
+    assert body["findings"] == printed["findings"] and body["model"] == printed["model"]
+    assert body["bands_version"] == printed["bands_version"] and body["warning"].startswith("UNTRAINED")
+
+
+def test_a_batch_goes_on_past_a_bad_file_and_says_which_failed(api, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(NIH_PNG.read_bytes()[:300])  # cut off
+    response = api.post("/api/inference/heatmap-batch", files=_files(NIH_PNG, bad, CXR / "padchest_16747_3_1.jpg"))
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["succeeded"], body["failed"]) == (2, 1)
+    first, broken, third = body["results"]
+    assert first["file"] == NIH_PNG.name and first["overlay_png_base64"]
+    assert broken["file"] == "broken.png" and broken["status"] == 422 and "broken.png" in broken["error"]
+    assert third["square"]["size"] == 885  # padchest 1036 x 885: the centred square
+    assert body["total_processing_time_ms"] >= first["processing_time_ms"] + third["processing_time_ms"]
+
+
+def test_too_many_files_or_too_large_a_file_is_a_413(api, tmp_path: Path) -> None:
+    response = api.post("/api/inference/heatmap-batch", files=_files(*[NIH_PNG] * 5))
+    assert response.status_code == 413 and "at most 4" in response.json()["error"]
+    small = _app(tmp_path, max_upload_mb=1)
+    big = np.random.default_rng(0).integers(0, 255, (1100, 1100), dtype=np.uint8)
+    data = cv2.imencode(".png", big)[1].tobytes()
+    assert len(data) > 1_000_000
+    with _client(small) as client:
+        response = client.post("/api/inference/heatmap", files={"file": ("big.png", data)})
+    assert response.status_code == 413 and "limit" in response.json()["error"]
+
+
+def test_health_lists_the_loaded_model_untrained_and_metrics_count_what_happened(api) -> None:
+    api.post("/api/inference/heatmap", files={"file": ("a.png", NIH_PNG.read_bytes())})
+    api.post("/api/inference/heatmap", files={"file": ("a.png", NIH_PNG.read_bytes())}, data={"alpha": "2"})
+    health = api.get("/health").json()
+    assert health["ready"] is True and "not a cleared medical device" in health["notice"]
+    [model] = health["models"]
+    assert (model["id"], model["trained"]) == ("xrv-densenet121-res224-all", False) and "UNTRAINED" in model["warning"]
+    assert health["access"].startswith("no API keys")
+    assert api.get("/health/ready").json() == {"ready": True, "model": model["id"], "trained": False}
+    text = api.get("/metrics").text
+    counted = re.search(
+        r'review_api_requests_total\{method="POST",route="/api/inference/heatmap",status="200"\} (\S+)', text
+    )
+    assert counted and float(counted.group(1)) >= 1
+    refused = re.search(
+        r'review_api_requests_total\{method="POST",route="/api/inference/heatmap",status="422"\} (\S+)', text
+    )
+    assert refused and float(refused.group(1)) >= 1
+    assert re.search(r'review_api_failures_total\{reason="422",route="/api/inference/heatmap"\} [1-9]', text)
+    assert 'review_model_trained{model="xrv-densenet121-res224-all"} 0.0' in text
+    assert re.search(r'review_model_load_seconds\{model="xrv-densenet121-res224-all"\} [0-9.]+', text)
+    assert "review_api_in_flight 0.0" in text
+
+
+def test_without_weights_nor_untrained_mode_the_api_is_not_ready_and_says_how_to_fix_it(tmp_path: Path) -> None:
+    require_samples()
+    with _client(_app(tmp_path, allow_untrained=False)) as client:
+        ready = client.get("/health/ready")
+        assert ready.status_code == 503 and "weights" in ready.json()["error"]
+        response = client.post("/api/inference/predict", files={"file": ("a.png", NIH_PNG.read_bytes())})
+        assert response.status_code == 503 and response.json()["error"] == ready.json()["error"]
+        assert client.get("/health").json()["ready"] is False
+
+
+def test_with_api_keys_a_call_needs_one_and_health_stays_open(tmp_path: Path) -> None:
+    require_samples()
+    with _client(_app(tmp_path, keys={"pacs-bridge": KEY}), host="10.1.2.3") as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/health").json()["access"] == "bearer tokens: 1 API key(s)"
+        for headers in ({}, {"Authorization": "Bearer " + "x" * 40}, {"Authorization": KEY}):
+            response = client.post("/api/inference/predict", files={"file": ("a.png", b"")}, headers=headers)
+            assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+        assert client.get("/metrics").status_code == 401
+        ok = client.get("/metrics", headers={"Authorization": f"Bearer {KEY}"})
+        assert ok.status_code == 200
+
+
+def test_without_access_configured_only_this_machine_may_call(tmp_path: Path) -> None:
+    from api.server import build
+    from core.errors import ConfigError
+
+    app = _app(tmp_path)
+    with _client(app, host="10.1.2.3") as client:
+        response = client.get("/metrics")
+        assert response.status_code == 401 and "loopback" in response.json()["error"]
+    with pytest.raises(ConfigError, match=r"loopback\) only, not 0\.0\.0\.0"):
+        build(tmp_path / "none.toml", host="0.0.0.0")
+    (tmp_path / "short.toml").write_text('[api]\nkeys = { "bridge" = "short" }\n')
+    with pytest.raises(ConfigError, match="at least 32 characters.*bridge"):
+        build(tmp_path / "short.toml")
