@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -265,6 +266,44 @@ def wait_for_text(page, text: str) -> None:
     """Wait until ``text`` is in the page, checked every 50 ms: expect() backs off to a check every
     500 ms, which a test that waits for the page after each of 50 clicks pays 50 times."""
     page.wait_for_function("t => document.body.textContent.includes(t)", arg=text, polling=50)
+
+
+def shown_run(page, after: int | None = None) -> int:
+    """The run the review page shows ("Case run #N"): once it is another than ``after``."""
+    from playwright.sync_api import expect
+
+    shown = page.get_by_text(re.compile(r"Case run #\d+ ")).first
+    expect(shown).to_be_visible()
+    if after is not None:  # the new upload's run, not the previous one still on screen
+        expect(shown).not_to_contain_text(f"Case run #{after} ")
+    return int(re.search(r"Case run #(\d+)", shown.inner_text()).group(1))
+
+
+def case_of_run(database_url: str, run_id: int) -> int:
+    """The case a run belongs to, from the server's database (a shared server's case numbers and
+    its worklist's order depend on what other tests stored)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(text("SELECT case_id FROM analysis_runs WHERE id = :r"), {"r": run_id}).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def own_copy(path: str | Path, folder: Path) -> Path:
+    """A PNG copy of ``path`` with one pixel changed: another image, so a case of its own on a
+    server that other tests' uploads of the same file share."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    image[0, 0] = 255 - image[0, 0]
+    copy = folder / f"own-{Path(path).stem}.png"
+    cv2.imwrite(str(copy), image)
+    return copy
 
 
 def upload_radiograph(page, path: str | Path, uploader=None) -> None:

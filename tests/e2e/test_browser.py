@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import NIH_PNG
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import browser_page, settled, upload_radiograph
+from tests.e2e.conftest import browser_page, case_of_run, own_copy, settled, shown_run, upload_radiograph
 
 pytestmark = pytest.mark.e2e
 
@@ -35,20 +35,21 @@ def _sign(page, name: str) -> None:
     box.press("Enter")
 
 
-def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
+def test_upload_agree_reload_and_the_verdict_is_kept(shared_server, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    url, database_url = server
+    url, database_url = shared_server
     with browser_page(1500, 2900) as page:
         page.goto(f"{url}/review")  # the review page's own address opens it, as "/" does
         expect(page.get_by_role("heading", name="Review a chest X-ray")).to_be_visible()
         expect(page.get_by_text("Page not found")).to_have_count(0)
         expect(page.get_by_text("not a cleared medical device")).to_be_visible()
         _sign(page, "Dr Browser")
-        upload_radiograph(page, str(NIH_PNG))
+        upload_radiograph(page, own_copy(NIH_PNG, tmp_path))  # the newest case on the shared server
         expect(page.get_by_text("18 findings ·")).to_be_visible()
         expect(page.get_by_text("Untrained weights: scores are meaningless").first).to_be_visible()
         expect(verdict_rows.rows(page, "review")).to_have_count(18)
+        case = case_of_run(database_url, shown_run(page))
         # The heatmap over the whole radiograph, in the browser viewer (tests/e2e/test_viewer.py drives it).
         viewer = page.locator("iframe[src*='review_viewer']")
         expect(viewer).to_be_visible()
@@ -67,8 +68,8 @@ def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
 
         page.reload()
         expect(page.get_by_text("Review a chest X-ray").first).to_be_visible()
-        page.goto(f"{url}/cases")
-        expect(page.get_by_text("Case 1").first).to_be_visible()
+        page.goto(f"{url}/cases?case={case}")
+        expect(page.get_by_role("heading", name=f"Case {case}", exact=True)).to_be_visible()
         expect(page.get_by_text("UNTRAINED weights").first).to_be_visible()
         _sign(page, "Dr Browser")
         kept = verdict_rows.rows(page, "cases").filter(has=page.locator("strong", has_text=label))
@@ -89,7 +90,8 @@ def test_upload_agree_reload_and_the_verdict_is_kept(server) -> None:
         rows = list(
             connection.execute(
                 text(
-                    "SELECT v.verdict, v.reviewer, r.trained, r.model_id FROM verdicts v JOIN analysis_runs r ON r.id = v.run_id"
+                    "SELECT v.verdict, v.reviewer, r.trained, r.model_id FROM verdicts v "
+                    "JOIN analysis_runs r ON r.id = v.run_id WHERE v.reviewer = 'Dr Browser'"
                 )
             )
         )
@@ -103,7 +105,7 @@ def test_shap_runs_while_the_reviewer_keeps_marking_findings(shared_server) -> N
     url, _ = shared_server
     with browser_page(1500, 2400, timeout_ms=180_000) as page:
         page.goto(url)
-        _sign(page, "Dr Browser")
+        _sign(page, "Dr Shap")
         upload_radiograph(page, str(NIH_PNG))
         expect(page.get_by_text("18 findings ·")).to_be_visible()
         page.get_by_role("button", name="Check this heatmap's faithfulness").click()

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import SAMPLES
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import browser_page, open_page, settled, upload_radiograph
+from tests.e2e.conftest import browser_page, case_of_run, open_page, settled, shown_run, upload_radiograph
 from tests.e2e.test_browser import _shot, _sign
 from tests.e2e.test_volume_browser import MRI, _mask_file
 
@@ -267,19 +267,25 @@ def _film(folder: Path, patient_id: str, variant: int) -> Path:
     return path
 
 
-def test_a_case_and_its_prior_move_together(server, tmp_path: Path) -> None:
+def test_a_case_and_its_prior_move_together(shared_server, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    url, _ = server
+    url, database_url = shared_server
+    patient = f"MRN-{tmp_path.name}"  # a patient of this test's own on the shared server
     with browser_page(1500, 2600) as page:
         page.goto(url)
         _sign(page, "Dr Prior")
+        runs: list[int] = []
         for variant in (1, 2):
-            upload_radiograph(page, str(_film(tmp_path, "MRN-9", variant)))
-            expect(page.get_by_text(f"Case run #{variant}")).to_be_visible()
+            upload_radiograph(page, str(_film(tmp_path, patient, variant)))
+            runs.append(shown_run(page, after=runs[-1] if runs else None))
             settled(page)
+        case, prior = (case_of_run(database_url, run) for run in reversed(runs))
         open_page(page, "Case review")
-        expect(page.get_by_role("heading", name="Case 2")).to_be_visible()  # newest first
+        # The worklist's order depends on the other tests' cases: open this patient's newest.
+        page.get_by_role("combobox", name="Open case").click()
+        page.get_by_role("option", name=re.compile(rf"^Case {case} ")).click()
+        expect(page.get_by_role("heading", name=f"Case {case}", exact=True)).to_be_visible()
         settled(page)
         # The tab's pixel cache emptied (as when it is full): the viewers must ask for their
         # pixels, and get them, although the page counts them as sent already.
@@ -291,7 +297,7 @@ def test_a_case_and_its_prior_move_together(server, tmp_path: Path) -> None:
         expect(frames).to_have_count(3)  # the case's own viewer, then the two linked ones
         _wait_linked_ready(page)
         left, right = (frames.nth(i).element_handle().content_frame() for i in (1, 2))
-        assert _state(left)["sync"] == _state(right)["sync"] == "prior:2:1"
+        assert _state(left)["sync"] == _state(right)["sync"] == f"prior:{case}:{prior}"
 
         # The wheel over the prior zooms both; a window drag on this case windows both.
         box = frames.nth(2).bounding_box()
