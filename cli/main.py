@@ -11,6 +11,7 @@
     python -m inference models [--json]
     python -m inference train --model ID --data DIR [--epochs N] [--seed S] [--device cpu|cuda]
     python -m inference serve [--host 127.0.0.1] [--port 8000] [--secrets FILE] [--allow-untrained]
+    python -m inference worker [--concurrency 1] [--name NAME]     (with WORKER_BROKER_URL set)
 
 Bad input never produces a traceback: each file gets a result or a one-line error.
 """
@@ -31,7 +32,7 @@ from cli.classify import add_commands as add_classify_commands
 from cli.classify import classify_command, each_slice, models_command
 from cli.options import allow_untrained_option
 from cli.serving import add_commands as add_serving_commands
-from cli.serving import serve_command
+from cli.serving import serve_command, worker_command
 from cli.training import add_commands as add_training_commands
 from cli.training import train_command
 from cli.volumes import add_commands as add_volume_commands
@@ -179,6 +180,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "train": train_command,
     "weights": weights_command,
     "serve": serve_command,
+    "worker": worker_command,
 }
 
 

@@ -23,10 +23,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--no-preload", action="store_true", help="load the chest X-ray model on first use")
     allow_untrained_option(serve, "scores and heatmaps")
+    worker = commands.add_parser("worker", help="a worker for the app's long jobs (segmentation), on WORKER_BROKER_URL")
+    worker.add_argument("--concurrency", type=int, default=1, help="jobs at once (each uses every core: 1 per machine)")
+    worker.add_argument("--name", help="this worker's name in the logs (default: review)")
 
 
 def serve_command(args: argparse.Namespace, out: TextIO) -> int:
     from api.server import serve
 
     serve(args.host, args.port, args.secrets, allow_untrained=args.allow_untrained, preload=not args.no_preload)
+    return 0
+
+
+def worker_command(args: argparse.Namespace, out: TextIO) -> int:
+    from workers.worker import run_worker
+
+    run_worker(concurrency=args.concurrency, loglevel="info" if args.verbose else "warning", name=args.name)
     return 0

@@ -69,6 +69,10 @@ class Settings:
     image_retention_days: int = 30
     viewer: str = "browser"  # "browser": the WebGL viewer where it is built; "server": server-rendered views
     session_reap_every_s: int = 30  # how often sessions Streamlit has forgotten are shut down (ui/session_reaper.py)
+    # Long jobs on Celery workers (workers/) when set: Redis, e.g. redis://127.0.0.1:6379/0
+    worker_broker_url: str | None = None
+    worker_result_backend: str | None = None  # default: the broker
+    worker_stall_s: int = 30  # a job whose worker gave no sign of life for this long is reported failed
 
     @property
     def image_store_dir(self) -> Path:
@@ -107,4 +111,7 @@ def load_settings() -> Settings:
         image_retention_days=_positive_int("IMAGE_RETENTION_DAYS", 30),
         viewer=_choice("REVIEW_VIEWER", ("browser", "server"), "browser"),
         session_reap_every_s=_positive_int("SESSION_REAP_EVERY_S", 30),
+        worker_broker_url=os.environ.get("WORKER_BROKER_URL") or None,
+        worker_result_backend=os.environ.get("WORKER_RESULT_BACKEND") or None,
+        worker_stall_s=_positive_int("WORKER_STALL_S", 30),
     )

@@ -248,7 +248,11 @@ def _model_segmentation(inputs, spec) -> tuple[Segmentation, int] | None:
     if job is not None and job.error:
         st.error(job.error)
     if st.button(f"Segment with {spec.display_name}", type="primary", key=segment_key(spec.model_id)):
-        background.start_segmentation(inputs, loaded, case_facts(inputs), reviewer() or None)
+        try:
+            background.start_segmentation(inputs, loaded, case_facts(inputs), reviewer() or None)
+        except ReviewError as exc:  # the workers' set-up (image store off), or the store not writable
+            st.error(str(exc))
+            return None
         st.rerun()
     return None
 

@@ -125,3 +125,24 @@ def reopened_segmentation(store: ImageStore, run: SegmentationRunRecord) -> Segm
         measurements=run.structures,
         measure_ms=0.0,
     )
+
+
+def stored_segmentation(
+    transaction: Callable[[], AbstractContextManager[Session]], store: ImageStore | None, run_id: int
+) -> tuple[Segmentation, int]:
+    """A run stored by a worker, as the page shows a finished segmentation: (Segmentation, run id).
+
+    Raises:
+        StorageError: the run or its label map cannot be found (the image store off or not shared).
+    """
+    with transaction() as session:
+        run = repository.get_run(session, run_id, SegmentationRunRecord)
+    if run is None:
+        raise StorageError(f"Segmentation run {run_id} is not in the database.")
+    segmentation = None if store is None else reopened_segmentation(store, run)
+    if segmentation is None:
+        raise StorageError(
+            f"Segmentation run {run_id} is stored, but its label map is not in this app's image store: the app "
+            "and the workers must share REVIEW_DATA_DIR (and IMAGE_STORE=1)."
+        )
+    return segmentation, run_id

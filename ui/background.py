@@ -7,9 +7,11 @@ job does, and what it stores when it finishes, is ``pipelines.job_bodies``; page
 
 from __future__ import annotations
 
+from core.errors import ConfigError
 from core.jobs import Job
 from inference.models.loader import LoadedModel
 from pipelines import job_bodies
+from pipelines.kept_volumes import keep_volume
 from ui.resources import anatomy_model, database, image_store, jobs
 
 
@@ -27,21 +29,32 @@ def start_region_shap(analysis, loaded: LoadedModel, run_id: int) -> Job:
     def work(progress):
         return job_bodies.explain_regions_and_store(sessions, run_id, loaded, image, segmentation, progress)
 
-    return jobs().submit(region_shap_key(analysis.facts.input_sha256, loaded.weights_sha256, run_id), work)
+    return jobs().local.submit(region_shap_key(analysis.facts.input_sha256, loaded.weights_sha256, run_id), work)
 
 
 def segmentation_key(input_sha256: str, model_id: str, weights_sha256: str) -> str:
     return f"segment:{input_sha256}:{model_id}:{weights_sha256}"
 
 
-def start_segmentation(inputs, loaded, facts, actor: str | None) -> Job:
+def start_segmentation(inputs, loaded, facts, actor: str | None):
     """Segment a case in the background (progress per window), measure it and store the run.
     The job's result is (Segmentation, stored run id); the same case and weights join the same job."""
     sessions = database()  # bound now: the job runs outside the script thread
     store = image_store()
-
-    def work(progress):
-        return job_bodies.segment_and_store(sessions, inputs, loaded, facts, actor, progress, store)
-
     key = segmentation_key(inputs.input_sha256, loaded.spec.model_id, loaded.weights_sha256)
-    return jobs().submit(key, work)
+    runner = jobs().remote
+    if runner is None:
+
+        def work(progress):
+            return job_bodies.segment_and_store(sessions, inputs, loaded, facts, actor, progress, store)
+
+        return jobs().local.submit(key, work)
+    # On the workers: the volume reaches them through the shared image store, by its sha256.
+    if store is None:
+        raise ConfigError("Segmentation on the workers needs the image store (IMAGE_STORE=1), shared with them.")
+    keep_volume(store, inputs)
+    from workers.client import segmentation_payload
+    from workers.tasks import SEGMENT
+
+    payload = segmentation_payload(inputs, loaded, facts, actor)
+    return runner.submit(key, SEGMENT, payload)

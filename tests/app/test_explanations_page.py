@@ -38,7 +38,7 @@ def blob_png() -> bytes:
 def shap_job():
     import ui.resources
 
-    (job,) = ui.resources.jobs()._jobs.values()
+    (job,) = ui.resources.jobs().local._jobs.values()
     return job
 
 
@@ -124,5 +124,5 @@ def fresh_jobs():
     yield
     import ui.resources
 
-    for job in list(ui.resources.jobs()._jobs.values()):
+    for job in list(ui.resources.jobs().local._jobs.values()):
         job.wait(120)

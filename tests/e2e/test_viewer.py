@@ -280,7 +280,8 @@ def test_a_case_and_its_prior_move_together(shared_server, tmp_path: Path) -> No
             upload_radiograph(page, str(_film(tmp_path, patient, variant)))
             runs.append(shown_run(page, after=runs[-1] if runs else None))
             settled(page)
-        case, prior = (case_of_run(database_url, run) for run in reversed(runs))
+        case = case_of_run(database_url, runs[1])
+        assert case_of_run(database_url, runs[0]) != case, "two films, two cases"
         open_page(page, "Case review")
         # The worklist's order depends on the other tests' cases: open this patient's newest.
         page.get_by_role("combobox", name="Open case").click()
@@ -297,7 +298,8 @@ def test_a_case_and_its_prior_move_together(shared_server, tmp_path: Path) -> No
         expect(frames).to_have_count(3)  # the case's own viewer, then the two linked ones
         _wait_linked_ready(page)
         left, right = (frames.nth(i).element_handle().content_frame() for i in (1, 2))
-        assert _state(left)["sync"] == _state(right)["sync"] == f"prior:{case}:{prior}"
+        # Linked by the two runs: this case's, then the prior's.
+        assert _state(left)["sync"] == _state(right)["sync"] == f"prior:{runs[1]}:{runs[0]}"
 
         # The wheel over the prior zooms both; a window drag on this case windows both.
         box = frames.nth(2).bounding_box()

@@ -1,0 +1,229 @@
+"""Segmentation on Celery workers with real parts: Debian's redis-server on loopback, worker
+processes started as IT starts them (``python -m inference worker``), and two app "replicas" (the
+client each app process holds) on one Redis, one database and one image store. The volume is a
+small synthetic CT (one window of the untrained whole-body network, seconds a job): what is under
+test is the jobs' life, not the segmentation, which the in-process tests run on the real BraTS case."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import PROJECT
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    from tests.support import redis_server
+
+    try:
+        server = redis_server.start()
+    except redis_server.RedisUnavailable as exc:
+        if os.environ.get("REQUIRE_REDIS") == "1":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def site(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """One department: a Redis (emptied), a database and an image store every process shares."""
+    import redis
+
+    redis.Redis.from_url(redis_url).flushall()
+    env = {
+        "WORKER_BROKER_URL": redis_url,
+        "REVIEW_DATA_DIR": str(tmp_path / "data"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'reviews.sqlite3'}",
+        "WORKER_STALL_S": "10",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def _worker(site: dict, name: str, folder: Path) -> tuple[subprocess.Popen, Path]:
+    log = folder / f"worker-{name}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "inference", "-v", "worker", "--name", name],
+        cwd=PROJECT,
+        env={**os.environ, **site, "PYTHONPATH": str(PROJECT), "MODEL_AUTO_DOWNLOAD": "0"},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the test can kill the worker and its children
+    )
+    return process, log
+
+
+def _replica():
+    """What one app process holds: the workers' client, resolving a finished job from the shared
+    database and image store (as ui.resources.jobs does)."""
+    from core.settings import load_settings
+    from pipelines.kept_volumes import stored_segmentation
+    from storage.db import open_database
+    from storage.image_store import ImageStore
+    from workers.client import RemoteJobs
+
+    settings = load_settings()
+    sessions = open_database(settings.database_url)
+    store = ImageStore(settings.image_store_dir, settings.image_retention_days)
+    return RemoteJobs(
+        settings, {"segment": lambda answer: stored_segmentation(sessions.begin, store, answer["run_id"])}
+    )
+
+
+def _request(inputs, spec):
+    """The page's side of a segmentation: the case kept in the shared store, and the job's key and
+    payload for the untrained network the page runs."""
+    from core.settings import load_settings
+    from inference.models.loader import load_model
+    from inference.volume.case import case_facts
+    from pipelines.kept_volumes import keep_volume
+    from storage.image_store import ImageStore
+    from workers.client import segmentation_payload
+
+    settings = load_settings()
+    keep_volume(ImageStore(settings.image_store_dir, settings.image_retention_days), inputs)
+    loaded = load_model(spec, settings, allow_untrained=True, device="cpu")
+    key = f"segment:{inputs.input_sha256}:{loaded.spec.model_id}:{loaded.weights_sha256}"
+    return key, segmentation_payload(inputs, loaded, case_facts(inputs), "Dr Worker")
+
+
+def _small_ct_request(patient: int = 7):
+    """A small synthetic CT (64 x 64 x 48 at 3 mm: one window of the whole-body network, a few
+    seconds), for the tests whose point is what happens to a job when its worker dies."""
+    import numpy as np
+
+    from inference.models.registry import WHOLEBODY_CT_SEGRESNET
+    from inference.volume.types import Volume, read_only
+
+    x, y, z = np.ogrid[:64, :64, :48]
+    body = ((x - 32) / 26.0) ** 2 + ((y - 32) / 20.0) ** 2 <= 1
+    data = np.where(body & (z >= 0), 40.0, -1000.0) + np.random.default_rng(patient).normal(0, 5, (64, 64, 48))
+    volume = Volume(
+        data=read_only(data.astype(np.float32)),
+        affine=np.diag([3.0, 3.0, 3.0, 1.0]),
+        modality="CT",
+        source_format="nifti",
+        input_sha256=f"{patient:02d}" * 32,
+        description="synthetic CT",
+        original_axcodes="RAS",
+    )
+    return _request(volume, WHOLEBODY_CT_SEGRESNET)
+
+
+def _runs(site: dict) -> list[tuple]:
+    engine = create_engine(site["DATABASE_URL"])
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(text("SELECT id, model_id, trained FROM analysis_runs")))
+    finally:
+        engine.dispose()
+
+
+def _running_pid(job, timeout: float = 120.0) -> int:
+    """The worker process running ``job``, once it has started it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = job._result.info
+        if isinstance(info, dict) and info.get("pid"):
+            return int(info["pid"])
+        assert not job.done, job.error
+        assert time.monotonic() < deadline, f"the job did not start: {job._result.state}"
+        time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen) -> str:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return ""
+
+
+def test_two_replicas_share_one_segmentation_run_by_a_worker_that_loads_the_model_once(site, tmp_path) -> None:
+    from workers.tasks import SEGMENT
+
+    key, payload = _small_ct_request()
+    worker, log = _worker(site, "w1", tmp_path)
+    try:
+        first, second = _replica(), _replica()
+        job = first.submit(key, SEGMENT, payload)
+        joined = second.submit(key, SEGMENT, payload)  # the other replica, same case and weights
+        assert joined.task_id == job.task_id
+        assert job.wait(timeout=300), job.message
+        assert job.error is None, job.error
+        segmentation, run_id = job.result
+        assert segmentation.model.model_id == "monai-wholebody-ct-segresnet-3mm" and segmentation.model.trained is False
+        again = second.get(key)
+        assert again is not None and again.wait(timeout=10) and again.result[1] == run_id
+        assert again.result[0].label_map.sha256 == segmentation.label_map.sha256
+        # A third ask after it is done joins the stored result: no second job, no second run.
+        assert second.submit(key, SEGMENT, payload).task_id == job.task_id
+        assert _runs(site) == [(run_id, "monai-wholebody-ct-segresnet-3mm", 0)]
+        # Another case from the other replica: the worker's model, loaded once, runs it too.
+        other_key, other = _small_ct_request(patient=8)
+        assert second.submit(other_key, SEGMENT, other).wait(timeout=300)
+        assert len(_runs(site)) == 2
+    finally:
+        _stop(worker)
+    said = log.read_text()
+    assert said.count("loaded monai-wholebody-ct-segresnet-3mm (UNTRAINED)") == 1, said[-3000:]
+    assert "Traceback" not in said, said[-3000:]
+
+
+def test_a_worker_child_killed_mid_job_is_replaced_and_the_job_runs_again_stored_once(site, tmp_path) -> None:
+    from workers.tasks import SEGMENT
+
+    key, payload = _small_ct_request()
+    worker, log = _worker(site, "w1", tmp_path)
+    try:
+        job = _replica().submit(key, SEGMENT, payload)
+        child = _running_pid(job)
+        assert child != worker.pid
+        os.kill(child, signal.SIGKILL)
+        assert job.wait(timeout=300), job.message
+        assert job.error is None, job.error
+        assert len(_runs(site)) == 1
+    finally:
+        _stop(worker)
+    said = log.read_text()
+    assert "signal 9" in said or "WorkerLostError" in said, said[-3000:]
+
+
+def test_a_worker_killed_outright_is_reported_as_stopped_and_the_job_can_be_started_again(site, tmp_path) -> None:
+    from workers.tasks import SEGMENT
+
+    key, payload = _small_ct_request()
+    worker, _ = _worker(site, "w1", tmp_path)
+    replica = _replica()
+    job = replica.submit(key, SEGMENT, payload)
+    _running_pid(job)
+    os.killpg(worker.pid, signal.SIGKILL)  # the whole worker: nobody is left to finish or report it
+    worker.wait()
+    started = time.monotonic()
+    assert job.wait(timeout=60), "a job whose worker is gone must not hang"
+    assert "The worker running this job stopped" in (job.error or "")
+    assert time.monotonic() - started < 30
+    assert _runs(site) == []  # nothing half-stored
+
+    # A new worker, and the reader starts it again: done and stored once (a new job, or the lost
+    # one where the broker has handed it to the new worker already: it is alive again, so joined).
+    worker, log = _worker(site, "w2", tmp_path)
+    try:
+        retried = replica.submit(key, SEGMENT, payload)
+        assert retried.wait(timeout=300) and retried.error is None, retried.error
+        assert len(_runs(site)) == 1
+    finally:
+        _stop(worker)
