@@ -272,7 +272,7 @@ def test_sign_in_works_from_requirements_txt_alone(provider, tmp_path: Path) -> 
         assert not found, f"{dev_only} is importable: the environment is not built from requirements.txt alone"
     every_module = (
         "import importlib, pkgutil\n"
-        "for package in ('core', 'inference', 'xai', 'storage', 'pipelines', 'analytics', 'ui', 'api', 'cli'):\n"
+        "for package in ('core', 'inference', 'xai', 'storage', 'pipelines', 'analytics', 'workers', 'ui', 'api', 'cli'):\n"
         "    for m in pkgutil.walk_packages(importlib.import_module(package).__path__, package + '.'):\n"
         "        if not m.name.endswith('__main__'):\n"
         "            importlib.import_module(m.name)\n"

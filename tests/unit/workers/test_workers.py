@@ -227,3 +227,37 @@ def test_a_worker_killed_outright_is_reported_as_stopped_and_the_job_can_be_star
         assert len(_runs(site)) == 1
     finally:
         _stop(worker)
+
+
+def test_the_mri_ct_page_segments_on_a_worker_as_it_does_in_its_own_thread(site, tmp_path, monkeypatch) -> None:
+    """The page unchanged with WORKER_BROKER_URL set: Segment, the progress, then the run with its
+    structures and the untrained label, computed and stored by the worker."""
+    import ui.resources
+    from tests.app.conftest import new_app, texts
+    from tests.app.test_volume_page import _ct_nifti, _wait_for_segmentation
+    from ui.session import segment_key, volume_upload_key
+
+    monkeypatch.setenv("ALLOW_UNTRAINED_WEIGHTS", "1")
+    ui.resources.jobs.clear()  # this process's runner is made for the broker now, and dropped after
+    worker, log = _worker(site, "w1", tmp_path)
+    try:
+        at = new_app()
+        at.run()
+        at.switch_page("pages/volumes.py").run()
+        at.segmented_control(key="volume_task").set_value("Whole-body CT structures").run()
+        ct = ("small_ct.nii.gz", _ct_nifti((64, 64, 48), (3.0, 3.0, 3.0)), "application/gzip")
+        at.file_uploader(key=volume_upload_key("Whole-body CT structures")).set_value([ct]).run()
+        assert not at.exception, at.exception
+        assert ui.resources.jobs().remote is not None  # the page's jobs go to the workers
+        at.button(key=segment_key("monai-wholebody-ct-segresnet-3mm")).click().run()
+        _wait_for_segmentation(at, timeout=300)
+        said = texts(at)
+        assert "untrained model: meaningless" in said.replace("\\", "")
+        assert [e.value for e in at.error if "untrained" not in e.value.lower()] == []  # nothing but the label
+        [caption] = [c.value for c in at.caption if c.value.startswith("Segmentation run")]
+        run_id = int(caption.split("#")[1].split()[0])
+        assert _runs(site) == [(run_id, "monai-wholebody-ct-segresnet-3mm", 0)]
+    finally:
+        _stop(worker)
+        ui.resources.jobs.clear()
+    assert "Segmentation stored as run" in log.read_text()
