@@ -7,6 +7,7 @@ test is the jobs' life, not the segmentation, which the in-process tests run on 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,18 +34,48 @@ def redis_url():
     server.stop()
 
 
-@pytest.fixture
-def site(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> dict:
-    """One department: a Redis (emptied), a database and an image store every process shares."""
-    import redis
-
-    redis.Redis.from_url(redis_url).flushall()
-    env = {
+def _department(folder: Path, redis_url: str) -> dict:
+    """One department's shared places: a Redis database, a database file and an image store."""
+    return {
         "WORKER_BROKER_URL": redis_url,
-        "REVIEW_DATA_DIR": str(tmp_path / "data"),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'reviews.sqlite3'}",
+        "REVIEW_DATA_DIR": str(folder / "data"),
+        "DATABASE_URL": f"sqlite:///{folder / 'reviews.sqlite3'}",
         "WORKER_STALL_S": "10",
     }
+
+
+@pytest.fixture(scope="module")
+def department(redis_url: str, tmp_path_factory: pytest.TempPathFactory):
+    """A department with one worker running, shared by the tests that leave the worker alive (a
+    worker start costs seconds of CPU): they each use cases of their own."""
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    folder = tmp_path_factory.mktemp("department")
+    env = _department(folder, redis_url)
+    worker, log = _worker(env, "w1", folder)
+    yield env, log
+    _stop(worker)
+    said = log.read_text()
+    assert "Segmentation stored as run" in said, said[-3000:]
+
+
+@pytest.fixture
+def site(department, monkeypatch: pytest.MonkeyPatch) -> dict:
+    env, _ = department
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def own_site(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """A department of the test's own (another Redis database, so no other worker takes its jobs)."""
+    import redis
+
+    url = redis_url.rsplit("/", 1)[0] + "/1"
+    redis.Redis.from_url(url).flushdb()
+    env = _department(tmp_path, url)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
@@ -120,11 +151,17 @@ def _small_ct_request(patient: int = 7):
     return _request(volume, WHOLEBODY_CT_SEGRESNET)
 
 
-def _runs(site: dict) -> list[tuple]:
+def _runs(site: dict, payload: dict | None = None) -> list[tuple]:
+    """The stored runs (of ``payload``'s input only, when given)."""
+    where = "" if payload is None else " WHERE input_sha256 = :sha"
     engine = create_engine(site["DATABASE_URL"])
     try:
         with engine.connect() as connection:
-            return list(connection.execute(text("SELECT id, model_id, trained FROM analysis_runs")))
+            rows = connection.execute(
+                text(f"SELECT id, model_id, trained FROM analysis_runs{where}"),
+                {} if payload is None else {"sha": payload["input_sha256"]},
+            )
+            return list(rows)
     finally:
         engine.dispose()
 
@@ -152,61 +189,54 @@ def _stop(process: subprocess.Popen) -> str:
     return ""
 
 
-def test_two_replicas_share_one_segmentation_run_by_a_worker_that_loads_the_model_once(site, tmp_path) -> None:
+def test_two_replicas_share_one_segmentation_run_by_a_worker_that_loads_the_model_once(site, department) -> None:
     from workers.tasks import SEGMENT
 
-    key, payload = _small_ct_request()
-    worker, log = _worker(site, "w1", tmp_path)
-    try:
-        first, second = _replica(), _replica()
-        job = first.submit(key, SEGMENT, payload)
-        joined = second.submit(key, SEGMENT, payload)  # the other replica, same case and weights
-        assert joined.task_id == job.task_id
-        assert job.wait(timeout=300), job.message
-        assert job.error is None, job.error
-        segmentation, run_id = job.result
-        assert segmentation.model.model_id == "monai-wholebody-ct-segresnet-3mm" and segmentation.model.trained is False
-        again = second.get(key)
-        assert again is not None and again.wait(timeout=10) and again.result[1] == run_id
-        assert again.result[0].label_map.sha256 == segmentation.label_map.sha256
-        # A third ask after it is done joins the stored result: no second job, no second run.
-        assert second.submit(key, SEGMENT, payload).task_id == job.task_id
-        assert _runs(site) == [(run_id, "monai-wholebody-ct-segresnet-3mm", 0)]
-        # Another case from the other replica: the worker's model, loaded once, runs it too.
-        other_key, other = _small_ct_request(patient=8)
-        assert second.submit(other_key, SEGMENT, other).wait(timeout=300)
-        assert len(_runs(site)) == 2
-    finally:
-        _stop(worker)
-    said = log.read_text()
-    assert said.count("loaded monai-wholebody-ct-segresnet-3mm (UNTRAINED)") == 1, said[-3000:]
+    key, payload = _small_ct_request(patient=1)
+    first, second = _replica(), _replica()
+    job = first.submit(key, SEGMENT, payload)
+    joined = second.submit(key, SEGMENT, payload)  # the other replica, same case and weights
+    assert joined.task_id == job.task_id
+    assert job.wait(timeout=300), job.message
+    assert job.error is None, job.error
+    segmentation, run_id = job.result
+    assert segmentation.model.model_id == "monai-wholebody-ct-segresnet-3mm" and segmentation.model.trained is False
+    again = second.get(key)
+    assert again is not None and again.wait(timeout=10) and again.result[1] == run_id
+    assert again.result[0].label_map.sha256 == segmentation.label_map.sha256
+    # A third ask after it is done joins the stored result: no second job, no second run.
+    assert second.submit(key, SEGMENT, payload).task_id == job.task_id
+    assert _runs(site, payload) == [(run_id, "monai-wholebody-ct-segresnet-3mm", 0)]
+    # Another case from the other replica: the worker's model, loaded once, runs it too.
+    other_key, other = _small_ct_request(patient=2)
+    assert second.submit(other_key, SEGMENT, other).wait(timeout=300)
+    assert len(_runs(site, other)) == 1
+    said = department[1].read_text()
+    loads = re.findall(r"Worker (\d+) loaded monai-wholebody-ct-segresnet-3mm", said)
+    assert loads and len(loads) == len(set(loads)), said[-3000:]  # once per worker process
     assert "Traceback" not in said, said[-3000:]
 
 
-def test_a_worker_child_killed_mid_job_is_replaced_and_the_job_runs_again_stored_once(site, tmp_path) -> None:
+def test_a_worker_child_killed_mid_job_is_replaced_and_the_job_runs_again_stored_once(site, department) -> None:
     from workers.tasks import SEGMENT
 
-    key, payload = _small_ct_request()
-    worker, log = _worker(site, "w1", tmp_path)
-    try:
-        job = _replica().submit(key, SEGMENT, payload)
-        child = _running_pid(job)
-        assert child != worker.pid
-        os.kill(child, signal.SIGKILL)
-        assert job.wait(timeout=300), job.message
-        assert job.error is None, job.error
-        assert len(_runs(site)) == 1
-    finally:
-        _stop(worker)
-    said = log.read_text()
-    assert "signal 9" in said or "WorkerLostError" in said, said[-3000:]
+    key, payload = _small_ct_request(patient=3)
+    job = _replica().submit(key, SEGMENT, payload)
+    child = _running_pid(job)
+    os.kill(child, signal.SIGKILL)
+    assert job.wait(timeout=300), job.message
+    assert job.error is None, job.error
+    assert len(_runs(site, payload)) == 1
+    said = department[1].read_text()
+    assert f"Worker {child} loaded" in said and "signal 9" in said, said[-3000:]
 
 
-def test_a_worker_killed_outright_is_reported_as_stopped_and_the_job_can_be_started_again(site, tmp_path) -> None:
+def test_a_worker_killed_outright_is_reported_as_stopped_and_the_job_can_be_started_again(own_site, tmp_path) -> None:
     from workers.tasks import SEGMENT
 
-    key, payload = _small_ct_request()
-    worker, _ = _worker(site, "w1", tmp_path)
+    site = own_site
+    key, payload = _small_ct_request(patient=4)
+    worker, _ = _worker(site, "doomed", tmp_path)
     replica = _replica()
     job = replica.submit(key, SEGMENT, payload)
     _running_pid(job)
@@ -216,7 +246,7 @@ def test_a_worker_killed_outright_is_reported_as_stopped_and_the_job_can_be_star
     assert job.wait(timeout=60), "a job whose worker is gone must not hang"
     assert "The worker running this job stopped" in (job.error or "")
     assert time.monotonic() - started < 30
-    assert _runs(site) == []  # nothing half-stored
+    assert _runs(site, payload) == []  # nothing half-stored
 
     # A new worker, and the reader starts it again: done and stored once (a new job, or the lost
     # one where the broker has handed it to the new worker already: it is alive again, so joined).
@@ -224,12 +254,12 @@ def test_a_worker_killed_outright_is_reported_as_stopped_and_the_job_can_be_star
     try:
         retried = replica.submit(key, SEGMENT, payload)
         assert retried.wait(timeout=300) and retried.error is None, retried.error
-        assert len(_runs(site)) == 1
+        assert len(_runs(site, payload)) == 1
     finally:
         _stop(worker)
 
 
-def test_the_mri_ct_page_segments_on_a_worker_as_it_does_in_its_own_thread(site, tmp_path, monkeypatch) -> None:
+def test_the_mri_ct_page_segments_on_a_worker_as_it_does_in_its_own_thread(site, department, monkeypatch) -> None:
     """The page unchanged with WORKER_BROKER_URL set: Segment, the progress, then the run with its
     structures and the untrained label, computed and stored by the worker."""
     import ui.resources
@@ -239,7 +269,6 @@ def test_the_mri_ct_page_segments_on_a_worker_as_it_does_in_its_own_thread(site,
 
     monkeypatch.setenv("ALLOW_UNTRAINED_WEIGHTS", "1")
     ui.resources.jobs.clear()  # this process's runner is made for the broker now, and dropped after
-    worker, log = _worker(site, "w1", tmp_path)
     try:
         at = new_app()
         at.run()
@@ -256,8 +285,7 @@ def test_the_mri_ct_page_segments_on_a_worker_as_it_does_in_its_own_thread(site,
         assert [e.value for e in at.error if "untrained" not in e.value.lower()] == []  # nothing but the label
         [caption] = [c.value for c in at.caption if c.value.startswith("Segmentation run")]
         run_id = int(caption.split("#")[1].split()[0])
-        assert _runs(site) == [(run_id, "monai-wholebody-ct-segresnet-3mm", 0)]
+        assert (run_id, "monai-wholebody-ct-segresnet-3mm", 0) in _runs(site)
+        assert f"Segmentation stored as run {run_id} " in department[1].read_text()
     finally:
-        _stop(worker)
         ui.resources.jobs.clear()
-    assert "Segmentation stored as run" in log.read_text()
