@@ -16,11 +16,21 @@ from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.access import Access, AccessDenied, Caller, ProviderUnavailable
 from api.metrics import Metrics
 from api.models import LoadRecord, ModelPool
-from core.errors import BadParameter, InputRejected, InputTooLarge, ReviewError, WeightsInvalid, WeightsMissing
+from core.errors import (
+    BadParameter,
+    ConfigError,
+    InputRejected,
+    InputTooLarge,
+    ReviewError,
+    WeightsInvalid,
+    WeightsMissing,
+)
+from core.jobs import JobRunner, Jobs
 from core.settings import Settings
 from inference.models.spec import ClassifierSpec
 from xai.cam import CAM_METHODS, CLOSED_FORM_METHOD
@@ -61,6 +71,11 @@ Method = Annotated[str, Form(description=f"one of {', '.join(CAM_METHODS)}")]
 Finding = Annotated[str | None, Form(description="the finding to explain (default: the highest ranked)")]
 Model = Annotated[str | None, Form(description="a registered 2D classifier (default: the chest X-ray model)")]
 Upload = Annotated[UploadFile, File(description="a chest radiograph: PNG, JPEG or DICOM")]
+Volumes = Annotated[
+    list[UploadFile],
+    File(description="the 4 NIfTI files of a BraTS case, a NIfTI volume, or a DICOM series or its zip"),
+]
+SegModel = Annotated[str | None, Form(description="a registered segmentation network (default: by the case)")]
 
 
 def _status_of(exc: ReviewError) -> int:
@@ -99,12 +114,14 @@ def create_app(config: ApiConfig) -> FastAPI:
     app.state.metrics = metrics
     single_limit = settings.max_upload_mb * 1_000_000 + _FORM_OVERHEAD
     batch_limit = settings.max_upload_mb * 1_000_000 * config.max_batch + _FORM_OVERHEAD
+    # A BraTS case is 4 files; a DICOM series may come as many files or one zip, within the volume limit.
+    volume_limit = settings.max_volume_upload_mb * 1_000_000 * 4 + _FORM_OVERHEAD
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
         started = time.perf_counter()
         path = request.url.path
-        limit = batch_limit if path.endswith("-batch") else single_limit
+        limit = batch_limit if path.endswith("-batch") else volume_limit if path.endswith("/segment") else single_limit
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             response: Response = JSONResponse(
@@ -314,7 +331,140 @@ def create_app(config: ApiConfig) -> FastAPI:
             }
         )
 
+    state = _JobState(settings)
+    app.state.database_url = settings.database_url
+
+    @app.post("/api/inference/segment", status_code=202)
+    def segment(who: Authorized, files: Volumes, model: SegModel = None) -> dict:
+        """Segment an MRI/CT case in the background (on the workers where ``WORKER_BROKER_URL`` is
+        set): 202 with the job's id; ``GET /api/jobs/{id}`` follows it. The run is stored, as the
+        MRI/CT page stores it, and reviewable in the app."""
+        from core.deid import load_or_create_key
+        from inference.models.loader import weights_identity
+        from inference.volume.case import case_facts
+        from pipelines.job_bodies import segment_and_store, segmentation_key
+        from pipelines.kept_volumes import keep_volume
+        from pipelines.summaries import untrained_note
+        from pipelines.volume_inputs import read_case, segmenter_for
+
+        limit = settings.max_volume_upload_mb * 1_000_000
+        read = []
+        for upload in files:
+            data = upload.file.read(limit + 1)
+            if len(data) > limit:
+                raise InputTooLarge(f"{upload.filename} is over the {limit / 1e6:.0f} MB volume upload limit.")
+            read.append((upload.filename or "upload", data))
+        inputs = read_case(read, settings, load_or_create_key(settings.patient_key_file))
+        spec = segmenter_for(inputs, model)
+        facts = case_facts(inputs)
+        jobs = state.jobs()
+        if jobs.remote is not None:  # the workers run it; this process never loads the network
+            from workers.client import segmentation_payload
+            from workers.tasks import SEGMENT
+
+            sha, trained = weights_identity(spec, settings, allow_untrained=config.untrained_allowed)
+            key = segmentation_key(inputs.input_sha256, spec.model_id, sha)
+            keep_volume(state.store(), inputs)
+            jobs.remote.submit(key, SEGMENT, segmentation_payload(inputs, spec.model_id, sha, trained, facts, who.name))
+        else:
+            loaded_model = pool.get(spec)
+            sha, trained = loaded_model.weights_sha256, loaded_model.trained
+            key = segmentation_key(inputs.input_sha256, spec.model_id, sha)
+            sessions, store = state.sessions(), state.store_or_none()
+
+            def work(progress):
+                return segment_and_store(sessions, inputs, loaded_model, facts, who.name, progress, store)
+
+            jobs.local.submit(key, work)
+        return {
+            "job_id": key,
+            "status_url": f"/api/jobs/{key}",
+            "model": {"id": spec.model_id, "weights_sha256": sha, "trained": trained},
+            **untrained_note(trained),
+        }
+
+    @app.get("/api/jobs/{job_id}")
+    def job(who: Authorized, job_id: str) -> JSONResponse:
+        """A background job: queued or running (with its progress), done (with its result) or failed."""
+        found = state.jobs().get(job_id)
+        if found is None:
+            return JSONResponse({"error": f"No job {job_id} (finished jobs are kept for a while only)."}, 404)
+        if not found.done:
+            queued = found.progress == 0.0 and "queued" in found.message
+            return JSONResponse(
+                {
+                    "job_id": job_id,
+                    "state": "queued" if queued else "running",
+                    "progress": found.progress,
+                    "message": found.message,
+                }
+            )
+        if found.error is not None:
+            return JSONResponse({"job_id": job_id, "state": "failed", "error": found.error})
+        return JSONResponse({"job_id": job_id, "state": "done", "result": _job_result(found.result)})
+
     return app
+
+
+class _JobState:
+    """The API process's background jobs, database and image store, opened on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._jobs: Jobs | None = None
+        self._sessions: sessionmaker[Session] | None = None
+
+    def jobs(self) -> Jobs:
+        if self._jobs is None:
+            local = JobRunner(parallel=1)
+            if not self._settings.worker_broker_url:
+                self._jobs = Jobs(local)
+            else:
+                from pipelines.kept_volumes import stored_segmentation
+                from workers.client import RemoteJobs
+
+                def segmentation(answer: dict):
+                    return stored_segmentation(self.sessions().begin, self.store_or_none(), int(answer["run_id"]))
+
+                remote = RemoteJobs(self._settings, {"segment": segmentation})
+                self._jobs = Jobs(local, remote, on_remote=("segment:",))
+        return self._jobs
+
+    def sessions(self):
+        if self._sessions is None:
+            from storage.db import open_database
+
+            self._sessions = open_database(self._settings.database_url)
+        return self._sessions
+
+    def store_or_none(self):
+        from storage.image_store import ImageStore
+
+        if not self._settings.image_store:
+            return None
+        return ImageStore(self._settings.image_store_dir, self._settings.image_retention_days)
+
+    def store(self):
+        store = self.store_or_none()
+        if store is None:
+            raise ConfigError("Segmentation on the workers needs the image store (IMAGE_STORE=1), shared with them.")
+        return store
+
+
+def _job_result(result) -> dict:
+    """A finished segmentation job's answer: the stored run, the model and each structure measured."""
+    from inference.volume.measure import measurements_table
+    from pipelines.summaries import model_facts, untrained_note
+
+    segmentation, run_id = result
+    return {
+        "run_id": run_id,
+        "model": model_facts(segmentation.model),
+        **untrained_note(segmentation.model.trained),
+        "structures": measurements_table(segmentation.measurements),
+        "volumes_ml": {m.name: round(m.volume_ml, 3) for m in segmentation.measurements},
+        "params": dict(segmentation.params),
+    }
 
 
 def jsonable(errors) -> list:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from core.settings import Settings
 from inference.models.loader import LoadedModel, load_model
-from inference.models.spec import ClassifierSpec
+from inference.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class LoadRecord:
 
 
 class ModelPool:
-    """Loads a registered classifier once per process, in untrained mode only where the settings
+    """Loads a registered model once per process, in untrained mode only where the settings
     allow it (``ALLOW_UNTRAINED_WEIGHTS=1`` or ``serve --allow-untrained``), never silently.
     ``on_load`` hears each load."""
 
@@ -41,7 +41,7 @@ class ModelPool:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def get(self, spec: ClassifierSpec) -> LoadedModel:
+    def get(self, spec: ModelSpec) -> LoadedModel:
         """The loaded model; raises ``WeightsMissing``/``WeightsInvalid`` as the app does."""
         loaded = self._loaded.get(spec.model_id)
         if loaded is not None:

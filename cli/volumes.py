@@ -58,15 +58,9 @@ def _limits(settings: Settings, key: bytes) -> dict:
 
 
 def load_inputs(paths: list[Path], settings: Settings, key: bytes) -> Volume | MultiChannelVolume:
-    from inference.volume.ingest import assign_mri_channels, load_mri_channels, load_volume
+    from pipelines.volume_inputs import read_case
 
-    files = _read(paths, settings)
-    names = [name for name, _ in files]
-    if len(files) == 4 and all(name.lower().endswith((".nii", ".nii.gz")) for name in names):
-        assignment = assign_mri_channels(names)
-        by_name = dict(files)
-        return load_mri_channels({c: (n, by_name[n]) for c, n in assignment.items()}, **_limits(settings, key))
-    return load_volume(files, **_limits(settings, key))
+    return read_case(_read(paths, settings), settings, key)
 
 
 def segmentation_result(files: list[str], segmentation: Segmentation, volume: Volume, timing: dict) -> dict:
@@ -112,21 +106,9 @@ def _emit(result: dict, as_json: bool, out: TextIO) -> None:
 
 
 def _pick_model(inputs, requested: str | None):
-    from inference.models.registry import BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET, get_segmenter
+    from pipelines.volume_inputs import segmenter_for
 
-    if requested:
-        try:
-            return get_segmenter(requested)
-        except KeyError as exc:
-            raise ReviewError(str(exc).strip("'\"")) from None
-    if isinstance(inputs, MultiChannelVolume):
-        return BRATS_SEGRESNET
-    if inputs.modality == "MR":
-        raise ReviewError(
-            "This is a single MRI volume: the brain tumour model needs the 4 BraTS channels (T1c, T1, T2, FLAIR) "
-            "as 4 NIfTI files, and the whole-body model needs CT. To review your own mask use `measure`."
-        )
-    return WHOLEBODY_CT_SEGRESNET
+    return segmenter_for(inputs, requested)
 
 
 def segment_command(args: argparse.Namespace, out: TextIO) -> int:

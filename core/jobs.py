@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from core.errors import ReviewError
 
@@ -84,3 +84,28 @@ class JobRunner:
             finally:
                 job.finished_at = time.monotonic()
                 job._done.set()
+
+
+class RemoteRunner(Protocol):
+    """Jobs run elsewhere (``workers.client.RemoteJobs``): found by key like ``JobRunner``'s."""
+
+    def get(self, key: str) -> Any: ...
+
+    def submit(self, key: str, task: str, payload: dict[str, Any]) -> Any: ...
+
+
+class Jobs:
+    """A process's background jobs: each kind in its own threads (``local``) or, for the kinds
+    whose key starts with one of ``on_remote``, on the workers (``remote``) when there are any.
+    ``get`` finds a job of either by its key."""
+
+    def __init__(self, local: JobRunner, remote: RemoteRunner | None = None, on_remote: tuple[str, ...] = ()) -> None:
+        self.local, self.remote, self._on_remote = local, remote, on_remote
+
+    def runs_remotely(self, key: str) -> bool:
+        return self.remote is not None and key.startswith(self._on_remote)
+
+    def get(self, key: str) -> Any:
+        if self.remote is not None and self.runs_remotely(key):
+            return self.remote.get(key)
+        return self.local.get(key)

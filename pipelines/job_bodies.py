@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 
 
+def segmentation_key(input_sha256: str, model_id: str, weights_sha256: str) -> str:
+    """One segmentation job per input, model and weights, in a process and across replicas."""
+    return f"segment:{input_sha256}:{model_id}:{weights_sha256}"
+
+
 def import_region_shap_libraries() -> None:
     """Import what the region SHAP job imports, in the caller's thread (the page's run), before the
     job starts. Importing shap calls ``ast.parse`` about a hundred times (``inspect.signature`` of

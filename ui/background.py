@@ -32,8 +32,7 @@ def start_region_shap(analysis, loaded: LoadedModel, run_id: int) -> Job:
     return jobs().local.submit(region_shap_key(analysis.facts.input_sha256, loaded.weights_sha256, run_id), work)
 
 
-def segmentation_key(input_sha256: str, model_id: str, weights_sha256: str) -> str:
-    return f"segment:{input_sha256}:{model_id}:{weights_sha256}"
+segmentation_key = job_bodies.segmentation_key
 
 
 def start_segmentation(inputs, loaded, facts, actor: str | None):
@@ -56,5 +55,5 @@ def start_segmentation(inputs, loaded, facts, actor: str | None):
     from workers.client import segmentation_payload
     from workers.tasks import SEGMENT
 
-    payload = segmentation_payload(inputs, loaded, facts, actor)
+    payload = segmentation_payload(inputs, loaded.spec.model_id, loaded.weights_sha256, loaded.trained, facts, actor)
     return runner.submit(key, SEGMENT, payload)

@@ -14,21 +14,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.deid import KEY_ENV, load_or_create_key
-from core.jobs import JobRunner
+from core.jobs import JobRunner, Jobs
 from core.settings import load_settings
 from inference.images.bands import BandConfig, load_band_config
 from inference.models.loader import LoadedModel, load_model
 from inference.models.registry import get_spec
 from storage.image_store import ImageStore
-
-if TYPE_CHECKING:
-    from workers.client import RemoteJobs
 
 log = logging.getLogger(__name__)
 
@@ -125,29 +121,13 @@ def patient_hash_key() -> bytes:
     return _patient_hash_key(str(load_settings().patient_key_file), _secret_key())
 
 
-class Jobs:
-    """The pages' background jobs: each kind in this process's threads (``local``), or, for the
-    kinds the workers take, on the Celery workers (``remote``) when ``WORKER_BROKER_URL`` is set,
-    shared by every replica of the app. ``get`` finds a job of either by its key."""
-
-    ON_WORKERS = ("segment:",)  # key prefixes of the jobs the workers run
-
-    def __init__(self, local: JobRunner, remote: RemoteJobs | None) -> None:
-        self.local, self.remote = local, remote
-
-    def get(self, key: str):
-        if self.remote is not None and key.startswith(self.ON_WORKERS):
-            return self.remote.get(key)
-        return self.local.get(key)
-
-
 @st.cache_resource(show_spinner=False)
 def jobs() -> Jobs:
     """Background computations shared by all sessions (in this process one at a time: each uses
     every core)."""
     settings = load_settings()
     if not settings.worker_broker_url:
-        return Jobs(JobRunner(parallel=1), None)
+        return Jobs(JobRunner(parallel=1))
     from pipelines.kept_volumes import stored_segmentation
     from workers.client import RemoteJobs
 
@@ -155,7 +135,7 @@ def jobs() -> Jobs:
         return stored_segmentation(database().begin, image_store(), int(answer["run_id"]))
 
     log.info("Segmentation jobs go to the workers on %s", settings.worker_broker_url.split("@")[-1])
-    return Jobs(JobRunner(parallel=1), RemoteJobs(settings, {"segment": segmentation}))
+    return Jobs(JobRunner(parallel=1), RemoteJobs(settings, {"segment": segmentation}), on_remote=("segment:",))
 
 
 @st.cache_resource(ttl=3600, show_spinner=False)

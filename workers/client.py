@@ -31,15 +31,17 @@ _POLL_S = 0.25
 _PING_EVERY_S = 10.0
 
 
-def segmentation_payload(inputs, loaded, facts, actor: str | None) -> dict:
-    """What a worker needs to segment a volume the page has kept in the shared image store: its
-    sha256, the model and weights the page ran (untrained only where the page runs untrained),
-    the case's de-identified facts and who asked. Plain JSON, no pixels, no identifiers."""
+def segmentation_payload(
+    inputs, model_id: str, weights_sha256: str, trained: bool, facts, actor: str | None
+) -> dict:
+    """What a worker needs to segment a volume kept in the shared image store: its sha256, the
+    model and weights the caller expects (untrained only where the caller runs untrained), the
+    case's de-identified facts and who asked. Plain JSON, no pixels, no identifiers."""
     return {
         "input_sha256": inputs.input_sha256,
-        "model_id": loaded.spec.model_id,
-        "weights_sha256": loaded.weights_sha256,
-        "allow_untrained": not loaded.trained,
+        "model_id": model_id,
+        "weights_sha256": weights_sha256,
+        "allow_untrained": not trained,
         "facts": {**asdict(facts), "notes": list(facts.notes)},
         "actor": actor,
     }

@@ -155,6 +155,21 @@ def load_model(spec: ModelSpec, settings: Settings, *, allow_untrained: bool, de
     )
 
 
+def weights_identity(spec: ModelSpec, settings: Settings, *, allow_untrained: bool) -> tuple[str, bool]:
+    """(weights sha256, trained) of what ``load_model`` would load, without loading it: for a
+    process that sends the work to a worker and must name the weights it expects there.
+
+    Raises:
+        WeightsMissing: no weights file and ``allow_untrained`` is False.
+    """
+    path = find_weights_file(spec, settings)
+    if path is not None:
+        return sha256_of_file(path), True
+    if allow_untrained:
+        return state_dict_sha256(adapter_for(spec).untrained(spec)), False
+    raise missing_weights_error(spec, settings)
+
+
 def _member(spec: ModelSpec, entry: dict, device: str) -> EnsembleMember:
     """One more checkpoint the card lists, held to the card's sha256 as the first one is."""
     path = member_path(entry)

@@ -220,3 +220,66 @@ def test_without_access_configured_only_this_machine_may_call(tmp_path: Path) ->
     (tmp_path / "short.toml").write_text('[api]\nkeys = { "bridge" = "short" }\n')
     with pytest.raises(ConfigError, match="at least 32 characters.*bridge"):
         build(tmp_path / "short.toml")
+
+
+def _small_ct() -> bytes:
+    import gzip
+
+    import nibabel as nib
+
+    x, y = np.ogrid[:64, :64]
+    body = ((x - 32) / 26.0) ** 2 + ((y - 32) / 20.0) ** 2 <= 1
+    data = (np.where(body[..., None], 40.0, -1000.0) * np.ones((64, 64, 48))).astype(np.float32)
+    return gzip.compress(nib.Nifti1Image(data, np.diag([3.0, 3.0, 3.0, 1.0])).to_bytes(), compresslevel=1)
+
+
+def follow(client, answer: dict, timeout: float = 300.0) -> dict:
+    """Poll a job's status URL until it is done or failed."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.get(answer["status_url"]).json()
+        if status["state"] in ("done", "failed"):
+            return status
+        assert status["state"] in ("queued", "running") and 0.0 <= status["progress"] <= 1.0, status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+
+
+def test_a_ct_is_segmented_in_the_background_and_its_run_stored_for_review(api) -> None:
+    from sqlalchemy import create_engine, text
+
+    ct = _small_ct()
+    response = api.post("/api/inference/segment", files=[("files", ("small_ct.nii.gz", ct))])
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert answer["model"]["id"] == "monai-wholebody-ct-segresnet-3mm" and answer["warning"].startswith("UNTRAINED")
+    status = follow(api, answer)
+    assert status["state"] == "done", status
+    result = status["result"]
+    assert result["model"] == answer["model"] and result["warning"].startswith("UNTRAINED")
+    assert result["structures"] and set(result["volumes_ml"]) == {s["name"] for s in result["structures"]}
+    # Stored as the MRI/CT page stores it, under the caller: reviewable in the app.
+    engine = create_engine(api.app.state.database_url)
+    with engine.connect() as connection:
+        stored = list(
+            connection.execute(
+                text("SELECT id, kind, trained FROM analysis_runs WHERE id = :r"), {"r": result["run_id"]}
+            )
+        )
+    engine.dispose()
+    assert stored == [(result["run_id"], "segmentation", 0)]
+    # The same case again joins the same job: nothing is computed or stored twice.
+    again = api.post("/api/inference/segment", files=[("files", ("again.nii.gz", ct))]).json()
+    assert again["job_id"] == answer["job_id"] and follow(api, again)["result"]["run_id"] == result["run_id"]
+
+
+def test_a_volume_the_tool_cannot_read_or_segment_is_a_422_and_an_unknown_job_a_404(api) -> None:
+    png = api.post("/api/inference/segment", files=[("files", (NIH_PNG.name, NIH_PNG.read_bytes()))])
+    assert png.status_code == 422 and NIH_PNG.name in png.json()["error"]
+    unknown = api.post(
+        "/api/inference/segment", files=[("files", ("ct.nii.gz", _small_ct()))], data={"model": "no-such-network"}
+    )
+    assert unknown.status_code == 422 and "no-such-network" in unknown.json()["error"]
+    assert api.get("/api/jobs/segment:nothing").status_code == 404

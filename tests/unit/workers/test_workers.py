@@ -125,7 +125,10 @@ def _request(inputs, spec):
     keep_volume(ImageStore(settings.image_store_dir, settings.image_retention_days), inputs)
     loaded = load_model(spec, settings, allow_untrained=True, device="cpu")
     key = f"segment:{inputs.input_sha256}:{loaded.spec.model_id}:{loaded.weights_sha256}"
-    return key, segmentation_payload(inputs, loaded, case_facts(inputs), "Dr Worker")
+    payload = segmentation_payload(
+        inputs, spec.model_id, loaded.weights_sha256, loaded.trained, case_facts(inputs), "Dr Worker"
+    )
+    return key, payload
 
 
 def _small_ct_request(patient: int = 7):
@@ -289,3 +292,31 @@ def test_the_mri_ct_page_segments_on_a_worker_as_it_does_in_its_own_thread(site,
         assert f"Segmentation stored as run {run_id} " in department[1].read_text()
     finally:
         ui.resources.jobs.clear()
+
+
+def test_the_api_sends_a_segmentation_to_the_workers_without_loading_the_network_itself(site, department) -> None:
+    import gzip
+
+    import nibabel as nib
+    import numpy as np
+    from fastapi.testclient import TestClient
+
+    from api.access import Access
+    from api.app import ApiConfig, create_app
+    from core.settings import load_settings
+    from tests.unit.api.test_api import follow
+
+    x, y = np.ogrid[:64, :64]
+    body = ((x - 32) / 26.0) ** 2 + ((y - 32) / 20.0) ** 2 <= 1
+    data = (np.where(body[..., None], 30.0, -1000.0) * np.ones((64, 64, 40))).astype(np.float32)
+    ct = gzip.compress(nib.Nifti1Image(data, np.diag([3.0, 3.0, 3.0, 1.0])).to_bytes(), mtime=0)
+    app = create_app(ApiConfig(settings=load_settings(), access=Access(), allow_untrained=True))
+    with TestClient(app, client=("127.0.0.1", 50000)) as client:
+        answer = client.post("/api/inference/segment", files=[("files", ("ct.nii.gz", ct))])
+        assert answer.status_code == 202, answer.text
+        status = follow(client, answer.json())
+        assert status["state"] == "done", status
+        assert client.get("/health").json()["models"] == []  # the worker ran the network, not the API
+    run_id = status["result"]["run_id"]
+    assert (run_id, "monai-wholebody-ct-segresnet-3mm", 0) in _runs(site)
+    assert f"Segmentation stored as run {run_id} " in department[1].read_text()
