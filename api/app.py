@@ -333,6 +333,7 @@ def create_app(config: ApiConfig) -> FastAPI:
 
     state = _JobState(settings)
     app.state.database_url = settings.database_url
+    metrics.queued.set_function(lambda: float(state.jobs().waiting()))
 
     @app.post("/api/inference/segment", status_code=202)
     def segment(who: Authorized, files: Volumes, model: SegModel = None) -> dict:

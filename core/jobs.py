@@ -53,6 +53,11 @@ class JobRunner:
         with self._lock:
             return self._jobs.get(key)
 
+    def unfinished(self) -> int:
+        """Jobs waiting for a slot or running."""
+        with self._lock:
+            return sum(not job.done for job in self._jobs.values())
+
     def submit(self, key: str, work: Work) -> Job:
         """Start ``work`` for ``key`` unless a job for it is running or has succeeded."""
         with self._lock:
@@ -93,6 +98,8 @@ class RemoteRunner(Protocol):
 
     def submit(self, key: str, task: str, payload: dict[str, Any]) -> Any: ...
 
+    def waiting(self) -> int: ...
+
 
 class Jobs:
     """A process's background jobs: each kind in its own threads (``local``) or, for the kinds
@@ -104,6 +111,10 @@ class Jobs:
 
     def runs_remotely(self, key: str) -> bool:
         return self.remote is not None and key.startswith(self._on_remote)
+
+    def waiting(self) -> int:
+        """Jobs waiting or running: this process's, plus the workers' queue."""
+        return self.local.unfinished() + (self.remote.waiting() if self.remote is not None else 0)
 
     def get(self, key: str) -> Any:
         if self.remote is not None and self.runs_remotely(key):

@@ -193,6 +193,14 @@ class RemoteJobs:
         log.info("Job %s sent to the workers as %s", key, task_id)
         return self._job(key, task_id)
 
+    def waiting(self) -> int:
+        """Jobs in the workers' queue not yet taken by a worker (Celery's default queue in Redis)."""
+        try:
+            return int(self._redis.llen(self._app.conf.task_default_queue))
+        except RedisError as exc:
+            log.warning("Could not read the workers' queue: %s", exc)
+            return 0
+
     def workers_alive(self) -> bool:
         """Whether any worker answers a ping (asked at most every 10 s)."""
         now = time.monotonic()

@@ -182,6 +182,7 @@ def test_health_lists_the_loaded_model_untrained_and_metrics_count_what_happened
     assert 'review_model_trained{model="xrv-densenet121-res224-all"} 0.0' in text
     assert re.search(r'review_model_load_seconds\{model="xrv-densenet121-res224-all"\} [0-9.]+', text)
     assert "review_api_in_flight 0.0" in text
+    assert re.search(r"^review_jobs_waiting [0-9.]+$", text, re.M)
 
 
 def test_without_weights_nor_untrained_mode_the_api_is_not_ready_and_says_how_to_fix_it(tmp_path: Path) -> None:
