@@ -14,7 +14,7 @@ import streamlit as st
 
 from core.errors import ConfigError, WeightsInvalid, WeightsMissing
 from core.settings import Settings, load_settings
-from inference.models.loader import LoadedModel
+from inference.models.loader import LoadedModel, ModelRef
 from inference.models.registry import get_classifier, get_segmenter
 from inference.models.spec import ClassifierSpec, ModelSpec
 from inference.models.weights import download_weights, find_weights_file
@@ -108,9 +108,18 @@ def forget_download_attempt() -> None:
     resources.download_attempts().pop(classifier_spec().model_id, None)
 
 
-def seg_model(model_id: str) -> LoadedModel | WeightsMissing | WeightsInvalid:
-    """A segmentation network, or the reason it cannot run."""
-    return loaded(get_segmenter(model_id))
+def seg_model(model_id: str) -> LoadedModel | ModelRef | WeightsMissing | WeightsInvalid:
+    """A segmentation network, or the reason it cannot run. Where the workers segment
+    (``WORKER_BROKER_URL``), only its weights' identity: the network is loaded there, not here."""
+    spec = get_segmenter(model_id)
+    if resources.jobs().remote is None:
+        return loaded(spec)
+    settings = load_settings()
+    use_untrained = untrained_allowed(spec) and find_weights_file(spec, settings) is None
+    try:
+        return resources.model_reference(spec.model_id, use_untrained, str(settings.weights_dir))
+    except (WeightsMissing, WeightsInvalid) as exc:
+        return exc
 
 
 def classifier_of_run(model_id: str) -> LoadedModel | WeightsMissing | WeightsInvalid | None:

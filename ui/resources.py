@@ -22,7 +22,7 @@ from core.deid import KEY_ENV, load_or_create_key
 from core.jobs import JobRunner, Jobs
 from core.settings import load_settings
 from inference.images.bands import BandConfig, load_band_config
-from inference.models.loader import LoadedModel, load_model
+from inference.models.loader import LoadedModel, ModelRef, load_model, model_ref
 from inference.models.registry import get_spec
 from storage.image_store import ImageStore
 
@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 def model(model_id: str, allow_untrained: bool, weights_dir: str) -> LoadedModel:
     """Any registered model, loaded once per process (classifiers and segmentation networks alike)."""
     return load_model(get_spec(model_id), load_settings(), allow_untrained=allow_untrained)
+
+
+@st.cache_resource(show_spinner=False)
+def model_reference(model_id: str, allow_untrained: bool, weights_dir: str) -> ModelRef:
+    """A model the workers run: its weights' identity, once per process (the network stays there)."""
+    return model_ref(get_spec(model_id), load_settings(), allow_untrained=allow_untrained)
 
 
 @st.cache_resource(show_spinner="Loading the chest anatomy segmentation…")

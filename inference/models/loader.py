@@ -155,6 +155,21 @@ def load_model(spec: ModelSpec, settings: Settings, *, allow_untrained: bool, de
     )
 
 
+@dataclass(frozen=True)
+class ModelRef:
+    """A model that runs elsewhere (on the workers): which one, and the weights it must run there.
+    What a page needs to start a job and label it, without the network in this process."""
+
+    spec: ModelSpec
+    weights_sha256: str
+    trained: bool
+
+
+def model_ref(spec: ModelSpec, settings: Settings, *, allow_untrained: bool) -> ModelRef:
+    sha, trained = weights_identity(spec, settings, allow_untrained=allow_untrained)
+    return ModelRef(spec=spec, weights_sha256=sha, trained=trained)
+
+
 def weights_identity(spec: ModelSpec, settings: Settings, *, allow_untrained: bool) -> tuple[str, bool]:
     """(weights sha256, trained) of what ``load_model`` would load, without loading it: for a
     process that sends the work to a worker and must name the weights it expects there.

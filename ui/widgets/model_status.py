@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.errors import WeightsInvalid, WeightsMissing
 from core.settings import load_settings
-from inference.models.loader import UNTRAINED_LABEL, LoadedModel
+from inference.models.loader import UNTRAINED_LABEL, LoadedModel, ModelRef
 from inference.models.registry import chest_classifiers, segmenters, slice_classifiers
 from inference.models.weights import find_weights_file, import_command, installed_weights_path
 from ui import models
@@ -83,13 +83,12 @@ def _classifier_line(spec) -> str:
     return f"{spec.display_name}  \n:red[:material/error: weights missing] — see the page for the fix"
 
 
-def _sidebar_line(display_name: str, state: LoadedModel | Exception) -> str:
-    if not isinstance(state, LoadedModel):
+def _sidebar_line(display_name: str, state: LoadedModel | ModelRef | Exception) -> str:
+    if not isinstance(state, LoadedModel | ModelRef):
         return f"{display_name}  \n:red[:material/error: weights missing] — see the page for the fix"
     weights = "trained weights" if state.trained else ":red[:material/warning: **UNTRAINED weights** (meaningless)]"
-    return (
-        f"{display_name}  \n{weights}  \nweights sha256 {state.weights_sha256[:12]}…  \ndevice: {state.device.upper()}"
-    )
+    where = f"device: {state.device.upper()}" if isinstance(state, LoadedModel) else "runs on the workers"
+    return f"{display_name}  \n{weights}  \nweights sha256 {state.weights_sha256[:12]}…  \n{where}"
 
 
 def sidebar_status(page: str | None = None) -> None:
@@ -141,7 +140,7 @@ def _untrained_button(spec, outputs: str) -> None:
 def seg_model_panel(spec):
     """The segmentation network for ``spec``, or None after showing why it cannot run and the fix."""
     state = models.seg_model(spec.model_id)
-    if isinstance(state, LoadedModel):
+    if isinstance(state, LoadedModel | ModelRef):
         if not state.trained:
             st.error(
                 f"**{spec.display_name}: {UNTRAINED_LABEL}.** Its masks and volumes are meaningless; every "

@@ -272,6 +272,12 @@ def test_the_mri_ct_page_segments_on_a_worker_as_it_does_in_its_own_thread(site,
 
     monkeypatch.setenv("ALLOW_UNTRAINED_WEIGHTS", "1")
     ui.resources.jobs.clear()  # this process's runner is made for the broker now, and dropped after
+    loads: list[str] = []
+    real_load = ui.resources.load_model
+    monkeypatch.setattr(
+        ui.resources, "load_model", lambda spec, *a, **k: loads.append(spec.model_id) or real_load(spec, *a, **k)
+    )
+    ui.resources.model.clear()
     try:
         at = new_app()
         at.run()
@@ -289,9 +295,13 @@ def test_the_mri_ct_page_segments_on_a_worker_as_it_does_in_its_own_thread(site,
         [caption] = [c.value for c in at.caption if c.value.startswith("Segmentation run")]
         run_id = int(caption.split("#")[1].split()[0])
         assert (run_id, "monai-wholebody-ct-segresnet-3mm", 0) in _runs(site)
+        assert not [m for m in loads if m.startswith("monai-")], loads  # the worker's network, not this replica's
+        assert "runs on the workers" in " ".join(c.value for c in at.sidebar.caption)
         assert f"Segmentation stored as run {run_id} " in department[1].read_text()
     finally:
         ui.resources.jobs.clear()
+        ui.resources.model.clear()
+        ui.resources.model_reference.clear()
 
 
 def test_the_api_sends_a_segmentation_to_the_workers_without_loading_the_network_itself(site, department) -> None:
