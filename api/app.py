@@ -33,6 +33,7 @@ from core.errors import (
 from core.jobs import JobRunner, Jobs
 from core.settings import Settings
 from inference.models.spec import ClassifierSpec
+from inference.volume.types import Volume
 from xai.cam import CAM_METHODS, CLOSED_FORM_METHOD
 from xai.overlay import COLORMAPS, OPACITY_RANGE
 
@@ -75,6 +76,7 @@ Volumes = Annotated[
     list[UploadFile],
     File(description="the 4 NIfTI files of a BraTS case, a NIfTI volume, or a DICOM series or its zip"),
 ]
+ClassifierModel = Annotated[str, Form(description="a registered 2D classifier, e.g. brain-mri-tumour-4class")]
 SegModel = Annotated[str | None, Form(description="a registered segmentation network (default: by the case)")]
 
 
@@ -348,14 +350,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         from pipelines.summaries import untrained_note
         from pipelines.volume_inputs import read_case, segmenter_for
 
-        limit = settings.max_volume_upload_mb * 1_000_000
-        read = []
-        for upload in files:
-            data = upload.file.read(limit + 1)
-            if len(data) > limit:
-                raise InputTooLarge(f"{upload.filename} is over the {limit / 1e6:.0f} MB volume upload limit.")
-            read.append((upload.filename or "upload", data))
-        inputs = read_case(read, settings, load_or_create_key(settings.patient_key_file))
+        inputs = read_case(_read_volume_files(files, settings), settings, load_or_create_key(settings.patient_key_file))
         spec = segmenter_for(inputs, model)
         facts = case_facts(inputs)
         jobs = state.jobs()
@@ -383,6 +378,54 @@ def create_app(config: ApiConfig) -> FastAPI:
             "model": {"id": spec.model_id, "weights_sha256": sha, "trained": trained},
             **untrained_note(trained),
         }
+
+    @app.post("/api/inference/classify", response_model=None)
+    def classify(who: Authorized, files: Volumes, model: ClassifierModel) -> dict | JSONResponse:
+        """A registered 2D classifier (the brain MRI models) on one slice (PNG, JPEG or DICOM): 200
+        with each class in its band; on a volume (a NIfTI, a DICOM series or its zip): 202 with a
+        job id, the volume classified slice by slice in the background."""
+        from core.deid import load_or_create_key
+        from inference.images.bands import load_band_config
+        from pipelines.summaries import slice_summary, untrained_note, volume_classification
+        from pipelines.volume_inputs import read_case
+
+        spec = spec_of(model)
+        names = [(f.filename or "upload").lower() for f in files]
+        is_volume = len(files) > 1 or names[0].endswith((".nii", ".nii.gz", ".zip"))
+        if not is_volume:
+            started = time.perf_counter()
+            loaded_model, _, analysis = analysed(spec, files[0])
+            metrics.images.labels("classify").inc()
+            return {
+                "file": files[0].filename,
+                **untrained_note(loaded_model.trained),
+                **slice_summary(analysis, exclusive=spec.exclusive),
+                "processing_time_ms": round((time.perf_counter() - started) * 1000.0, 1),
+            }
+        inputs = read_case(_read_volume_files(files, settings), settings, load_or_create_key(settings.patient_key_file))
+        if not isinstance(inputs, Volume):
+            raise BadParameter("One volume is classified at a time, not a set of MRI channels.")
+        loaded_model = pool.get(spec)
+        key = f"classify:{inputs.input_sha256}:{spec.model_id}:{loaded_model.weights_sha256}"
+        bands = load_band_config(settings.bands_file)
+
+        def work(progress):
+            return volume_classification(inputs, loaded_model, bands)
+
+        state.jobs().local.submit(key, work)
+        return JSONResponse(
+            {
+                "job_id": key,
+                "status_url": f"/api/jobs/{key}",
+                "model": {
+                    "id": spec.model_id,
+                    "weights_sha256": loaded_model.weights_sha256,
+                    "trained": loaded_model.trained,
+                },
+                **untrained_note(loaded_model.trained),
+            },
+            status_code=202,
+        )
 
     @app.get("/api/jobs/{job_id}")
     def job(who: Authorized, job_id: str) -> JSONResponse:
@@ -452,11 +495,25 @@ class _JobState:
         return store
 
 
+def _read_volume_files(files: list[UploadFile], settings: Settings) -> list[tuple[str, bytes]]:
+    limit = settings.max_volume_upload_mb * 1_000_000
+    read = []
+    for upload in files:
+        data = upload.file.read(limit + 1)
+        if len(data) > limit:
+            raise InputTooLarge(f"{upload.filename} is over the {limit / 1e6:.0f} MB volume upload limit.")
+        read.append((upload.filename or "upload", data))
+    return read
+
+
 def _job_result(result) -> dict:
-    """A finished segmentation job's answer: the stored run, the model and each structure measured."""
+    """A finished job's answer: a volume's classification as it is; for a segmentation, the
+    stored run, the model and each structure measured."""
     from inference.volume.measure import measurements_table
     from pipelines.summaries import model_facts, untrained_note
 
+    if isinstance(result, dict):
+        return {**untrained_note(result["model"]["trained"]), **result}
     segmentation, run_id = result
     return {
         "run_id": run_id,

@@ -147,33 +147,9 @@ def read_volume(path: Path, settings, key: bytes) -> Volume:
 
 
 def _volume_result(path: Path, volume: Volume, loaded: LoadedModel, bands: BandConfig) -> dict:
-    from pipelines.classify import classify_volume
-    from pipelines.summaries import model_facts
+    from pipelines.summaries import volume_classification
 
-    spec = loaded.classifier_spec
-    result = classify_volume(loaded, volume)
-    classes = [
-        {"label": label, "score": round(score, 6), "band": spec.band_of(bands, label, score).value}
-        for label, score in zip(result.labels, result.scores, strict=True)
-    ]
-    return {
-        "file": str(path),
-        "modality": volume.modality,
-        "model": model_facts(loaded.identity),
-        "classes": classes,
-        "slices": [
-            {"index": index, "scores": [round(float(v), 6) for v in row]}
-            for index, row in zip(result.slice_indices, result.slice_scores, strict=True)
-        ],
-        "aggregate": {
-            "method": result.method,
-            "view": result.view,
-            "slice": dict(zip(result.labels, result.driving_slice, strict=True)),
-            "skipped_slices": result.skipped,
-        },
-        "bands_version": bands.identity,
-        "timing_ms": round(result.timing_ms, 1),
-    }
+    return {"file": str(path), **volume_classification(volume, loaded, bands)}
 
 
 def classify_command(args: argparse.Namespace, out: TextIO) -> int:

@@ -9,6 +9,9 @@ from core.types import ModelIdentity, Prediction
 from inference.models.loader import UNTRAINED_LABEL
 
 if TYPE_CHECKING:
+    from inference.images.bands import BandConfig
+    from inference.models.loader import LoadedModel
+    from inference.volume.types import Volume
     from pipelines.analyze import CaseAnalysis
     from pipelines.classify import Uncertainty
 
@@ -56,3 +59,33 @@ def slice_summary(analysis: CaseAnalysis, *, exclusive: bool, spread: Uncertaint
         result["uncertainty"] = spread.as_dict()
     result["timing_ms"] = round(prediction.timing_ms + analysis.gradcam.timing_ms, 1)
     return result
+
+
+def volume_classification(volume: Volume, loaded: LoadedModel, bands: BandConfig) -> dict:
+    """A 2D classifier over a volume's slices: each class's volume score in its band, every slice's
+    scores, and how the volume's score was made from them (and which slice drives each class)."""
+    from pipelines.classify import classify_volume
+
+    spec = loaded.classifier_spec
+    result = classify_volume(loaded, volume)
+    classes = [
+        {"label": label, "score": round(score, 6), "band": spec.band_of(bands, label, score).value}
+        for label, score in zip(result.labels, result.scores, strict=True)
+    ]
+    return {
+        "modality": volume.modality,
+        "model": model_facts(loaded.identity),
+        "classes": classes,
+        "slices": [
+            {"index": index, "scores": [round(float(v), 6) for v in row]}
+            for index, row in zip(result.slice_indices, result.slice_scores, strict=True)
+        ],
+        "aggregate": {
+            "method": result.method,
+            "view": result.view,
+            "slice": dict(zip(result.labels, result.driving_slice, strict=True)),
+            "skipped_slices": result.skipped,
+        },
+        "bands_version": bands.identity,
+        "timing_ms": round(result.timing_ms, 1),
+    }

@@ -284,3 +284,33 @@ def test_a_volume_the_tool_cannot_read_or_segment_is_a_422_and_an_unknown_job_a_
     )
     assert unknown.status_code == 422 and "no-such-network" in unknown.json()["error"]
     assert api.get("/api/jobs/segment:nothing").status_code == 404
+
+
+def test_a_brain_mri_slice_is_classified_at_once_and_a_volume_in_the_background(api) -> None:
+    from tests.conftest import SAMPLES
+
+    slice_path = sorted((SAMPLES / "mri_tumour" / "test" / "meningioma").iterdir())[0]
+    response = api.post(
+        "/api/inference/classify",
+        files=[("files", (slice_path.name, slice_path.read_bytes()))],
+        data={"model": "brain-tumour-4class"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"]["id"] == "brain-tumour-4class" and body["model"]["trained"] is True and "warning" not in body
+    assert body["prediction"] in {c["label"] for c in body["classes"]} and len(body["classes"]) == 4
+    # The MNI template through the same model: slice by slice, in the background.
+    template = SAMPLES / "mri" / "mni152_t1.nii.gz"
+    queued = api.post(
+        "/api/inference/classify",
+        files=[("files", (template.name, template.read_bytes()))],
+        data={"model": "brain-tumour-4class"},
+    )
+    assert queued.status_code == 202, queued.text
+    status = follow(api, queued.json())
+    assert status["state"] == "done", status
+    result = status["result"]
+    assert result["aggregate"]["view"].lower() == "axial" and len(result["slices"]) > 100
+    assert {c["label"] for c in result["classes"]} == {c["label"] for c in body["classes"]}
+    missing = api.post("/api/inference/classify", files=[("files", ("x.png", NIH_PNG.read_bytes()))])
+    assert missing.status_code == 422 and "model" in missing.json()["error"]
