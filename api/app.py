@@ -123,7 +123,8 @@ def create_app(config: ApiConfig) -> FastAPI:
     async def measure(request: Request, call_next):
         started = time.perf_counter()
         path = request.url.path
-        limit = batch_limit if path.endswith("-batch") else volume_limit if path.endswith("/segment") else single_limit
+        volumes = path.endswith(("/segment", "/classify"))
+        limit = batch_limit if path.endswith("-batch") else volume_limit if volumes else single_limit
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             response: Response = JSONResponse(
