@@ -54,10 +54,16 @@ def classifier_spec() -> ClassifierSpec:
 
 def loaded(spec: ModelSpec) -> LoadedModel | WeightsMissing | WeightsInvalid:
     """Any registered model, or the reason it cannot run (shown by the page, never hidden)."""
+    return _held(spec, resources.model)
+
+
+def _held(spec: ModelSpec, hold):
+    """``hold(model_id, use_untrained, weights_dir)`` (the loaded network, or only its weights'
+    identity), untrained only where chosen and no weights are installed; or the reason it cannot run."""
     settings = load_settings()
     use_untrained = untrained_allowed(spec) and find_weights_file(spec, settings) is None
     try:
-        return resources.model(spec.model_id, use_untrained, str(settings.weights_dir))
+        return hold(spec.model_id, use_untrained, str(settings.weights_dir))
     except (WeightsMissing, WeightsInvalid) as exc:
         return exc
 
@@ -112,14 +118,7 @@ def seg_model(model_id: str) -> LoadedModel | ModelRef | WeightsMissing | Weight
     """A segmentation network, or the reason it cannot run. Where the workers segment
     (``WORKER_BROKER_URL``), only its weights' identity: the network is loaded there, not here."""
     spec = get_segmenter(model_id)
-    if resources.jobs().remote is None:
-        return loaded(spec)
-    settings = load_settings()
-    use_untrained = untrained_allowed(spec) and find_weights_file(spec, settings) is None
-    try:
-        return resources.model_reference(spec.model_id, use_untrained, str(settings.weights_dir))
-    except (WeightsMissing, WeightsInvalid) as exc:
-        return exc
+    return _held(spec, resources.model if resources.jobs().remote is None else resources.model_reference)
 
 
 def classifier_of_run(model_id: str) -> LoadedModel | WeightsMissing | WeightsInvalid | None:
