@@ -31,9 +31,7 @@ _POLL_S = 0.25
 _PING_EVERY_S = 10.0
 
 
-def segmentation_payload(
-    inputs, model_id: str, weights_sha256: str, trained: bool, facts, actor: str | None
-) -> dict:
+def segmentation_payload(inputs, model_id: str, weights_sha256: str, trained: bool, facts, actor: str | None) -> dict:
     """What a worker needs to segment a volume kept in the shared image store: its sha256, the
     model and weights the caller expects (untrained only where the caller runs untrained), the
     case's de-identified facts and who asked. Plain JSON, no pixels, no identifiers."""

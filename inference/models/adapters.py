@@ -14,6 +14,7 @@ a new model of a known family is a registry entry with no code:
 from __future__ import annotations
 
 import copy
+import threading
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
 Network = Any
 
 UNTRAINED_SEED = 0
+# torch's seed is the process's: two seeded builds at once (a server's warm-up loading one model
+# while a page asks for another) interleave their draws, and each gets other weights than it
+# would alone (a worker then refused a page's job for "other weights", 2026-12-07). One at a time.
+_SEEDED_BUILD = threading.Lock()
 
 
 def import_xrv() -> Any:
@@ -66,7 +71,7 @@ class Adapter:
         """The seeded random network of the untrained mode (the same weights on every machine)."""
         import torch
 
-        with torch.random.fork_rng(devices=[]):
+        with _SEEDED_BUILD, torch.random.fork_rng(devices=[]):
             torch.manual_seed(UNTRAINED_SEED)
             return self.build(spec)
 
@@ -137,7 +142,7 @@ class XrvDenseNet(Adapter):
         import torch
 
         assert isinstance(spec, ClassifierSpec)
-        with torch.random.fork_rng(devices=[]):
+        with _SEEDED_BUILD, torch.random.fork_rng(devices=[]):
             torch.manual_seed(UNTRAINED_SEED)
             model = self.build(spec)
             noise = torch.rand(8, 1, 28, 28) * 2048.0 - 1024.0
