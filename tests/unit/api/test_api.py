@@ -55,7 +55,7 @@ def api(tmp_path_factory):
         yield client
 
 
-def _png(b64: str) -> np.ndarray:
+def _picture(b64: str) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(base64.b64decode(b64), np.uint8), cv2.IMREAD_UNCHANGED)
 
 
@@ -73,7 +73,7 @@ def test_a_heatmap_round_trip_on_a_real_radiograph_is_labelled_untrained(api) ->
     # The default finding is the one the review page opens on: the highest ranked.
     top = max(body["findings"], key=lambda f: f["score"])
     assert body["finding"]["label"] == top["label"]
-    overlay, heat = _png(body["overlay_png_base64"]), _png(body["heatmap_png_base64"])
+    overlay, heat = _picture(body["overlay_jpeg_base64"]), _picture(body["heatmap_jpeg_base64"])
     # 512 x 512 radiograph: the whole square, under the red untrained band added above it.
     assert overlay.shape[1] == heat.shape[1] == 512 and overlay.shape[0] > 512 and overlay.shape[2] == 3
     band = overlay[:10, :, :]  # BGR as OpenCV decodes: red dominates the band
@@ -96,7 +96,7 @@ def test_another_method_colormap_and_finding_are_what_is_drawn(api) -> None:
     ).json()
     assert (hot["finding"]["label"], hot["method"], hot["colormap"]) == (second, "Grad-CAM++", "hot")
     assert hot["finding"] == jet["finding"]  # the same score and band whichever picture
-    a, b = _png(jet["heatmap_png_base64"]), _png(hot["heatmap_png_base64"])
+    a, b = _picture(jet["heatmap_jpeg_base64"]), _picture(hot["heatmap_jpeg_base64"])
     assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).mean() > 10
 
 
@@ -142,7 +142,7 @@ def test_a_batch_goes_on_past_a_bad_file_and_says_which_failed(api, tmp_path: Pa
     body = response.json()
     assert (body["succeeded"], body["failed"]) == (2, 1)
     first, broken, third = body["results"]
-    assert first["file"] == NIH_PNG.name and first["overlay_png_base64"]
+    assert first["file"] == NIH_PNG.name and first["overlay_jpeg_base64"]
     assert broken["file"] == "broken.png" and broken["status"] == 422 and "broken.png" in broken["error"]
     assert third["square"]["size"] == 885  # padchest 1036 x 885: the centred square
     assert body["total_processing_time_ms"] >= first["processing_time_ms"] + third["processing_time_ms"]

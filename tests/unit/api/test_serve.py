@@ -62,7 +62,7 @@ def test_the_served_api_answers_a_heatmap_over_http_and_stops_cleanly(tmp_path: 
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["model"]["trained"] is False and body["warning"].startswith("UNTRAINED")
-        assert body["colormap"] == "viridis" and body["overlay_png_base64"]
+        assert body["colormap"] == "viridis" and body["overlay_jpeg_base64"]
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)
