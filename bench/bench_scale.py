@@ -13,7 +13,8 @@ endpoint: verdicts under load are bench.py's storage figures (20 writers, none l
 
 The last line printed is one JSON object. Goals: errors == 0, stored once, loaded once,
 api_heatmap_ms <= 1.3 x case_ms, batch_images_per_s >= 0.9 x the model-bound rate (1000 / case_ms),
-both on the NIH radiograph case_ms is measured on, on an idle system (before the readers start).
+both on the NIH radiograph case_ms is measured on, on an idle system (before the readers start), with
+one torch thread in each process (four model processes share the two cores).
 """
 
 from __future__ import annotations
@@ -106,7 +107,11 @@ def _stop(processes: list[subprocess.Popen]) -> None:
 
 
 def in_process_case_ms(repeats: int) -> float:
-    """The chest X-ray case (decode, scores, every Grad-CAM) in this process, as bench.py's case_ms."""
+    """The chest X-ray case (decode, scores, every Grad-CAM) in this process, as bench.py's case_ms,
+    on one torch thread as each API replica runs here."""
+    import torch
+
+    torch.set_num_threads(1)
     from core.settings import load_settings
     from inference.images.bands import load_band_config
     from inference.images.ingest import load_image
@@ -141,6 +146,10 @@ def run(clients: int, seconds: float, repeats: int) -> dict:
             "REVIEW_DATA_DIR": str(folder / "data"),
             "ALLOW_UNTRAINED_WEIGHTS": "1",
             "MODEL_AUTO_DOWNLOAD": "0",
+            # Four model processes on two cores: one torch thread each. Two threads each (the
+            # default) left 20 readers at 1.8 requests/s, p95 26 s (2026-12-07): OpenMP's waiting
+            # threads spin, and four processes' spinning threads took the cores from each other.
+            "OMP_NUM_THREADS": "1",
         }
         os.environ.update(env)
         processes: list[subprocess.Popen] = []
@@ -272,6 +281,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     with tempfile.TemporaryDirectory() as data_dir:
         os.environ.update({"REVIEW_DATA_DIR": data_dir, "ALLOW_UNTRAINED_WEIGHTS": "1", "MODEL_AUTO_DOWNLOAD": "0"})
         case_ms = in_process_case_ms(args.repeats)
