@@ -75,7 +75,7 @@ class Access:
     def check(self, authorization: str | None, client_host: str | None) -> Caller:
         """The caller, or ``AccessDenied``/``ProviderUnavailable``."""
         if not self.configured:
-            if client_host is None or not _is_loopback(client_host):
+            if client_host is None or not is_loopback_host(client_host):
                 raise AccessDenied(f"{LOOPBACK_ONLY}; this request came from {client_host or 'an unknown address'}.")
             return Caller("loopback")
         scheme, _, token = (authorization or "").partition(" ")
@@ -130,18 +130,14 @@ class Access:
         return metadata
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (an address to bind, or a client's) is this machine."""
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def is_loopback_host(host: str) -> bool:
-    """Whether binding ``host`` keeps the API on this machine."""
-    return _is_loopback(host)
 
 
 def load_access(secrets_file: Path | None) -> Access:

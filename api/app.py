@@ -26,7 +26,6 @@ from api.metrics import Metrics
 from api.models import LoadRecord, ModelPool
 from core.errors import (
     BadParameter,
-    ConfigError,
     InputRejected,
     InputTooLarge,
     ReviewError,
@@ -247,6 +246,8 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
     @app.get("/health")
     def health() -> dict:
         """Liveness, and what is loaded: each model's id, weights and whether they are trained."""
+        from pipelines.summaries import untrained_note
+
         records = pool.records()
         return {
             "status": "ok",
@@ -258,7 +259,7 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
                     "weights_sha256": r.weights_sha256,
                     "device": r.device,
                     "load_seconds": round(r.load_seconds, 2),
-                    **({} if r.trained else {"warning": "UNTRAINED WEIGHTS: scores are meaningless"}),
+                    **untrained_note(r.trained),
                 }
                 for r in records
             ],
@@ -286,10 +287,8 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
     @on_inference_thread
     def predict(
         who: Authorized,
-        file: Annotated[UploadFile, File(description="a chest radiograph: PNG, JPEG or DICOM")],
-        model: Annotated[
-            str | None, Form(description="a registered 2D classifier (default: the chest X-ray model)")
-        ] = None,
+        file: Upload,
+        model: Model = None,
     ) -> dict:
         """The findings in bands, as ``python -m inference analyze --json`` prints them."""
         from pipelines.summaries import analysis_summary, untrained_note
@@ -371,7 +370,6 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
         from inference.models.loader import weights_identity
         from inference.volume.case import case_facts
         from pipelines.job_bodies import segment_and_store, segmentation_key
-        from pipelines.kept_volumes import keep_volume
         from pipelines.summaries import untrained_note
         from pipelines.volume_inputs import read_case, segmenter_for
 
@@ -380,13 +378,11 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
         facts = case_facts(inputs)
         jobs = state.jobs()
         if jobs.remote is not None:  # the workers run it; this process never loads the network
-            from workers.client import segmentation_payload
-            from workers.tasks import SEGMENT
-
             sha, trained = weights_identity(spec, settings, allow_untrained=config.untrained_allowed)
             key = segmentation_key(inputs.input_sha256, spec.model_id, sha)
-            keep_volume(state.store(), inputs)
-            jobs.remote.submit(key, SEGMENT, segmentation_payload(inputs, spec.model_id, sha, trained, facts, who.name))
+            jobs.remote.submit_segmentation(
+                key, state.store_or_none(), inputs, spec.model_id, sha, trained, facts, who.name
+            )
         else:
             loaded_model = pool.get(spec)
             sha, trained = loaded_model.weights_sha256, loaded_model.trained
@@ -412,7 +408,7 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
         job id, the volume classified slice by slice in the background."""
         from core.deid import load_or_create_key
         from inference.images.bands import load_band_config
-        from pipelines.summaries import slice_summary, untrained_note, volume_classification
+        from pipelines.summaries import model_facts, slice_summary, untrained_note, volume_classification
         from pipelines.volume_inputs import read_case
 
         spec = spec_of(model)
@@ -443,11 +439,7 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
             {
                 "job_id": key,
                 "status_url": f"/api/jobs/{key}",
-                "model": {
-                    "id": spec.model_id,
-                    "weights_sha256": loaded_model.weights_sha256,
-                    "trained": loaded_model.trained,
-                },
+                "model": model_facts(loaded_model.identity),
                 **untrained_note(loaded_model.trained),
             },
             status_code=202,
@@ -460,11 +452,10 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
         if found is None:
             return JSONResponse({"error": f"No job {job_id} (finished jobs are kept for a while only)."}, 404)
         if not found.done:
-            queued = found.progress == 0.0 and "queued" in found.message
             return JSONResponse(
                 {
                     "job_id": job_id,
-                    "state": "queued" if queued else "running",
+                    "state": "queued" if found.queued else "running",
                     "progress": found.progress,
                     "message": found.message,
                 }
@@ -513,12 +504,6 @@ class _JobState:
         if not self._settings.image_store:
             return None
         return ImageStore(self._settings.image_store_dir, self._settings.image_retention_days)
-
-    def store(self):
-        store = self.store_or_none()
-        if store is None:
-            raise ConfigError("Segmentation on the workers needs the image store (IMAGE_STORE=1), shared with them.")
-        return store
 
 
 def _read_volume_files(files: list[UploadFile], settings: Settings) -> list[tuple[str, bytes]]:

@@ -29,6 +29,7 @@ class Job:
     error: str | None = None
     started_at: float = field(default_factory=time.monotonic)
     finished_at: float | None = None
+    queued: bool = True  # waiting for a free slot, not started yet
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -77,6 +78,7 @@ class JobRunner:
 
     def _run(self, job: Job, work: Work) -> None:
         with self._slots:
+            job.queued = False
             job.report(0.0, "starting")
             try:
                 job.result = work(job.report)
@@ -97,6 +99,18 @@ class RemoteRunner(Protocol):
     def get(self, key: str) -> Any: ...
 
     def submit(self, key: str, task: str, payload: dict[str, Any]) -> Any: ...
+
+    def submit_segmentation(
+        self,
+        key: str,
+        store: Any,
+        inputs: Any,
+        model_id: str,
+        weights_sha256: str,
+        trained: bool,
+        facts: Any,
+        actor: str | None,
+    ) -> Any: ...
 
     def waiting(self) -> int: ...
 

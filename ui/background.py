@@ -7,11 +7,9 @@ job does, and what it stores when it finishes, is ``pipelines.job_bodies``; page
 
 from __future__ import annotations
 
-from core.errors import ConfigError
 from core.jobs import Job
 from inference.models.loader import LoadedModel
 from pipelines import job_bodies
-from pipelines.kept_volumes import keep_volume
 from ui.resources import anatomy_model, database, image_store, jobs
 
 
@@ -49,11 +47,6 @@ def start_segmentation(inputs, loaded, facts, actor: str | None):
 
         return jobs().local.submit(key, work)
     # On the workers: the volume reaches them through the shared image store, by its sha256.
-    if store is None:
-        raise ConfigError("Segmentation on the workers needs the image store (IMAGE_STORE=1), shared with them.")
-    keep_volume(store, inputs)
-    from workers.client import segmentation_payload
-    from workers.tasks import SEGMENT
-
-    payload = segmentation_payload(inputs, loaded.spec.model_id, loaded.weights_sha256, loaded.trained, facts, actor)
-    return runner.submit(key, SEGMENT, payload)
+    return runner.submit_segmentation(
+        key, store, inputs, loaded.spec.model_id, loaded.weights_sha256, loaded.trained, facts, actor
+    )

@@ -19,7 +19,7 @@ from celery.result import AsyncResult
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
-from core.errors import ReviewError
+from core.errors import ConfigError, ReviewError
 from core.settings import Settings
 from workers.tasks import configured_app
 
@@ -116,6 +116,12 @@ class RemoteJob:
         return self._answer
 
     @property
+    def queued(self) -> bool:
+        """Sent, not yet taken by a worker."""
+        self._read()
+        return self._state == "PENDING" and not self.done
+
+    @property
     def progress(self) -> float:
         self._read()
         if self.done:
@@ -198,6 +204,24 @@ class RemoteJobs:
         except RedisError as exc:
             log.warning("Could not read the workers' queue: %s", exc)
             return 0
+
+    def submit_segmentation(
+        self, key: str, store, inputs, model_id: str, weights_sha256: str, trained: bool, facts, actor: str | None
+    ) -> RemoteJob:
+        """A segmentation for the workers: the volume kept in the shared image store (``store``),
+        where they read it by its sha256, then the job sent (or joined, under ``key``).
+
+        Raises:
+            ConfigError: the image store is off (``store`` None), so the workers could not read it.
+        """
+        from pipelines.kept_volumes import keep_volume
+        from workers.tasks import SEGMENT
+
+        if store is None:
+            raise ConfigError("Segmentation on the workers needs the image store (IMAGE_STORE=1), shared with them.")
+        keep_volume(store, inputs)
+        payload = segmentation_payload(inputs, model_id, weights_sha256, trained, facts, actor)
+        return self.submit(key, SEGMENT, payload)
 
     def workers_alive(self) -> bool:
         """Whether any worker answers a ping (asked at most every 10 s)."""
