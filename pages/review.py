@@ -9,6 +9,7 @@ from inference.models.registry import chest_classifiers
 from ui.entry import require_app_entry
 from ui.models import classifier_spec
 from ui.session import REVIEW_MODEL_KEY, TTA_KEY
+from ui.widgets.cam_viewer import awaiting_image
 from ui.widgets.model_status import require_model
 from ui.widgets.slice_review import review_slice
 
@@ -47,7 +48,7 @@ upload = upload_col.file_uploader(
     ),
 )
 if upload is None:
-    st.info("Drop a chest radiograph above to see the AI findings, heatmaps and record your verdicts.")
+    awaiting_image("Drop a chest radiograph above to see the AI findings, heatmaps and record your verdicts.")
     st.stop()
 
 review_slice(loaded, upload, augment=augment)

@@ -22,6 +22,7 @@ from ui.identity import reviewer
 from ui.session import RUN_IDS, channel_key, segment_key, volume_upload_key
 from ui.text import md_escape
 from ui.widgets import figures
+from ui.widgets.cam_viewer import awaiting_image
 from ui.widgets.job_progress import follow_job
 from ui.widgets.model_card import VOLUME_CAVEAT, headline, prediction_and_card, volume_answer
 from ui.widgets.model_status import classifier_panel, seg_model_panel
@@ -65,7 +66,7 @@ def _classify_slice() -> None:
         ),
     )
     if not uploads:
-        st.info(
+        awaiting_image(
             f"Drop a brain MRI slice above to see what {spec.display_name} says, where it looked, and record your verdict."
         )
         return

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import confirm_radiograph, new_app
+from tests.app.conftest import confirm_radiograph, new_app, texts
 from tests.app.test_review_page import upload
 from ui.session import prior_key, selected_key
 
@@ -34,13 +34,23 @@ def test_the_radiograph_goes_to_the_viewer_once(untrained_env, browser_viewer, s
 
     import nibabel as nib
 
-    at = upload(new_app().run(), samples / "padchest_16747_3_1.jpg", mime="image/jpeg")
-    spec, sent = _viewer(at)
-    assert spec["kind"] == "xray"
-    assert [layer["role"] for layer in spec["layers"]] == ["image", "outline", "heatmap"]
-    assert set(sent) == {f"b_{layer['id']}" for layer in spec["layers"]}
-    image = nib.Nifti1Image.from_bytes(gzip.decompress(sent[f"b_{spec['layers'][0]['id']}"]))
+    path = samples / "padchest_16747_3_1.jpg"
+    at = new_app().run()
+    at.file_uploader[0].set_value((path.name, path.read_bytes(), "image/jpeg")).run()
+    # Asked what the JPEG is, the reader sees the whole of it in the viewer, where its heatmap will be.
+    asked, sent_asked = _viewer(at)
+    assert [layer["role"] for layer in asked["layers"]] == ["image"]
+    image = nib.Nifti1Image.from_bytes(gzip.decompress(sent_asked[f"b_{asked['layers'][0]['id']}"]))
     assert image.shape == (1036, 885, 1)  # the whole radiograph, not the model's 885 x 885 crop
+    assert "1036 × 885 px" in texts(at)
+
+    # Confirmed: the same viewer gets the crop outline and the heatmap; the radiograph is an id only.
+    confirm_radiograph(at)
+    spec, sent = _viewer(at)
+    assert spec["kind"] == "xray" and spec["scene"] == asked["scene"]
+    assert [layer["role"] for layer in spec["layers"]] == ["image", "outline", "heatmap"]
+    assert spec["layers"][0]["id"] == asked["layers"][0]["id"]
+    assert set(sent) == {f"b_{layer['id']}" for layer in spec["layers"][1:]}
     heatmap = spec["layers"][2]
     assert heatmap["caption"].startswith("Grad-CAM for ") and heatmap["untrained"].startswith("UNTRAINED")
 

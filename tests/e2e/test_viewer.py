@@ -17,6 +17,7 @@ from tests.e2e import verdict_rows
 from tests.e2e.conftest import browser_page, case_of_run, open_page, settled, shown_run, upload_radiograph
 from tests.e2e.test_browser import _shot, _sign
 from tests.e2e.test_volume_browser import MRI, _mask_file
+from ui.widgets.radiograph_check import YES_LABEL
 
 pytestmark = pytest.mark.e2e
 PADCHEST = SAMPLES / "cxr" / "padchest_16747_3_1.jpg"  # 1036 x 885: wider than it is tall
@@ -417,7 +418,21 @@ def test_after_a_new_upload_the_lists_show_the_heatmap_drawn(shared_server) -> N
             "() => window.reviewViewer.state().layers.some(l => l.caption.startsWith('Eigen-CAM for Edema ('))"
         )
         first_scene = _state(frame)["scene"]
-        upload_radiograph(page, str(PADCHEST))
+        frame.evaluate("() => { window.__sameViewer = true; }")
+        # Asked what the new JPEG is, the reader sees it whole in the same viewer (not one the page
+        # rebuilt) and may window it; the findings then come into that viewer, as windowed.
+        page.locator("input[type=file]").set_input_files(str(PADCHEST))
+        expect(page.get_by_role("button", name=YES_LABEL)).to_be_visible()
+        frame.wait_for_function(
+            """scene => { const s = window.reviewViewer.state(); return s.ready && s.scene !== scene
+               && s.layers.map(l => l.role).join() === 'image'; }""",
+            arg=first_scene,
+        )
+        assert frame.evaluate("() => window.__sameViewer === true"), "the viewer was rebuilt for the question"
+        frame.get_by_role("combobox", name="Window preset").select_option(label="High contrast")
+        frame.wait_for_function("() => window.reviewViewer.state().calMin > 60")
+        windowed = (_state(frame)["calMin"], _state(frame)["calMax"])
+        page.get_by_role("button", name=YES_LABEL).click()
         page.wait_for_function(
             """scene => { const f = document.querySelector("iframe[src*='review_viewer']");
                try { const s = f.contentWindow.reviewViewer.state(); return s.ready && s.scene !== scene
@@ -425,6 +440,8 @@ def test_after_a_new_upload_the_lists_show_the_heatmap_drawn(shared_server) -> N
             arg=first_scene,
         )
         settled(page)
+        assert frame.evaluate("() => window.__sameViewer === true"), "the viewer was rebuilt for the findings"
+        assert (_state(frame)["calMin"], _state(frame)["calMax"]) == windowed, "the reader's window was lost"
         finding, method = _shown_in(page, finding_list), _shown_in(page, method_list)
         heat = next(layer for layer in _state(_viewer(page))["layers"] if layer["role"] == "heatmap")
         assert heat["caption"].startswith(f"{method} for {finding} ("), (finding, method, heat["caption"])

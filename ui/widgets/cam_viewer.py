@@ -103,6 +103,44 @@ def _prefer(key: str) -> None:
     st.session_state[CAM_METHOD_PREFERENCE] = st.session_state[key]
 
 
+def reading_columns() -> tuple[Any, Any]:
+    """The image (about two thirds of the width) and beside it what the reader works with: the
+    findings, or the question asked before the model runs. Before and after the answer the page
+    has this one layout, so the viewer stays at its place in the page and the browser keeps it:
+    a viewer Streamlit moves is rebuilt (a new WebGL context and its shaders), about half a
+    second of software rendering for each new upload."""
+    view_col, side_col = st.columns([2.2, 1], gap="medium")
+    return view_col, side_col
+
+
+def awaiting_image(message: str) -> None:
+    """Before an upload: ``message``, and below it the reading layout with the viewer empty, at
+    the place where the uploaded image will be shown (``reading_columns``)."""
+    st.container().info(message)  # the place of what is said of a case above its image
+    with st.container():  # the place of the reading part's container
+        view_col, _ = reading_columns()
+        with view_col:
+            _, switch_box = st.columns([2, 1], vertical_alignment="bottom")
+            if image_viewer.use_browser_viewer(switch_box):
+                image_viewer.show_empty(VIEWER_KEY, "No image yet: drop one above.", height=VIEWER_HEIGHT)
+
+
+def whole_image(input_sha256: str, filename: str, data: bytes) -> tuple[int, int] | None:
+    """Before the model runs: the whole upload in the browser viewer, at the place where its
+    heatmap will be drawn (``cam_viewer``'s); its (rows, columns). None when the page shows the
+    server-rendered views instead (nothing is drawn but the switch). Raises ``ReviewError`` for a
+    file that cannot be read."""
+    hint_box, switch_box = st.columns([2, 1], vertical_alignment="bottom")
+    if not image_viewer.use_browser_viewer(switch_box):
+        return None
+    scene = results.xray_viewer_scene(input_sha256, filename, data)
+    if scene is None:
+        return None
+    hint_box.caption("The whole image as uploaded (window, zoom and pan as in the reading view)")
+    image_viewer.show(scene.only(IMAGE), VIEWER_KEY, height=VIEWER_HEIGHT)
+    return scene.image_shape[0], scene.image_shape[1]
+
+
 def cam_viewer(
     analysis: CaseAnalysis, loaded: LoadedModel, label: str, filename: str = "", data: bytes | None = None
 ) -> str | None:

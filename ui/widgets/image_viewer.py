@@ -122,3 +122,11 @@ def show(
     # Only once the message is queued: a rerun asked for meanwhile (another viewer's request)
     # stops the script inside that call, and the pixels must then go with the next run.
     sent.update(layer.id for layer in scene.layers)
+
+
+def show_empty(key: str, message: str, height: int = 560) -> None:
+    """The viewer under ``key`` with no image and ``message`` over its black stage: drawn where
+    the next image will be shown, so the browser keeps this frame (its viewer already started)
+    for it instead of building one when the image comes."""
+    spec = {"kind": "none", "scene": "", "height": height, "layers": [], "message": message}
+    _declared()(spec=json.dumps(spec), key=key, default=None)

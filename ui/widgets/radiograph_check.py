@@ -12,12 +12,15 @@ stores nothing and keeps the image out of the worklist. The confirmation is stor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 
 from core.errors import ReviewError
 from core.settings import load_settings
 from ui.session import radiograph_answer_key, radiograph_button_key
+from ui.text import md_escape
+from ui.widgets.cam_viewer import reading_columns, whole_image
 
 CONFIRMED_AS = "a frontal chest radiograph"
 YES, NO = "radiograph", "declined"
@@ -56,11 +59,14 @@ def _answer(key: str, value: str) -> None:
 
 
 def confirmed_as(
-    input_sha256: str, filename: str, data: bytes, question: ImageQuestion = CHEST_RADIOGRAPH
+    input_sha256: str, filename: str, data: bytes, question: ImageQuestion = CHEST_RADIOGRAPH, head: Any = st
 ) -> str | None:
     """What the reader confirmed the upload is (``question.confirmed_as``), "" for a DICOM (its
-    header says), or None while the model must not run: the question, or the refusal, is on the page."""
-    from inference.images.ingest import decode_raster, sniff_format
+    header says), or None while the model must not run: the question, or the refusal, is on the
+    page. A refusal or an unreadable file is said in ``head``; the question is drawn below it in
+    the reading layout (``reading_columns``): the whole image in the viewer where its heatmap will
+    be, the question beside it."""
+    from inference.images.ingest import sniff_format
 
     fmt = sniff_format(data)
     if fmt not in ("png", "jpeg"):
@@ -70,33 +76,46 @@ def confirmed_as(
     if answer == YES:
         return question.confirmed_as
     if answer == NO:
-        st.info(
+        head.info(
             f"{filename} was not analysed, and nothing was stored: {question.model_reads[0].lower()}"
             f"{question.model_reads[1:]}, and scores anything else as if it were one. {question.elsewhere}"
         )
-        st.button(f"It is {question.confirmed_as} after all: analyse it", on_click=_answer, args=(key, YES))
+        head.button(f"It is {question.confirmed_as} after all: analyse it", on_click=_answer, args=(key, YES))
         return None
-    try:
-        pixels = decode_raster(data, filename, fmt, load_settings().max_image_pixels)
-    except ReviewError as exc:
-        st.error(str(exc))
-        return None
-    st.warning(
-        f"A {fmt.upper()} file carries no record of what it shows. {question.model_reads}, and would score "
-        "any other image (another body part or sequence, a photograph) as one. What is this image?"
-    )
+    # In a container of its own, as the reading part is (a fragment's container): the same place.
+    with st.container():
+        view_col, side_col = reading_columns()
+        with view_col:
+            try:
+                shape = whole_image(input_sha256, filename, data) or _preview(data, filename, fmt)
+            except ReviewError as exc:
+                st.error(str(exc))
+                return None
+            st.caption(f"{md_escape(filename)} · {shape[1]} × {shape[0]} px")
+        with side_col:
+            st.warning(
+                f"A {fmt.upper()} file carries no record of what it shows. {question.model_reads}, and would score "
+                "any other image (another body part or sequence, a photograph) as one. What is this image?"
+            )
+            yes_key = radiograph_button_key(input_sha256, "yes", question.kind)
+            st.button(question.yes_label, key=yes_key, on_click=_answer, args=(key, YES))
+            no_key = radiograph_button_key(input_sha256, "no", question.kind)
+            st.button(NO_LABEL, key=no_key, on_click=_answer, args=(key, NO))
+            st.caption("Your answer is stored with the analysis, under your name.")
+    return None
+
+
+def _preview(data: bytes, filename: str, fmt: str) -> tuple[int, int]:
+    """The server-rendered view's picture of what is asked about, small (enough to tell a chest
+    from a head); the image's (rows, columns)."""
     import cv2
     import numpy as np
 
+    from inference.images.ingest import decode_raster
+
+    pixels = decode_raster(data, filename, fmt, load_settings().max_image_pixels)
     rows, cols = pixels.shape
     scale = min(1.0, PREVIEW_SIDE / max(rows, cols))
     small = cv2.resize(pixels, (max(1, round(cols * scale)), max(1, round(rows * scale))), interpolation=cv2.INTER_AREA)
-    preview, answers = st.columns([1, 2], vertical_alignment="center")
-    preview.image(np.clip(small, 0, 255).astype(np.uint8), caption=f"{filename} · {cols} × {rows} px")
-    with answers:
-        yes_key = radiograph_button_key(input_sha256, "yes", question.kind)
-        st.button(question.yes_label, key=yes_key, on_click=_answer, args=(key, YES))
-        no_key = radiograph_button_key(input_sha256, "no", question.kind)
-        st.button(NO_LABEL, key=no_key, on_click=_answer, args=(key, NO))
-        st.caption("Your answer is stored with the analysis, under your name.")
-    return None
+    st.image(np.clip(small, 0, 255).astype(np.uint8), width=PREVIEW_SIDE)
+    return rows, cols

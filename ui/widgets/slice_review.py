@@ -18,7 +18,7 @@ from ui.identity import reviewer
 from ui.session import RUN_IDS, compare_cams_key
 from ui.text import md_escape
 from ui.widgets import figures
-from ui.widgets.cam_viewer import cam_viewer, compare_methods
+from ui.widgets.cam_viewer import cam_viewer, compare_methods, reading_columns
 from ui.widgets.charts import band_legend_text
 from ui.widgets.model_card import uncertainty_text
 from ui.widgets.next_case import next_unreviewed_button
@@ -42,74 +42,87 @@ def review_slice(
     data = upload.getvalue()
     hashes = st.session_state.setdefault("upload_sha256", {})
     sha = hashes.get(upload.file_id) or hashes.setdefault(upload.file_id, hashlib.sha256(data).hexdigest())
+    # What is said of the case goes above the reading part, in a container of its own: the image's
+    # place in the page is then the same whether the question or the findings are beside it, and the
+    # browser keeps its viewer from the one to the other (``reading_columns``).
+    head = st.container()
     # A PNG or JPEG says nothing of what it shows: the model scores it once the reader says it is a
     # frontal chest radiograph; until then, or after a no, nothing runs and nothing is stored.
-    what_it_is = confirmed_as(sha, upload.name, data, question)
+    what_it_is = confirmed_as(sha, upload.name, data, question, head)
     if what_it_is is None:
         return
-    try:
-        bands = resources.band_config()
-        analysis = results.case_analysis(
-            sha, upload.name, loaded.spec.model_id, loaded.weights_sha256, bands.identity, data, loaded, bands, augment
-        )
-    except ReviewError as exc:
-        st.error(str(exc))
-        return
-
-    run_key = f"{sha}:{loaded.weights_sha256}:{bands.identity}" + (":tta" if augment else "")
-    run_ids = st.session_state.setdefault(RUN_IDS, {})
-    if run_key not in run_ids:
+    with head:
         try:
-            spread = analysis.uncertainty.as_dict() if analysis.uncertainty else None
-            with database.transaction() as session:
-                record = repository.store_analysis(
-                    session,
-                    analysis.facts,
-                    analysis.prediction,
-                    CLOSED_FORM_METHOD,
-                    actor=reviewer() or None,
-                    params={"uncertainty": spread} if spread else None,
-                )
-                stored = record.run_id
-                if spread and "uncertainty" not in record.params:  # asked for after the run was stored
-                    repository.record_uncertainty(session, stored, spread, reviewer() or None)
-                if what_it_is:
-                    repository.record_image_confirmation(session, stored, what_it_is, reviewer() or None)
-            run_ids[run_key] = stored
+            bands = resources.band_config()
+            analysis = results.case_analysis(
+                sha,
+                upload.name,
+                loaded.spec.model_id,
+                loaded.weights_sha256,
+                bands.identity,
+                data,
+                loaded,
+                bands,
+                augment,
+            )
         except ReviewError as exc:
             st.error(str(exc))
             return
-    run_id = run_ids[run_key]
-    try:
-        kept = results.keep_image(sha, upload.name, data)
-    except ReviewError as exc:
-        st.warning(str(exc))
-        kept = False
 
-    facts = analysis.facts
-    prediction = analysis.prediction
-    details = [f"Case run #{run_id}", f"format {facts.source_format.upper()}"]
-    if facts.source_format == "dicom":
-        details.append(f"modality {facts.modality}")
-    else:  # the file says nothing of what it shows: the reader did
+        run_key = f"{sha}:{loaded.weights_sha256}:{bands.identity}" + (":tta" if augment else "")
+        run_ids = st.session_state.setdefault(RUN_IDS, {})
+        if run_key not in run_ids:
+            try:
+                spread = analysis.uncertainty.as_dict() if analysis.uncertainty else None
+                with database.transaction() as session:
+                    record = repository.store_analysis(
+                        session,
+                        analysis.facts,
+                        analysis.prediction,
+                        CLOSED_FORM_METHOD,
+                        actor=reviewer() or None,
+                        params={"uncertainty": spread} if spread else None,
+                    )
+                    stored = record.run_id
+                    if spread and "uncertainty" not in record.params:  # asked for after the run was stored
+                        repository.record_uncertainty(session, stored, spread, reviewer() or None)
+                    if what_it_is:
+                        repository.record_image_confirmation(session, stored, what_it_is, reviewer() or None)
+                run_ids[run_key] = stored
+            except ReviewError as exc:
+                st.error(str(exc))
+                return
+        run_id = run_ids[run_key]
+        try:
+            kept = results.keep_image(sha, upload.name, data)
+        except ReviewError as exc:
+            st.warning(str(exc))
+            kept = False
+
+        facts = analysis.facts
+        prediction = analysis.prediction
+        details = [f"Case run #{run_id}", f"format {facts.source_format.upper()}"]
+        if facts.source_format == "dicom":
+            details.append(f"modality {facts.modality}")
+        else:  # the file says nothing of what it shows: the reader did
+            details.append(
+                f"no modality in the file; you confirmed {what_it_is}" if what_it_is else "no modality in the file"
+            )
+        if facts.view_position:
+            details.append(f"view {facts.view_position}")
+        if facts.patient_key:
+            details.append(f"patient key {facts.patient_key}")
         details.append(
-            f"no modality in the file; you confirmed {what_it_is}" if what_it_is else "no modality in the file"
+            f"model {prediction.model.model_id} in {prediction.timing_ms:.0f} ms on {prediction.model.device.upper()}"
         )
-    if facts.view_position:
-        details.append(f"view {facts.view_position}")
-    if facts.patient_key:
-        details.append(f"patient key {facts.patient_key}")
-    details.append(
-        f"model {prediction.model.model_id} in {prediction.timing_ms:.0f} ms on {prediction.model.device.upper()}"
-    )
-    if kept:
-        details.append(f"de-identified image kept {load_settings().image_retention_days} days")
-    st.caption(" · ".join(md_escape(d) for d in details))
-    for note in facts.notes:
-        st.warning(note)
+        if kept:
+            details.append(f"de-identified image kept {load_settings().image_retention_days} days")
+        st.caption(" · ".join(md_escape(d) for d in details))
+        for note in facts.notes:
+            st.warning(note)
 
-    if before_reading is not None:
-        before_reading(analysis)
+        if before_reading is not None:
+            before_reading(analysis)
     spec = loaded.classifier_spec
     noun = "class" if spec.exclusive else "finding"
     ranked = prediction.ranked()
@@ -124,7 +137,7 @@ def review_slice(
         note box follow it, and a verdict stores the heatmap on screen. Choosing another finding (the
         list by the image, J / K, a row's verdict) reruns this part only, not the upload above it."""
         # Image first: the viewer takes most of the width, the finding list and the bands beside it.
-        view_col, side_col = st.columns([2.2, 1], gap="medium")
+        view_col, side_col = reading_columns()
         with side_col:
             if critical:
                 st.markdown(f"**Critical band:** {md_escape(', '.join(critical))}")

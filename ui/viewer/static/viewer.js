@@ -423,6 +423,10 @@
       return;
     }
     clearTimeout(askAgain);
+    if (!spec.layers.length) {
+      await showNothing(spec.message || "");
+      return;
+    }
     if (missing.length) {
       showMessage("Loading the image…");
       ask(missing, 0);
@@ -474,6 +478,28 @@
       reportedError = false;
       setValue({ webgl: true });
     }
+  }
+
+  // No image yet (the page waits for an upload): the last case leaves the screen and NiiVue
+  // starts now, so that the frame the page keeps for the next image draws it without that wait.
+  async function showNothing(text) {
+    await ensureNiivue();
+    for (const [role, entry] of Array.from(shown.entries())) removeShown(role, entry);
+    if (drawingGone) {
+      drawingGone = false;
+      nv.closeDrawing();
+    }
+    setVolumes([]);
+    sceneId = null;
+    scene = null;
+    toolbar.replaceChildren();
+    layersBar.replaceChildren();
+    statusLine.textContent = "";
+    banner.classList.add("off");
+    banner.textContent = "\u00a0";
+    nv.drawScene();
+    showMessage(text);
+    setHeight();
   }
 
   function configure(fresh) {
