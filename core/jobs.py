@@ -112,6 +112,10 @@ class RemoteRunner(Protocol):
         actor: str | None,
     ) -> Any: ...
 
+    def submit_region_shap(
+        self, key: str, run_id: int, input_sha256: str, model_id: str, weights_sha256: str, trained: bool
+    ) -> Any: ...
+
     def waiting(self) -> int: ...
 
 

@@ -7,6 +7,7 @@ job does, and what it stores when it finishes, is ``pipelines.job_bodies``; page
 
 from __future__ import annotations
 
+from core.errors import ConfigError
 from core.jobs import Job
 from inference.models.loader import LoadedModel
 from pipelines import job_bodies
@@ -18,7 +19,25 @@ def region_shap_key(input_sha256: str, weights_sha256: str, run_id: int) -> str:
 
 
 def start_region_shap(analysis, loaded: LoadedModel, run_id: int) -> Job:
-    """Start (or join) the region SHAP job for a case; it stores its result with the run."""
+    """Start (or join) the region SHAP job for a case; it stores its result with the run. With
+    workers it runs on one of them, which reads the radiograph from the shared image store.
+
+    Raises:
+        ConfigError: workers are configured but the radiograph is not in the image store.
+    """
+    sha = analysis.facts.input_sha256
+    key = region_shap_key(sha, loaded.weights_sha256, run_id)
+    runner = jobs()
+    if runner.remote is not None and runner.runs_remotely(key):
+        store = image_store()
+        if store is None or not store.has(sha):
+            raise ConfigError(
+                "Region SHAP runs on the workers, which read the radiograph from the image store: it is not kept "
+                "there (IMAGE_STORE=0, or it could not be written). Turn the image store on and upload it again."
+            )
+        return runner.remote.submit_region_shap(
+            key, run_id, sha, loaded.spec.model_id, loaded.weights_sha256, loaded.trained
+        )
     sessions = database()  # bound now: the job runs outside the script thread
     job_bodies.import_region_shap_libraries()  # in this thread: see there
     image = analysis.model_input[0, 0]
@@ -27,7 +46,7 @@ def start_region_shap(analysis, loaded: LoadedModel, run_id: int) -> Job:
     def work(progress):
         return job_bodies.explain_regions_and_store(sessions, run_id, loaded, image, segmentation, progress)
 
-    return jobs().local.submit(region_shap_key(analysis.facts.input_sha256, loaded.weights_sha256, run_id), work)
+    return runner.local.submit(key, work)
 
 
 segmentation_key = job_bodies.segmentation_key

@@ -140,8 +140,12 @@ def jobs() -> Jobs:
     def segmentation(answer: dict):
         return stored_segmentation(database().begin, image_store(), int(answer["run_id"]))
 
-    log.info("Segmentation jobs go to the workers on %s", settings.worker_broker_url.split("@")[-1])
-    return Jobs(JobRunner(parallel=1), RemoteJobs(settings, {"segment": segmentation}), on_remote=("segment:",))
+    def explanation(answer: dict) -> int:
+        return int(answer["run_id"])  # the page reads the explanation stored with the run
+
+    log.info("Segmentation and region SHAP go to the workers on %s", settings.worker_broker_url.split("@")[-1])
+    remote = RemoteJobs(settings, {"segment": segmentation, "region-shap": explanation})
+    return Jobs(JobRunner(parallel=1), remote, on_remote=("segment:", "region-shap:"))
 
 
 @st.cache_resource(ttl=3600, show_spinner=False)

@@ -223,6 +223,22 @@ class RemoteJobs:
         payload = segmentation_payload(inputs, model_id, weights_sha256, trained, facts, actor)
         return self.submit(key, SEGMENT, payload)
 
+    def submit_region_shap(
+        self, key: str, run_id: int, input_sha256: str, model_id: str, weights_sha256: str, trained: bool
+    ) -> RemoteJob:
+        """Region SHAP of a kept radiograph for the workers (they read it from the shared image
+        store by its sha256 and store the explanation with run ``run_id``), sent or joined under ``key``."""
+        from workers.tasks import REGION_SHAP
+
+        payload = {
+            "run_id": run_id,
+            "input_sha256": input_sha256,
+            "model_id": model_id,
+            "weights_sha256": weights_sha256,
+            "allow_untrained": not trained,
+        }
+        return self.submit(key, REGION_SHAP, payload)
+
     def workers_alive(self) -> bool:
         """Whether any worker answers a ping (asked at most every 10 s)."""
         now = time.monotonic()

@@ -30,6 +30,7 @@ from inference.models.loader import LoadedModel
 log = logging.getLogger(__name__)
 
 SEGMENT = "review.segment"
+REGION_SHAP = "review.region_shap"
 HEARTBEAT_S = 5.0
 
 
@@ -57,9 +58,11 @@ def _import_job_code(**_: object) -> None:
     pipelines) imported now, not under the job's heartbeat (an import holds the interpreter for
     seconds at a time, and a client would take the silence for a dead worker)."""
     import inference.volume.segment  # noqa: F401
-    import pipelines.job_bodies
     import pipelines.kept_volumes  # noqa: F401
     import storage.db  # noqa: F401
+    from pipelines.job_bodies import import_region_shap_libraries
+
+    import_region_shap_libraries()
 
 
 @lru_cache(maxsize=4)
@@ -68,6 +71,7 @@ def celery_app(broker_url: str, backend_url: str | None = None) -> Celery:
     app = Celery("review", set_as_current=False)
     _configure(app, broker_url, backend_url)
     app.task(bind=True, name=SEGMENT)(segment_task)
+    app.task(bind=True, name=REGION_SHAP)(region_shap_task)
     worker_process_init.connect(_import_job_code, weak=False)
     return app
 
@@ -147,34 +151,56 @@ def _sessions(database_url: str) -> sessionmaker[Session]:
     return open_database(database_url)
 
 
+def _store(settings: Settings, what: str) -> Any:
+    """The image store the app replicas keep inputs in (``what``: "The volume", "The radiograph").
+
+    Raises:
+        ConfigError: the store is turned off, so no input can reach a worker.
+    """
+    from storage.image_store import ImageStore
+
+    if not settings.image_store:
+        raise ConfigError(f"The workers need the image store (IMAGE_STORE=1): {what.lower()} reaches them through it.")
+    return ImageStore(settings.image_store_dir, settings.image_retention_days)
+
+
+def _not_kept(what: str) -> ReviewError:
+    return ReviewError(
+        f"{what} is not in the image store the workers read (REVIEW_DATA_DIR must be the app's own, "
+        "shared with the workers). Upload it again."
+    )
+
+
+def _model_the_page_ran(payload: dict, settings: Settings) -> LoadedModel:
+    """The model and weights the page ran (``payload``'s), as loaded once in this worker process.
+
+    Raises:
+        ReviewError: this worker has other weights for that model.
+    """
+    loaded = worker_model(payload["model_id"], bool(payload["allow_untrained"]), settings)
+    if loaded.weights_sha256 != payload["weights_sha256"]:
+        raise ReviewError(
+            f"The worker runs other weights for {payload['model_id']} ({loaded.weights_sha256[:12]}…) than "
+            f"the page ({payload['weights_sha256'][:12]}…): install the same weights on every worker."
+        )
+    return loaded
+
+
 def segment_task(task: Any, payload: dict) -> dict:
     """Segment the kept volume ``payload["input_sha256"]`` with the model and weights the page
     ran, store the run and keep its label map: ``{"run_id"}``, or ``{"error"}`` with the reason
     for the reader (the input not in the store, other weights on this worker...)."""
     from pipelines.job_bodies import segment_and_store
     from pipelines.kept_volumes import kept_volume
-    from storage.image_store import ImageStore
 
     settings = load_settings()
     with Heartbeat(task, min(HEARTBEAT_S, settings.worker_stall_s / 3)) as beat:
         try:
-            if not settings.image_store:
-                raise ConfigError(
-                    "The workers need the image store (IMAGE_STORE=1): the volume reaches them through it."
-                )
-            store = ImageStore(settings.image_store_dir, settings.image_retention_days)
+            store = _store(settings, "The volume")
             inputs = kept_volume(store, payload["input_sha256"])
             if inputs is None:
-                raise ReviewError(
-                    "The volume is not in the image store the workers read (REVIEW_DATA_DIR must be the app's own, "
-                    "shared with the workers). Upload it again."
-                )
-            loaded = worker_model(payload["model_id"], bool(payload["allow_untrained"]), settings)
-            if loaded.weights_sha256 != payload["weights_sha256"]:
-                raise ReviewError(
-                    f"The worker runs other weights for {payload['model_id']} ({loaded.weights_sha256[:12]}…) than "
-                    f"the page ({payload['weights_sha256'][:12]}…): install the same weights on every worker."
-                )
+                raise _not_kept("The volume")
+            loaded = _model_the_page_ran(payload, settings)
             facts = CaseFacts(**{**payload["facts"], "notes": tuple(payload["facts"].get("notes", ()))})
             _, run_id = segment_and_store(
                 _sessions(settings.database_url), inputs, loaded, facts, payload.get("actor"), beat.progress, store
@@ -183,4 +209,52 @@ def segment_task(task: Any, payload: dict) -> dict:
             log.warning("Segmentation job refused: %s", exc)
             return {"error": str(exc)}
     log.info("Segmentation stored as run %d by worker %d", run_id, os.getpid())
+    return {"run_id": run_id}
+
+
+_ANATOMY: dict[str, Any] = {}
+
+
+def _anatomy_model(settings: Settings) -> Any:
+    """torchxrayvision's anatomy segmentation when its weights are installed on this worker, else
+    None (the fixed grid of regions), loaded once per worker process."""
+    from xai.anatomy import PSPNET_FILENAME, load_anatomy_model
+
+    weights_dir = settings.weights_dir
+    with _MODELS_LOCK:
+        key = str(weights_dir)
+        if key not in _ANATOMY:
+            present = (weights_dir / PSPNET_FILENAME).is_file()
+            _ANATOMY[key] = load_anatomy_model(weights_dir) if present else None
+        return _ANATOMY[key]
+
+
+def region_shap_task(task: Any, payload: dict) -> dict:
+    """Region SHAP of the kept radiograph ``payload["input_sha256"]`` with the model and weights the
+    page ran, for every finding, stored with run ``payload["run_id"]``: ``{"run_id"}``, or
+    ``{"error"}`` with the reason for the reader. Stored once: a job delivered again after its
+    worker died finds the explanation stored and answers with it."""
+    from inference.images.preprocess import model_input
+    from pipelines.job_bodies import explain_regions_and_store
+    from storage import repository
+
+    settings = load_settings()
+    run_id = int(payload["run_id"])
+    with Heartbeat(task, min(HEARTBEAT_S, settings.worker_stall_s / 3)) as beat:
+        try:
+            sessions = _sessions(settings.database_url)  # the first job of a process opens it: seconds
+            with sessions.begin() as session:
+                if repository.get_region_explanation(session, run_id) is not None:
+                    return {"run_id": run_id}
+            image = _store(settings, "The radiograph").get_image(payload["input_sha256"])
+            if image is None:
+                raise _not_kept("The radiograph")
+            loaded = _model_the_page_ran(payload, settings)
+            spec = loaded.classifier_spec
+            plane = model_input(image.pixels, spec.input_size, spec.normalisation)[0, 0]
+            explain_regions_and_store(sessions, run_id, loaded, plane, _anatomy_model(settings), beat.progress)
+        except ReviewError as exc:
+            log.warning("Region SHAP job refused: %s", exc)
+            return {"error": str(exc)}
+    log.info("Region SHAP of run %d stored by worker %d", run_id, os.getpid())
     return {"run_id": run_id}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from core.errors import ReviewError
 from inference.models.loader import UNTRAINED_LABEL, LoadedModel
 from pipelines.analyze import CaseAnalysis
 from storage import repository
@@ -40,7 +41,11 @@ def shap_panel(analysis: CaseAnalysis, loaded: LoadedModel, run_id: int, label: 
             "(about half a minute on this server's CPU)."
         )
         if st.button("Explain the scores with region SHAP", key=start_shap_key(run_id)):
-            background.start_region_shap(analysis, loaded, run_id)
+            try:
+                background.start_region_shap(analysis, loaded, run_id)
+            except ReviewError as exc:
+                st.error(str(exc))
+                return
             st.rerun()
         return
     _explanation(analysis, loaded, result, label)

@@ -304,6 +304,45 @@ def test_the_mri_ct_page_segments_on_a_worker_as_it_does_in_its_own_thread(site,
         ui.resources.model_reference.clear()
 
 
+def test_region_shap_from_the_review_page_runs_on_a_worker_and_the_page_shows_it(site, department, monkeypatch) -> None:
+    """The review page unchanged with WORKER_BROKER_URL set: "Explain the scores with region SHAP"
+    sends the job to a worker, which reads the radiograph from the shared image store and stores the
+    explanation with the run; the page shows the waterfall, untrained-labelled, computed there."""
+    import ui.models
+    import ui.resources
+    from tests.app.conftest import confirm_radiograph, new_app, texts
+    from tests.conftest import SAMPLES
+    from ui.background import region_shap_key
+    from ui.session import start_shap_key
+
+    monkeypatch.setenv("ALLOW_UNTRAINED_WEIGHTS", "1")
+    ui.resources.jobs.clear()
+    try:
+        at = new_app()
+        at.run()
+        path = SAMPLES / "cxr" / "tbx11k_h0001.png"
+        at.file_uploader[0].set_value((path.name, path.read_bytes(), "image/png")).run()
+        confirm_radiograph(at)
+        [run_id] = [int(m.group(1)) for c in at.caption if (m := re.match(r"Case run \\?#(\d+)", c.value))]
+        at.button(key=start_shap_key(run_id)).click().run()
+        assert not at.exception, at.exception
+        [sha] = list(at.session_state["upload_sha256"].values())
+        key = region_shap_key(sha, ui.models.classifier().weights_sha256, run_id)
+        runner = ui.resources.jobs()
+        job = runner.get(key)
+        assert job is not None and runner.runs_remotely(key)
+        assert job.wait(300) and job.error is None, job.error
+        assert not runner.local._jobs, "computed on the worker, not in this replica"
+        at.run()
+        assert not at.exception, at.exception
+        said = texts(at)
+        assert "256 model evaluations" in said and "UNTRAINED" in said.upper()
+        assert [c for c in at.get("plotly_chart") if "shap_waterfall" in (c.proto.id or "")]
+        assert f"Region SHAP of run {run_id} stored by worker" in department[1].read_text()
+    finally:
+        ui.resources.jobs.clear()
+
+
 def test_the_api_sends_a_segmentation_to_the_workers_without_loading_the_network_itself(site, department) -> None:
     import gzip
 
