@@ -57,12 +57,15 @@ def _import_job_code(**_: object) -> None:
     """In each new worker process, before its first job: the job's libraries (torch, MONAI, the
     pipelines) imported now, not under the job's heartbeat (an import holds the interpreter for
     seconds at a time, and a client would take the silence for a dead worker)."""
+    # Not shap itself: region SHAP computes from its own coalition table (shap, 5 s of CPU to
+    # import, is the tests' and the benchmark's reference only).
     import inference.volume.segment  # noqa: F401
+    import pipelines.analyze
+    import pipelines.job_bodies
     import pipelines.kept_volumes  # noqa: F401
     import storage.db  # noqa: F401
-    from pipelines.job_bodies import import_region_shap_libraries
-
-    import_region_shap_libraries()
+    import xai.anatomy
+    import xai.region_shap  # noqa: F401
 
 
 @lru_cache(maxsize=4)
