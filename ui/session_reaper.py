@@ -15,8 +15,6 @@ what it expects, logs a warning and changes nothing.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import logging
 import threading
@@ -26,6 +24,7 @@ from typing import Any
 import streamlit as st
 
 from core.settings import load_settings
+from ui import native_memory
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +41,9 @@ def _shut_down(session_info: Any) -> None:
 def _return_free_memory() -> None:
     """Hand freed memory back to the OS. A session's arrays (its copy of the case's heatmaps, ~4 MB)
     come from glibc's heap once its mmap threshold has grown, and free() keeps such memory in the
-    process; malloc_trim releases the free pages. Elsewhere than glibc this does nothing."""
+    process; malloc_trim releases the free pages."""
     gc.collect()
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    native_memory.return_free_memory()
 
 
 def _reaping_cache_class(base: type) -> type:

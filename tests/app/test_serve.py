@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import PROJECT
 from ui import serve
 
@@ -65,3 +67,39 @@ def test_without_weights_or_leave_to_run_untrained_nothing_is_loaded_ahead(tmp_p
 
     monkeypatch.setattr(models, "loaded", no_load)
     assert serve.warm_classifier() is False
+
+
+_ARENAS = """
+import ctypes, ctypes.util, sys, threading
+import numpy as np
+if sys.argv[1] == "limited":
+    from ui.native_memory import limit_arenas
+    assert limit_arenas()
+barrier = threading.Barrier(8)
+def allocate():
+    barrier.wait()  # all at once: each thread that finds the arenas busy is given one of its own
+    for _ in range(200):
+        kept = [np.ones(50_000) for _ in range(8)]
+        del kept
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_stats()
+"""
+
+
+@pytest.mark.parametrize("mode", ["limited", "default"])
+def test_the_server_keeps_two_malloc_arenas_however_many_threads_allocate(mode: str) -> None:
+    """Reviewer sessions run in a pool of threads; each arena glibc gives a thread kept its own freed
+    pages, and the server grew with each session that came and went (bench_sessions.py). The server
+    limits the arenas to two at its start (ui.serve), before its threads exist."""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    done = subprocess.run(
+        [sys.executable, "-c", _ARENAS, mode], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    arenas = done.stderr.count("Arena ")
+    if mode == "limited":
+        assert arenas == 2, done.stderr
+    else:
+        assert arenas > 2, "glibc gave these threads no arenas of their own: the limit proves nothing here"
