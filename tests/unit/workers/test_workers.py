@@ -234,6 +234,22 @@ def test_a_worker_child_killed_mid_job_is_replaced_and_the_job_runs_again_stored
     assert f"Worker {child} loaded" in said and "signal 9" in said, said[-3000:]
 
 
+def test_a_worker_with_other_weights_refuses_the_job_and_stores_nothing(site, department) -> None:
+    """A page that ran other weights than the worker has (new weights installed on the app's machine
+    only): the job is refused with what to do, never run on the worker's weights and stored as the
+    page's."""
+    from workers.tasks import SEGMENT
+
+    key, payload = _small_ct_request(patient=6)
+    other_weights = "ab" * 32
+    payload = {**payload, "weights_sha256": other_weights}
+    job = _replica().submit(f"{key.rsplit(':', 1)[0]}:{other_weights}", SEGMENT, payload)
+    assert job.wait(timeout=300), job.message
+    assert "The worker runs other weights for monai-wholebody-ct-segresnet-3mm" in (job.error or ""), job.error
+    assert "install the same weights on every worker" in (job.error or "")
+    assert _runs(site, payload) == []
+
+
 def test_a_worker_killed_outright_is_reported_as_stopped_and_the_job_can_be_started_again(own_site, tmp_path) -> None:
     from workers.tasks import SEGMENT
 
