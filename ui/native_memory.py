@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,6 @@ def limit_arenas(count: int = ARENAS) -> bool:
     """At most ``count`` malloc arenas from now on (call it before the server starts its threads:
     arenas made before stay). True when glibc took it. ``MALLOC_ARENA_MAX`` in the environment,
     read by glibc at start, is left to win: an operator's setting is theirs."""
-    import os
-
     if os.environ.get("MALLOC_ARENA_MAX"):
         return False
     libc = _libc()

@@ -113,6 +113,14 @@ def reading_columns() -> tuple[Any, Any]:
     return view_col, side_col
 
 
+def _view_row() -> tuple[Any, Any, bool]:
+    """The line above the image, the same in every state of the page: a box on the left (the CAM
+    method, or a hint), the reader's switch to the server-rendered view on the right, and whether
+    the browser viewer is drawn."""
+    left_box, switch_box = st.columns([2, 1], vertical_alignment="bottom")
+    return left_box, switch_box, image_viewer.use_browser_viewer(switch_box)
+
+
 def awaiting_image(message: str) -> None:
     """Before an upload: ``message``, and below it the reading layout with the viewer empty, at
     the place where the uploaded image will be shown (``reading_columns``)."""
@@ -120,8 +128,7 @@ def awaiting_image(message: str) -> None:
     with st.container():  # the place of the reading part's container
         view_col, _ = reading_columns()
         with view_col:
-            _, switch_box = st.columns([2, 1], vertical_alignment="bottom")
-            if image_viewer.use_browser_viewer(switch_box):
+            if _view_row()[2]:
                 image_viewer.show_empty(VIEWER_KEY, "No image yet: drop one above.", height=VIEWER_HEIGHT)
 
 
@@ -130,8 +137,8 @@ def whole_image(input_sha256: str, filename: str, data: bytes) -> tuple[int, int
     heatmap will be drawn (``cam_viewer``'s); its (rows, columns). None when the page shows the
     server-rendered views instead (nothing is drawn but the switch). Raises ``ReviewError`` for a
     file that cannot be read."""
-    hint_box, switch_box = st.columns([2, 1], vertical_alignment="bottom")
-    if not image_viewer.use_browser_viewer(switch_box):
+    hint_box, _, browser = _view_row()
+    if not browser:
         return None
     scene = results.xray_viewer_scene(input_sha256, filename, data)
     if scene is None:
@@ -150,8 +157,7 @@ def cam_viewer(
     image comes from the image store. Returns the method of the heatmap drawn, None when none is.
     Drawn in the caller's fragment, with the verdict panel that stores the method shown."""
     # The method and the view switch on one line: the image starts as high on the screen as it can.
-    method_box, switch_box = st.columns([2, 1], vertical_alignment="bottom")
-    browser = image_viewer.use_browser_viewer(switch_box)
+    method_box, switch_box, browser = _view_row()
     scene = results.xray_viewer_scene(analysis.facts.input_sha256, filename, data) if browser else None
     if browser and scene is None:
         switch_box.caption("The full image is not kept, so the server-rendered crop is shown.")
