@@ -86,6 +86,7 @@
   let busy = false;
   let reportedError = false; // the page was told of an error that a later good render clears
   let pendingArgs = null;
+  let showingNothing = false; // the last render was an empty scene (no image yet)
 
   // The benchmark's clock: the timestamp of the armed event type, taken by listeners registered
   // before any other, so they run before the handler that draws.
@@ -427,6 +428,7 @@
       await showNothing(spec.message || "");
       return;
     }
+    showingNothing = false; // an image is on its way: not ready until it is drawn
     if (missing.length) {
       showMessage("Loading the image…");
       ask(missing, 0);
@@ -484,6 +486,7 @@
   // starts now, so that the frame the page keeps for the next image draws it without that wait.
   async function showNothing(text) {
     await ensureNiivue();
+    showingNothing = true;
     for (const [role, entry] of Array.from(shown.entries())) removeShown(role, entry);
     if (drawingGone) {
       drawingGone = false;
@@ -956,7 +959,7 @@
     state: function () {
       const img = image("image");
       return {
-        ready: !!img && !busy,
+        ready: (!!img || showingNothing) && !busy, // an empty viewer has drawn what it was sent
         scene: sceneId,
         kind: spec ? spec.kind : null,
         calMin: img ? img.cal_min : null,
