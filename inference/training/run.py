@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from core.errors import TrainingDataError
-from inference.models.adapters import adapter_for
 from inference.models.spec import ClassifierSpec
 from inference.training.data import LabelledSplit, read_split, validation_part
 from inference.training.evaluation import Evaluation, evaluate, expected_calibration_error, fit_temperature, softmax
@@ -33,6 +32,7 @@ from inference.training.train import (
     Progress,
     TrainedModel,
     TrainingConfig,
+    initial_network,
     load_split,
     predict_logits,
     train_classifier,
@@ -128,9 +128,7 @@ def train_from_folder(
     size = spec.input_size
     train_pixels = load_split(rest, size, progress)
     held_pixels = load_split(held, size, progress)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        network = adapter_for(spec).build(spec)
+    network = initial_network(spec, config.seed)
     trained = train_classifier(
         spec, network, train_pixels, np.array(rest.classes), held_pixels, np.array(held.classes), config, progress
     )

@@ -141,6 +141,19 @@ def predict_logits(module: Any, spec: ClassifierSpec, pixels: np.ndarray, device
     return _logits(module, pixels, NORMALISATIONS[spec.normalisation], device)
 
 
+def initial_network(spec: ClassifierSpec, seed: int) -> Any:
+    """The spec's network with its first weights drawn from ``seed`` alone, not from whatever drew
+    from torch's global generator before (another training, a test run earlier in the process):
+    with ``train_classifier``, the same seed gives the same weights."""
+    import torch
+
+    from inference.models.adapters import adapter_for
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return adapter_for(spec).build(spec)
+
+
 def train_classifier(
     spec: ClassifierSpec,
     network: Any,
