@@ -96,7 +96,7 @@ def model_timings(repeats: int) -> dict:
 SHAP_BATCH = 16
 
 
-def shap_seconds(loaded, image, repeats: int = 1) -> float:
+def shap_seconds(loaded, image, repeats: int = 1, warmup: int = 1) -> float:
     """Region SHAP of one model input plane for all 18 findings on the fixed grid, in seconds
     (the median of ``repeats``): the baseline that the app's own figure (``shap_app_s``) is held to."""
     from pipelines.analyze import score_batch
@@ -109,7 +109,7 @@ def shap_seconds(loaded, image, repeats: int = 1) -> float:
         median_ms(
             lambda: explain_regions(predict, image, regions, loaded.spec.labels, batch_size=SHAP_BATCH),
             repeats,
-            warmup=1,
+            warmup=warmup,
         )
         / 1000.0
     )
@@ -324,7 +324,7 @@ def storage_timings() -> dict:
 
 
 def _app_shap(found: dict) -> dict:
-    """shap_app_timings' own baseline (measured after its server stopped) under a name of its own,
+    """shap_app_timings' own baseline (measured between its app runs) under a name of its own,
     beside model_timings' shap_s."""
     found["shap_app_baseline_s"] = found.pop("shap_s")
     return found
