@@ -408,7 +408,8 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
         job id, the volume classified slice by slice in the background."""
         from core.deid import load_or_create_key
         from inference.images.bands import load_band_config
-        from pipelines.summaries import model_facts, slice_summary, untrained_note, volume_classification
+        from inference.models.loader import weights_identity
+        from pipelines.summaries import slice_summary, untrained_note, volume_classification
         from pipelines.volume_inputs import read_case
 
         spec = spec_of(model)
@@ -427,20 +428,27 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
         inputs = read_case(_read_volume_files(files, settings), settings, load_or_create_key(settings.patient_key_file))
         if not isinstance(inputs, Volume):
             raise BadParameter("One volume is classified at a time, not a set of MRI channels.")
-        loaded_model = pool.get(spec)
-        key = f"classify:{inputs.input_sha256}:{spec.model_id}:{loaded_model.weights_sha256}"
-        bands = load_band_config(settings.bands_file)
+        jobs = state.jobs()
+        if jobs.remote is not None:  # the workers run it; this process never loads the network
+            sha, trained = weights_identity(spec, settings, allow_untrained=config.untrained_allowed)
+            key = f"classify:{inputs.input_sha256}:{spec.model_id}:{sha}"
+            jobs.remote.submit_volume_classification(key, state.store_or_none(), inputs, spec.model_id, sha, trained)
+        else:
+            loaded_model = pool.get(spec)
+            sha, trained = loaded_model.weights_sha256, loaded_model.trained
+            key = f"classify:{inputs.input_sha256}:{spec.model_id}:{sha}"
+            bands = load_band_config(settings.bands_file)
 
-        def work(progress):
-            return volume_classification(inputs, loaded_model, bands)
+            def work(progress):
+                return volume_classification(inputs, loaded_model, bands)
 
-        state.jobs().local.submit(key, work)
+            jobs.local.submit(key, work)
         return JSONResponse(
             {
                 "job_id": key,
                 "status_url": f"/api/jobs/{key}",
-                "model": model_facts(loaded_model.identity),
-                **untrained_note(loaded_model.trained),
+                "model": {"id": spec.model_id, "weights_sha256": sha, "trained": trained},
+                **untrained_note(trained),
             },
             status_code=202,
         )
@@ -487,8 +495,11 @@ class _JobState:
                 def segmentation(answer: dict):
                     return stored_segmentation(self.sessions().begin, self.store_or_none(), int(answer["run_id"]))
 
-                remote = RemoteJobs(self._settings, {"segment": segmentation})
-                self._jobs = Jobs(local, remote, on_remote=("segment:",))
+                def classification(answer: dict) -> dict:
+                    return dict(answer["classification"])
+
+                remote = RemoteJobs(self._settings, {"segment": segmentation, "classify": classification})
+                self._jobs = Jobs(local, remote, on_remote=("segment:", "classify:"))
         return self._jobs
 
     def sessions(self):

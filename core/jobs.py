@@ -116,6 +116,10 @@ class RemoteRunner(Protocol):
         self, key: str, run_id: int, input_sha256: str, model_id: str, weights_sha256: str, trained: bool
     ) -> Any: ...
 
+    def submit_volume_classification(
+        self, key: str, store: Any, inputs: Any, model_id: str, weights_sha256: str, trained: bool
+    ) -> Any: ...
+
     def waiting(self) -> int: ...
 
 

@@ -239,6 +239,29 @@ class RemoteJobs:
         }
         return self.submit(key, REGION_SHAP, payload)
 
+    def submit_volume_classification(
+        self, key: str, store, inputs, model_id: str, weights_sha256: str, trained: bool
+    ) -> RemoteJob:
+        """A volume's slice-by-slice classification for the workers: the volume kept in the shared
+        image store (``store``), then the job sent (or joined, under ``key``).
+
+        Raises:
+            ConfigError: the image store is off (``store`` None), so the workers could not read it.
+        """
+        from pipelines.kept_volumes import keep_volume
+        from workers.tasks import CLASSIFY_VOLUME
+
+        if store is None:
+            raise ConfigError("Classification on the workers needs the image store (IMAGE_STORE=1), shared with them.")
+        keep_volume(store, inputs)
+        payload = {
+            "input_sha256": inputs.input_sha256,
+            "model_id": model_id,
+            "weights_sha256": weights_sha256,
+            "allow_untrained": not trained,
+        }
+        return self.submit(key, CLASSIFY_VOLUME, payload)
+
     def workers_alive(self) -> bool:
         """Whether any worker answers a ping (asked at most every 10 s)."""
         now = time.monotonic()

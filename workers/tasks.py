@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SEGMENT = "review.segment"
 REGION_SHAP = "review.region_shap"
+CLASSIFY_VOLUME = "review.classify_volume"
 HEARTBEAT_S = 5.0
 
 
@@ -62,7 +63,8 @@ def _import_job_code(**_: object) -> None:
     import inference.volume.segment  # noqa: F401
     import pipelines.analyze
     import pipelines.job_bodies
-    import pipelines.kept_volumes  # noqa: F401
+    import pipelines.kept_volumes
+    import pipelines.summaries  # noqa: F401
     import storage.db  # noqa: F401
     import xai.anatomy
     import xai.region_shap  # noqa: F401
@@ -75,6 +77,7 @@ def celery_app(broker_url: str, backend_url: str | None = None) -> Celery:
     _configure(app, broker_url, backend_url)
     app.task(bind=True, name=SEGMENT)(segment_task)
     app.task(bind=True, name=REGION_SHAP)(region_shap_task)
+    app.task(bind=True, name=CLASSIFY_VOLUME)(classify_volume_task)
     worker_process_init.connect(_import_job_code, weak=False)
     return app
 
@@ -261,3 +264,30 @@ def region_shap_task(task: Any, payload: dict) -> dict:
             return {"error": str(exc)}
     log.info("Region SHAP of run %d stored by worker %d", run_id, os.getpid())
     return {"run_id": run_id}
+
+
+def classify_volume_task(task: Any, payload: dict) -> dict:
+    """A 2D classifier (the brain MRI models) over the kept volume ``payload["input_sha256"]``,
+    slice by slice, with the model and weights the caller expects: ``{"classification"}`` (each
+    class in its band, every slice's scores, how the volume's score was made), or ``{"error"}``
+    with the reason. Nothing is stored: the answer travels back through the result backend."""
+    from inference.images.bands import load_band_config
+    from inference.volume.types import Volume
+    from pipelines.kept_volumes import kept_volume
+    from pipelines.summaries import volume_classification
+
+    settings = load_settings()
+    with Heartbeat(task, min(HEARTBEAT_S, settings.worker_stall_s / 3)):
+        try:
+            inputs = kept_volume(_store(settings, "The volume"), payload["input_sha256"])
+            if inputs is None:
+                raise _not_kept("The volume")
+            if not isinstance(inputs, Volume):
+                raise ReviewError("One volume is classified at a time, not a set of MRI channels.")
+            loaded = _model_the_page_ran(payload, settings)
+            classification = volume_classification(inputs, loaded, load_band_config(settings.bands_file))
+        except ReviewError as exc:
+            log.warning("Volume classification refused: %s", exc)
+            return {"error": str(exc)}
+    log.info("Volume %s… classified by worker %d", payload["input_sha256"][:12], os.getpid())
+    return {"classification": classification}
