@@ -79,6 +79,20 @@ Volumes = Annotated[
     File(description="the 4 NIfTI files of a BraTS case, a NIfTI volume, or a DICOM series or its zip"),
 ]
 ClassifierModel = Annotated[str, Form(description="a registered 2D classifier, e.g. brain-mri-tumour-4class")]
+
+
+@dataclass
+class HeatmapOptions:
+    """What a heatmap call may choose, the same for one file and for a batch (form fields)."""
+
+    colormap: Colormap = "jet"
+    alpha: Alpha = 0.4
+    finding: Finding = None
+    method: Method = CLOSED_FORM_METHOD
+    model: Model = None
+
+
+Heatmap = Annotated[HeatmapOptions, Depends()]
 SegModel = Annotated[str | None, Form(description="a registered segmentation network (default: by the case)")]
 
 
@@ -213,15 +227,15 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
         )
         return loaded_model, image, analyze(loaded_model, image, load_band_config(settings.bands_file))
 
-    def heatmap_answer(spec: ClassifierSpec, upload: UploadFile, finding, method, colormap, alpha) -> dict:
+    def heatmap_answer(spec: ClassifierSpec, upload: UploadFile, options: HeatmapOptions) -> dict:
         from inference.images.preprocess import centre_crop_box
         from pipelines.heatmaps import check_drawing, drawn, heatmap_of
         from pipelines.summaries import analysis_summary, untrained_note
 
-        check_drawing(colormap, alpha)
+        check_drawing(options.colormap, options.alpha)
         started = time.perf_counter()
         loaded_model, image, analysis = analysed(spec, upload)
-        heatmap = heatmap_of(loaded_model, analysis, finding, method)
+        heatmap = heatmap_of(loaded_model, analysis, options.finding, options.method)
         shown = analysis.prediction.finding(heatmap.label)
         answer: dict = {
             "file": upload.filename,
@@ -229,13 +243,13 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
             **analysis_summary(analysis),
             "finding": {"label": shown.label, "score": round(shown.score, 6), "band": shown.band.value},
             "method": heatmap.method,
-            "colormap": colormap,
-            "alpha": alpha,
+            "colormap": options.colormap,
+            "alpha": options.alpha,
         }
         if heatmap.problem is not None:
             answer.update(heatmap_problem=heatmap.problem, overlay_jpeg_base64=None, heatmap_jpeg_base64=None)
         else:
-            over, heat = drawn(analysis, heatmap, colormap, alpha)
+            over, heat = drawn(analysis, heatmap, options.colormap, options.alpha)
             answer.update(overlay_jpeg_base64=_jpeg_base64(over), heatmap_jpeg_base64=_jpeg_base64(heat))
         box = centre_crop_box(image.shape)  # where the square lies on the image sent
         answer["square"] = {"top": box.top, "left": box.left, "size": box.size}
@@ -305,29 +319,13 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
 
     @app.post("/api/inference/heatmap")
     @on_inference_thread
-    def heatmap(
-        who: Authorized,
-        file: Upload,
-        colormap: Colormap = "jet",
-        alpha: Alpha = 0.4,
-        finding: Finding = None,
-        method: Method = CLOSED_FORM_METHOD,
-        model: Model = None,
-    ) -> dict:
+    def heatmap(who: Authorized, file: Upload, options: Heatmap) -> dict:
         """One finding's heatmap over the square the model saw, and the heatmap alone, as base64 JPEGs."""
-        return heatmap_answer(spec_of(model), file, finding, method, colormap, alpha)
+        return heatmap_answer(spec_of(options.model), file, options)
 
     @app.post("/api/inference/heatmap-batch")
     @on_inference_thread
-    def heatmap_batch(
-        who: Authorized,
-        files: Annotated[list[UploadFile], File()],
-        colormap: Colormap = "jet",
-        alpha: Alpha = 0.4,
-        finding: Finding = None,
-        method: Method = CLOSED_FORM_METHOD,
-        model: Model = None,
-    ) -> JSONResponse:
+    def heatmap_batch(who: Authorized, files: Annotated[list[UploadFile], File()], options: Heatmap) -> JSONResponse:
         """Each file's heatmap, or its own error (a bad file does not stop the others)."""
         from pipelines.heatmaps import check_drawing
 
@@ -335,14 +333,14 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
             return JSONResponse(
                 {"error": f"{len(files)} files in one batch; at most {config.max_batch}."}, status_code=413
             )
-        check_drawing(colormap, alpha)
-        spec = spec_of(model)
+        check_drawing(options.colormap, options.alpha)
+        spec = spec_of(options.model)
         pool.get(spec)  # a model that cannot load fails the batch once, not each file
         started = time.perf_counter()
         results = []
         for upload in files:
             try:
-                results.append(heatmap_answer(spec, upload, finding, method, colormap, alpha))
+                results.append(heatmap_answer(spec, upload, options))
             except (InputRejected, BadParameter) as exc:
                 metrics.failures.labels("/api/inference/heatmap-batch", "file").inc()
                 results.append({"file": upload.filename, "error": str(exc), "status": _status_of(exc)})
