@@ -281,22 +281,29 @@ def _single_slices(images) -> list[_Slice]:
     slices = []
     for index, (name, _, ds) in enumerate(images):
         spacing = _floats(ds.get("PixelSpacing", None), 2, "PixelSpacing", name)
-        slope, intercept = _rescale(ds, name) or (1.0, 0.0)
-        slices.append(
-            _Slice(
-                file_index=index,
-                frame=None,
-                name=name,
-                orientation=_floats(ds.get("ImageOrientationPatient", None), 6, "ImageOrientationPatient", name),
-                position=_floats(ds.get("ImagePositionPatient", None), 3, "ImagePositionPatient", name),
-                pixel_spacing=(float(spacing[0]), float(spacing[1])),
-                rows=dicom_count(ds, "Rows", name),
-                cols=dicom_count(ds, "Columns", name),
-                slope=slope,
-                intercept=intercept,
-            )
-        )
+        orientation = _floats(ds.get("ImageOrientationPatient", None), 6, "ImageOrientationPatient", name)
+        position = _floats(ds.get("ImagePositionPatient", None), 3, "ImagePositionPatient", name)
+        slices.append(_slice(ds, name, (index, None), orientation, position, spacing, _rescale(ds, name)))
     return slices
+
+
+def _slice(ds, name: str, at: tuple[int, int | None], orientation, position, spacing, rescale) -> _Slice:
+    """A slice of file ``at[0]`` (frame ``at[1]`` of a multi-frame file), named in messages as
+    ``name`` (with its frame); its size from the file's Rows and Columns."""
+    file_index, frame = at
+    slope, intercept = rescale or (1.0, 0.0)
+    return _Slice(
+        file_index=file_index,
+        frame=frame,
+        name=name if frame is None else f"{name} frame {frame + 1}",
+        orientation=orientation,
+        position=position,
+        pixel_spacing=(float(spacing[0]), float(spacing[1])),
+        rows=dicom_count(ds, "Rows", name),
+        cols=dicom_count(ds, "Columns", name),
+        slope=slope,
+        intercept=intercept,
+    )
 
 
 def _group_item(groups, sequence: str):
@@ -335,31 +342,19 @@ def _multiframe_slices(name: str, ds) -> list[_Slice]:
         rescale = _rescale(_group_item(groups, "PixelValueTransformationSequence"), label) or _rescale(
             _group_item(shared, "PixelValueTransformationSequence"), label
         )
-        slope, intercept = rescale or top_rescale
-        slices.append(
-            _Slice(
-                file_index=0,
-                frame=frame,
-                name=label,
-                orientation=_floats(
-                    _group_value(shared, groups, "PlaneOrientationSequence", "ImageOrientationPatient"),
-                    6,
-                    "ImageOrientationPatient",
-                    label,
-                ),
-                position=_floats(
-                    _group_value(None, groups, "PlanePositionSequence", "ImagePositionPatient"),
-                    3,
-                    "ImagePositionPatient",
-                    label,
-                ),
-                pixel_spacing=(float(spacing[0]), float(spacing[1])),
-                rows=dicom_count(ds, "Rows", name),
-                cols=dicom_count(ds, "Columns", name),
-                slope=slope,
-                intercept=intercept,
-            )
+        orientation = _floats(
+            _group_value(shared, groups, "PlaneOrientationSequence", "ImageOrientationPatient"),
+            6,
+            "ImageOrientationPatient",
+            label,
         )
+        position = _floats(
+            _group_value(None, groups, "PlanePositionSequence", "ImagePositionPatient"),
+            3,
+            "ImagePositionPatient",
+            label,
+        )
+        slices.append(_slice(ds, name, (0, frame), orientation, position, spacing, rescale or top_rescale))
     return slices
 
 
