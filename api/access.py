@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import ConfigError
+from core.identity import identity_key
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,12 @@ class ProviderUnavailable(Exception):
 @dataclass(frozen=True)
 class Caller:
     """Who made a request: ``service:NAME`` for an API key, ``ISSUER#SUB`` for a signed-in user,
-    ``loopback`` without configured access."""
+    ``loopback`` without configured access. ``reviewer``: what a verdict from this caller is
+    stored under: a signed-in user's key as the app stores theirs (one person, one identity in
+    the app and the API), a service's name; None for loopback, which records no verdicts."""
 
     name: str
+    reviewer: str | None = None
 
 
 @dataclass
@@ -84,7 +88,7 @@ class Access:
             raise AccessDenied("This API needs an 'Authorization: Bearer <token>' header.")
         for name, key in self.api_keys.items():
             if hmac.compare_digest(token.encode(), key.encode()):
-                return Caller(f"service:{name}")
+                return Caller(f"service:{name}", reviewer=f"service:{name}")
         if self.metadata_url:
             return self._signed_in(token)
         raise AccessDenied("The bearer token is not a valid API key.")
@@ -110,7 +114,8 @@ class Access:
         if response.status_code != 200:
             raise ProviderUnavailable(f"The sign-in provider answered {response.status_code} to the token check.")
         claims = response.json()
-        caller = Caller(f"{provider.get('issuer', '')}#{claims.get('sub', '')}")
+        issuer, subject = str(provider.get("issuer", "")), str(claims.get("sub", ""))
+        caller = Caller(f"{issuer}#{subject}", reviewer=identity_key(issuer, subject) if subject else None)
         with self._lock:
             self._cache[digest] = (now, caller)
         return caller

@@ -13,12 +13,14 @@ import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from pydantic import Field as PydanticField
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.access import Access, AccessDenied, Caller, ProviderUnavailable
@@ -28,6 +30,7 @@ from core.errors import (
     BadParameter,
     InputRejected,
     InputTooLarge,
+    InvalidReview,
     ReviewError,
     WeightsInvalid,
     WeightsMissing,
@@ -93,13 +96,34 @@ class HeatmapOptions:
 
 
 Heatmap = Annotated[HeatmapOptions, Depends()]
+Store = Annotated[
+    bool,
+    Form(description="keep the case for review: the run stored under the caller, its run_id in the answer"),
+]
+
+
+class VerdictIn(BaseModel):
+    """A reader's verdict on one finding (or structure) of a stored run."""
+
+    item: str = PydanticField(min_length=1, max_length=200, description="the finding's label or the structure's name")
+    verdict: Literal["agree", "disagree", "unsure"]
+    note: str | None = None
+    reader_label: str | None = PydanticField(
+        None, description="with disagree on a classifier of exclusive classes: the class the reader says it is"
+    )
+
+
 SegModel = Annotated[str | None, Form(description="a registered segmentation network (default: by the case)")]
+
+
+class RunNotFound(Exception):
+    """A run id that names no stored run (404)."""
 
 
 def _status_of(exc: ReviewError) -> int:
     if isinstance(exc, InputTooLarge):
         return 413
-    if isinstance(exc, InputRejected | BadParameter):
+    if isinstance(exc, InputRejected | BadParameter | InvalidReview):
         return 422
     if isinstance(exc, WeightsMissing | WeightsInvalid):
         return 503
@@ -187,6 +211,10 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
     async def review_error(request: Request, exc: ReviewError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=_status_of(exc))
 
+    @app.exception_handler(RunNotFound)
+    async def no_run(request: Request, exc: RunNotFound) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=404)
+
     @app.exception_handler(AccessDenied)
     async def denied(request: Request, exc: AccessDenied) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
@@ -227,7 +255,23 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
         )
         return loaded_model, image, analyze(loaded_model, image, load_band_config(settings.bands_file))
 
-    def heatmap_answer(spec: ClassifierSpec, upload: UploadFile, options: HeatmapOptions) -> dict:
+    def kept_run(who: Caller, image, analysis, cam_method: str) -> int:
+        """The analysis stored as a case run for review in the app, under the caller, and the
+        de-identified radiograph kept in the image store where it is on (as the review page does);
+        the same image, model and bands again return the same run."""
+        from storage import repository
+
+        store = state.store_or_none()
+        if store is not None and not store.has(analysis.facts.input_sha256):
+            store.put_image(image)
+        with state.sessions().begin() as session:
+            return repository.store_analysis(
+                session, analysis.facts, analysis.prediction, cam_method, actor=who.name
+            ).run_id
+
+    def heatmap_answer(
+        spec: ClassifierSpec, upload: UploadFile, options: HeatmapOptions, keep_for: Caller | None = None
+    ) -> dict:
         from inference.images.preprocess import centre_crop_box
         from pipelines.heatmaps import check_drawing, drawn, heatmap_of
         from pipelines.summaries import analysis_summary, untrained_note
@@ -253,6 +297,8 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
             answer.update(overlay_jpeg_base64=_jpeg_base64(over), heatmap_jpeg_base64=_jpeg_base64(heat))
         box = centre_crop_box(image.shape)  # where the square lies on the image sent
         answer["square"] = {"top": box.top, "left": box.left, "size": box.size}
+        if keep_for is not None:
+            answer["run_id"] = kept_run(keep_for, image, analysis, heatmap.method)
         answer["processing_time_ms"] = round((time.perf_counter() - started) * 1000.0, 1)
         metrics.images.labels("heatmap").inc()
         return answer
@@ -299,29 +345,61 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
 
     @app.post("/api/inference/predict")
     @on_inference_thread
-    def predict(
-        who: Authorized,
-        file: Upload,
-        model: Model = None,
-    ) -> dict:
-        """The findings in bands, as ``python -m inference analyze --json`` prints them."""
+    def predict(who: Authorized, file: Upload, model: Model = None, store: Store = False) -> dict:
+        """The findings in bands, as ``python -m inference analyze --json`` prints them; with
+        ``store``, kept for review (``run_id``)."""
         from pipelines.summaries import analysis_summary, untrained_note
 
         started = time.perf_counter()
-        loaded_model, _, analysis = analysed(spec_of(model), file)
+        loaded_model, image, analysis = analysed(spec_of(model), file)
         metrics.images.labels("predict").inc()
         return {
             "file": file.filename,
             **untrained_note(loaded_model.trained),
             **analysis_summary(analysis),
+            **({"run_id": kept_run(who, image, analysis, CLOSED_FORM_METHOD)} if store else {}),
             "processing_time_ms": round((time.perf_counter() - started) * 1000.0, 1),
         }
 
     @app.post("/api/inference/heatmap")
     @on_inference_thread
-    def heatmap(who: Authorized, file: Upload, options: Heatmap) -> dict:
-        """One finding's heatmap over the square the model saw, and the heatmap alone, as base64 JPEGs."""
-        return heatmap_answer(spec_of(options.model), file, options)
+    def heatmap(who: Authorized, file: Upload, options: Heatmap, store: Store = False) -> dict:
+        """One finding's heatmap over the square the model saw, and the heatmap alone, as base64
+        JPEGs; with ``store``, the case kept for review (``run_id``)."""
+        return heatmap_answer(spec_of(options.model), file, options, who if store else None)
+
+    @app.post("/api/runs/{run_id}/verdicts")
+    def verdict(who: Authorized, run_id: int, given: VerdictIn) -> dict:
+        """A verdict on one finding or structure of a stored run, under the caller (a signed-in
+        reader as the app stores them, or a service's key); it supersedes the caller's previous one
+        on that item. The same verdict sent again (a retry) is stored once: the answer names the
+        verdict already stored."""
+        from core.vocabulary import Verdict
+        from storage import repository
+
+        if who.reviewer is None:
+            raise AccessDenied(
+                "A verdict is stored under who gave it: call with an API key or a sign-in access token "
+                "(this loopback call names nobody)."
+            )
+        with state.sessions().begin() as session:
+            if repository.get_run(session, run_id) is None:
+                raise RunNotFound(f"Run {run_id} does not exist.")
+            record = repository.record_verdict(
+                session, run_id, given.item, Verdict(given.verdict), who.reviewer, given.note, None, given.reader_label
+            )
+        metrics.verdicts.inc()
+        return {
+            "verdict_id": record.verdict_id,
+            "run_id": record.run_id,
+            "item": record.item,
+            "verdict": record.verdict.value,
+            "note": record.note,
+            "reader_label": record.reader_label,
+            "reviewer": record.reviewer,
+            "supersedes_id": record.supersedes_id,
+            "created_at": record.created_at.isoformat(),
+        }
 
     @app.post("/api/inference/heatmap-batch")
     @on_inference_thread

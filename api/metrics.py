@@ -38,6 +38,9 @@ class Metrics:
         )
         self.in_flight = Gauge("review_api_in_flight", "Inference requests being worked on now", registry=r)
         self.images = Counter("review_api_images", "Images analysed", ("route",), registry=r)
+        self.verdicts = Counter(
+            "review_api_verdicts", "Verdicts received (a retry of a stored one included)", registry=r
+        )
         self.queued = Gauge(
             "review_jobs_waiting",
             "Background jobs waiting or running: this process's, or the workers' queue where there are workers",

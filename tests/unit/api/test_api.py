@@ -319,3 +319,97 @@ def test_a_brain_mri_slice_is_classified_at_once_and_a_volume_in_the_background(
     assert {c["label"] for c in result["classes"]} == {c["label"] for c in body["classes"]}
     missing = api.post("/api/inference/classify", files=[("files", ("x.png", NIH_PNG.read_bytes()))])
     assert missing.status_code == 422 and "model" in missing.json()["error"]
+
+
+def test_a_case_kept_through_the_api_takes_each_readers_verdicts_once(tmp_path: Path) -> None:
+    """A radiograph sent with ``store`` is kept as a case run (once, whichever call sends it); each
+    key's verdicts are stored under its own name, a retry of the same verdict is stored once, a
+    change supersedes it, and what cannot be a verdict is refused with the reason."""
+    from storage import repository
+    from storage.db import open_database
+    from storage.image_store import ImageStore
+
+    require_samples()
+    keys = {"reader-a": "a" * 40, "reader-b": "b" * 40}
+    app = _app(tmp_path, keys=keys)
+    a, b = ({"Authorization": f"Bearer {k}"} for k in keys.values())
+    with _client(app) as client:
+        shown = client.post(
+            "/api/inference/heatmap",
+            files={"file": (NIH_PNG.name, NIH_PNG.read_bytes())},
+            data={"store": "true"},
+            headers=a,
+        )
+        assert shown.status_code == 200, shown.text
+        run_id, finding = shown.json()["run_id"], shown.json()["finding"]["label"]
+        again = client.post(
+            "/api/inference/predict",
+            files={"file": (NIH_PNG.name, NIH_PNG.read_bytes())},
+            data={"store": "true"},
+            headers=b,
+        )
+        assert again.json()["run_id"] == run_id  # the same image, model and bands: the same run
+        assert (
+            "run_id"
+            not in client.post(
+                "/api/inference/predict", files={"file": ("x.png", NIH_PNG.read_bytes())}, headers=b
+            ).json()
+        )
+
+        url = f"/api/runs/{run_id}/verdicts"
+        first = client.post(url, json={"item": finding, "verdict": "agree"}, headers=a).json()
+        assert first["reviewer"] == "service:reader-a" and first["supersedes_id"] is None
+        retry = client.post(url, json={"item": finding, "verdict": "agree"}, headers=a).json()
+        assert retry["verdict_id"] == first["verdict_id"]  # a retry is stored once
+        changed = client.post(
+            url, json={"item": finding, "verdict": "disagree", "note": "  costophrenic angle clear "}, headers=a
+        )
+        assert changed.status_code == 200 and changed.json()["supersedes_id"] == first["verdict_id"]
+        assert changed.json()["note"] == "costophrenic angle clear"
+        other = client.post(url, json={"item": finding, "verdict": "unsure"}, headers=b).json()
+        assert other["reviewer"] == "service:reader-b" and other["supersedes_id"] is None
+
+        refused = client.post(url, json={"item": finding, "verdict": "maybe"}, headers=a)
+        assert refused.status_code == 422 and "verdict" in refused.text
+        unknown = client.post(url, json={"item": "Dragon", "verdict": "agree"}, headers=a)
+        assert unknown.status_code == 422 and "'Dragon' is not a finding" in unknown.json()["error"]
+        missing = client.post("/api/runs/999999/verdicts", json={"item": finding, "verdict": "agree"}, headers=a)
+        assert missing.status_code == 404 and "999999" in missing.json()["error"]
+        assert client.post(url, json={"item": finding, "verdict": "agree"}).status_code == 401  # no key: nobody
+
+    with open_database(app.state.database_url).begin() as session:
+        history = repository.verdict_history(session, run_id)
+        current = {v.reviewer: v.verdict.value for v in repository.current_verdicts(session, run_id)}
+        run = repository.get_run(session, run_id)
+    assert len(history) == 3 and current == {"service:reader-a": "disagree", "service:reader-b": "unsure"}
+    assert run is not None and run.model_id == "xrv-densenet121-res224-all" and run.trained is False
+    assert finding in run.thresholds  # the bands the reader's answer was drawn in, with the run
+    case = _case_sha(app.state.database_url, run_id)
+    kept = ImageStore(tmp_path / "data" / "images", 30).get_image(case)
+    assert (
+        kept is not None and kept.pixels.shape == cv2.imread(str(NIH_PNG), cv2.IMREAD_UNCHANGED).shape[:2]
+    )  # reopens with it
+
+
+def _case_sha(database_url: str, run_id: int) -> str:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(
+                text("SELECT input_sha256 FROM analysis_runs WHERE id = :id"),
+                {"id": run_id},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_without_keys_a_loopback_caller_records_no_verdict(api) -> None:
+    shown = api.post(
+        "/api/inference/predict", files={"file": (NIH_PNG.name, NIH_PNG.read_bytes())}, data={"store": "true"}
+    )
+    run_id = shown.json()["run_id"]
+    label = shown.json()["findings"][0]["label"]
+    refused = api.post(f"/api/runs/{run_id}/verdicts", json={"item": label, "verdict": "agree"})
+    assert refused.status_code == 401 and "names nobody" in refused.json()["error"]
