@@ -4,17 +4,19 @@ the in-process case, and a batch of 32 radiographs against the model-bound rate.
 
     python bench/bench_scale.py [--clients 20] [--seconds 300] [--out FILE]
 
-Each client, in a loop, asks a random replica for a random radiograph's heatmap (the time from
-upload to findings is what a reader waits for) and, one time in ten, for the segmentation of one
-of a few small CTs, which it follows to the end. Checked at the end: no request failed, every CT is
-stored once whichever replica and worker took it, each worker process loaded each model once, and
-no API replica loaded the segmentation network (the workers did). The API has no verdict
-endpoint: verdicts under load are bench.py's storage figures (20 writers, none lost).
+Each client is a reader with an API key of its own. In a loop it asks a random replica for a
+random radiograph's heatmap, kept for review (the time from upload to findings is what a reader
+waits for), and gives verdicts on two of its findings through a random replica, one time in five
+sending a verdict twice (a retry); one time in ten it asks instead for the segmentation of one of
+a few small CTs, which it follows to the end. Checked at the end: no request failed, every verdict
+is stored once (a row for each change of a reader's verdict on an item, none for a retry, none
+lost), every CT is stored once whichever replica and worker took it, each worker process loaded
+each model once, and no API replica loaded the segmentation network (the workers did).
 
 The last line printed is one JSON object. Goals: errors == 0, stored once, loaded once,
 api_heatmap_ms <= 1.3 x case_ms, batch_images_per_s >= 0.9 x the model-bound rate (1000 / case_ms),
-both on the NIH radiograph case_ms is measured on, on an idle system (before the readers start), with
-one torch thread in each process (four model processes share the two cores).
+both on the NIH radiograph case_ms is measured on, on the idle system right before them (before
+the readers start), with one torch thread in each process (four model processes share the two cores).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import logging
 import os
 import random
 import re
+import secrets as secrets_module
 import socket
 import statistics
 import subprocess
@@ -91,6 +94,21 @@ def _wait_ready(base: str, process: subprocess.Popen, log_path: Path) -> None:
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{base} did not start: {log_path.read_text()[-2000:]}")
         time.sleep(0.3)
+
+
+def _stored_verdicts(database_url: str) -> dict[tuple[str, int, str], int]:
+    """Rows in the verdicts table per reviewer, run and item."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT reviewer, run_id, item, count(*) FROM verdicts GROUP BY reviewer, run_id, item")
+            )
+            return {(reviewer, run_id, item): n for reviewer, run_id, item, n in rows}
+    finally:
+        engine.dispose()
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:
@@ -161,6 +179,11 @@ def run(clients: int, seconds: float, repeats: int) -> dict:
                 for i in (1, 2)
             ]
             processes += workers
+            # One API key per simulated reader: each reader's verdicts are stored under its own name.
+            keys = {f"reader{i:02d}": secrets_module.token_urlsafe(32) for i in range(max(clients, 1))}
+            secrets = folder / "secrets.toml"
+            secrets.write_text("[api]\nkeys = { " + ", ".join(f'"{k}" = "{v}"' for k, v in keys.items()) + " }\n")
+            tokens = [{"Authorization": f"Bearer {v}"} for v in keys.values()]
             bases = []
             for i in (1, 2):
                 port = _free_port()
@@ -175,7 +198,7 @@ def run(clients: int, seconds: float, repeats: int) -> dict:
                         str(port),
                         "--allow-untrained",
                         "--secrets",
-                        str(folder / "none.toml"),
+                        str(secrets),
                     ],
                     env,
                     log_path,
@@ -192,7 +215,7 @@ def run(clients: int, seconds: float, repeats: int) -> dict:
             # right before it on the same idle system (this machine's speed drifts by 15 % within
             # minutes: a case_ms from before the servers started compared two machines).
             nih = (CXR / "nih_00000001_000.png").read_bytes()
-            with httpx.Client(timeout=120) as http:
+            with httpx.Client(timeout=120, headers=tokens[0]) as http:
 
                 def one_heatmap():
                     r = http.post(f"{urls[0]}/api/inference/heatmap", files={"file": ("nih.png", nih)})
@@ -218,10 +241,32 @@ def run(clients: int, seconds: float, repeats: int) -> dict:
             segmented: dict[int, set[int]] = {i: set() for i in range(len(cts))}
             lock = threading.Lock()
             deadline = time.monotonic() + seconds
+            # What each reader's verdicts should leave in the database: a row for each verdict that
+            # differs from the reader's last on the item; a verdict sent again (a retry) adds none.
+            expected: dict[tuple[str, int, str], int] = {}
+            sent = [0]
+
+            def judge(http, base: str, rng: random.Random, reviewer: str, answer: dict, given: dict) -> None:
+                run_id = answer["run_id"]
+                for finding in rng.sample(answer["findings"], 2):
+                    item = finding["label"]
+                    verdict = rng.choice(("agree", "disagree", "unsure"))
+                    for _ in range(2 if rng.random() < 0.2 else 1):  # one time in five, sent twice
+                        r = http.post(f"{base}/api/runs/{run_id}/verdicts", json={"item": item, "verdict": verdict})
+                        r.raise_for_status()
+                        with lock:
+                            sent[0] += 1
+                    key = (reviewer, run_id, item)
+                    with lock:
+                        if given.get(key) != verdict:
+                            expected[key] = expected.get(key, 0) + 1
+                            given[key] = verdict
 
             def reader(seed: int) -> None:
                 rng = random.Random(seed)
-                with httpx.Client(timeout=600) as http:
+                reviewer = f"service:{list(keys)[seed]}"
+                given: dict[tuple[str, int, str], str] = {}
+                with httpx.Client(timeout=600, headers=tokens[seed]) as http:
                     while time.monotonic() < deadline:
                         base = rng.choice(urls)
                         try:
@@ -244,10 +289,15 @@ def run(clients: int, seconds: float, repeats: int) -> dict:
                             else:
                                 name, data = rng.choice(radiographs)
                                 started = time.perf_counter()
-                                r = http.post(f"{base}/api/inference/heatmap", files={"file": (name, data)})
+                                r = http.post(
+                                    f"{base}/api/inference/heatmap",
+                                    files={"file": (name, data)},
+                                    data={"store": "true"},
+                                )
                                 r.raise_for_status()
                                 with lock:
                                     latencies.append((time.perf_counter() - started) * 1000.0)
+                                judge(http, rng.choice(urls), rng, reviewer, r.json(), given)
                         except (httpx.HTTPError, RuntimeError, KeyError) as exc:
                             with lock:
                                 errors.append(f"{type(exc).__name__}: {exc}"[:300])
@@ -264,6 +314,11 @@ def run(clients: int, seconds: float, repeats: int) -> dict:
                 statistics.quantiles(latencies, n=20)[18] if len(latencies) >= 20 else None
             )
             result["upload_to_findings_median_ms"] = statistics.median(latencies) if latencies else None
+            result["verdicts_sent"] = sent[0]
+            stored = _stored_verdicts(env["DATABASE_URL"])
+            result["verdicts_stored"] = sum(stored.values())
+            result["verdicts_expected"] = sum(expected.values())
+            result["every_verdict_stored_once"] = stored == expected
             result["cts_segmented"] = sum(1 for runs in segmented.values() if runs)
             result["each_ct_stored_once"] = all(len(runs) <= 1 for runs in segmented.values())
             for base in urls:
@@ -298,6 +353,7 @@ def main() -> int:
     result["goals"] = {
         "errors == 0": result["errors"] == 0 and result["batch_failed"] == 0,
         "every CT stored once": result["each_ct_stored_once"],
+        "every verdict stored once": result["every_verdict_stored_once"],
         "each model loaded once per worker process": result["each_model_loaded_once_per_worker_process"],
         "no API replica loaded the segmentation network": all(
             not any(m.startswith("monai-") for m in models) for models in result["api_models_loaded"]
