@@ -75,6 +75,9 @@ def serve(
     or SIGINT stops both, the request in hand answered first."""
     import uvicorn
 
+    from core.native_memory import tune_heap
+
+    tune_heap()  # before the HTTP thread starts
     inference = MainThreadExecutor()
     app = build(secrets_file, host=host, allow_untrained=allow_untrained, inference_executor=inference)
     log.warning("Inference API on http://%s:%d (%s)", host, port, app.state.access_description)

@@ -354,6 +354,9 @@ def main() -> int:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from core.native_memory import tune_heap
+
+    tune_heap()  # the heap settings of the processes that run models, so in-process figures compare
     if not SAMPLE.is_file():
         log.error("sample image not found at %s (set REVIEW_SAMPLES_DIR)", SAMPLE)
         return 2

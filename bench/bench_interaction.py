@@ -330,6 +330,9 @@ if __name__ == "__main__":
     numbers = [a for a in sys.argv[1:] if a.isdigit()]
     repeats = int(numbers[0]) if numbers else 20
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from core.native_memory import tune_heap
+
+    tune_heap()  # the heap settings of the processes that run models, so in-process figures compare
     if "--shap" in sys.argv:
         found = shap_app_timings(sample, repeats)
         found["goals_met"] = {"shap_app_s <= 1.2 x shap_s": found["shap_app_ratio"] <= 1.2}

@@ -344,6 +344,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from core.native_memory import tune_heap
+
+    tune_heap()  # the heap settings of the processes that run models, so in-process figures compare
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     result = run(args.clients, args.seconds, args.repeats)
     case_ms = result["case_ms"]

@@ -103,9 +103,9 @@ def warm_classifier() -> bool:
 def main(argv: Sequence[str]) -> None:
     from streamlit.web import cli
 
-    from ui.native_memory import limit_arenas
+    from core.native_memory import tune_heap
 
-    limit_arenas()  # before any thread of the server allocates
+    tune_heap()  # before any thread of the server allocates
     threading.Thread(target=warm, name="warm-imports", daemon=True).start()
     cli.main(args=["run", str(APP), *argv], prog_name="streamlit")
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import streamlit as st
 
+from core import native_memory
 from core.settings import load_settings
-from ui import native_memory
 
 log = logging.getLogger(__name__)
 

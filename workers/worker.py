@@ -13,6 +13,9 @@ log = logging.getLogger(__name__)
 
 def run_worker(concurrency: int = 1, loglevel: str = "info", name: str | None = None) -> None:
     """Blocks until the worker is stopped (SIGTERM: it finishes the job in hand first)."""
+    from core.native_memory import tune_heap
+
+    tune_heap()  # the job processes forked from this one inherit it
     app = configured_app()
     app.worker_main(
         [
