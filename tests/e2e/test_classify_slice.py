@@ -13,6 +13,15 @@ from tests.e2e.test_browser import _shot, _sign
 from tests.e2e.test_viewer import _state, _viewer
 
 pytestmark = pytest.mark.e2e
+
+
+def _slice_uploader(page):
+    """The slice page's own uploader (its key), not whichever file input is on the page: right
+    after the mode switch the previous mode's uploader may still be there (a fresh-clone CI run,
+    2026-12-07: "resolved to 2 elements", the BraTS case's uploader beside it)."""
+    return page.locator(".st-key-slice_upload input[type=file]")
+
+
 MISREAD = sorted((SAMPLES / "mri_tumour" / "test" / "meningioma").glob("*.jpg"))[0]  # read as a glioma
 
 
@@ -30,7 +39,7 @@ def test_a_brain_slice_shows_its_prediction_card_heatmap_and_takes_the_readers_o
             "radio", name="Classify a brain MRI slice"
         ).click()
         expect(page.get_by_text("One brain MRI slice")).to_be_visible()
-        page.locator("input[type=file]").set_input_files(str(MISREAD))
+        _slice_uploader(page).set_input_files(str(MISREAD))
         page.get_by_role("button", name=BRAIN_MRI_SLICE.yes_label).click()
         expect(page.get_by_text("AI prediction: Glioma")).to_be_visible()
         expect(page.get_by_text("4 classes ·")).to_be_visible()
@@ -77,7 +86,7 @@ def test_a_click_on_a_volumes_slice_strip_moves_the_viewer_and_shows_that_slices
             "radio", name="Classify a brain MRI slice"
         ).click()
         expect(page.get_by_text("One brain MRI slice")).to_be_visible()
-        page.locator("input[type=file]").set_input_files(str(SAMPLES / "mri" / "mni152_t1.nii.gz"))
+        _slice_uploader(page).set_input_files(str(SAMPLES / "mri" / "mni152_t1.nii.gz"))
         heading = page.get_by_text(re.compile(r" on axial slice \d+ \(the slice driving its volume score\): "))
         expect(heading).to_be_visible()
         frame = _viewer(page)
