@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -255,6 +256,23 @@ def test_an_unverified_copy_of_the_admin_e_mail_gets_no_rights(signed_in_server)
     ) == [("Mallory (unverified)", None)]
 
 
+def _wait_for_the_fresh_install() -> None:
+    """.ci/run builds the environment in the background while the other tests run, and writes pip's
+    exit status to FRESH_INSTALL_STATUS when it is done: wait for that, and fail on pip's own words."""
+    status_path = os.environ.get("FRESH_INSTALL_STATUS")
+    if not status_path:
+        return  # an environment built beforehand
+    status = Path(status_path)
+    deadline = time.monotonic() + 1200
+    while not status.exists():
+        assert time.monotonic() < deadline, f"pip install -r requirements.txt did not finish in 20 minutes ({status})"
+        time.sleep(1)
+    if status.read_text().strip() != "0":
+        log = status.with_suffix(".log")
+        said = log.read_text()[-3000:] if log.exists() else "(no log)"
+        pytest.fail(f"pip install -r requirements.txt into the fresh environment failed:\n{said}")
+
+
 def test_sign_in_works_from_requirements_txt_alone(provider, tmp_path: Path) -> None:
     """A fresh install: FRESH_INSTALL_PYTHON is the python of a virtual environment built from
     requirements.txt alone (``.ci/run`` builds it), so a dependency that only a test tool pulls
@@ -267,6 +285,7 @@ def test_sign_in_works_from_requirements_txt_alone(provider, tmp_path: Path) -> 
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+    _wait_for_the_fresh_install()
     for dev_only in ("pytest", "playwright", "oidc_provider_mock"):
         found = subprocess.run([python, "-c", f"import {dev_only}"], capture_output=True).returncode == 0
         assert not found, f"{dev_only} is importable: the environment is not built from requirements.txt alone"
