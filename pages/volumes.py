@@ -19,7 +19,7 @@ from storage import repository
 from ui import background, database, resources, results
 from ui.entry import require_app_entry
 from ui.identity import reviewer
-from ui.session import RUN_IDS, channel_key, segment_key, volume_upload_key
+from ui.session import LEGEND_UPLOAD, MASK_UPLOAD, RUN_IDS, SLICE_UPLOAD, channel_key, segment_key, volume_upload_key
 from ui.text import md_escape
 from ui.widgets import figures
 from ui.widgets.cam_viewer import awaiting_image
@@ -59,7 +59,7 @@ def _classify_slice() -> None:
         "One brain MRI slice (DICOM MR, PNG or JPEG), or a whole volume (NIfTI, or the files or zip of a DICOM series)",
         max_upload_size=max(load_settings().max_upload_mb, load_settings().max_volume_upload_mb),
         accept_multiple_files=True,
-        key="slice_upload",
+        key=SLICE_UPLOAD,
         help=(
             "Read in memory; the files are never stored. The scores and your verdicts are stored; so is the decoded, "
             "de-identified slice (no DICOM tags), so the case reopens with it, unless IMAGE_STORE=0."
@@ -261,10 +261,10 @@ def _model_segmentation(inputs, spec) -> tuple[Segmentation, int] | None:
 def _uploaded_segmentation(volume: Volume) -> tuple[Segmentation, int] | None:
     left, middle, right = st.columns([2, 1.4, 1])
     masks = left.file_uploader(
-        "Label map: NIfTI on the same grid, or a DICOM SEG", accept_multiple_files=False, key="mask_upload"
+        "Label map: NIfTI on the same grid, or a DICOM SEG", accept_multiple_files=False, key=MASK_UPLOAD
     )
     legend = middle.file_uploader(
-        "Label names (optional): JSON or CSV legend", key="legend_upload", type=["json", "csv", "txt"]
+        "Label names (optional): JSON or CSV legend", key=LEGEND_UPLOAD, type=["json", "csv", "txt"]
     )
     probability = right.checkbox(
         "It is a probability map",

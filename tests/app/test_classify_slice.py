@@ -11,6 +11,7 @@ from pydicom.data import get_testdata_file
 
 from tests.app.conftest import click_verdict, new_app, texts, verdict_items
 from tests.conftest import SAMPLES, require_samples
+from ui.session import SLICE_UPLOAD
 from ui.widgets.radiograph_check import BRAIN_MRI_SLICE
 
 CLASSIFY = "Classify a brain MRI slice"
@@ -36,7 +37,7 @@ def _rows(sql: str) -> list[tuple]:
 
 
 def _upload(at, name: str, data: bytes, mime: str = "image/jpeg"):
-    at.file_uploader(key="slice_upload").set_value([(name, data, mime)]).run()
+    at.file_uploader(key=SLICE_UPLOAD).set_value([(name, data, mime)]).run()
     assert not at.exception, at.exception
     return at
 
@@ -194,7 +195,7 @@ def test_a_dicom_mr_series_is_classified_as_a_volume() -> None:
 
     files = series(Geometry(*PLANES["axial"], rows=48, cols=48, spacing=(1.0, 1.0), gap=1.0, slices=12))
     at = _open(new_app())
-    at.file_uploader(key="slice_upload").set_value([(n, d, "application/dicom") for n, d in files]).run()
+    at.file_uploader(key=SLICE_UPLOAD).set_value([(n, d, "application/dicom") for n, d in files]).run()
     assert not at.exception, at.exception
     said = texts(at)
     assert "dicom\\-series" in said or "AX T1 POST" in said

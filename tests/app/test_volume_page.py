@@ -13,6 +13,7 @@ import numpy as np
 from tests.app.conftest import chosen_verdicts, click_verdict, new_app, texts, verdict_items
 from tests.conftest import SAMPLES, require_samples
 from ui.session import (
+    MASK_UPLOAD,
     NEXT_SLICE_KEY,
     VIEW_KEY,
     channel_key,
@@ -46,7 +47,7 @@ def _open_mask_task(at):
 def _upload_t1_and_mask(at, mask: bytes):
     t1 = (MRI / "mni152_t1.nii.gz").read_bytes()
     at.file_uploader(key=volume_upload_key(MASK_TASK)).set_value([("mni152_t1.nii.gz", t1, "application/gzip")]).run()
-    at.file_uploader(key="mask_upload").set_value(("grey_matter.nii.gz", mask, "application/gzip")).run()
+    at.file_uploader(key=MASK_UPLOAD).set_value(("grey_matter.nii.gz", mask, "application/gzip")).run()
     return at
 
 
@@ -222,7 +223,7 @@ def test_a_0_255_probability_map_is_thresholded_at_half_its_scale_with_the_range
     at.file_uploader(key=volume_upload_key(MASK_TASK)).set_value([("mni152_t1.nii.gz", t1, "application/gzip")]).run()
     at.checkbox(key="mask_is_probability").check().run()
     gm = (MRI / "mni152_gm_prob.nii.gz").read_bytes()
-    at.file_uploader(key="mask_upload").set_value(("mni152_gm_prob.nii.gz", gm, "application/gzip")).run()
+    at.file_uploader(key=MASK_UPLOAD).set_value(("mni152_gm_prob.nii.gz", gm, "application/gzip")).run()
     assert not at.exception, at.exception
     assert "The map's values run from 0 to 255; kept: ≥ 127.5." in texts(at).replace("\\", "")
     [threshold] = [n for n in at.number_input if (n.key or "").startswith("mask_threshold")]

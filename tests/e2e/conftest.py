@@ -306,6 +306,21 @@ def own_copy(path: str | Path, folder: Path) -> Path:
     return copy
 
 
+def keyed(page, key: str):
+    """The element a widget with ``key`` is drawn in: Streamlit gives it the class ``st-key-<key>``,
+    each character other than a letter, digit, ``_`` or ``-`` made ``-``."""
+    return page.locator(".st-key-" + re.sub(r"[^a-zA-Z0-9_-]", "-", key.strip()))
+
+
+MASK_TASK = "A mask from another tool"  # the MRI/CT page's mode a reader picks for a mask from elsewhere
+
+
+def uploader(page, key: str):
+    """The file input of the uploader with ``key``: not "the first file input", which right after a
+    mode switch can still be the previous mode's uploader, about to leave the page."""
+    return keyed(page, key).locator("input[type=file]")
+
+
 def upload_radiograph(page, path: str | Path, uploader=None) -> None:
     """Upload a radiograph on the review page as a reader does: a PNG or JPEG is analysed once the
     reader says it is a frontal chest radiograph (a DICOM is not asked about)."""

@@ -8,9 +8,10 @@ import pytest
 
 from tests.conftest import SAMPLES
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import browser_page, open_page, settled
+from tests.e2e.conftest import browser_page, open_page, settled, uploader
 from tests.e2e.test_browser import _shot, _sign
 from tests.e2e.test_viewer import _state, _viewer
+from ui.session import SLICE_UPLOAD
 
 pytestmark = pytest.mark.e2e
 
@@ -19,7 +20,7 @@ def _slice_uploader(page):
     """The slice page's own uploader (its key), not whichever file input is on the page: right
     after the mode switch the previous mode's uploader may still be there (a fresh-clone CI run,
     2026-12-07: "resolved to 2 elements", the BraTS case's uploader beside it)."""
-    return page.locator(".st-key-slice_upload input[type=file]")
+    return uploader(page, SLICE_UPLOAD)
 
 
 MISREAD = sorted((SAMPLES / "mri_tumour" / "test" / "meningioma").glob("*.jpg"))[0]  # read as a glioma

@@ -14,8 +14,9 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import NIH_PNG, SAMPLES
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import browser_page, open_page, settled, upload_radiograph, wait_for_text
+from tests.e2e.conftest import MASK_TASK, browser_page, open_page, settled, upload_radiograph, uploader, wait_for_text
 from tests.e2e.test_browser import _shot, _sign
+from ui.session import MASK_UPLOAD, volume_upload_key
 
 pytestmark = pytest.mark.e2e
 ROUNDS = ("agree", "disagree", "unsure", "disagree", "agree")  # all three, and back again
@@ -97,13 +98,11 @@ def test_fast_clicks_on_structures_store_exactly_what_was_clicked(shared_server,
         _sign(page, "Dr Quick")
         open_page(page, "Review an MRI or CT")
         expect(page.get_by_text("Review an MRI or CT volume").first).to_be_visible()
-        page.get_by_role("radiogroup", name="What to review").get_by_role(
-            "radio", name="A mask from another tool"
-        ).click()
+        page.get_by_role("radiogroup", name="What to review").get_by_role("radio", name=MASK_TASK).click()
         expect(page.get_by_text("A volume: one NIfTI")).to_be_visible()
-        page.locator("input[type=file]").first.set_input_files(str(SAMPLES / "mri" / "mni152_t1.nii.gz"))
+        uploader(page, volume_upload_key(MASK_TASK)).set_input_files(str(SAMPLES / "mri" / "mni152_t1.nii.gz"))
         expect(page.get_by_text("Label map: NIfTI on the same grid")).to_be_visible()
-        page.locator("input[type=file]").nth(1).set_input_files(str(mask))
+        uploader(page, MASK_UPLOAD).set_input_files(str(mask))
         expect(verdict_rows.rows(page, "volumes", "structure")).to_have_count(ITEMS)
         clicked = _click_as_fast_as_confirmed(page, "volumes", "structure")
         _shot(page, "24-fast-clicks-structures")

@@ -14,9 +14,19 @@ import pytest
 
 from tests.conftest import SAMPLES
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import browser_page, case_of_run, open_page, settled, shown_run, upload_radiograph
+from tests.e2e.conftest import (
+    MASK_TASK,
+    browser_page,
+    case_of_run,
+    open_page,
+    settled,
+    shown_run,
+    upload_radiograph,
+    uploader,
+)
 from tests.e2e.test_browser import _shot, _sign
 from tests.e2e.test_volume_browser import MRI, _mask_file
+from ui.session import MASK_UPLOAD, volume_upload_key
 from ui.widgets.radiograph_check import YES_LABEL
 
 pytestmark = pytest.mark.e2e
@@ -62,17 +72,35 @@ def _state(frame) -> dict:
     return frame.evaluate("() => window.reviewViewer.state()")
 
 
+# Counts the messages the page sends on its websocket, in the page itself: WebSocket.send is
+# synchronous there, so a count read after the page's pending tasks have run has every message a
+# change made (the browser's own report of a sent frame reaches the test by another path, later).
+_COUNT_SENT = """(() => {
+  if (window.top !== window) return;
+  const send = WebSocket.prototype.send;
+  window.__reviewSent = 0;
+  WebSocket.prototype.send = function (data) { window.__reviewSent += 1; return send.call(this, data); };
+})()"""
+
+
 class _Socket:
-    """The sizes of the websocket frames the page sends and receives (Streamlit's one socket)."""
+    """The sizes of the websocket frames the page receives (Streamlit's one socket), and how many
+    messages it has sent."""
 
     def __init__(self, page) -> None:
-        self.sent: list[int] = []
+        self.page = page
         self.received: list[int] = []
-        page.on("websocket", self._attach)
+        page.add_init_script(_COUNT_SENT)
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: self.received.append(len(payload))))
 
-    def _attach(self, ws) -> None:
-        ws.on("framesent", lambda payload: self.sent.append(len(payload)))
-        ws.on("framereceived", lambda payload: self.received.append(len(payload)))
+    def sent(self, frame) -> int:
+        """Messages sent so far, once what the viewer in ``frame`` posted to the page has been
+        handled: the viewer's task queue, then the page's (a message posted earlier is handled
+        before a task queued later), without waiting a fixed time."""
+        flush = "() => new Promise(done => setTimeout(done, 0))"
+        frame.evaluate(flush)
+        self.page.evaluate(flush)
+        return self.page.evaluate("() => new Promise(done => setTimeout(() => done(window.__reviewSent), 0))")
 
 
 def test_radiograph_in_the_browser_viewer(shared_server) -> None:
@@ -98,7 +126,7 @@ def test_radiograph_in_the_browser_viewer(shared_server) -> None:
         canvas = frame.locator("#gl")
         box = canvas.bounding_box()
         cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-        sent_before = len(socket.sent)
+        sent_before = socket.sent(frame)
         # Window/level: the left button's default tool on a radiograph.
         page.mouse.move(cx, cy)
         page.mouse.down()
@@ -143,8 +171,7 @@ def test_radiograph_in_the_browser_viewer(shared_server) -> None:
         frame.get_by_role("checkbox", name="Model crop outline").uncheck()
         outline = next(layer for layer in _state(frame)["layers"] if layer["role"] == "outline")
         assert outline["opacity"] == 0
-        page.wait_for_timeout(500)
-        assert len(socket.sent) == sent_before, "window, zoom, opacity and colours must not reach the server"
+        assert socket.sent(frame) == sent_before, "window, zoom, opacity and colours must not reach the server"
         _shot(page, "30-viewer-radiograph")
 
         # Another finding: a new heatmap (small) comes, the radiograph does not come again, and
@@ -158,6 +185,7 @@ def test_radiograph_in_the_browser_viewer(shared_server) -> None:
             "id => { const h = window.reviewViewer.state().layers.find(l => l.role === 'heatmap'); return h && h.id !== id; }",
             arg=heat["id"],
         )
+        assert socket.sent(frame) > sent_before, "the count sees what the page does send (the finding chosen)"
         after = _state(frame)
         assert after["zoom"] > 1 and (after["calMin"], after["calMax"]) == (windowed["calMin"], windowed["calMax"])
         assert max(socket.received[received_before:]) < first_image / 4
@@ -180,16 +208,14 @@ def test_volume_in_three_linked_planes(server, tmp_path: Path) -> None:
         page.goto(f"{url}/volumes")
         _sign(page, "Dr Planes")
         open_page(page, "Review an MRI or CT")
-        page.get_by_role("radiogroup", name="What to review").get_by_role(
-            "radio", name="A mask from another tool"
-        ).click()
+        page.get_by_role("radiogroup", name="What to review").get_by_role("radio", name=MASK_TASK).click()
         expect(page.get_by_text("A volume: one NIfTI")).to_be_visible()
-        page.locator("input[type=file]").first.set_input_files(str(MRI / "mni152_t1.nii.gz"))
+        uploader(page, volume_upload_key(MASK_TASK)).set_input_files(str(MRI / "mni152_t1.nii.gz"))
         frame = _viewer(page)
         start = _state(frame)
         assert start["voxel"] == [98, 116, 94]  # the middle of 197 x 233 x 189
         assert re.search(r"axial 95/189 · coronal 117/233 · sagittal 99/197", start["status"])
-        page.locator("input[type=file]").nth(1).set_input_files(str(mask))
+        uploader(page, MASK_UPLOAD).set_input_files(str(mask))
         expect(page.get_by_text("Volume per structure (uploaded mask)")).to_be_visible()
         frame = _viewer(page)
         frame.wait_for_function("() => window.reviewViewer.state().layers.some(l => l.role === 'labels')")
@@ -199,7 +225,7 @@ def test_volume_in_three_linked_planes(server, tmp_path: Path) -> None:
         canvas = frame.locator("#gl")
         box = canvas.bounding_box()
         page.mouse.move(box["x"] + box["width"] / 6, box["y"] + box["height"] / 2)
-        sent_before = len(socket.sent)
+        sent_before = socket.sent(frame)
         for _ in range(3):
             page.mouse.wheel(0, -100)
         frame.wait_for_function("() => window.reviewViewer.state().voxel[2] === 97")
@@ -212,8 +238,7 @@ def test_volume_in_three_linked_planes(server, tmp_path: Path) -> None:
         # A label hidden and the masks' opacity changed, in the browser.
         frame.get_by_role("checkbox", name="Show Label 1").uncheck()
         assert _state(frame)["hiddenLabels"] == [1]
-        page.wait_for_timeout(500)
-        assert len(socket.sent) == sent_before, "slices and mask visibility must not reach the server"
+        assert socket.sent(frame) == sent_before, "slices and mask visibility must not reach the server"
         assert "UNTRAINED" not in _state(frame)["banner"]  # an uploaded mask is no model's output
         _shot(page, "31-viewer-volume")
 
@@ -223,6 +248,7 @@ def test_volume_in_three_linked_planes(server, tmp_path: Path) -> None:
         page.get_by_role("combobox", name=re.compile("Go to a structure")).click()
         page.get_by_role("option", name="Label 1").click()
         frame.wait_for_function("() => window.reviewViewer.state().voxel[2] !== 97")
+        assert socket.sent(frame) > sent_before, "the count sees what the page does send (the structure chosen)"
         assert max(socket.received[received_before:], default=0) < volume_bytes / 10
         row = verdict_rows.row(page, "volumes", 0, noun="structure")
         verdict_rows.button(row, "agree").click()

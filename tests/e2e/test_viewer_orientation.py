@@ -17,9 +17,10 @@ import pytest
 
 from pipelines.viewer_layers import HEATMAP_FLOOR
 from tests.conftest import SAMPLES
-from tests.e2e.conftest import browser_page, open_page, upload_radiograph
+from tests.e2e.conftest import MASK_TASK, browser_page, open_page, upload_radiograph, uploader
 from tests.e2e.test_browser import _shot, _sign
 from tests.e2e.test_viewer import _canvas, _state, _viewer
+from ui.session import volume_upload_key
 
 pytestmark = pytest.mark.e2e
 CXR = SAMPLES / "cxr"
@@ -261,11 +262,9 @@ def test_a_marked_corner_of_a_volume_shows_where_the_orientation_letters_say(sha
         page.goto(f"{url}/volumes")
         _sign(page, "Dr Letters")
         open_page(page, "Review an MRI or CT")
-        page.get_by_role("radiogroup", name="What to review").get_by_role(
-            "radio", name="A mask from another tool"
-        ).click()
+        page.get_by_role("radiogroup", name="What to review").get_by_role("radio", name=MASK_TASK).click()
         expect(page.get_by_text("A volume: one NIfTI")).to_be_visible()
-        page.locator("input[type=file]").first.set_input_files(str(path))
+        uploader(page, volume_upload_key(MASK_TASK)).set_input_files(str(path))
         frame = _viewer(page)
         state = _state(frame)
         letters = state["letters"]

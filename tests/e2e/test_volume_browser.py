@@ -13,8 +13,9 @@ import pytest
 
 from tests.conftest import SAMPLES
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import browser_page, open_page
+from tests.e2e.conftest import MASK_TASK, browser_page, open_page, uploader
 from tests.e2e.test_browser import _shot, _sign
+from ui.session import MASK_UPLOAD, volume_upload_key
 
 pytestmark = pytest.mark.e2e
 MRI = SAMPLES / "mri"
@@ -40,16 +41,14 @@ def test_scroll_three_views_read_the_volume_and_agree(server, tmp_path: Path) ->
         _sign(page, "Dr Volume")
         open_page(page, "Review an MRI or CT")
         expect(page.get_by_text("Review an MRI or CT volume").first).to_be_visible()
-        page.get_by_role("radiogroup", name="What to review").get_by_role(
-            "radio", name="A mask from another tool"
-        ).click()
+        page.get_by_role("radiogroup", name="What to review").get_by_role("radio", name=MASK_TASK).click()
         expect(page.get_by_text("A volume: one NIfTI")).to_be_visible()
-        page.locator("input[type=file]").first.set_input_files(str(MRI / "mni152_t1.nii.gz"))
+        uploader(page, volume_upload_key(MASK_TASK)).set_input_files(str(MRI / "mni152_t1.nii.gz"))
         # The server-rendered scroller: the fallback without WebGL2 (the browser viewer is test_viewer.py's).
         page.get_by_text("Server-rendered view").click()
         expect(page.get_by_text("Axial 95 of 189")).to_be_visible()
         expect(page.get_by_text("Label map: NIfTI on the same grid")).to_be_visible()
-        page.locator("input[type=file]").nth(1).set_input_files(str(mask))
+        uploader(page, MASK_UPLOAD).set_input_files(str(mask))
         expect(page.get_by_text("Volume per structure (uploaded mask)")).to_be_visible()
         images = page.locator("[data-testid='stImage']")
         expect(images.filter(has_text="Image with masks (uploaded mask)")).to_have_count(1)
