@@ -14,6 +14,14 @@ allocates while another does an arena of its own (up to 8 per core). Torch's and
 a reader's run were freed into whichever arena that thread had, and each arena kept its own free
 and fragmented pages: the server grew 1.33 MB for each reviewer session that came and went
 (bench_sessions.py, 50 sessions, 2-core machine), and 0.08 MB with two arenas.
+
+One arena, not two: an arena other than the main one grows in mapped heaps of at most 64 MB, so a
+buffer near that size or over it is mapped for itself whatever the mmap threshold says, and
+zero-filled again on each pass. The background jobs (region SHAP, segmentation) each run in a
+thread of their own, which glibc handed that second arena: region SHAP in such a thread took 1.29
+million page faults and 3 s of kernel time a run, against none in the main thread (12.1-13.4 s
+against 10.9-11.3 s; with one arena 11.7-12.7 s and 0.3 s of kernel time, 2026-12-07). The GIL
+already serialises the Python threads that would contend for the arena's lock.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import os
 log = logging.getLogger(__name__)
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameter numbers
-ARENAS = 2
+ARENAS = 1
 LARGE_BUFFERS = 512 * 1024 * 1024  # allocations up to this come from the heap, and its top is kept up to it
 
 
