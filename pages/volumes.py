@@ -19,7 +19,16 @@ from storage import repository
 from ui import background, database, resources, results
 from ui.entry import require_app_entry
 from ui.identity import reviewer
-from ui.session import LEGEND_UPLOAD, MASK_UPLOAD, RUN_IDS, SLICE_UPLOAD, channel_key, segment_key, volume_upload_key
+from ui.session import (
+    LEGEND_UPLOAD,
+    MASK_TASK,
+    MASK_UPLOAD,
+    RUN_IDS,
+    SLICE_UPLOAD,
+    channel_key,
+    segment_key,
+    volume_upload_key,
+)
 from ui.text import md_escape
 from ui.widgets import figures
 from ui.widgets.cam_viewer import awaiting_image
@@ -37,9 +46,8 @@ require_app_entry()
 
 TASK_BRATS = "Brain tumour (MRI, 4 channels)"
 TASK_CT = "Whole-body CT structures"
-TASK_MASK = "A mask from another tool"
 TASK_CLASSIFY = "Classify a brain MRI slice"
-TASKS = (TASK_BRATS, TASK_CT, TASK_MASK, TASK_CLASSIFY)
+TASKS = (TASK_BRATS, TASK_CT, MASK_TASK, TASK_CLASSIFY)
 SEG_RUN_IDS = "segmentation_run_ids"
 SHOWN_UPLOADS = "volume_uploads_shown"  # per task: (files listed, files read as the volume)
 

@@ -69,6 +69,15 @@ def test_without_weights_or_leave_to_run_untrained_nothing_is_loaded_ahead(tmp_p
     assert serve.warm_classifier() is False
 
 
+def _without_malloc_settings(script: str, *args: str) -> subprocess.CompletedProcess:
+    """``script`` in a fresh interpreter whose environment sets none of glibc's MALLOC_* tunables
+    (an operator's setting would win over the process's own)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
 _ARENAS = """
 import ctypes, ctypes.util, sys, threading
 import numpy as np
@@ -93,10 +102,7 @@ def test_the_server_keeps_one_malloc_arena_however_many_threads_allocate(mode: s
     """Reviewer sessions run in a pool of threads; each arena glibc gives a thread kept its own freed
     pages, and the server grew with each session that came and went (bench_sessions.py). The server
     limits the arenas to one at its start (ui.serve), before its threads exist."""
-    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-    done = subprocess.run(
-        [sys.executable, "-c", _ARENAS, mode], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120
-    )
+    done = _without_malloc_settings(_ARENAS, mode)
     assert done.returncode == 0, done.stderr
     arenas = done.stderr.count("Arena ")
     if mode == "limited":
@@ -139,15 +145,7 @@ def test_a_models_large_buffers_come_from_the_heap_not_fresh_mappings(mode: str,
     and the kernel zero-filled every page again (a quarter of region SHAP's CPU, 17-18 s against
     12 s). The processes that run models keep such buffers in the heap (``tune_heap``), in the
     main thread and in the threads the background jobs run in (a second arena mapped them anew)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    done = subprocess.run(
-        [sys.executable, "-c", _BUFFERS, mode, where],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _without_malloc_settings(_BUFFERS, mode, where)
     assert done.returncode == 0, done.stderr
     mapped = int(done.stdout.split()[-1])
     if mode == "tuned":

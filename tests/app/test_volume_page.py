@@ -13,6 +13,7 @@ import numpy as np
 from tests.app.conftest import chosen_verdicts, click_verdict, new_app, texts, verdict_items
 from tests.conftest import SAMPLES, require_samples
 from ui.session import (
+    MASK_TASK,
     MASK_UPLOAD,
     NEXT_SLICE_KEY,
     VIEW_KEY,
@@ -24,7 +25,6 @@ from ui.session import (
     volume_upload_key,
 )
 
-MASK_TASK = "A mask from another tool"
 MRI = SAMPLES / "mri"
 
 

@@ -306,19 +306,16 @@ def own_copy(path: str | Path, folder: Path) -> Path:
     return copy
 
 
-def keyed(page, key: str):
-    """The element a widget with ``key`` is drawn in: Streamlit gives it the class ``st-key-<key>``,
+def key_class(key: str) -> str:
+    """The class Streamlit gives the element a widget with ``key`` is drawn in: ``st-key-<key>``,
     each character other than a letter, digit, ``_`` or ``-`` made ``-``."""
-    return page.locator(".st-key-" + re.sub(r"[^a-zA-Z0-9_-]", "-", key.strip()))
-
-
-MASK_TASK = "A mask from another tool"  # the MRI/CT page's mode a reader picks for a mask from elsewhere
+    return "st-key-" + re.sub(r"[^a-zA-Z0-9_-]", "-", key.strip())
 
 
 def uploader(page, key: str):
     """The file input of the uploader with ``key``: not "the first file input", which right after a
     mode switch can still be the previous mode's uploader, about to leave the page."""
-    return keyed(page, key).locator("input[type=file]")
+    return page.locator(f".{key_class(key)} input[type=file]")
 
 
 def upload_radiograph(page, path: str | Path, uploader=None) -> None:

@@ -16,13 +16,6 @@ from ui.session import SLICE_UPLOAD
 pytestmark = pytest.mark.e2e
 
 
-def _slice_uploader(page):
-    """The slice page's own uploader (its key), not whichever file input is on the page: right
-    after the mode switch the previous mode's uploader may still be there (a fresh-clone CI run,
-    2026-12-07: "resolved to 2 elements", the BraTS case's uploader beside it)."""
-    return uploader(page, SLICE_UPLOAD)
-
-
 MENINGIOMAS = SAMPLES / "mri_tumour" / "test" / "meningioma"  # the first is read as a glioma
 
 
@@ -41,7 +34,7 @@ def test_a_brain_slice_shows_its_prediction_card_heatmap_and_takes_the_readers_o
         ).click()
         expect(page.get_by_text("One brain MRI slice")).to_be_visible()
         misread = sorted(MENINGIOMAS.glob("*.jpg"))[0]  # here, not at import: without the samples the test says so
-        _slice_uploader(page).set_input_files(str(misread))
+        uploader(page, SLICE_UPLOAD).set_input_files(str(misread))
         page.get_by_role("button", name=BRAIN_MRI_SLICE.yes_label).click()
         expect(page.get_by_text("AI prediction: Glioma")).to_be_visible()
         expect(page.get_by_text("4 classes ·")).to_be_visible()
@@ -88,7 +81,7 @@ def test_a_click_on_a_volumes_slice_strip_moves_the_viewer_and_shows_that_slices
             "radio", name="Classify a brain MRI slice"
         ).click()
         expect(page.get_by_text("One brain MRI slice")).to_be_visible()
-        _slice_uploader(page).set_input_files(str(SAMPLES / "mri" / "mni152_t1.nii.gz"))
+        uploader(page, SLICE_UPLOAD).set_input_files(str(SAMPLES / "mri" / "mni152_t1.nii.gz"))
         heading = page.get_by_text(re.compile(r" on axial slice \d+ \(the slice driving its volume score\): "))
         expect(heading).to_be_visible()
         frame = _viewer(page)

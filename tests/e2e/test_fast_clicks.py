@@ -14,9 +14,9 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import NIH_PNG, SAMPLES
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import MASK_TASK, browser_page, open_page, settled, upload_radiograph, uploader, wait_for_text
+from tests.e2e.conftest import browser_page, open_page, settled, upload_radiograph, uploader, wait_for_text
 from tests.e2e.test_browser import _shot, _sign
-from ui.session import MASK_UPLOAD, volume_upload_key
+from ui.session import MASK_TASK, MASK_UPLOAD, volume_upload_key
 
 pytestmark = pytest.mark.e2e
 ROUNDS = ("agree", "disagree", "unsure", "disagree", "agree")  # all three, and back again

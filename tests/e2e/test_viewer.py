@@ -15,7 +15,6 @@ import pytest
 from tests.conftest import SAMPLES
 from tests.e2e import verdict_rows
 from tests.e2e.conftest import (
-    MASK_TASK,
     browser_page,
     case_of_run,
     open_page,
@@ -26,7 +25,7 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.test_browser import _shot, _sign
 from tests.e2e.test_volume_browser import MRI, _mask_file
-from ui.session import MASK_UPLOAD, volume_upload_key
+from ui.session import MASK_TASK, MASK_UPLOAD, volume_upload_key
 from ui.widgets.radiograph_check import YES_LABEL
 
 pytestmark = pytest.mark.e2e

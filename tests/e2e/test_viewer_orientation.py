@@ -17,10 +17,10 @@ import pytest
 
 from pipelines.viewer_layers import HEATMAP_FLOOR
 from tests.conftest import SAMPLES
-from tests.e2e.conftest import MASK_TASK, browser_page, open_page, upload_radiograph, uploader
+from tests.e2e.conftest import browser_page, open_page, upload_radiograph, uploader
 from tests.e2e.test_browser import _shot, _sign
 from tests.e2e.test_viewer import _canvas, _state, _viewer
-from ui.session import volume_upload_key
+from ui.session import MASK_TASK, volume_upload_key
 
 pytestmark = pytest.mark.e2e
 CXR = SAMPLES / "cxr"

@@ -13,9 +13,9 @@ import pytest
 
 from tests.conftest import SAMPLES
 from tests.e2e import verdict_rows
-from tests.e2e.conftest import MASK_TASK, browser_page, open_page, uploader
+from tests.e2e.conftest import browser_page, open_page, uploader
 from tests.e2e.test_browser import _shot, _sign
-from ui.session import MASK_UPLOAD, volume_upload_key
+from ui.session import MASK_TASK, MASK_UPLOAD, volume_upload_key
 
 pytestmark = pytest.mark.e2e
 MRI = SAMPLES / "mri"

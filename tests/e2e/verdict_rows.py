@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from tests.e2e.conftest import key_class
 from ui.session import verdict_row_key
 
 VERDICT_NAMES = {"agree": "Agree", "disagree": "Disagree", "unsure": "Unsure"}
@@ -11,11 +12,11 @@ VERDICT_NAMES = {"agree": "Agree", "disagree": "Disagree", "unsure": "Unsure"}
 
 def rows(page, scope: str, noun: str = "finding"):
     prefix = verdict_row_key(scope, noun, 0).removesuffix("0")
-    return page.locator(f"[class*='st-key-{prefix}']")
+    return page.locator(f"[class*='{key_class(prefix)}']")
 
 
 def row(page, scope: str, index: int, noun: str = "finding"):
-    return page.locator(f".st-key-{verdict_row_key(scope, noun, index)}")
+    return page.locator(f".{key_class(verdict_row_key(scope, noun, index))}")
 
 
 def item_name(row_locator) -> str:
