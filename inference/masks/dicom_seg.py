@@ -110,6 +110,9 @@ def read_dicom_seg(
 
 def _frames(ds: pydicom.Dataset, filename: str):
     """The decoded frames, with a decoding failure (no codec, truncated data) said plainly."""
+    if int(ds.get("BitsAllocated", 0) or 0) == 1 and not ds.file_meta.TransferSyntaxUID.is_compressed:
+        yield from _bit_frames(ds, filename)
+        return
     frames = iter_pixels(ds)
     while True:
         try:
@@ -121,6 +124,28 @@ def _frames(ds: pydicom.Dataset, filename: str):
                 f"{filename}: the segmentation pixels could not be decoded ({library_reason(exc)})."
             ) from None
         yield np.asarray(frame)
+
+
+def _bit_frames(ds: pydicom.Dataset, filename: str):
+    """The frames of an uncompressed BINARY SEG, unpacked one at a time. Their bits run on from one
+    frame to the next (DICOM pads only the end of the pixel data), so a frame whose size is not a
+    multiple of 8 starts inside a byte: pydicom 3.0's frame iterator misreads those (a 197 x 233
+    frame), its whole-array decoding would hold every segment's frames at once."""
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    size = rows * cols
+    data = ds.get("PixelData") or b""
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if len(data) * 8 < frames * size:
+        raise CorruptImage(
+            f"{filename}: the segmentation pixels are truncated ({len(data)} bytes for {frames} frames of "
+            f"{rows}x{cols} pixels); export the SEG again."
+        )
+    for index in range(frames):
+        start = index * size
+        first, skip = divmod(start, 8)
+        chunk = np.frombuffer(data, dtype=np.uint8, count=(skip + size + 7) // 8, offset=first)
+        bits = np.unpackbits(chunk, bitorder="little")[skip : skip + size]
+        yield bits.reshape(rows, cols)
 
 
 def _segment_names(ds: pydicom.Dataset, filename: str) -> dict[int, LegendEntry]:

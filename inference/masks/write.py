@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,24 @@ def to_original_orientation(
     return np.ascontiguousarray(reoriented), new_affine
 
 
+def write_replacing(path: Path, write: Callable[[Path], object], suffix: str) -> Path:
+    """Writes ``path`` through ``write`` (given a partial file's path beside it, ending in ``suffix``)
+    and then renames it into place: a reader never sees half a file, and a failed write leaves
+    nothing behind. The file gets the user's usual permissions (mkstemp's would be owner-only)."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial{suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(partial)
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise ReviewError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_label_map(path: Path, label_map: LabelMap, volume: Volume) -> Path:
     """Write ``label_map`` as NIfTI (``.nii`` or ``.nii.gz``) with the input's orientation and affine;
     label names go into a JSON sidecar (``<name>.labels.json``). Written atomically."""
@@ -40,15 +59,7 @@ def write_label_map(path: Path, label_map: LabelMap, volume: Volume) -> Path:
     image.header.set_xyzt_units("mm")
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".nii.gz" if name.endswith(".gz") else ".nii")
-    os.close(handle)
-    try:
-        nib.save(image, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ReviewError(f"cannot write {path}: {exc.strerror or exc}") from None
+    write_replacing(path, lambda tmp: nib.save(image, tmp), ".nii.gz" if name.endswith(".gz") else ".nii")
     sidecar = path.with_name(path.name.split(".nii")[0] + ".labels.json")
     sidecar.write_text(
         json.dumps([{"value": i.value, "name": i.name, "color": list(i.color)} for i in label_map.labels], indent=1)
