@@ -1,7 +1,8 @@
 """The volume commands of the CLI: ``segment`` (run a MONAI network) and ``measure`` (a given mask).
 
-    python -m inference segment FILE... [--json] [--model ID] [--mask-out OUT.nii.gz] [--allow-untrained]
-    python -m inference measure IMAGE LABELMAP [--legend FILE] [--threshold T] [--json]
+    python -m inference segment FILE... [--json] [--model ID] [--mask-out OUT.nii.gz] [--seg-out OUT.dcm]
+        [--allow-untrained]
+    python -m inference measure IMAGE LABELMAP [--legend FILE] [--threshold T] [--json] [--seg-out OUT.dcm]
 
 A BraTS case is its 4 NIfTI files (assigned to channels by their name suffixes); anything else is
 one volume: a NIfTI, a DICOM series folder or zip, or the files of one series.
@@ -29,6 +30,7 @@ def add_commands(commands) -> None:
     segment.add_argument("--json", action="store_true", help="one JSON object on one line")
     segment.add_argument("--model", help="model id (default: BraTS for 4 MRI files, whole-body CT otherwise)")
     segment.add_argument("--mask-out", type=Path, help="write the label map here (.nii.gz) with the input's affine")
+    _seg_out_option(segment)
     allow_untrained_option(segment, "masks")
 
     measure = commands.add_parser("measure", help="measure the structures of a label map on its image")
@@ -37,6 +39,23 @@ def add_commands(commands) -> None:
     measure.add_argument("--legend", type=Path, help="label names: JSON or CSV (value,name)")
     measure.add_argument("--threshold", type=float, help="treat the label map as a probability map cut at this value")
     measure.add_argument("--json", action="store_true", help="one JSON object on one line")
+    _seg_out_option(measure)
+
+
+def _seg_out_option(parser) -> None:
+    parser.add_argument(
+        "--seg-out",
+        type=Path,
+        help="write the label map here as a DICOM SEG (referencing the input series when it is DICOM)",
+    )
+
+
+def _write_seg(args: argparse.Namespace, volume: Volume, segmentation: Segmentation, output: dict) -> None:
+    if args.seg_out is not None:
+        from inference.dicom_out.seg import write_seg
+
+        write_seg(args.seg_out, volume, segmentation)
+        output["seg_out"] = str(args.seg_out)
 
 
 def _read(paths: list[Path], settings: Settings) -> list[tuple[str, bytes]]:
@@ -102,6 +121,9 @@ def _emit(result: dict, as_json: bool, out: TextIO) -> None:
             out.write(f"  {s['name']:<32} {s['voxels']:>10} voxels  {s['volume_ml']:10.2f} mL\n")
         for warning in result["warnings"]:
             out.write(f"  warning: {warning}\n")
+        for key, what in (("mask_out", "label map (NIfTI)"), ("seg_out", "DICOM SEG")):
+            if key in result:
+                out.write(f"  {what} written to {result[key]}\n")
     out.flush()
 
 
@@ -139,6 +161,7 @@ def segment_command(args: argparse.Namespace, out: TextIO) -> int:
         )
         if args.mask_out is not None:
             output["mask_out"] = str(args.mask_out)
+        _write_seg(args, volume, result, output)
     except ReviewError as exc:
         _emit({"files": names, "error": str(exc)}, args.json, out)
         return 1
@@ -175,6 +198,7 @@ def measure_command(args: argparse.Namespace, out: TextIO) -> int:
         )
         result = uploaded_segmentation(label_map, volume)
         output = segmentation_result(names, result, volume, {"total": (time.perf_counter() - started) * 1000})
+        _write_seg(args, volume, result, output)
     except ReviewError as exc:
         _emit({"files": names, "error": str(exc)}, args.json, out)
         return 1

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import StorageError
 from core.types import CaseFacts, ModelIdentity
-from inference.volume.types import MultiChannelVolume, Segmentation, Volume
+from inference.volume.types import DicomSource, MultiChannelVolume, Segmentation, Volume
 from storage import repository
 from storage.image_store import ImageStore
 from storage.repository import SegmentationRunRecord
@@ -48,6 +48,8 @@ def keep_volume(store: ImageStore, inputs: Volume | MultiChannelVolume) -> bool:
         ],
         "channel_sha256": [c.input_sha256 for c in channels],
         "multichannel": isinstance(inputs, MultiChannelVolume),
+        # UIDs and slice positions (no patient identifier), for the DICOM SEG and SR of its runs
+        "dicom_source": None if reference.dicom_source is None else reference.dicom_source.as_dict(),
     }
     return store.put_volume(inputs.input_sha256, {n: c.data for n, c in zip(names, channels)}, reference.affine, meta)
 
@@ -68,6 +70,7 @@ def kept_volume(store: ImageStore, input_sha256: str) -> Volume | MultiChannelVo
             description=description,
             original_axcodes=meta["original_axcodes"],
             patient_key=meta["patient_key"],
+            dicom_source=DicomSource.from_dict(meta["dicom_source"]) if meta.get("dicom_source") else None,
         )
         for data, sha, description in zip(kept.channels, meta["channel_sha256"], meta["descriptions"])
     )

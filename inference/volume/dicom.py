@@ -33,7 +33,7 @@ from inference.formats import (
     reader_boundary,
 )
 from inference.volume.nifti import human_bytes, to_canonical
-from inference.volume.types import Volume, read_only
+from inference.volume.types import DicomSource, Volume, read_only
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,27 @@ def load_dicom_series(
         original_axcodes=axcodes,
         patient_key=patient_key(first.get("PatientID", None), hash_key),
         warnings=tuple(spacing_warnings),
+        dicom_source=_source(slices, positions, images, modality),
+    )
+
+
+def _source(slices: list[_Slice], positions: np.ndarray, images, modality: str) -> DicomSource:
+    """The series' UIDs and geometry, slice by slice in sorted order, for the DICOM objects that
+    will reference it (SEG, SR)."""
+    first = images[0][2]
+    return DicomSource(
+        study_instance_uid=_text(first, "StudyInstanceUID"),
+        series_instance_uid=_text(first, "SeriesInstanceUID"),
+        frame_of_reference_uid=_text(first, "FrameOfReferenceUID"),
+        sop_class_uid=_text(first, "SOPClassUID"),
+        modality=modality,
+        sop_instance_uids=tuple(_text(images[s.file_index][2], "SOPInstanceUID") for s in slices),
+        frame_numbers=tuple(0 if s.frame is None else s.frame + 1 for s in slices),
+        positions_lps=tuple((float(x), float(y), float(z)) for x, y, z in positions),
+        orientation=tuple(float(v) for v in slices[0].orientation),
+        pixel_spacing=slices[0].pixel_spacing,
+        rows=slices[0].rows,
+        columns=slices[0].cols,
     )
 
 

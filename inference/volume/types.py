@@ -18,6 +18,7 @@ import numpy as np
 from core.results import LabelInfo, LabelMap, Segmentation, Structure, StructureMeasurement
 
 __all__ = [
+    "DicomSource",
     "LabelInfo",
     "LabelMap",
     "MultiChannelVolume",
@@ -48,6 +49,47 @@ def voxel_volume_ml(affine: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
+class DicomSource:
+    """Where a volume read from DICOM came from: the identifiers and geometry a DICOM SEG or SR
+    written about it must reference, so PACS files it with its study. UIDs and positions only,
+    never a patient identifier (the patient is the volume's keyed hash)."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    frame_of_reference_uid: str  # "" when the series does not give one
+    sop_class_uid: str
+    modality: str
+    sop_instance_uids: tuple[str, ...]  # per slice, in order along the slice normal
+    frame_numbers: tuple[int, ...]  # per slice: its 1-based frame in a multi-frame file, 0 for a single-frame file
+    positions_lps: tuple[tuple[float, float, float], ...]  # ImagePositionPatient per slice
+    orientation: tuple[float, ...]  # ImageOrientationPatient: row cosines then column cosines
+    pixel_spacing: tuple[float, float]  # (between rows, between columns) in mm
+    rows: int
+    columns: int
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DicomSource:
+        """The inverse of ``as_dict`` (after a round trip through JSON, which makes tuples lists)."""
+        return cls(
+            study_instance_uid=str(data["study_instance_uid"]),
+            series_instance_uid=str(data["series_instance_uid"]),
+            frame_of_reference_uid=str(data["frame_of_reference_uid"]),
+            sop_class_uid=str(data["sop_class_uid"]),
+            modality=str(data["modality"]),
+            sop_instance_uids=tuple(str(u) for u in data["sop_instance_uids"]),
+            frame_numbers=tuple(int(n) for n in data["frame_numbers"]),
+            positions_lps=tuple((float(x), float(y), float(z)) for x, y, z in data["positions_lps"]),
+            orientation=tuple(float(v) for v in data["orientation"]),
+            pixel_spacing=(float(data["pixel_spacing"][0]), float(data["pixel_spacing"][1])),
+            rows=int(data["rows"]),
+            columns=int(data["columns"]),
+        )
+
+
+@dataclass(frozen=True)
 class Volume:
     """A decoded 3D scan. CT voxels are Hounsfield units; MR voxels are the scanner's arbitrary units."""
 
@@ -60,6 +102,7 @@ class Volume:
     original_axcodes: str  # orientation of the file as stored, e.g. "LPS" or "RAS"
     patient_key: str | None = None  # keyed hash of PatientID, never the ID itself
     warnings: tuple[str, ...] = ()  # e.g. a missing slice or uneven spacing, with where
+    dicom_source: DicomSource | None = None  # the series it was read from; None for NIfTI
 
     @property
     def shape(self) -> tuple[int, int, int]:

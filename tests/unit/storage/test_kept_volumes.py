@@ -153,3 +153,31 @@ def test_an_unwritable_store_keeps_the_run_and_says_so_in_the_log(
     segmentation = _uploaded(_label_map(np.zeros((4, 4, 4), np.uint8)))
     assert keep_segmentation(store, _volume(np.ones((4, 4, 4), np.float32), "ab" * 32), segmentation) is False
     assert "stored, but its volume is not kept" in caplog.text
+
+
+def test_a_dicom_series_keeps_its_uids_and_slice_positions_for_the_seg_and_nothing_identifying(
+    tmp_path: Path,
+) -> None:
+    """A case reopened from the store still writes a DICOM SEG filed with its study, slice by slice."""
+    from inference.dicom_out.seg import seg_dataset
+    from inference.volume.dicom import load_dicom_series
+    from tests.unit.inference.volume.test_volume_dicom import LIMITS, PATIENT_ID, PATIENT_NAME, PLANES, Geometry, series
+
+    volume = load_dicom_series(series(Geometry(*PLANES["oblique-20deg"])), **LIMITS)
+    assert volume.dicom_source is not None and len(volume.dicom_source.sop_instance_uids) == 14
+    store = ImageStore(tmp_path / "images", retention_days=30)
+    keep_volume(store, volume)
+    back = kept_volume(store, volume.input_sha256)
+    assert isinstance(back, Volume) and back.dicom_source == volume.dicom_source
+    kept = json.dumps(store.get_volume(volume.input_sha256).meta)
+    assert PATIENT_ID not in kept and PATIENT_NAME.split("^")[0] not in kept
+    labels = (np.asarray(back.data) > np.asarray(back.data).mean()).astype(np.uint8)
+    label_map = LabelMap(
+        labels, back.affine, (LabelInfo(1, "Cube", (255, 0, 0)),), (Structure("Cube", (1,)),), "uploaded:x", "ee" * 32
+    )
+    seg = seg_dataset(back, _uploaded(label_map))
+    [referenced] = seg.ReferencedSeriesSequence
+    assert referenced.SeriesInstanceUID == volume.dicom_source.series_instance_uid
+    assert {i.ReferencedSOPInstanceUID for i in referenced.ReferencedInstanceSequence} == set(
+        volume.dicom_source.sop_instance_uids
+    )
