@@ -357,4 +357,4 @@ segmentation, run_id = result if result is not None else (None, None)
 with viewer_slot:
     volume_viewer(shown, segmentation, origin_label(segmentation) if segmentation is not None else "")
 if segmentation is not None and run_id is not None:
-    segmentation_results(segmentation, run_id, scope="volumes")
+    segmentation_results(segmentation, volume, run_id, scope="volumes")

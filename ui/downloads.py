@@ -23,7 +23,15 @@ log = logging.getLogger(__name__)
 
 
 def export_button(
-    label: str, build: Callable[[Session], bytes], *, file_name: str, mime: str, kind: str, case_id: int | None = None
+    label: str,
+    build: Callable[[Session], bytes],
+    *,
+    file_name: str,
+    mime: str,
+    kind: str,
+    case_id: int | None = None,
+    run_id: int | None = None,
+    key: str | None = None,
 ) -> None:
     """A download button for ``build(session)``; the export is recorded in the audit trail."""
     sessions = resources.database()  # bound now: the callable runs outside the script thread
@@ -32,8 +40,8 @@ def export_button(
     def data() -> bytes:
         with sessions.begin() as session:
             content = build(session)
-            audit.record_event(session, "export_made", actor, case_id=case_id, export=kind)
-        log.info("Export made: %s (case %s)", kind, case_id)
+            audit.record_event(session, "export_made", actor, case_id=case_id, run_id=run_id, export=kind)
+        log.info("Export made: %s (case %s, run %s)", kind, case_id, run_id)
         return content
 
-    st.download_button(label, data, file_name=file_name, mime=mime, on_click="ignore")
+    st.download_button(label, data, file_name=file_name, mime=mime, on_click="ignore", key=key)

@@ -64,6 +64,11 @@ def note_save_key(scope: str, noun: str, run_id: int) -> str:
     return f"{scope}::{noun}_note_save::{run_id}"
 
 
+def dicom_seg_key(scope: str, run_id: int) -> str:
+    """The "Download the masks as DICOM SEG" button of a segmentation run."""
+    return f"{scope}::dicom_seg::{run_id}"
+
+
 def case_note_key(scope: str, run_id: int, reviewer: str) -> str:
     return f"{scope}::case_note::{run_id}::{reviewer}"
 

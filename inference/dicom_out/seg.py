@@ -154,6 +154,15 @@ def seg_dataset(volume: Volume, segmentation: Segmentation):
     return seg
 
 
+def seg_bytes(volume: Volume, segmentation: Segmentation) -> bytes:
+    """The DICOM SEG as a Part 10 file's bytes (for a download or a STOW-RS request)."""
+    import io
+
+    buffer = io.BytesIO()
+    seg_dataset(volume, segmentation).save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 def write_seg(path: Path, volume: Volume, segmentation: Segmentation) -> Path:
     """Writes the DICOM SEG of ``segmentation`` to ``path`` (atomically: no half-written file).
 

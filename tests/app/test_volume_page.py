@@ -71,6 +71,7 @@ def test_mni_t1_with_grey_matter_mask_scrolls_measures_and_records_a_verdict():
     table = at.dataframe[0].value
     volume_ml = float(table.loc[table["structure"] == "Label 1", "volume (mL)"].iloc[0])
     assert 400 < volume_ml < 1200  # an adult brain's grey matter
+    assert "Download the masks as DICOM SEG" in [b.label for b in at.get("download_button")]
 
     at.slider(key=slice_key("Axial")).set_value(120).run()
     assert "Axial 120 of 189" in texts(at)

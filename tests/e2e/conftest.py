@@ -306,6 +306,18 @@ def own_copy(path: str | Path, folder: Path) -> Path:
     return copy
 
 
+def download(page, button: str, folder: Path) -> Path:
+    """Clicks the download button named ``button`` and saves the file into ``folder``."""
+    # Once the page has finished its run: a download button's file belongs to the run that drew
+    # it, and a click while the next run replaces it finds nothing ("Deferred file ... not found").
+    settled(page)
+    with page.expect_download() as info:
+        page.get_by_role("button", name=button).click()
+    path = folder / info.value.suggested_filename
+    info.value.save_as(path)
+    return path
+
+
 def key_class(key: str) -> str:
     """The class Streamlit gives the element a widget with ``key`` is drawn in: ``st-key-<key>``,
     each character other than a letter, digit, ``_`` or ``-`` made ``-``."""

@@ -25,6 +25,7 @@ from tests.e2e.conftest import (
     CHROMIUM,
     CHROMIUM_ARGS,
     _free_port,
+    download,
     require_browser,
     settled,
     streamlit_app,
@@ -109,17 +110,6 @@ def _stored(database_url: str, sql: str) -> list[tuple]:
         engine.dispose()
 
 
-def _download(page, button: str, folder: Path) -> Path:
-    # Once the page has finished its run: a download button's file belongs to the run that drew
-    # it, and a click while the next run replaces it finds nothing ("Deferred file ... not found").
-    settled(page)
-    with page.expect_download() as info:
-        page.get_by_role("button", name=button).click()
-    path = folder / info.value.suggested_filename
-    info.value.save_as(path)
-    return path
-
-
 def _upload_and_give(page, verdict: str, note: str) -> str:
     from playwright.sync_api import expect
 
@@ -178,7 +168,7 @@ def test_readers_see_only_their_own_reads_and_the_lead_sees_all(signed_in_server
         expect(page.get_by_text("note by reader-0001").first).to_be_visible()
         expect(page.get_by_text("note by reader-0002")).to_have_count(0)
         expect(page.get_by_text("Dr Reader Two")).to_have_count(0)
-        report = _download(page, "Download case report (HTML)", tmp_path).read_text()
+        report = download(page, "Download case report (HTML)", tmp_path).read_text()
         assert "reader1@hospital.test: agree" in report and "note by reader-0001" in report
         assert "reader2" not in report and "disagree" not in report and "note by reader-0002" not in report
         assert "Only your own verdicts and notes are in this report" in report
@@ -189,10 +179,10 @@ def test_readers_see_only_their_own_reads_and_the_lead_sees_all(signed_in_server
         expect(page.get_by_role("switch", name="Include untrained runs")).to_be_checked()
         expect(page.get_by_text("Agreement per finding")).to_be_visible()
         expect(page.get_by_text("Only your own verdicts are shown")).to_be_visible()
-        exported = json.loads(_download(page, "Runs and verdict history (JSON)", tmp_path).read_text())
+        exported = json.loads(download(page, "Runs and verdict history (JSON)", tmp_path).read_text())
         entries = [v for run in exported["runs"] for v in run["verdicts"] + run["case_notes"]]
         assert entries and {v["reviewer_name"] for v in entries} == {"reader1@hospital.test"}
-        csv_text = _download(page, "Verdicts (CSV)", tmp_path).read_text()  # right after the JSON: a file again
+        csv_text = download(page, "Verdicts (CSV)", tmp_path).read_text()  # right after the JSON: a file again
         assert "reader-0001#" in csv_text and "reader-0002" not in csv_text
 
         lead = browser.new_context(viewport={"width": 1500, "height": 2200}).new_page()
@@ -207,7 +197,7 @@ def test_readers_see_only_their_own_reads_and_the_lead_sees_all(signed_in_server
         lead.goto(f"{url}/cases?case=1")
         expect(lead.get_by_text("Case 1").first).to_be_visible()
         expect(lead.get_by_text("Everyone's verdicts are shown")).to_be_visible()
-        lead_report = _download(lead, "Download case report (HTML)", tmp_path)
+        lead_report = download(lead, "Download case report (HTML)", tmp_path)
         lead.goto(lead_report.as_uri())
         expect(lead.get_by_role("heading", name="Case 1: AI review report")).to_be_visible()
         expect(lead.get_by_text("reader1@hospital.test: agree")).to_be_visible()

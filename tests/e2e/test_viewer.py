@@ -17,6 +17,7 @@ from tests.e2e import verdict_rows
 from tests.e2e.conftest import (
     browser_page,
     case_of_run,
+    download,
     open_page,
     settled,
     shown_run,
@@ -280,6 +281,27 @@ def test_volume_in_three_linked_planes(server, tmp_path: Path) -> None:
         )
         settled(page)
         _shot(page, "33-viewer-volume-reopened")
+        # The reopened case's masks as DICOM SEG, built from the kept volume: the uploaded mask's
+        # voxels, on the template's grid, named as on the page.
+        seg = download(page, "Download the masks as DICOM SEG", tmp_path)
+    _same_voxels_as(seg, mask)
+
+
+def _same_voxels_as(seg: Path, mask: Path) -> None:
+    import nibabel as nib
+    import pydicom
+
+    from inference.masks.load import load_label_map
+    from inference.volume.ingest import load_volume
+
+    header = pydicom.dcmread(seg, stop_before_pixels=True)
+    assert header.Modality == "SEG" and [s.SegmentLabel for s in header.SegmentSequence] == ["Label 1"]
+    template = MRI / "mni152_t1.nii.gz"
+    volume = load_volume(
+        [(template.name, template.read_bytes())], max_bytes=10**9, max_voxels=10**8, hash_key=b"any key"
+    )
+    back = load_label_map([(seg.name, seg.read_bytes())], volume, max_bytes=10**9, max_voxels=10**8)
+    assert int((np.asarray(back.data) > 0).sum()) == int((np.asarray(nib.load(mask).dataobj) > 0).sum())
 
 
 def _film(folder: Path, patient_id: str, variant: int) -> Path:

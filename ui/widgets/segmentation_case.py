@@ -76,7 +76,8 @@ def segmentation_case(run_id: int) -> None:
     else:
         shown = shown_channel(inputs, key=f"cases_channel::{run_id}")
         volume_viewer(shown, segmentation, origin_label(segmentation))
-        segmentation_results(segmentation, run.run_id, scope="cases")
+        reference = inputs.reference if isinstance(inputs, MultiChannelVolume) else inputs
+        segmentation_results(segmentation, reference, run.run_id, scope="cases")
         _prior_comparison(run, _channel_index(inputs, shown))
         return
     # Without the kept volume the stored measurements still stand, and the verdicts can be given.

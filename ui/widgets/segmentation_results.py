@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from inference.dicom_out.seg import seg_bytes
 from inference.volume.case import UPLOADED_MASK_MODEL_ID, reviewed_structures
 from inference.volume.types import MultiChannelVolume, Segmentation, Volume
+from ui.downloads import export_button
+from ui.session import dicom_seg_key
 from ui.text import md_escape
 from ui.widgets import figures
 from ui.widgets.structure_verdicts import (
@@ -41,8 +44,9 @@ def _go_to(present: dict, key: str) -> None:
         jump_to("Axial", (target.axial_first + target.axial_last) // 2)
 
 
-def segmentation_results(segmentation: Segmentation, run_id: int, scope: str) -> None:
-    """``scope`` is the page ("volumes", "cases"): it keys the widgets and the verdict panel."""
+def segmentation_results(segmentation: Segmentation, volume: Volume, run_id: int, scope: str) -> None:
+    """``scope`` is the page ("volumes", "cases"): it keys the widgets and the verdict panel.
+    ``volume`` is the one the masks were drawn on (a BraTS case's first channel)."""
     model = segmentation.model
     origin = origin_label(segmentation)
     if model.model_id == UPLOADED_MASK_MODEL_ID:
@@ -90,5 +94,14 @@ def segmentation_results(segmentation: Segmentation, run_id: int, scope: str) ->
             args=(present, goto_key),
         )
     structure_verdict_panel(run_id, measurements, origin, scope=scope)
+    export_button(
+        "Download the masks as DICOM SEG",
+        lambda _session: seg_bytes(volume, segmentation),
+        file_name=f"segmentation-run-{run_id}.dcm",
+        mime="application/dicom",
+        kind="dicom_seg",
+        run_id=run_id,
+        key=dicom_seg_key(scope, run_id),
+    )
     if st.toggle("Show the verdict history of this segmentation", key=f"{scope}::structure_history::{run_id}"):
         structure_history(run_id)
