@@ -5,8 +5,9 @@
     python -m inference weights import FILE [--allow-pickle]
     python -m inference weights import BUNDLE_DIR_OR_ZIP_OR_PT --model SEG_MODEL_ID
     python -m inference weights download
-    python -m inference segment FILE... [--json] [--model ID] [--mask-out OUT.nii.gz] [--allow-untrained]
-    python -m inference measure IMAGE LABELMAP [--legend FILE] [--threshold T] [--json]
+    python -m inference segment FILE... [--json] [--model ID] [--mask-out OUT.nii.gz] [--seg-out OUT.dcm] [--allow-untrained]
+    python -m inference measure IMAGE LABELMAP [--legend FILE] [--threshold T] [--json] [--seg-out OUT.dcm]
+    python -m inference export --case ID --sr FILE.dcm|DIR/ [--seg FILE.dcm] [--reader NAME] [--json]
     python -m inference classify FILE... --model ID [--json] [--tta] [--cam-dir DIR] [--allow-untrained]
     python -m inference models [--json]
     python -m inference train --model ID --data DIR [--epochs N] [--seed S] [--device cpu|cuda]
@@ -30,6 +31,8 @@ from typing import TextIO
 
 from cli.classify import add_commands as add_classify_commands
 from cli.classify import classify_command, each_slice, models_command
+from cli.exports import add_commands as add_export_commands
+from cli.exports import export_command
 from cli.options import allow_untrained_option
 from cli.serving import add_commands as add_serving_commands
 from cli.serving import serve_command, worker_command
@@ -72,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     actions.add_parser("download", help="download the release weights (needs internet)")
     add_volume_commands(commands)
+    add_export_commands(commands)
     add_classify_commands(commands)
     add_training_commands(commands)
     add_serving_commands(commands)
@@ -175,6 +179,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "analyze": analyze_files,
     "segment": segment_command,
     "measure": measure_command,
+    "export": export_command,
     "classify": classify_command,
     "models": models_command,
     "train": train_command,

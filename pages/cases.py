@@ -16,6 +16,7 @@ from ui.text import md_escape
 from ui.widgets import figures, image_viewer
 from ui.widgets.cam_viewer import cam_viewer
 from ui.widgets.charts import band_legend_text, score_text, shap_waterfall
+from ui.widgets.dicom_exports import reader_sr_button
 from ui.widgets.next_case import next_unreviewed_button, reader_worklist
 from ui.widgets.prior import choose_prior, side_by_side
 from ui.widgets.segmentation_case import choose_segmentation, segmentation_case
@@ -186,6 +187,7 @@ def _reading(run) -> None:
         kind="case report (HTML)",
         case_id=case_id,
     )
+    reader_sr_button(case_id, run.run_id, scope="cases")
     _prior_comparison(run)
 
 

@@ -69,6 +69,11 @@ def dicom_seg_key(scope: str, run_id: int) -> str:
     return f"{scope}::dicom_seg::{run_id}"
 
 
+def dicom_sr_key(scope: str, run_id: int) -> str:
+    """The "Download my verdicts as DICOM SR" button of a case."""
+    return f"{scope}::dicom_sr::{run_id}"
+
+
 def case_note_key(scope: str, run_id: int, reviewer: str) -> str:
     return f"{scope}::case_note::{run_id}::{reviewer}"
 

@@ -18,36 +18,32 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import ReviewError
+from inference.dicom_out.common import (
+    LO,
+    MANUFACTURER,
+    MODEL_NAME,
+    SECONDARY_CAPTURE,
+    SEG_SERIES_NUMBER,
+    SOFTWARE_VERSION,
+    STORAGE_CLASSES,
+    derived_uid,
+    part10_bytes,
+    patient_and_study,
+)
 from inference.masks.write import to_original_orientation, write_replacing
 from inference.volume.case import UPLOADED_MASK_MODEL_ID
-from inference.volume.types import DicomSource, Segmentation, Volume
+from inference.volume.types import DicomSource, LabelMap, Segmentation, Volume
 
 log = logging.getLogger(__name__)
-
-MANUFACTURER = "Radiology AI review dashboard"
-MODEL_NAME = "review-dashboard (research and demonstration use, not a medical device)"[:64]
-SOFTWARE_VERSION = "1"
-SERIES_NUMBER = 9701  # SEG series; the SR series will be 9702
-_STORAGE = {"CT": "1.2.840.10008.5.1.4.1.1.2", "MR": "1.2.840.10008.5.1.4.1.1.4"}
-_SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
-_LO = 64  # the longest DICOM LO value
 
 
 class SegExportError(ReviewError):
     """A label map that cannot be written as a DICOM SEG (nothing to export, or the file cannot be written)."""
-
-
-def derived_uid(*parts: str) -> str:
-    """A UID that is the same whenever the same parts are given: the same label map of the same
-    volume exported twice is one DICOM object, which PACS stores once. A name-based UUID under the
-    2.25 root (DICOM PS3.5 B.2), so no organisation root is needed."""
-    return f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, 'review-dashboard:' + '|'.join(parts)).int}"
 
 
 def seg_dataset(volume: Volume, segmentation: Segmentation):
@@ -67,10 +63,10 @@ def seg_dataset(volume: Volume, segmentation: Segmentation):
         source = dataclasses.replace(
             source, frame_of_reference_uid=derived_uid("frame-of-reference", source.series_instance_uid)
         )
-    # Segment numbers 1..N in label order (a label map's values may skip: BraTS uses 1, 2 and 4).
+    numbers = segment_numbers(label_map)
     numbering = np.zeros(max(int(np.asarray(label_map.data).max(initial=0)), labels[-1].value) + 1, dtype=np.uint16)
-    for number, info in enumerate(labels, start=1):
-        numbering[info.value] = number
+    for value, number in numbers.items():
+        numbering[value] = number
     data, affine = to_original_orientation(np.asarray(label_map.data), label_map.affine, volume.original_axcodes)
     segments = numbering[data].astype(np.uint8 if len(labels) < 256 else np.uint16)
     # Frames along the file's slice axis (rows j, columns i), as the source slices were stored.
@@ -88,9 +84,9 @@ def seg_dataset(volume: Volume, segmentation: Segmentation):
         None
         if uploaded
         else hd.AlgorithmIdentificationSequence(
-            name=model.model_id[:_LO],
+            name=model.model_id[:LO],
             family=_code("cid7162", "ArtificialIntelligence"),
-            version=model.weights_sha256[:_LO],
+            version=model.weights_sha256[:LO],
             # highdicom joins the parameters with commas: a comma inside a value would split it
             parameters={
                 key: value.replace(",", ";")
@@ -103,17 +99,17 @@ def seg_dataset(volume: Volume, segmentation: Segmentation):
     )
     descriptions = [
         hd.seg.SegmentDescription(
-            segment_number=number,
-            segment_label=info.name[:_LO],
+            segment_number=numbers[info.value],
+            segment_label=info.name[:LO],
             segmented_property_category=_code("SCT", "Tissue"),
             segmented_property_type=_code("SCT", "Tissue"),
             algorithm_type="MANUAL" if uploaded else "AUTOMATIC",
             algorithm_identification=algorithm,
             tracking_uid=derived_uid(label_map.sha256, str(info.value)),
-            tracking_id=info.name[:_LO],
+            tracking_id=info.name[:LO],
             display_color=hd.color.CIELabColor.from_rgb(*info.color),
         )
-        for number, info in enumerate(labels, start=1)
+        for info in labels
     ]
     untrained = not uploaded and not model.trained
     if uploaded:
@@ -123,8 +119,8 @@ def seg_dataset(volume: Volume, segmentation: Segmentation):
         what = model.model_id
         content = "UNTRAINED: meaningless, interface testing only" if untrained else f"AI segmentation by {what}"
     if volume.dicom_source is None:
-        content = f"{content[: _LO - 12]}; from NIfTI"  # the referenced series is a stand-in
-    series_description = f"AI SEG {what}"[: _LO - 24] + (" untrained: meaningless" if untrained else "")
+        content = f"{content[: LO - 12]}; from NIfTI"  # the referenced series is a stand-in
+    series_description = f"AI SEG {what}"[: LO - 24] + (" untrained: meaningless" if untrained else "")
     identity = (label_map.sha256, model.model_id, model.weights_sha256, source.series_instance_uid)
     seg = hd.seg.Segmentation(
         source_images=_source_datasets(source, volume.patient_key),
@@ -132,7 +128,7 @@ def seg_dataset(volume: Volume, segmentation: Segmentation):
         segmentation_type="BINARY",
         segment_descriptions=descriptions,
         series_instance_uid=derived_uid("seg-series", *identity),
-        series_number=SERIES_NUMBER,
+        series_number=SEG_SERIES_NUMBER,
         sop_instance_uid=derived_uid("seg", *identity),
         instance_number=1,
         manufacturer=MANUFACTURER,
@@ -140,7 +136,7 @@ def seg_dataset(volume: Volume, segmentation: Segmentation):
         software_versions=SOFTWARE_VERSION,
         device_serial_number="0",
         content_label="UNTRAINED" if untrained else "AI_SEGMENTATION",
-        content_description=content[:_LO],
+        content_description=content[:LO],
         series_description=series_description,
         omit_empty_frames=True,
     )
@@ -154,13 +150,15 @@ def seg_dataset(volume: Volume, segmentation: Segmentation):
     return seg
 
 
+def segment_numbers(label_map: LabelMap) -> dict[int, int]:
+    """label value -> its segment number in the SEG: the labels in order, numbered from 1 (a label
+    map's values may skip: BraTS uses 1, 2 and 4)."""
+    return {info.value: number for number, info in enumerate((i for i in label_map.labels if i.value > 0), start=1)}
+
+
 def seg_bytes(volume: Volume, segmentation: Segmentation) -> bytes:
     """The DICOM SEG as a Part 10 file's bytes (for a download or a STOW-RS request)."""
-    import io
-
-    buffer = io.BytesIO()
-    seg_dataset(volume, segmentation).save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return part10_bytes(seg_dataset(volume, segmentation))
 
 
 def write_seg(path: Path, volume: Volume, segmentation: Segmentation) -> Path:
@@ -187,12 +185,12 @@ def stand_in_source(volume: Volume) -> DicomSource:
     corner = original[:3, 3] * to_lps
     spacing = (float(np.linalg.norm(rows_step)), float(np.linalg.norm(columns_step)))
     sha = volume.input_sha256
-    modality = volume.modality if volume.modality in _STORAGE else "OT"
+    modality = volume.modality if volume.modality in STORAGE_CLASSES else "OT"
     return DicomSource(
         study_instance_uid=derived_uid("study", sha),
         series_instance_uid=derived_uid("series", sha),
         frame_of_reference_uid=derived_uid("frame-of-reference", sha),
-        sop_class_uid=_STORAGE.get(modality, _SECONDARY_CAPTURE),
+        sop_class_uid=STORAGE_CLASSES.get(modality, SECONDARY_CAPTURE),
         modality=modality,
         sop_instance_uids=tuple(derived_uid("slice", sha, str(k)) for k in range(data.shape[2])),
         frame_numbers=(0,) * data.shape[2],
@@ -216,19 +214,15 @@ def _source_datasets(source: DicomSource, patient_key: str | None) -> list:
     thickness = round(float(np.median(gaps)), 6)  # the slice gap: what the SEG's pixel measures need
 
     def header(uid: str) -> Dataset:
-        ds = Dataset()
-        ds.SpecificCharacterSet = "ISO_IR 192"
-        ds.SOPClassUID = source.sop_class_uid
-        ds.SOPInstanceUID = uid
-        ds.StudyInstanceUID = source.study_instance_uid
-        ds.SeriesInstanceUID = source.series_instance_uid
-        ds.Modality = source.modality
+        ds = patient_and_study(
+            source.sop_class_uid,
+            uid,
+            source.study_instance_uid,
+            source.series_instance_uid,
+            source.modality,
+            patient_key,
+        )
         ds.FrameOfReferenceUID = source.frame_of_reference_uid
-        ds.PatientID = patient_key or "anonymous"
-        ds.PatientName = f"{patient_key or 'anonymous'}^"  # a family name alone (PN): the keyed hash
-        for empty in ("PatientBirthDate", "PatientSex", "StudyID", "StudyDate", "StudyTime", "AccessionNumber"):
-            setattr(ds, empty, "")
-        ds.ReferringPhysicianName = ""
         ds.Rows = source.rows
         ds.Columns = source.columns
         return ds

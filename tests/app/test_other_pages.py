@@ -29,6 +29,7 @@ def test_cases_page_reopens_a_case_with_its_findings_and_verdicts(untrained_env,
     assert sum(v is not None for v in controls.values()) == 1
     history = at.dataframe[-1].value
     assert list(history["verdict"]) == ["disagree"] and list(history["reviewer"]) == ["Dr Test"]
+    assert "Download my verdicts as DICOM SR" in [b.label for b in at.get("download_button")]
 
 
 def test_a_second_reviewer_sees_the_case_but_not_as_their_own_verdict(untrained_env, samples: Path) -> None:
@@ -36,6 +37,9 @@ def test_a_second_reviewer_sees_the_case_but_not_as_their_own_verdict(untrained_
     other = new_app(reviewer="Dr Other")
     other.switch_page("pages/cases.py").run()
     assert not other.exception
+    # Nothing of theirs to send to PACS yet: no SR button, and the page says when there will be.
+    assert "Download my verdicts as DICOM SR" not in [b.label for b in other.get("download_button")]
+    assert "can be downloaded as a DICOM SR (for PACS) once you have given one" in texts(other)
     values = list(chosen_verdicts(other).values())
     assert len(values) == 18 and all(v is None for v in values)
     assert list(other.dataframe[-1].value["reviewer"]) == ["Dr Test"], "the history shows who said what"

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import pydicom
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -32,6 +33,7 @@ from tests.e2e.conftest import (
     upload_radiograph,
 )
 from tests.e2e.test_browser import _shot
+from tests.support.dicom_validator import dciodvfy_errors
 
 pytestmark = pytest.mark.e2e
 
@@ -172,6 +174,14 @@ def test_readers_see_only_their_own_reads_and_the_lead_sees_all(signed_in_server
         assert "reader1@hospital.test: agree" in report and "note by reader-0001" in report
         assert "reader2" not in report and "disagree" not in report and "note by reader-0002" not in report
         assert "Only your own verdicts and notes are in this report" in report
+        # The same reader's verdicts as a DICOM SR for PACS: theirs alone, with them as the observer.
+        sr_path = download(page, "Download my verdicts as DICOM SR", tmp_path)
+        assert dciodvfy_errors(sr_path) == []
+        sr = pydicom.dcmread(sr_path)
+        said = sr_path.read_bytes()
+        assert b"reader1@hospital.test" in said and b"note by reader-0001" in said
+        assert b"reader2" not in said and b"note by reader-0002" not in said and b"disagree" not in said
+        assert sr.SeriesDescription.endswith("untrained: meaningless")
         _shot(page, "12-case-page-reader-1")
 
         page.goto(f"{url}/analytics")

@@ -15,6 +15,7 @@ from ui import database, resources, results
 from ui.session import prior_volume_key
 from ui.text import md_escape
 from ui.widgets import image_viewer
+from ui.widgets.dicom_exports import reader_sr_button
 from ui.widgets.prior import choose_prior, side_by_side
 from ui.widgets.segmentation_results import origin_label, segmentation_results, shown_channel
 from ui.widgets.structure_verdicts import masks_origin, measurement_rows, structure_history, structure_verdict_panel
@@ -78,12 +79,14 @@ def segmentation_case(run_id: int) -> None:
         volume_viewer(shown, segmentation, origin_label(segmentation))
         reference = inputs.reference if isinstance(inputs, MultiChannelVolume) else inputs
         segmentation_results(segmentation, reference, run.run_id, scope="cases")
+        reader_sr_button(run.case_id, run.run_id, scope="cases")
         _prior_comparison(run, _channel_index(inputs, shown))
         return
     # Without the kept volume the stored measurements still stand, and the verdicts can be given.
     measurements = reviewed_structures(run.structures)
     st.dataframe(measurement_rows(measurements), hide_index=True)
     structure_verdict_panel(run.run_id, measurements, masks_origin(run.model_id, run.trained), scope="cases")
+    reader_sr_button(run.case_id, run.run_id, scope="cases")
     if st.toggle("Show the verdict history of this segmentation", key=f"cases::structure_history::{run_id}"):
         structure_history(run.run_id)
 

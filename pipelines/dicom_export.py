@@ -1,0 +1,116 @@
+"""A stored case as DICOM for PACS: one SR (TID 1500) per reader, and the DICOM SEG of each
+segmentation run whose volume and label map are kept. The CLI's ``export`` and (later) the
+send-to-PACS button both build them here, from the database and the image store alone."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from core.errors import ReviewError
+from core.types import ModelIdentity
+from inference.dicom_out.common import derived_uid
+from inference.dicom_out.seg import seg_dataset, segment_numbers, stand_in_source
+from inference.dicom_out.sr import CaseReport, ReaderVerdict, ReportedFindings, ReportedStructures, case_report_sr
+from inference.volume.types import MultiChannelVolume
+from pipelines.kept_volumes import kept_volume, reopened_segmentation
+from storage import repository
+from storage.image_store import ImageStore
+from storage.repository import ClassificationRunRecord, SegmentationRunRecord
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+log = logging.getLogger(__name__)
+
+
+class CaseNotFound(ReviewError):
+    """No stored case with that number."""
+
+
+@dataclass(frozen=True)
+class CaseExport:
+    """What a case gives PACS: the SRs by reader name, and the SEGs by run id (pydicom Datasets)."""
+
+    case_id: int
+    srs: dict[str, Dataset]
+    segs: dict[int, Dataset]
+    readers: tuple[str, ...]  # every reader with a verdict on the case, by name
+
+
+def export_case(session: Session, store: ImageStore | None, case_id: int, reader: str | None = None) -> CaseExport:
+    """The DICOM objects of case ``case_id``: the SEG of every segmentation run whose volume is kept,
+    and an SR for each reader with a verdict (only ``reader``, a name or identity key, when given).
+
+    Raises:
+        CaseNotFound: no such case.
+        ReviewError: ``reader`` gave no verdict on it.
+    """
+    runs = repository.runs_for_case(session, case_id)
+    if not runs:
+        raise CaseNotFound(f"There is no case {case_id} in this database (see the worklist for case numbers).")
+    names = repository.reviewer_names(session)
+    by_reader: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        for verdict in repository.current_verdicts(session, run.run_id):
+            by_reader[verdict.reviewer][run.run_id].append(verdict)
+    readers = sorted(by_reader, key=lambda key: names.get(key, key))
+    if reader is not None:
+        chosen = [key for key in readers if reader in (key, names.get(key, key))]
+        if not chosen:
+            shown = ", ".join(names.get(key, key) for key in readers) or "nobody yet"
+            raise ReviewError(f"{reader} has given no verdict on case {case_id}; readers of this case: {shown}.")
+        readers = chosen
+    segs, numbers, study_uid = _segmentations(store, runs)
+    facts = runs[0].facts
+    srs = {}
+    for key in readers:
+        reported = tuple(_reported(run, by_reader[key].get(run.run_id, []), segs, numbers) for run in runs)
+        report = CaseReport(
+            case_id=case_id,
+            input_sha256=facts.input_sha256,
+            patient_key=facts.patient_key,
+            study_instance_uid=study_uid or derived_uid("study", facts.input_sha256),
+            reader=names.get(key, key),
+            reader_key=key,
+            runs=tuple(r for r in reported if r is not None),
+        )
+        srs[report.reader] = case_report_sr(report)
+    return CaseExport(case_id, srs, segs, tuple(names.get(key, key) for key in sorted(by_reader)))
+
+
+def _segmentations(store: ImageStore | None, runs) -> tuple[dict[int, Dataset], dict[int, dict[int, int]], str | None]:
+    """The SEG of each segmentation run whose volume and label map are kept, its segment numbers,
+    and the study they lie in (the source study of a DICOM volume)."""
+    segs: dict[int, Dataset] = {}
+    numbers: dict[int, dict[int, int]] = {}
+    study_uid = None
+    for run in runs:
+        if not isinstance(run, SegmentationRunRecord) or store is None:
+            continue
+        inputs = kept_volume(store, run.facts.input_sha256)
+        segmentation = reopened_segmentation(store, run)
+        if inputs is None or segmentation is None:
+            log.info("Case %d run %d: volume or label map not kept, reported without a SEG", run.case_id, run.run_id)
+            continue
+        volume = inputs.reference if isinstance(inputs, MultiChannelVolume) else inputs
+        segs[run.run_id] = seg_dataset(volume, segmentation)
+        numbers[run.run_id] = segment_numbers(segmentation.label_map)
+        study_uid = (volume.dicom_source or stand_in_source(volume)).study_instance_uid
+    return segs, numbers, study_uid
+
+
+def _reported(run, verdicts: list, segs: dict, numbers: dict) -> ReportedFindings | ReportedStructures | None:
+    given = tuple(ReaderVerdict(v.item, v.verdict.value, v.note, v.created_at, v.reader_label) for v in verdicts)
+    model = ModelIdentity(run.model_id, run.weights_sha256, run.trained, run.device)
+    if isinstance(run, ClassificationRunRecord):
+        return ReportedFindings(run.run_id, model, run.bands_version, run.findings, given)
+    if isinstance(run, SegmentationRunRecord):
+        return ReportedStructures(
+            run.run_id, model, run.structures, given, segs.get(run.run_id), numbers.get(run.run_id, {})
+        )
+    return None
