@@ -1,10 +1,12 @@
 """The ``export`` command: a stored case as DICOM objects for PACS, from DATABASE_URL and the image store.
 
-    python -m inference export --case ID --sr FILE.dcm|DIR/ [--seg FILE.dcm] [--reader NAME] [--json]
+    python -m inference export --case ID --sr FILE.dcm|DIR/ [--seg FILE.dcm] [--reader NAME] [--stow [URL]] [--json]
 
 ``--sr`` writes the reader's SR (TID 1500): to FILE.dcm when the case has one reader (or --reader
 names one), or one file per reader into an existing folder. ``--seg`` writes the DICOM SEG of the
-case's newest segmentation run whose volume is kept.
+case's newest segmentation run whose volume is kept. ``--stow`` sends every reader's SR and every
+kept segmentation's SEG to the PACS (STOW-RS) at URL, or at PACS_DICOMWEB_URL; files asked for are
+written first, so a PACS that is down loses nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ def add_commands(commands) -> None:
     export.add_argument("--sr", type=Path, help="the reader's SR: a .dcm file, or a folder for one SR per reader")
     export.add_argument("--seg", type=Path, help="the DICOM SEG of the case's newest kept segmentation")
     export.add_argument("--reader", help="only this reader's SR (their name or identity key)")
+    export.add_argument(
+        "--stow",
+        nargs="?",
+        const="",
+        metavar="URL",
+        help="send the SRs and SEGs to the PACS over DICOMweb (STOW-RS): this URL, or PACS_DICOMWEB_URL",
+    )
     export.add_argument("--json", action="store_true", help="one JSON object on one line")
 
 
@@ -33,8 +42,8 @@ def export_command(args: argparse.Namespace, out: TextIO) -> int:
     from storage.db import open_database
     from storage.image_store import ImageStore
 
-    if args.sr is None and args.seg is None:
-        raise ReviewError("Say what to write: --sr FILE.dcm (or a folder) and/or --seg FILE.dcm.")
+    if args.sr is None and args.seg is None and args.stow is None:
+        raise ReviewError("Say what to export: --sr FILE.dcm (or a folder), --seg FILE.dcm and/or --stow [URL].")
     settings = load_settings()
     store = ImageStore(settings.image_store_dir, settings.image_retention_days) if settings.image_store else None
     written: list[str] = []
@@ -64,20 +73,40 @@ def export_command(args: argparse.Namespace, out: TextIO) -> int:
             )
         _write(args.seg, exported.segs[max(exported.segs)])
         written.append(str(args.seg))
-    # What left the database for PACS is in the audit trail, as the app's downloads are.
-    from storage import audit
+    # What left the database is in the audit trail, as the app's downloads are; files first, so a
+    # PACS that is down loses nothing that was asked for.
+    _audit(settings, args.case, [f"DICOM via CLI: {Path(path).name}" for path in written])
+    result: dict = {"case": args.case, "readers": list(exported.srs), "written": written}
+    if args.stow is not None:
+        from pipelines.pacs import endpoint, send
 
-    with open_database(settings.database_url).begin() as session:
-        for path in written:
-            audit.record_event(
-                session, "export_made", None, case_id=args.case, export=f"DICOM via CLI: {Path(path).name}"
+        target = endpoint(settings, args.stow or None)
+        datasets = [*exported.srs.values(), *exported.segs.values()]
+        if not datasets:
+            raise ReviewError(
+                f"Case {args.case} has nothing to send yet: no reader's verdict and no kept segmentation."
             )
-    result = {"case": args.case, "readers": list(exported.srs), "written": written}
+        sent = send(target, datasets)
+        _audit(settings, args.case, [f"DICOM sent to PACS {target.url}: {sent.count} object(s)"])
+        result["sent"] = {"pacs": target.url, "objects": sent.count}
     if args.json:
         out.write(json.dumps(result) + "\n")
     else:
-        out.write(f"case {args.case}: " + ", ".join(f"written {path}" for path in written) + "\n")
+        said = [f"written {path}" for path in written]
+        if "sent" in result:
+            said.append(f"{result['sent']['objects']} object(s) sent to {result['sent']['pacs']}")
+        out.write(f"case {args.case}: " + ", ".join(said) + "\n")
     return 0
+
+
+def _audit(settings, case_id: int, exports: list[str]) -> None:
+    from storage import audit
+    from storage.db import open_database
+
+    if exports:
+        with open_database(settings.database_url).begin() as session:
+            for export in exports:
+                audit.record_event(session, "export_made", None, case_id=case_id, export=export)
 
 
 def _write(path: Path, dataset) -> None:

@@ -7,7 +7,7 @@ overrides them with environment variables (or Streamlit secrets for the hashing 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import ConfigError
@@ -73,6 +73,10 @@ class Settings:
     worker_broker_url: str | None = None
     worker_result_backend: str | None = None  # default: the broker
     worker_stall_s: int = 30  # a job whose worker gave no sign of life for this long is reported failed
+    # The department's PACS over DICOMweb (QIDO-RS, WADO-RS, STOW-RS), e.g. https://pacs.example/dicom-web
+    pacs_url: str | None = None
+    pacs_username: str | None = None  # HTTP basic authentication, where the PACS asks for it
+    pacs_password: str | None = field(default=None, repr=False)  # never in a log line
 
     @property
     def image_store_dir(self) -> Path:
@@ -114,4 +118,7 @@ def load_settings() -> Settings:
         worker_broker_url=os.environ.get("WORKER_BROKER_URL") or None,
         worker_result_backend=os.environ.get("WORKER_RESULT_BACKEND") or None,
         worker_stall_s=_positive_int("WORKER_STALL_S", 30),
+        pacs_url=os.environ.get("PACS_DICOMWEB_URL") or None,
+        pacs_username=os.environ.get("PACS_USERNAME") or None,
+        pacs_password=os.environ.get("PACS_PASSWORD") or None,
     )

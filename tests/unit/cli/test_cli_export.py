@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from datetime import datetime
 from pathlib import Path
 
@@ -233,3 +234,69 @@ def test_a_case_nobody_judged_or_that_does_not_exist_says_so_and_writes_nothing(
     code, [no_seg] = run("export", "--case", str(case_id), "--seg", str(site / "x.dcm"), "--json")
     assert code == 2 and "no segmentation whose volume is kept" in no_seg["error"]
     assert not (site / "x.dcm").exists()
+
+
+@pytest.fixture(scope="module")
+def pacs():
+    from tests.support import orthanc_server
+
+    server = orthanc_server.start()
+    yield server
+    server.stop()
+
+
+def test_the_case_goes_to_a_real_pacs_once_and_a_pacs_that_is_down_loses_nothing(
+    site: Path, pacs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.pacs import PacsEndpoint, series_of_study
+    from tests.support.orthanc_server import PASSWORD, USER
+
+    case_id, volume = _stored_ct_case()
+    folder = site / "out"
+    folder.mkdir()
+    monkeypatch.setenv("PACS_USERNAME", USER)
+
+    # Down: the files asked for are written, nothing is sent, and the message says what to do.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/dicom-web"
+    code, [down] = run(
+        "export",
+        "--case",
+        str(case_id),
+        "--sr",
+        str(folder),
+        "--seg",
+        str(site / "seg.dcm"),
+        "--stow",
+        closed,
+        "--json",
+    )
+    assert code == 2 and "did not answer" in down["error"] and "send them again when the PACS is back" in down["error"]
+    assert sorted(p.name for p in folder.iterdir()) == [f"case{case_id}-sr-dr-ada.dcm", f"case{case_id}-sr-dr-bo.dcm"]
+    assert (site / "seg.dcm").is_file()
+
+    # Wrong password: refused, with what to check.
+    monkeypatch.setenv("PACS_DICOMWEB_URL", pacs.dicomweb_url)
+    monkeypatch.setenv("PACS_PASSWORD", "not-the-password")
+    code, [refused] = run("export", "--case", str(case_id), "--stow", "--json")
+    assert (
+        code == 2 and "refused the credentials (HTTP 401)" in refused["error"] and "PACS_PASSWORD" in refused["error"]
+    )
+    assert pacs.get("/statistics")["CountInstances"] == 0
+
+    # Back, with the right password: both readers' SRs and the SEG, in the CT's own study.
+    monkeypatch.setenv("PACS_PASSWORD", PASSWORD)
+    code, [sent] = run("export", "--case", str(case_id), "--stow", "--json")
+    assert code == 0, sent
+    assert sent["sent"] == {"pacs": pacs.dicomweb_url, "objects": 3}
+    study = volume.dicom_source.study_instance_uid
+    listed = series_of_study(PacsEndpoint(pacs.dicomweb_url, USER, PASSWORD), study)
+    assert sorted(s["modality"] for s in listed) == ["SEG", "SR", "SR"]
+    assert any(s["description"].startswith(f"AI review SR case {case_id} by Dr Ada") for s in listed)
+    [orthanc_study] = pacs.get("/studies?expand")
+    assert orthanc_study["MainDicomTags"]["StudyInstanceUID"] == study
+    assert orthanc_study["PatientMainDicomTags"]["PatientID"] == volume.patient_key  # the keyed hash only
+    # Sending again stores nothing twice: the objects' UIDs derive from what they hold.
+    code, _ = run("export", "--case", str(case_id), "--stow", "--json")
+    assert code == 0 and pacs.get("/statistics")["CountInstances"] == 3
