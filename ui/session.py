@@ -74,6 +74,16 @@ def dicom_sr_key(scope: str, run_id: int) -> str:
     return f"{scope}::dicom_sr::{run_id}"
 
 
+def pacs_send_key(scope: str, run_id: int) -> str:
+    """The "Send ... to PACS" button of a case."""
+    return f"{scope}::pacs_send::{run_id}"
+
+
+def pacs_result_key(scope: str, run_id: int) -> str:
+    """What the PACS said to the last send: (ok, message)."""
+    return f"{scope}::pacs_result::{run_id}"
+
+
 def case_note_key(scope: str, run_id: int, reviewer: str) -> str:
     return f"{scope}::case_note::{run_id}::{reviewer}"
 

@@ -1,16 +1,20 @@
-"""The reader's own DICOM SR of a case (TID 1500: the AI's results and their verdicts), for PACS."""
+"""The reader's own DICOM SR of a case (TID 1500: the AI's results and their verdicts), to download
+or to send to the department's PACS (with the case's DICOM SEGs) where one is configured."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from core.errors import ReviewError
+from core.settings import load_settings
 from inference.dicom_out.common import part10_bytes
 from pipelines.dicom_export import export_case
-from storage import repository
+from pipelines.pacs import endpoint, send
+from storage import audit, repository
 from ui import database, resources
 from ui.downloads import export_button
 from ui.identity import reviewer
-from ui.session import dicom_sr_key
+from ui.session import dicom_sr_key, pacs_result_key, pacs_send_key
 
 
 def reader_sr_button(case_id: int, run_id: int, scope: str) -> None:
@@ -29,6 +33,16 @@ def reader_sr_button(case_id: int, run_id: int, scope: str) -> None:
         [sr] = export_case(session, store, case_id, reader=who).srs.values()
         return part10_bytes(sr)
 
+    if load_settings().pacs_url:
+        st.button(
+            "Send my verdicts (SR) and the masks (SEG) to PACS",
+            key=pacs_send_key(scope, run_id),
+            on_click=_send_to_pacs,
+            args=(case_id, who, scope, run_id),
+        )
+        said = st.session_state.get(pacs_result_key(scope, run_id))
+        if said:
+            (st.success if said[0] else st.error)(said[1])
     export_button(
         "Download my verdicts as DICOM SR",
         build,
@@ -39,3 +53,22 @@ def reader_sr_button(case_id: int, run_id: int, scope: str) -> None:
         run_id=run_id,
         key=dicom_sr_key(scope, run_id),
     )
+
+
+def _send_to_pacs(case_id: int, who: str, scope: str, run_id: int) -> None:
+    """STOW-RS of this reader's SR and the case's kept SEGs; the outcome is shown under the button."""
+    settings = load_settings()
+    store = resources.image_store()
+    try:
+        target = endpoint(settings)
+        with database.transaction() as session:
+            exported = export_case(session, store, case_id, reader=who)
+        sent = send(target, [*exported.srs.values(), *exported.segs.values()])
+        with database.transaction() as session:
+            audit.record_event(
+                session, "export_made", who, case_id=case_id, run_id=run_id, export=f"DICOM sent to PACS: {sent.count}"
+            )
+        said = (True, f"Sent to PACS: {sent.count} object(s) (your SR" + (" and the SEG)." if exported.segs else ")."))
+    except ReviewError as exc:
+        said = (False, str(exc))
+    st.session_state[pacs_result_key(scope, run_id)] = said

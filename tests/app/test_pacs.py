@@ -1,0 +1,67 @@
+"""The case page's "Send ... to PACS" against a real Orthanc: the reader's SR lands in the case's
+study once; a PACS that is down is said under the button and nothing is lost (sending again works)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.app.conftest import new_app, texts
+from tests.app.test_other_pages import analysed_case
+from ui.session import pacs_send_key
+
+SEND = "Send my verdicts (SR) and the masks (SEG) to PACS"
+
+
+@pytest.fixture
+def pacs(monkeypatch: pytest.MonkeyPatch):
+    from tests.support import orthanc_server
+
+    server = orthanc_server.start()
+    monkeypatch.setenv("PACS_USERNAME", orthanc_server.USER)
+    monkeypatch.setenv("PACS_PASSWORD", orthanc_server.PASSWORD)
+    yield server
+    server.stop()
+
+
+def _closed_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}/dicom-web"
+
+
+def test_a_reader_sends_their_sr_to_pacs_and_a_pacs_that_is_down_is_said(
+    untrained_env, samples: Path, pacs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    analysed_case(samples)
+    at = new_app()
+    at.switch_page("pages/cases.py").run()
+    assert not [b for b in at.button if b.label == SEND], "no PACS configured: no button"
+
+    monkeypatch.setenv("PACS_DICOMWEB_URL", _closed_url())
+    at.run()
+    at.button(key=pacs_send_key("cases", 1)).click().run()
+    assert not at.exception, at.exception
+    [error] = [e.value for e in at.error if "PACS" in e.value]
+    assert "did not answer" in error and "send them again when the PACS is back" in error
+
+    monkeypatch.setenv("PACS_DICOMWEB_URL", pacs.dicomweb_url)
+    at.button(key=pacs_send_key("cases", 1)).click().run()
+    assert "Sent to PACS: 1 object(s) (your SR)." in texts(at)
+    at.button(key=pacs_send_key("cases", 1)).click().run()  # again: stored once
+    assert pacs.get("/statistics")["CountInstances"] == 1
+    [instance] = pacs.get("/instances")
+    tags = pacs.get(f"/instances/{instance}/simplified-tags")
+    assert tags["Modality"] == "SR" and tags["SeriesDescription"].endswith("untrained: meaningless")
+    assert "Dr Test" in tags["SeriesDescription"]
+    at.button(key=pacs_send_key("cases", 1)).click().run()  # what left is in the audit trail
+    from sqlalchemy import text
+
+    from core.settings import load_settings
+    from storage.db import open_database
+
+    with open_database(load_settings().database_url).begin() as session:
+        sent = session.execute(text("SELECT detail_json FROM audit_events WHERE kind = 'export_made'")).scalars().all()
+    assert sum("DICOM sent to PACS: 1" in (detail or "") for detail in sent) == 3
