@@ -1,6 +1,6 @@
 """Command line: batch analysis and weights management, for headless and scripted use.
 
-    python -m inference analyze FILE... [--json] [--cam-dir DIR] [--allow-untrained]
+    python -m inference analyze FILE...|DICOMWEB_URL [--json] [--cam-dir DIR] [--allow-untrained]
     python -m inference weights status
     python -m inference weights import FILE [--allow-pickle]
     python -m inference weights import BUNDLE_DIR_OR_ZIP_OR_PT --model SEG_MODEL_ID
@@ -33,7 +33,7 @@ from cli.classify import add_commands as add_classify_commands
 from cli.classify import classify_command, each_slice, models_command
 from cli.exports import add_commands as add_export_commands
 from cli.exports import export_command
-from cli.options import allow_untrained_option
+from cli.options import allow_untrained_option, input_source, local_inputs
 from cli.serving import add_commands as add_serving_commands
 from cli.serving import serve_command, worker_command
 from cli.training import add_commands as add_training_commands
@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     analyze = commands.add_parser("analyze", help="analyse chest radiographs (PNG, JPEG, DICOM)")
-    analyze.add_argument("files", nargs="+", type=Path)
+    analyze.add_argument("files", nargs="+", type=input_source, help="images, or a DICOMweb study or series URL")
     analyze.add_argument("--json", action="store_true", help="one JSON object per line per file")
     analyze.add_argument("--cam-dir", type=Path, help="write a Grad-CAM overlay PNG per finding here")
     allow_untrained_option(analyze, "scores")
@@ -101,7 +101,8 @@ def _print_human(result: dict, out: TextIO) -> None:
 
 
 def analyze_files(args: argparse.Namespace, out: TextIO) -> int:
-    return each_slice(CXR_DENSENET, args, out, lambda path, analysis, *_: _result(path, analysis), _emit)
+    with local_inputs(args.files, one_series=False) as args.files:
+        return each_slice(CXR_DENSENET, args, out, lambda path, analysis, *_: _result(path, analysis), _emit)
 
 
 def _emit(result: dict, as_json: bool, out: TextIO) -> None:

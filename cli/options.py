@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from core.errors import ReviewError
 
 
 def allow_untrained_option(parser: argparse.ArgumentParser, outputs: str) -> None:
@@ -13,3 +17,50 @@ def allow_untrained_option(parser: argparse.ArgumentParser, outputs: str) -> Non
         action="store_true",
         help=f"run with untrained weights when none are installed ({outputs} are meaningless)",
     )
+
+
+def input_source(text: str):
+    """An input as given: a local path, or a DICOMweb URL kept whole (``Path`` would fold its ``//``)."""
+    from pathlib import Path
+
+    from pipelines.pacs import is_dicomweb_url
+
+    return text if is_dicomweb_url(text) else Path(text)
+
+
+@contextmanager
+def local_inputs(sources: list, *, one_series: bool) -> Iterator[list]:
+    """Each source as a local path while the command runs: a DICOMweb study or series URL is
+    retrieved (WADO-RS) into a temporary folder, removed afterwards. ``one_series``: a URL gives
+    the folder of its one series (a volume); otherwise the file of each instance (radiographs).
+
+    Raises:
+        ReviewError: a URL names no study or series, or (``one_series``) a study of several series.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from core.settings import load_settings
+    from pipelines.pacs import resource, retrieve
+
+    settings = load_settings()
+    with tempfile.TemporaryDirectory(prefix="review-pacs-") as scratch:
+        paths: list = []
+        for index, source in enumerate(sources):
+            if isinstance(source, Path):
+                paths.append(source)
+                continue
+            where = resource(source, settings)
+            series = retrieve(where, max_bytes=settings.max_volume_upload_mb * 1_000_000)
+            if one_series and len(series) > 1:
+                listed = ", ".join(f"{uid} ({len(files)} instances)" for uid, files in series.items())
+                raise ReviewError(
+                    f"{source} holds {len(series)} series ({listed}); give one: {source.rstrip('/')}/series/SERIES_UID"
+                )
+            for uid, files in series.items():
+                folder = Path(scratch) / f"{index}-{uid}"
+                folder.mkdir()
+                for name, data in files:
+                    (folder / name).write_bytes(data)
+                paths.extend([folder] if one_series else sorted(folder.iterdir()))
+        yield paths

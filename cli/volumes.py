@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from cli.options import allow_untrained_option
+from cli.options import allow_untrained_option, input_source, local_inputs
 from core.errors import ReviewError
 from core.settings import Settings, load_settings
 from inference.volume.types import MultiChannelVolume, Segmentation, Volume
@@ -25,7 +25,10 @@ from inference.volume.types import MultiChannelVolume, Segmentation, Volume
 def add_commands(commands) -> None:
     segment = commands.add_parser("segment", help="segment an MRI/CT volume with a MONAI network")
     segment.add_argument(
-        "files", nargs="+", type=Path, help="4 BraTS NIfTI files, a NIfTI, or a DICOM folder/zip/files"
+        "files",
+        nargs="+",
+        type=input_source,
+        help="4 BraTS NIfTI files, a NIfTI, a DICOM folder/zip/files, or a DICOMweb series URL",
     )
     segment.add_argument("--json", action="store_true", help="one JSON object on one line")
     segment.add_argument("--model", help="model id (default: BraTS for 4 MRI files, whole-body CT otherwise)")
@@ -34,7 +37,9 @@ def add_commands(commands) -> None:
     allow_untrained_option(segment, "masks")
 
     measure = commands.add_parser("measure", help="measure the structures of a label map on its image")
-    measure.add_argument("image", type=Path, help="the image volume (NIfTI, DICOM folder or zip)")
+    measure.add_argument(
+        "image", type=input_source, help="the image volume (NIfTI, DICOM folder or zip, or a DICOMweb series URL)"
+    )
     measure.add_argument("labelmap", type=Path, help="a label map on the image's grid (NIfTI or DICOM SEG)")
     measure.add_argument("--legend", type=Path, help="label names: JSON or CSV (value,name)")
     measure.add_argument("--threshold", type=float, help="treat the label map as a probability map cut at this value")
@@ -143,7 +148,8 @@ def segment_command(args: argparse.Namespace, out: TextIO) -> int:
     names = [str(p) for p in args.files]
     try:
         started = time.perf_counter()
-        inputs = load_inputs(list(args.files), settings, load_or_create_key(settings.patient_key_file))
+        with local_inputs(list(args.files), one_series=True) as paths:
+            inputs = load_inputs(paths, settings, load_or_create_key(settings.patient_key_file))
         read_ms = (time.perf_counter() - started) * 1000
         spec = _pick_model(inputs, args.model)
         loaded = load_model(spec, settings, allow_untrained=args.allow_untrained or settings.allow_untrained_weights)
@@ -179,9 +185,10 @@ def measure_command(args: argparse.Namespace, out: TextIO) -> int:
     names = [str(args.image), str(args.labelmap)]
     try:
         started = time.perf_counter()
-        volume = load_volume(
-            _read([args.image], settings), **_limits(settings, load_or_create_key(settings.patient_key_file))
-        )
+        with local_inputs([args.image], one_series=True) as [image]:
+            volume = load_volume(
+                _read([image], settings), **_limits(settings, load_or_create_key(settings.patient_key_file))
+            )
         legend = None
         if args.legend is not None:
             try:

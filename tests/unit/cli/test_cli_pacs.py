@@ -1,0 +1,89 @@
+"""The CLI takes a DICOMweb study or series URL wherever it takes a file: images retrieved from a
+real Orthanc (WADO-RS) go through the same readers and models as local files, and a PACS that is
+down, a wrong UID or a study of several series is said in one line."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from cli.main import main
+from tests.conftest import SAMPLES, require_samples
+from tests.support.orthanc_server import PASSWORD, USER
+
+DCMQI = SAMPLES / "dicom" / "dcmqi"
+
+
+def run(*argv: str) -> tuple[int, list[dict]]:
+    out = io.StringIO()
+    code = main(list(argv), out=out)
+    return code, [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def filled(orthanc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Orthanc holding the real SIIM chest radiograph and the real 3-slice dcmqi CT, sent over STOW-RS."""
+    from pipelines.pacs import PacsEndpoint, send
+
+    require_samples()
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PACS_USERNAME", USER)
+    monkeypatch.setenv("PACS_PASSWORD", PASSWORD)
+    cxr = pydicom.dcmread(SAMPLES / "cxr" / "siim_sample.dcm")
+    ct = [pydicom.dcmread(p) for p in sorted((DCMQI / "ct-3slice").glob("*.dcm"))]
+    assert send(PacsEndpoint(orthanc.dicomweb_url, USER, PASSWORD), [cxr, *ct]).count == 4
+    return orthanc, cxr, ct
+
+
+def test_a_radiograph_and_a_ct_series_are_read_from_the_pacs_as_from_files(filled, tmp_path: Path) -> None:
+    orthanc, cxr, ct = filled
+    root = orthanc.dicomweb_url
+    code, [result] = run("analyze", f"{root}/studies/{cxr.StudyInstanceUID}", "--allow-untrained", "--json")
+    assert code == 0, result
+    assert len(result["findings"]) == 18 and result["model"]["trained"] is False
+    code, [local] = run("analyze", str(SAMPLES / "cxr" / "siim_sample.dcm"), "--allow-untrained", "--json")
+    assert [f["score"] for f in result["findings"]] == [f["score"] for f in local["findings"]]
+
+    series = f"{root}/studies/{ct[0].StudyInstanceUID}/series/{ct[0].SeriesInstanceUID}"
+    liver = str(DCMQI / "seg" / "liver.dcm")
+    code, [measured] = run("measure", series, liver, "--json", "--seg-out", str(tmp_path / "liver-seg.dcm"))
+    assert code == 0, measured
+    code, [from_files] = run("measure", str(DCMQI / "ct-3slice"), liver, "--json")
+    assert measured["volumes_ml"] == from_files["volumes_ml"] and measured["shape"] == [512, 512, 3]
+
+    # The loop: the SEG back into the CT's study; the study now holds two series, so a volume
+    # command asks for one of them, naming both.
+    code, _ = run("export", "--case", "1", "--stow")  # nothing stored in the database here: said, not sent
+    assert code == 2
+    from pipelines.pacs import PacsEndpoint, send, series_of_study
+
+    target = PacsEndpoint(root, USER, PASSWORD)
+    ours = pydicom.dcmread(tmp_path / "liver-seg.dcm")
+    assert ours.PatientID.startswith("pk-") and ours.PatientID != ct[0].PatientID  # the app keeps the hash
+    send(target, [ours])
+    assert sorted(s["modality"] for s in series_of_study(target, ct[0].StudyInstanceUID)) == ["CT", "SEG"]
+    # ... and PACS files it with the CT, under the patient it already holds: one study, not two.
+    studies = orthanc.get("/studies?expand")
+    assert len(studies) == 2  # the radiograph's and the CT's
+    [ct_study] = [st for st in studies if st["MainDicomTags"]["StudyInstanceUID"] == ct[0].StudyInstanceUID]
+    assert len(ct_study["Series"]) == 2 and ct_study["PatientMainDicomTags"]["PatientID"] == ct[0].PatientID
+    code, [refused] = run("measure", f"{root}/studies/{ct[0].StudyInstanceUID}", liver, "--json")
+    assert code == 1 and "holds 2 series" in refused["error"] and "/series/SERIES_UID" in refused["error"]
+
+
+def test_a_wrong_uid_a_bad_url_and_a_pacs_that_is_down_are_said_in_one_line(filled) -> None:
+    orthanc, cxr, _ = filled
+    code, [missing] = run("analyze", f"{orthanc.dicomweb_url}/studies/1.2.3.999", "--allow-untrained", "--json")
+    assert code == 2 and "check the study and series UIDs" in missing["error"]
+    code, [bad] = run("analyze", f"{orthanc.dicomweb_url}/instances/abc", "--allow-untrained", "--json")
+    assert code == 2 and "is not a DICOMweb study or series URL" in bad["error"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/dicom-web"
+    code, [down] = run("analyze", f"{closed}/studies/{cxr.StudyInstanceUID}", "--allow-untrained", "--json")
+    assert code == 2 and "did not answer" in down["error"]
