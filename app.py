@@ -43,6 +43,7 @@ PAGES = [
     REVIEW,
     st.Page("pages/volumes.py", title="Review an MRI or CT", icon=":material/neurology:", url_path="volumes"),
     st.Page("pages/worklist.py", title="Worklist", icon=":material/list_alt:", url_path="worklist"),
+    st.Page("pages/pacs.py", title="PACS", icon=":material/cloud_download:", url_path="pacs"),
     st.Page("pages/cases.py", title="Case review", icon=":material/folder_open:", url_path="cases"),
     st.Page("pages/analytics.py", title="Analytics", icon=":material/monitoring:", url_path="analytics"),
     st.Page("pages/settings.py", title="Settings", icon=":material/settings:", url_path="settings"),

@@ -21,6 +21,9 @@ class CaseFacts:
     body_part: str | None = None
     patient_key: str | None = None  # keyed hash of PatientID, never the ID itself
     notes: tuple[str, ...] = ()
+    # (study, series, SOP instance, SOP class) UIDs of a DICOM image, so results sent back to PACS
+    # are filed in its study; kept with the image, not in the database's case row
+    dicom_uids: tuple[str, str, str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from ui.models import classifier_spec
 from ui.session import REVIEW_MODEL_KEY, TTA_KEY
 from ui.widgets.cam_viewer import awaiting_image
 from ui.widgets.model_status import require_model
+from ui.widgets.pacs_studies import opened
 from ui.widgets.slice_review import review_slice
 
 require_app_entry()
@@ -47,6 +48,9 @@ upload = upload_col.file_uploader(
         "de-identified pixels (no DICOM tags), so the case reopens with its image, unless IMAGE_STORE=0."
     ),
 )
+if upload is None:
+    from_pacs = opened("radiograph")  # a study opened on the PACS page
+    upload = from_pacs.files[0] if from_pacs is not None else None
 if upload is None:
     awaiting_image("Drop a chest radiograph above to see the AI findings, heatmaps and record your verdicts.")
     st.stop()

@@ -20,11 +20,13 @@ from ui import background, database, resources, results
 from ui.entry import require_app_entry
 from ui.identity import reviewer
 from ui.session import (
+    CT_TASK,
     LEGEND_UPLOAD,
     MASK_TASK,
     MASK_UPLOAD,
     RUN_IDS,
     SLICE_UPLOAD,
+    VOLUME_TASK,
     channel_key,
     segment_key,
     volume_upload_key,
@@ -35,6 +37,7 @@ from ui.widgets.cam_viewer import awaiting_image
 from ui.widgets.job_progress import follow_job
 from ui.widgets.model_card import VOLUME_CAVEAT, headline, prediction_and_card, volume_answer
 from ui.widgets.model_status import classifier_panel, seg_model_panel
+from ui.widgets.pacs_studies import opened
 from ui.widgets.radiograph_check import BRAIN_MRI_SLICE
 from ui.widgets.segmentation_results import CHANNEL_NAMES, origin_label, segmentation_results, shown_channel
 from ui.widgets.slice_review import review_slice
@@ -45,14 +48,14 @@ from ui.widgets.volume_viewer import volume_viewer
 require_app_entry()
 
 TASK_BRATS = "Brain tumour (MRI, 4 channels)"
-TASK_CT = "Whole-body CT structures"
+TASK_CT = CT_TASK
 TASK_CLASSIFY = "Classify a brain MRI slice"
 TASKS = (TASK_BRATS, TASK_CT, MASK_TASK, TASK_CLASSIFY)
 SEG_RUN_IDS = "segmentation_run_ids"
 SHOWN_UPLOADS = "volume_uploads_shown"  # per task: (files listed, files read as the volume)
 
 st.title("Review an MRI or CT volume")
-task = st.segmented_control("What to review", TASKS, default=TASK_BRATS, key="volume_task") or TASK_BRATS
+task = st.segmented_control("What to review", TASKS, default=TASK_BRATS, key=VOLUME_TASK) or TASK_BRATS
 
 
 def _classify_slice() -> None:
@@ -195,6 +198,9 @@ def _upload_volume() -> Volume | MultiChannelVolume | None:
         key=volume_upload_key(task),
         help="Read in memory; the file is never stored. Its decoded voxels are kept de-identified in the image store (unless turned off) so the case reopens.",
     )
+    if not uploads and task != TASK_BRATS:
+        from_pacs = opened("volume")  # a series opened on the PACS page
+        uploads = list(from_pacs.files) if from_pacs is not None else []
     if not uploads:
         st.info("Upload a volume above to scroll through it, see the masks and record your verdicts.")
         return None

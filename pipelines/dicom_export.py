@@ -67,6 +67,10 @@ def export_case(session: Session, store: ImageStore | None, case_id: int, reader
         readers = chosen
     segs, numbers, study_uid = _segmentations(store, runs)
     facts = runs[0].facts
+    if study_uid is None and store is not None:  # a radiograph read from DICOM: its own study
+        kept = store.get_image(facts.input_sha256)
+        if kept is not None and kept.facts.dicom_uids:
+            study_uid = kept.facts.dicom_uids[0]
     srs = {}
     for key in readers:
         reported = tuple(_reported(run, by_reader[key].get(run.run_id, []), segs, numbers) for run in runs)

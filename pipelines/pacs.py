@@ -214,6 +214,60 @@ def _filed_under_the_pacs_patient(target: PacsEndpoint, client, study: str, item
     return filed
 
 
+@dataclass(frozen=True)
+class StudyRow:
+    """A study on the PACS as the worklist shows it: no name, ID or birth date (the patient is the
+    keyed hash of the PACS's patient ID)."""
+
+    study_uid: str
+    date: str  # YYYY-MM-DD, or "" when the PACS gives none
+    description: str
+    modalities: tuple[str, ...]
+    series: int
+    instances: int
+    patient_key: str | None
+
+
+def find_studies(
+    target: PacsEndpoint, hash_key: bytes, *, modality: str | None = None, since: str | None = None, limit: int = 200
+) -> list[StudyRow]:
+    """Studies on the PACS (QIDO-RS), newest first; ``modality`` (CR, DX, CT, MR...) and ``since``
+    (YYYYMMDD) narrow them.
+
+    Raises:
+        PacsUnavailable, PacsRefused: as for ``send``.
+    """
+    from core.deid import patient_key
+
+    filters = {}
+    if modality:
+        filters["ModalitiesInStudy"] = modality
+    if since:
+        filters["StudyDate"] = f"{since}-"
+    fields = ["StudyDescription", "ModalitiesInStudy", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"]
+    client = _client(target)
+    found = _call(
+        target,
+        "list its studies",
+        lambda: client.search_for_studies(search_filters=filters, fields=fields, limit=limit),
+    )
+    rows = []
+    for item in found:
+        date = _value(item, "00080020")
+        rows.append(
+            StudyRow(
+                study_uid=_value(item, "0020000D"),
+                date=f"{date[:4]}-{date[4:6]}-{date[6:8]}" if len(date) == 8 else "",
+                description=_value(item, "00081030"),
+                modalities=tuple(str(m) for m in (item.get("00080061") or {}).get("Value") or []),
+                series=int(_value(item, "00201206") or 0),
+                instances=int(_value(item, "00201208") or 0),
+                patient_key=patient_key(_value(item, "00100020") or None, hash_key),
+            )
+        )
+    return sorted(rows, key=lambda row: row.date, reverse=True)
+
+
 def series_of_study(target: PacsEndpoint, study_uid: str) -> list[dict[str, str]]:
     """The study's series as the PACS lists them (QIDO-RS): UID, modality, description."""
     client = _client(target)

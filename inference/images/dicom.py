@@ -156,8 +156,18 @@ def decode_dicom(
         body_part=_short_text(getattr(ds, "BodyPartExamined", None)),
         patient_key=patient_key(getattr(ds, "PatientID", None), hash_key),
         notes=notes + more_notes,
+        dicom_uids=_uids(ds),
     )
     return Image2D(pixels=gray, facts=facts)
+
+
+def _uids(ds) -> tuple[str, str, str, str] | None:
+    """The image's study, series, instance and class UIDs, or None when any is missing."""
+    found = tuple(
+        str(getattr(ds, keyword, "") or "").strip()[:64]
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+    )
+    return found if all(found) else None  # type: ignore[return-value]
 
 
 def _short_text(value) -> str | None:

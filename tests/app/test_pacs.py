@@ -12,7 +12,7 @@ from tests.app.conftest import new_app, texts
 from tests.app.test_other_pages import analysed_case
 from ui.session import pacs_send_key
 
-SEND = "Send my verdicts (SR) and the masks (SEG) to PACS"
+SEND = "Send my verdicts (SR) to PACS"
 
 
 @pytest.fixture
@@ -63,3 +63,54 @@ def test_a_reader_sends_their_sr_to_pacs_and_a_pacs_that_is_down_is_said(
     with open_database(load_settings().database_url).begin() as session:
         sent = session.execute(text("SELECT detail_json FROM audit_events WHERE kind = 'export_made'")).scalars().all()
     assert sum("DICOM sent to PACS: 1" in (detail or "") for detail in sent) == 3
+
+
+@pytest.fixture
+def filled(pacs, monkeypatch: pytest.MonkeyPatch):
+    """The PACS configured and holding the real SIIM radiograph and the dcmqi 3-slice CT."""
+    import pydicom
+
+    from pipelines.pacs import PacsEndpoint, send
+    from tests.conftest import SAMPLES, require_samples
+    from tests.support.orthanc_server import PASSWORD, USER
+
+    require_samples()
+    cxr = pydicom.dcmread(SAMPLES / "cxr" / "siim_sample.dcm")
+    ct = [pydicom.dcmread(p) for p in sorted((SAMPLES / "dicom" / "dcmqi" / "ct-3slice").glob("*.dcm"))]
+    send(PacsEndpoint(pacs.dicomweb_url, USER, PASSWORD), [cxr, *ct])
+    monkeypatch.setenv("PACS_DICOMWEB_URL", pacs.dicomweb_url)
+    return pacs, cxr, ct
+
+
+def test_the_pacs_page_lists_the_studies_by_keyed_patient_never_by_name(untrained_env, filled) -> None:
+    _, cxr, ct = filled
+    at = new_app()
+    at.switch_page("pages/pacs.py").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert sorted(table["modalities"]) == ["CR", "CT"] and list(table["images"].astype(int)) in ([1, 3], [3, 1])
+    assert all(key.startswith("pk-") for key in table["patient key"])
+    shown = texts(at) + table.to_string()
+    for identifier in (str(cxr.PatientName), cxr.PatientID, str(ct[0].PatientName), ct[0].PatientID):
+        assert identifier not in shown
+    at.selectbox(key="pacs::modality").set_value("CT").run()
+    assert list(at.dataframe[0].value["modalities"]) == ["CT"]
+
+
+def test_a_ct_opened_from_pacs_is_read_on_the_mri_ct_page_as_an_upload_would_be(untrained_env, filled) -> None:
+    from pipelines.pacs import DicomWebResource, PacsEndpoint, find_studies, retrieve
+    from tests.support.orthanc_server import PASSWORD, USER
+    from ui.session import PACS_OPENED, VOLUME_TASK
+    from ui.widgets.pacs_studies import CT_TASK, OpenedStudy, RetrievedFile
+
+    pacs, _, ct = filled
+    target = PacsEndpoint(pacs.dicomweb_url, USER, PASSWORD)
+    [row] = find_studies(target, b"key", modality="CT")
+    [files] = retrieve(DicomWebResource(target, row.study_uid), max_bytes=10**8).values()
+    at = new_app()
+    at.session_state[PACS_OPENED] = OpenedStudy("volume", tuple(RetrievedFile(n, d, n) for n, d in files), row)
+    at.session_state[VOLUME_TASK] = CT_TASK
+    at.switch_page("pages/volumes.py").run()
+    assert not at.exception, at.exception
+    said = texts(at)
+    assert "Opened from PACS" in said and "CT" in said and "512 x 512 x 3" in said.replace("×", "x")

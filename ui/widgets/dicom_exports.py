@@ -17,8 +17,9 @@ from ui.identity import reviewer
 from ui.session import dicom_sr_key, pacs_result_key, pacs_send_key
 
 
-def reader_sr_button(case_id: int, run_id: int, scope: str) -> None:
-    """A download of this reader's SR of the case, once they have given a verdict on the run."""
+def reader_sr_button(case_id: int, run_id: int, scope: str, *, masks: bool = False) -> None:
+    """A download of this reader's SR of the case, once they have given a verdict on the run, and
+    where a PACS is configured, a button sending it there (with the case's SEGs: ``masks``)."""
     who = reviewer()
     if not who:
         return
@@ -35,7 +36,7 @@ def reader_sr_button(case_id: int, run_id: int, scope: str) -> None:
 
     if load_settings().pacs_url:
         st.button(
-            "Send my verdicts (SR) and the masks (SEG) to PACS",
+            "Send my verdicts (SR) and the masks (SEG) to PACS" if masks else "Send my verdicts (SR) to PACS",
             key=pacs_send_key(scope, run_id),
             on_click=_send_to_pacs,
             args=(case_id, who, scope, run_id),

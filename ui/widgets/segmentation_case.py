@@ -79,14 +79,14 @@ def segmentation_case(run_id: int) -> None:
         volume_viewer(shown, segmentation, origin_label(segmentation))
         reference = inputs.reference if isinstance(inputs, MultiChannelVolume) else inputs
         segmentation_results(segmentation, reference, run.run_id, scope="cases")
-        reader_sr_button(run.case_id, run.run_id, scope="cases")
+        reader_sr_button(run.case_id, run.run_id, scope="cases", masks=True)
         _prior_comparison(run, _channel_index(inputs, shown))
         return
     # Without the kept volume the stored measurements still stand, and the verdicts can be given.
     measurements = reviewed_structures(run.structures)
     st.dataframe(measurement_rows(measurements), hide_index=True)
     structure_verdict_panel(run.run_id, measurements, masks_origin(run.model_id, run.trained), scope="cases")
-    reader_sr_button(run.case_id, run.run_id, scope="cases")
+    reader_sr_button(run.case_id, run.run_id, scope="cases", masks=True)
     if st.toggle("Show the verdict history of this segmentation", key=f"cases::structure_history::{run_id}"):
         structure_history(run.run_id)
 
