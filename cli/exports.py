@@ -1,12 +1,15 @@
 """The ``export`` command: a stored case as DICOM objects for PACS, from DATABASE_URL and the image store.
 
-    python -m inference export --case ID --sr FILE.dcm|DIR/ [--seg FILE.dcm] [--reader NAME] [--stow [URL]] [--json]
+    python -m inference export --case ID --sr FILE.dcm|DIR/ [--seg FILE.dcm] [--sc DIR] [--reader NAME] [--stow [URL]]
+        [--json]
 
 ``--sr`` writes the reader's SR (TID 1500): to FILE.dcm when the case has one reader (or --reader
 names one), or one file per reader into an existing folder. ``--seg`` writes the DICOM SEG of the
-case's newest segmentation run whose volume is kept. ``--stow`` sends every reader's SR and every
-kept segmentation's SEG to the PACS (STOW-RS) at URL, or at PACS_DICOMWEB_URL; files asked for are
-written first, so a PACS that is down loses nothing.
+case's newest segmentation run whose volume is kept. ``--sc`` writes secondary captures (each
+structure's mask on its middle axial slice, each positive finding's heatmap) into a folder, for
+viewers that show neither SEG nor SR. ``--stow`` sends every reader's SR, every kept
+segmentation's SEG and (with ``--sc``) the captures to the PACS (STOW-RS) at URL, or at
+PACS_DICOMWEB_URL; files asked for are written first, so a PACS that is down loses nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def add_commands(commands) -> None:
     export.add_argument("--case", type=int, required=True, help="the case number (as on the worklist)")
     export.add_argument("--sr", type=Path, help="the reader's SR: a .dcm file, or a folder for one SR per reader")
     export.add_argument("--seg", type=Path, help="the DICOM SEG of the case's newest kept segmentation")
+    export.add_argument("--sc", type=Path, help="a folder for secondary captures: masks and heatmaps as pictures")
     export.add_argument("--reader", help="only this reader's SR (their name or identity key)")
     export.add_argument(
         "--stow",
@@ -42,13 +46,17 @@ def export_command(args: argparse.Namespace, out: TextIO) -> int:
     from storage.db import open_database
     from storage.image_store import ImageStore
 
-    if args.sr is None and args.seg is None and args.stow is None:
-        raise ReviewError("Say what to export: --sr FILE.dcm (or a folder), --seg FILE.dcm and/or --stow [URL].")
+    if args.sr is None and args.seg is None and args.sc is None and args.stow is None:
+        raise ReviewError(
+            "Say what to export: --sr FILE.dcm (or a folder), --seg FILE.dcm, --sc DIR and/or --stow [URL]."
+        )
     settings = load_settings()
     store = ImageStore(settings.image_store_dir, settings.image_retention_days) if settings.image_store else None
     written: list[str] = []
     with open_database(settings.database_url).begin() as session:
-        exported = export_case(session, store, args.case, args.reader)
+        exported = export_case(
+            session, store, args.case, args.reader, pictures=settings if args.sc is not None else None
+        )
     if args.sr is not None:
         if not exported.srs:
             raise ReviewError(
@@ -73,6 +81,16 @@ def export_command(args: argparse.Namespace, out: TextIO) -> int:
             )
         _write(args.seg, exported.segs[max(exported.segs)])
         written.append(str(args.seg))
+    if args.sc is not None:
+        if not exported.captures:
+            raise ReviewError(
+                f"Case {args.case} has no picture to export: its image or volume is not kept, or nothing is "
+                "positive and no structure has voxels."
+            )
+        for number, capture in enumerate(exported.captures, start=1):
+            path = args.sc / f"case{args.case}-sc-{number:03d}.dcm"
+            _write(path, capture)
+            written.append(str(path))
     # What left the database is in the audit trail, as the app's downloads are; files first, so a
     # PACS that is down loses nothing that was asked for.
     _audit(settings, args.case, [f"DICOM via CLI: {Path(path).name}" for path in written])
@@ -81,7 +99,7 @@ def export_command(args: argparse.Namespace, out: TextIO) -> int:
         from pipelines.pacs import endpoint, send
 
         target = endpoint(settings, args.stow or None)
-        datasets = [*exported.srs.values(), *exported.segs.values()]
+        datasets = [*exported.srs.values(), *exported.segs.values(), *exported.captures]
         if not datasets:
             raise ReviewError(
                 f"Case {args.case} has nothing to send yet: no reader's verdict and no kept segmentation."

@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from core.errors import ReviewError
+from core.settings import Settings
 from core.types import ModelIdentity
 from inference.dicom_out.common import derived_uid
 from inference.dicom_out.seg import seg_dataset, segment_numbers, stand_in_source
 from inference.dicom_out.sr import CaseReport, ReaderVerdict, ReportedFindings, ReportedStructures, case_report_sr
 from inference.volume.types import MultiChannelVolume
+from pipelines.captures import case_captures
 from pipelines.kept_volumes import kept_volume, reopened_segmentation
 from storage import repository
 from storage.image_store import ImageStore
@@ -40,11 +42,21 @@ class CaseExport:
     srs: dict[str, Dataset]
     segs: dict[int, Dataset]
     readers: tuple[str, ...]  # every reader with a verdict on the case, by name
+    study_uid: str
+    captures: tuple[Dataset, ...] = ()  # secondary captures (heatmaps, masks), when asked for
 
 
-def export_case(session: Session, store: ImageStore | None, case_id: int, reader: str | None = None) -> CaseExport:
+def export_case(
+    session: Session,
+    store: ImageStore | None,
+    case_id: int,
+    reader: str | None = None,
+    *,
+    pictures: Settings | None = None,
+) -> CaseExport:
     """The DICOM objects of case ``case_id``: the SEG of every segmentation run whose volume is kept,
-    and an SR for each reader with a verdict (only ``reader``, a name or identity key, when given).
+    an SR for each reader with a verdict (only ``reader``, a name or identity key, when given), and
+    with ``pictures`` (the settings: a radiograph's heatmaps need its model) the secondary captures.
 
     Raises:
         CaseNotFound: no such case.
@@ -71,6 +83,7 @@ def export_case(session: Session, store: ImageStore | None, case_id: int, reader
         kept = store.get_image(facts.input_sha256)
         if kept is not None and kept.facts.dicom_uids:
             study_uid = kept.facts.dicom_uids[0]
+    study_uid = study_uid or derived_uid("study", facts.input_sha256)
     srs = {}
     for key in readers:
         reported = tuple(_reported(run, by_reader[key].get(run.run_id, []), segs, numbers) for run in runs)
@@ -78,13 +91,14 @@ def export_case(session: Session, store: ImageStore | None, case_id: int, reader
             case_id=case_id,
             input_sha256=facts.input_sha256,
             patient_key=facts.patient_key,
-            study_instance_uid=study_uid or derived_uid("study", facts.input_sha256),
+            study_instance_uid=study_uid,
             reader=names.get(key, key),
             reader_key=key,
             runs=tuple(r for r in reported if r is not None),
         )
         srs[report.reader] = case_report_sr(report)
-    return CaseExport(case_id, srs, segs, tuple(names.get(key, key) for key in sorted(by_reader)))
+    captures = tuple(case_captures(runs, store, pictures, study_uid)) if pictures is not None else ()
+    return CaseExport(case_id, srs, segs, tuple(names.get(key, key) for key in sorted(by_reader)), study_uid, captures)
 
 
 def _segmentations(store: ImageStore | None, runs) -> tuple[dict[int, Dataset], dict[int, dict[int, int]], str | None]:

@@ -268,6 +268,19 @@ def find_studies(
     return sorted(rows, key=lambda row: row.date, reverse=True)
 
 
+def series_modality(files: list[tuple[str, bytes]]) -> str:
+    """The Modality of a retrieved series (from its first file's header), "" when unreadable."""
+    import io
+
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(io.BytesIO(files[0][1]), stop_before_pixels=True, specific_tags=["Modality"])
+    except Exception:  # noqa: BLE001 - pydicom raises many types for damaged files; the reader says more later
+        return ""
+    return str(header.get("Modality", "") or "").upper()
+
+
 def series_of_study(target: PacsEndpoint, study_uid: str) -> list[dict[str, str]]:
     """The study's series as the PACS lists them (QIDO-RS): UID, modality, description."""
     client = _client(target)

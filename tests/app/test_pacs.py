@@ -114,3 +114,27 @@ def test_a_ct_opened_from_pacs_is_read_on_the_mri_ct_page_as_an_upload_would_be(
     assert not at.exception, at.exception
     said = texts(at)
     assert "Opened from PACS" in said and "CT" in said and "512 x 512 x 3" in said.replace("×", "x")
+
+
+def test_what_is_opened_of_a_study_its_radiograph_its_volume_never_its_reports() -> None:
+    from core.errors import ReviewError
+    from pipelines.pacs import StudyRow
+    from tests.conftest import SAMPLES, require_samples
+    from ui.widgets.pacs_studies import opening
+
+    require_samples()
+    dicom = SAMPLES / "dicom"
+    ct = [(p.name, p.read_bytes()) for p in sorted((dicom / "dcmqi" / "ct-3slice").glob("*.dcm"))]
+    seg = [("seg.dcm", (dicom / "dcmqi" / "seg" / "liver.dcm").read_bytes())]
+    sr = [("sr.dcm", (dicom / "dcmqi" / "sr-example" / "sr.dcm").read_bytes())]
+
+    def row(*modalities: str) -> StudyRow:
+        return StudyRow("1.2.3", "2024-01-01", "", modalities, 2, 4, "pk-1")
+
+    # A CT study with the SEG sent back into it: the CT's three slices, never the SEG.
+    volume = opening(row("CT", "SEG"), {"seg-series": seg, "ct-series": ct})
+    assert volume.kind == "volume" and [f.name for f in volume.files] == [name for name, _ in ct]
+    film = [("cr.dcm", (SAMPLES / "cxr" / "siim_sample.dcm").read_bytes())]
+    assert opening(row("CR", "SR"), {"sr-series": sr, "cr-series": film}).files[0].name == "cr.dcm"
+    with pytest.raises(ReviewError, match="holds no images"):
+        opening(row("SR"), {"sr-series": sr})

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 MODALITIES = ("Any", "CR", "DX", "CT", "MR")
 RADIOGRAPHS = {"CR", "DX"}
+# Objects without pixels to review: a study of these alone (results sent back, a report) is not opened.
+NOT_IMAGES = {"SR", "SEG", "KO", "PR", "DOC", "RTSTRUCT", "RTPLAN", "REG"}
 REVIEW_PAGE, VOLUME_PAGE = "pages/review.py", "pages/volumes.py"
 
 
@@ -117,28 +119,46 @@ def _open(row: StudyRow) -> None:
     """Retrieves the study (WADO-RS) and hands it to the page that reviews it."""
     settings = load_settings()
     try:
+        if row.modalities and set(row.modalities) <= NOT_IMAGES:
+            raise ReviewError(
+                f"This study holds no images ({'/'.join(row.modalities)}), so there is nothing to review in it. "
+                "Open the study of the images themselves."
+            )
         series = retrieve(
             DicomWebResource(endpoint(settings), row.study_uid), max_bytes=settings.max_volume_upload_mb * 1_000_000
         )
+        study = opening(row, series)
     except ReviewError as exc:
         st.session_state[PACS_ERROR] = str(exc)
         return
+    st.session_state[PACS_OPENED] = study
+    if study.kind == "radiograph":
+        st.session_state[PACS_TO_PAGE] = REVIEW_PAGE
+    else:
+        st.session_state[VOLUME_TASK] = CT_TASK if "CT" in row.modalities else MASK_TASK
+        st.session_state[PACS_TO_PAGE] = VOLUME_PAGE
+    log.info("Opened a PACS study for review: %d series retrieved", len(series))
+
+
+def opening(row: StudyRow, series: dict[str, list[tuple[str, bytes]]]) -> OpenedStudy:
+    """What to review of a retrieved study: its first radiograph (CR, DX), else its largest series
+    of images as a volume (a localiser, a SEG or an SR is a handful of files, and never the volume).
+
+    Raises:
+        ReviewError: the study holds no image series.
+    """
+    from pipelines.pacs import series_modality
+
     files = {
         uid: tuple(RetrievedFile(name, data, hashlib.sha256(data).hexdigest()) for name, data in items)
         for uid, items in series.items()
+        if series_modality(items) not in NOT_IMAGES
     }
+    if not files:
+        raise ReviewError("This study holds no images (only reports or segmentations): nothing to review in it.")
     if RADIOGRAPHS & set(row.modalities):
-        # The study's first radiograph (a PA and a lateral come as two studies' worth of choices later).
-        first = next(iter(files.values()))[0]
-        st.session_state[PACS_OPENED] = OpenedStudy("radiograph", (first,), row)
-        st.session_state[PACS_TO_PAGE] = REVIEW_PAGE
-    else:
-        # The series with the most images: the volume (a localiser or a SEG is a handful of files).
-        biggest = max(files.values(), key=len)
-        st.session_state[PACS_OPENED] = OpenedStudy("volume", biggest, row)
-        st.session_state[VOLUME_TASK] = CT_TASK if "CT" in row.modalities else MASK_TASK
-        st.session_state[PACS_TO_PAGE] = VOLUME_PAGE
-    log.info("Opened a PACS study for review: %d series retrieved", len(files))
+        return OpenedStudy("radiograph", (next(iter(files.values()))[0],), row)
+    return OpenedStudy("volume", max(files.values(), key=len), row)
 
 
 def opened(kind: str) -> OpenedStudy | None:

@@ -162,6 +162,16 @@ def test_each_readers_sr_and_the_seg_of_a_real_ct_case(site: Path) -> None:
     bo = pydicom.dcmread(folder / f"case{case_id}-sr-dr-bo.dcm")
     assert _groups(bo)["PURPLE"]["Reader verdict"] == "unsure" and "Reader verdict" not in _groups(bo)["GREEN"]
 
+    # Pictures for viewers that show neither: each structure's mask on its middle axial slice.
+    code, [pictures] = run("export", "--case", str(case_id), "--sc", str(site / "sc"), "--json")
+    assert code == 0, pictures
+    captures = sorted((site / "sc").iterdir())
+    assert len(captures) == 5 and dciodvfy_errors(captures[0]) == []
+    first = pydicom.dcmread(captures[0])
+    assert first.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and first.StudyInstanceUID == seg.StudyInstanceUID
+    assert first.PatientID == volume.patient_key and first.pixel_array.shape[2] == 3
+    assert {pydicom.dcmread(c).ImageComments.split(":")[0] for c in captures} == set(segment_of)
+
     # One file for two readers is refused with what to do; --reader picks one.
     code, [refused] = run("export", "--case", str(case_id), "--sr", str(site / "one.dcm"), "--json")
     assert code == 2 and "Dr Ada, Dr Bo" in refused["error"] and "--reader" in refused["error"]
@@ -172,7 +182,7 @@ def test_each_readers_sr_and_the_seg_of_a_real_ct_case(site: Path) -> None:
         from sqlalchemy import text
 
         exports = session.execute(text("SELECT kind, case_id FROM audit_events WHERE kind = 'export_made'")).all()
-    assert len(exports) == 4 and {case for _, case in exports} == {case_id}  # 3 files, then 1
+    assert len(exports) == 9 and {case for _, case in exports} == {case_id}  # 3 files, 5 pictures, then 1
 
 
 def test_a_chest_x_ray_case_reports_scores_bands_and_the_untrained_label(site: Path) -> None:
@@ -292,3 +302,43 @@ def test_the_case_goes_to_a_real_pacs_once_and_a_pacs_that_is_down_loses_nothing
     # Sending again stores nothing twice: the objects' UIDs derive from what they hold.
     code, _ = run("export", "--case", str(case_id), "--stow", "--json")
     assert code == 0 and pacs.get("/statistics")["CountInstances"] == 3
+
+
+def test_a_radiographs_heatmaps_go_as_pictures_labelled_untrained(site: Path) -> None:
+    """The real SIIM film analysed and kept as the review page does; each positive or critical
+    finding's Grad-CAM over the whole film becomes a secondary capture in the film's own study."""
+    from core.deid import load_or_create_key
+    from core.settings import load_settings
+    from inference.images.bands import load_band_config
+    from inference.images.ingest import load_image
+    from inference.models.loader import load_model
+    from inference.models.registry import CXR_DENSENET
+    from pipelines.analyze import analyze
+    from storage import repository
+    from storage.image_store import ImageStore
+
+    require_samples()
+    settings = load_settings()
+    film = SAMPLES / "cxr" / "siim_sample.dcm"
+    image = load_image(
+        film.read_bytes(),
+        film.name,
+        max_bytes=10**8,
+        max_pixels=10**8,
+        hash_key=load_or_create_key(settings.patient_key_file),
+    )
+    loaded = load_model(CXR_DENSENET, settings, allow_untrained=True)
+    analysis = analyze(loaded, image, load_band_config(settings.bands_file))
+    ImageStore(settings.image_store_dir, settings.image_retention_days).put_image(image)
+    with _sessions().begin() as session:
+        case_id = repository.store_analysis(session, image.facts, analysis.prediction, "Grad-CAM").case_id
+    code, [result] = run("export", "--case", str(case_id), "--sc", str(site / "sc"), "--json")
+    assert code == 0, result
+    positive = [f for f in analysis.prediction.findings if f.band.value in ("positive", "critical")]
+    captures = sorted((site / "sc").iterdir())
+    assert positive and len(captures) == min(len(positive), 6)  # the top-ranked six at most
+    assert dciodvfy_errors(captures[0]) == []
+    picture = pydicom.dcmread(captures[0])
+    assert picture.StudyInstanceUID == pydicom.dcmread(film).StudyInstanceUID  # filed with the film
+    assert picture.SeriesDescription.endswith("untrained: meaningless") and "Grad-CAM for" in picture.ImageComments
+    assert list(picture.PatientOrientation) == ["L", "F"]
