@@ -74,17 +74,12 @@ def _mask_captures(run: SegmentationRunRecord, store: ImageStore, study_uid: str
         _, picture = render_pair(image, mask, table, MASK_OPACITY, size, orientation_marks("Axial"))
         if not run.trained:
             picture = with_banner(picture)
-        capture = secondary_capture(
-            picture,
-            study_uid=study_uid,
-            patient_key=run.facts.patient_key,
-            description=f"AI masks run {run.run_id}" + ("" if run.trained else " untrained: meaningless"),
-            identity=(f"run-{run.run_id}", run.facts.input_sha256, run.label_map_sha256, structure.name),
-            instance_number=number,
-        )
-        capture.ImageComments = (
+        comment = (
             f"{structure.name}: {structure.volume_ml:.2f} mL, axial slice {index + 1} of {volume.shape[2]} "
             f"(run {run.run_id}, {run.model_id})"
+        )
+        capture = _capture(
+            run, study_uid, picture, "masks", (run.label_map_sha256, structure.name), number, comment, ("L", "P")
         )
         captures.append(capture)
     return captures
@@ -115,18 +110,37 @@ def _heatmap_captures(
         _, picture = whole_image_overlay(
             image.pixels, analysis.gradcam.map_for(finding.label), "jet", 0.45, trained=run.trained
         )
-        capture = secondary_capture(
-            picture,
-            study_uid=study_uid,
-            patient_key=run.facts.patient_key,
-            description=f"AI heatmaps run {run.run_id}" + ("" if run.trained else " untrained: meaningless"),
-            identity=(f"run-{run.run_id}", run.facts.input_sha256, run.weights_sha256, finding.label),
-            instance_number=number,
-            orientation=("L", "F"),  # a frontal radiograph as shown: the patient's left on the right, feet down
-        )
-        capture.ImageComments = (
+        comment = (
             f"Grad-CAM for {finding.label}: score {finding.score:.3f}, {finding.band.value} (run {run.run_id}, "
             f"{run.model_id}); where the model looked, not where disease is"
         )
+        # A frontal radiograph as shown: the patient's left on the right, the feet down.
+        capture = _capture(
+            run, study_uid, picture, "heatmaps", (run.weights_sha256, finding.label), number, comment, ("L", "F")
+        )
         captures.append(capture)
     return captures
+
+
+def _capture(
+    run: RunRecord,
+    study_uid: str,
+    picture: np.ndarray,
+    what: str,
+    identity: tuple[str, ...],
+    number: int,
+    comment: str,
+    orientation: tuple[str, str],
+) -> Dataset:
+    """One picture of ``run`` as a secondary capture in the run's series, its comment saying what it shows."""
+    capture = secondary_capture(
+        picture,
+        study_uid=study_uid,
+        patient_key=run.facts.patient_key,
+        description=f"AI {what} run {run.run_id}" + ("" if run.trained else " untrained: meaningless"),
+        identity=(f"run-{run.run_id}", run.facts.input_sha256, *identity),
+        instance_number=number,
+        orientation=orientation,
+    )
+    capture.ImageComments = comment
+    return capture

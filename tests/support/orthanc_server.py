@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support import free_port
 
 START_TIMEOUT_S = 60
 PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -51,12 +52,6 @@ def _auth() -> dict[str, str]:
     return {"Authorization": "Basic " + b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def start() -> OrthancServer:
     """Starts Orthanc, or skips (fails where REQUIRE_ORTHANC=1, in CI) when it is not installed."""
     binary = shutil.which("Orthanc")
@@ -66,7 +61,7 @@ def start() -> OrthancServer:
             pytest.fail(message)
         pytest.skip(message)
     folder = Path(tempfile.mkdtemp(prefix="review-orthanc-"))
-    port = _free_port()
+    port = free_port()
     config = {
         "Name": "review-test-pacs",
         "StorageDirectory": str(folder / "storage"),

@@ -12,13 +12,14 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support import free_port
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,6 @@ def find_bin_dir() -> Path | None:
             version = re.findall(r"\d+", bin_dir.parent.name)
             candidates.append((tuple(int(v) for v in version), bin_dir))
     return max(candidates)[1] if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _server_account() -> pwd.struct_passwd | None:
@@ -151,7 +146,7 @@ def start_server() -> PostgresServer:
     root = Path(tempfile.mkdtemp(prefix="review-pg-"))
     if account is not None:
         os.chown(root, account.pw_uid, account.pw_gid)
-    server = PostgresServer(bin_dir=bin_dir, root=root, port=_free_port(), account=account)
+    server = PostgresServer(bin_dir=bin_dir, root=root, port=free_port(), account=account)
     try:
         server.start()
     except BaseException:

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support import free_port
+
 START_TIMEOUT_S = 30
 
 
@@ -36,18 +38,12 @@ class RedisServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def start() -> RedisServer:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RedisUnavailable("redis-server not found (apt-get install redis-server)")
     folder = Path(tempfile.mkdtemp(prefix="review-redis-"))
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
         stdout=(folder / "redis.log").open("w"),
