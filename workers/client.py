@@ -29,6 +29,8 @@ Resolver = Callable[[dict], Any]  # a job's answer ({"run_id": ...}) -> what the
 _PREFIX = "review:job:"
 _POLL_S = 0.25
 _PING_EVERY_S = 10.0
+_ASK_WORKER_EVERY_S = 2.0
+_SILENT_LIMIT_FACTOR = 6  # a running job silent for this many stall periods is lost, its worker alive or not
 
 
 def segmentation_payload(inputs, model_id: str, weights_sha256: str, trained: bool, facts, actor: str | None) -> dict:
@@ -94,7 +96,12 @@ class RemoteJob:
         elif self._state in ("STARTED", "PROGRESS", "RETRY"):
             beat = self._info.get("beat") if isinstance(self._info, dict) else None
             silent = time.time() - (beat or self._state_since)
-            if silent > self._stall_s:
+            worker = self._info.get("worker") if isinstance(self._info, dict) else None
+            # A worker that still answers is busy, not gone (on a loaded machine a beat can come late),
+            # up to a limit: a job silent for much longer is reported whatever its worker says.
+            if silent > self._stall_s and not (
+                silent < _SILENT_LIMIT_FACTOR * self._stall_s and worker and self._jobs.worker_answers(worker)
+            ):
                 self._error = (
                     f"The worker running this job stopped: no sign of life for {silent:.0f} s. Nothing was stored "
                     "for it; start it again."
@@ -161,6 +168,7 @@ class RemoteJobs:
         self._stall_s = float(settings.worker_stall_s)
         self._pinged_at = 0.0
         self._alive = True
+        self._answers: dict[str, tuple[float, bool]] = {}  # worker -> (when asked, whether it answered)
 
     def _resolver(self, key: str) -> Resolver:
         kind = key.split(":", 1)[0]
@@ -261,6 +269,21 @@ class RemoteJobs:
             "allow_untrained": not trained,
         }
         return self.submit(key, CLASSIFY_VOLUME, payload)
+
+    def worker_answers(self, worker: str) -> bool:
+        """Whether the worker named ``worker`` (the one running a job) answers a ping (asked at
+        most every 2 s per worker; the first answer ends the wait)."""
+        now = time.monotonic()
+        asked_at, answered = self._answers.get(worker, (0.0, False))
+        if now - asked_at < _ASK_WORKER_EVERY_S:
+            return answered
+        try:
+            answered = bool(self._app.control.ping(destination=[worker], timeout=0.5, limit=1))
+        except (OSError, KombuOperationalError, RedisError) as exc:  # the broker unreachable: no answer
+            log.warning("Could not ping worker %s: %s", worker, exc)
+            answered = False
+        self._answers[worker] = (now, answered)
+        return answered
 
     def workers_alive(self) -> bool:
         """Whether any worker answers a ping (asked at most every 10 s)."""

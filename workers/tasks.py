@@ -100,7 +100,14 @@ class Heartbeat:
         self._task = task
         self._task_id = task.request.id  # the request is per thread: the heartbeat thread has none
         self._every_s = every_s
-        self._state: dict = {"progress": 0.0, "message": "starting", "pid": os.getpid()}
+        # The worker's name: a client that hears no beat for a while asks that worker whether it is
+        # still there before it calls the job lost (a busy machine can delay a beat).
+        self._state: dict = {
+            "progress": 0.0,
+            "message": "starting",
+            "pid": os.getpid(),
+            "worker": str(getattr(task.request, "hostname", "") or ""),
+        }
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="job-heartbeat", daemon=True)
 

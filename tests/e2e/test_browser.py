@@ -30,9 +30,15 @@ def _shot(page, name: str) -> None:
 
 
 def _sign(page, name: str) -> None:
+    """Type the reviewer's name and wait until the page has applied it: a file dropped while that
+    rerun is under way could be lost with the run it interrupted (one CI run lost a radiograph so)."""
+    from playwright.sync_api import expect
+
     box = page.get_by_role("textbox", name="Reviewer name")
     box.fill(name)
     box.press("Enter")
+    expect(page.get_by_text("Press Enter to apply")).to_have_count(0)
+    settled(page)
 
 
 def test_upload_agree_reload_and_the_verdict_is_kept(shared_server, tmp_path: Path) -> None:
