@@ -1,6 +1,7 @@
-"""A stored case as DICOM for PACS: one SR (TID 1500) per reader, and the DICOM SEG of each
-segmentation run whose volume and label map are kept. The CLI's ``export`` and (later) the
-send-to-PACS button both build them here, from the database and the image store alone."""
+"""A stored case as DICOM for PACS: one SR (TID 1500) per reader, the DICOM SEG of each
+segmentation run whose volume and label map are kept, and (when asked) secondary captures. The
+CLI's ``export`` and the case page's download and send-to-PACS buttons all build them here, from
+the database and the image store alone."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from core.errors import ReviewError
 from core.settings import Settings
 from core.types import ModelIdentity
 from inference.dicom_out.common import derived_uid
-from inference.dicom_out.seg import seg_dataset, segment_numbers, stand_in_source
+from inference.dicom_out.seg import seg_dataset, segment_numbers
 from inference.dicom_out.sr import CaseReport, ReaderVerdict, ReportedFindings, ReportedStructures, case_report_sr
 from inference.volume.types import MultiChannelVolume
 from pipelines.captures import case_captures
@@ -36,14 +37,13 @@ class CaseNotFound(ReviewError):
 
 @dataclass(frozen=True)
 class CaseExport:
-    """What a case gives PACS: the SRs by reader name, and the SEGs by run id (pydicom Datasets)."""
+    """What a case gives PACS: the SRs by reader name, the SEGs by run id, and the secondary
+    captures when asked for (pydicom Datasets)."""
 
     case_id: int
     srs: dict[str, Dataset]
     segs: dict[int, Dataset]
-    readers: tuple[str, ...]  # every reader with a verdict on the case, by name
-    study_uid: str
-    captures: tuple[Dataset, ...] = ()  # secondary captures (heatmaps, masks), when asked for
+    captures: tuple[Dataset, ...] = ()
 
 
 def export_case(
@@ -98,7 +98,7 @@ def export_case(
         )
         srs[report.reader] = case_report_sr(report)
     captures = tuple(case_captures(runs, store, pictures, study_uid)) if pictures is not None else ()
-    return CaseExport(case_id, srs, segs, tuple(names.get(key, key) for key in sorted(by_reader)), study_uid, captures)
+    return CaseExport(case_id, srs, segs, captures)
 
 
 def _segmentations(store: ImageStore | None, runs) -> tuple[dict[int, Dataset], dict[int, dict[int, int]], str | None]:
@@ -118,7 +118,7 @@ def _segmentations(store: ImageStore | None, runs) -> tuple[dict[int, Dataset], 
         volume = inputs.reference if isinstance(inputs, MultiChannelVolume) else inputs
         segs[run.run_id] = seg_dataset(volume, segmentation)
         numbers[run.run_id] = segment_numbers(segmentation.label_map)
-        study_uid = (volume.dicom_source or stand_in_source(volume)).study_instance_uid
+        study_uid = str(segs[run.run_id].StudyInstanceUID)
     return segs, numbers, study_uid
 
 

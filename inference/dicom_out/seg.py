@@ -58,7 +58,9 @@ def seg_dataset(volume: Volume, segmentation: Segmentation):
     labels = [info for info in label_map.labels if info.value > 0]
     if not labels:
         raise SegExportError("The segmentation has no structures, so there is no DICOM SEG to write.")
-    source = volume.dicom_source or stand_in_source(volume)
+    # The label map in the file's own orientation: frames along its slice axis, as stored.
+    data, affine = to_original_orientation(np.asarray(label_map.data), label_map.affine, volume.original_axcodes)
+    source = volume.dicom_source or _stand_in_source(volume, data.shape, affine)
     if not source.frame_of_reference_uid:  # an export that left it out; a SEG must have one
         source = dataclasses.replace(
             source, frame_of_reference_uid=derived_uid("frame-of-reference", source.series_instance_uid)
@@ -67,7 +69,6 @@ def seg_dataset(volume: Volume, segmentation: Segmentation):
     numbering = np.zeros(max(int(np.asarray(label_map.data).max(initial=0)), labels[-1].value) + 1, dtype=np.uint16)
     for value, number in numbers.items():
         numbering[value] = number
-    data, affine = to_original_orientation(np.asarray(label_map.data), label_map.affine, volume.original_axcodes)
     segments = numbering[data].astype(np.uint8 if len(labels) < 256 else np.uint16)
     # Frames along the file's slice axis (rows j, columns i), as the source slices were stored.
     frames = np.ascontiguousarray(segments.transpose(2, 1, 0))
@@ -174,31 +175,30 @@ def write_seg(path: Path, volume: Volume, segmentation: Segmentation) -> Path:
         raise SegExportError(str(exc)) from None
 
 
-def stand_in_source(volume: Volume) -> DicomSource:
-    """For a volume without a DICOM source (NIfTI): axial slices along the canonical grid's third
-    axis, with UIDs derived from the volume's sha256, so the SEG has a frame of reference to sit in."""
-    affine = np.asarray(volume.affine, dtype=np.float64)
+def _stand_in_source(volume: Volume, shape: tuple[int, ...], original: np.ndarray) -> DicomSource:
+    """For a volume without a DICOM source (NIfTI): its slices as stored (``shape`` and affine
+    ``original`` in the file's own orientation), with UIDs derived from the volume's sha256, so the
+    SEG has a frame of reference to sit in."""
     to_lps = np.array([-1.0, -1.0, 1.0])
-    # In the file's own orientation, as seg_dataset lays out the frames.
-    data, original = to_original_orientation(np.zeros(volume.shape, dtype=np.uint8), affine, volume.original_axcodes)
-    columns_step, rows_step, slice_step = (original[:3, axis] * to_lps for axis in range(3))
-    corner = original[:3, 3] * to_lps
+    columns_step, rows_step, slice_step = (np.asarray(original)[:3, axis] * to_lps for axis in range(3))
+    corner = np.asarray(original)[:3, 3] * to_lps
     spacing = (float(np.linalg.norm(rows_step)), float(np.linalg.norm(columns_step)))
     sha = volume.input_sha256
     modality = volume.modality if volume.modality in STORAGE_CLASSES else "OT"
+    slices = range(int(shape[2]))
     return DicomSource(
         study_instance_uid=derived_uid("study", sha),
         series_instance_uid=derived_uid("series", sha),
         frame_of_reference_uid=derived_uid("frame-of-reference", sha),
         sop_class_uid=STORAGE_CLASSES.get(modality, SECONDARY_CAPTURE),
         modality=modality,
-        sop_instance_uids=tuple(derived_uid("slice", sha, str(k)) for k in range(data.shape[2])),
-        frame_numbers=(0,) * data.shape[2],
-        positions_lps=tuple(tuple(float(v) for v in corner + k * slice_step) for k in range(data.shape[2])),  # type: ignore[misc]
+        sop_instance_uids=tuple(derived_uid("slice", sha, str(k)) for k in slices),
+        frame_numbers=(0,) * len(slices),
+        positions_lps=tuple(tuple(float(v) for v in corner + k * slice_step) for k in slices),  # type: ignore[misc]
         orientation=tuple(float(v) for v in (*(columns_step / spacing[1]), *(rows_step / spacing[0]))),
         pixel_spacing=spacing,
-        rows=int(data.shape[1]),
-        columns=int(data.shape[0]),
+        rows=int(shape[1]),
+        columns=int(shape[0]),
     )
 
 
