@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from core.vocabulary import Band, Verdict
-from storage.reporting import VerdictFact
+from storage.reporting import StructureVerdictFact, VerdictFact
 
 CATEGORIES: tuple[str, ...] = tuple(Verdict)
 AI_PRESENT = frozenset({Band.POSITIVE, Band.CRITICAL})
@@ -56,14 +57,22 @@ def cohen_kappa(first: Sequence[str], second: Sequence[str], categories: Sequenc
 
 
 @dataclass(frozen=True)
-class FindingAgreement:
-    finding: str
+class ItemAgreement:
+    """Agreement on one finding, or one structure of one source's masks."""
+
+    item: str
     verdicts: int
-    agree_rate: float | None  # share of "agree" among agree + disagree
+    agree_rate: float | None  # share of "agree" among agree + disagree: readers with the AI
     readers: int
     shared_items: int  # runs read by every one of those readers
-    kappa: float | None  # Fleiss' kappa between readers over the shared items
+    kappa: float | None  # Cohen's (2 readers) or Fleiss' kappa between readers over the shared items
     kappa_kind: str
+
+
+class _Rated(Protocol):
+    run_id: int
+    reviewer: str
+    verdict: Verdict
 
 
 def reader_implied_presence(fact: VerdictFact) -> bool | None:
@@ -74,30 +83,43 @@ def reader_implied_presence(fact: VerdictFact) -> bool | None:
     return ai_present if fact.verdict == Verdict.AGREE else not ai_present
 
 
-def per_finding(facts: Iterable[VerdictFact]) -> list[FindingAgreement]:
+def _agreement(item: str, rows: Sequence[_Rated]) -> ItemAgreement:
+    decided = [r for r in rows if r.verdict != Verdict.UNSURE]
+    agree_rate = sum(r.verdict == Verdict.AGREE for r in decided) / len(decided) if decided else None
+    ratings: dict[int, dict[str, str]] = defaultdict(dict)
+    for r in rows:
+        ratings[r.run_id][r.reviewer] = r.verdict
+    readers = sorted({r.reviewer for r in rows})
+    shared = [run for run, by_reader in ratings.items() if set(readers) <= set(by_reader)]
+    kappa, kind = None, "needs 2 or more readers on 2 or more cases"
+    if len(readers) >= 2 and len(shared) >= 2:
+        items = [[ratings[run][reader] for reader in readers] for run in shared]
+        if len(readers) == 2:
+            kappa, kind = cohen_kappa([i[0] for i in items], [i[1] for i in items]), "Cohen's kappa"
+        else:
+            kappa, kind = fleiss_kappa(items), "Fleiss' kappa"
+        if kappa is None:
+            kind = "undefined: every verdict was the same"
+    return ItemAgreement(item, len(rows), agree_rate, len(readers), len(shared), kappa, kind)
+
+
+def per_finding(facts: Iterable[VerdictFact]) -> list[ItemAgreement]:
     by_finding: dict[str, list[VerdictFact]] = defaultdict(list)
     for fact in facts:
         by_finding[fact.finding].append(fact)
-    results = []
-    for finding, rows in sorted(by_finding.items()):
-        decided = [r for r in rows if r.verdict != Verdict.UNSURE]
-        agree_rate = sum(r.verdict == Verdict.AGREE for r in decided) / len(decided) if decided else None
-        ratings: dict[int, dict[str, str]] = defaultdict(dict)
-        for r in rows:
-            ratings[r.run_id][r.reviewer] = r.verdict
-        readers = sorted({r.reviewer for r in rows})
-        shared = [run for run, by_reader in ratings.items() if set(readers) <= set(by_reader)]
-        kappa, kind = None, "needs 2 or more readers on 2 or more cases"
-        if len(readers) >= 2 and len(shared) >= 2:
-            items = [[ratings[run][reader] for reader in readers] for run in shared]
-            if len(readers) == 2:
-                kappa, kind = cohen_kappa([i[0] for i in items], [i[1] for i in items]), "Cohen's kappa"
-            else:
-                kappa, kind = fleiss_kappa(items), "Fleiss' kappa"
-            if kappa is None:
-                kind = "undefined: every verdict was the same"
-        results.append(FindingAgreement(finding, len(rows), agree_rate, len(readers), len(shared), kappa, kind))
-    return results
+    return [_agreement(finding, rows) for finding, rows in sorted(by_finding.items())]
+
+
+def per_structure(facts: Iterable[StructureVerdictFact]) -> dict[str, list[ItemAgreement]]:
+    """Masks' source (a model's id, or "uploaded-mask") -> agreement on each of its structures, by
+    name: the same name from two sources is two structures (the readers judged different masks)."""
+    by_source: dict[str, dict[str, list[StructureVerdictFact]]] = defaultdict(lambda: defaultdict(list))
+    for fact in facts:
+        by_source[fact.model_id][fact.structure].append(fact)
+    return {
+        source: [_agreement(name, rows) for name, rows in sorted(structures.items())]
+        for source, structures in sorted(by_source.items())
+    }
 
 
 def confusion(facts: Iterable[VerdictFact]) -> dict[str, Counter]:

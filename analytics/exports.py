@@ -13,14 +13,15 @@ import functools
 import io
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import jinja2
 
+from core.vocabulary import RunKind
 from storage.reporting import StructureVerdictFact, VerdictFact, entry_numbers
-from storage.repository import ClassificationRunRecord, NoteRecord, VerdictRecord
+from storage.repository import ClassificationRunRecord, NoteRecord, RunRecord, SegmentationRunRecord, VerdictRecord
 
 DISCLAIMER = "Research and demonstration tool, not a cleared medical device."
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -52,8 +53,38 @@ def structure_verdicts_csv(facts: Sequence[StructureVerdictFact]) -> bytes:
     return _facts_csv(facts, list(StructureVerdictFact.__dataclass_fields__))
 
 
+def _kind_fields(run: RunRecord) -> dict:
+    """What a run of its kind showed the reader: findings with their bands, or structures with
+    their volumes and the label map they were measured on."""
+    if isinstance(run, ClassificationRunRecord):
+        return {
+            "bands_version": run.bands_version,
+            "thresholds": run.thresholds,
+            "findings": [{"label": f.label, "score": f.score, "band": f.band.value} for f in run.findings],
+        }
+    if isinstance(run, SegmentationRunRecord):
+        return {
+            "label_map_sha256": run.label_map_sha256,
+            "shape": list(run.shape),
+            "spacing_mm": list(run.spacing),
+            "params": run.params,
+            "structures": [
+                {
+                    "name": s.name,
+                    "label_values": list(s.values),
+                    "voxels": s.voxels,
+                    "volume_ml": s.volume_ml,
+                    "longest_axial_diameter_mm": s.max_axial_extent_mm,
+                    "axial_slices": [s.axial_first, s.axial_last] if s.axial_first is not None else None,
+                }
+                for s in run.structures
+            ],
+        }
+    raise TypeError(f"no export for a run of kind {run.kind.value}")
+
+
 def _run_dict(
-    run: ClassificationRunRecord,
+    run: RunRecord,
     verdicts: Sequence[VerdictRecord],
     notes: Sequence[NoteRecord],
     names: Mapping[str, str],
@@ -61,28 +92,27 @@ def _run_dict(
     # Entries numbered per reviewer within the run (storage.reporting.entry_numbers).
     numbers = entry_numbers((v.verdict_id, v.reviewer) for v in verdicts)
     note_numbers = entry_numbers((n.note_id, n.reviewer) for n in notes)
+    item = "finding" if run.kind is RunKind.CLASSIFICATION else "structure"
     return {
         "run_id": run.run_id,
         "case_id": run.case_id,
+        "kind": run.kind.value,
         "input_sha256": run.facts.input_sha256,
         "modality": run.facts.modality,
         "patient_key": run.facts.patient_key,
         "model": {"id": run.model_id, "weights_sha256": run.weights_sha256, "trained": run.trained},
-        "bands_version": run.bands_version,
-        "thresholds": run.thresholds,
         "device": run.device,
         "analysed_at": run.created_at.isoformat(),
-        "findings": [{"label": f.label, "score": f.score, "band": f.band.value} for f in run.findings],
+        **_kind_fields(run),
         "verdicts": [
             {
                 "entry": numbers[v.verdict_id],
-                "finding": v.item,
+                item: v.item,
                 "verdict": v.verdict.value,
-                "reader_label": v.reader_label,
+                **({"reader_label": v.reader_label, "heatmap_method": v.cam_method} if item == "finding" else {}),
                 "note": v.note,
                 "reviewer": v.reviewer,
                 "reviewer_name": names.get(v.reviewer, v.reviewer),
-                "heatmap_method": v.cam_method,
                 "replaces_entry": numbers.get(v.supersedes_id) if v.supersedes_id else None,
                 "at": v.created_at.isoformat(),
             }
@@ -103,7 +133,7 @@ def _run_dict(
 
 
 def runs_json(
-    runs: Sequence[tuple[ClassificationRunRecord, Sequence[VerdictRecord], Sequence[NoteRecord]]],
+    runs: Sequence[tuple[RunRecord, Sequence[VerdictRecord], Sequence[NoteRecord]]],
     names: Mapping[str, str] | None = None,
     *,
     blinded_to: str | None = None,
@@ -130,26 +160,82 @@ def _templates() -> jinja2.Environment:
     )
 
 
-def _figure(data: bytes | None, caption: str, mime: str) -> dict[str, str] | None:
-    if not data:
-        return None
-    return {"caption": caption, "mime": mime, "base64": base64.b64encode(data).decode()}
+@dataclass(frozen=True)
+class Picture:
+    """A picture the report carries: its bytes, what it shows, and its type."""
+
+    data: bytes
+    caption: str
+    mime: str = "image/png"
+
+
+def _item_rows(run: RunRecord, current: Mapping[tuple[str, str], VerdictRecord], who) -> tuple[list[str], list[dict]]:
+    """The report's table: the run's findings (score, band) or structures (volume, diameter,
+    slices), each with the current verdicts on it. Returns (column names, rows)."""
+
+    def verdicts_on(item: str) -> list[str]:
+        return [
+            f"{who(v.reviewer)}: {v.verdict.value}"
+            + (f", it is {v.reader_label}" if v.reader_label else "")
+            + (f" ({v.note})" if v.note else "")
+            for (_, name), v in sorted(current.items())
+            if name == item
+        ]
+
+    if isinstance(run, ClassificationRunRecord):
+        untrained = "" if run.trained else " (untrained)"
+        return ["finding", "score", "band"], [
+            {"cells": [f.label, f"{f.score:.3f}{untrained}", f.band.value], "verdicts": verdicts_on(f.label)}
+            for f in run.ranked()
+        ]
+    if isinstance(run, SegmentationRunRecord):
+        return ["structure", "volume (mL)", "longest axial diameter (mm)", "axial slices"], [
+            {
+                "cells": [
+                    s.name,
+                    f"{s.volume_ml:.2f}",
+                    f"{s.max_axial_extent_mm:.1f}",
+                    f"{s.axial_first + 1}–{s.axial_last + 1}"
+                    if s.axial_first is not None and s.axial_last is not None
+                    else "absent",
+                ],
+                "verdicts": verdicts_on(s.name),
+            }
+            for s in run.structures
+        ]
+    raise TypeError(f"no report for a run of kind {run.kind.value}")
+
+
+def _details(run: RunRecord) -> list[str]:
+    """The line under the title: what produced the run, and with what."""
+    details = [f"Run {run.run_id}", f"analysed {run.created_at:%Y-%m-%d %H:%M} UTC"]
+    if run.kind is RunKind.UPLOADED_MASK:
+        details.append(f"masks uploaded from another tool (file sha256 {run.weights_sha256})")
+    else:
+        details += [f"model {run.model_id}", f"weights sha256 {run.weights_sha256}"]
+    if isinstance(run, ClassificationRunRecord):
+        details.append(f"bands version {run.bands_version}")
+    if isinstance(run, SegmentationRunRecord):
+        details += [
+            " x ".join(str(n) for n in run.shape) + " voxels of " + " x ".join(f"{v:g}" for v in run.spacing) + " mm",
+            f"label map sha256 {run.label_map_sha256}",
+        ]
+    return [*details, f"modality {run.facts.modality}"]
 
 
 def case_report_html(
-    run: ClassificationRunRecord,
+    run: RunRecord,
     verdicts: Sequence[VerdictRecord],
     notes: Sequence[NoteRecord],
     *,
-    image_png: bytes | None = None,
-    heatmap_jpeg: bytes | None = None,
-    heatmap_caption: str = "",
+    pictures: Sequence[Picture] = (),
     names: Mapping[str, str] | None = None,
     blinded: bool = False,
 ) -> bytes:
-    """A single HTML file a reviewer can open or attach: image, heatmap, findings, verdicts
-    (``templates/case_report.html``). ``blinded``: the verdicts given are one reader's own, and
-    the report says so."""
+    """A single HTML file a reviewer can open or attach (``templates/case_report.html``): the
+    pictures, the findings with their scores and bands or the structures with their volumes,
+    the current verdicts, notes and the verdict history. ``blinded``: the verdicts given are one
+    reader's own, and the report says so."""
     shown = names or {}
 
     def who(identity: str) -> str:
@@ -158,21 +244,14 @@ def case_report_html(
     current: dict[tuple[str, str], VerdictRecord] = {}
     for v in verdicts:
         current[(v.reviewer, v.item)] = v
-    findings = [
-        {
-            "label": f.label,
-            "score": f"{f.score:.3f}" + ("" if run.trained else " (untrained)"),
-            "band": f.band.value,
-            "verdicts": [
-                f"{who(v.reviewer)}: {v.verdict.value}"
-                + (f", it is {v.reader_label}" if v.reader_label else "")
-                + (f" ({v.note})" if v.note else "")
-                for (_, label), v in sorted(current.items())
-                if label == f.label
-            ],
-        }
-        for f in run.ranked()
-    ]
+    columns, rows = _item_rows(run, current, who)
+    segmentation = isinstance(run, SegmentationRunRecord)
+    if run.trained:
+        warning = None
+    elif segmentation:
+        warning = "UNTRAINED WEIGHTS: these masks and volumes are meaningless, for interface testing only."
+    else:
+        warning = "UNTRAINED WEIGHTS: scores are meaningless, for interface testing only."
     history = [
         {
             "time": v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -183,23 +262,22 @@ def case_report_html(
         }
         for v in verdicts
     ]
-    figures = [
-        f
-        for f in (
-            _figure(image_png, "The whole image", "image/png"),
-            _figure(heatmap_jpeg, heatmap_caption, "image/jpeg"),
-        )
-        if f is not None
-    ]
     page = (
         _templates()
         .get_template("case_report.html")
         .render(
             run=run,
+            what="segmentation" if segmentation else "AI review",
+            details=_details(run),
             disclaimer=DISCLAIMER,
+            untrained_warning=warning,
             blinded=blinded,
-            figures=figures,
-            findings=findings,
+            figures=[
+                {"caption": p.caption, "mime": p.mime, "base64": base64.b64encode(p.data).decode()} for p in pictures
+            ],
+            item_noun="structure" if segmentation else "finding",
+            columns=columns,
+            rows=rows,
             case_notes=[{"who": who(n.reviewer), "text": n.note} for n in notes[-5:]],
             history=history,
             generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),

@@ -1,5 +1,6 @@
 """Agreement analytics for leads and stakeholders: how often readers agree with the AI and with
-each other. Runs on untrained weights are excluded unless asked for, and labelled when included."""
+each other, on findings and classes and on segmented structures, and the volumes the masks
+measure. Runs on untrained weights are excluded unless asked for, and labelled when included."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import plotly.express as px
 import streamlit as st
 
 from analytics import agreement, exports
+from core.vocabulary import RunKind
 from storage import reporting, repository
 from ui import database
 from ui.downloads import export_button
@@ -20,12 +22,15 @@ from ui.widgets.verdicts import exclusive_classes
 
 require_app_entry()
 
+UPLOADED = RunKind.UPLOADED_MASK.value  # the "model" of a mask uploaded from another tool
 CONFUSION_COLUMNS = (
     ((True, True), "AI present · reader present"),
     ((True, False), "AI present · reader absent"),
     ((False, True), "AI absent · reader present"),
     ((False, False), "AI absent · reader absent"),
 )
+# A box per structure is readable up to this many; the table below the chart has them all.
+MAX_BOXES = 40
 
 
 def agreement_table(facts) -> pd.DataFrame:
@@ -37,27 +42,54 @@ def agreement_table(facts) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["finding", *(name for _, name in CONFUSION_COLUMNS)])
 
 
+def source_name(model_id: str) -> str:
+    return "uploaded masks" if model_id == UPLOADED else model_id
+
+
+def _as_text(frame: pd.DataFrame, rate: str) -> pd.DataFrame:
+    """A missing rate or kappa reads "–" (the measure column says why), never "None" or "nan%"
+    (pandas holds a missing rate as NaN)."""
+    if frame.empty:
+        return frame
+    return frame.assign(
+        **{
+            rate: [f"{v:.0%}" if pd.notna(v) else "– (only unsure)" for v in frame[rate]],
+            "reader agreement": [f"{v:.2f}" if pd.notna(v) else "–" for v in frame["reader agreement"]],
+        }
+    )
+
+
 st.title("Analytics")
 st.caption("Current verdicts only (a changed verdict counts once, as it stands now).")
 
 today = datetime.now(UTC).date()
 filters = st.columns([2, 2, 2, 1.4])
 dates = filters[0].date_input("Verdicts between", (today - timedelta(days=90), today), key="an_dates")
+only = visible_reviewer()
 with database.transaction() as session:
     recorded = reporting.current_verdict_facts(session, include_untrained=True)
+    recorded_structures = reporting.current_structure_verdict_facts(session, reviewer=only)
+    measured = reporting.structure_volumes(session)
     windows = reporting.first_and_last_verdict_times(session)
     names = repository.reviewer_names(session)
 # In a demo every run is untrained: then the page starts with them included (and says so at the
 # top) rather than empty; once trained runs exist it starts with those alone.
-demo_only = bool(recorded) and not any(f.trained for f in recorded)
+trained = [r.trained for r in [*recorded, *recorded_structures, *measured]]
+demo_only = bool(trained) and not any(trained)
 include_untrained = filters[3].toggle("Include untrained runs", value=demo_only, key="an_untrained")
-everything = recorded if include_untrained else [f for f in recorded if f.trained]
-model = filters[1].selectbox("Model", ["all"] + sorted({f.model_id for f in everything}), key="an_model")
-only = visible_reviewer()
+everything, every_structure, every_volume = (
+    rows if include_untrained else [r for r in rows if r.trained] for rows in (recorded, recorded_structures, measured)
+)
+model = filters[1].selectbox(
+    "Model",
+    ["all"] + sorted({r.model_id for r in [*everything, *every_structure, *every_volume]}),
+    key="an_model",
+    format_func=source_name,
+)
 if only is None:
     reviewer = filters[2].selectbox(
         "Reviewer",
-        ["all"] + sorted({f.reviewer for f in everything}),
+        ["all"] + sorted({f.reviewer for f in [*everything, *every_structure]}),
         key="an_reviewer",
         format_func=lambda r: names.get(r, r),
     )
@@ -70,16 +102,23 @@ else:
 start, end = dates if isinstance(dates, tuple) and len(dates) == 2 else (dates, dates)
 since = datetime.combine(start, time.min, tzinfo=UTC)
 until = datetime.combine(end, time.min, tzinfo=UTC) + timedelta(days=1)
-facts = [
-    f
-    for f in everything
-    if since <= f.created_at < until
-    and (model == "all" or f.model_id == model)
-    and (reviewer == "all" or f.reviewer == reviewer)
-]
-if include_untrained and any(not f.trained for f in facts):
-    st.error("Includes verdicts on runs with UNTRAINED weights: those AI scores were meaningless.")
-if not facts:
+
+
+def _chosen(rows, by_reviewer: bool = True) -> list:
+    return [
+        r
+        for r in rows
+        if since <= r.created_at < until
+        and (model == "all" or r.model_id == model)
+        and (not by_reviewer or reviewer == "all" or r.reviewer == reviewer)
+    ]
+
+
+facts, structure_facts = _chosen(everything), _chosen(every_structure)
+volumes = _chosen(every_volume, by_reviewer=False)  # what the masks measure, reviewed or not: no reader's answer
+if include_untrained and any(not r.trained for r in [*facts, *structure_facts, *volumes]):
+    st.error("Includes runs with UNTRAINED weights: those AI scores and masks were meaningless.")
+if not facts and not structure_facts and not volumes:
     st.info(
         "No verdicts match these filters yet."
         + (
@@ -90,143 +129,222 @@ if not facts:
     )
     st.stop()
 
+judged = [*facts, *structure_facts]
 cases = {f.run_id for f in facts}
-readers = {f.reviewer for f in facts}
+segmentations = {f.run_id for f in structure_facts}
+readers = {f.reviewer for f in judged}
 metrics = st.columns(4)
-metrics[0].metric("Verdicts", len(facts))
-metrics[1].metric("Cases", len(cases))
+metrics[0].metric("Verdicts", len(judged))
+metrics[1].metric("Cases", len(cases) + len(segmentations))
 metrics[2].metric("Readers", len(readers))
-decided = [f for f in facts if f.verdict != "unsure"]
+# With the AI: an uploaded mask is someone's own, not the AI's.
+decided = [f for f in judged if f.verdict != "unsure" and f.model_id != UPLOADED]
 metrics[3].metric(
     "Agree with AI", f"{sum(f.verdict == 'agree' for f in decided) / len(decided):.0%}" if decided else "–"
 )
 
-per_finding = agreement.per_finding(facts)
-frame = pd.DataFrame(
-    [
-        {
-            "finding": a.finding,
-            "verdicts": a.verdicts,
-            "agree with AI": a.agree_rate,
-            "readers": a.readers,
-            "cases read by all": a.shared_items,
-            "reader agreement": a.kappa,
-            "measure": a.kappa_kind,
-        }
-        for a in per_finding
-    ]
-)
-st.subheader("Agreement per finding")
-chart = px.bar(
-    frame.dropna(subset=["agree with AI"]),
-    x="agree with AI",
-    y="finding",
-    orientation="h",
-    range_x=[0, 1.04],  # up to 100 % with room for a full bar (an axis ending at 1 showed its last tick at 0.8)
-    height=140 + 26 * len(frame),
-    labels={"agree with AI": "share of agree (agree + disagree)"},
-)
-chart.update_xaxes(tickformat=".0%", tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
-st.plotly_chart(chart, config={"displayModeBar": False})
-# Shown as text: a missing rate or kappa reads "–" (the measure column says why), never "None".
-shown = frame.assign(
-    **{
-        # pandas holds a missing rate as NaN, not None: "nan%" was shown.
-        "agree with AI": [f"{v:.0%}" if pd.notna(v) else "– (only unsure)" for v in frame["agree with AI"]],
-        "reader agreement": [f"{v:.2f}" if pd.notna(v) else "–" for v in frame["reader agreement"]],
-    }
-)
-st.dataframe(shown, hide_index=True)
 
-st.subheader("AI versus reader, per finding")
-st.caption(
-    "Verdicts counted by what the AI said (its band) and what the reader's verdict implies: agreeing with a "
-    "positive or critical band means present, disagreeing means absent; the reverse for a negative band. "
-    "Indeterminate and unsure are left out."
-)
-st.dataframe(agreement_table(facts), hide_index=True)
+def findings_section() -> None:
+    """Findings and classes: agreement per finding, AI against reader, bands and scores, pace."""
+    frame = pd.DataFrame(
+        [
+            {
+                "finding": a.item,
+                "verdicts": a.verdicts,
+                "agree with AI": a.agree_rate,
+                "readers": a.readers,
+                "cases read by all": a.shared_items,
+                "reader agreement": a.kappa,
+                "measure": a.kappa_kind,
+            }
+            for a in agreement.per_finding(facts)
+        ]
+    )
+    st.subheader("Agreement per finding")
+    chart = px.bar(
+        frame.dropna(subset=["agree with AI"]),
+        x="agree with AI",
+        y="finding",
+        orientation="h",
+        range_x=[0, 1.04],  # up to 100 % with room for a full bar (an axis ending at 1 showed its last tick at 0.8)
+        height=140 + 26 * len(frame),
+        labels={"agree with AI": "share of agree (agree + disagree)"},
+    )
+    chart.update_xaxes(tickformat=".0%", tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    st.plotly_chart(chart, config={"displayModeBar": False})
+    st.dataframe(_as_text(frame, "agree with AI"), hide_index=True)
 
-for model_id in sorted({f.model_id for f in facts}):
-    classes = exclusive_classes(model_id)
-    if not classes:
-        continue
-    columns, matrix = agreement.class_confusion([f for f in facts if f.model_id == model_id], classes)
-    st.subheader(f"AI versus reader: {model_id}")
+    st.subheader("AI versus reader, per finding")
     st.caption(
-        "Rows: the AI's answer (its highest class). Columns: the reader's reading of that answer: the same class "
-        "when they agreed, the class they named when they disagreed. One verdict per reader and case."
+        "Verdicts counted by what the AI said (its band) and what the reader's verdict implies: agreeing with a "
+        "positive or critical band means present, disagreeing means absent; the reverse for a negative band. "
+        "Indeterminate and unsure are left out."
     )
-    st.dataframe(
-        pd.DataFrame([[f"AI: {c}", *row] for c, row in zip(classes, matrix)], columns=["", *columns]),
-        hide_index=True,
-    )
+    st.dataframe(agreement_table(facts), hide_index=True)
 
-left, right = st.columns(2)
-bands = Counter(f.band.value for f in facts)
-left.plotly_chart(
-    px.bar(
-        x=list(bands),
-        y=list(bands.values()),
-        labels={"x": "AI band", "y": "verdicts"},
-        title="Band distribution of reviewed findings",
-    ),
-    config={"displayModeBar": False},
-)
-bins = agreement.agree_share_by_score_bin(facts)
-right.plotly_chart(
-    px.bar(
-        x=[f"{a:.1f}–{b:.1f}" for a, b, _n, _s in bins],
-        y=[s if s is not None else 0 for *_x, s in bins],
-        labels={"x": "calibrated score", "y": "share of agree"},
-        title="Agree share per score bin",
-        range_y=[0, 1],
-    ),
-    config={"displayModeBar": False},
-)
+    for model_id in sorted({f.model_id for f in facts}):
+        classes = exclusive_classes(model_id)
+        if not classes:
+            continue
+        columns, matrix = agreement.class_confusion([f for f in facts if f.model_id == model_id], classes)
+        st.subheader(f"AI versus reader: {model_id}")
+        st.caption(
+            "Rows: the AI's answer (its highest class). Columns: the reader's reading of that answer: the same class "
+            "when they agreed, the class they named when they disagreed. One verdict per reader and case."
+        )
+        st.dataframe(
+            pd.DataFrame([[f"AI: {c}", *row] for c, row in zip(classes, matrix)], columns=["", *columns]),
+            hide_index=True,
+        )
 
-per_day = Counter(f.created_at.date() for f in facts)
-left, right = st.columns(2)
-days = sorted(per_day)
-reviews_per_day = px.bar(
-    x=[d.isoformat() for d in days],
-    y=[per_day[d] for d in days],
-    labels={"x": "day (UTC)", "y": "verdicts"},
-    title="Reviews per day",
-)
-reviews_per_day.update_xaxes(type="category")
-left.plotly_chart(reviews_per_day, config={"displayModeBar": False})
-minutes = [
-    (last - first).total_seconds() / 60
-    for (run, who), (first, last) in windows.items()
-    if run in cases and who in readers
-]
-if minutes:
-    right.plotly_chart(
-        px.histogram(
-            x=minutes, nbins=20, labels={"x": "minutes from first to last verdict"}, title="Time per case and reader"
+    left, right = st.columns(2)
+    bands = Counter(f.band.value for f in facts)
+    left.plotly_chart(
+        px.bar(
+            x=list(bands),
+            y=list(bands.values()),
+            labels={"x": "AI band", "y": "verdicts"},
+            title="Band distribution of reviewed findings",
         ),
         config={"displayModeBar": False},
     )
+    bins = agreement.agree_share_by_score_bin(facts)
+    right.plotly_chart(
+        px.bar(
+            x=[f"{a:.1f}–{b:.1f}" for a, b, _n, _s in bins],
+            y=[s if s is not None else 0 for *_x, s in bins],
+            labels={"x": "calibrated score", "y": "share of agree"},
+            title="Agree share per score bin",
+            range_y=[0, 1],
+        ),
+        config={"displayModeBar": False},
+    )
+
+    per_day = Counter(f.created_at.date() for f in facts)
+    left, right = st.columns(2)
+    days = sorted(per_day)
+    reviews_per_day = px.bar(
+        x=[d.isoformat() for d in days],
+        y=[per_day[d] for d in days],
+        labels={"x": "day (UTC)", "y": "verdicts"},
+        title="Reviews per day",
+    )
+    reviews_per_day.update_xaxes(type="category")
+    left.plotly_chart(reviews_per_day, config={"displayModeBar": False})
+    minutes = [
+        (last - first).total_seconds() / 60
+        for (run, who), (first, last) in windows.items()
+        if run in cases and who in readers
+    ]
+    if minutes:
+        right.plotly_chart(
+            px.histogram(
+                x=minutes,
+                nbins=20,
+                labels={"x": "minutes from first to last verdict"},
+                title="Time per case and reader",
+            ),
+            config={"displayModeBar": False},
+        )
+
+
+def structures_section() -> None:
+    """Segmented structures: agreement per structure of each source's masks, and the volumes the
+    masks measure."""
+    if structure_facts:
+        st.subheader("Agreement per structure")
+        st.caption(
+            "A verdict on a structure says whether its mask is right. For a model's masks, agree is agreement "
+            "with the AI; uploaded masks are someone's own, so their rows say how often readers accepted them."
+        )
+        frame = pd.DataFrame(
+            [
+                {
+                    "masks from": source_name(source),
+                    "structure": a.item,
+                    "verdicts": a.verdicts,
+                    "agree with the mask": a.agree_rate,
+                    "readers": a.readers,
+                    "cases read by all": a.shared_items,
+                    "reader agreement": a.kappa,
+                    "measure": a.kappa_kind,
+                }
+                for source, rows in agreement.per_structure(structure_facts).items()
+                for a in rows
+            ]
+        )
+        st.dataframe(_as_text(frame, "agree with the mask"), hide_index=True)
+    if not volumes:
+        return
+    st.subheader("Volume per structure")
+    sources = sorted({v.model_id for v in volumes})
+    source = (
+        sources[0]
+        if len(sources) == 1
+        else st.selectbox("Masks from", sources, key="an_volume_source", format_func=source_name)
+    )
+    shown = [v for v in volumes if v.model_id == source]
+    table = pd.DataFrame(
+        [
+            {"structure": v.structure, "volume (mL)": v.volume_ml, "longest axial diameter (mm)": v.max_axial_extent_mm}
+            for v in shown
+        ]
+    )
+    per_structure = table.groupby("structure", sort=False)["volume (mL)"]
+    summary = pd.DataFrame(
+        {
+            "runs": per_structure.size(),
+            "absent (0 mL)": per_structure.apply(lambda s: int((s == 0).sum())),
+            "median (mL)": per_structure.median().round(2),
+            "lower quartile (mL)": per_structure.quantile(0.25).round(2),
+            "upper quartile (mL)": per_structure.quantile(0.75).round(2),
+            "smallest (mL)": per_structure.min().round(2),
+            "largest (mL)": per_structure.max().round(2),
+        }
+    ).reset_index()
+    boxed = summary.sort_values("median (mL)", ascending=False).head(MAX_BOXES)["structure"].tolist()
+    runs = len({v.run_id for v in shown})
+    chart = px.box(
+        table[table["structure"].isin(boxed)],
+        x="volume (mL)",
+        y="structure",
+        points="all",
+        orientation="h",
+        height=max(260, 160 + 32 * len(boxed)),
+        title=f"{source_name(source)}: volume per structure over {runs} run(s)",
+    )
+    st.plotly_chart(chart, config={"displayModeBar": False})
+    if len(summary) > len(boxed):
+        st.caption(
+            f"The chart shows the {len(boxed)} largest structures by median volume; the table has all {len(summary)}."
+        )
+    st.dataframe(summary, hide_index=True)
+
+
+if facts:
+    findings_section()
+if structure_facts or volumes:
+    structures_section()
 
 st.subheader("Exports")
 
 
 def _runs_json(session) -> bytes:
-    """Built only when the button is pressed: the runs behind these figures, with the history a
-    reader may see (their own) or the lead may see (everyone's)."""
+    """Built only when the button is pressed: the runs behind these figures (classifications and
+    segmentations), with the history a reader may see (their own) or the lead may see (everyone's)."""
     runs = [
         (
-            repository.get_run(session, run_id, repository.ClassificationRunRecord),
+            repository.get_run(session, run_id),
             repository.verdict_history(session, run_id, reviewer=only),
             repository.case_note_history(session, run_id, reviewer=only),
         )
-        for run_id in sorted(cases)
+        for run_id in sorted(cases | segmentations)
     ]
-    return exports.runs_json(runs, names, blinded_to=only)
+    return exports.runs_json([r for r in runs if r[0] is not None], names, blinded_to=only)
 
 
-left, right = st.columns(2)
-with left:
+buttons = st.columns(3)
+with buttons[0]:
     export_button(
         "Verdicts (CSV)",
         lambda session: exports.verdicts_csv(facts),
@@ -234,7 +352,15 @@ with left:
         mime="text/csv",
         kind="verdicts (CSV)",
     )
-with right:
+with buttons[1]:
+    export_button(
+        "Structure verdicts (CSV)",
+        lambda session: exports.structure_verdicts_csv(structure_facts),
+        file_name="structure-verdicts.csv",
+        mime="text/csv",
+        kind="structure verdicts (CSV)",
+    )
+with buttons[2]:
     export_button(
         "Runs and verdict history (JSON)",
         _runs_json,

@@ -8,13 +8,13 @@ from analytics import exports
 from inference.models.loader import LoadedModel
 from storage import reporting, repository
 from ui import database, models, resources, results
-from ui.downloads import export_button
 from ui.entry import require_app_entry
 from ui.identity import visible_reviewer
 from ui.session import audit_key, prior_key
 from ui.text import md_escape
 from ui.widgets import figures, image_viewer
 from ui.widgets.cam_viewer import cam_viewer
+from ui.widgets.case_report import case_report_button
 from ui.widgets.charts import band_legend_text, score_text, shap_waterfall
 from ui.widgets.dicom_exports import reader_sr_button
 from ui.widgets.next_case import next_unreviewed_button, reader_worklist
@@ -155,38 +155,22 @@ def _reading(run) -> None:
         classes=exclusive_classes(run.model_id),
     )
 
-    def report(session) -> bytes:
+    def pictures() -> list[exports.Picture]:
         """With the kept image, the report carries it and the Grad-CAM of the finding on screen."""
-        image_png = heatmap_jpeg = None
-        caption = ""
         pixels = results.kept_pixels(run.facts.input_sha256) if analysis is not None else None
-        if analysis is not None and pixels is not None:
-            # The whole film, not the model's square crop (a landscape film's chest wall was cut off).
-            grey, heat = whole_image_overlay(pixels, analysis.gradcam.map_for(label), "jet", 0.45, trained=run.trained)
-            image_png = png_bytes(grey)
-            heatmap_jpeg = jpeg_bytes(heat)
-            caption = f"Grad-CAM for {label} over the square the model sees" + (
-                "" if run.trained else " (untrained weights: meaningless)"
-            )
-        return exports.case_report_html(
-            run,
-            repository.verdict_history(session, run.run_id, reviewer=only),
-            repository.case_note_history(session, run.run_id, reviewer=only),
-            image_png=image_png,
-            heatmap_jpeg=heatmap_jpeg,
-            heatmap_caption=caption,
-            names=repository.reviewer_names(session),
-            blinded=only is not None,
+        if analysis is None or pixels is None:
+            return []
+        # The whole film, not the model's square crop (a landscape film's chest wall was cut off).
+        grey, heat = whole_image_overlay(pixels, analysis.gradcam.map_for(label), "jet", 0.45, trained=run.trained)
+        caption = f"Grad-CAM for {label} over the square the model sees" + (
+            "" if run.trained else " (untrained weights: meaningless)"
         )
+        return [
+            exports.Picture(png_bytes(grey), "The whole image"),
+            exports.Picture(jpeg_bytes(heat), caption, "image/jpeg"),
+        ]
 
-    export_button(
-        "Download case report (HTML)",
-        report,
-        file_name=f"case-{case_id}-report.html",
-        mime="text/html",
-        kind="case report (HTML)",
-        case_id=case_id,
-    )
+    case_report_button(run, pictures, "cases", f"case-{case_id}-report.html")
     reader_sr_button(case_id, run.run_id, scope="cases")
     _prior_comparison(run)
 

@@ -5,6 +5,7 @@ over the whole radiograph. An untrained model's pictures carry the red "untraine
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,7 +46,19 @@ def case_captures(runs: list[RunRecord], store: ImageStore | None, settings: Set
     return captures
 
 
-def _mask_captures(run: SegmentationRunRecord, store: ImageStore, study_uid: str) -> list[Dataset]:
+@dataclass(frozen=True)
+class MaskPicture:
+    """One structure's mask over its middle axial slice, as shown (RGB, the untrained band on it
+    when the masks are a model's untrained output), and what it shows."""
+
+    structure: str
+    rgb: np.ndarray
+    comment: str
+
+
+def mask_pictures(run: SegmentationRunRecord, store: ImageStore) -> list[MaskPicture]:
+    """Each structure of ``run`` with voxels, over its kept volume's middle axial slice of it, in
+    the run's order; none when the volume or label map is no longer kept."""
     from core.annotate import with_banner
     from inference.volume.slices import (
         colour_table,
@@ -64,9 +77,11 @@ def _mask_captures(run: SegmentationRunRecord, store: ImageStore, study_uid: str
     volume = inputs.reference if isinstance(inputs, MultiChannelVolume) else inputs
     level, width = CT_PRESETS["Soft tissue"] if volume.modality == "CT" else percentile_window(np.asarray(volume.data))
     label_map = segmentation.label_map
-    captures = []
-    for number, structure in enumerate((s for s in run.structures if s.axial_first is not None), start=1):
-        index = (int(structure.axial_first) + int(structure.axial_last)) // 2  # type: ignore[arg-type]
+    pictures = []
+    for structure in run.structures:
+        if structure.axial_first is None or structure.axial_last is None:
+            continue
+        index = (structure.axial_first + structure.axial_last) // 2
         image = window_to_uint8(oriented_slice(np.asarray(volume.data), "Axial", index), level, width)
         mask = oriented_slice(np.asarray(label_map.data), "Axial", index)
         size = display_size(image.shape, pixel_size_mm(volume.spacing_mm, "Axial"), WIDTH_PX)
@@ -78,11 +93,15 @@ def _mask_captures(run: SegmentationRunRecord, store: ImageStore, study_uid: str
             f"{structure.name}: {structure.volume_ml:.2f} mL, axial slice {index + 1} of {volume.shape[2]} "
             f"(run {run.run_id}, {run.model_id})"
         )
-        capture = _capture(
-            run, study_uid, picture, "masks", (run.label_map_sha256, structure.name), number, comment, ("L", "P")
-        )
-        captures.append(capture)
-    return captures
+        pictures.append(MaskPicture(structure.name, picture, comment))
+    return pictures
+
+
+def _mask_captures(run: SegmentationRunRecord, store: ImageStore, study_uid: str) -> list[Dataset]:
+    return [
+        _capture(run, study_uid, p.rgb, "masks", (run.label_map_sha256, p.structure), number, p.comment, ("L", "P"))
+        for number, p in enumerate(mask_pictures(run, store), start=1)
+    ]
 
 
 def _heatmap_captures(

@@ -282,6 +282,49 @@ def current_structure_verdict_facts(session: Session, reviewer: str | None = Non
     ]
 
 
+@dataclass(frozen=True)
+class StructureVolume:
+    """One measured structure of a segmentation or uploaded-mask run: what the volume
+    distributions are drawn from, reviewed or not."""
+
+    run_id: int
+    case_id: int
+    modality: str
+    model_id: str
+    trained: bool
+    kind: RunKind
+    structure: str
+    volume_ml: float
+    max_axial_extent_mm: float
+    created_at: datetime
+
+
+def structure_volumes(session: Session) -> list[StructureVolume]:
+    """Every structure of every segmentation and uploaded-mask run, oldest run first (one query)."""
+    rows = session.execute(
+        select(Run, RunStructure, Case.modality)
+        .join(RunStructure, RunStructure.run_id == Run.id)
+        .join(Case, Case.id == Run.case_id)
+        .where(Run.kind != CLASSIFICATION)
+        .order_by(Run.id, RunStructure.position)
+    ).all()
+    return [
+        StructureVolume(
+            run_id=run.id,
+            case_id=run.case_id,
+            modality=modality,
+            model_id=run.model_id,
+            trained=run.trained,
+            kind=RunKind(run.kind),
+            structure=structure.name,
+            volume_ml=structure.volume_ml,
+            max_axial_extent_mm=structure.max_axial_extent_mm,
+            created_at=_utc(run.created_at),
+        )
+        for run, structure, modality in rows
+    ]
+
+
 def first_and_last_verdict_times(session: Session) -> dict[tuple[int, str], tuple[datetime, datetime]]:
     """(classification run, reviewer) -> time of their first and last verdict entry: the reading
     time window."""

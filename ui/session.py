@@ -74,6 +74,11 @@ def dicom_sr_key(scope: str, run_id: int) -> str:
     return f"{scope}::dicom_sr::{run_id}"
 
 
+def case_report_key(scope: str, run_id: int) -> str:
+    """The "Download case report (HTML)" button of a segmentation run."""
+    return f"{scope}::case_report::{run_id}"
+
+
 def pacs_send_key(scope: str, run_id: int) -> str:
     """The "Send ... to PACS" button of a case."""
     return f"{scope}::pacs_send::{run_id}"

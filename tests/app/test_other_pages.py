@@ -138,7 +138,11 @@ def test_analytics_in_a_demo_starts_with_the_untrained_runs_labelled(untrained_e
         "AI absent · reader absent",
     ]
     assert int(ai_vs_reader.drop(columns="finding").to_numpy().sum()) == 1
-    assert [b.label for b in at.get("download_button")] == ["Verdicts (CSV)", "Runs and verdict history (JSON)"]
+    assert [b.label for b in at.get("download_button")] == [
+        "Verdicts (CSV)",
+        "Structure verdicts (CSV)",
+        "Runs and verdict history (JSON)",
+    ]
     at.toggle(key="an_untrained").set_value(False).run()
     assert "No verdicts match these filters yet." in texts(at)
 

@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import streamlit as st
 
+from analytics import exports
 from core.vocabulary import RunKind
 from inference.volume.case import reviewed_structures
 from inference.volume.types import MultiChannelVolume, Volume
+from pipelines.captures import mask_pictures
 from storage import repository
 from storage.reporting import SegmentationWorklistRow
 from ui import database, resources, results
 from ui.session import prior_volume_key
 from ui.text import md_escape
 from ui.widgets import image_viewer
+from ui.widgets.case_report import case_report_button
 from ui.widgets.dicom_exports import reader_sr_button
 from ui.widgets.prior import choose_prior, side_by_side
 from ui.widgets.segmentation_results import origin_label, segmentation_results, shown_channel
 from ui.widgets.structure_verdicts import masks_origin, measurement_rows, structure_history, structure_verdict_panel
 from ui.widgets.volume_viewer import masked_volume_scene, volume_viewer
+from xai.overlay import png_bytes
 
 
 def _masks_from(row: SegmentationWorklistRow | repository.SegmentationRunRecord) -> str:
@@ -78,17 +82,32 @@ def segmentation_case(run_id: int) -> None:
         shown = shown_channel(inputs, key=f"cases_channel::{run_id}")
         volume_viewer(shown, segmentation, origin_label(segmentation))
         reference = inputs.reference if isinstance(inputs, MultiChannelVolume) else inputs
-        segmentation_results(segmentation, reference, run.run_id, scope="cases")
-        reader_sr_button(run.case_id, run.run_id, scope="cases", masks=True)
+        segmentation_results(segmentation, reference, run.run_id, scope="cases", case_downloads=lambda: _downloads(run))
         _prior_comparison(run, _channel_index(inputs, shown))
         return
     # Without the kept volume the stored measurements still stand, and the verdicts can be given.
     measurements = reviewed_structures(run.structures)
     st.dataframe(measurement_rows(measurements), hide_index=True)
     structure_verdict_panel(run.run_id, measurements, masks_origin(run.model_id, run.trained), scope="cases")
-    reader_sr_button(run.case_id, run.run_id, scope="cases", masks=True)
+    _downloads(run)
     if st.toggle("Show the verdict history of this segmentation", key=f"cases::structure_history::{run_id}"):
         structure_history(run.run_id)
+
+
+def _downloads(run: repository.SegmentationRunRecord) -> None:
+    """The case report (HTML: each structure's mask on its middle slice, volumes, verdicts and
+    their history) and the reader's DICOM SR, side by side."""
+
+    def pictures() -> list[exports.Picture]:
+        store = resources.image_store()
+        shown = mask_pictures(run, store) if store is not None else []
+        return [exports.Picture(png_bytes(p.rgb), p.comment) for p in shown]
+
+    report_column, sr_column = st.columns(2)
+    with report_column:
+        case_report_button(run, pictures, "cases", f"case-{run.case_id}-segmentation-{run.run_id}-report.html")
+    with sr_column:
+        reader_sr_button(run.case_id, run.run_id, scope="cases", masks=True)
 
 
 def _channel_index(inputs: Volume | MultiChannelVolume, shown: Volume) -> int:

@@ -4,6 +4,8 @@ structure, a verdict on every structure and their history."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from inference.dicom_out.seg import seg_bytes
@@ -44,9 +46,17 @@ def _go_to(present: dict, key: str) -> None:
         jump_to("Axial", (target.axial_first + target.axial_last) // 2)
 
 
-def segmentation_results(segmentation: Segmentation, volume: Volume, run_id: int, scope: str) -> None:
+def segmentation_results(
+    segmentation: Segmentation,
+    volume: Volume,
+    run_id: int,
+    scope: str,
+    case_downloads: Callable[[], None] | None = None,
+) -> None:
     """``scope`` is the page ("volumes", "cases"): it keys the widgets and the verdict panel.
-    ``volume`` is the one the masks were drawn on (a BraTS case's first channel)."""
+    ``volume`` is the one the masks were drawn on (a BraTS case's first channel).
+    ``case_downloads``: the page's other downloads of the run (the case page's report and SR),
+    drawn in the same row as the SEG."""
     model = segmentation.model
     origin = origin_label(segmentation)
     if model.model_id == UPLOADED_MASK_MODEL_ID:
@@ -94,14 +104,19 @@ def segmentation_results(segmentation: Segmentation, volume: Volume, run_id: int
             args=(present, goto_key),
         )
     structure_verdict_panel(run_id, measurements, origin, scope=scope)
-    export_button(
-        "Download the masks as DICOM SEG",
-        lambda _session: seg_bytes(volume, segmentation),
-        file_name=f"segmentation-run-{run_id}.dcm",
-        mime="application/dicom",
-        kind="dicom_seg",
-        run_id=run_id,
-        key=dicom_seg_key(scope, run_id),
-    )
+    seg_column, others = st.columns([1, 2]) if case_downloads is not None else (st.container(), None)
+    with seg_column:
+        export_button(
+            "Download the masks as DICOM SEG",
+            lambda _session: seg_bytes(volume, segmentation),
+            file_name=f"segmentation-run-{run_id}.dcm",
+            mime="application/dicom",
+            kind="dicom_seg",
+            run_id=run_id,
+            key=dicom_seg_key(scope, run_id),
+        )
+    if others is not None and case_downloads is not None:
+        with others:
+            case_downloads()
     if st.toggle("Show the verdict history of this segmentation", key=f"{scope}::structure_history::{run_id}"):
         structure_history(run_id)

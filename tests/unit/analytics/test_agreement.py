@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 import pytest
 
 from analytics import agreement
-from core.vocabulary import Band, Verdict
-from storage.reporting import VerdictFact
+from core.vocabulary import Band, RunKind, Verdict
+from storage.reporting import StructureVerdictFact, VerdictFact
 
 
 def test_fleiss_kappa_matches_the_textbook_example() -> None:
@@ -113,3 +113,50 @@ def test_ai_versus_reader_for_exclusive_classes_counts_only_verdicts_on_the_ais_
     columns, matrix = agreement.class_confusion(facts, classes)
     assert columns == [*classes, "disagree, class not named", "unsure"]
     assert matrix == [[1, 1, 0, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1]]
+
+
+def structure_fact(run: int, reader: str, verdict: str, structure: str = "Tumour", source: str = "seg-unet"):
+    return StructureVerdictFact(
+        entry=1,
+        run_id=run,
+        case_id=run,
+        modality="MR",
+        structure=structure,
+        voxels=1000,
+        volume_ml=1.0,
+        model_id=source,
+        weights_sha256="w",
+        trained=True,
+        kind=RunKind.UPLOADED_MASK if source == "uploaded-mask" else RunKind.SEGMENTATION,
+        reviewer=reader,
+        verdict=Verdict(verdict),
+        note="",
+        created_at=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+
+
+def test_per_structure_agreement_keeps_each_source_s_masks_apart() -> None:
+    """Readers' kappa and their agreement with the masks, per structure of each source: a model's
+    "Tumour" and an uploaded mask's "Tumour" are different masks, judged apart."""
+    facts = [
+        structure_fact(1, "A", "agree"),
+        structure_fact(1, "B", "agree"),
+        structure_fact(2, "A", "disagree"),
+        structure_fact(2, "B", "disagree"),
+        structure_fact(3, "A", "agree"),
+        structure_fact(3, "B", "disagree"),
+        structure_fact(3, "A", "agree", structure="Oedema"),
+        structure_fact(9, "A", "disagree", source="uploaded-mask"),
+    ]
+    result = agreement.per_structure(facts)
+    assert list(result) == ["seg-unet", "uploaded-mask"]
+    oedema, tumour = result["seg-unet"]
+    assert (oedema.item, oedema.verdicts, oedema.readers, oedema.agree_rate) == ("Oedema", 1, 1, 1.0)
+    assert oedema.kappa is None and oedema.kappa_kind.startswith("needs 2")
+    assert (tumour.item, tumour.readers, tumour.shared_items, tumour.kappa_kind) == ("Tumour", 2, 3, "Cohen's kappa")
+    assert tumour.kappa == pytest.approx(
+        agreement.cohen_kappa(["agree", "disagree", "agree"], ["agree", "disagree", "disagree"])
+    )
+    assert tumour.agree_rate == pytest.approx(3 / 6)
+    (uploaded,) = result["uploaded-mask"]
+    assert (uploaded.item, uploaded.verdicts, uploaded.agree_rate) == ("Tumour", 1, 0.0)
