@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from analytics import exports
 from inference.models.loader import LoadedModel
+from inference.volume.case import is_volume_source
+from inference.volume.types import Volume
 from storage import reporting, repository
 from ui import database, models, resources, results
 from ui.entry import require_app_entry
@@ -21,6 +25,7 @@ from ui.widgets.next_case import next_unreviewed_button, reader_worklist
 from ui.widgets.prior import choose_prior, side_by_side
 from ui.widgets.segmentation_case import choose_segmentation, segmentation_case
 from ui.widgets.verdicts import exclusive_classes, finding_kind, finding_verdict_panel, history_table, selection_list
+from ui.widgets.volume_classification import classified_volume_reading
 from xai.overlay import jpeg_bytes, png_bytes, whole_image_overlay
 
 require_app_entry()
@@ -34,7 +39,7 @@ if not cases and not segmentations:
     st.stop()
 
 # Two kinds of case: chest X-ray analyses (?case=) and MRI/CT segmentations (?segmentation=).
-KIND_XRAY, KIND_VOLUME = "Chest X-ray cases", "MRI and CT segmentations"
+KIND_XRAY, KIND_VOLUME = "Classifications (chest X-ray, brain MRI)", "MRI and CT segmentations"
 kinds = [k for k, rows in ((KIND_XRAY, cases), (KIND_VOLUME, segmentations)) if rows]
 wanted = KIND_VOLUME if "segmentation" in st.query_params and segmentations else kinds[0]
 if len(kinds) > 1:
@@ -89,6 +94,22 @@ if not run.trained:
 ranked = run.ranked()
 
 
+def _run_model(run, what: str) -> LoadedModel | None:
+    """The run's own model and weights, when they are the ones loaded now; else None, the page
+    saying why (``what`` is kept: "image", "volume")."""
+    state = models.classifier_of_run(run.model_id)
+    if isinstance(state, LoadedModel) and (state.spec.model_id, state.weights_sha256) == (
+        run.model_id,
+        run.weights_sha256,
+    ):
+        return state
+    st.info(
+        f"The {what} is kept, but its heatmaps need the model and weights of this run "
+        f"({run.model_id}, weights sha256 {run.weights_sha256[:12]}…), which are not the ones loaded now."
+    )
+    return None
+
+
 def _kept_analysis(run):
     """(the kept image's analysis by the run's own model and weights, that model), else (None, None)
     with the page saying why."""
@@ -103,26 +124,44 @@ def _kept_analysis(run):
             "ago): upload it on the Review page to see it and its heatmaps."
         )
         return None, None
-    state = models.classifier_of_run(run.model_id)
-    if not isinstance(state, LoadedModel) or (state.spec.model_id, state.weights_sha256) != (
-        run.model_id,
-        run.weights_sha256,
-    ):
-        st.info(
-            "The image is kept, but its heatmaps need the model and weights of this run "
-            f"({run.model_id}, weights sha256 {run.weights_sha256[:12]}…), which are not the ones loaded now."
-        )
+    state = _run_model(run, "image")
+    if state is None:
         return None, None
     bands = resources.band_config()
     return results.kept_case_analysis(sha, run.model_id, run.weights_sha256, bands.identity, state, bands), state
 
 
-def _reading(run) -> None:
+def _volume_reading(run) -> bool:
+    """A brain MRI volume classified slice by slice, reopened as the MRI/CT page showed it: the
+    kept volume in the viewer with the per-slice strip, a class's heatmap on its driving slice,
+    the verdict panel. False, the page saying why, when the volume is not kept or the run's
+    weights are not the ones loaded."""
+    store = resources.image_store()
+    volume = results.kept_volume(run.facts.input_sha256) if store is not None else None
+    if store is None:
+        st.caption("The image store is turned off (IMAGE_STORE=0): upload the volume on the MRI/CT page to see it.")
+    elif volume is None:
+        st.caption(
+            "The volume is not kept (classified before volumes were kept, or more than "
+            f"{store.retention_days} days ago): upload it on the MRI/CT page to see it and its heatmaps."
+        )
+    if not isinstance(volume, Volume):
+        return False
+    loaded = _run_model(run, "volume")
+    if loaded is None:
+        return False
+    classified = results.volume_classification(volume.input_sha256, run.model_id, run.weights_sha256, volume, loaded)
+    classified_volume_reading(volume, loaded, classified, ranked, run.thresholds, run.run_id, "cases")
+    return True
+
+
+def _image_reading(run, with_image: bool) -> Callable[[], list[exports.Picture]]:
     """As on the Review page: the verdict panel's selection is the finding whose heatmap is shown
-    (and the one the report carries). Drawn in the page's run, not a fragment: the case's viewer
-    and the prior's two viewers then ask for lost pixels through reruns of the whole page alike.
-    With the case's viewer in a fragment, a fragment's rerun interleaved with the page's and the
-    page went blank (white, sidebar and all) in fresh-clone CI runs."""
+    (and the one the report carries). Returns what the case report shows of the image. Drawn in
+    the page's run, not a fragment: the case's viewer and the prior's two viewers then ask for
+    lost pixels through reruns of the whole page alike. With the case's viewer in a fragment, a
+    fragment's rerun interleaved with the page's and the page went blank (white, sidebar and all)
+    in fresh-clone CI runs."""
     labels = [f.label for f in ranked]
     # Image first, as on the Review page: the viewer takes most of the width, the list beside it.
     image_col, chart_col = st.columns([2.2, 1], gap="medium")
@@ -139,18 +178,17 @@ def _reading(run) -> None:
             config={"displayModeBar": False},
         )
         st.caption(band_legend_text())
-    if label is None:
-        return
-    method = None
-    with image_col:
-        analysis, state = _kept_analysis(run)
-        if analysis is not None:
-            method = cam_viewer(analysis, state, label)
+    method = analysis = None
+    if with_image and label is not None:
+        with image_col:
+            analysis, state = _kept_analysis(run)
+            if analysis is not None:
+                method = cam_viewer(analysis, state, label)
     finding_verdict_panel(
         run.run_id,
         ranked,
         run.trained,
-        (method, label) if method else None,
+        (method, label) if method and label else None,
         scope="cases",
         classes=exclusive_classes(run.model_id),
     )
@@ -158,7 +196,7 @@ def _reading(run) -> None:
     def pictures() -> list[exports.Picture]:
         """With the kept image, the report carries it and the Grad-CAM of the finding on screen."""
         pixels = results.kept_pixels(run.facts.input_sha256) if analysis is not None else None
-        if analysis is None or pixels is None:
+        if analysis is None or pixels is None or label is None:
             return []
         # The whole film, not the model's square crop (a landscape film's chest wall was cut off).
         grey, heat = whole_image_overlay(pixels, analysis.gradcam.map_for(label), "jet", 0.45, trained=run.trained)
@@ -170,9 +208,23 @@ def _reading(run) -> None:
             exports.Picture(jpeg_bytes(heat), caption, "image/jpeg"),
         ]
 
+    return pictures
+
+
+def _reading(run) -> None:
+    """The run as its reader saw it (a radiograph or slice with its heatmaps, or a volume with its
+    strip), then the report, the reader's SR and the prior."""
+    if is_volume_source(run.facts.source_format):
+        pictures = _no_pictures if _volume_reading(run) else _image_reading(run, with_image=False)
+    else:
+        pictures = _image_reading(run, with_image=True)
     case_report_button(run, pictures, "cases", f"case-{case_id}-report.html")
     reader_sr_button(case_id, run.run_id, scope="cases")
     _prior_comparison(run)
+
+
+def _no_pictures() -> list[exports.Picture]:
+    return []
 
 
 only = visible_reviewer()  # None: everyone's (admin, open mode); else this reader's own entries

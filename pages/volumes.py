@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.errors import ChannelAssignmentError, ReviewError
+from core.errors import ChannelAssignmentError, ReviewError, StorageError
 from core.settings import load_settings
 from inference.masks.load import default_threshold
-from inference.models.cards import card_of
 from inference.models.registry import BRATS_SEGRESNET, WHOLEBODY_CT_SEGRESNET, slice_classifiers
 from inference.volume.case import case_facts
 from inference.volume.ingest import BRATS_CHANNELS, assign_mri_channels
@@ -32,17 +31,15 @@ from ui.session import (
     volume_upload_key,
 )
 from ui.text import md_escape
-from ui.widgets import figures
 from ui.widgets.cam_viewer import awaiting_image
 from ui.widgets.job_progress import follow_job
-from ui.widgets.model_card import VOLUME_CAVEAT, headline, prediction_and_card, volume_answer
+from ui.widgets.model_card import prediction_and_card
 from ui.widgets.model_status import classifier_panel, seg_model_panel
 from ui.widgets.pacs_studies import opened
 from ui.widgets.radiograph_check import BRAIN_MRI_SLICE
 from ui.widgets.segmentation_results import CHANNEL_NAMES, origin_label, segmentation_results, shown_channel
 from ui.widgets.slice_review import review_slice
-from ui.widgets.slice_strip import slice_heatmap, strip_chart
-from ui.widgets.verdicts import exclusive_classes, finding_kind, finding_verdict_panel, selection_list
+from ui.widgets.volume_classification import classified_volume_reading
 from ui.widgets.volume_viewer import volume_viewer
 
 require_app_entry()
@@ -115,45 +112,13 @@ def _classify_volume(loaded, uploads) -> None:
         except ReviewError as exc:
             st.error(str(exc))
             return
-    run_id = run_ids[run_key]
-    card = card_of(spec)
-    st.caption(
-        md_escape(
-            f"Case run #{run_id} · {volume.description} · {volume.modality} · "
-            + " x ".join(str(n) for n in volume.shape)
-            + f" voxels · {len(classified.slice_indices)} axial slices scored, {classified.skipped} without content "
-            f"skipped, in {classified.timing_ms:.0f} ms · per class the {classified.method} over the slices"
-        )
+        try:
+            results.keep_volume(volume)  # so the case reopens with it
+        except StorageError as exc:
+            st.warning(f"Your verdicts are stored, but the volume could not be kept for reopening the case: {exc}")
+    classified_volume_reading(
+        volume, loaded, classified, prediction.ranked(), prediction.thresholds, run_ids[run_key], "volumes"
     )
-    answer = volume_answer(classified.labels, classified.scores, classified.method, spec.exclusive, loaded.trained)
-    if answer:
-        st.markdown(answer)
-    if card is not None:
-        st.caption(md_escape(headline(card)) + " · " + md_escape(VOLUME_CAVEAT))
-    view_col, side_col = st.columns([2.2, 1], gap="medium")
-    ranked = prediction.ranked()
-    with side_col:
-        st.plotly_chart(
-            figures.band_figure(f"volume-{run_key}", ranked, prediction.thresholds, loaded.trained, spec.model_id),
-            config={"displayModeBar": False},
-            key="volume_band_chart",
-        )
-        for label, driving in zip(classified.labels, classified.driving_slice, strict=True):
-            st.caption(md_escape(f"{label}: driven by axial slice {driving}"))
-    with view_col:
-        volume_viewer(volume, None, "")
-        strip_chart(volume, f"volume-{run_key}", classified, loaded.trained)
-    classes = exclusive_classes(spec.model_id)
-    label = selection_list(
-        finding_kind(None, classes),
-        run_id,
-        [f.label for f in ranked],
-        "volumes",
-        "Class (its heatmap; your verdict below)",
-    )
-    if label is not None:
-        slice_heatmap(volume, classified, loaded, label)
-    finding_verdict_panel(run_id, ranked, loaded.trained, None, scope="volumes", classes=classes)
 
 
 if task == TASK_CLASSIFY:

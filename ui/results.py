@@ -82,6 +82,20 @@ def keep_image(input_sha256: str, filename: str, _data: bytes) -> bool:
     return True
 
 
+def keep_volume(volume) -> None:
+    """Keep a classified volume's decoded, de-identified voxels (no DICOM tags) in the image store,
+    so its case reopens with it; nothing when the store is turned off or holds it already.
+
+    Raises:
+        StorageError: the store cannot be written.
+    """
+    from pipelines.kept_volumes import keep_volume as keep
+
+    store = image_store()
+    if store is not None:
+        keep(store, volume)
+
+
 def _kept_crop(input_sha256: str) -> np.ndarray | None:
     """The kept radiograph's square centre crop (what the model saw), or None when not kept."""
     from inference.images.preprocess import display_crop

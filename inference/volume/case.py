@@ -22,6 +22,14 @@ __all__ = [
 UPLOADED_MASK_MODEL_ID = "uploaded-mask"
 
 
+# A case's source_format when it is a volume (case_facts): a slice or radiograph is "png", "jpeg" or "dicom".
+VOLUME_SOURCES = frozenset({"nifti", "nifti-4ch", "dicom-series", "dicom-multiframe"})
+
+
+def is_volume_source(source_format: str) -> bool:
+    return source_format in VOLUME_SOURCES
+
+
 def case_facts(inputs: Volume | MultiChannelVolume) -> CaseFacts:
     """The non-identifying facts of a volume case (a BraTS case is one case of four channels)."""
     volume = inputs.reference if isinstance(inputs, MultiChannelVolume) else inputs

@@ -9,7 +9,7 @@ import json
 
 from pydicom.data import get_testdata_file
 
-from tests.app.conftest import click_verdict, new_app, texts, verdict_items
+from tests.app.conftest import chosen_verdicts, click_verdict, new_app, texts, verdict_items
 from tests.conftest import SAMPLES, require_samples
 from ui.session import SLICE_UPLOAD
 from ui.widgets.radiograph_check import BRAIN_MRI_SLICE
@@ -187,6 +187,20 @@ def test_a_nifti_volume_is_classified_slice_by_slice_with_its_strip_and_takes_ve
         "JOIN analysis_runs r ON r.id = v.run_id JOIN cases c ON c.id = r.case_id"
     )
     assert stored == [("No tumour", "agree", "brain-tumour-4class", "nifti")]
+
+    # Another day, the case page: the kept volume as it was read, its strip, the driving slice's
+    # heatmap and the verdict given, then the report and the reader's SR.
+    at.switch_page("pages/cases.py").run()
+    assert not at.exception, at.exception
+    said = texts(at)
+    assert "not kept" not in said and "Review page" not in said
+    assert "**AI answer for the volume: No tumour**" in said and "136 axial slices scored" in said
+    assert len(at.get("plotly_chart")) >= 2  # the bands and the per-slice strip
+    captions = [c for image in at.image for c in image.captions]
+    assert any(c.startswith("Grad-CAM for ") for c in captions)
+    assert chosen_verdicts(at)["No tumour"] == "agree"
+    labels = [b.label for b in at.get("download_button")]
+    assert "Download case report (HTML)" in labels and "Download my verdicts as DICOM SR" in labels
 
 
 def test_a_dicom_mr_series_is_classified_as_a_volume() -> None:
