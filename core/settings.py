@@ -1,12 +1,15 @@
 """Process settings read from the environment, in one place.
 
 Each setting has a safe default so a newcomer can run the app with no configuration; hospital IT
-overrides them with environment variables (or Streamlit secrets for the hashing key).
+overrides them with environment variables, or keeps credentials in the app's secrets file
+(``.streamlit/secrets.toml``, Streamlit's own, where the sign-in and API keys live too: the hashing
+key, and the PACS's endpoint in a ``[pacs]`` table). An environment variable wins over the file.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,13 +17,43 @@ from core.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BANDS_FILE = PROJECT_ROOT / "config" / "bands.json"
+SECRETS_FILE = PROJECT_ROOT / ".streamlit" / "secrets.toml"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def _flag(name: str, default: bool) -> bool:
+def _secrets_table(name: str) -> dict[str, object]:
+    """A table of the secrets file (REVIEW_SECRETS_FILE, else ``.streamlit/secrets.toml``), or {}
+    when there is no file or no such table.
+
+    Raises:
+        ConfigError: the file is not valid TOML, or the table is not a table.
+    """
+    path = Path(os.environ.get("REVIEW_SECRETS_FILE") or SECRETS_FILE)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"The secrets file {path} cannot be read: {exc.strerror}.") from exc
+    try:
+        table = tomllib.loads(text).get(name, {})
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"The secrets file {path} is not valid TOML: {exc}.") from exc
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{name}] in the secrets file {path} must be a table (a [{name}] section).")
+    return table
+
+
+def _flag(name: str, default: bool, secret: object = None, secret_name: str = "") -> bool:
+    """An on/off setting: the environment variable, else ``secret`` (``secret_name`` in the
+    secrets file), else ``default``."""
     raw = os.environ.get(name)
+    if raw is None and secret is not None:
+        if not isinstance(secret, bool):
+            raise ConfigError(f"In the secrets file, {secret_name} must be true or false, got {secret!r}.")
+        return secret
     if raw is None:
         return default
     value = raw.strip().lower()
@@ -77,6 +110,8 @@ class Settings:
     pacs_url: str | None = None
     pacs_username: str | None = None  # HTTP basic authentication, where the PACS asks for it
     pacs_password: str | None = field(default=None, repr=False)  # never in a log line
+    # Send a reader's SR (and the case's SEGs and pictures) when they have judged every item of a run.
+    pacs_auto_send: bool = False
 
     @property
     def image_store_dir(self) -> Path:
@@ -97,6 +132,7 @@ def load_settings() -> Settings:
     bands_file = Path(
         os.environ.get("BANDS_CONFIG") or (edited_bands if edited_bands.is_file() else DEFAULT_BANDS_FILE)
     ).expanduser()
+    pacs = _secrets_table("pacs")
     return Settings(
         data_dir=data_dir,
         weights_dir=weights_dir,
@@ -118,7 +154,12 @@ def load_settings() -> Settings:
         worker_broker_url=os.environ.get("WORKER_BROKER_URL") or None,
         worker_result_backend=os.environ.get("WORKER_RESULT_BACKEND") or None,
         worker_stall_s=_positive_int("WORKER_STALL_S", 30),
-        pacs_url=os.environ.get("PACS_DICOMWEB_URL") or None,
-        pacs_username=os.environ.get("PACS_USERNAME") or None,
-        pacs_password=os.environ.get("PACS_PASSWORD") or None,
+        pacs_url=os.environ.get("PACS_DICOMWEB_URL") or _text(pacs.get("url")),
+        pacs_username=os.environ.get("PACS_USERNAME") or _text(pacs.get("username")),
+        pacs_password=os.environ.get("PACS_PASSWORD") or _text(pacs.get("password")),
+        pacs_auto_send=_flag("PACS_AUTO_SEND", False, pacs.get("auto_send"), "auto_send in [pacs]"),
     )
+
+
+def _text(value: object) -> str | None:
+    return str(value) if value not in (None, "") else None

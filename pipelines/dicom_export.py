@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,7 @@ from inference.dicom_out.sr import CaseReport, ReaderVerdict, ReportedFindings, 
 from inference.volume.types import MultiChannelVolume
 from pipelines.captures import case_captures
 from pipelines.kept_volumes import kept_volume, reopened_segmentation
+from pipelines.pacs import endpoint, send
 from storage import repository
 from storage.image_store import ImageStore
 from storage.repository import ClassificationRunRecord, SegmentationRunRecord
@@ -132,3 +135,45 @@ def _reported(run, verdicts: list, segs: dict, numbers: dict) -> ReportedFinding
             run.run_id, model, run.structures, given, segs.get(run.run_id), numbers.get(run.run_id, {})
         )
     return None
+
+
+def send_reader_results(
+    transaction: Callable[[], AbstractContextManager[Session]],
+    store: ImageStore | None,
+    settings: Settings,
+    case_id: int,
+    reader: str,
+    run_id: int,
+    how: str = "by hand",
+) -> str:
+    """STOW-RS of ``reader``'s SR of the case, with the case's kept SEGs and its pictures
+    (secondary captures), to the configured PACS; audited under the reader. Returns what was sent,
+    in words. Sending again stores nothing twice (the objects' UIDs derive from their content).
+
+    Raises:
+        ReviewError: no PACS is configured, it is down or refuses (PacsUnavailable, PacsRefused),
+            or the reader gave no verdict on the case.
+    """
+    from storage import audit
+
+    target = endpoint(settings)
+    with transaction() as session:
+        exported = export_case(session, store, case_id, reader=reader, pictures=settings)
+    sent = send(target, [*exported.srs.values(), *exported.segs.values(), *exported.captures])
+    with transaction() as session:
+        audit.record_event(
+            session,
+            "export_made",
+            reader,
+            case_id=case_id,
+            run_id=run_id,
+            export=f"DICOM sent to PACS ({how}): {sent.count}",
+        )
+    parts = ["your SR"]
+    if exported.segs:
+        parts.append("the SEG" if len(exported.segs) == 1 else f"{len(exported.segs)} SEGs")
+    if exported.captures:
+        parts.append(f"{len(exported.captures)} picture(s)")
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    log.info("Case %d: %s sent to PACS %s (%s)", case_id, listed, target.url, how)
+    return f"Sent to PACS: {sent.count} object(s) ({listed})."

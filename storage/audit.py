@@ -27,6 +27,7 @@ KINDS = (
     "untrained_weights_chosen",
     "image_confirmed",
     "uncertainty_shown",
+    "pacs_send_failed",
 )
 SYSTEM = "system"
 

@@ -13,6 +13,7 @@ problem (weights put in place) is picked up on the next rerun without a restart.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import streamlit as st
@@ -170,3 +171,10 @@ def untrained_choices() -> set[str]:
     reviewer, until a restart; ``ALLOW_UNTRAINED_WEIGHTS=1`` makes it the standing choice). The
     choice is per model and audited; every output of such a model is labelled untrained."""
     return set()
+
+
+@st.cache_resource(show_spinner=False)
+def pacs_sender() -> ThreadPoolExecutor:
+    """The thread that sends results to the PACS automatically, one send at a time, in order: a
+    reader's later change is sent after the earlier one, and a slow PACS never holds up a page."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="pacs-send")

@@ -47,13 +47,16 @@ def test_a_reader_sends_their_sr_to_pacs_and_a_pacs_that_is_down_is_said(
 
     monkeypatch.setenv("PACS_DICOMWEB_URL", pacs.dicomweb_url)
     at.button(key=pacs_send_key("cases", 1)).click().run()
-    assert "Sent to PACS: 1 object(s) (your SR)." in texts(at)
+    # The SR, and the Grad-CAM of each of the top six positive or critical findings as pictures.
+    assert "Sent to PACS: 7 object(s) (your SR and 6 picture(s))." in texts(at)
     at.button(key=pacs_send_key("cases", 1)).click().run()  # again: stored once
-    assert pacs.get("/statistics")["CountInstances"] == 1
-    [instance] = pacs.get("/instances")
-    tags = pacs.get(f"/instances/{instance}/simplified-tags")
-    assert tags["Modality"] == "SR" and tags["SeriesDescription"].endswith("untrained: meaningless")
-    assert "Dr Test" in tags["SeriesDescription"]
+    assert pacs.get("/statistics")["CountInstances"] == 7
+    tags = [pacs.get(f"/instances/{i}/simplified-tags") for i in pacs.get("/instances")]
+    [sr] = [t for t in tags if t["Modality"] == "SR"]
+    assert sr["SeriesDescription"].endswith("untrained: meaningless") and "Dr Test" in sr["SeriesDescription"]
+    pictures = [t for t in tags if t["Modality"] != "SR"]
+    assert len(pictures) == 6 and all(t["ImageComments"].startswith("Grad-CAM for ") for t in pictures)
+    assert all(t["SeriesDescription"].endswith("untrained: meaningless") for t in pictures)
     at.button(key=pacs_send_key("cases", 1)).click().run()  # what left is in the audit trail
     from sqlalchemy import text
 
@@ -62,7 +65,7 @@ def test_a_reader_sends_their_sr_to_pacs_and_a_pacs_that_is_down_is_said(
 
     with open_database(load_settings().database_url).begin() as session:
         sent = session.execute(text("SELECT detail_json FROM audit_events WHERE kind = 'export_made'")).scalars().all()
-    assert sum("DICOM sent to PACS: 1" in (detail or "") for detail in sent) == 3
+    assert sum("DICOM sent to PACS (by hand): 7" in (detail or "") for detail in sent) == 3
 
 
 @pytest.fixture
@@ -138,3 +141,29 @@ def test_what_is_opened_of_a_study_its_radiograph_its_volume_never_its_reports()
     assert opening(row("CR", "SR"), {"sr-series": sr, "cr-series": film}).files[0].name == "cr.dcm"
     with pytest.raises(ReviewError, match="holds no images"):
         opening(row("SR"), {"sr-series": sr})
+
+
+def test_with_automatic_sending_a_finished_review_goes_to_pacs_by_itself(
+    untrained_env, pacs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PACS_AUTO_SEND: nothing is sent while the review is unfinished; the verdict that finishes it
+    sends the reader's SR, the SEG and the mask's picture in the background, the page saying so."""
+    from tests.app.conftest import click_verdict
+    from tests.app.test_volume_page import _grey_matter_mask, _open_mask_task, _upload_t1_and_mask
+    from tests.conftest import require_samples
+    from ui import resources
+
+    require_samples()
+    monkeypatch.setenv("PACS_DICOMWEB_URL", pacs.dicomweb_url)
+    monkeypatch.setenv("PACS_AUTO_SEND", "1")
+    at = _upload_t1_and_mask(_open_mask_task(new_app()), _grey_matter_mask())
+    assert not at.exception, at.exception
+    assert pacs.get("/statistics")["CountInstances"] == 0
+    click_verdict(at, "Label 1", "agree", noun="structure")
+    assert "Saved: Label 1 — agree. Every item judged: your SR is being sent to PACS." in texts(at)
+    resources.pacs_sender().submit(lambda: None).result(timeout=120)  # queued after the send: it has finished
+    tags = [pacs.get(f"/instances/{i}/simplified-tags") for i in pacs.get("/instances")]
+    assert sorted(t["Modality"] for t in tags if t["Modality"] in ("SEG", "SR")) == ["SEG", "SR"]
+    [picture] = [t for t in tags if t["Modality"] not in ("SEG", "SR")]
+    assert picture["ImageComments"].startswith("Label 1: ")
+    assert len(pacs.get("/studies")) == 1  # the volume's stand-in study, with its SEG, SR and picture

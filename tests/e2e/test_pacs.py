@@ -53,12 +53,13 @@ def test_a_reader_opens_a_pacs_study_reviews_it_and_sends_the_sr_back(orthanc, t
         expect(send_button).to_be_visible()
         settled(page)
         send_button.click()
-        expect(page.get_by_text("Sent to PACS: 1 object(s) (your SR).")).to_be_visible()
+        # The SR, and the Grad-CAM of the top six positive or critical findings as pictures.
+        expect(page.get_by_text("Sent to PACS: 7 object(s) (your SR and 6 picture(s)).")).to_be_visible()
         _shot(page, "42-sent-to-pacs")
 
     listed = series_of_study(target, film.StudyInstanceUID)
-    assert sorted(s["modality"] for s in listed) == ["CR", "SR"]
-    [study] = orthanc.get("/studies?expand")  # one study: the SR is filed with its film
+    assert sorted(s["modality"] for s in listed) == ["CR", "OT", "SR"]
+    [study] = orthanc.get("/studies?expand")  # one study: the SR and pictures are filed with their film
     assert study["PatientMainDicomTags"]["PatientID"] == film.PatientID
     [sr_series] = [s for s in study["Series"] if orthanc.get(f"/series/{s}")["MainDicomTags"]["Modality"] == "SR"]
     [instance] = orthanc.get(f"/series/{sr_series}/instances")
@@ -108,16 +109,22 @@ def test_a_reader_segments_a_ct_opened_from_pacs_and_sends_the_sr_and_seg_back(o
         expect(send_button).to_be_visible()
         settled(page)
         send_button.click()
-        expect(page.get_by_text("Sent to PACS: 2 object(s) (your SR and the SEG).")).to_be_visible()
+        # The SR, the SEG and each judged-for structure's mask on its middle slice as a picture.
+        expect(
+            page.get_by_text(re.compile(r"Sent to PACS: \d+ object\(s\) \(your SR, the SEG and \d+ picture\(s\)\)\."))
+        ).to_be_visible()
         _shot(page, "43-ct-sent-to-pacs")
 
     study_uid = ct[0].StudyInstanceUID
-    assert sorted(s["modality"] for s in series_of_study(target, study_uid)) == ["CT", "SEG", "SR"]
-    [study] = orthanc.get("/studies?expand")  # one study: the SEG and SR are filed with their CT
+    listed = series_of_study(target, study_uid)
+    assert sorted(s["modality"] for s in listed) == ["CT", "OT", "SEG", "SR"]
+    [study] = orthanc.get("/studies?expand")  # one study: the SEG, SR and pictures are filed with their CT
     assert study["PatientMainDicomTags"]["PatientID"] == ct[0].PatientID
     kept = [
         pydicom.dcmread(io.BytesIO(data))
-        for files in retrieve(DicomWebResource(target, study_uid), max_bytes=10**8).values()
+        for series in listed
+        if series["modality"] in ("SEG", "SR")
+        for files in retrieve(DicomWebResource(target, study_uid, series["series_uid"]), max_bytes=10**9).values()
         for _name, data in files
     ]
     [seg] = [d for d in kept if d.Modality == "SEG"]

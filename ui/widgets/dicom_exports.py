@@ -3,18 +3,23 @@ or to send to the department's PACS (with the case's DICOM SEGs) where one is co
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from core.errors import ReviewError
+from core.review_rules import reviewed_structures
 from core.settings import load_settings
 from inference.dicom_out.common import part10_bytes
-from pipelines.dicom_export import export_case
-from pipelines.pacs import endpoint, send
+from pipelines.dicom_export import export_case, send_reader_results
 from storage import audit, repository
+from storage.db import session_scope
 from ui import database, resources
 from ui.downloads import export_button
 from ui.identity import reviewer
 from ui.session import dicom_sr_key, pacs_result_key, pacs_send_key
+
+log = logging.getLogger(__name__)
 
 
 def reader_sr_button(case_id: int, run_id: int, scope: str, *, masks: bool = False) -> None:
@@ -57,19 +62,51 @@ def reader_sr_button(case_id: int, run_id: int, scope: str, *, masks: bool = Fal
 
 
 def _send_to_pacs(case_id: int, who: str, scope: str, run_id: int) -> None:
-    """STOW-RS of this reader's SR and the case's kept SEGs; the outcome is shown under the button."""
-    settings = load_settings()
-    store = resources.image_store()
+    """STOW-RS of this reader's SR, the case's kept SEGs and its pictures; the outcome is shown
+    under the button."""
     try:
-        target = endpoint(settings)
-        with database.transaction() as session:
-            exported = export_case(session, store, case_id, reader=who)
-        sent = send(target, [*exported.srs.values(), *exported.segs.values()])
-        with database.transaction() as session:
-            audit.record_event(
-                session, "export_made", who, case_id=case_id, run_id=run_id, export=f"DICOM sent to PACS: {sent.count}"
-            )
-        said = (True, f"Sent to PACS: {sent.count} object(s) (your SR" + (" and the SEG)." if exported.segs else ")."))
+        said = (
+            True,
+            send_reader_results(database.transaction, resources.image_store(), load_settings(), case_id, who, run_id),
+        )
     except ReviewError as exc:
         said = (False, str(exc))
     st.session_state[pacs_result_key(scope, run_id)] = said
+
+
+def send_when_complete(run_id: int, who: str) -> str | None:
+    """With automatic sending configured (PACS_AUTO_SEND, or ``auto_send`` in the secrets' [pacs]),
+    once ``who`` has judged every item of the run under review: their SR, the case's SEGs and its
+    pictures go to the PACS in the background (the page does not wait for the PACS), sent again
+    after each later change. Returns what the reader is told, or None when nothing is sent. A
+    failure is logged and audited; the case page's button sends by hand."""
+    settings = load_settings()
+    if not (settings.pacs_auto_send and settings.pacs_url):
+        return None
+    with database.transaction() as session:
+        run = repository.get_run(session, run_id)
+        judged = {v.item for v in repository.current_verdicts(session, run_id, who)}
+    if run is None or not _complete(run, judged):
+        return None
+    sessions, store = resources.database(), resources.image_store()  # bound here: the send runs in another thread
+
+    def send_in_background() -> None:
+        try:
+            send_reader_results(
+                lambda: session_scope(sessions), store, settings, run.case_id, who, run_id, "automatically"
+            )
+        except ReviewError as exc:
+            log.warning("Case %d: the automatic send to PACS failed: %s", run.case_id, exc)
+            with session_scope(sessions) as session:
+                audit.record_event(
+                    session, "pacs_send_failed", who, case_id=run.case_id, run_id=run_id, reason=str(exc)
+                )
+
+    resources.pacs_sender().submit(send_in_background)
+    return "Every item judged: your SR is being sent to PACS."
+
+
+def _complete(run: repository.RunRecord, judged: set[str]) -> bool:
+    if isinstance(run, repository.SegmentationRunRecord):
+        return {m.name for m in reviewed_structures(run.structures)} <= judged
+    return set(run.items) <= judged

@@ -41,6 +41,7 @@ from ui.session import (
 )
 from ui.text import md_escape
 from ui.widgets.charts import BAND_SWATCHES, score_text
+from ui.widgets.dicom_exports import send_when_complete
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,9 @@ def _store(
     except ReviewError as exc:
         _say(kind, run_id, "error", str(exc))
         return False
-    said = f"Saved: {item} — {verdict}" + (f": it is {label}" if label else "")
-    _say(kind, run_id, "ok", said + (" with note." if note else "."))
+    said = f"Saved: {item} — {verdict}" + (f": it is {label}" if label else "") + (" with note." if note else ".")
+    sending = send_when_complete(run_id, name)
+    _say(kind, run_id, "ok", f"{said} {sending}" if sending else said)
     return True
 
 
