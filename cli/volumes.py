@@ -1,8 +1,12 @@
 """The volume commands of the CLI: ``segment`` (run a MONAI network) and ``measure`` (a given mask).
 
     python -m inference segment FILE... [--json] [--model ID] [--mask-out OUT.nii.gz] [--seg-out OUT.dcm]
-        [--allow-untrained]
+        [--stow [URL]] [--allow-untrained]
     python -m inference measure IMAGE LABELMAP [--legend FILE] [--threshold T] [--json] [--seg-out OUT.dcm]
+        [--stow [URL]]
+
+``--stow`` sends the label map as a DICOM SEG to the PACS over DICOMweb (STOW-RS), into the source
+series' study when the input was DICOM (a DICOMweb URL included); files asked for are written first.
 
 A BraTS case is its 4 NIfTI files (assigned to channels by their name suffixes); anything else is
 one volume: a NIfTI, a DICOM series folder or zip, or the files of one series.
@@ -53,14 +57,33 @@ def _seg_out_option(parser) -> None:
         type=Path,
         help="write the label map here as a DICOM SEG (referencing the input series when it is DICOM)",
     )
+    parser.add_argument(
+        "--stow",
+        nargs="?",
+        const="",
+        metavar="URL",
+        help="send the label map as a DICOM SEG to the PACS over DICOMweb (STOW-RS): this URL, or PACS_DICOMWEB_URL",
+    )
 
 
-def _write_seg(args: argparse.Namespace, volume: Volume, segmentation: Segmentation, output: dict) -> None:
+def _write_seg(
+    args: argparse.Namespace, volume: Volume, segmentation: Segmentation, output: dict, settings: Settings
+) -> None:
+    """--seg-out, then --stow: the file asked for is written before anything is sent, so a PACS
+    that is down loses nothing."""
+    if args.seg_out is None and args.stow is None:
+        return
+    from inference.dicom_out.seg import seg_dataset, write_seg
+
     if args.seg_out is not None:
-        from inference.dicom_out.seg import write_seg
-
         write_seg(args.seg_out, volume, segmentation)
         output["seg_out"] = str(args.seg_out)
+    if args.stow is not None:
+        from pipelines.pacs import endpoint, send
+
+        target = endpoint(settings, args.stow or None)
+        sent = send(target, [seg_dataset(volume, segmentation)])
+        output["sent"] = {"pacs": target.url, "objects": sent.count}
 
 
 def _read(paths: list[Path], settings: Settings) -> list[tuple[str, bytes]]:
@@ -129,6 +152,8 @@ def _emit(result: dict, as_json: bool, out: TextIO) -> None:
         for key, what in (("mask_out", "label map (NIfTI)"), ("seg_out", "DICOM SEG")):
             if key in result:
                 out.write(f"  {what} written to {result[key]}\n")
+        if "sent" in result:
+            out.write(f"  DICOM SEG sent to {result['sent']['pacs']}\n")
     out.flush()
 
 
@@ -167,7 +192,7 @@ def segment_command(args: argparse.Namespace, out: TextIO) -> int:
         )
         if args.mask_out is not None:
             output["mask_out"] = str(args.mask_out)
-        _write_seg(args, volume, result, output)
+        _write_seg(args, volume, result, output, settings)
     except ReviewError as exc:
         _emit({"files": names, "error": str(exc)}, args.json, out)
         return 1
@@ -205,7 +230,7 @@ def measure_command(args: argparse.Namespace, out: TextIO) -> int:
         )
         result = uploaded_segmentation(label_map, volume)
         output = segmentation_result(names, result, volume, {"total": (time.perf_counter() - started) * 1000})
-        _write_seg(args, volume, result, output)
+        _write_seg(args, volume, result, output, settings)
     except ReviewError as exc:
         _emit({"files": names, "error": str(exc)}, args.json, out)
         return 1

@@ -51,32 +51,36 @@ def test_a_radiograph_and_a_ct_series_are_read_from_the_pacs_as_from_files(fille
 
     series = f"{root}/studies/{ct[0].StudyInstanceUID}/series/{ct[0].SeriesInstanceUID}"
     liver = str(DCMQI / "seg" / "liver.dcm")
-    code, [measured] = run("measure", series, liver, "--json", "--seg-out", str(tmp_path / "liver-seg.dcm"))
+    # The loop: measured from the PACS, and the SEG written and sent back into the CT's study.
+    seg_out = str(tmp_path / "liver-seg.dcm")
+    code, [measured] = run("measure", series, liver, "--json", "--seg-out", seg_out, "--stow", root)
     assert code == 0, measured
+    assert measured["sent"] == {"pacs": root, "objects": 1} and measured["seg_out"] == seg_out
     code, [from_files] = run("measure", str(DCMQI / "ct-3slice"), liver, "--json")
     assert measured["volumes_ml"] == from_files["volumes_ml"] and measured["shape"] == [512, 512, 3]
 
-    # The loop: the SEG back into the CT's study; the study now holds two series, so a volume
-    # command asks for one of them, naming both.
+    # The study now holds two series, so a volume command asks for one of them, naming both.
     code, _ = run("export", "--case", "1", "--stow")  # nothing stored in the database here: said, not sent
     assert code == 2
-    from pipelines.pacs import PacsEndpoint, send, series_of_study
+    from pipelines.pacs import PacsEndpoint, series_of_study
 
     target = PacsEndpoint(root, USER, PASSWORD)
-    ours = pydicom.dcmread(tmp_path / "liver-seg.dcm")
+    ours = pydicom.dcmread(seg_out)
     assert ours.PatientID.startswith("pk-") and ours.PatientID != ct[0].PatientID  # the app keeps the hash
-    send(target, [ours])
     assert sorted(s["modality"] for s in series_of_study(target, ct[0].StudyInstanceUID)) == ["CT", "SEG"]
     # ... and PACS files it with the CT, under the patient it already holds: one study, not two.
     studies = orthanc.get("/studies?expand")
     assert len(studies) == 2  # the radiograph's and the CT's
     [ct_study] = [st for st in studies if st["MainDicomTags"]["StudyInstanceUID"] == ct[0].StudyInstanceUID]
     assert len(ct_study["Series"]) == 2 and ct_study["PatientMainDicomTags"]["PatientID"] == ct[0].PatientID
+    code, [again] = run("measure", series, liver, "--json", "--stow", root)  # sent twice: stored once
+    assert code == 0 and again["sent"]["objects"] == 1
+    assert orthanc.get(f"/studies/{ct_study['ID']}/instances").__len__() == 4  # 3 CT slices and one SEG
     code, [refused] = run("measure", f"{root}/studies/{ct[0].StudyInstanceUID}", liver, "--json")
     assert code == 1 and "holds 2 series" in refused["error"] and "/series/SERIES_UID" in refused["error"]
 
 
-def test_a_wrong_uid_a_bad_url_and_a_pacs_that_is_down_are_said_in_one_line(filled) -> None:
+def test_a_wrong_uid_a_bad_url_and_a_pacs_that_is_down_are_said_in_one_line(filled, tmp_path: Path) -> None:
     orthanc, cxr, _ = filled
     code, [missing] = run("analyze", f"{orthanc.dicomweb_url}/studies/1.2.3.999", "--allow-untrained", "--json")
     assert code == 2 and "check the study and series UIDs" in missing["error"]
@@ -87,3 +91,10 @@ def test_a_wrong_uid_a_bad_url_and_a_pacs_that_is_down_are_said_in_one_line(fill
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}/dicom-web"
     code, [down] = run("analyze", f"{closed}/studies/{cxr.StudyInstanceUID}", "--allow-untrained", "--json")
     assert code == 2 and "did not answer" in down["error"]
+    # --stow to a PACS that is down: the SEG asked for is written first, and nothing is lost.
+    seg_out = tmp_path / "kept.dcm"
+    liver = str(DCMQI / "seg" / "liver.dcm")
+    code, [unsent] = run(
+        "measure", str(DCMQI / "ct-3slice"), liver, "--json", "--seg-out", str(seg_out), "--stow", closed
+    )
+    assert code == 1 and "did not answer" in unsent["error"] and seg_out.stat().st_size > 0
