@@ -1,13 +1,14 @@
 """Command line: batch analysis and weights management, for headless and scripted use.
 
-    python -m inference analyze FILE...|DICOMWEB_URL [--json] [--cam-dir DIR] [--allow-untrained]
+    python -m inference analyze FILE...|DICOMWEB_URL [--json] [--cam-dir DIR] [--stow [URL]] [--allow-untrained]
     python -m inference weights status
     python -m inference weights import FILE [--allow-pickle]
     python -m inference weights import BUNDLE_DIR_OR_ZIP_OR_PT --model SEG_MODEL_ID
     python -m inference weights download
-    python -m inference segment FILE... [--json] [--model ID] [--mask-out OUT.nii.gz] [--seg-out OUT.dcm] [--allow-untrained]
-    python -m inference measure IMAGE LABELMAP [--legend FILE] [--threshold T] [--json] [--seg-out OUT.dcm]
-    python -m inference export --case ID --sr FILE.dcm|DIR/ [--seg FILE.dcm] [--reader NAME] [--json]
+    python -m inference segment FILE... [--json] [--model ID] [--mask-out OUT.nii.gz] [--seg-out OUT.dcm] [--stow [URL]]
+        [--allow-untrained]
+    python -m inference measure IMAGE LABELMAP [--legend FILE] [--threshold T] [--json] [--seg-out OUT.dcm] [--stow [URL]]
+    python -m inference export --case ID --sr FILE.dcm|DIR/ [--seg FILE.dcm] [--sc DIR] [--reader NAME] [--stow [URL]] [--json]
     python -m inference classify FILE... --model ID [--json] [--tta] [--cam-dir DIR] [--allow-untrained]
     python -m inference models [--json]
     python -m inference train --model ID --data DIR [--epochs N] [--seed S] [--device cpu|cuda]
@@ -56,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("files", nargs="+", type=input_source, help="images, or a DICOMweb study or series URL")
     analyze.add_argument("--json", action="store_true", help="one JSON object per line per file")
     analyze.add_argument("--cam-dir", type=Path, help="write a Grad-CAM overlay PNG per finding here")
+    analyze.add_argument(
+        "--stow",
+        nargs="?",
+        const="",
+        metavar="URL",
+        help="send each image's findings as a DICOM SR (the AI's, not reviewed) to the PACS: this URL, or PACS_DICOMWEB_URL",
+    )
     allow_untrained_option(analyze, "scores")
 
     weights = commands.add_parser("weights", help="inspect or install model weights")
@@ -101,8 +109,29 @@ def _print_human(result: dict, out: TextIO) -> None:
 
 
 def analyze_files(args: argparse.Namespace, out: TextIO) -> int:
+    """Each image's findings; with --stow, then each one's SR of the AI's results (not reviewed)
+    sent to the PACS, once every file has been analysed and printed."""
+    from pipelines.dicom_export import ai_results_sr
+
+    reports = []
+
+    def describe(path: Path, analysis, *_) -> dict:
+        if args.stow is not None:
+            reports.append(ai_results_sr(analysis))
+        return _result(path, analysis)
+
     with local_inputs(args.files, one_series=False) as args.files:
-        return each_slice(CXR_DENSENET, args, out, lambda path, analysis, *_: _result(path, analysis), _emit)
+        code = each_slice(CXR_DENSENET, args, out, describe, _emit)
+    if reports:
+        from pipelines.pacs import endpoint, send
+
+        target = endpoint(load_settings(), args.stow or None)
+        sent = send(target, reports)
+        said = f"{sent.count} SR(s) of the AI's results (not reviewed by a reader) sent to {target.url}"
+        out.write(
+            json.dumps({"sent": {"pacs": target.url, "objects": sent.count}}) + "\n" if args.json else said + "\n"
+        )
+    return code
 
 
 def _emit(result: dict, as_json: bool, out: TextIO) -> None:

@@ -33,15 +33,17 @@ def local_inputs(sources: list, *, one_series: bool) -> Iterator[list]:
     """Each source as a local path while the command runs: a DICOMweb study or series URL is
     retrieved (WADO-RS) into a temporary folder, removed afterwards. ``one_series``: a URL gives
     the folder of its one series (a volume); otherwise the file of each instance (radiographs).
+    Reports, SEGs and this app's own results sent back earlier are not images to read: left out.
 
     Raises:
-        ReviewError: a URL names no study or series, or (``one_series``) a study of several series.
+        ReviewError: a URL names no study or series, none of its series is an image, or
+            (``one_series``) a study of several image series.
     """
     import tempfile
     from pathlib import Path
 
     from core.settings import load_settings
-    from pipelines.pacs import resource, retrieve
+    from pipelines.pacs import image_series, resource, retrieve
 
     settings = load_settings()
     with tempfile.TemporaryDirectory(prefix="review-pacs-") as scratch:
@@ -51,7 +53,9 @@ def local_inputs(sources: list, *, one_series: bool) -> Iterator[list]:
                 paths.append(source)
                 continue
             where = resource(source, settings)
-            series = retrieve(where, max_bytes=settings.max_volume_upload_mb * 1_000_000)
+            series = image_series(retrieve(where, max_bytes=settings.max_volume_upload_mb * 1_000_000))
+            if not series:
+                raise ReviewError(f"{source} holds no images (only reports, segmentations or this app's own results).")
             if one_series and len(series) > 1:
                 listed = ", ".join(f"{uid} ({len(files)} instances)" for uid, files in series.items())
                 raise ReviewError(

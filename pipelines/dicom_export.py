@@ -31,6 +31,8 @@ from storage.repository import ClassificationRunRecord, SegmentationRunRecord
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
+    from pipelines.analyze import CaseAnalysis
+
 log = logging.getLogger(__name__)
 
 
@@ -87,19 +89,20 @@ def export_case(
         if kept is not None and kept.facts.dicom_uids:
             study_uid = kept.facts.dicom_uids[0]
     study_uid = study_uid or derived_uid("study", facts.input_sha256)
-    srs = {}
+    srs: dict[str, Dataset] = {}
     for key in readers:
+        name = names.get(key, key)
         reported = tuple(_reported(run, by_reader[key].get(run.run_id, []), segs, numbers) for run in runs)
         report = CaseReport(
             case_id=case_id,
             input_sha256=facts.input_sha256,
             patient_key=facts.patient_key,
             study_instance_uid=study_uid,
-            reader=names.get(key, key),
+            reader=name,
             reader_key=key,
             runs=tuple(r for r in reported if r is not None),
         )
-        srs[report.reader] = case_report_sr(report)
+        srs[name] = case_report_sr(report)
     captures = tuple(case_captures(runs, store, pictures, study_uid)) if pictures is not None else ()
     return CaseExport(case_id, srs, segs, captures)
 
@@ -177,3 +180,22 @@ def send_reader_results(
     listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     log.info("Case %d: %s sent to PACS %s (%s)", case_id, listed, target.url, how)
     return f"Sent to PACS: {sent.count} object(s) ({listed})."
+
+
+def ai_results_sr(analysis: CaseAnalysis) -> Dataset:
+    """The AI's findings on one image, before anyone has read them, as an SR whose observer is the
+    model (a device): each finding's score and band, the model and its weights, "untrained:
+    meaningless" where so, "not reviewed" in the series description. Filed in the image's own
+    study when it was DICOM, else in one derived from the image."""
+    facts = analysis.facts
+    prediction = analysis.prediction
+    report = CaseReport(
+        case_id=0,
+        input_sha256=facts.input_sha256,
+        patient_key=facts.patient_key,
+        study_instance_uid=facts.dicom_uids[0] if facts.dicom_uids else derived_uid("study", facts.input_sha256),
+        reader=None,
+        reader_key=None,
+        runs=(ReportedFindings(0, prediction.model, prediction.bands_version, prediction.findings, ()),),
+    )
+    return case_report_sr(report)

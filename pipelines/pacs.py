@@ -268,17 +268,33 @@ def find_studies(
     return sorted(rows, key=lambda row: row.date, reverse=True)
 
 
-def series_modality(files: list[tuple[str, bytes]]) -> str:
-    """The Modality of a retrieved series (from its first file's header), "" when unreadable."""
+# What is never read as an image: reports, segmentations, key objects, presentation states, RT objects.
+NOT_IMAGES = frozenset({"SR", "SEG", "KO", "PR", "DOC", "RTSTRUCT", "RTPLAN", "REG"})
+
+
+def image_series(series: dict[str, list[tuple[str, bytes]]]) -> dict[str, list[tuple[str, bytes]]]:
+    """The series of a retrieved study that are images to read: not reports, segmentations or other
+    non-images (by the Modality of each series' first file), and never this app's own results sent
+    back earlier (its pictures are images, but of the AI's output, by their Manufacturer)."""
     import io
 
     import pydicom
 
-    try:
-        header = pydicom.dcmread(io.BytesIO(files[0][1]), stop_before_pixels=True, specific_tags=["Modality"])
-    except Exception:  # noqa: BLE001 - pydicom raises many types for damaged files; the reader says more later
-        return ""
-    return str(header.get("Modality", "") or "").upper()
+    from inference.dicom_out.common import MANUFACTURER
+
+    kept = {}
+    for uid, files in series.items():
+        try:
+            header = pydicom.dcmread(
+                io.BytesIO(files[0][1]), stop_before_pixels=True, specific_tags=["Modality", "Manufacturer"]
+            )
+        except Exception:  # noqa: BLE001 - pydicom raises many types for damaged files; the reader says more later
+            kept[uid] = files
+            continue
+        modality = str(header.get("Modality", "") or "").upper()
+        if modality not in NOT_IMAGES and str(header.get("Manufacturer", "") or "") != MANUFACTURER:
+            kept[uid] = files
+    return kept
 
 
 def series_of_study(target: PacsEndpoint, study_uid: str) -> list[dict[str, str]]:

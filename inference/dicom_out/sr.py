@@ -1,7 +1,9 @@
 """A case's AI results and one reader's verdicts as a DICOM SR measurement report (TID 1500,
 Comprehensive 3D SR), with highdicom.
 
-One SR per case and reader; the reader is the document's person observer. Each finding, class or
+One SR per case and reader; the reader is the document's person observer. Without a reader (the
+CLI's ``analyze --stow``: the AI's results sent before anyone has read them) the models are the
+observer, as devices, and the series description says the results are not reviewed. Each finding, class or
 structure of each run is a measurement group (TID 1501, or TID 1411 for a structure that is one
 segment of the run's DICOM SEG, which it then references):
 - what the AI said: the score with its band (findings and classes), or the volume in mL and the
@@ -88,8 +90,8 @@ class CaseReport:
     input_sha256: str
     patient_key: str | None
     study_instance_uid: str  # the source study (DICOM volume), else one derived from the case's input
-    reader: str  # the name the reader is shown by
-    reader_key: str  # their identity key (stable; names the SR's UIDs)
+    reader: str | None  # the name the reader is shown by; None: the AI's results alone, not reviewed
+    reader_key: str | None  # their identity key (stable; names the SR's UIDs)
     runs: tuple[ReportedFindings | ReportedStructures, ...]
 
 
@@ -124,7 +126,7 @@ def case_report_sr(report: CaseReport):
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    if not any(run.verdicts for run in report.runs):
+    if report.reader is not None and not any(run.verdicts for run in report.runs):
         raise SrExportError(
             f"{report.reader} has given no verdict on case {report.case_id}, so there is no reader report to write."
         )
@@ -137,19 +139,43 @@ def case_report_sr(report: CaseReport):
                 evidence.append(run.seg)
         else:
             groups.extend(_finding_groups(run, report))
-    observer = hd.sr.ObserverContext(
-        observer_type=codes.cid270.Person,
-        observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=f"{report.reader[: LO - 1]}^"),
-    )
+    if report.reader is not None:
+        context = hd.sr.ObservationContext(
+            observer_person_context=hd.sr.ObserverContext(
+                observer_type=codes.cid270.Person,
+                observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
+                    name=f"{report.reader[: LO - 1]}^"
+                ),
+            )
+        )
+        procedure = _concept("RVW-AIREVIEW", "Review of AI results on an imaging study")
+    else:
+        model = report.runs[0].model
+        context = hd.sr.ObservationContext(
+            observer_device_context=hd.sr.ObserverContext(
+                observer_type=codes.cid270.Device,
+                observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+                    uid=derived_uid("device", model.model_id, model.weights_sha256),
+                    name=model.model_id[:LO],
+                    manufacturer_name=MANUFACTURER,
+                    model_name=model.model_id[:LO],
+                ),
+            )
+        )
+        procedure = _concept("RVW-AIRESULTS", "AI results on an imaging study, not reviewed by a reader")
     content = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(observer_person_context=observer),
-        procedure_reported=_concept("RVW-AIREVIEW", "Review of AI results on an imaging study"),
+        observation_context=context,
+        procedure_reported=procedure,
         imaging_measurements=groups,
     )
     untrained = any(not run.model.trained for run in report.runs)
-    # Identical content, identical UIDs: the verdicts' latest times name this version of the report.
-    version = max(v.given_at for run in report.runs for v in run.verdicts).isoformat()
-    identity = (str(report.case_id), report.input_sha256, report.reader_key)
+    # Identical content, identical UIDs: the verdicts' latest times name this version of the report
+    # (the AI's results alone: the models and weights that made them).
+    if report.reader is not None:
+        version = max(v.given_at for run in report.runs for v in run.verdicts).isoformat()
+    else:
+        version = "|".join(f"{run.model.model_id}:{run.model.weights_sha256}" for run in report.runs)
+    identity = (str(report.case_id), report.input_sha256, report.reader_key or "ai-only")
     stand_in = not evidence
     if stand_in:  # nothing referenced: a header for the patient and study modules alone
         evidence = [
@@ -162,7 +188,10 @@ def case_report_sr(report: CaseReport):
                 report.patient_key,
             )
         ]
-    description = f"AI review SR case {report.case_id} by {report.reader}"[: LO - 24]
+    if report.reader is not None:
+        description = f"AI review SR case {report.case_id} by {report.reader}"[: LO - 24]
+    else:
+        description = "AI results SR, not reviewed"
     sr = hd.sr.Comprehensive3DSR(
         evidence=evidence,
         content=content,
@@ -184,7 +213,9 @@ def case_report_sr(report: CaseReport):
             )
         ],
     )
-    log.info("DICOM SR of case %d by %s: %d measurement groups", report.case_id, report.reader, len(groups))
+    log.info(
+        "DICOM SR of case %d by %s: %d measurement groups", report.case_id, report.reader or "the AI alone", len(groups)
+    )
     return sr
 
 

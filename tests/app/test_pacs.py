@@ -139,6 +139,22 @@ def test_what_is_opened_of_a_study_its_radiograph_its_volume_never_its_reports()
     assert volume.kind == "volume" and [f.name for f in volume.files] == [name for name, _ in ct]
     film = [("cr.dcm", (SAMPLES / "cxr" / "siim_sample.dcm").read_bytes())]
     assert opening(row("CR", "SR"), {"sr-series": sr, "cr-series": film}).files[0].name == "cr.dcm"
+    # A heatmap picture this app sent back into the film's study is an image, but never the film.
+    import numpy as np
+
+    from inference.dicom_out.common import part10_bytes
+    from inference.dicom_out.sc import secondary_capture
+
+    picture = secondary_capture(
+        np.zeros((8, 8, 3), np.uint8),
+        study_uid="1.2.3",
+        patient_key="pk-1",
+        description="AI heatmaps",
+        identity=("run-1", "a" * 64),
+        instance_number=1,
+    )
+    ours = [("sc.dcm", part10_bytes(picture))]
+    assert opening(row("CR", "OT", "SR"), {"sc-series": ours, "cr-series": film}).files[0].name == "cr.dcm"
     with pytest.raises(ReviewError, match="holds no images"):
         opening(row("SR"), {"sr-series": sr})
 

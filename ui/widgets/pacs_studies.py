@@ -13,7 +13,7 @@ import streamlit as st
 
 from core.errors import ReviewError
 from core.settings import load_settings
-from pipelines.pacs import DicomWebResource, StudyRow, endpoint, find_studies, retrieve
+from pipelines.pacs import NOT_IMAGES, DicomWebResource, StudyRow, endpoint, find_studies, image_series, retrieve
 from ui.resources import patient_hash_key
 from ui.session import CT_TASK, MASK_TASK, PACS_ERROR, PACS_OPENED, PACS_TABLE, PACS_TO_PAGE, VOLUME_TASK
 
@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 MODALITIES = ("Any", "CR", "DX", "CT", "MR")
 RADIOGRAPHS = {"CR", "DX"}
 # Objects without pixels to review: a study of these alone (results sent back, a report) is not opened.
-NOT_IMAGES = {"SR", "SEG", "KO", "PR", "DOC", "RTSTRUCT", "RTPLAN", "REG"}
 REVIEW_PAGE, VOLUME_PAGE = "pages/review.py", "pages/volumes.py"
 
 
@@ -147,12 +146,9 @@ def opening(row: StudyRow, series: dict[str, list[tuple[str, bytes]]]) -> Opened
     Raises:
         ReviewError: the study holds no image series.
     """
-    from pipelines.pacs import series_modality
-
     files = {
         uid: tuple(RetrievedFile(name, data, hashlib.sha256(data).hexdigest()) for name, data in items)
-        for uid, items in series.items()
-        if series_modality(items) not in NOT_IMAGES
+        for uid, items in image_series(series).items()
     }
     if not files:
         raise ReviewError("This study holds no images (only reports or segmentations): nothing to review in it.")

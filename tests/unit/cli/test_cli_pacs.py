@@ -48,6 +48,7 @@ def test_a_radiograph_and_a_ct_series_are_read_from_the_pacs_as_from_files(fille
     assert len(result["findings"]) == 18 and result["model"]["trained"] is False
     code, [local] = run("analyze", str(SAMPLES / "cxr" / "siim_sample.dcm"), "--allow-untrained", "--json")
     assert [f["score"] for f in result["findings"]] == [f["score"] for f in local["findings"]]
+    _the_ai_results_go_back_unreviewed_into_the_films_study(orthanc, cxr, tmp_path)
 
     series = f"{root}/studies/{ct[0].StudyInstanceUID}/series/{ct[0].SeriesInstanceUID}"
     liver = str(DCMQI / "seg" / "liver.dcm")
@@ -76,8 +77,50 @@ def test_a_radiograph_and_a_ct_series_are_read_from_the_pacs_as_from_files(fille
     code, [again] = run("measure", series, liver, "--json", "--stow", root)  # sent twice: stored once
     assert code == 0 and again["sent"]["objects"] == 1
     assert orthanc.get(f"/studies/{ct_study['ID']}/instances").__len__() == 4  # 3 CT slices and one SEG
+    # The study's SEG (ours) is never read as its volume: the study URL gives the CT.
+    code, [whole_study] = run("measure", f"{root}/studies/{ct[0].StudyInstanceUID}", liver, "--json")
+    assert code == 0 and whole_study["volumes_ml"] == from_files["volumes_ml"]
+    # A second image series (a copy of the CT as another series): a volume command asks for one.
+    from copy import deepcopy
+
+    from pipelines.pacs import send
+
+    copy = [deepcopy(d) for d in ct]
+    for number, dataset in enumerate(copy):
+        dataset.SeriesInstanceUID = "2.25.1234567890"
+        dataset.SOPInstanceUID = f"2.25.1234567890{number}"
+        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    send(target, copy)
     code, [refused] = run("measure", f"{root}/studies/{ct[0].StudyInstanceUID}", liver, "--json")
     assert code == 1 and "holds 2 series" in refused["error"] and "/series/SERIES_UID" in refused["error"]
+
+
+def _the_ai_results_go_back_unreviewed_into_the_films_study(orthanc, cxr, tmp_path: Path) -> None:
+    """analyze --stow: the film's findings as an SR whose observer is the model, in the film's own
+    study, saying it is not reviewed and (here) untrained; valid for dciodvfy; sent twice, kept once."""
+    from pipelines.pacs import DicomWebResource, PacsEndpoint, retrieve, series_of_study
+    from tests.support.dicom_validator import dciodvfy_errors
+
+    root = orthanc.dicomweb_url
+    study = f"{root}/studies/{cxr.StudyInstanceUID}"
+    for _ in range(2):
+        code, [result, sent] = run("analyze", study, "--allow-untrained", "--json", "--stow", root)
+        assert code == 0 and sent == {"sent": {"pacs": root, "objects": 1}}, sent
+    target = PacsEndpoint(root, USER, PASSWORD)
+    listed = series_of_study(target, cxr.StudyInstanceUID)
+    assert sorted(s["modality"] for s in listed) == ["CR", "SR"]
+    [sr_series] = [s["series_uid"] for s in listed if s["modality"] == "SR"]
+    [[(_name, data)]] = retrieve(DicomWebResource(target, cxr.StudyInstanceUID, sr_series), 10**8).values()
+    path = tmp_path / "ai-results-sr.dcm"
+    path.write_bytes(data)
+    assert dciodvfy_errors(path) == []
+    sr = pydicom.dcmread(path)
+    assert sr.SeriesDescription == "AI results SR, not reviewed untrained: meaningless"
+    assert sr.PatientID == cxr.PatientID  # filed under the patient the PACS holds the film under
+    text = " ".join(str(element.value) for element in sr.iterall() if element.VR != "SQ")
+    assert "Device" in text and "xrv-densenet121-res224-all" in text and "Reader verdict" not in text
+    for finding in result["findings"]:
+        assert finding["label"] in text
 
 
 def test_a_wrong_uid_a_bad_url_and_a_pacs_that_is_down_are_said_in_one_line(filled, tmp_path: Path) -> None:
