@@ -13,8 +13,9 @@ import streamlit as st
 
 from analytics import agreement, exports
 from core.vocabulary import RunKind
+from pipelines import mask_agreement
 from storage import reporting, repository
-from ui import database
+from ui import database, results
 from ui.downloads import export_button
 from ui.entry import require_app_entry
 from ui.identity import auth_configured, visible_reviewer
@@ -321,10 +322,57 @@ def structures_section() -> None:
     st.dataframe(summary, hide_index=True)
 
 
+def masks_against_the_ai() -> None:
+    """Where a volume was segmented by a model and also given a mask uploaded from another tool
+    (a reader's own, or their correction of the AI's made from its DICOM SEG), the structures of
+    the same name compared voxel by voxel: read from the image store only when asked."""
+    in_dates = [v for v in every_volume if since <= v.created_at < until]
+    pairs = [p for p in mask_agreement.mask_pairs(in_dates) if model in ("all", UPLOADED, p.model_id)]
+    if not pairs:
+        return
+    st.subheader("Readers' masks against the AI's")
+    st.caption(
+        f"{len(pairs)} volume(s) with both a model's masks and an uploaded mask sharing structure names. "
+        "Dice: 1 is the same voxels, 0 none in common."
+    )
+    if not st.toggle("Compare them voxel by voxel", key="an_mask_dice"):
+        return
+    with database.transaction() as session:
+        runs = {
+            run_id: repository.get_run(session, run_id, repository.SegmentationRunRecord)
+            for p in pairs
+            for run_id in (p.model_run, p.mask_run)
+        }
+    rows = []
+    for p in pairs:
+        first, second = runs[p.model_run], runs[p.mask_run]
+        if first is None or second is None:
+            continue
+        for a in results.mask_agreement(first.label_map_sha256, second.label_map_sha256, p.shared, first, second):
+            rows.append(
+                {
+                    "case": a.case_id,
+                    "masks from": a.model_id + ("" if a.trained else " (UNTRAINED)"),
+                    "AI run": a.model_run,
+                    "uploaded mask run": a.mask_run,
+                    "structure": a.structure,
+                    "Dice": f"{a.dice:.3f}" if a.dice is not None else "– (both empty)",
+                    "AI (mL)": round(a.model_ml, 2),
+                    "uploaded (mL)": round(a.mask_ml, 2),
+                    "difference": f"{(a.mask_ml - a.model_ml) / a.model_ml:+.0%}" if a.model_ml else "–",
+                }
+            )
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+    else:
+        st.caption("Their label maps are no longer kept (or lie on different grids): nothing to compare.")
+
+
 if facts:
     findings_section()
 if structure_facts or volumes:
     structures_section()
+masks_against_the_ai()
 
 st.subheader("Exports")
 

@@ -358,3 +358,13 @@ def volume_slice_heatmaps(input_sha256: str, weights_sha256: str, view: str, ind
     from pipelines.classify import volume_slice_heatmaps as compute
 
     return compute(_loaded, _volume, index, view)
+
+
+@st.cache_data(max_entries=256, show_spinner="Comparing the masks voxel by voxel…")
+def mask_agreement(model_label_map: str, mask_label_map: str, structures: tuple[str, ...], _model, _mask) -> list:
+    """A model's masks against an uploaded mask of the same volume, per shared structure (Dice and
+    volumes): once per pair of label maps (their sha256s), never on a rerun."""
+    from pipelines.mask_agreement import compare
+
+    store = image_store()
+    return compare(store, _model, _mask, structures) if store is not None else []

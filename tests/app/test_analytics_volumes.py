@@ -86,3 +86,37 @@ def test_a_reopened_segmentation_offers_its_case_report() -> None:
     assert not at.exception, at.exception
     labels = [b.label for b in at.get("download_button")]
     assert "Download case report (HTML)" in labels and "Download my verdicts as DICOM SR" in labels
+
+
+def test_a_readers_corrected_mask_is_compared_with_the_ais_when_asked() -> None:
+    """The analytics page pairs a model's segmentation with a mask uploaded for the same volume,
+    and reads their label maps only when the reader asks for the comparison."""
+    from core.settings import load_settings
+    from storage import repository
+    from storage.db import open_database
+    from storage.image_store import ImageStore
+    from tests.unit.pipelines.test_mask_agreement import uploaded
+    from tests.unit.storage.test_segmentation_storage import FACTS, segmentation
+
+    settings = load_settings()
+    sessions = open_database(settings.database_url)
+    store = ImageStore(settings.image_store_dir, settings.image_retention_days)
+    with sessions.begin() as s:
+        for seg in (segmentation(), uploaded(extra=1)):
+            repository.store_segmentation(s, FACTS, seg)
+            store.put_label_map(seg.label_map)
+    sessions.kw["bind"].dispose()
+
+    at = new_app()
+    at.switch_page("pages/analytics.py").run()
+    assert not at.exception, at.exception
+    assert "Readers' masks against the AI's" not in texts(at)  # an untrained model's masks: left out unless asked
+    at.toggle(key="an_untrained").set_value(True).run()
+    assert "Readers' masks against the AI's" in texts(at) and not [d for d in at.dataframe if "Dice" in d.value]
+    at.toggle(key="an_mask_dice").set_value(True).run()
+    assert not at.exception, at.exception
+    compared = _frame_with(at, "Dice").set_index("structure")
+    assert list(compared.index) == ["Liver", "Tumour", "Liver and tumour"]
+    assert (compared.loc["Tumour", "Dice"], compared.loc["Liver and tumour", "Dice"]) == ("0.667", "1.000")
+    assert compared.loc["Tumour", "difference"] == "+100%"  # the reader's tumour is twice the AI's
+    assert set(compared["masks from"]) == {"seg-test-unet (UNTRAINED)"}
