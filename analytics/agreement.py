@@ -70,9 +70,16 @@ class ItemAgreement:
 
 
 class _Rated(Protocol):
-    run_id: int
-    reviewer: str
-    verdict: Verdict
+    """A verdict fact of either kind, as agreement reads it."""
+
+    @property
+    def run_id(self) -> int: ...
+
+    @property
+    def reviewer(self) -> str: ...
+
+    @property
+    def verdict(self) -> Verdict: ...
 
 
 def reader_implied_presence(fact: VerdictFact) -> bool | None:
@@ -166,6 +173,6 @@ def class_confusion(facts: Iterable[VerdictFact], classes: Sequence[str]) -> tup
         elif fact.verdict == Verdict.UNSURE:
             column = UNSURE_COLUMN
         else:
-            column = fact.reader_label if fact.reader_label in classes else UNNAMED_COLUMN
+            column = fact.reader_label if fact.reader_label and fact.reader_label in classes else UNNAMED_COLUMN
         matrix[list(classes).index(fact.finding)][columns.index(column)] += 1
     return columns, matrix

@@ -9,6 +9,7 @@
         [--allow-untrained]
     python -m inference measure IMAGE LABELMAP [--legend FILE] [--threshold T] [--json] [--seg-out OUT.dcm] [--stow [URL]]
     python -m inference export --case ID --sr FILE.dcm|DIR/ [--seg FILE.dcm] [--sc DIR] [--reader NAME] [--stow [URL]] [--json]
+    python -m inference calibrate [--model ID] [--target-sensitivity 0.9] [--include-untrained] [--json]
     python -m inference classify FILE... --model ID [--json] [--tta] [--cam-dir DIR] [--allow-untrained]
     python -m inference models [--json]
     python -m inference train --model ID --data DIR [--epochs N] [--seed S] [--device cpu|cuda]
@@ -30,6 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+from cli.calibration import add_commands as add_calibration_commands
+from cli.calibration import calibrate_command
 from cli.classify import add_commands as add_classify_commands
 from cli.classify import classify_command, each_slice, models_command
 from cli.exports import add_commands as add_export_commands
@@ -84,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_parser("download", help="download the release weights (needs internet)")
     add_volume_commands(commands)
     add_export_commands(commands)
+    add_calibration_commands(commands)
     add_classify_commands(commands)
     add_training_commands(commands)
     add_serving_commands(commands)
@@ -210,6 +214,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "segment": segment_command,
     "measure": measure_command,
     "export": export_command,
+    "calibrate": calibrate_command,
     "classify": classify_command,
     "models": models_command,
     "train": train_command,
