@@ -220,9 +220,13 @@ def calibrate_finding(
     low = _threshold(lambda s: _sensitivity_cut(s, RULE_OUT_SENSITIVITY), positives, rng, repeats, upward=False)
     high = _threshold(lambda s: _sensitivity_cut(s, target_sensitivity), positives, rng, repeats, upward=False)
     critical = _threshold(lambda s: _specificity_cut(s, RULE_IN_SPECIFICITY), negatives, rng, repeats, upward=True)
-    # The bands need low <= high <= critical: a critical cut below high is raised to it.
-    if critical.value < high.value:
-        critical = Threshold(high.value, critical.interval, critical.cases)
+    # The bands need 0 <= low < high < critical <= 1: where the verdicts put two cuts at the same
+    # place (or critical below high), the lower is moved down, or the upper up, by one step of 0.0001.
+    step = 1e-4
+    if low.value >= high.value:
+        low = Threshold(round(max(high.value - step, 0.0), 4), low.interval, low.cases)
+    if critical.value <= high.value:
+        critical = Threshold(round(min(high.value + step, 1.0), 4), critical.interval, critical.cases)
     return FindingCalibration(
         finding,
         model_id,

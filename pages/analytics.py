@@ -4,6 +4,7 @@ measure. Runs on untrained weights are excluded unless asked for, and labelled w
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
 
@@ -15,10 +16,11 @@ from analytics import agreement, exports
 from core.vocabulary import RunKind
 from pipelines import mask_agreement
 from storage import reporting, repository
-from ui import database, results
+from ui import database, models, results
 from ui.downloads import export_button
 from ui.entry import require_app_entry
 from ui.identity import auth_configured, visible_reviewer
+from ui.widgets.band_editor import proposal_button
 from ui.widgets.verdicts import exclusive_classes
 
 require_app_entry()
@@ -368,8 +370,88 @@ def masks_against_the_ai() -> None:
         st.caption("Their label maps are no longer kept (or lie on different grids): nothing to compare.")
 
 
+def site_calibration_section() -> None:
+    """Per finding: how the scores match what the readers say, and the thresholds their verdicts
+    support. Fitted only when asked; for a signed-in admin, the chest X-ray proposal can be taken to
+    the band editor, where it is reviewed and saved as a new bands version (nothing changes here)."""
+    st.subheader("Site calibration from the verdicts")
+    st.caption(
+        "Each verdict implies a reader label (present: agree on a positive or critical band, or disagree on a "
+        "negative one); a case's readers count by majority. The errors after recalibration are measured on cases "
+        "each fit never saw (5-fold). Proposed thresholds: low keeps 98 % of present cases at or above it, high "
+        "the target share, critical lets at most 2 % of absent cases above it."
+    )
+    if not st.toggle("Fit the calibration to these verdicts", key="an_calibration"):
+        return
+    target = st.slider("Target sensitivity for high", 0.5, 0.99, 0.9, 0.01, key="an_target_sensitivity")
+    digest = hashlib.sha256(
+        repr(sorted((f.run_id, f.reviewer, f.finding, f.entry, f.score) for f in facts)).encode()
+    ).hexdigest()
+    found = results.site_calibration(digest, target, facts)
+    if not found:
+        st.info("No verdict here gives a reader label yet (unsure and indeterminate say nothing).")
+        return
+
+    def cut(t) -> str:
+        return f"{t.value:.3f} ({t.interval[0]:.3f}–{t.interval[1]:.3f})" if t is not None else "–"
+
+    def error(value) -> str:
+        return f"{value:.3f}" if value is not None else "–"
+
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "model": c.model_id,
+                    "finding": c.finding,
+                    "cases": c.cases,
+                    "present": c.present,
+                    "ECE": error(c.ece),
+                    "temperature": f"{c.temperature:.2f}" if c.temperature is not None else "–",
+                    "ECE after temperature": error(c.ece_temperature),
+                    "ECE after isotonic": error(c.ece_isotonic),
+                    "proposed low": cut(c.low),
+                    "proposed high": cut(c.high),
+                    "proposed critical": cut(c.critical),
+                    "note": c.why_not,
+                }
+                for c in found
+            ]
+        ),
+        hide_index=True,
+    )
+    shown = st.selectbox(
+        "Reliability diagram of", [f"{c.model_id} · {c.finding}" for c in found], key="an_reliability_finding"
+    )
+    chosen = next(c for c in found if f"{c.model_id} · {c.finding}" == shown)
+    filled = [b for b in chosen.reliability if b.cases]
+    diagram = px.line(
+        x=[b.mean_score for b in filled],
+        y=[b.observed for b in filled],
+        markers=True,
+        labels={"x": "mean score in the bin", "y": "share the readers called present"},
+        title=f"{chosen.finding}: scores against the readers ({chosen.cases} cases)",
+        range_x=[0, 1],
+        range_y=[0, 1],
+        hover_data={"cases": [b.cases for b in filled]},
+    )
+    diagram.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line={"dash": "dot", "color": "grey"})
+    st.plotly_chart(diagram, config={"displayModeBar": False})
+    proposal = {
+        c.finding: {"low": c.low.value, "high": c.high.value, "critical": c.critical.value}
+        for c in found
+        if c.model_id == models.classifier_spec().model_id
+        and c.low is not None
+        and c.high is not None
+        and c.critical is not None
+    }
+    if proposal:
+        proposal_button(proposal, f"site calibration of {len(facts)} verdicts, target sensitivity {target:.2f}")
+
+
 if facts:
     findings_section()
+    site_calibration_section()
 if structure_facts or volumes:
     structures_section()
 masks_against_the_ai()

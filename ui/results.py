@@ -368,3 +368,12 @@ def mask_agreement(model_label_map: str, mask_label_map: str, structures: tuple[
 
     store = image_store()
     return compare(store, _model, _mask, structures) if store is not None else []
+
+
+@st.cache_data(max_entries=16, show_spinner="Fitting the calibration to the readers' verdicts…")
+def site_calibration(digest: str, target_sensitivity: float, _facts) -> list:
+    """analytics.calibration over ``_facts`` (the verdicts on screen, named by ``digest``): once per
+    set of verdicts and target, never on a rerun."""
+    from analytics.calibration import calibrate
+
+    return calibrate(_facts, target_sensitivity=target_sensitivity)

@@ -142,3 +142,8 @@ slice_key: Callable[[str], str] = _prefixed("vv::slice")  # the server-rendered 
 VIEW_KEY = "vv::view"  # the server-rendered scroller's plane
 NEXT_SLICE_KEY = "vv::next"
 PREVIOUS_SLICE_KEY = "vv::prev"
+
+
+# A band proposal from the analytics page's site calibration, for the Settings page's band editor to
+# start from: {"source": what it was fitted on, "findings": {finding: {low, high, critical}}}.
+BANDS_PROPOSAL = "bands_proposal"

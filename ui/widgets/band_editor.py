@@ -11,6 +11,7 @@ from inference.images.bands import BandConfig, parse_band_config, save_band_conf
 from storage import audit
 from ui import database, models
 from ui.identity import auth_configured, current_reviewer
+from ui.session import BANDS_PROPOSAL
 
 
 def _new_config(current: BandConfig, table: pd.DataFrame, version: str) -> BandConfig:
@@ -38,9 +39,26 @@ def edit_bands_section(current: BandConfig, table: pd.DataFrame) -> None:
         st.caption("Only a signed-in admin can change the bands (sign-in must be configured).")
         return
     settings = load_settings()
-    with st.expander("Change the bands (admin)"):
+    proposal = st.session_state.get(BANDS_PROPOSAL)
+    start = table[["finding", "low", "high", "critical"]]
+    if proposal:
+        start = start.assign(
+            **{
+                name: [proposal["findings"].get(f, {}).get(name, v) for f, v in zip(start["finding"], start[name])]
+                for name in ("low", "high", "critical")
+            }
+        )
+    with st.expander("Change the bands (admin)", expanded=bool(proposal)):
+        if proposal:
+            st.info(
+                f"Starting from the proposal of the {proposal['source']} ({len(proposal['findings'])} finding(s)); "
+                "the others keep the bands in force. Review it, name the version and save, or leave it."
+            )
         edited = st.data_editor(
-            table[["finding", "low", "high", "critical"]], hide_index=True, disabled=["finding"], key="bands_editor"
+            start,
+            hide_index=True,
+            disabled=["finding"],
+            key="bands_editor::proposal" if proposal else "bands_editor",
         )
         version = st.text_input("New version name", placeholder=f"after {current.version}", key="bands_version")
         if st.button("Save as the bands in force", type="primary", key="bands_save"):
@@ -54,5 +72,28 @@ def edit_bands_section(current: BandConfig, table: pd.DataFrame) -> None:
                 return
             save_band_config(new, settings.edited_bands_file)
             with database.transaction() as session:
-                audit.record_event(session, "bands_changed", who.identity, previous=current.identity, new=new.identity)
+                audit.record_event(
+                    session,
+                    "bands_changed",
+                    who.identity,
+                    previous=current.identity,
+                    new=new.identity,
+                    starting_from=proposal["source"] if proposal else "the bands in force",
+                )
+            st.session_state.pop(BANDS_PROPOSAL, None)
             st.success(f"Bands {new.version} are now in force; new analyses record them.")
+
+
+def proposal_button(findings: dict[str, dict[str, float]], source: str) -> None:
+    """For a signed-in admin, a button taking proposed thresholds (finding -> low, high, critical)
+    to the band editor on the Settings page, where they are reviewed and saved as a new bands
+    version (audited with ``source``); nothing changes the bands in force before that."""
+    who = current_reviewer()
+    if not auth_configured() or who is None or not who.is_admin:
+        st.caption(
+            "A signed-in admin can take this proposal to the band editor; nothing here changes the bands in force."
+        )
+        return
+    if st.button(f"Review these thresholds in the band editor ({len(findings)} finding(s))", key="an_to_bands"):
+        st.session_state[BANDS_PROPOSAL] = {"source": source, "findings": findings}
+        st.switch_page("pages/settings.py")

@@ -59,7 +59,7 @@ def test_the_proposed_thresholds_are_where_the_cases_put_them() -> None:
     assert np.mean(positives >= result.high.value - 1e-4) >= 0.9 > np.mean(positives > result.high.value + 1e-4)
     assert np.mean(positives >= result.low.value - 1e-4) >= 0.98  # rule-out: almost none below low
     assert np.mean(negatives >= result.critical.value) <= 0.02  # rule-in: almost no absent case above critical
-    assert result.low.value <= result.high.value <= result.critical.value
+    assert result.low.value < result.high.value < result.critical.value  # as the bands need them
     for threshold in (result.low, result.high, result.critical):
         assert threshold.interval[0] <= threshold.value <= threshold.interval[1]
     assert (result.high.cases, result.critical.cases) == (int(present.sum()), int((~present).sum()))

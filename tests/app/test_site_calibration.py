@@ -1,0 +1,81 @@
+"""Site calibration on the analytics page: fitted only when asked, per finding with its errors and
+proposed thresholds and a reliability diagram; a signed-in admin takes the proposal to the band
+editor, where it is reviewed and saved as a new, audited bands version."""
+
+from __future__ import annotations
+
+from tests.app.conftest import new_app, texts
+
+
+def _seed() -> None:
+    from dataclasses import replace
+
+    import numpy as np
+
+    from core.settings import load_settings
+    from core.types import Finding, ModelIdentity, Prediction
+    from core.vocabulary import Band, Verdict
+    from storage import repository
+    from storage.db import open_database
+    from tests.unit.cli.test_cli_calibrate import band
+    from tests.unit.storage.test_storage import FACTS
+
+    sessions = open_database(load_settings().database_url)
+    with sessions.begin() as s:
+        for i, score in enumerate(np.linspace(0.02, 0.98, 60)):
+            prediction = Prediction(
+                (Finding("Effusion", float(score), band(score)),),
+                ModelIdentity("xrv-densenet121-res224-all", "a" * 64, True, "cpu"),
+                "v1",
+                {},
+                10.0,
+            )
+            stored = repository.store_analysis(s, replace(FACTS, input_sha256=f"{i:064x}"), prediction, "Grad-CAM")
+            agree = (score >= 0.6) == (band(score) is not Band.NEGATIVE)
+            repository.record_verdict(
+                s, stored.run_id, "Effusion", Verdict.AGREE if agree else Verdict.DISAGREE, "Dr A"
+            )
+    sessions.kw["bind"].dispose()
+
+
+def test_a_lead_fits_the_calibration_and_takes_the_proposal_to_the_band_editor(untrained_env, monkeypatch) -> None:
+    import ui.widgets.band_editor
+    from ui.identity import Reviewer
+
+    _seed()
+    at = new_app()
+    at.switch_page("pages/analytics.py").run()
+    assert not at.exception, at.exception
+    assert "Site calibration from the verdicts" in texts(at)
+    assert not [d for d in at.dataframe if "ECE" in d.value.columns]  # nothing fitted until asked
+    at.toggle(key="an_calibration").set_value(True).run()
+    assert not at.exception, at.exception
+    [table] = [d.value for d in at.dataframe if "ECE" in d.value.columns]
+    effusion = table.set_index("finding").loc["Effusion"]
+    assert (effusion["cases"], effusion["present"]) == (60, 24)
+    assert effusion["proposed high"].startswith("0.6")
+    assert "A signed-in admin can take this proposal" in texts(at)  # open mode: nobody changes bands
+
+    lead = Reviewer("lead@hospital.test", "Lead", signed_in=True, is_admin=True)
+    monkeypatch.setattr(ui.widgets.band_editor, "auth_configured", lambda: True)
+    monkeypatch.setattr(ui.widgets.band_editor, "current_reviewer", lambda: lead)
+    at.run()
+    at.button(key="an_to_bands").click().run()
+    assert not at.exception, at.exception
+    assert "Starting from the proposal of the site calibration of 60 verdicts" in texts(at)
+    at.switch_page("pages/settings.py")  # AppTest stays on the page it was told: the one the button opened
+    at.text_input(key="bands_version").input("2026.12-site").run()
+    at.button(key="bands_save").click().run()
+    assert "Bands 2026.12-site are now in force" in texts(at)
+
+    from core.settings import load_settings
+    from inference.images.bands import load_band_config
+    from storage import audit
+    from storage.db import open_database
+
+    saved = load_band_config(load_settings().edited_bands_file)
+    threshold = saved.thresholds("cxr", "Effusion")
+    assert 0.6 <= threshold.high <= 0.7 and threshold.low < threshold.high < threshold.critical
+    with open_database(load_settings().database_url).begin() as session:
+        [change] = audit.events_of_kind(session, "bands_changed")
+    assert change.detail["starting_from"].startswith("site calibration of 60 verdicts")
