@@ -312,7 +312,7 @@ def download(page, button: str, folder: Path) -> Path:
     # it, and a click while the next run replaces it finds nothing ("Deferred file ... not found").
     settled(page)
     with page.expect_download() as info:
-        page.get_by_role("button", name=button).click()
+        page.get_by_role("button", name=button, exact=True).click()
     path = folder / info.value.suggested_filename
     info.value.save_as(path)
     return path
