@@ -5,6 +5,7 @@ over the whole radiograph. An untrained model's pictures carry the red "untraine
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,15 +23,27 @@ from storage.repository import ClassificationRunRecord, RunRecord, SegmentationR
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
+    from inference.models.loader import LoadedModel
+
 log = logging.getLogger(__name__)
 
 MASK_OPACITY = 0.45
 WIDTH_PX = 768
 MOST_HEATMAPS = 6  # the top-ranked positive or critical findings: what a reader opens first, not all 18
+# The largest structures with voxels: a whole-body CT has up to 104, and sent 60 pictures to PACS.
+MOST_MASKS = 12
 
 
-def case_captures(runs: list[RunRecord], store: ImageStore | None, settings: Settings, study_uid: str) -> list[Dataset]:
-    """The pictures of every run of a case whose image or volume is kept.
+def case_captures(
+    runs: list[RunRecord],
+    store: ImageStore | None,
+    settings: Settings,
+    study_uid: str,
+    loaded: Callable[[str], LoadedModel | None] | None = None,
+) -> list[Dataset]:
+    """The pictures of every run of a case whose image or volume is kept. ``loaded``: the model of
+    that id already in memory, if any (the app's), used when it holds the run's weights; else the
+    model is loaded for the heatmaps.
 
     Raises:
         ReviewError: a radiograph's heatmaps need the weights that made its run, and other weights are installed.
@@ -42,7 +55,7 @@ def case_captures(runs: list[RunRecord], store: ImageStore | None, settings: Set
         if isinstance(run, SegmentationRunRecord):
             captures.extend(_mask_captures(run, store, study_uid))
         elif isinstance(run, ClassificationRunRecord):
-            captures.extend(_heatmap_captures(run, store, settings, study_uid))
+            captures.extend(_heatmap_captures(run, store, settings, study_uid, loaded))
     return captures
 
 
@@ -57,8 +70,9 @@ class MaskPicture:
 
 
 def mask_pictures(run: SegmentationRunRecord, store: ImageStore) -> list[MaskPicture]:
-    """Each structure of ``run`` with voxels, over its kept volume's middle axial slice of it, in
-    the run's order; none when the volume or label map is no longer kept."""
+    """Each structure of ``run`` with voxels (the ``MOST_MASKS`` largest where there are more), over
+    its kept volume's middle axial slice of it, in the run's order; none when the volume or label
+    map is no longer kept."""
     from core.annotate import with_banner
     from inference.volume.slices import (
         colour_table,
@@ -77,9 +91,11 @@ def mask_pictures(run: SegmentationRunRecord, store: ImageStore) -> list[MaskPic
     volume = inputs.reference if isinstance(inputs, MultiChannelVolume) else inputs
     level, width = CT_PRESETS["Soft tissue"] if volume.modality == "CT" else percentile_window(np.asarray(volume.data))
     label_map = segmentation.label_map
+    present = [s for s in run.structures if s.axial_first is not None and s.axial_last is not None]
+    largest = {s.name for s in sorted(present, key=lambda s: -s.volume_ml)[:MOST_MASKS]}
     pictures = []
-    for structure in run.structures:
-        if structure.axial_first is None or structure.axial_last is None:
+    for structure in present:
+        if structure.name not in largest or structure.axial_first is None or structure.axial_last is None:
             continue
         index = (structure.axial_first + structure.axial_last) // 2
         image = window_to_uint8(oriented_slice(np.asarray(volume.data), "Axial", index), level, width)
@@ -105,7 +121,11 @@ def _mask_captures(run: SegmentationRunRecord, store: ImageStore, study_uid: str
 
 
 def _heatmap_captures(
-    run: ClassificationRunRecord, store: ImageStore, settings: Settings, study_uid: str
+    run: ClassificationRunRecord,
+    store: ImageStore,
+    settings: Settings,
+    study_uid: str,
+    loaded: Callable[[str], LoadedModel | None] | None,
 ) -> list[Dataset]:
     from inference.images.bands import load_band_config
     from inference.models.loader import load_model
@@ -117,13 +137,15 @@ def _heatmap_captures(
     shown = [f for f in run.ranked() if f.band in (Band.POSITIVE, Band.CRITICAL)][:MOST_HEATMAPS]
     if image is None or not shown:
         return []
-    loaded = load_model(get_spec(run.model_id), settings, allow_untrained=not run.trained)
-    if loaded.weights_sha256 != run.weights_sha256:
+    model = loaded(run.model_id) if loaded is not None else None
+    if model is None or model.weights_sha256 != run.weights_sha256:
+        model = load_model(get_spec(run.model_id), settings, allow_untrained=not run.trained)
+    if model.weights_sha256 != run.weights_sha256:
         raise ReviewError(
             f"The heatmaps of run {run.run_id} need the weights that made it ({run.weights_sha256[:12]}…); "
-            f"{run.model_id} now runs {loaded.weights_sha256[:12]}…. Export without pictures, or reinstall those weights."
+            f"{run.model_id} now runs {model.weights_sha256[:12]}…. Export without pictures, or reinstall those weights."
         )
-    analysis = analyze(loaded, image, load_band_config(settings.bands_file))
+    analysis = analyze(model, image, load_band_config(settings.bands_file))
     captures = []
     for number, finding in enumerate(shown, start=1):
         _, picture = whole_image_overlay(

@@ -31,6 +31,7 @@ from storage.repository import ClassificationRunRecord, SegmentationRunRecord
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
+    from inference.models.loader import LoadedModel
     from pipelines.analyze import CaseAnalysis
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,12 @@ def export_case(
     reader: str | None = None,
     *,
     pictures: Settings | None = None,
+    loaded: Callable[[str], LoadedModel | None] | None = None,
 ) -> CaseExport:
     """The DICOM objects of case ``case_id``: the SEG of every segmentation run whose volume is kept,
     an SR for each reader with a verdict (only ``reader``, a name or identity key, when given), and
-    with ``pictures`` (the settings: a radiograph's heatmaps need its model) the secondary captures.
+    with ``pictures`` (the settings: a radiograph's heatmaps need its model) the secondary captures;
+    ``loaded`` gives a model already in memory by its id (``captures.case_captures``).
 
     Raises:
         CaseNotFound: no such case.
@@ -103,7 +106,7 @@ def export_case(
             runs=tuple(r for r in reported if r is not None),
         )
         srs[name] = case_report_sr(report)
-    captures = tuple(case_captures(runs, store, pictures, study_uid)) if pictures is not None else ()
+    captures = tuple(case_captures(runs, store, pictures, study_uid, loaded)) if pictures is not None else ()
     return CaseExport(case_id, srs, segs, captures)
 
 
@@ -148,6 +151,7 @@ def send_reader_results(
     reader: str,
     run_id: int,
     how: str = "by hand",
+    loaded: Callable[[str], LoadedModel | None] | None = None,
 ) -> str:
     """STOW-RS of ``reader``'s SR of the case, with the case's kept SEGs and its pictures
     (secondary captures), to the configured PACS; audited under the reader. Returns what was sent,
@@ -161,7 +165,7 @@ def send_reader_results(
 
     target = endpoint(settings)
     with transaction() as session:
-        exported = export_case(session, store, case_id, reader=reader, pictures=settings)
+        exported = export_case(session, store, case_id, reader=reader, pictures=settings, loaded=loaded)
     sent = send(target, [*exported.srs.values(), *exported.segs.values(), *exported.captures])
     with transaction() as session:
         audit.record_event(

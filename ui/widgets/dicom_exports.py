@@ -11,10 +11,11 @@ from core.errors import ReviewError
 from core.review_rules import reviewed_structures
 from core.settings import load_settings
 from inference.dicom_out.common import part10_bytes
+from inference.models.loader import LoadedModel
 from pipelines.dicom_export import export_case, send_reader_results
 from storage import audit, repository
 from storage.db import session_scope
-from ui import database, resources
+from ui import database, models, resources
 from ui.downloads import export_button
 from ui.identity import reviewer
 from ui.session import dicom_sr_key, pacs_result_key, pacs_send_key
@@ -89,11 +90,19 @@ def send_when_complete(run_id: int, who: str) -> str | None:
     if run is None or not _complete(run, judged):
         return None
     sessions, store = resources.database(), resources.image_store()  # bound here: the send runs in another thread
+    model = _in_memory(run.model_id) if isinstance(run, repository.ClassificationRunRecord) else None
 
     def send_in_background() -> None:
         try:
             send_reader_results(
-                lambda: session_scope(sessions), store, settings, run.case_id, who, run_id, "automatically"
+                lambda: session_scope(sessions),
+                store,
+                settings,
+                run.case_id,
+                who,
+                run_id,
+                "automatically",
+                loaded=lambda model_id: model if model is not None and model.spec.model_id == model_id else None,
             )
         except ReviewError as exc:
             log.warning("Case %d: the automatic send to PACS failed: %s", run.case_id, exc)
@@ -104,6 +113,13 @@ def send_when_complete(run_id: int, who: str) -> str | None:
 
     resources.pacs_sender().submit(send_in_background)
     return "Every item judged: your SR is being sent to PACS."
+
+
+def _in_memory(model_id: str) -> LoadedModel | None:
+    """The classifier this process keeps loaded for ``model_id``, if any: its heatmaps for the
+    pictures without loading it a second time."""
+    state = models.classifier_of_run(model_id)
+    return state if isinstance(state, LoadedModel) else None
 
 
 def _complete(run: repository.RunRecord, judged: set[str]) -> bool:
