@@ -70,6 +70,7 @@ class FindingCalibration:
     high: Threshold | None
     critical: Threshold | None
     why_not: str = ""  # why nothing was fitted or proposed
+    adjusted: str = ""  # a proposed cut moved to keep low < high < critical, and why
 
 
 def reader_labels(facts: Iterable[VerdictFact]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
@@ -223,9 +224,15 @@ def calibrate_finding(
     # The bands need 0 <= low < high < critical <= 1: where the verdicts put two cuts at the same
     # place (or critical below high), the lower is moved down, or the upper up, by one step of 0.0001.
     step = 1e-4
+    adjusted = []
     if low.value >= high.value:
+        adjusted.append(f"low moved just below high (the verdicts put it at {low.value:.4f})")
         low = Threshold(round(max(high.value - step, 0.0), 4), low.interval, low.cases)
     if critical.value <= high.value:
+        adjusted.append(
+            f"critical moved just above high: the verdicts put the rule-in cut at {critical.value:.4f}, "
+            "below high, so no band between them is supported"
+        )
         critical = Threshold(round(min(high.value + step, 1.0), 4), critical.interval, critical.cases)
     return FindingCalibration(
         finding,
@@ -240,6 +247,7 @@ def calibrate_finding(
         low,
         high,
         critical,
+        adjusted="; ".join(adjusted),
     )
 
 

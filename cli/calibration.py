@@ -70,6 +70,8 @@ def calibrate_command(args: argparse.Namespace, out: TextIO) -> int:
             f"\n  ECE {result.ece:.3f}; after temperature {result.temperature:.2f}: {result.ece_temperature:.3f}; "
             f"after isotonic: {result.ece_isotonic:.3f} (cross-fitted)\n"
         )
+        if result.adjusted:
+            out.write(f"  note: {result.adjusted}\n")
         for name in ("low", "high", "critical"):
             t = getattr(result, name)
             out.write(

@@ -413,7 +413,7 @@ def site_calibration_section() -> None:
                     "proposed low": cut(c.low),
                     "proposed high": cut(c.high),
                     "proposed critical": cut(c.critical),
-                    "note": c.why_not,
+                    "note": c.why_not or c.adjusted,
                 }
                 for c in found
             ]

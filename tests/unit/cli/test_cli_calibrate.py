@@ -63,7 +63,9 @@ def test_calibrate_prints_each_findings_errors_and_proposed_thresholds(site) -> 
     assert (effusion["finding"], effusion["cases"], effusion["present"]) == ("Effusion", 60, 24)
     # Every present case scores 0.6 or more: the high cut keeps 90 % of them, the low one 98 %.
     assert 0.6 <= effusion["high"]["value"] <= 0.7 and 0.59 <= effusion["low"]["value"] <= effusion["high"]["value"]
-    assert effusion["critical"]["value"] >= effusion["high"]["value"] and effusion["critical"]["cases"] == 36
+    assert effusion["critical"]["value"] > effusion["high"]["value"] and effusion["critical"]["cases"] == 36
+    # Every absent case scores below 0.6: the rule-in cut falls below high, and is moved above it, said.
+    assert effusion["adjusted"].startswith("critical moved just above high")
     assert effusion["ece_isotonic"] < effusion["ece"]
     assert mass["cases"] == 5 and mass["high"] is None and "at least 20" in mass["why_not"]
 
