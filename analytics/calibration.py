@@ -59,6 +59,7 @@ class Threshold:
 class FindingCalibration:
     finding: str
     model_id: str
+    weights_sha256: str  # calibration is of one model's weights: other weights are other rows
     cases: int
     present: int
     reliability: tuple[ReliabilityBin, ...]
@@ -73,23 +74,24 @@ class FindingCalibration:
     adjusted: str = ""  # a proposed cut moved to keep low < high < critical, and why
 
 
-def reader_labels(facts: Iterable[VerdictFact]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
-    """(model, finding) -> (scores, labels 0/1), one per run: the majority of its readers' labels."""
-    votes: dict[tuple[str, str, int], list[bool]] = defaultdict(list)
-    scores: dict[tuple[str, str, int], float] = {}
+def reader_labels(facts: Iterable[VerdictFact]) -> dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]]:
+    """(model, weights sha256, finding) -> (scores, labels 0/1), one per run: the majority of its
+    readers' labels."""
+    votes: dict[tuple[str, str, str, int], list[bool]] = defaultdict(list)
+    scores: dict[tuple[str, str, str, int], float] = {}
     for fact in facts:
         label = reader_implied_presence(fact)
         if label is None:
             continue
-        key = (fact.model_id, fact.finding, fact.run_id)
+        key = (fact.model_id, fact.weights_sha256, fact.finding, fact.run_id)
         votes[key].append(label)
         scores[key] = fact.score
-    by_finding: dict[tuple[str, str], tuple[list[float], list[int]]] = defaultdict(lambda: ([], []))
+    by_finding: dict[tuple[str, str, str], tuple[list[float], list[int]]] = defaultdict(lambda: ([], []))
     for key, said in votes.items():
         present = sum(said)
         if present * 2 == len(said):
             continue  # a tie says nothing
-        score_list, label_list = by_finding[key[:2]]
+        score_list, label_list = by_finding[key[:3]]
         score_list.append(scores[key])
         label_list.append(int(present * 2 > len(said)))
     return {k: (np.asarray(s, dtype=float), np.asarray(y, dtype=int)) for k, (s, y) in sorted(by_finding.items())}
@@ -197,6 +199,7 @@ def _threshold(cut, sample: np.ndarray, rng: np.random.Generator, repeats: int, 
 
 def calibrate_finding(
     model_id: str,
+    weights_sha256: str,
     finding: str,
     scores: np.ndarray,
     labels: np.ndarray,
@@ -213,7 +216,7 @@ def calibrate_finding(
             "with both present and absent ones, are needed"
         )
         return FindingCalibration(
-            finding, model_id, len(scores), present, bins, ece, None, None, None, None, None, None, why
+            finding, model_id, weights_sha256, len(scores), present, bins, ece, None, None, None, None, None, None, why
         )
     ece_temperature, ece_isotonic = _cross_fitted_ece(scores, labels, seed)
     rng = np.random.default_rng(seed)
@@ -237,6 +240,7 @@ def calibrate_finding(
     return FindingCalibration(
         finding,
         model_id,
+        weights_sha256,
         len(scores),
         present,
         bins,
@@ -254,8 +258,8 @@ def calibrate_finding(
 def calibrate(
     facts: Iterable[VerdictFact], target_sensitivity: float = 0.9, seed: int = 0, repeats: int = 1000
 ) -> list[FindingCalibration]:
-    """Every finding of every model the readers' verdicts give labels for."""
+    """Every finding of every model (and its weights) the readers' verdicts give labels for."""
     return [
-        calibrate_finding(model_id, finding, scores, labels, target_sensitivity, seed, repeats)
-        for (model_id, finding), (scores, labels) in reader_labels(facts).items()
+        calibrate_finding(model_id, weights, finding, scores, labels, target_sensitivity, seed, repeats)
+        for (model_id, weights, finding), (scores, labels) in reader_labels(facts).items()
     ]

@@ -14,6 +14,7 @@ import streamlit as st
 
 from analytics import agreement, exports
 from core.vocabulary import RunKind
+from inference.models.loader import LoadedModel
 from pipelines import mask_agreement
 from storage import reporting, repository
 from ui import database, models, results
@@ -403,6 +404,7 @@ def site_calibration_section() -> None:
             [
                 {
                     "model": c.model_id,
+                    "weights": c.weights_sha256[:12] + "…",
                     "finding": c.finding,
                     "cases": c.cases,
                     "present": c.present,
@@ -437,16 +439,21 @@ def site_calibration_section() -> None:
     )
     diagram.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line={"dash": "dot", "color": "grey"})
     st.plotly_chart(diagram, config={"displayModeBar": False})
+    # A proposal for the bands of the chest X-ray model as it runs now: its own weights' verdicts only.
+    state = models.classifier()
+    running = (state.spec.model_id, state.weights_sha256) if isinstance(state, LoadedModel) else None
     proposal = {
         c.finding: {"low": c.low.value, "high": c.high.value, "critical": c.critical.value}
         for c in found
-        if c.model_id == models.classifier_spec().model_id
+        if (c.model_id, c.weights_sha256) == running
         and c.low is not None
         and c.high is not None
         and c.critical is not None
     }
-    if proposal:
-        proposal_button(proposal, f"site calibration of {len(facts)} verdicts, target sensitivity {target:.2f}")
+    if proposal and running is not None:
+        proposal_button(
+            proposal, f"site calibration of {len(facts)} verdicts, target sensitivity {target:.2f}", running
+        )
 
 
 if facts:

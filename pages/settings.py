@@ -14,7 +14,7 @@ from ui import models, resources
 from ui.entry import require_app_entry
 from ui.text import md_escape
 from ui.widgets.band_editor import edit_bands_section
-from ui.widgets.model_status import require_model
+from ui.widgets.model_status import bands_validation, require_model
 
 require_app_entry()
 
@@ -35,6 +35,18 @@ st.caption(
     "low to high: indeterminate; high to critical: positive; at or above critical: critical."
 )
 classifier = models.classifier_spec()
+validated = bands.validated_with.get(classifier.bands_key)
+if validated is None:
+    st.caption(
+        "Not validated at this site: no site calibration of the readers' verdicts has been saved as these bands."
+    )
+else:
+    st.caption(
+        f"Validated at this site on {validated[0]} weights {validated[1][:12]}… (saved from a site calibration)."
+    )
+    said = bands_validation(models.classifier())
+    if said:
+        st.warning(said)
 rows = []
 for label in classifier.labels:
     t = bands.thresholds(classifier.bands_key, label)

@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
@@ -54,6 +54,9 @@ class BandConfig:
     default: Mapping[str, Thresholds]
     per_finding: Mapping[str, Mapping[str, Thresholds]]
     fingerprint: str = ""  # hash of the thresholds themselves
+    # bands key -> (model id, weights sha256) the thresholds were validated on at this site (saved
+    # from a calibration of the readers' verdicts); absent for bands nobody validated here
+    validated_with: Mapping[str, tuple[str, str]] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def identity(self) -> str:
@@ -65,6 +68,17 @@ class BandConfig:
         if modality not in self.default:
             raise ConfigError(f"No threshold bands are configured for modality {modality!r}.")
         return self.per_finding.get(modality, {}).get(finding, self.default[modality])
+
+    def validation_warning(self, bands_key: str, model_id: str, weights_sha256: str) -> str | None:
+        """What to say when the bands in force for ``bands_key`` were validated on another model or
+        weights than the one running now; None when they match or were never validated here."""
+        validated = self.validated_with.get(bands_key)
+        if validated is None or validated == (model_id, weights_sha256):
+            return None
+        return (
+            f"The bands in force ({self.version}) were validated on {validated[0]} weights {validated[1][:12]}…; "
+            f"{model_id} now runs weights {weights_sha256[:12]}…. Check the site calibration again before relying on them."
+        )
 
     def snapshot(self, modality: str, findings: list[str]) -> dict[str, dict[str, float]]:
         """The thresholds for these findings, as plain data to store with a run."""
@@ -90,6 +104,7 @@ def parse_band_config(data: object, source: str) -> BandConfig:
         raise ConfigError(f"{source}: the bands file needs a 'modalities' object.")
     default: dict[str, Thresholds] = {}
     per_finding: dict[str, Mapping[str, Thresholds]] = {}
+    validated_with: dict[str, tuple[str, str]] = {}
     for modality, entry in modalities.items():
         if not isinstance(entry, dict):
             raise ConfigError(f"{source}: modality {modality!r} must be an object.")
@@ -100,6 +115,15 @@ def parse_band_config(data: object, source: str) -> BandConfig:
         per_finding[modality] = MappingProxyType(
             {name: _thresholds(t, f"{source}: {modality}.findings.{name}") for name, t in findings.items()}
         )
+        validated = entry.get("validated_with")
+        if validated is not None:
+            if not (
+                isinstance(validated, dict)
+                and isinstance(validated.get("model_id"), str)
+                and isinstance(validated.get("weights_sha256"), str)
+            ):
+                raise ConfigError(f"{source}: {modality}.validated_with needs a model_id and a weights_sha256.")
+            validated_with[modality] = (validated["model_id"], validated["weights_sha256"])
     canonical = json.dumps(modalities, sort_keys=True, separators=(",", ":"))
     return BandConfig(
         version=data["version"],
@@ -107,6 +131,7 @@ def parse_band_config(data: object, source: str) -> BandConfig:
         default=MappingProxyType(default),
         per_finding=MappingProxyType(per_finding),
         fingerprint=hashlib.sha256(canonical.encode()).hexdigest()[:8],
+        validated_with=MappingProxyType(validated_with),
     )
 
 
@@ -131,6 +156,16 @@ def to_document(config: BandConfig) -> dict:
             modality: {
                 "default": config.default[modality].as_dict(),
                 "findings": {name: t.as_dict() for name, t in config.per_finding.get(modality, {}).items()},
+                **(
+                    {
+                        "validated_with": {
+                            "model_id": config.validated_with[modality][0],
+                            "weights_sha256": config.validated_with[modality][1],
+                        }
+                    }
+                    if modality in config.validated_with
+                    else {}
+                ),
             }
             for modality in config.default
         },

@@ -7,7 +7,7 @@ from __future__ import annotations
 from tests.app.conftest import new_app, texts
 
 
-def _seed() -> None:
+def _seed(weights: str = "a" * 64) -> None:
     from dataclasses import replace
 
     import numpy as np
@@ -25,7 +25,7 @@ def _seed() -> None:
         for i, score in enumerate(np.linspace(0.02, 0.98, 60)):
             prediction = Prediction(
                 (Finding("Effusion", float(score), band(score)),),
-                ModelIdentity("xrv-densenet121-res224-all", "a" * 64, True, "cpu"),
+                ModelIdentity("xrv-densenet121-res224-all", weights, True, "cpu"),
                 "v1",
                 {},
                 10.0,
@@ -40,9 +40,13 @@ def _seed() -> None:
 
 def test_a_lead_fits_the_calibration_and_takes_the_proposal_to_the_band_editor(untrained_env, monkeypatch) -> None:
     import ui.widgets.band_editor
+    from core.settings import load_settings
+    from inference.models.loader import load_model
+    from inference.models.registry import CXR_DENSENET
     from ui.identity import Reviewer
 
-    _seed()
+    running = load_model(CXR_DENSENET, load_settings(), allow_untrained=True).weights_sha256
+    _seed(running)  # verdicts on the weights the app runs: a proposal for its bands
     at = new_app()
     at.switch_page("pages/analytics.py").run()
     assert not at.exception, at.exception
@@ -79,3 +83,31 @@ def test_a_lead_fits_the_calibration_and_takes_the_proposal_to_the_band_editor(u
     with open_database(load_settings().database_url).begin() as session:
         [change] = audit.events_of_kind(session, "bands_changed")
     assert change.detail["starting_from"].startswith("site calibration of 60 verdicts")
+    # Saved from the proposal: validated on the weights it was fitted on, and said so.
+    assert saved.validated_with["cxr"] == ("xrv-densenet121-res224-all", running)
+    at.run()
+    assert f"Validated at this site on xrv-densenet121-res224-all weights {running[:12]}" in texts(at)
+    assert not [w for w in at.warning if "validated on" in w.value]  # the weights it runs: no warning
+
+
+def test_bands_validated_on_other_weights_are_warned_about_on_every_page(untrained_env) -> None:
+    import json
+
+    from core.settings import DEFAULT_BANDS_FILE, load_settings
+
+    document = json.loads(DEFAULT_BANDS_FILE.read_text())
+    document["version"] = "site-old"
+    document["modalities"]["cxr"]["validated_with"] = {
+        "model_id": "xrv-densenet121-res224-all",
+        "weights_sha256": "b" * 64,
+    }
+    path = load_settings().edited_bands_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document))
+    at = new_app()
+    at.switch_page("pages/worklist.py").run()
+    assert not at.exception, at.exception
+    [warning] = [w.value for w in at.sidebar.warning]
+    assert "were validated on xrv-densenet121-res224-all weights bbbbbbbbbbbb" in warning
+    at.switch_page("pages/settings.py").run()
+    assert "Validated at this site on xrv-densenet121-res224-all weights bbbbbbbbbbbb" in texts(at)

@@ -14,11 +14,18 @@ from ui.identity import auth_configured, current_reviewer
 from ui.session import BANDS_PROPOSAL
 
 
-def _new_config(current: BandConfig, table: pd.DataFrame, version: str) -> BandConfig:
+def _new_config(
+    current: BandConfig, table: pd.DataFrame, version: str, validated_with: tuple[str, str] | None
+) -> BandConfig:
+    """The bands with the table's thresholds. Saved from a calibration proposal they are recorded
+    as validated on its model and weights; edited by hand, they are no longer validated."""
     document = to_document(current)
-    findings = document["modalities"][models.classifier_spec().bands_key]["findings"]
+    entry = document["modalities"][models.classifier_spec().bands_key]
     for row in table.to_dict("records"):
-        findings[row["finding"]] = {"low": row["low"], "high": row["high"], "critical": row["critical"]}
+        entry["findings"][row["finding"]] = {"low": row["low"], "high": row["high"], "critical": row["critical"]}
+    entry.pop("validated_with", None)
+    if validated_with is not None:
+        entry["validated_with"] = {"model_id": validated_with[0], "weights_sha256": validated_with[1]}
     document["version"] = version.strip()
     return parse_band_config(document, "edited in the app")
 
@@ -66,7 +73,7 @@ def edit_bands_section(current: BandConfig, table: pd.DataFrame) -> None:
                 st.error("Give the new bands a version name different from the one in force.")
                 return
             try:
-                new = _new_config(current, edited, version)
+                new = _new_config(current, edited, version, tuple(proposal["validated_with"]) if proposal else None)
             except ConfigError as exc:
                 st.error(str(exc))
                 return
@@ -84,10 +91,11 @@ def edit_bands_section(current: BandConfig, table: pd.DataFrame) -> None:
             st.success(f"Bands {new.version} are now in force; new analyses record them.")
 
 
-def proposal_button(findings: dict[str, dict[str, float]], source: str) -> None:
+def proposal_button(findings: dict[str, dict[str, float]], source: str, validated_with: tuple[str, str]) -> None:
     """For a signed-in admin, a button taking proposed thresholds (finding -> low, high, critical)
     to the band editor on the Settings page, where they are reviewed and saved as a new bands
-    version (audited with ``source``); nothing changes the bands in force before that."""
+    version (audited with ``source``), recorded as validated on ``validated_with`` (model id,
+    weights sha256); nothing changes the bands in force before that."""
     who = current_reviewer()
     if not auth_configured() or who is None or not who.is_admin:
         st.caption(
@@ -95,5 +103,5 @@ def proposal_button(findings: dict[str, dict[str, float]], source: str) -> None:
         )
         return
     if st.button(f"Review these thresholds in the band editor ({len(findings)} finding(s))", key="an_to_bands"):
-        st.session_state[BANDS_PROPOSAL] = {"source": source, "findings": findings}
+        st.session_state[BANDS_PROPOSAL] = {"source": source, "findings": findings, "validated_with": validated_with}
         st.switch_page("pages/settings.py")

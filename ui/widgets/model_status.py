@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.errors import WeightsInvalid, WeightsMissing
+from core.errors import ReviewError, WeightsInvalid, WeightsMissing
 from core.settings import load_settings
 from inference.models.loader import UNTRAINED_LABEL, LoadedModel, ModelRef
 from inference.models.registry import chest_classifiers, segmenters, slice_classifiers
 from inference.models.weights import find_weights_file, import_command, installed_weights_path
-from ui import models
+from ui import models, resources
 from ui.identity import reviewer
 from ui.session import untrained_key
 
@@ -91,6 +91,19 @@ def _sidebar_line(display_name: str, state: LoadedModel | ModelRef | Exception) 
     return f"{display_name}  \n{weights}  \nweights sha256 {state.weights_sha256[:12]}…  \n{where}"
 
 
+def bands_validation(state) -> str | None:
+    """The warning when the bands in force were validated at this site on other weights than the
+    chest X-ray model runs now (None when they match, were never validated here, or nothing runs)."""
+    if not isinstance(state, LoadedModel | ModelRef):
+        return None
+    try:
+        bands = resources.band_config()
+    except ReviewError:
+        return None  # the page says what is wrong with the bands file
+    spec = models.classifier_spec()
+    return bands.validation_warning(spec.bands_key, spec.model_id, state.weights_sha256)
+
+
 def sidebar_status(page: str | None = None) -> None:
     """The models the page in view runs: the segmentation networks on the MRI/CT page, the chest
     X-ray classifier elsewhere (the case, worklist and analytics pages show its runs)."""
@@ -102,7 +115,11 @@ def sidebar_status(page: str | None = None) -> None:
             st.sidebar.caption(_classifier_line(spec))
         return
     st.sidebar.markdown("**Model**")
-    st.sidebar.caption(_sidebar_line(models.classifier_spec().display_name, models.classifier()))
+    state = models.classifier()
+    st.sidebar.caption(_sidebar_line(models.classifier_spec().display_name, state))
+    said = bands_validation(state)
+    if said:
+        st.sidebar.warning(said)
     for spec in chest_classifiers():  # a site's other chest X-ray models, offered on the review page
         if spec.model_id != models.classifier_spec().model_id:
             st.sidebar.caption(_classifier_line(spec))

@@ -77,7 +77,7 @@ def test_unsure_indeterminate_and_split_readers_give_no_label_and_few_cases_no_p
         fact(5, 0.2, False),
     ]
     [(key, (scores, labels))] = calibration.reader_labels(facts).items()
-    assert key == ("m", "Effusion") and scores.tolist() == [0.8, 0.2] and labels.tolist() == [1, 0]
+    assert key == ("m", "w", "Effusion") and scores.tolist() == [0.8, 0.2] and labels.tolist() == [1, 0]
     [result] = calibration.calibrate(facts)
     assert result.cases == 2 and result.high is None and result.temperature is None
     assert "at least 20" in result.why_not

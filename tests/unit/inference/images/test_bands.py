@@ -76,3 +76,27 @@ def test_an_edit_without_a_new_version_still_changes_the_identity() -> None:
     first, second = parse_band_config(base, "a"), parse_band_config(edited, "b")
     assert first.version == second.version and first.identity != second.identity
     assert parse_band_config(base, "c").identity == first.identity
+
+
+def test_bands_validated_at_a_site_warn_when_the_weights_change() -> None:
+    from inference.images.bands import to_document
+
+    document = {
+        "version": "site-1",
+        "modalities": {
+            "cxr": {
+                "default": {"low": 0.35, "high": 0.5, "critical": 0.85},
+                "validated_with": {"model_id": "xrv-densenet121-res224-all", "weights_sha256": "a" * 64},
+            }
+        },
+    }
+    config = parse_band_config(document, "site")
+    assert parse_band_config(to_document(config), "again").validated_with == config.validated_with  # kept on save
+    assert config.validation_warning("cxr", "xrv-densenet121-res224-all", "a" * 64) is None
+    said = config.validation_warning("cxr", "xrv-densenet121-res224-all", "b" * 64)
+    assert said is not None and "validated on xrv-densenet121-res224-all weights aaaaaaaaaaaa" in said
+    assert "now runs weights bbbbbbbbbbbb" in said and "site calibration again" in said
+    assert config.validation_warning("mri_brain", "brain-tumour-4class", "c" * 64) is None  # never validated
+    document["modalities"]["cxr"]["validated_with"] = {"model_id": "x"}
+    with pytest.raises(ConfigError, match="validated_with needs a model_id and a weights_sha256"):
+        parse_band_config(document, "site")
