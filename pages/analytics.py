@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from analytics import agreement, exports
+from analytics import agreement, drift, exports
 from core.vocabulary import RunKind
 from inference.models.loader import LoadedModel
 from pipelines import mask_agreement
@@ -456,9 +456,69 @@ def site_calibration_section() -> None:
         )
 
 
+def drift_section() -> None:
+    """Week by week against the first weeks: each finding's score distribution (PSI, KS) per model
+    and weights, and the readers' agreement with the AI. Computed only when asked."""
+    st.subheader("Drift, week by week")
+    st.caption(
+        "Each finding's scores in every run (reviewed or not) of a model's weights, each week against its first "
+        f"weeks: flagged when the shift is significant (KS p < {drift.KS_ALERT_P}) and large (PSI > {drift.PSI_ALERT}), "
+        f"on at least {drift.MIN_WEEK_CASES} cases. New weights start their own reference."
+    )
+    if not st.toggle("Check for drift", key="an_drift"):
+        return
+    reference_weeks = st.number_input("Reference: the first weeks", 1, 26, 4, key="an_drift_reference")
+    with database.transaction() as session:
+        scores = reporting.classification_scores(session, model_id=None if model == "all" else model)
+    scores = [r for r in scores if (include_untrained or r.trained) and r.created_at < until]
+    weeks = drift.score_drift(scores, int(reference_weeks))
+    judged = [w for w in weeks if w.psi is not None]
+    alerts = [w for w in judged if w.alert]
+    if not judged:
+        st.info(f"Not enough weeks yet: drift is measured from week {int(reference_weeks) + 1} of a model's weights.")
+    elif alerts:
+        st.error(f"{len(alerts)} finding-week(s) drifted from the reference; the rows below say which.")
+    else:
+        st.success(f"No drift flagged in {len(judged)} finding-week(s) after the reference.")
+    if weeks:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "week of": w.week.isoformat(),
+                        "model": w.model_id,
+                        "weights": w.weights_sha256[:12] + "…",
+                        "finding": w.finding,
+                        "runs": w.cases,
+                        "mean score": round(w.mean_score, 3),
+                        "PSI": f"{w.psi:.3f}" if w.psi is not None else "–",
+                        "KS p": f"{w.ks_p:.2g}" if w.ks_p is not None else "–",
+                        "drift": "YES" if w.alert else "",
+                        "note": w.why,
+                    }
+                    for w in sorted(weeks, key=lambda w: (not w.alert, w.finding, w.week))
+                ]
+            ),
+            hide_index=True,
+        )
+    per_week = drift.agreement_by_week(facts)
+    if per_week:
+        chart = px.line(
+            x=[w.week.isoformat() for w in per_week],
+            y=[w.agree_rate for w in per_week],
+            markers=True,
+            labels={"x": "week of (UTC)", "y": "share of agree (agree + disagree)"},
+            title="Readers' agreement with the AI per week",
+            range_y=[0, 1.04],
+        )
+        chart.update_xaxes(type="category")
+        st.plotly_chart(chart, config={"displayModeBar": False})
+
+
 if facts:
     findings_section()
     site_calibration_section()
+    drift_section()
 if structure_facts or volumes:
     structures_section()
 masks_against_the_ai()

@@ -325,6 +325,37 @@ def structure_volumes(session: Session) -> list[StructureVolume]:
     ]
 
 
+@dataclass(frozen=True)
+class ScoreRow:
+    """One finding's score in one classification run, reviewed or not: what drift is measured on."""
+
+    run_id: int
+    model_id: str
+    weights_sha256: str
+    trained: bool
+    finding: str
+    score: float
+    created_at: datetime
+
+
+def classification_scores(session: Session, model_id: str | None = None) -> list[ScoreRow]:
+    """Every finding's score of every classification run (of ``model_id`` when given), oldest first: one query."""
+    query = (
+        select(
+            Run.id, Run.model_id, Run.weights_sha256, Run.trained, Run.created_at, RunFinding.label, RunFinding.score
+        )
+        .join(RunFinding, RunFinding.run_id == Run.id)
+        .where(Run.kind == CLASSIFICATION)
+        .order_by(Run.id, RunFinding.position)
+    )
+    if model_id:
+        query = query.where(Run.model_id == model_id)
+    return [
+        ScoreRow(run_id, model, weights, trained, label, score, _utc(created))
+        for run_id, model, weights, trained, created, label, score in session.execute(query)
+    ]
+
+
 def first_and_last_verdict_times(session: Session) -> dict[tuple[int, str], tuple[datetime, datetime]]:
     """(classification run, reviewer) -> time of their first and last verdict entry: the reading
     time window."""

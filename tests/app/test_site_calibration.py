@@ -111,3 +111,19 @@ def test_bands_validated_on_other_weights_are_warned_about_on_every_page(untrain
     assert "were validated on xrv-densenet121-res224-all weights bbbbbbbbbbbb" in warning
     at.switch_page("pages/settings.py").run()
     assert "Validated at this site on xrv-densenet121-res224-all weights bbbbbbbbbbbb" in texts(at)
+
+
+def test_the_drift_check_runs_when_asked_and_says_when_there_are_too_few_weeks(untrained_env) -> None:
+    """The known answers are in tests/unit/analytics/test_drift.py; here, the page: one week of
+    runs is the reference itself, and the page says so rather than flagging or clearing anything."""
+    _seed()
+    at = new_app()
+    at.switch_page("pages/analytics.py").run()
+    assert "Drift, week by week" in texts(at) and not [d for d in at.dataframe if "PSI" in d.value.columns]
+    at.toggle(key="an_drift").set_value(True).run()
+    assert not at.exception, at.exception
+    assert "Not enough weeks yet: drift is measured from week 5" in texts(at)
+    [weeks] = [d.value for d in at.dataframe if "PSI" in d.value.columns]
+    assert (
+        list(weeks["finding"]) == ["Effusion"] and list(weeks["runs"]) == [60] and list(weeks["note"]) == ["reference"]
+    )

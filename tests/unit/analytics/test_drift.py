@@ -1,0 +1,66 @@
+"""Score drift week by week, on synthetic scores with known answers: a stable week is not flagged,
+a shifted week is, a small week is shown but not judged, and new weights start their own reference."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from analytics import drift
+from core.vocabulary import Band, Verdict
+from storage.reporting import ScoreRow, VerdictFact
+
+MONDAY = datetime(2026, 9, 7, 10, tzinfo=UTC)
+
+
+def rows(week: int, scores: np.ndarray, weights: str = "w1") -> list[ScoreRow]:
+    when = MONDAY + timedelta(weeks=week, days=2)
+    return [ScoreRow(i, "m", weights, True, "Effusion", float(s), when) for i, s in enumerate(scores)]
+
+
+def test_psi_is_zero_for_the_same_scores_and_grows_with_a_shift() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.beta(2, 5, 2000)
+    assert drift.population_stability_index(reference, reference) == pytest.approx(0.0, abs=1e-9)
+    assert drift.population_stability_index(reference, rng.beta(2, 5, 2000)) < 0.05
+    assert drift.population_stability_index(reference, rng.beta(4, 4, 2000)) > 0.5
+
+
+def test_a_shifted_week_is_flagged_a_stable_one_is_not_and_a_small_one_is_not_judged() -> None:
+    rng = np.random.default_rng(1)
+    data = [r for week in range(4) for r in rows(week, rng.beta(2, 5, 100))]  # the reference: 4 weeks
+    data += rows(4, rng.beta(2, 5, 100))  # as before
+    data += rows(5, np.clip(rng.beta(2, 5, 100) + 0.15, 0, 1))  # every score 0.15 higher (brighter films, say)
+    data += rows(6, np.clip(rng.beta(2, 5, 10) + 0.3, 0, 1))  # shifted, but 10 cases
+    found = {w.week: w for w in drift.score_drift(data)}
+    weeks = [(MONDAY + timedelta(weeks=k)).date() for k in range(7)]
+    assert all(found[w].why == "reference" and found[w].psi is None for w in weeks[:4])
+    assert not found[weeks[4]].alert and found[weeks[4]].ks_p > drift.KS_ALERT_P  # PSI alone is noisy at n = 100
+    shifted = found[weeks[5]]
+    assert shifted.alert and shifted.psi > drift.PSI_ALERT and shifted.ks_p < drift.KS_ALERT_P
+    assert shifted.why.startswith("PSI ") and shifted.mean_score == pytest.approx(
+        found[weeks[4]].mean_score + 0.15, abs=0.05
+    )
+    assert not found[weeks[6]].alert and "not judged" in found[weeks[6]].why
+
+
+def test_new_weights_start_their_own_reference_rather_than_drift() -> None:
+    rng = np.random.default_rng(2)
+    data = [r for week in range(4) for r in rows(week, rng.beta(2, 5, 100))]
+    data += [r for week in range(4, 6) for r in rows(week, rng.beta(5, 2, 100), weights="w2")]
+    found = drift.score_drift(data)
+    assert {w.weights_sha256 for w in found} == {"w1", "w2"}
+    assert not any(w.alert for w in found)  # the second weights' first weeks are their reference
+
+
+def test_agreement_by_week() -> None:
+    def fact(day: int, verdict: str) -> VerdictFact:
+        when = MONDAY + timedelta(days=day)
+        return VerdictFact(
+            1, day, day, "Effusion", 0.7, Band.POSITIVE, "m", "w", True, "v", "A", Verdict(verdict), "", when
+        )
+
+    weeks = drift.agreement_by_week([fact(0, "agree"), fact(1, "disagree"), fact(2, "unsure"), fact(8, "agree")])
+    assert [(w.verdicts, w.agree_rate) for w in weeks] == [(3, 0.5), (1, 1.0)]
