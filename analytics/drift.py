@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 
-from storage.reporting import ScoreRow, VerdictFact
+from storage.reporting import InputRow, ScoreRow, VerdictFact
 
 PSI_ALERT = 0.2  # the field's usual "significant shift"
 KS_ALERT_P = 0.01
@@ -61,44 +61,38 @@ class WeekDrift:
 def score_drift(rows: Iterable[ScoreRow], reference_weeks: int = 4) -> list[WeekDrift]:
     """Per (model, weights, finding), each week after the first ``reference_weeks`` weeks that hold
     scores, against those weeks together."""
-    from scipy.stats import ks_2samp
 
     grouped: dict[tuple[str, str, str], dict[date, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         grouped[(row.model_id, row.weights_sha256, row.finding)][week_of(row.created_at)].append(row.score)
+    return [
+        w
+        for (model_id, weights, finding), weeks in sorted(grouped.items())
+        for w in _weekly(model_id, weights, finding, weeks, reference_weeks)
+    ]
+
+
+def _weekly(
+    model_id: str, weights: str, name: str, weeks: dict[date, list[float]], reference_weeks: int
+) -> list[WeekDrift]:
+    """One series' weeks: the first ``reference_weeks`` are the reference, each later one is judged against them."""
+    from scipy.stats import ks_2samp
+
+    ordered = sorted(weeks)
+    reference_days = ordered[:reference_weeks]
+    reference = np.array([v for w in reference_days for v in weeks[w]])
     found = []
-    for (model_id, weights, finding), weeks in sorted(grouped.items()):
-        ordered = sorted(weeks)
-        reference_days = ordered[:reference_weeks]
-        reference = np.array([s for w in reference_days for s in weeks[w]])
-        for week in ordered:
-            scores = np.array(weeks[week])
-            if week in reference_days:
-                found.append(
-                    WeekDrift(
-                        model_id,
-                        weights,
-                        finding,
-                        week,
-                        len(scores),
-                        float(scores.mean()),
-                        None,
-                        None,
-                        False,
-                        "reference",
-                    )
-                )
-                continue
-            psi = population_stability_index(reference, scores)
-            ks_p = float(ks_2samp(reference, scores).pvalue)
-            if len(scores) < MIN_WEEK_CASES:
-                alert, why = False, f"fewer than {MIN_WEEK_CASES} cases: not judged"
-            else:
-                alert = psi > PSI_ALERT and ks_p < KS_ALERT_P
-                why = f"PSI {psi:.2f} > {PSI_ALERT} and KS p {ks_p:.1g} < {KS_ALERT_P}" if alert else ""
+    for week in ordered:
+        values = np.array(weeks[week])
+        if week in reference_days:
             found.append(
-                WeekDrift(model_id, weights, finding, week, len(scores), float(scores.mean()), psi, ks_p, alert, why)
+                WeekDrift(
+                    model_id, weights, name, week, len(values), float(values.mean()), None, None, False, "reference"
+                )
             )
+            continue
+        psi = population_stability_index(reference, values)
+        found.append(_judged(model_id, weights, name, week, values, psi, float(ks_2samp(reference, values).pvalue)))
     return found
 
 
@@ -119,3 +113,99 @@ def agreement_by_week(facts: Sequence[VerdictFact]) -> list[WeekAgreement]:
         rate = sum(f.verdict == "agree" for f in decided) / len(decided) if decided else None
         found.append(WeekAgreement(week, len(by_week[week]), rate))
     return found
+
+
+# The input profile's numbers compared week by week (pipelines.analyze.input_profile), by what a reader calls them.
+INPUT_MEASURES = {
+    "mean": "mean intensity",
+    "std": "intensity spread",
+    "pixel_spacing_mm": "pixel spacing (mm)",
+    "bits_stored": "bits stored",
+    "rows": "rows",
+}
+# ... and its categories, compared by their shares.
+INPUT_CATEGORIES = {"manufacturer": "manufacturer", "view": "view", "format": "file format"}
+
+
+def input_drift(rows: Iterable[InputRow], reference_weeks: int = 4) -> list[WeekDrift]:
+    """The inputs week by week against the first weeks (of all runs, whatever the model: the images
+    are the same images): each numeric measure by PSI and KS as the scores are, each category by the
+    PSI of its shares and a chi-square test (a new manufacturer or view, or one that stopped).
+    ``finding`` names the measure; ``ks_p`` holds the category's chi-square p."""
+
+    numbers: dict[str, dict[date, list[float]]] = defaultdict(lambda: defaultdict(list))
+    categories: dict[str, dict[date, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        week = week_of(row.created_at)
+        for key, name in INPUT_MEASURES.items():
+            try:
+                value = float(row.profile[key])
+            except (KeyError, TypeError, ValueError):
+                continue  # not known for this input (a PNG has no pixel spacing)
+            numbers[name][week].append(value)
+        for key, name in INPUT_CATEGORIES.items():
+            categories[name][week].append(str(row.profile.get(key) or "unknown"))
+    found = [w for name, weeks in sorted(numbers.items()) for w in _weekly("inputs", "", name, weeks, reference_weeks)]
+    for name, weeks in sorted(categories.items()):
+        ordered = sorted(weeks)
+        reference_days = ordered[:reference_weeks]
+        kinds = sorted({v for w in ordered for v in weeks[w]})
+        reference_shares = _shares([v for w in reference_days for v in weeks[w]], kinds)
+        for week in ordered:
+            said = weeks[week]
+            top = max(set(said), key=said.count)
+            if week in reference_days:
+                found.append(
+                    WeekDrift("inputs", "", name, week, len(said), float("nan"), None, None, False, "reference")
+                )
+                continue
+            shares = _shares(said, kinds)
+            psi = float(np.sum((shares - reference_shares) * np.log(shares / reference_shares)))
+            p = _chi_square_p([v for w in reference_days for v in weeks[w]], said, kinds)
+            alert = len(said) >= MIN_WEEK_CASES and psi > PSI_ALERT and p < KS_ALERT_P
+            why = (
+                f"PSI {psi:.2f} > {PSI_ALERT} and chi-square p {p:.1g} < {KS_ALERT_P}: now mostly {top}"
+                if alert
+                else ""
+            )
+            if len(said) < MIN_WEEK_CASES:
+                why = f"fewer than {MIN_WEEK_CASES} cases: not judged"
+            found.append(WeekDrift("inputs", "", name, week, len(said), float("nan"), psi, p, alert, why))
+    return found
+
+
+def _chi_square_p(reference: list[str], current: list[str], kinds: list[str]) -> float:
+    """The chi-square test of the two weeks' counts per category (1.0 when there is one category)."""
+    from scipy.stats import chi2_contingency
+
+    table = np.array([[values.count(k) for k in kinds] for values in (reference, current)])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        return 1.0
+    return float(chi2_contingency(table).pvalue)
+
+
+def _shares(values: list[str], kinds: list[str]) -> np.ndarray:
+    counts = np.array([values.count(k) for k in kinds], dtype=float)
+    return np.maximum(counts / max(len(values), 1), _FLOOR)
+
+
+def _judged(
+    model_id: str, weights: str, name: str, week: date, values: np.ndarray, psi: float, ks_p: float
+) -> WeekDrift:
+    if len(values) < MIN_WEEK_CASES:
+        return WeekDrift(
+            model_id,
+            weights,
+            name,
+            week,
+            len(values),
+            float(values.mean()),
+            psi,
+            ks_p,
+            False,
+            f"fewer than {MIN_WEEK_CASES} cases: not judged",
+        )
+    alert = psi > PSI_ALERT and ks_p < KS_ALERT_P
+    why = f"PSI {psi:.2f} > {PSI_ALERT} and KS p {ks_p:.1g} < {KS_ALERT_P}" if alert else ""
+    return WeekDrift(model_id, weights, name, week, len(values), float(values.mean()), psi, ks_p, alert, why)

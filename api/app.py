@@ -266,7 +266,12 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
             store.put_image(image)
         with state.sessions().begin() as session:
             return repository.store_analysis(
-                session, analysis.facts, analysis.prediction, cam_method, actor=who.name
+                session,
+                analysis.facts,
+                analysis.prediction,
+                cam_method,
+                actor=who.name,
+                params={"input": analysis.input},
             ).run_id
 
     def heatmap_answer(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,21 @@ class CaseFacts:
     # (study, series, SOP instance, SOP class) UIDs of a DICOM image, so results sent back to PACS
     # are filed in its study; kept with the image, not in the database's case row
     dicom_uids: tuple[str, str, str, str] | None = None
+    # What the acquisition says of the image, for drift monitoring ((name, value) pairs: manufacturer,
+    # pixel spacing, bits stored, from a DICOM header); nothing here identifies a patient
+    acquisition: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CaseFacts:
+        """The facts from their JSON form (``dataclasses.asdict`` then JSON: its tuples became lists)."""
+        return cls(
+            **{
+                **raw,
+                "notes": tuple(raw.get("notes", ())),
+                "dicom_uids": tuple(raw["dicom_uids"]) if raw.get("dicom_uids") else None,
+                "acquisition": tuple(tuple(pair) for pair in raw.get("acquisition", ())),
+            }
+        )
 
 
 @dataclass(frozen=True)

@@ -461,8 +461,9 @@ def drift_section() -> None:
     and weights, and the readers' agreement with the AI. Computed only when asked."""
     st.subheader("Drift, week by week")
     st.caption(
-        "Each finding's scores in every run (reviewed or not) of a model's weights, each week against its first "
-        f"weeks: flagged when the shift is significant (KS p < {drift.KS_ALERT_P}) and large (PSI > {drift.PSI_ALERT}), "
+        "Each finding's scores in every run (reviewed or not) of a model's weights, and the inputs (intensity, "
+        "size, pixel spacing, manufacturer, view, format), each week against the first weeks: "
+        f"flagged when the shift is significant (KS p < {drift.KS_ALERT_P}) and large (PSI > {drift.PSI_ALERT}), "
         f"on at least {drift.MIN_WEEK_CASES} cases. New weights start their own reference."
     )
     if not st.toggle("Check for drift", key="an_drift"):
@@ -497,6 +498,37 @@ def drift_section() -> None:
                         "note": w.why,
                     }
                     for w in sorted(weeks, key=lambda w: (not w.alert, w.finding, w.week))
+                ]
+            ),
+            hide_index=True,
+        )
+    with database.transaction() as session:
+        profiles = [
+            r
+            for r in reporting.input_profiles(session, model_id=None if model == "all" else model)
+            if (include_untrained or r.trained) and r.created_at < until
+        ]
+    inputs = drift.input_drift(profiles, int(reference_weeks))
+    if inputs:
+        changed = [w for w in inputs if w.alert]
+        st.markdown(
+            f"**The inputs** ({len(profiles)} runs with a stored profile): "
+            + (f"{len(changed)} measure-week(s) drifted." if changed else "no drift flagged.")
+        )
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "week of": w.week.isoformat(),
+                        "measure": w.finding,
+                        "runs": w.cases,
+                        "mean": f"{w.mean_score:.2f}" if w.mean_score == w.mean_score else "–",
+                        "PSI": f"{w.psi:.3f}" if w.psi is not None else "–",
+                        "p (KS or chi-square)": f"{w.ks_p:.2g}" if w.ks_p is not None else "–",
+                        "drift": "YES" if w.alert else "",
+                        "note": w.why,
+                    }
+                    for w in sorted(inputs, key=lambda w: (not w.alert, w.finding, w.week))
                 ]
             ),
             hide_index=True,

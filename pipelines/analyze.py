@@ -36,6 +36,8 @@ class CaseAnalysis:
     # The calibrated scores (V, C) of the views the analysis scored: the image, then (augment) the
     # other test-time views.
     scored: np.ndarray | None = None
+    # What drift monitoring compares week by week (stored with the run): ``input_profile``.
+    input: dict[str, object] | None = None
 
 
 def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig, augment: bool = False) -> CaseAnalysis:
@@ -76,7 +78,24 @@ def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig, augment: boo
         prediction=prediction,
         gradcam=gradcam,
         scored=scores,
+        input=input_profile(image),
     )
+
+
+def input_profile(image: Image2D) -> dict[str, object]:
+    """The input as drift monitoring compares it: its format, view and acquisition facts, its size,
+    and its decoded intensities (0-255, dense tissue white) as a mean and a spread. A brighter
+    detector or another export moves these before it moves any score."""
+    pixels = image.pixels
+    return {
+        "format": image.facts.source_format,
+        "view": image.facts.view_position or "",
+        **dict(image.facts.acquisition),
+        "rows": int(pixels.shape[0]),
+        "cols": int(pixels.shape[1]),
+        "mean": round(float(pixels.mean()), 2),
+        "std": round(float(pixels.std()), 2),
+    }
 
 
 def score_batch(loaded: LoadedModel):

@@ -248,11 +248,7 @@ class ImageStore:
         if arrays is None:
             return None
         pixels = arrays["pixels"].astype(np.float32)
-        raw = json.loads(str(arrays["facts"]))
-        raw["notes"] = tuple(raw.get("notes", ()))
-        if raw.get("dicom_uids"):
-            raw["dicom_uids"] = tuple(raw["dicom_uids"])
-        facts = CaseFacts(**raw)
+        facts = CaseFacts.from_dict(json.loads(str(arrays["facts"])))
         if facts.input_sha256 != input_sha256:
             log.warning("Kept image %s… holds another input's facts; treated as not kept", input_sha256[:12])
             return None

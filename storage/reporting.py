@@ -356,6 +356,37 @@ def classification_scores(session: Session, model_id: str | None = None) -> list
     ]
 
 
+@dataclass(frozen=True)
+class InputRow:
+    """What one classification run's input was (``pipelines.analyze.input_profile``, stored with it)."""
+
+    run_id: int
+    model_id: str
+    weights_sha256: str
+    trained: bool
+    created_at: datetime
+    profile: dict
+
+
+def input_profiles(session: Session, model_id: str | None = None) -> list[InputRow]:
+    """The stored input profile of every classification run that has one, oldest first: one query."""
+    import json
+
+    query = (
+        select(Run.id, Run.model_id, Run.weights_sha256, Run.trained, Run.created_at, Run.params_json)
+        .where(Run.kind == CLASSIFICATION)
+        .order_by(Run.id)
+    )
+    if model_id:
+        query = query.where(Run.model_id == model_id)
+    found = []
+    for run_id, model, weights, trained, created, params in session.execute(query):
+        profile = (json.loads(params) if params else {}).get("input")
+        if isinstance(profile, dict):
+            found.append(InputRow(run_id, model, weights, trained, _utc(created), profile))
+    return found
+
+
 def first_and_last_verdict_times(session: Session) -> dict[tuple[int, str], tuple[datetime, datetime]]:
     """(classification run, reviewer) -> time of their first and last verdict entry: the reading
     time window."""

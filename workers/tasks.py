@@ -214,7 +214,7 @@ def segment_task(task: Any, payload: dict) -> dict:
             if inputs is None:
                 raise _not_kept("The volume")
             loaded = _model_the_page_ran(payload, settings)
-            facts = CaseFacts(**{**payload["facts"], "notes": tuple(payload["facts"].get("notes", ()))})
+            facts = CaseFacts.from_dict(payload["facts"])
             _, run_id = segment_and_store(
                 _sessions(settings.database_url), inputs, loaded, facts, payload.get("actor"), beat.progress, store
             )

@@ -157,8 +157,28 @@ def decode_dicom(
         patient_key=patient_key(getattr(ds, "PatientID", None), hash_key),
         notes=notes + more_notes,
         dicom_uids=_uids(ds),
+        acquisition=_acquisition(ds),
     )
     return Image2D(pixels=gray, facts=facts)
+
+
+def _acquisition(ds) -> tuple[tuple[str, str], ...]:
+    """The equipment and sampling facts drift monitoring compares: the manufacturer (the maker, not
+    the site), the pixel spacing in mm and the bits stored, where the header has them."""
+    found = []
+    maker = str(getattr(ds, "Manufacturer", "") or "").strip()[:32]
+    if maker:
+        found.append(("manufacturer", maker))
+    spacing = getattr(ds, "PixelSpacing", None) or getattr(ds, "ImagerPixelSpacing", None)
+    try:
+        if spacing:
+            found.append(("pixel_spacing_mm", f"{float(spacing[0]):.4g}"))
+    except (TypeError, ValueError, IndexError):
+        pass  # a malformed spacing is no fact
+    bits = getattr(ds, "BitsStored", None)
+    if isinstance(bits, int):
+        found.append(("bits_stored", str(bits)))
+    return tuple(found)
 
 
 def _uids(ds) -> tuple[str, str, str, str] | None:

@@ -334,7 +334,8 @@ def test_test_time_augmentation_on_a_chest_xray_is_asked_for_shown_and_stored(un
     at.run()
     upload(at, samples / "nih_00000001_000.png")
     assert "Test-time augmentation (" not in texts(at)
-    assert db_rows("SELECT params_json FROM analysis_runs") == [(None,)]
+    [(stored,)] = db_rows("SELECT params_json FROM analysis_runs")
+    assert "uncertainty" not in json.loads(stored) and json.loads(stored)["input"]["format"] == "png"
     at.toggle(key=TTA_KEY).set_value(True).run()
     assert not at.exception, at.exception
     line = next(c.value.replace("\\", "") for c in at.caption if "augmentation \\(" in c.value)
@@ -345,7 +346,7 @@ def test_test_time_augmentation_on_a_chest_xray_is_asked_for_shown_and_stored(un
     assert line.endswith(
         ("findings could fall in another band: read this case with care", "no finding leaves its band")
     )
-    assert db_rows("SELECT params_json FROM analysis_runs") == [(None,)], "the stored run is never changed"
+    assert db_rows("SELECT params_json FROM analysis_runs") == [(stored,)], "the stored run is never changed"
     [(run_id, detail)] = db_rows("SELECT run_id, detail_json FROM audit_events WHERE kind = 'uncertainty_shown'")
     spread = json.loads(detail)["uncertainty"]
     assert run_id == 1 and spread["method"] == "test-time augmentation (4 views)" and len(spread["classes"]) == 18

@@ -127,3 +127,25 @@ def test_the_drift_check_runs_when_asked_and_says_when_there_are_too_few_weeks(u
     assert (
         list(weeks["finding"]) == ["Effusion"] and list(weeks["runs"]) == [60] and list(weeks["note"]) == ["reference"]
     )
+
+
+def test_a_reviewed_film_stores_what_drift_compares_of_its_input(untrained_env, samples) -> None:
+    import json
+
+    from sqlalchemy import text
+
+    from core.settings import load_settings
+    from storage.db import open_database
+    from tests.app.test_other_pages import analysed_case
+
+    analysed_case(samples)
+    with open_database(load_settings().database_url).begin() as session:
+        [params] = session.execute(text("SELECT params_json FROM analysis_runs")).scalars().all()
+    profile = json.loads(params)["input"]
+    assert profile["format"] == "png" and profile["rows"] > 0 and 0 < profile["mean"] < 255 and profile["std"] > 0
+    at = new_app()
+    at.switch_page("pages/analytics.py").run()
+    at.toggle(key="an_drift").set_value(True).run()
+    assert not at.exception, at.exception
+    [inputs] = [d.value for d in at.dataframe if "p (KS or chi-square)" in d.value.columns]
+    assert {"mean intensity", "intensity spread", "file format", "view"} <= set(inputs["measure"])

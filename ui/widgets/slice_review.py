@@ -81,7 +81,7 @@ def review_slice(
                         analysis.prediction,
                         CLOSED_FORM_METHOD,
                         actor=reviewer() or None,
-                        params={"uncertainty": spread} if spread else None,
+                        params={"input": analysis.input, **({"uncertainty": spread} if spread else {})},
                     )
                     stored = record.run_id
                     if spread and "uncertainty" not in record.params:  # asked for after the run was stored

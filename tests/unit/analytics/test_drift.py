@@ -64,3 +64,44 @@ def test_agreement_by_week() -> None:
 
     weeks = drift.agreement_by_week([fact(0, "agree"), fact(1, "disagree"), fact(2, "unsure"), fact(8, "agree")])
     assert [(w.verdicts, w.agree_rate) for w in weeks] == [(3, 0.5), (1, 1.0)]
+
+
+def test_a_brightness_shift_of_real_radiographs_is_flagged_in_the_inputs() -> None:
+    """The samples' four real chest films, decoded by the app's reader, each week as 40 slightly
+    different takes (a crop and noise); in the sixth week the detector reads 25 % brighter."""
+    from dataclasses import replace
+
+    from core.types import Image2D
+    from inference.images.ingest import load_image
+    from pipelines.analyze import input_profile
+    from storage.reporting import InputRow
+    from tests.conftest import SAMPLES, require_samples
+
+    require_samples()
+    films = []
+    for path in sorted((SAMPLES / "cxr").iterdir()):
+        image = load_image(path.read_bytes(), path.name, max_bytes=10**8, max_pixels=10**8, hash_key=b"k")
+        films.append(replace(image, pixels=image.pixels[::4, ::4]))  # a quarter of the pixels: the same statistics
+    rng = np.random.default_rng(3)
+
+    def take(week: int, brighter: bool) -> InputRow:
+        film = films[rng.integers(len(films))]
+        h, w = film.pixels.shape
+        top, left = rng.integers(0, h // 10), rng.integers(0, w // 10)
+        pixels = film.pixels[top : top + h * 9 // 10, left : left + w * 9 // 10] + rng.normal(
+            0, 2, (h * 9 // 10, w * 9 // 10)
+        )
+        if brighter:
+            pixels = pixels * 1.25
+        profile = input_profile(Image2D(np.clip(pixels, 0, 255).astype(np.float32), film.facts))
+        return InputRow(0, "m", "w", True, MONDAY + timedelta(weeks=week, days=1), profile)
+
+    data = [take(week, brighter=False) for week in range(5) for _ in range(40)]
+    data += [take(5, brighter=True) for _ in range(40)]
+    found = {(w.finding, w.week): w for w in drift.input_drift(data)}
+    week4, week5 = ((MONDAY + timedelta(weeks=k)).date() for k in (4, 5))
+    assert not found[("mean intensity", week4)].alert
+    brighter = found[("mean intensity", week5)]
+    assert brighter.alert and brighter.psi > drift.PSI_ALERT and brighter.ks_p < drift.KS_ALERT_P
+    assert not found[("file format", week5)].alert  # the same mix of files: only their brightness moved
+    assert {w.finding for w in found.values()} >= {"mean intensity", "intensity spread", "file format", "view"}
