@@ -13,25 +13,20 @@ import dataclasses
 import json
 from typing import TextIO
 
+from cli.options import from_database, stored_runs_options
 from core.errors import ReviewError
-from core.settings import load_settings
 
 
 def add_commands(commands) -> None:
     calibrate = commands.add_parser(
         "calibrate", help="per finding: calibration against the readers' verdicts and proposed band thresholds"
     )
-    calibrate.add_argument("--model", help="one model's findings (default: every model with verdicts)")
+    stored_runs_options(calibrate, "one model's findings (default: every model with verdicts)")
     calibrate.add_argument(
         "--target-sensitivity",
         type=float,
         default=0.9,
         help="the share of present cases the high threshold keeps at or above it (default 0.9)",
-    )
-    calibrate.add_argument(
-        "--include-untrained",
-        action="store_true",
-        help="include runs on untrained weights (their scores are meaningless)",
     )
     calibrate.add_argument("--json", action="store_true", help="one JSON object per line per finding")
 
@@ -39,18 +34,14 @@ def add_commands(commands) -> None:
 def calibrate_command(args: argparse.Namespace, out: TextIO) -> int:
     from analytics.calibration import calibrate
     from storage import reporting
-    from storage.db import open_database
 
     if not 0.5 <= args.target_sensitivity < 1.0:
         raise ReviewError(f"--target-sensitivity must be at least 0.5 and below 1, got {args.target_sensitivity}.")
-    sessions = open_database(load_settings().database_url)
-    try:
-        with sessions.begin() as session:
-            facts = reporting.current_verdict_facts(
-                session, model_id=args.model, include_untrained=args.include_untrained
-            )
-    finally:
-        sessions.kw["bind"].dispose()
+    facts = from_database(
+        lambda session: reporting.current_verdict_facts(
+            session, model_id=args.model, include_untrained=args.include_untrained
+        )
+    )
     results = calibrate(facts, target_sensitivity=args.target_sensitivity)
     if not results:
         raise ReviewError(

@@ -10,6 +10,7 @@
     python -m inference measure IMAGE LABELMAP [--legend FILE] [--threshold T] [--json] [--seg-out OUT.dcm] [--stow [URL]]
     python -m inference export --case ID --sr FILE.dcm|DIR/ [--seg FILE.dcm] [--sc DIR] [--reader NAME] [--stow [URL]] [--json]
     python -m inference calibrate [--model ID] [--target-sensitivity 0.9] [--include-untrained] [--json]
+    python -m inference drift [--model ID] [--reference-weeks 4] [--include-untrained] [--json]   (exit 3: drifted)
     python -m inference classify FILE... --model ID [--json] [--tta] [--cam-dir DIR] [--allow-untrained]
     python -m inference models [--json]
     python -m inference train --model ID --data DIR [--epochs N] [--seed S] [--device cpu|cuda]
@@ -35,6 +36,8 @@ from cli.calibration import add_commands as add_calibration_commands
 from cli.calibration import calibrate_command
 from cli.classify import add_commands as add_classify_commands
 from cli.classify import classify_command, each_slice, models_command
+from cli.drift import add_commands as add_drift_commands
+from cli.drift import drift_command
 from cli.exports import add_commands as add_export_commands
 from cli.exports import export_command
 from cli.options import allow_untrained_option, input_source, local_inputs
@@ -88,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     add_volume_commands(commands)
     add_export_commands(commands)
     add_calibration_commands(commands)
+    add_drift_commands(commands)
     add_classify_commands(commands)
     add_training_commands(commands)
     add_serving_commands(commands)
@@ -215,6 +219,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "measure": measure_command,
     "export": export_command,
     "calibrate": calibrate_command,
+    "drift": drift_command,
     "classify": classify_command,
     "models": models_command,
     "train": train_command,

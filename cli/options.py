@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeVar
 
 from core.errors import ReviewError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+T = TypeVar("T")
 
 
 def allow_untrained_option(parser: argparse.ArgumentParser, outputs: str) -> None:
@@ -68,3 +74,27 @@ def local_inputs(sources: list, *, one_series: bool) -> Iterator[list]:
                     (folder / name).write_bytes(data)
                 paths.extend([folder] if one_series else sorted(folder.iterdir()))
         yield paths
+
+
+def stored_runs_options(parser: argparse.ArgumentParser, model_help: str) -> None:
+    """The options of a command over the stored runs (DATABASE_URL): one model's, and whether runs
+    on untrained weights count."""
+    parser.add_argument("--model", help=model_help)
+    parser.add_argument(
+        "--include-untrained",
+        action="store_true",
+        help="include runs on untrained weights (their scores are meaningless)",
+    )
+
+
+def from_database(read: Callable[[Session], T]) -> T:
+    """``read`` in one transaction on the database at DATABASE_URL, closed afterwards."""
+    from core.settings import load_settings
+    from storage.db import open_database
+
+    sessions = open_database(load_settings().database_url)
+    try:
+        with sessions.begin() as session:
+            return read(session)
+    finally:
+        sessions.kw["bind"].dispose()

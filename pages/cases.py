@@ -218,8 +218,11 @@ def _reading(run) -> None:
         pictures = _no_pictures if _volume_reading(run) else _image_reading(run, with_image=False)
     else:
         pictures = _image_reading(run, with_image=True)
-    case_report_button(run, pictures, "cases", f"case-{case_id}-report.html")
-    reader_sr_button(case_id, run.run_id, scope="cases")
+    report_column, sr_column = st.columns(2)  # side by side, as beside a segmentation
+    with report_column:
+        case_report_button(run, pictures, "cases", f"case-{case_id}-report.html")
+    with sr_column:
+        reader_sr_button(case_id, run.run_id, scope="cases")
     _prior_comparison(run)
 
 
