@@ -288,12 +288,7 @@ def structures_section() -> None:
         else st.selectbox("Masks from", sources, key="an_volume_source", format_func=source_name)
     )
     shown = [v for v in volumes if v.model_id == source]
-    table = pd.DataFrame(
-        [
-            {"structure": v.structure, "volume (mL)": v.volume_ml, "longest axial diameter (mm)": v.max_axial_extent_mm}
-            for v in shown
-        ]
-    )
+    table = pd.DataFrame([{"structure": v.structure, "volume (mL)": v.volume_ml} for v in shown])
     per_structure = table.groupby("structure", sort=False)["volume (mL)"]
     summary = pd.DataFrame(
         {
@@ -422,10 +417,13 @@ def site_calibration_section() -> None:
         ),
         hide_index=True,
     )
-    shown = st.selectbox(
-        "Reliability diagram of", [f"{c.model_id} · {c.finding}" for c in found], key="an_reliability_finding"
+    picked = st.selectbox(
+        "Reliability diagram of",
+        range(len(found)),
+        format_func=lambda i: f"{found[i].model_id} ({found[i].weights_sha256[:12]}…) · {found[i].finding}",
+        key="an_reliability_finding",
     )
-    chosen = next(c for c in found if f"{c.model_id} · {c.finding}" == shown)
+    chosen = found[picked or 0]
     filled = [b for b in chosen.reliability if b.cases]
     diagram = px.line(
         x=[b.mean_score for b in filled],
@@ -456,6 +454,29 @@ def site_calibration_section() -> None:
         )
 
 
+def _weeks_table(weeks, series: str, mean: str, p_value: str, with_model: bool) -> None:
+    """Drifted weeks first; ``series`` names what each row measures (a finding, an input measure)."""
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "week of": w.week.isoformat(),
+                    **({"model": w.model_id, "weights": w.weights_sha256[:12] + "…"} if with_model else {}),
+                    series: w.finding,
+                    "runs": w.cases,
+                    mean: f"{w.mean_score:.3f}" if w.mean_score == w.mean_score else "–",  # NaN: a category
+                    "PSI": f"{w.psi:.3f}" if w.psi is not None else "–",
+                    p_value: f"{w.ks_p:.2g}" if w.ks_p is not None else "–",
+                    "drift": "YES" if w.alert else "",
+                    "note": w.why,
+                }
+                for w in sorted(weeks, key=lambda w: (not w.alert, w.finding, w.week))
+            ]
+        ),
+        hide_index=True,
+    )
+
+
 def drift_section() -> None:
     """Week by week against the first weeks: each finding's score distribution (PSI, KS) per model
     and weights, and the readers' agreement with the AI. Computed only when asked."""
@@ -470,9 +491,10 @@ def drift_section() -> None:
         return
     reference_weeks = st.number_input("Reference: the first weeks", 1, 26, 4, key="an_drift_reference")
     with database.transaction() as session:
-        scores = reporting.classification_scores(session, model_id=None if model == "all" else model)
-    scores = [r for r in scores if (include_untrained or r.trained) and r.created_at < until]
-    weeks = drift.score_drift(scores, int(reference_weeks))
+        latest = reporting.latest_run_id(session)
+    weeks, inputs, profiled = results.drift_weeks(
+        None if model == "all" else model, include_untrained, until, int(reference_weeks), latest
+    )
     judged = [w for w in weeks if w.psi is not None]
     alerts = [w for w in judged if w.alert]
     if not judged:
@@ -482,57 +504,14 @@ def drift_section() -> None:
     else:
         st.success(f"No drift flagged in {len(judged)} finding-week(s) after the reference.")
     if weeks:
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "week of": w.week.isoformat(),
-                        "model": w.model_id,
-                        "weights": w.weights_sha256[:12] + "…",
-                        "finding": w.finding,
-                        "runs": w.cases,
-                        "mean score": round(w.mean_score, 3),
-                        "PSI": f"{w.psi:.3f}" if w.psi is not None else "–",
-                        "KS p": f"{w.ks_p:.2g}" if w.ks_p is not None else "–",
-                        "drift": "YES" if w.alert else "",
-                        "note": w.why,
-                    }
-                    for w in sorted(weeks, key=lambda w: (not w.alert, w.finding, w.week))
-                ]
-            ),
-            hide_index=True,
-        )
-    with database.transaction() as session:
-        profiles = [
-            r
-            for r in reporting.input_profiles(session, model_id=None if model == "all" else model)
-            if (include_untrained or r.trained) and r.created_at < until
-        ]
-    inputs = drift.input_drift(profiles, int(reference_weeks))
+        _weeks_table(weeks, "finding", "mean score", "KS p", with_model=True)
     if inputs:
         changed = [w for w in inputs if w.alert]
         st.markdown(
-            f"**The inputs** ({len(profiles)} runs with a stored profile): "
+            f"**The inputs** ({profiled} runs with a stored profile): "
             + (f"{len(changed)} measure-week(s) drifted." if changed else "no drift flagged.")
         )
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "week of": w.week.isoformat(),
-                        "measure": w.finding,
-                        "runs": w.cases,
-                        "mean": f"{w.mean_score:.2f}" if w.mean_score == w.mean_score else "–",
-                        "PSI": f"{w.psi:.3f}" if w.psi is not None else "–",
-                        "p (KS or chi-square)": f"{w.ks_p:.2g}" if w.ks_p is not None else "–",
-                        "drift": "YES" if w.alert else "",
-                        "note": w.why,
-                    }
-                    for w in sorted(inputs, key=lambda w: (not w.alert, w.finding, w.week))
-                ]
-            ),
-            hide_index=True,
-        )
+        _weeks_table(inputs, "measure", "mean", "p (KS or chi-square)", with_model=False)
     per_week = drift.agreement_by_week(facts)
     if per_week:
         chart = px.line(
@@ -550,7 +529,7 @@ def drift_section() -> None:
 if facts:
     findings_section()
     site_calibration_section()
-    drift_section()
+drift_section()  # of every run, reviewed or not
 if structure_facts or volumes:
     structures_section()
 masks_against_the_ai()

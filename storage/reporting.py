@@ -295,7 +295,6 @@ class StructureVolume:
     kind: RunKind
     structure: str
     volume_ml: float
-    max_axial_extent_mm: float
     created_at: datetime
 
 
@@ -318,7 +317,6 @@ def structure_volumes(session: Session) -> list[StructureVolume]:
             kind=RunKind(run.kind),
             structure=structure.name,
             volume_ml=structure.volume_ml,
-            max_axial_extent_mm=structure.max_axial_extent_mm,
             created_at=_utc(run.created_at),
         )
         for run, structure, modality in rows
@@ -366,6 +364,11 @@ class InputRow:
     trained: bool
     created_at: datetime
     profile: dict
+
+
+def latest_run_id(session: Session) -> int:
+    """The newest run's id (0 when none): what names the stored runs' state for a cache."""
+    return int(session.scalar(select(func.max(Run.id))) or 0)
 
 
 def input_profiles(session: Session, model_id: str | None = None) -> list[InputRow]:

@@ -377,3 +377,21 @@ def site_calibration(digest: str, target_sensitivity: float, _facts) -> list:
     from analytics.calibration import calibrate
 
     return calibrate(_facts, target_sensitivity=target_sensitivity)
+
+
+@st.cache_data(max_entries=16, show_spinner="Comparing the weeks…")
+def drift_weeks(
+    model_id: str | None, include_untrained: bool, until, reference_weeks: int, latest_run: int
+) -> tuple[list, list, int]:
+    """(score weeks, input weeks, runs with an input profile) of the runs before ``until``: read
+    and compared once per filter and per newest run (``latest_run``), never on a rerun."""
+    from analytics.drift import input_drift, score_drift
+    from storage import reporting
+    from ui.resources import database
+
+    with database().begin() as session:
+        scores = reporting.classification_scores(session, model_id=model_id)
+        profiles = reporting.input_profiles(session, model_id=model_id)
+    scores = [r for r in scores if (include_untrained or r.trained) and r.created_at < until]
+    profiles = [r for r in profiles if (include_untrained or r.trained) and r.created_at < until]
+    return score_drift(scores, reference_weeks), input_drift(profiles, reference_weeks), len(profiles)

@@ -68,7 +68,9 @@ def _send_to_pacs(case_id: int, who: str, scope: str, run_id: int) -> None:
     try:
         said = (
             True,
-            send_reader_results(database.transaction, resources.image_store(), load_settings(), case_id, who, run_id),
+            send_reader_results(
+                database.transaction, resources.image_store(), load_settings(), case_id, who, run_id, loaded=_in_memory
+            ),
         )
     except ReviewError as exc:
         said = (False, str(exc))
