@@ -46,6 +46,7 @@ PAGES = [
     st.Page("pages/pacs.py", title="PACS", icon=":material/cloud_download:", url_path="pacs"),
     st.Page("pages/cases.py", title="Case review", icon=":material/folder_open:", url_path="cases"),
     st.Page("pages/analytics.py", title="Analytics", icon=":material/monitoring:", url_path="analytics"),
+    st.Page("pages/study.py", title="Reader study", icon=":material/quiz:", url_path="study"),
     st.Page("pages/settings.py", title="Settings", icon=":material/settings:", url_path="settings"),
     st.Page("pages/about.py", title="About", icon=":material/info:", url_path="about"),
     # /review, the address a reader would type or bookmark, opens the default page ("Page not found" before).

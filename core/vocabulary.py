@@ -58,3 +58,30 @@ class Modality(str, Enum):
     CHEST_XRAY = "cxr"
     MR = "MR"
     CT = "CT"
+
+
+class StudyPhase(str, Enum):
+    """A read in a reader study: the first with the AI hidden, the second with it shown (the reader
+    may revise), or the reference an adjudicator (an admin) records for the case."""
+
+    UNAIDED = "unaided"
+    AIDED = "aided"
+    REFERENCE = "reference"
+
+
+class Presence(str, Enum):
+    """A reader's own call on a finding in a reader study, made without reference to the AI."""
+
+    PRESENT = "present"
+    ABSENT = "absent"
+    UNSURE = "unsure"
+
+
+def ai_call(band: Band) -> Presence | None:
+    """What a band says of a finding, in a reader's words: positive or critical is present,
+    negative absent; indeterminate says nothing."""
+    if band in (Band.POSITIVE, Band.CRITICAL):
+        return Presence.PRESENT
+    if band is Band.NEGATIVE:
+        return Presence.ABSENT
+    return None

@@ -7,11 +7,10 @@ from collections.abc import Callable
 import streamlit as st
 
 from analytics import exports
-from inference.models.loader import LoadedModel
 from inference.volume.case import is_volume_source
 from inference.volume.types import Volume
 from storage import reporting, repository
-from ui import database, models, resources, results
+from ui import database, resources, results
 from ui.entry import require_app_entry
 from ui.identity import visible_reviewer
 from ui.session import audit_key, prior_key
@@ -21,7 +20,8 @@ from ui.widgets.cam_viewer import cam_viewer
 from ui.widgets.case_report import case_report_button
 from ui.widgets.charts import band_legend_text, score_text, shap_waterfall
 from ui.widgets.dicom_exports import reader_sr_button
-from ui.widgets.next_case import next_unreviewed_button, reader_worklist
+from ui.widgets.kept_case import kept_analysis, run_model
+from ui.widgets.next_case import next_unreviewed_button, reader_worklist, study_cases_note
 from ui.widgets.prior import choose_prior, side_by_side
 from ui.widgets.segmentation_case import choose_segmentation, segmentation_case
 from ui.widgets.verdicts import exclusive_classes, finding_kind, finding_verdict_panel, history_table, selection_list
@@ -34,7 +34,10 @@ st.title("Case review")
 
 board = reader_worklist()
 cases, segmentations = board.cases, board.segmentations
+study_cases_note(board)
 if not cases and not segmentations:
+    if board.in_study:
+        st.stop()
     st.info("No cases yet. Analyse a chest X-ray on the Review page, or an MRI/CT volume, and it appears here.")
     st.stop()
 
@@ -94,43 +97,6 @@ if not run.trained:
 ranked = run.ranked()
 
 
-def _run_model(run, what: str) -> LoadedModel | None:
-    """The run's own model and weights, when they are the ones loaded now; else None, the page
-    saying why (``what`` is kept: "image", "volume")."""
-    state = models.classifier_of_run(run.model_id)
-    if isinstance(state, LoadedModel) and (state.spec.model_id, state.weights_sha256) == (
-        run.model_id,
-        run.weights_sha256,
-    ):
-        return state
-    st.info(
-        f"The {what} is kept, but its heatmaps need the model and weights of this run "
-        f"({run.model_id}, weights sha256 {run.weights_sha256[:12]}…), which are not the ones loaded now."
-    )
-    return None
-
-
-def _kept_analysis(run):
-    """(the kept image's analysis by the run's own model and weights, that model), else (None, None)
-    with the page saying why."""
-    store = resources.image_store()
-    sha = run.facts.input_sha256
-    if store is None:
-        st.caption("The image store is turned off (IMAGE_STORE=0): upload the image on the Review page to see it.")
-        return None, None
-    if not store.has(sha):
-        st.caption(
-            f"The image is not kept (analysed before the image store, or more than {store.retention_days} days "
-            "ago): upload it on the Review page to see it and its heatmaps."
-        )
-        return None, None
-    state = _run_model(run, "image")
-    if state is None:
-        return None, None
-    bands = resources.band_config()
-    return results.kept_case_analysis(sha, run.model_id, run.weights_sha256, bands.identity, state, bands), state
-
-
 def _volume_reading(run) -> bool:
     """A brain MRI volume classified slice by slice, reopened as the MRI/CT page showed it: the
     kept volume in the viewer with the per-slice strip, a class's heatmap on its driving slice,
@@ -147,7 +113,7 @@ def _volume_reading(run) -> bool:
         )
     if not isinstance(volume, Volume):
         return False
-    loaded = _run_model(run, "volume")
+    loaded = run_model(run, "volume")
     if loaded is None:
         return False
     classified = results.volume_classification(volume.input_sha256, run.model_id, run.weights_sha256, volume, loaded)
@@ -181,7 +147,7 @@ def _image_reading(run, with_image: bool) -> Callable[[], list[exports.Picture]]
     method = analysis = None
     if with_image and label is not None:
         with image_col:
-            analysis, state = _kept_analysis(run)
+            analysis, state = kept_analysis(run)
             if analysis is not None:
                 method = cam_viewer(analysis, state, label)
     finding_verdict_panel(

@@ -12,12 +12,19 @@ from ui import results
 from ui.downloads import export_button
 from ui.entry import require_app_entry
 from ui.identity import visible_reviewer
-from ui.widgets.next_case import CASE_PAGE, next_unreviewed_button, progress_caption, reader_worklist
+from ui.widgets.next_case import (
+    CASE_PAGE,
+    next_unreviewed_button,
+    progress_caption,
+    reader_worklist,
+    study_cases_note,
+)
 
 require_app_entry()
 
 st.title("Worklist")
 board = reader_worklist()
+study_cases_note(board)
 rows, volume_rows = board.cases, board.segmentations
 own = visible_reviewer() is not None
 
@@ -69,7 +76,7 @@ def volume_section() -> None:
 if not rows:
     if volume_rows:
         volume_section()
-    else:
+    elif not board.in_study:
         st.info("No cases yet. Analyse a chest X-ray or an MRI/CT volume and it appears here.")
     st.stop()
 

@@ -28,6 +28,8 @@ KINDS = (
     "image_confirmed",
     "uncertainty_shown",
     "pacs_send_failed",
+    "study_created",
+    "study_closed",
 )
 SYSTEM = "system"
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from core.vocabulary import Band, RunKind, Verdict
+from core.vocabulary import Band, RunKind, StudyPhase, Verdict
 
 
 def utcnow() -> datetime:
@@ -221,6 +221,53 @@ class ReviewerIdentity(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ReaderStudy(Base):
+    """A reader study: a set of one model's classification runs whose findings readers call first
+    with the AI hidden, then with it shown. ``closed_at`` is the one value set after insert (once,
+    when an admin closes it: its cases are then read as any other)."""
+
+    __tablename__ = "reader_studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    model_id: Mapped[str] = mapped_column(String(64))
+    findings_json: Mapped[str] = mapped_column(Text)  # [finding label, ...]: what the readers call
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReaderStudyCase(Base):
+    __tablename__ = "reader_study_cases"
+    __table_args__ = (UniqueConstraint("study_id", "run_id", name="uq_study_case"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("reader_studies.id"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("analysis_runs.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class StudyRead(Base):
+    """One reader's read of one case of a study in one phase: their call on each of the study's
+    findings and when they started and finished it. Each is written once: a first read cannot be
+    redone once the AI has been seen."""
+
+    __tablename__ = "study_reads"
+    __table_args__ = (
+        UniqueConstraint("study_id", "run_id", "reviewer", "phase", name="uq_study_read"),
+        CheckConstraint(f"phase IN ({_values(StudyPhase)})", name="ck_study_read_phase"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("reader_studies.id"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("analysis_runs.id"))
+    reviewer: Mapped[str] = mapped_column(String(80))
+    phase: Mapped[str] = mapped_column(String(16))  # a core.vocabulary.StudyPhase value
+    answers_json: Mapped[str] = mapped_column(Text)  # {finding: Presence value}
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 APPEND_ONLY_TABLES = (
     "analysis_runs",
     "run_findings",
@@ -229,4 +276,6 @@ APPEND_ONLY_TABLES = (
     "case_notes",
     "region_explanations",
     "audit_events",
+    "reader_study_cases",
+    "study_reads",
 )

@@ -115,6 +115,7 @@ class SegmentationWorklistRow(_ReviewProgress):
 class Worklist:
     cases: list[WorklistRow]  # critical first, then newest
     segmentations: list[SegmentationWorklistRow]  # newest first
+    in_study: int = 0  # cases left out: in an open reader study this reader has not read yet
 
 
 def entry_numbers(entries: Iterable[tuple[int, str]]) -> dict[int, int]:

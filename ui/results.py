@@ -395,3 +395,12 @@ def drift_weeks(
     scores = [r for r in scores if (include_untrained or r.trained) and r.created_at < until]
     profiles = [r for r in profiles if (include_untrained or r.trained) and r.created_at < until]
     return score_drift(scores, reference_weeks), input_drift(profiles, reference_weeks), len(profiles)
+
+
+@st.cache_data(max_entries=16, show_spinner="Summarising the study…")
+def study_summary(study_id: int, last_read: int, reads_count: int, _reads, _ai, findings: tuple[str, ...]):
+    """analytics.reader_study over a study's reads (named by the study, its newest read and their
+    number): the bootstrap runs once per set of reads, never on a rerun."""
+    from analytics.reader_study import summarise
+
+    return summarise(_reads, _ai, findings)

@@ -147,3 +147,51 @@ PREVIOUS_SLICE_KEY = "vv::prev"
 # A band proposal from the analytics page's site calibration, for the Settings page's band editor to
 # start from: {"source": what it was fitted on, "findings": {finding: {low, high, critical}}}.
 BANDS_PROPOSAL = "bands_proposal"
+
+# --- The reader-study page ---
+STUDY_MODE = "study::mode"  # read / set up / results
+STUDY_CHOSEN = "study::chosen"  # the study being read or summarised
+STUDY_NAME = "study::name"  # the set-up form's fields
+STUDY_MODEL = "study::model"
+STUDY_CASES = "study::cases"
+STUDY_CREATE = "study::create"
+
+
+def study_call_key(study_id: int, run_id: int, phase: str, finding: str) -> str:
+    """A reader's call on one finding of one case in one phase of a study."""
+    return f"study::call::{study_id}::{run_id}::{phase}::{finding}"
+
+
+def study_submit_key(study_id: int, run_id: int, phase: str) -> str:
+    return f"study::submit::{study_id}::{run_id}::{phase}"
+
+
+def study_started_key(study_id: int, run_id: int, phase: str, reviewer: str) -> str:
+    """When this reader was first shown this case in this phase (the start of the read's time)."""
+    return f"study::started::{study_id}::{run_id}::{phase}::{reviewer}"
+
+
+def study_close_key(study_id: int) -> str:
+    return f"study::close::{study_id}"
+
+
+def study_heatmap_key(study_id: int, run_id: int) -> str:
+    """Which finding's heatmap the reader sees once the AI is shown."""
+    return f"study::heatmap::{study_id}::{run_id}"
+
+
+def study_form_key(study_id: int, run_id: int, phase: str) -> str:
+    return f"study::form::{study_id}::{run_id}::{phase}"
+
+
+def study_adjudicate_case_key(study_id: int) -> str:
+    return f"study::adjudicate_case::{study_id}"
+
+
+def study_findings_key(model_id: str) -> str:
+    """The set-up form's findings, per model (each model has its own)."""
+    return f"study::findings::{model_id}"
+
+
+def study_viewer_key(run_id: int) -> str:
+    return f"study::viewer::{run_id}"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
-from storage import reporting
+from storage import reporting, studies
 from ui import database
-from ui.identity import visible_reviewer
+from ui.identity import reviewer, visible_reviewer
 
 KEY_NEXT_CASE = "N"
 CASE_PAGE = "pages/cases.py"
@@ -14,9 +16,30 @@ CASE_PAGE = "pages/cases.py"
 
 def reader_worklist() -> reporting.Worklist:
     """The worklist as this viewer may see it: a signed-in reader's own progress (status, counts,
-    what is next), everyone's for the lead (admin) and in open mode."""
+    what is next), everyone's for the lead (admin) and in open mode. Cases of an open reader study
+    that this reader has not made their first read of are left out (their band and top finding are
+    the AI's output, and even their order would show it): the Reader study page opens them."""
     with database.transaction() as session:
-        return reporting.worklist(session, reviewer=visible_reviewer())
+        board = reporting.worklist(session, reviewer=visible_reviewer())
+        hidden = studies.hidden_runs(session, reviewer())
+    if not hidden:
+        return board
+    shown = [row for row in board.cases if row.run_id not in hidden]
+    return replace(board, cases=shown, in_study=len(board.cases) - len(shown))
+
+
+STUDY_PAGE = "pages/study.py"
+
+
+def study_cases_note(board: reporting.Worklist) -> None:
+    """Say where the cases left out for a reader study are."""
+    if board.in_study:
+        st.info(
+            f"{board.in_study} case{'s are' if board.in_study > 1 else ' is'} in an open reader study that you "
+            "have not read yet: read them on the Reader study page first, where the AI stays hidden until "
+            "your first read."
+        )
+        st.page_link(STUDY_PAGE, label="Open the Reader study page", icon=":material/quiz:")
 
 
 def progress_caption(noun: str, own: bool) -> str:
