@@ -39,11 +39,11 @@ def setup_form(creator: str) -> None:
         ),
         key=session.STUDY_CASES,
     )
-    labels: list[str] = []
-    if chosen:
-        with database.transaction() as db:
-            first = repository.get_run(db, chosen[0], repository.ClassificationRunRecord)
-        labels = [f.label for f in first.findings] if first is not None else []
+    # The model's findings, from one of its runs: known before any case is chosen, so the list
+    # starts with all of them (a keyed list keeps its first default).
+    with database.transaction() as db:
+        example = repository.get_run(db, mine[0].run_id, repository.ClassificationRunRecord)
+    labels = [f.label for f in example.findings] if example is not None else []
     findings = st.multiselect(
         "Findings the readers call", labels, default=labels, key=session.study_findings_key(model_id)
     )
