@@ -19,9 +19,12 @@ from pathlib import Path
 
 import jinja2
 
-from core.vocabulary import RunKind
+from analytics.reader_study import study_calls
+from core.types import Finding
+from core.vocabulary import RunKind, StudyPhase
 from storage.reporting import StructureVerdictFact, VerdictFact, entry_numbers
 from storage.repository import ClassificationRunRecord, NoteRecord, RunRecord, SegmentationRunRecord, VerdictRecord
+from storage.studies import StudyReadRecord
 
 DISCLAIMER = "Research and demonstration tool, not a cleared medical device."
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -284,3 +287,42 @@ def case_report_html(
         )
     )
     return page.encode("utf-8")
+
+
+def study_calls_csv(
+    reads: Sequence[StudyReadRecord], ai: Mapping[int, Sequence[Finding]], findings: Sequence[str]
+) -> bytes:
+    """A reader study's calls, one row per reader, case and finding: both reads, the reference, the
+    AI's call and each read's seconds, for a statistician's own analysis."""
+    seconds = {(r.reviewer, r.run_id, r.phase): r.seconds for r in reads}
+    calls, _ = study_calls(reads, ai, findings)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(
+        [
+            "reader",
+            "run",
+            "finding",
+            "without_ai",
+            "with_ai",
+            "reference",
+            "ai_call",
+            "seconds_without_ai",
+            "seconds_with_ai",
+        ]
+    )
+    for c in calls:
+        writer.writerow(
+            [
+                _cell(c.reader),
+                c.run_id,
+                _cell(c.finding),
+                c.unaided.value,
+                c.aided.value,
+                c.reference.value if c.reference else "",
+                c.ai.value if c.ai else "",
+                f"{seconds[(c.reader, c.run_id, StudyPhase.UNAIDED)]:.1f}",
+                f"{seconds[(c.reader, c.run_id, StudyPhase.AIDED)]:.1f}",
+            ]
+        )
+    return buffer.getvalue().encode("utf-8")

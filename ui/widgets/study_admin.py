@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analytics import reader_study
+from analytics import exports, reader_study
 from core.errors import InvalidReview
 from core.vocabulary import StudyPhase
 from storage import reporting, repository, studies
 from storage.models import utcnow
 from ui import database, session
 from ui import results as ui_results
+from ui.downloads import export_button
 from ui.text import md_escape
 
 CHOICES = ["present", "absent", "unsure"]
@@ -162,6 +163,15 @@ def results(study: studies.StudyRecord) -> None:
     )
     with database.transaction() as db:
         names = repository.reviewer_names(db)
+    export_button(
+        "Calls (CSV)",
+        lambda db: exports.study_calls_csv(
+            studies.reads(db, study.study_id), studies.study_findings(db, study), study.findings
+        ),
+        file_name=f"reader-study-{study.study_id}-calls.csv",
+        mime="text/csv",
+        kind="reader study calls (CSV)",
+    )
     st.dataframe(
         [
             {

@@ -69,3 +69,16 @@ def test_unsure_never_matches_and_an_indeterminate_ai_makes_no_call() -> None:
     result = reader_study.summarise(reads, ai({1: Band.INDETERMINATE}), ["Effusion"])
     assert (result.unaided.hits, result.aided.hits) == (0, 1)
     assert result.ai_agreement.total == 0 and result.toward_ai == 0 and result.followed_wrong_ai.total == 0
+
+
+def test_the_calls_export_has_both_reads_the_reference_the_ai_and_the_seconds() -> None:
+    from analytics.exports import study_calls_csv
+
+    reads = [
+        read("Adj", 1, StudyPhase.REFERENCE, P),
+        read("=cmd", 1, StudyPhase.UNAIDED, A, 61),
+        read("=cmd", 1, StudyPhase.AIDED, P, 12.5),
+    ]
+    lines = study_calls_csv(reads, ai({1: Band.CRITICAL}), ["Effusion"]).decode().splitlines()
+    assert lines[0].startswith("reader,run,finding,without_ai,with_ai,reference,ai_call")
+    assert lines[1] == "'=cmd,1,Effusion,absent,present,present,present,61.0,12.5"  # a formula is neutralised
