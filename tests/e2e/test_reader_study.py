@@ -43,13 +43,14 @@ def _call(page, study: int, run: int, phase: str, calls: dict[str, str]) -> None
         group.get_by_text(call, exact=True).click()
 
 
-def test_a_lead_runs_a_reader_study_on_five_cases_and_reads_its_result(server, tmp_path: Path, monkeypatch) -> None:
+def test_a_lead_runs_a_reader_study_on_five_cases_and_reads_its_result(shared_server, monkeypatch) -> None:
     from playwright.sync_api import expect
     from sqlalchemy import create_engine, text
 
-    url, database_url = server
+    url, database_url = shared_server
     monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("REVIEW_DATA_DIR", str(tmp_path / "data"))  # the server's own data folder
+    # The server's own data folder (its image store and patient key), beside its database.
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(Path(database_url.removeprefix("sqlite:///")).parent / "data"))
     from tests.support.stored_cases import store_classified
 
     cases = _slices()
@@ -67,6 +68,10 @@ def test_a_lead_runs_a_reader_study_on_five_cases_and_reads_its_result(server, t
         _sign(page, "Dr Lead")
         page.get_by_text("Set up a study", exact=True).click()
         wait_for_text(page, "Cases (in the order readers get them)")
+        page.locator(f".{key_class(session.STUDY_MODEL)} input").click()  # the server holds other models' cases
+        page.keyboard.type("brain-tumour-4class")
+        page.keyboard.press("Enter")
+        settled(page)
         picker = page.locator(f".{key_class(session.STUDY_CASES)} input")
         for case in case_numbers:  # typed and picked as a lead does, in the order readers get them
             picker.click()
@@ -82,7 +87,7 @@ def test_a_lead_runs_a_reader_study_on_five_cases_and_reads_its_result(server, t
         wait_for_text(page, "Study 'Tumour pilot' started: 5 cases")
 
     with engine.connect() as connection:
-        study = connection.execute(text("SELECT id FROM reader_studies")).scalar_one()
+        study = connection.execute(text("SELECT id FROM reader_studies WHERE name = 'Tumour pilot'")).scalar_one()
         ordered = [r for (r,) in connection.execute(text("SELECT run_id FROM reader_study_cases ORDER BY position"))]
     assert ordered == runs
 
