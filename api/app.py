@@ -272,6 +272,7 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
                 cam_method,
                 actor=who.name,
                 params={"input": analysis.input},
+                features=analysis.features,
             ).run_id
 
     def heatmap_answer(

@@ -412,6 +412,9 @@ def main() -> int:
         import bench_classifiers  # beside this script
 
         part("brain MRI classifiers", lambda: bench_classifiers.classifier_timings(args.repeats))
+        import bench_similar  # beside this script
+
+        part("similar cases", bench_similar.similar_timings)
 
     def ratio(top: str, bottom: str) -> float | None:
         return result[top] / result[bottom] if top in result and bottom in result and result[bottom] else None
@@ -456,6 +459,9 @@ def main() -> int:
     import bench_classifiers
 
     goals.update(bench_classifiers.GOALS)
+    import bench_similar
+
+    goals.update(bench_similar.GOALS)
     if not args.skip_volumes:
         import bench_volumes
 

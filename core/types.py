@@ -107,3 +107,25 @@ class CamSet:
     def map_for(self, label: str) -> np.ndarray:
         cam: np.ndarray = self.maps[self.labels.index(label)]
         return cam
+
+
+@dataclass(frozen=True)
+class ImageFeatures:
+    """What a classifier's last feature layer makes of one image: its embedding (the rectified
+    activations averaged over the image, unit length: for finding similar cases) and each patch's
+    rectified activations (for the anomaly map against the site's normals). Vectors, never pixels."""
+
+    embedding: np.ndarray  # float32 (K,), unit length
+    patches: np.ndarray  # float16 (h * w, K), the feature grid row by row
+    grid: tuple[int, int]  # (h, w)
+
+    @classmethod
+    def from_activations(cls, activations: np.ndarray) -> ImageFeatures:
+        """From one image's feature-layer activations (K, h, w)."""
+        rectified = np.maximum(np.asarray(activations, dtype=np.float32), 0.0)
+        k, h, w = rectified.shape
+        pooled = rectified.mean(axis=(1, 2))
+        norm = float(np.linalg.norm(pooled))
+        embedding = (pooled / norm if norm > 0 else pooled).astype(np.float32)
+        patches = rectified.reshape(k, h * w).T.astype(np.float16)
+        return cls(embedding, patches, (h, w))

@@ -10,6 +10,7 @@ from analytics import exports
 from inference.volume.case import is_volume_source
 from inference.volume.types import Volume
 from storage import reporting, repository
+from storage.features import run_features
 from ui import database, resources, results
 from ui.entry import require_app_entry
 from ui.identity import visible_reviewer
@@ -24,6 +25,7 @@ from ui.widgets.kept_case import kept_analysis, run_model
 from ui.widgets.next_case import next_unreviewed_button, reader_worklist, study_cases_note
 from ui.widgets.prior import choose_prior, side_by_side
 from ui.widgets.segmentation_case import choose_segmentation, segmentation_case
+from ui.widgets.similar_cases import similar_cases_panel
 from ui.widgets.verdicts import exclusive_classes, finding_kind, finding_verdict_panel, history_table, selection_list
 from ui.widgets.volume_classification import classified_volume_reading
 from xai.overlay import jpeg_bytes, png_bytes, whole_image_overlay
@@ -251,6 +253,10 @@ def _prior_comparison(run) -> None:
 _reading(run)
 with database.transaction() as session:
     explanation = repository.get_region_explanation(session, run.run_id)
+    kept_features = run_features(session, [run.run_id]).get(run.run_id)
+similar_cases_panel(
+    run.run_id, run.facts.input_sha256, kept_features, run.model_id, run.weights_sha256, run.trained, "cases"
+)
 if explanation is not None:
     st.subheader("Region SHAP stored with this run")
     shown = st.selectbox("Finding", [f.label for f in ranked], key=f"cases_shap_finding::{run.run_id}")

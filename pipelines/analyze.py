@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.errors import CorruptImage
-from core.types import CamSet, CaseFacts, Finding, Image2D, Prediction
+from core.types import CamSet, CaseFacts, Finding, Image2D, ImageFeatures, Prediction
 from inference.images.bands import BandConfig
 from inference.images.preprocess import display_crop, model_input
 from inference.models.adapters import as_input
@@ -38,6 +38,8 @@ class CaseAnalysis:
     scored: np.ndarray | None = None
     # What drift monitoring compares week by week (stored with the run): ``input_profile``.
     input: dict[str, object] | None = None
+    # The image's embedding and patch features (stored with the run): similar cases, anomaly map.
+    features: ImageFeatures | None = None
 
 
 def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig, augment: bool = False) -> CaseAnalysis:
@@ -79,6 +81,7 @@ def analyze(loaded: LoadedModel, image: Image2D, bands: BandConfig, augment: boo
         gradcam=gradcam,
         scored=scores,
         input=input_profile(image),
+        features=ImageFeatures.from_activations(features[0].float().cpu().numpy()),
     )
 
 

@@ -16,7 +16,9 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -268,6 +270,27 @@ class StudyRead(Base):
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class RunFeatures(Base):
+    """A classification run's image as its model's last feature layer sees it: the embedding
+    (float32, unit length) and each patch's features (float16, the grid row by row). Vectors, never
+    pixels; comparable only between runs of the same model and weights."""
+
+    __tablename__ = "run_features"
+    # Each model's vectors in the order stored: an index loads the ones it has not seen yet.
+    __table_args__ = (Index("ix_run_features_model", "model_id", "weights_sha256", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("analysis_runs.id"), unique=True)
+    model_id: Mapped[str] = mapped_column(String(64))
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    dim: Mapped[int] = mapped_column(Integer)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    grid_rows: Mapped[int] = mapped_column(Integer)
+    grid_cols: Mapped[int] = mapped_column(Integer)
+    patches: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 APPEND_ONLY_TABLES = (
     "analysis_runs",
     "run_findings",
@@ -278,4 +301,5 @@ APPEND_ONLY_TABLES = (
     "audit_events",
     "reader_study_cases",
     "study_reads",
+    "run_features",
 )

@@ -504,3 +504,56 @@ def worklist(session: Session, limit: int = 500, reviewer: str | None = None) ->
             )
         )
     return Worklist(cases=cases, segmentations=volumes)
+
+
+@dataclass(frozen=True)
+class ReviewedRun:
+    """A classification run someone has given a verdict on, as a similar case shows it."""
+
+    run_id: int
+    case_id: int
+    input_sha256: str
+    created_at: datetime
+    called: tuple[str, ...]  # the findings the AI put in a positive or critical band
+    verdicts: tuple[tuple[str, str, str], ...]  # (reviewer, finding, verdict) the viewer may see, current
+    readers: int  # how many readers gave a verdict (whoever they are)
+
+
+def reviewed_runs(session: Session, run_ids: Sequence[int], reviewer: str | None = None) -> dict[int, ReviewedRun]:
+    """Of these runs, the ones with at least one verdict: what the AI called and the current
+    verdicts ``reviewer`` may see (everyone's when None)."""
+    ids = list(run_ids)
+    latest = (
+        select(func.max(VerdictEntry.id))
+        .where(VerdictEntry.run_id.in_(ids))
+        .group_by(VerdictEntry.run_id, VerdictEntry.reviewer, VerdictEntry.item)
+    )
+    current = session.execute(
+        select(VerdictEntry.run_id, VerdictEntry.reviewer, VerdictEntry.item, VerdictEntry.verdict)
+        .where(VerdictEntry.id.in_(latest))
+        .order_by(VerdictEntry.id)
+    ).all()
+    judged = {r.run_id for r in current}
+    if not judged:
+        return {}
+    runs = session.execute(
+        select(Run.id, Run.case_id, Run.input_sha256, Run.created_at).where(Run.id.in_(judged))
+    ).all()
+    called = session.execute(
+        select(RunFinding.run_id, RunFinding.label)
+        .where(RunFinding.run_id.in_(judged), RunFinding.band.in_([Band.POSITIVE.value, Band.CRITICAL.value]))
+        .order_by(RunFinding.run_id, RunFinding.score.desc())
+    ).all()
+    out = {}
+    for run in runs:
+        mine = [r for r in current if r.run_id == run.id]
+        out[run.id] = ReviewedRun(
+            run.id,
+            run.case_id,
+            run.input_sha256,
+            _utc(run.created_at),
+            tuple(label for rid, label in called if rid == run.id),
+            tuple((r.reviewer, r.item, r.verdict) for r in mine if reviewer is None or r.reviewer == reviewer),
+            len({r.reviewer for r in mine}),
+        )
+    return out

@@ -30,9 +30,10 @@ from sqlalchemy.sql import func
 
 from core.errors import InvalidReview, StorageError
 from core.results import REGION_SHAP_METHOD, LabelInfo, RegionExplanation, Segmentation, StructureMeasurement
-from core.types import CaseFacts, Finding, Prediction, rank_findings
+from core.types import CaseFacts, Finding, ImageFeatures, Prediction, rank_findings
 from core.vocabulary import Band, RunKind, Verdict
 from storage import audit
+from storage.features import store_features
 from storage.models import (
     Case,
     CaseNote,
@@ -307,10 +308,13 @@ def store_analysis(
     cam_method: str,
     actor: str | None = None,
     params: Mapping[str, object] | None = None,
+    features: ImageFeatures | None = None,
 ) -> ClassificationRunRecord:
     """The classification run for this input and model identity, stored once; re-analysing the same
     image with the same weights and bands returns the existing run instead of adding a duplicate.
-    ``params``: what else the reader saw with the scores (test-time augmentation's spread...)."""
+    ``params``: what else the reader saw with the scores (test-time augmentation's spread...).
+    ``features``: the image's embedding and patch features, kept with the run (similar cases, the
+    anomaly map)."""
     model = prediction.model
     run = Run(
         params_json=json.dumps(params, sort_keys=True) if params else None,
@@ -338,6 +342,8 @@ def store_analysis(
         trained=model.trained,
         bands_version=prediction.bands_version,
     )
+    if features is not None:
+        store_features(session, stored.id, model.model_id, model.weights_sha256, features)
     record = _run_record(stored)
     assert isinstance(record, ClassificationRunRecord)
     return record

@@ -404,3 +404,12 @@ def study_summary(study_id: int, last_read: int, reads_count: int, _reads, _ai, 
     from analytics.reader_study import summarise
 
     return summarise(_reads, _ai, findings)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def similar_index(model_id: str, weights_sha256: str):
+    """The server's one vector index of a model's weights, shared by every session; each search
+    first adds what was stored since (``SimilarIndex.refresh``)."""
+    from analytics.similar import SimilarIndex
+
+    return SimilarIndex(model_id, weights_sha256)

@@ -195,3 +195,12 @@ def study_findings_key(model_id: str) -> str:
 
 def study_viewer_key(run_id: int) -> str:
     return f"study::viewer::{run_id}"
+
+
+def similar_toggle_key(scope: str, run_id: int) -> str:
+    """The "similar reviewed cases" switch under a case."""
+    return f"{scope}::similar::{run_id}"
+
+
+def similar_table_key(scope: str, run_id: int) -> str:
+    return f"{scope}::similar_table::{run_id}"

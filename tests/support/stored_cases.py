@@ -46,7 +46,12 @@ def store_classified(paths: Sequence[Path], model_id: str = "brain-tumour-4class
             with sessions.begin() as session:
                 run_ids.append(
                     repository.store_analysis(
-                        session, analysis.facts, analysis.prediction, "Grad-CAM", params={"input": analysis.input}
+                        session,
+                        analysis.facts,
+                        analysis.prediction,
+                        "Grad-CAM",
+                        params={"input": analysis.input},
+                        features=analysis.features,
                     ).run_id
                 )
     finally:

@@ -24,6 +24,7 @@ from ui.widgets.model_card import uncertainty_text
 from ui.widgets.next_case import next_unreviewed_button
 from ui.widgets.radiograph_check import CHEST_RADIOGRAPH, ImageQuestion, confirmed_as
 from ui.widgets.shap_view import shap_panel
+from ui.widgets.similar_cases import similar_cases_panel
 from ui.widgets.verdicts import exclusive_classes, finding_kind, finding_verdict_panel, history_table, selection_list
 from xai.cam import CLOSED_FORM_METHOD
 
@@ -82,6 +83,7 @@ def review_slice(
                         CLOSED_FORM_METHOD,
                         actor=reviewer() or None,
                         params={"input": analysis.input, **({"uncertainty": spread} if spread else {})},
+                        features=analysis.features,
                     )
                     stored = record.run_id
                     if spread and "uncertainty" not in record.params:  # asked for after the run was stored
@@ -185,5 +187,14 @@ def review_slice(
 
     _reading()
     next_unreviewed_button(current_run=run_id)
+    similar_cases_panel(
+        run_id,
+        sha,
+        analysis.features,
+        prediction.model.model_id,
+        prediction.model.weights_sha256,
+        prediction.model.trained,
+        "review",
+    )
     if st.toggle("Show the verdict history for this case", key="show_history"):
         history_table(run_id)

@@ -19,7 +19,7 @@ from storage.migrate import SchemaError, alembic_config
 from storage.models import APPEND_ONLY_TABLES, Base
 from tests.conftest import PROJECT
 
-HEAD = "0007"
+HEAD = "0008"
 # The append-only tables create_all made before migrations existed, with and without the audit trail.
 LEGACY_APPEND_ONLY = ("verdicts", "case_notes", "region_explanations", "audit_events")
 BEFORE_AUDIT = LEGACY_APPEND_ONLY[:-1]
