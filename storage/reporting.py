@@ -15,7 +15,7 @@ from sqlalchemy.sql.selectable import ScalarSelect
 from core.review_rules import required_count
 from core.vocabulary import Band, RunKind, Verdict
 from storage import audit
-from storage.models import Case, CaseNote, Run, RunFinding, RunStructure, VerdictEntry
+from storage.models import Case, CaseNote, Run, RunFeatures, RunFinding, RunStructure, VerdictEntry
 
 CLASSIFICATION = RunKind.CLASSIFICATION.value
 
@@ -556,4 +556,55 @@ def reviewed_runs(session: Session, run_ids: Sequence[int], reviewer: str | None
             tuple((r.reviewer, r.item, r.verdict) for r in mine if reviewer is None or r.reviewer == reviewer),
             len({r.reviewer for r in mine}),
         )
+    return out
+
+
+def confirmed_normals(
+    session: Session, model_id: str, weights_sha256: str, normal_labels: Sequence[str] = (), limit: int = 200
+) -> list[int]:
+    """The most recent runs of these weights, with features kept, that readers confirmed as normal:
+    the AI called nothing (every finding but the model's "nothing found" class, which has no band,
+    in the negative band), at least one reader agreed on every finding, and no current verdict says otherwise."""
+    candidates = list(
+        session.scalars(
+            select(Run.id)
+            .join(RunFeatures, RunFeatures.run_id == Run.id)
+            .where(Run.model_id == model_id, Run.weights_sha256 == weights_sha256)
+            .order_by(Run.id.desc())
+            .limit(20 * limit)
+        )
+    )
+    if not candidates:
+        return []
+    findings = session.execute(
+        select(RunFinding.run_id, RunFinding.label, RunFinding.band).where(RunFinding.run_id.in_(candidates))
+    ).all()
+    latest = (
+        select(func.max(VerdictEntry.id))
+        .where(VerdictEntry.run_id.in_(candidates))
+        .group_by(VerdictEntry.run_id, VerdictEntry.reviewer, VerdictEntry.item)
+    )
+    verdicts = session.execute(
+        select(VerdictEntry.run_id, VerdictEntry.item, VerdictEntry.verdict).where(VerdictEntry.id.in_(latest))
+    ).all()
+    labels: dict[int, dict[str, str]] = defaultdict(dict)
+    for run_id, label, band in findings:
+        labels[run_id][label] = band
+    agreed: dict[int, set[str]] = defaultdict(set)
+    doubted: set[int] = set()
+    for run_id, item, verdict in verdicts:
+        if verdict == Verdict.AGREE.value:
+            agreed[run_id].add(item)
+        else:
+            doubted.add(run_id)
+    normal = set(normal_labels)
+    out = []
+    for run_id in candidates:  # newest first
+        bands = labels.get(run_id, {})
+        # A "nothing found" class carries no band of its own (it is never drawn in one).
+        called_nothing = all(band == Band.NEGATIVE.value for label, band in bands.items() if label not in normal)
+        if bands and called_nothing and run_id not in doubted and agreed[run_id] >= set(bands):
+            out.append(run_id)
+            if len(out) == limit:
+                break
     return out

@@ -413,3 +413,16 @@ def similar_index(model_id: str, weights_sha256: str):
     from analytics.similar import SimilarIndex
 
     return SimilarIndex(model_id, weights_sha256)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Building the anomaly bank from this site's confirmed normals…")
+def anomaly_bank(model_id: str, weights_sha256: str, normal_runs: tuple[int, ...]):
+    """The memory bank of these confirmed normal runs' patch features: built once per set of
+    normals (a new confirmed normal makes a new set), shared by every session."""
+    from storage.features import run_features
+    from ui.resources import database
+    from xai.anomaly import NormalBank
+
+    with database().begin() as session:
+        kept = run_features(session, normal_runs)
+    return NormalBank([kept[r].patches for r in normal_runs if r in kept])

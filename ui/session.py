@@ -204,3 +204,8 @@ def similar_toggle_key(scope: str, run_id: int) -> str:
 
 def similar_table_key(scope: str, run_id: int) -> str:
     return f"{scope}::similar_table::{run_id}"
+
+
+def anomaly_toggle_key(scope: str, run_id: int) -> str:
+    """The "anomaly map against this site's normals" switch under a case."""
+    return f"{scope}::anomaly::{run_id}"

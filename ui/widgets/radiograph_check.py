@@ -36,6 +36,7 @@ class ImageQuestion:
     yes_label: str
     model_reads: str  # "The model reads frontal chest radiographs only"
     elsewhere: str  # where other images go, after a no
+    one: str  # one such image, for "check that this is ..." ("a frontal chest radiograph")
 
 
 CHEST_RADIOGRAPH = ImageQuestion(
@@ -43,6 +44,7 @@ CHEST_RADIOGRAPH = ImageQuestion(
     confirmed_as=CONFIRMED_AS,
     yes_label=YES_LABEL,
     model_reads="The model reads frontal chest radiographs only",
+    one="a frontal chest radiograph",
     elsewhere="For a brain MRI or a CT slice use **Review an MRI or CT**.",
 )
 BRAIN_MRI_SLICE = ImageQuestion(
@@ -50,6 +52,7 @@ BRAIN_MRI_SLICE = ImageQuestion(
     confirmed_as="a brain MRI slice",
     yes_label="Yes: a brain MRI slice. Classify it",
     model_reads="The brain MRI classifiers read 2D brain MRI slices only",
+    one="a 2D brain MRI slice",
     elsewhere="For a chest radiograph use **Review a chest X-ray**.",
 )
 

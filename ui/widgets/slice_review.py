@@ -18,6 +18,7 @@ from ui.identity import reviewer
 from ui.session import RUN_IDS, compare_cams_key
 from ui.text import md_escape
 from ui.widgets import figures
+from ui.widgets.anomaly_map import anomaly_panel
 from ui.widgets.cam_viewer import cam_viewer, compare_methods, reading_columns
 from ui.widgets.charts import band_legend_text
 from ui.widgets.model_card import uncertainty_text
@@ -187,6 +188,17 @@ def review_slice(
 
     _reading()
     next_unreviewed_button(current_run=run_id)
+    anomaly_panel(
+        run_id,
+        analysis.features,
+        analysis.display,
+        prediction.model.model_id,
+        prediction.model.weights_sha256,
+        tuple(spec.normal_labels),
+        prediction.model.trained,
+        question.one,
+        "review",
+    )
     similar_cases_panel(
         run_id,
         sha,
