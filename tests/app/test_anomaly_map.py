@@ -63,3 +63,4 @@ def test_the_anomaly_map_waits_for_confirmed_normals_then_shows_where_a_glioma_s
     assert float(score.value) > 0
     assert "Unlike anything confirmed normal here" in said and "check that this is a 2D brain MRI slice" in said
     assert "unusual for this site, which is not the same as diseased" in said
+    assert "Mean patch distance " in said and "{" not in said  # every figure filled in

@@ -70,6 +70,7 @@ def anomaly_panel(
     )
     right.caption(
         f"Against {result.normals} images readers confirmed as normal with these weights (their patch features, "
-        f"coreset-reduced). Mean patch distance {result.typical:.1f}; a confirmed normal reaches up to "
+        f"coreset-reduced), on the model's {result.grid.shape[0]} × {result.grid.shape[1]} grid of patches: a "
+        f"coarse map. Mean patch distance {result.typical:.1f}; a confirmed normal reaches up to "
         f"{result.threshold:.1f} against the others. {ANOMALY_MEANING}"
     )

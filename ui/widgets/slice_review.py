@@ -177,6 +177,17 @@ def review_slice(
         # Keyed by the case: a new upload starts with the (six-method) comparison off, shown and computed alike.
         if st.toggle(f"Compare all heatmap methods for this {noun}", key=compare_cams_key(sha)):
             compare_methods(analysis, loaded, label)
+        anomaly_panel(
+            run_id,
+            analysis.features,
+            analysis.display,
+            prediction.model.model_id,
+            prediction.model.weights_sha256,
+            tuple(spec.normal_labels),
+            prediction.model.trained,
+            question.one,
+            "review",
+        )
         finding_verdict_panel(
             run_id,
             ranked,
@@ -188,17 +199,6 @@ def review_slice(
 
     _reading()
     next_unreviewed_button(current_run=run_id)
-    anomaly_panel(
-        run_id,
-        analysis.features,
-        analysis.display,
-        prediction.model.model_id,
-        prediction.model.weights_sha256,
-        tuple(spec.normal_labels),
-        prediction.model.trained,
-        question.one,
-        "review",
-    )
     similar_cases_panel(
         run_id,
         sha,
