@@ -125,6 +125,9 @@ INPUT_MEASURES = {
 }
 # ... and its categories, compared by their shares.
 INPUT_CATEGORIES = {"manufacturer": "manufacturer", "view": "view", "format": "file format"}
+# The patient characteristics a site may keep (settings: retain_patient_characteristics): compared
+# as categories where any input has them, and the subgroups of ``subgroups``.
+CHARACTERISTICS = {"sex": "sex", "age_band": "age band"}
 
 
 def input_drift(rows: Iterable[InputRow], reference_weeks: int = 4) -> list[WeekDrift]:
@@ -145,6 +148,11 @@ def input_drift(rows: Iterable[InputRow], reference_weeks: int = 4) -> list[Week
             numbers[name][week].append(value)
         for key, name in INPUT_CATEGORIES.items():
             categories[name][week].append(str(row.profile.get(key) or "unknown"))
+        for key, name in CHARACTERISTICS.items():
+            categories[name][week].append(str(row.profile.get(key) or "unknown"))
+    for name in CHARACTERISTICS.values():  # kept by the site, or not at all
+        if all(v == "unknown" for values in categories[name].values() for v in values):
+            del categories[name]
     found = [w for name, weeks in sorted(numbers.items()) for w in _weekly("inputs", "", name, weeks, reference_weeks)]
     for name, weeks in sorted(categories.items()):
         ordered = sorted(weeks)
@@ -209,3 +217,46 @@ def _judged(
     alert = psi > PSI_ALERT and ks_p < KS_ALERT_P
     why = f"PSI {psi:.2f} > {PSI_ALERT} and KS p {ks_p:.1g} < {KS_ALERT_P}" if alert else ""
     return WeekDrift(model_id, weights, name, week, len(values), float(values.mean()), psi, ks_p, alert, why)
+
+
+@dataclass(frozen=True)
+class Subgroup:
+    """One value of a patient characteristic (sex F, age band 60-69) over the runs that have it."""
+
+    characteristic: str
+    value: str
+    runs: int
+    verdicts: int  # agree or disagree, on those runs
+    agree: int
+
+    @property
+    def agree_rate(self) -> float | None:
+        return self.agree / self.verdicts if self.verdicts else None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """Wilson's 95 % interval of the agree rate."""
+        if not self.verdicts:
+            return None
+        n, p, z = self.verdicts, self.agree / self.verdicts, 1.959964
+        centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n * n)) / (1 + z**2 / n)
+        return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
+
+def subgroups(profiles: Iterable[InputRow], facts: Sequence[VerdictFact]) -> list[Subgroup]:
+    """Runs and the readers' agreement with the AI per sex and per age band, where the site keeps
+    them (unsure verdicts left out of the rate). Empty when no input has them."""
+    value_of: dict[str, dict[int, str]] = {key: {} for key in CHARACTERISTICS}
+    for row in profiles:
+        for key in CHARACTERISTICS:
+            if row.profile.get(key):
+                value_of[key][row.run_id] = str(row.profile[key])
+    found = []
+    for key, name in CHARACTERISTICS.items():
+        runs = value_of[key]
+        for value in sorted(set(runs.values())):
+            members = {run for run, v in runs.items() if v == value}
+            decided = [f for f in facts if f.run_id in members and f.verdict != "unsure"]
+            found.append(Subgroup(name, value, len(members), len(decided), sum(f.verdict == "agree" for f in decided)))
+    return found

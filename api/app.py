@@ -252,6 +252,7 @@ def create_app(config: ApiConfig, inference_executor: Executor | None = None) ->
             max_pixels=settings.max_image_pixels,
             hash_key=load_or_create_key(settings.patient_key_file),
             expected=expected_image(spec),
+            retain_characteristics=settings.retain_patient_characteristics,
         )
         return loaded_model, image, analyze(loaded_model, image, load_band_config(settings.bands_file))
 

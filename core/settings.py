@@ -112,6 +112,9 @@ class Settings:
     pacs_password: str | None = field(default=None, repr=False)  # never in a log line
     # Send a reader's SR (and the case's SEGs and pictures) when they have judged every item of a run.
     pacs_auto_send: bool = False
+    # DICOM de-identification's "retain patient characteristics" option (PS3.15 Annex E): keep each
+    # image's sex and age band (never a birth date) for drift's subgroup breakdowns. Off by default.
+    retain_patient_characteristics: bool = False
 
     @property
     def image_store_dir(self) -> Path:
@@ -133,6 +136,7 @@ def load_settings() -> Settings:
         os.environ.get("BANDS_CONFIG") or (edited_bands if edited_bands.is_file() else DEFAULT_BANDS_FILE)
     ).expanduser()
     pacs = _secrets_table("pacs")
+    deid = _secrets_table("deid")
     return Settings(
         data_dir=data_dir,
         weights_dir=weights_dir,
@@ -158,6 +162,12 @@ def load_settings() -> Settings:
         pacs_username=os.environ.get("PACS_USERNAME") or _text(pacs.get("username")),
         pacs_password=os.environ.get("PACS_PASSWORD") or _text(pacs.get("password")),
         pacs_auto_send=_flag("PACS_AUTO_SEND", False, pacs.get("auto_send"), "auto_send in [pacs]"),
+        retain_patient_characteristics=_flag(
+            "RETAIN_PATIENT_CHARACTERISTICS",
+            False,
+            deid.get("retain_patient_characteristics"),
+            "retain_patient_characteristics in [deid]",
+        ),
     )
 
 

@@ -13,6 +13,7 @@ import plotly.express as px
 import streamlit as st
 
 from analytics import agreement, drift, exports
+from core.settings import load_settings
 from core.vocabulary import RunKind
 from inference.models.loader import LoadedModel
 from pipelines import mask_agreement
@@ -512,6 +513,7 @@ def drift_section() -> None:
             + (f"{len(changed)} measure-week(s) drifted." if changed else "no drift flagged.")
         )
         _weeks_table(inputs, "measure", "mean", "p (KS or chi-square)", with_model=False)
+    _subgroups_table(facts)
     per_week = drift.agreement_by_week(facts)
     if per_week:
         chart = px.line(
@@ -524,6 +526,39 @@ def drift_section() -> None:
         )
         chart.update_xaxes(type="category")
         st.plotly_chart(chart, config={"displayModeBar": False})
+
+
+def _subgroups_table(facts) -> None:
+    """Runs and agreement per sex and age band, only where the site keeps them (off by default)."""
+    if not load_settings().retain_patient_characteristics:
+        st.caption(
+            "Subgroups (sex, age band) are off: this site keeps no patient characteristics. IT turns them on with "
+            "RETAIN_PATIENT_CHARACTERISTICS=1 or retain_patient_characteristics = true under [deid] in the secrets "
+            "file (DICOM de-identification's 'retain patient characteristics' option); images read from then on keep "
+            "their sex and age band, never a birth date."
+        )
+        return
+    with database.transaction() as session:
+        profiles = reporting.input_profiles(session, None if model == "all" else model)
+    groups = drift.subgroups([p for p in profiles if include_untrained or p.trained], facts)
+    if not groups:
+        st.caption("Subgroups (sex, age band): kept from now on; no image read since has them yet.")
+        return
+    st.markdown("**Subgroups**: the readers' agreement with the AI by sex and age band")
+    st.dataframe(
+        [
+            {
+                "characteristic": g.characteristic,
+                "value": g.value,
+                "runs": g.runs,
+                "verdicts (agree or disagree)": g.verdicts,
+                "agree": "–" if g.agree_rate is None else f"{100 * g.agree_rate:.0f} %",
+                "95 % CI": "–" if g.interval is None else f"{100 * g.interval[0]:.0f}–{100 * g.interval[1]:.0f} %",
+            }
+            for g in groups
+        ],
+        hide_index=True,
+    )
 
 
 if facts:

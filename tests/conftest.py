@@ -72,6 +72,7 @@ def load(path: Path, name: str | None = None, **limits):
         max_pixels=limits.get("max_pixels", 64_000_000),
         hash_key=b"test-key-0123456789abcdef",
         **({"expected": limits["expected"]} if "expected" in limits else {}),
+        **({"retain_characteristics": limits["retain_characteristics"]} if "retain_characteristics" in limits else {}),
     )
 
 

@@ -63,6 +63,7 @@ def _decode(filename: str, data: bytes, expected=None):
         max_pixels=settings.max_image_pixels,
         hash_key=patient_hash_key(),
         expected=expected or ANY_READABLE,
+        retain_characteristics=settings.retain_patient_characteristics,
     )
 
 

@@ -144,7 +144,10 @@ def decode_dicom(
     max_pixels: int,
     hash_key: bytes,
     expected: ExpectedImage = CHEST_RADIOGRAPH,
+    retain_characteristics: bool = False,
 ) -> Image2D:
+    """``retain_characteristics``: keep the patient's sex and age band with the acquisition facts
+    (de-identification's "retain patient characteristics" option, off unless the site turns it on)."""
     ds = _read_dataset(data, filename)
     notes = _check_modality(ds, filename, expected)
     gray, more_notes = _pixels(ds, filename, max_pixels)
@@ -157,9 +160,36 @@ def decode_dicom(
         patient_key=patient_key(getattr(ds, "PatientID", None), hash_key),
         notes=notes + more_notes,
         dicom_uids=_uids(ds),
-        acquisition=_acquisition(ds),
+        acquisition=_acquisition(ds) + (characteristics(ds) if retain_characteristics else ()),
     )
     return Image2D(pixels=gray, facts=facts)
+
+
+def characteristics(ds) -> tuple[tuple[str, str], ...]:
+    """The patient's sex (M, F or O) and age band (a decade; 90 and over as one band, as HIPAA's
+    safe harbour asks), from PatientAge, else the birth date and the study date; never the dates."""
+    found = []
+    sex = str(getattr(ds, "PatientSex", "") or "").strip().upper()
+    if sex in ("M", "F", "O"):
+        found.append(("sex", sex))
+    years = _age_years(ds)
+    if years is not None and 0 <= years < 150:
+        found.append(("age_band", "90+" if years >= 90 else f"{years // 10 * 10}-{years // 10 * 10 + 9}"))
+    return tuple(found)
+
+
+def _age_years(ds) -> int | None:
+    text = str(getattr(ds, "PatientAge", "") or "").strip().upper()
+    if len(text) == 4 and text[:3].isdigit() and text[3] in "DWMY":
+        value = int(text[:3])
+        return {"D": value // 365, "W": value // 52, "M": value // 12, "Y": value}[text[3]]
+    if text.isdigit() and len(text) <= 3:  # "62": not the standard's "062Y", but what some exports write
+        return int(text)
+    born = str(getattr(ds, "PatientBirthDate", "") or "").strip()
+    seen = str(getattr(ds, "StudyDate", "") or getattr(ds, "AcquisitionDate", "") or "").strip()
+    if len(born) >= 8 and len(seen) >= 8 and born[:8].isdigit() and seen[:8].isdigit():
+        return int(seen[:4]) - int(born[:4]) - int(seen[4:8] < born[4:8])  # not yet had this year's birthday
+    return None
 
 
 def _acquisition(ds) -> tuple[tuple[str, str], ...]:

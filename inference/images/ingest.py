@@ -125,9 +125,11 @@ def load_image(
     max_pixels: int,
     hash_key: bytes,
     expected: ExpectedImage = CHEST_RADIOGRAPH,
+    retain_characteristics: bool = False,
 ) -> Image2D:
     """Decode an uploaded 2D image (a radiograph by default; ``expected`` says which DICOM
-    modalities the model reads).
+    modalities the model reads). ``retain_characteristics``: a DICOM's sex and age band are kept
+    with its acquisition facts (the site's de-identification option; off by default).
 
     Raises:
         InputRejected: (a subclass) with a message for the reviewer; nothing is half-decoded.
@@ -142,7 +144,15 @@ def load_image(
         if fmt is Format.DICOM:
             from inference.images.dicom import decode_dicom
 
-            image = decode_dicom(data, filename, sha, max_pixels=max_pixels, hash_key=hash_key, expected=expected)
+            image = decode_dicom(
+                data,
+                filename,
+                sha,
+                max_pixels=max_pixels,
+                hash_key=hash_key,
+                expected=expected,
+                retain_characteristics=retain_characteristics,
+            )
         else:
             pixels = decode_raster(data, filename, fmt.value, max_pixels)
             image = Image2D(pixels=pixels, facts=CaseFacts(input_sha256=sha, source_format=fmt.value, modality="image"))

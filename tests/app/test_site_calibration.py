@@ -127,6 +127,29 @@ def test_the_drift_check_runs_when_asked_and_says_when_there_are_too_few_weeks(u
     assert (
         list(weeks["finding"]) == ["Effusion"] and list(weeks["runs"]) == [60] and list(weeks["note"]) == ["reference"]
     )
+    assert "Subgroups (sex, age band) are off" in texts(at)  # no patient characteristics kept by default
+
+
+def test_a_site_that_keeps_patient_characteristics_gets_subgroups_from_a_real_dicom_film(
+    untrained_env, samples, monkeypatch
+) -> None:
+    from tests.app.conftest import click_verdict, verdict_items
+
+    monkeypatch.setenv("RETAIN_PATIENT_CHARACTERISTICS", "1")
+    at = new_app()
+    at.run()
+    film = ("siim.dcm", (samples / "siim_sample.dcm").read_bytes(), "application/dicom")  # PatientSex M, age 62
+    at.file_uploader[0].set_value(film).run()
+    click_verdict(at, verdict_items(at)[0], "agree")
+    at.switch_page("pages/analytics.py").run()
+    at.toggle(key="an_drift").set_value(True).run()
+    assert not at.exception, at.exception
+    [groups] = [d.value for d in at.dataframe if "characteristic" in d.value.columns]
+    assert set(zip(groups["characteristic"], groups["value"], groups["runs"])) == {
+        ("sex", "M", 1),
+        ("age band", "60-69", 1),
+    }
+    assert list(groups["agree"]) == ["100 %", "100 %"]
 
 
 def test_a_reviewed_film_stores_what_drift_compares_of_its_input(untrained_env, samples) -> None:

@@ -105,3 +105,30 @@ def test_a_brightness_shift_of_real_radiographs_is_flagged_in_the_inputs() -> No
     assert brighter.alert and brighter.psi > drift.PSI_ALERT and brighter.ks_p < drift.KS_ALERT_P
     assert not found[("file format", week5)].alert  # the same mix of files: only their brightness moved
     assert {w.finding for w in found.values()} >= {"mean intensity", "intensity spread", "file format", "view"}
+
+
+def test_subgroups_give_each_sex_and_age_bands_agreement_and_are_absent_where_not_kept() -> None:
+    from storage.reporting import InputRow
+
+    def profile(run: int, **kept: str) -> InputRow:
+        return InputRow(run, "m", "w", True, MONDAY, {"format": "dicom", "mean": 100.0, **kept})
+
+    def verdict(run: int, said: str) -> VerdictFact:
+        return VerdictFact(
+            1, run, run, "Effusion", 0.7, Band.POSITIVE, "m", "w", True, "v", "A", Verdict(said), "", MONDAY
+        )
+
+    profiles = [profile(i, sex="F", age_band="60-69") for i in range(10)] + [
+        profile(10 + i, sex="M") for i in range(10)
+    ]
+    facts = [verdict(i, "agree") for i in range(9)] + [verdict(9, "disagree")]
+    facts += [verdict(10 + i, "agree" if i < 5 else "disagree") for i in range(10)] + [verdict(10, "unsure")]
+    found = {(g.characteristic, g.value): g for g in drift.subgroups(profiles, facts)}
+    assert set(found) == {("sex", "F"), ("sex", "M"), ("age band", "60-69")}
+    women, men = found[("sex", "F")], found[("sex", "M")]
+    assert (women.runs, women.verdicts, women.agree_rate) == (10, 10, 0.9)
+    assert (men.runs, men.verdicts, men.agree_rate) == (10, 10, 0.5)  # unsure left out of the rate
+    assert men.interval[0] < 0.5 < men.interval[1] < women.interval[1]
+    assert drift.subgroups([profile(1)], facts) == []
+    weeks = drift.input_drift([profile(1)])
+    assert not {w.finding for w in weeks} & {"sex", "age band"}  # not kept: no rows of unknowns
