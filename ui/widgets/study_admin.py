@@ -10,13 +10,11 @@ from analytics import exports, reader_study
 from core.errors import InvalidReview
 from core.vocabulary import StudyPhase
 from storage import reporting, repository, studies
-from storage.models import utcnow
 from ui import database, session
 from ui import results as ui_results
 from ui.downloads import export_button
 from ui.text import md_escape
-
-CHOICES = ["present", "absent", "unsure"]
+from ui.widgets.study_reading import calls_form, store_calls
 
 
 def setup_form(creator: str) -> None:
@@ -215,38 +213,6 @@ def adjudication(study: studies.StudyRecord, adjudicator: str) -> None:
                 + " · ".join(f"{md_escape(f)} {c.value}" for f, c in done[run_id].answers.items())
                 + ". A new adjudication by another adjudicator replaces it."
             )
-        with st.form(session.study_form_key(study.study_id, run_id, StudyPhase.REFERENCE.value), border=False):
-            calls = {
-                f: st.radio(
-                    f,
-                    CHOICES,
-                    index=None,
-                    horizontal=True,
-                    key=session.study_call_key(study.study_id, run_id, StudyPhase.REFERENCE.value, f),
-                )
-                for f in study.findings
-            }
-            submitted = st.form_submit_button(
-                "Record the reference", key=session.study_submit_key(study.study_id, run_id, StudyPhase.REFERENCE.value)
-            )
-        if not submitted:
-            return
-        missing = [f for f, c in calls.items() if c is None]
-        if missing:
-            st.error(f"Call every finding; not yet called: {', '.join(missing)}.")
-            return
-        try:
-            with database.transaction() as db:
-                studies.record_read(
-                    db,
-                    study.study_id,
-                    run_id,
-                    adjudicator,
-                    StudyPhase.REFERENCE,
-                    {f: str(c) for f, c in calls.items()},
-                    utcnow(),
-                )
-        except InvalidReview as problem:
-            st.error(str(problem))
-            return
-        st.rerun()
+        calls = calls_form(study, run_id, StudyPhase.REFERENCE, None, "Record the reference")
+        if calls is not None and store_calls(study, run_id, adjudicator, StudyPhase.REFERENCE, calls):
+            st.rerun()

@@ -50,10 +50,10 @@ def _plain_image(run: repository.ClassificationRunRecord) -> None:
         st.image(picture, caption="The image (the square centre crop the model saw)", output_format="PNG")
 
 
-def _calls_form(
+def calls_form(
     study: studies.StudyRecord, run_id: int, phase: StudyPhase, start: dict[str, Presence] | None, button: str
 ) -> dict[str, str | None] | None:
-    """A call per finding; the calls when submitted, else None."""
+    """A call per finding (starting from ``start``); the calls when submitted, else None."""
     with st.form(study_form_key(study.study_id, run_id, phase.value), border=False):
         calls = {}
         for finding in study.findings:
@@ -71,9 +71,10 @@ def _calls_form(
     return calls if submitted else None
 
 
-def _store(
+def store_calls(
     study: studies.StudyRecord, run_id: int, reader: str, phase: StudyPhase, calls: dict[str, str | None]
 ) -> bool:
+    """Store a submitted read, saying on the page why not when it is refused (True when stored)."""
     missing = [f for f, c in calls.items() if c is None]
     if missing:
         st.error(f"Call every finding before submitting; not yet called: {', '.join(missing)}.")
@@ -140,8 +141,8 @@ def read_case(study: studies.StudyRecord, reader: str) -> None:
             _plain_image(run)
         with calls_col:
             st.markdown("**Your first read: the AI is hidden.** Call each finding.")
-            calls = _calls_form(study, run_id, StudyPhase.UNAIDED, None, "Submit first read (AI hidden)")
-            if calls is not None and _store(study, run_id, reader, StudyPhase.UNAIDED, calls):
+            calls = calls_form(study, run_id, StudyPhase.UNAIDED, None, "Submit first read (AI hidden)")
+            if calls is not None and store_calls(study, run_id, reader, StudyPhase.UNAIDED, calls):
                 st.rerun()
         return
     _started(study.study_id, run_id, StudyPhase.AIDED, reader)
@@ -150,9 +151,9 @@ def read_case(study: studies.StudyRecord, reader: str) -> None:
         _ai_output(run, shown)
         labels = [f.label for f in sorted(shown, key=lambda f: (-f.band.rank, -f.score))]
         label = st.selectbox("Heatmap of", labels, key=study_heatmap_key(study.study_id, run_id))
-        calls = _calls_form(study, run_id, StudyPhase.AIDED, first.answers, "Submit final read (with AI)")
+        calls = calls_form(study, run_id, StudyPhase.AIDED, first.answers, "Submit final read (with AI)")
         st.caption("Your first read: " + " · ".join(f"{md_escape(f)} {first.answers[f].value}" for f in study.findings))
-        if calls is not None and _store(study, run_id, reader, StudyPhase.AIDED, calls):
+        if calls is not None and store_calls(study, run_id, reader, StudyPhase.AIDED, calls):
             st.rerun()
     with image_col:
         analysis, state = kept_analysis(run)
