@@ -338,3 +338,14 @@ def upload_radiograph(page, path: str | Path, uploader=None) -> None:
     (uploader or page.locator("input[type=file]")).set_input_files(str(path))
     if Path(path).suffix.lower() in (".png", ".jpg", ".jpeg"):
         page.get_by_role("button", name=YES_LABEL).click()
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """A browser test without ``pytestmark = pytest.mark.e2e`` would run in the unit phase, beside
+    another worker's tests (it did once, unnoticed, taking 41 s there): refuse to run instead."""
+    here = Path(__file__).resolve().parent
+    unmarked = [
+        i.nodeid for i in items if here in Path(str(i.path)).resolve().parents and not i.get_closest_marker("e2e")
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"browser tests without pytestmark = pytest.mark.e2e: {', '.join(unmarked)}")

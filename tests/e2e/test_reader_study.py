@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import SAMPLES
 from tests.e2e.conftest import browser_page, key_class, settled, wait_for_text
 from tests.e2e.test_browser import _shot, _sign
 from ui import session
+
+pytestmark = pytest.mark.e2e
 
 FINDINGS = ("Glioma", "Meningioma", "Pituitary tumour", "No tumour")
 SLICES = [  # (file, its class's finding): the samples' test split, never seen in training
