@@ -608,3 +608,10 @@ def confirmed_normals(
             if len(out) == limit:
                 break
     return out
+
+
+def review_state(session: Session) -> tuple[int, int]:
+    """(the newest verdict entry, the newest stored features): what names the confirmed normals and
+    the similar-case candidates for a cache, in one cheap query."""
+    row = session.execute(select(func.max(VerdictEntry.id), select(func.max(RunFeatures.id)).scalar_subquery())).one()
+    return int(row[0] or 0), int(row[1] or 0)

@@ -268,3 +268,8 @@ def hidden_runs(session: Session, reviewer: str) -> set[int]:
         )
     )
     return open_cases - read
+
+
+def untrained_cases(session: Session, study: StudyRecord) -> int:
+    """How many of the study's cases were read by untrained weights (one query)."""
+    return len(list(session.scalars(select(Run.id).where(Run.id.in_(study.run_ids), Run.trained.is_(False)))))

@@ -427,3 +427,16 @@ def anomaly_bank(model_id: str, weights_sha256: str, normal_runs: tuple[int, ...
     with database().begin() as session:
         kept = run_features(session, normal_runs)
     return NormalBank([kept[r].patches for r in normal_runs if r in kept])
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def confirmed_normal_runs(
+    model_id: str, weights_sha256: str, normal_labels: tuple[str, ...], limit: int, state: tuple[int, int]
+) -> list[int]:
+    """``storage.reporting.confirmed_normals``, read once per state of the verdicts and features
+    (``state``: ``reporting.review_state``), not on every rerun of the reading part."""
+    from storage import reporting
+    from ui.resources import database
+
+    with database().begin() as session:
+        return reporting.confirmed_normals(session, model_id, weights_sha256, normal_labels, limit)

@@ -43,11 +43,9 @@ def anomaly_panel(
         st.caption("No image features were kept with this run (stored before they were): no map.")
         return
     with database.transaction() as db:
-        normals = [
-            r
-            for r in reporting.confirmed_normals(db, model_id, weights_sha256, normal_labels, MAX_NORMALS + 1)
-            if r != run_id
-        ][:MAX_NORMALS]
+        state = reporting.review_state(db)
+    found = results.confirmed_normal_runs(model_id, weights_sha256, normal_labels, MAX_NORMALS + 1, state)
+    normals = [r for r in found if r != run_id][:MAX_NORMALS]
     if len(normals) < MIN_NORMALS:
         st.info(
             f"The anomaly map needs {MIN_NORMALS} images that readers confirmed as normal here (the AI called "

@@ -89,10 +89,7 @@ def results(study: studies.StudyRecord) -> None:
     with database.transaction() as db:
         reads = studies.reads(db, study.study_id)
         ai = studies.study_findings(db, study)
-        untrained = any(
-            run is not None and not run.trained
-            for run in (repository.get_run(db, r, repository.ClassificationRunRecord) for r in study.run_ids)
-        )
+        untrained = studies.untrained_cases(db, study) > 0
     result = results_cache(study, reads, ai)
     st.subheader(f"Results: {study.name}")
     st.caption(
