@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 from sqlalchemy.sql.selectable import ScalarSelect
 
@@ -179,6 +179,14 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _current_entries(run_ids: Sequence[int] | None = None) -> Select:
+    """The ids of each reviewer's current (latest) verdict entry per item, of these runs or all."""
+    query = select(func.max(VerdictEntry.id))
+    if run_ids is not None:
+        query = query.where(VerdictEntry.run_id.in_(list(run_ids)))
+    return query.group_by(VerdictEntry.run_id, VerdictEntry.reviewer, VerdictEntry.item)
+
+
 def current_verdict_facts(
     session: Session,
     *,
@@ -189,7 +197,7 @@ def current_verdict_facts(
     include_untrained: bool = False,
 ) -> list[VerdictFact]:
     """Each reviewer's latest verdict per finding of each run, joined with the AI's score and band."""
-    latest = select(func.max(VerdictEntry.id)).group_by(VerdictEntry.run_id, VerdictEntry.reviewer, VerdictEntry.item)
+    latest = _current_entries()
     query = (
         select(VerdictEntry, Run, RunFinding, _entry_number())
         .join(Run, Run.id == VerdictEntry.run_id)
@@ -250,7 +258,7 @@ def _top_labels(session: Session, run_ids: set[int]) -> dict[int, str]:
 def current_structure_verdict_facts(session: Session, reviewer: str | None = None) -> list[StructureVerdictFact]:
     """Each reviewer's latest verdict on every structure of every run, oldest first (only
     ``reviewer``'s when one is named)."""
-    latest = select(func.max(VerdictEntry.id)).group_by(VerdictEntry.run_id, VerdictEntry.reviewer, VerdictEntry.item)
+    latest = _current_entries()
     query = (
         select(VerdictEntry, Run, RunStructure, Case.modality, _entry_number())
         .join(Run, Run.id == VerdictEntry.run_id)
@@ -523,11 +531,7 @@ def reviewed_runs(session: Session, run_ids: Sequence[int], reviewer: str | None
     """Of these runs, the ones with at least one verdict: what the AI called and the current
     verdicts ``reviewer`` may see (everyone's when None)."""
     ids = list(run_ids)
-    latest = (
-        select(func.max(VerdictEntry.id))
-        .where(VerdictEntry.run_id.in_(ids))
-        .group_by(VerdictEntry.run_id, VerdictEntry.reviewer, VerdictEntry.item)
-    )
+    latest = _current_entries(ids)
     current = session.execute(
         select(VerdictEntry.run_id, VerdictEntry.reviewer, VerdictEntry.item, VerdictEntry.verdict)
         .where(VerdictEntry.id.in_(latest))
@@ -579,11 +583,7 @@ def confirmed_normals(
     findings = session.execute(
         select(RunFinding.run_id, RunFinding.label, RunFinding.band).where(RunFinding.run_id.in_(candidates))
     ).all()
-    latest = (
-        select(func.max(VerdictEntry.id))
-        .where(VerdictEntry.run_id.in_(candidates))
-        .group_by(VerdictEntry.run_id, VerdictEntry.reviewer, VerdictEntry.item)
-    )
+    latest = _current_entries(candidates)
     verdicts = session.execute(
         select(VerdictEntry.run_id, VerdictEntry.item, VerdictEntry.verdict).where(VerdictEntry.id.in_(latest))
     ).all()
