@@ -149,10 +149,10 @@ def input_drift(rows: Iterable[InputRow], reference_weeks: int = 4) -> list[Week
         for key, name in INPUT_CATEGORIES.items():
             categories[name][week].append(str(row.profile.get(key) or "unknown"))
         for key, name in CHARACTERISTICS.items():
-            categories[name][week].append(str(row.profile.get(key) or "unknown"))
-    for name in CHARACTERISTICS.values():  # kept by the site, or not at all
-        if all(v == "unknown" for values in categories[name].values() for v in values):
-            del categories[name]
+            # Only where kept: inputs from before the site turned the option on (and PNGs) have
+            # none, and counted as "unknown" every week after would read as a shift.
+            if row.profile.get(key):
+                categories[name][week].append(str(row.profile[key]))
     found = [w for name, weeks in sorted(numbers.items()) for w in _weekly("inputs", "", name, weeks, reference_weeks)]
     for name, weeks in sorted(categories.items()):
         ordered = sorted(weeks)

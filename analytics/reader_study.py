@@ -3,8 +3,10 @@ they take with and without it, and how often they follow the AI when it is wrong
 
 The design is sequential: each reader calls each finding of a case with the AI hidden, then sees
 it and may revise. The reference for a reader's call is the adjudicated call where an adjudicator
-recorded one, else the majority of the *other* readers' calls with the AI (present or absent; a
-tie or only "unsure" gives no reference and the item is left out, counted). A call of "unsure"
+recorded one, else the majority of the *other* readers' first calls, made with the AI hidden (the
+calls made with it would pull the reference toward the AI, and hide the AI's errors whenever
+everyone followed it); present or absent: a tie or only "unsure" gives no reference and the item
+is left out, counted. A call of "unsure"
 counts as not matching the reference. The AI's call is its band: positive or critical is present,
 negative absent; indeterminate makes no call.
 
@@ -106,7 +108,8 @@ class StudyResult:
     changed: int
     toward_ai: int
     away_from_ai: int
-    followed_wrong_ai: Proportion  # AI wrong: the reader's call with the AI was the AI's
+    # AI wrong and the reader's first call not the AI's: their call with the AI became the AI's
+    followed_wrong_ai: Proportion
     switched_to_wrong_ai: Proportion  # AI wrong, reader right unaided: the reader changed to the AI's call
     helped_by_ai: Proportion  # AI right, reader wrong unaided: the reader changed to the right call
     seconds_unaided: Estimate  # median seconds per case, AI hidden (first read)
@@ -135,10 +138,10 @@ def study_calls(
             adjudicated[read.run_id] = read  # the latest adjudication of a case wins
         else:
             by[(read.reviewer, read.run_id)][read.phase] = read
-    aided_by_case: dict[int, dict[str, StudyReadRecord]] = defaultdict(dict)
+    unaided_by_case: dict[int, dict[str, StudyReadRecord]] = defaultdict(dict)
     for (reader, run_id), phases in by.items():
-        if StudyPhase.AIDED in phases:
-            aided_by_case[run_id][reader] = phases[StudyPhase.AIDED]
+        if StudyPhase.UNAIDED in phases:
+            unaided_by_case[run_id][reader] = phases[StudyPhase.UNAIDED]
     ai = {run_id: {f.label: ai_call(f.band) for f in found} for run_id, found in ai_findings.items()}
     calls: list[Call] = []
     pending = 0
@@ -147,7 +150,7 @@ def study_calls(
             pending += StudyPhase.UNAIDED in phases
             continue
         first, second = phases[StudyPhase.UNAIDED], phases[StudyPhase.AIDED]
-        others = [r for who, r in aided_by_case[run_id].items() if who != reader]
+        others = [r for who, r in unaided_by_case[run_id].items() if who != reader]
         for finding in findings:
             if run_id in adjudicated:
                 reference = adjudicated[run_id].answers.get(finding)
@@ -240,6 +243,8 @@ def summarise(
     pairs = {(c.reader, c.run_id) for c in calls}
     adjudicated_cases = {r.run_id for r in reads if r.phase is StudyPhase.REFERENCE}
     ai_wrong = [c for c in judged if c.ai is not None and c.ai is not c.reference]
+    # Following needs a call of one's own to leave: a first call already the AI's is a shared error.
+    could_follow = [c for c in ai_wrong if c.unaided is not c.ai]
     ai_right = [c for c in judged if c.ai is not None and c.ai is c.reference]
     per_reader = []
     for reader in sorted({c.reader for c in calls}):
@@ -255,7 +260,7 @@ def summarise(
                 _proportion(own, lambda c: c.aided is c.reference),
                 sum(c.changed for c in calls if c.reader == reader),
                 sum(c.toward_ai for c in calls if c.reader == reader),
-                _proportion([c for c in ai_wrong if c.reader == reader], lambda c: c.aided is c.ai),
+                _proportion([c for c in could_follow if c.reader == reader], lambda c: c.aided is c.ai),
                 float(np.median(first)) if first else None,
                 float(np.median(second)) if second else None,
             )
@@ -273,7 +278,7 @@ def summarise(
         changed=sum(c.changed for c in calls),
         toward_ai=sum(c.toward_ai for c in calls),
         away_from_ai=sum(c.away_from_ai for c in calls),
-        followed_wrong_ai=_proportion(ai_wrong, lambda c: c.aided is c.ai),
+        followed_wrong_ai=_proportion(could_follow, lambda c: c.aided is c.ai),
         switched_to_wrong_ai=_proportion([c for c in ai_wrong if c.unaided is c.reference], lambda c: c.aided is c.ai),
         helped_by_ai=_proportion([c for c in ai_right if c.unaided is not c.reference], lambda c: c.aided is c.ai),
         seconds_unaided=_median_seconds(_seconds(reads, StudyPhase.UNAIDED, pairs), rng),

@@ -3,8 +3,10 @@ per model and weights, searched for the cases most like a new one. Exact inner-p
 (faiss) over unit vectors at half precision: the similarity is the cosine of the two embeddings,
 1 for the same image; the planted near-duplicate is always found, as no approximate index promises.
 
-An index is filled from the stored embeddings and then only with those stored after its last row,
-so a server keeps one per model and weights and a search never rebuilds it."""
+An index is filled from the stored embeddings and then only with those stored since, so a server
+keeps one per model and weights and a search never rebuilds it. "Since" reaches back a window of
+rows before the last one seen: on PostgreSQL a row with a lower id can commit after a higher one
+(ids are handed out at insert), and it must not be missed for the life of the server."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from storage.features import embeddings_after
+
+LATE_WINDOW = 1000  # rows before the last one seen, read again at each refresh
 
 
 @dataclass(frozen=True)
@@ -33,12 +37,16 @@ class SimilarIndex:
         self._lock = threading.Lock()
         self.last_row = 0  # the last stored row in the index
         self.size = 0
+        self._runs: set[int] = set()
 
     def add(self, run_ids: np.ndarray, vectors: np.ndarray) -> None:
         import faiss
 
+        new = np.array([int(r) not in self._runs for r in run_ids], dtype=bool)
+        run_ids, vectors = np.asarray(run_ids)[new], np.asarray(vectors)[new]
         if not len(run_ids):
             return
+        self._runs.update(int(r) for r in run_ids)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if self._index is None:
             quantised = faiss.IndexScalarQuantizer(
@@ -51,10 +59,10 @@ class SimilarIndex:
     def refresh(self, session: Session) -> None:
         """Add what was stored since the last refresh."""
         with self._lock:
-            new = embeddings_after(session, self.model_id, self.weights_sha256, self.last_row)
+            new = embeddings_after(session, self.model_id, self.weights_sha256, max(0, self.last_row - LATE_WINDOW))
             if len(new.ids):
-                self.add(new.run_ids, new.vectors)
-                self.last_row = int(new.ids[-1])
+                self.add(new.run_ids, new.vectors)  # those already in are skipped
+                self.last_row = max(self.last_row, int(new.ids[-1]))
 
     def search(self, vector: np.ndarray, k: int, exclude: frozenset[int] | set[int] = frozenset()) -> list[Neighbour]:
         """The ``k`` runs most like ``vector``, most similar first, leaving out ``exclude``."""

@@ -9,11 +9,11 @@ import streamlit as st
 from analytics import exports
 from inference.volume.case import is_volume_source
 from inference.volume.types import Volume
-from storage import reporting, repository
+from storage import reporting, repository, studies
 from storage.features import run_features
 from ui import database, resources, results
 from ui.entry import require_app_entry
-from ui.identity import visible_reviewer
+from ui.identity import reviewer, visible_reviewer
 from ui.session import audit_key, prior_key
 from ui.text import md_escape
 from ui.widgets import figures, image_viewer
@@ -205,7 +205,9 @@ def _prior_comparison(run) -> None:
     """This case beside an earlier one of the same patient: images (when kept), each finding's
     score and band then and now, and the verdicts this reader may see on the prior."""
     with database.transaction() as session:
-        priors = repository.prior_classifications(session, run.run_id)
+        hidden = studies.hidden_cases(session, reviewer())
+        # A prior in a reader study this reader has not read yet would show its AI output.
+        priors = [p for p in repository.prior_classifications(session, run.run_id) if p.case_id not in hidden]
     picked = choose_prior(priors, prior_key(run.run_id), lambda p: f"Case {p.case_id}")
     if picked is None:
         return

@@ -9,6 +9,7 @@ from typing import cast
 
 import numpy as np
 from sqlalchemy import Table, exists, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.types import ImageFeatures
@@ -29,6 +30,16 @@ def store_features(session: Session, run_id: int, model_id: str, weights_sha256:
     """Keep a run's features, once: a run analysed again keeps the features first stored."""
     if session.scalar(select(exists().where(RunFeatures.run_id == run_id))):
         return
+    try:
+        # In a savepoint: another process storing the same run's features at the same moment
+        # (the page and the API analysing one image) must not abort the run's own transaction.
+        with session.begin_nested():
+            _insert(session, run_id, model_id, weights_sha256, features)
+    except IntegrityError:
+        pass  # stored by the other: the same image through the same weights
+
+
+def _insert(session: Session, run_id: int, model_id: str, weights_sha256: str, features: ImageFeatures) -> None:
     session.execute(
         insert(cast(Table, RunFeatures.__table__)).values(
             run_id=run_id,

@@ -528,8 +528,8 @@ class ReviewedRun:
 
 
 def reviewed_runs(session: Session, run_ids: Sequence[int], reviewer: str | None = None) -> dict[int, ReviewedRun]:
-    """Of these runs, the ones with at least one verdict: what the AI called and the current
-    verdicts ``reviewer`` may see (everyone's when None)."""
+    """Of these runs, the ones with at least one verdict (of ``reviewer``, when named): what the AI
+    called and the current verdicts ``reviewer`` may see (everyone's when None)."""
     ids = list(run_ids)
     latest = _current_entries(ids)
     current = session.execute(
@@ -537,7 +537,8 @@ def reviewed_runs(session: Session, run_ids: Sequence[int], reviewer: str | None
         .where(VerdictEntry.id.in_(latest))
         .order_by(VerdictEntry.id)
     ).all()
-    judged = {r.run_id for r in current}
+    # A reader sees only the cases they judged themselves (whether others read one is not theirs to know).
+    judged = {r.run_id for r in current if reviewer is None or r.reviewer == reviewer}
     if not judged:
         return {}
     runs = session.execute(

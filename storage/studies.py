@@ -124,6 +124,20 @@ def create_study(
             raise InvalidReview(f"Run {run_id} has no score for {', '.join(unknown)}; choose the model's own findings.")
     if session.scalar(select(ReaderStudy.id).where(ReaderStudy.name == name)) is not None:
         raise InvalidReview(f"A study named {name!r} exists already; choose another name.")
+    in_open = sorted(
+        set(
+            session.scalars(
+                select(ReaderStudyCase.run_id)
+                .join(ReaderStudy, ReaderStudy.id == ReaderStudyCase.study_id)
+                .where(ReaderStudy.closed_at.is_(None), ReaderStudyCase.run_id.in_(run_ids))
+            )
+        )
+    )
+    if in_open:
+        raise InvalidReview(
+            f"Runs {in_open} are in another open study: a first read there would show the AI here. Close that "
+            "study first, or choose other cases."
+        )
     study = ReaderStudy(name=name, model_id=models[0], findings_json=json.dumps(list(findings)), created_by=created_by)
     session.add(study)
     session.flush()
@@ -241,6 +255,15 @@ def study_findings(session: Session, study: StudyRecord) -> dict[int, tuple[Find
     for run_id, label, score, band in rows:
         out[run_id].append(Finding(label, score, Band(band)))
     return {k: tuple(v) for k, v in out.items()}
+
+
+def hidden_cases(session: Session, reviewer: str) -> set[int]:
+    """The cases of ``hidden_runs``: any run of such a case (another model's, a new bands version,
+    a prior) would show the AI's output of that image too."""
+    hidden = hidden_runs(session, reviewer)
+    if not hidden:
+        return set()
+    return set(session.scalars(select(Run.case_id).where(Run.id.in_(hidden))))
 
 
 def hidden_runs(session: Session, reviewer: str) -> set[int]:

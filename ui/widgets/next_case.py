@@ -21,10 +21,10 @@ def reader_worklist() -> reporting.Worklist:
     the AI's output, and even their order would show it): the Reader study page opens them."""
     with database.transaction() as session:
         board = reporting.worklist(session, reviewer=visible_reviewer())
-        hidden = studies.hidden_runs(session, reviewer())
+        hidden = studies.hidden_cases(session, reviewer())
     if not hidden:
         return board
-    shown = [row for row in board.cases if row.run_id not in hidden]
+    shown = [row for row in board.cases if row.case_id not in hidden]
     return replace(board, cases=shown, in_study=len(board.cases) - len(shown))
 
 

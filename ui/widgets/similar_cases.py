@@ -20,13 +20,15 @@ SEARCHED = 200  # nearest runs looked at for reviewed ones
 
 def similar_cases_panel(
     run_id: int,
-    case_id: int | None,
+    input_sha256: str,
     features: ImageFeatures | None,
     model_id: str,
     weights_sha256: str,
     trained: bool,
     scope: str,
 ) -> None:
+    """Under the case of ``run_id``, whose image is ``input_sha256`` (its other runs are the same
+    image, never shown as similar)."""
     if not st.toggle("Show similar reviewed cases", key=similar_toggle_key(scope, run_id)):
         return
     if not trained:
@@ -39,15 +41,24 @@ def similar_cases_panel(
         return
     index = results.similar_index(model_id, weights_sha256)
     only = visible_reviewer()
+    shown: list = []
     with database.transaction() as db:
         index.refresh(db)
-        same_case = {run_id}
-        neighbours = index.search(features.embedding, SEARCHED, exclude=same_case)
-        hidden = studies.hidden_runs(db, reviewer())
-        reviewed = reporting.reviewed_runs(db, [n.run_id for n in neighbours if n.run_id not in hidden], reviewer=only)
-    shown = [
-        (n, reviewed[n.run_id]) for n in neighbours if n.run_id in reviewed and reviewed[n.run_id].case_id != case_id
-    ][:SHOWN]
+        hidden = studies.hidden_cases(db, reviewer())
+        wanted = SEARCHED
+        while True:  # widened until enough reviewed cases are found, or every run was looked at
+            neighbours = index.search(features.embedding, wanted, exclude={run_id})
+            reviewed = reporting.reviewed_runs(db, [n.run_id for n in neighbours], reviewer=only)
+            shown = [
+                (n, reviewed[n.run_id])
+                for n in neighbours
+                if n.run_id in reviewed
+                and reviewed[n.run_id].input_sha256 != input_sha256
+                and reviewed[n.run_id].case_id not in hidden
+            ][:SHOWN]
+            if len(shown) == SHOWN or wanted >= index.size:
+                break
+            wanted *= 4
     if not shown:
         st.caption(f"No reviewed case of this model's weights yet ({index.size} runs with features compared).")
         return
@@ -60,7 +71,7 @@ def similar_cases_panel(
                 "AI called": ", ".join(r.called) or "nothing (all below positive)",
                 "verdicts": "; ".join(f"{item}: {verdict}" for _, item, verdict in r.verdicts[:6])
                 or ("none of yours" if only is not None else "–"),
-                "readers": r.readers,
+                **({"readers": r.readers} if only is None else {}),
                 "analysed (UTC)": r.created_at.strftime("%Y-%m-%d"),
             }
             for n, r in shown

@@ -138,7 +138,7 @@ def results(study: studies.StudyRecord) -> None:
         bias[0],
         "Followed the AI when it was wrong",
         _percent(result.followed_wrong_ai),
-        _proportion_caption(result.followed_wrong_ai),
+        _proportion_caption(result.followed_wrong_ai) + " where the AI was wrong and the first call was not the AI's",
     )
     _metric(
         bias[1],

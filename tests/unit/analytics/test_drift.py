@@ -132,3 +132,17 @@ def test_subgroups_give_each_sex_and_age_bands_agreement_and_are_absent_where_no
     assert drift.subgroups([profile(1)], facts) == []
     weeks = drift.input_drift([profile(1)])
     assert not {w.finding for w in weeks} & {"sex", "age band"}  # not kept: no rows of unknowns
+
+
+def test_turning_the_characteristics_on_is_not_drift_their_reference_is_the_first_weeks_that_have_them() -> None:
+    from storage.reporting import InputRow
+
+    rows = []
+    for week in range(10):
+        for i in range(40):
+            kept = {"sex": "FM"[i % 2]} if week >= 4 else {}  # the site turned the option on in week 4
+            when = MONDAY + timedelta(weeks=week, days=1)
+            rows.append(InputRow(i, "m", "w", True, when, {"format": "dicom", "mean": 100.0 + i % 5, **kept}))
+    sex = [w for w in drift.input_drift(rows) if w.finding == "sex"]
+    assert len(sex) == 6 and [w.why for w in sex[:4]] == ["reference"] * 4
+    assert not any(w.alert for w in sex)

@@ -60,6 +60,26 @@ def test_without_adjudication_the_reference_is_the_other_readers_majority_and_a_
     assert result.without_reference == 2 and result.unaided == reader_study.Proportion(0, 1) and result.pending == 1
 
 
+def test_the_others_reference_is_their_call_without_the_ai_so_following_it_cannot_hide_its_error() -> None:
+    reads = []
+    for reader in ("A", "B", "C"):  # all call absent alone, then follow the AI's wrong "present"
+        reads += [read(reader, 1, StudyPhase.UNAIDED, A), read(reader, 1, StudyPhase.AIDED, P)]
+    result = reader_study.summarise(reads, ai({1: Band.POSITIVE}), ["Effusion"])
+    assert result.ai_agreement == reader_study.Proportion(0, 3)  # the AI was wrong against every reference
+    assert result.followed_wrong_ai == reader_study.Proportion(3, 3)
+    assert (result.unaided.hits, result.aided.hits) == (3, 0)
+
+
+def test_a_first_call_that_was_already_the_ai_s_is_a_shared_error_not_following() -> None:
+    reads = [
+        read("Adj", 1, StudyPhase.REFERENCE, A),
+        read("A", 1, StudyPhase.UNAIDED, P),
+        read("A", 1, StudyPhase.AIDED, P),
+    ]
+    result = reader_study.summarise(reads, ai({1: Band.POSITIVE}), ["Effusion"])
+    assert result.followed_wrong_ai.total == 0 and result.aided.hits == 0
+
+
 def test_unsure_never_matches_and_an_indeterminate_ai_makes_no_call() -> None:
     reads = [
         read("Adj", 1, StudyPhase.REFERENCE, P),

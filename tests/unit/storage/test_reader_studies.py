@@ -82,6 +82,20 @@ def test_a_study_of_several_models_unknown_findings_or_one_case_is_refused_and_n
             studies.create_study(s, "Refused", run_ids, findings, "Dr Lead")
     with db.begin() as s:
         assert studies.studies(s) == []
-        studies.create_study(s, "Once", runs, ["Mass"], "Dr Lead")
+        studies.create_study(s, "Once", runs[:2], ["Mass"], "Dr Lead")
     with db.begin() as s, pytest.raises(InvalidReview, match="exists already"):
-        studies.create_study(s, "Once", runs, ["Mass"], "Dr Lead")
+        studies.create_study(s, "Once", runs[1:], ["Mass"], "Dr Lead")
+    # A case in one open study at a time: a first read there would show the AI in the other.
+    with db.begin() as s, pytest.raises(InvalidReview, match=rf"Runs \[{runs[1]}\] are in another open study"):
+        studies.create_study(s, "Twice", runs[1:], ["Mass"], "Dr Lead")
+
+
+def test_a_hidden_case_stays_hidden_whatever_its_other_runs(db, runs) -> None:  # noqa: F811
+    other = prediction(weights="b" * 64)  # the same image through other weights: another run of the case
+    with db.begin() as s:
+        study = studies.create_study(s, "Hidden", runs[:2], ["Mass"], "Dr Lead")
+        again = repo.store_analysis(s, replace(FACTS, input_sha256=f"{0:064x}"), other, "Grad-CAM")
+        assert again.run_id not in runs and again.case_id == repo.get_run(s, runs[0]).case_id
+        assert again.case_id in studies.hidden_cases(s, "Dr A")
+        studies.record_read(s, study.study_id, runs[0], "Dr A", StudyPhase.UNAIDED, {"Mass": "absent"}, utcnow())
+        assert again.case_id not in studies.hidden_cases(s, "Dr A")

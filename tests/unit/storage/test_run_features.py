@@ -67,4 +67,9 @@ def test_confirmed_normals_are_agreed_runs_where_the_ai_called_nothing(db) -> No
         repo.record_verdict(s, doubted, "Mass", Verdict.DISAGREE, "Dr B")
         repo.record_verdict(s, half_read, "Mass", Verdict.AGREE, "Dr A")
         found = reporting.confirmed_normals(s, "xrv-densenet121-res224-all", "a" * 64)
+        everyone = reporting.reviewed_runs(s, [normal, doubted, half_read, called])
+        for_b = reporting.reviewed_runs(s, [normal, doubted, half_read, called], reviewer="Dr B")
     assert found == [normal]
+    assert set(everyone) == {normal, doubted, half_read, called} and everyone[doubted].readers == 2
+    # A reader sees as similar only what they read themselves, and only their own verdicts on it.
+    assert set(for_b) == {doubted} and for_b[doubted].verdicts == (("Dr B", "Mass", "disagree"),)
