@@ -66,11 +66,12 @@ def _percent(p: reader_study.Proportion) -> str:
     return "–" if p.estimate is None else f"{100 * p.estimate:.0f} %"
 
 
-def _proportion_caption(p: reader_study.Proportion) -> str:
+def _proportion_caption(p: reader_study.Proportion, of: str = "calls") -> str:
+    """ "3 of 10 calls · 95 % CI 11–60 %"; ``of`` says which calls."""
     if p.interval is None:
-        return "no calls yet"
+        return f"no {of} yet"
     low, high = p.interval
-    return f"{p.hits} of {p.total} calls · 95 % CI {100 * low:.0f}–{100 * high:.0f} %"
+    return f"{p.hits} of {p.total} {of} · 95 % CI {100 * low:.0f}–{100 * high:.0f} %"
 
 
 def _seconds(e: reader_study.Estimate) -> tuple[str, str]:
@@ -138,7 +139,9 @@ def results(study: studies.StudyRecord) -> None:
         bias[0],
         "Followed the AI when it was wrong",
         _percent(result.followed_wrong_ai),
-        _proportion_caption(result.followed_wrong_ai) + " where the AI was wrong and the first call was not the AI's",
+        _proportion_caption(
+            result.followed_wrong_ai, "calls where the AI was wrong and the first call was not the AI's"
+        ),
     )
     _metric(
         bias[1],
