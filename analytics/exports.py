@@ -290,12 +290,15 @@ def case_report_html(
 
 
 def study_calls_csv(
-    reads: Sequence[StudyReadRecord], ai: Mapping[int, Sequence[Finding]], findings: Sequence[str]
+    reads: Sequence[StudyReadRecord],
+    ai: Mapping[int, Sequence[Finding]],
+    findings: Sequence[str],
+    normal_labels: Sequence[str] = (),
 ) -> bytes:
     """A reader study's calls, one row per reader, case and finding: both reads, the reference, the
     AI's call and each read's seconds, for a statistician's own analysis."""
     seconds = {(r.reviewer, r.run_id, r.phase): r.seconds for r in reads}
-    calls, _ = study_calls(reads, ai, findings)
+    calls, _ = study_calls(reads, ai, findings, normal_labels)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(

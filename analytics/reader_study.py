@@ -8,7 +8,9 @@ calls made with it would pull the reference toward the AI, and hide the AI's err
 everyone followed it); present or absent: a tie or only "unsure" gives no reference and the item
 is left out, counted. A call of "unsure"
 counts as not matching the reference. The AI's call is its band: positive or critical is present,
-negative absent; indeterminate makes no call.
+negative absent; indeterminate makes no call. A model's "nothing found" class (no tumour) has no
+band of its own: the AI calls it present when it called every other class absent, absent when it
+called another present, and nothing otherwise.
 
 Intervals are 95 %: Wilson's for a proportion; for the change in agreement and the median times,
 a percentile bootstrap that resamples cases (a case's calls are not independent of each other)."""
@@ -126,8 +128,28 @@ def _majority(calls: Sequence[Presence]) -> Presence | None:
     return None if rest and rest[0][1] == n else top
 
 
+def ai_calls(found: Sequence[Finding], normal_labels: Sequence[str] = ()) -> dict[str, Presence | None]:
+    """What the AI called of each finding of one run (all of its findings: a "nothing found"
+    class's call depends on the others)."""
+    normal = set(normal_labels)
+    calls: dict[str, Presence | None] = {f.label: ai_call(f.band) for f in found if f.label not in normal}
+    others = list(calls.values())
+    for f in found:
+        if f.label in normal:
+            if others and all(c is Presence.ABSENT for c in others):
+                calls[f.label] = Presence.PRESENT
+            elif any(c is Presence.PRESENT for c in others):
+                calls[f.label] = Presence.ABSENT
+            else:
+                calls[f.label] = None
+    return calls
+
+
 def study_calls(
-    reads: Sequence[StudyReadRecord], ai_findings: Mapping[int, Sequence[Finding]], findings: Sequence[str]
+    reads: Sequence[StudyReadRecord],
+    ai_findings: Mapping[int, Sequence[Finding]],
+    findings: Sequence[str],
+    normal_labels: Sequence[str] = (),
 ) -> tuple[list[Call], int]:
     """Every reader's pair of calls per case and finding, each with its reference and the AI's
     call; and how many reader x case have a first read without a second yet."""
@@ -142,7 +164,7 @@ def study_calls(
     for (reader, run_id), phases in by.items():
         if StudyPhase.UNAIDED in phases:
             unaided_by_case[run_id][reader] = phases[StudyPhase.UNAIDED]
-    ai = {run_id: {f.label: ai_call(f.band) for f in found} for run_id, found in ai_findings.items()}
+    ai = {run_id: ai_calls(found, normal_labels) for run_id, found in ai_findings.items()}
     calls: list[Call] = []
     pending = 0
     for (reader, run_id), phases in sorted(by.items()):
@@ -233,11 +255,12 @@ def summarise(
     reads: Sequence[StudyReadRecord],
     ai_findings: Mapping[int, Sequence[Finding]],
     findings: Sequence[str],
+    normal_labels: Sequence[str] = (),
     seed: int = 0,
 ) -> StudyResult:
     """The study's figures from its reads and the AI's stored findings of its cases."""
     rng = np.random.default_rng(seed)
-    calls, pending = study_calls(reads, ai_findings, findings)
+    calls, pending = study_calls(reads, ai_findings, findings, normal_labels)
     judged = [c for c in calls if c.reference is not None]
     cases = sorted({c.run_id for c in calls})
     pairs = {(c.reader, c.run_id) for c in calls}

@@ -245,10 +245,11 @@ def reads(session: Session, study_id: int, reviewer: str | None = None) -> list[
 
 
 def study_findings(session: Session, study: StudyRecord) -> dict[int, tuple[Finding, ...]]:
-    """Each case's stored scores and bands of the study's findings: what the AI said."""
+    """Each case's stored scores and bands, every finding of the run (a "nothing found" class's call
+    depends on the others, whether the study asks for them or not): what the AI said."""
     rows = session.execute(
         select(RunFinding.run_id, RunFinding.label, RunFinding.score, RunFinding.band)
-        .where(RunFinding.run_id.in_(study.run_ids), RunFinding.label.in_(study.findings))
+        .where(RunFinding.run_id.in_(study.run_ids))
         .order_by(RunFinding.run_id, RunFinding.position)
     ).all()
     out: dict[int, list[Finding]] = {run_id: [] for run_id in study.run_ids}

@@ -399,12 +399,14 @@ def drift_weeks(
 
 
 @st.cache_data(max_entries=16, show_spinner="Summarising the study…")
-def study_summary(study_id: int, last_read: int, reads_count: int, _reads, _ai, findings: tuple[str, ...]):
+def study_summary(
+    study_id: int, last_read: int, reads_count: int, _reads, _ai, findings: tuple[str, ...], normal: tuple[str, ...]
+):
     """analytics.reader_study over a study's reads (named by the study, its newest read and their
     number): the bootstrap runs once per set of reads, never on a rerun."""
     from analytics.reader_study import summarise
 
-    return summarise(_reads, _ai, findings)
+    return summarise(_reads, _ai, findings, normal)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)

@@ -14,6 +14,7 @@ from ui import database, session
 from ui import results as ui_results
 from ui.downloads import export_button
 from ui.text import md_escape
+from ui.widgets.charts import normal_labels
 from ui.widgets.study_reading import calls_form, store_calls
 
 
@@ -164,7 +165,10 @@ def results(study: studies.StudyRecord) -> None:
     export_button(
         "Calls (CSV)",
         lambda db: exports.study_calls_csv(
-            studies.reads(db, study.study_id), studies.study_findings(db, study), study.findings
+            studies.reads(db, study.study_id),
+            studies.study_findings(db, study),
+            study.findings,
+            tuple(normal_labels(study.model_id)),
         ),
         file_name=f"reader-study-{study.study_id}-calls.csv",
         mime="text/csv",
@@ -192,7 +196,9 @@ def results(study: studies.StudyRecord) -> None:
 def results_cache(study: studies.StudyRecord, reads, ai) -> reader_study.StudyResult:
     """Summarised once per study and set of reads (the bootstrap resamples thousands of times)."""
     last = max((r.read_id for r in reads), default=0)
-    return ui_results.study_summary(study.study_id, last, len(reads), reads, ai, study.findings)
+    return ui_results.study_summary(
+        study.study_id, last, len(reads), reads, ai, study.findings, tuple(sorted(normal_labels(study.model_id)))
+    )
 
 
 def adjudication(study: studies.StudyRecord, adjudicator: str) -> None:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import streamlit as st
 
+from analytics.reader_study import ai_calls
 from core.errors import InvalidReview
 from core.types import Finding
 from core.vocabulary import Presence, StudyPhase
@@ -25,7 +26,7 @@ from ui.session import (
 from ui.text import md_escape
 from ui.widgets import image_viewer
 from ui.widgets.cam_viewer import cam_viewer
-from ui.widgets.charts import band_legend_text, score_text
+from ui.widgets.charts import band_legend_text, normal_labels, score_text
 from ui.widgets.kept_case import kept_analysis
 
 CHOICES = [p.value for p in Presence]
@@ -96,20 +97,33 @@ def store_calls(
     return True
 
 
-def _ai_output(run: repository.ClassificationRunRecord, shown: tuple[Finding, ...]) -> None:
+def _ai_output(run: repository.ClassificationRunRecord, found: tuple[Finding, ...], asked: tuple[str, ...]) -> None:
+    """The AI's scores, bands and calls of the study's findings (``found``: all of the run's, as a
+    "nothing found" class's call depends on the others)."""
     if not run.trained:
         st.error(
             "This run used UNTRAINED weights: the AI's scores and calls are meaningless. A study of them tests the "
             "workflow, not the AI."
         )
+    normal = normal_labels(run.model_id)
+    calls = ai_calls(found, tuple(normal))
     st.dataframe(
         [
-            {"finding": f.label, "AI score": score_text(f.score, run.trained), "band": f.band.value}
-            for f in sorted(shown, key=lambda f: (-f.band.rank, -f.score))
+            {
+                "finding": f.label,
+                "AI score": score_text(f.score, run.trained),
+                "band": "– (none of its own)" if f.label in normal else f.band.value,
+                "AI's call": calls[f.label].value if calls.get(f.label) else "no call",
+            }
+            for f in sorted(found, key=lambda f: (-f.band.rank, -f.score))
+            if f.label in asked
         ],
         hide_index=True,
     )
-    st.caption(f"{band_legend_text()} · positive or critical means present, negative absent")
+    said = f"{band_legend_text()} · positive or critical means present, negative absent, indeterminate no call"
+    if normal:
+        said += f"; {', '.join(sorted(normal))}: present when every other class is negative"
+    st.caption(said)
 
 
 def read_case(study: studies.StudyRecord, reader: str) -> None:
@@ -127,7 +141,8 @@ def read_case(study: studies.StudyRecord, reader: str) -> None:
     run_id = waiting[0]
     with database.transaction() as db:
         run = repository.get_run(db, run_id, repository.ClassificationRunRecord)
-        shown = studies.study_findings(db, study)[run_id]
+        found = studies.study_findings(db, study)[run_id]
+    shown = tuple(f for f in found if f.label in study.findings)
     if run is None:
         st.error(f"Run {run_id} of this study could not be found; tell the lead.")
         return
@@ -148,7 +163,7 @@ def read_case(study: studies.StudyRecord, reader: str) -> None:
     _started(study.study_id, run_id, StudyPhase.AIDED, reader)
     with calls_col:
         st.markdown("**The AI's output.** Your first read is kept as you made it; revise your calls if you wish.")
-        _ai_output(run, shown)
+        _ai_output(run, found, study.findings)
         labels = [f.label for f in sorted(shown, key=lambda f: (-f.band.rank, -f.score))]
         label = st.selectbox("Heatmap of", labels, key=study_heatmap_key(study.study_id, run_id))
         calls = calls_form(study, run_id, StudyPhase.AIDED, first.answers, "Submit final read (with AI)")

@@ -102,3 +102,30 @@ def test_the_calls_export_has_both_reads_the_reference_the_ai_and_the_seconds() 
     lines = study_calls_csv(reads, ai({1: Band.CRITICAL}), ["Effusion"]).decode().splitlines()
     assert lines[0].startswith("reader,run,finding,without_ai,with_ai,reference,ai_call")
     assert lines[1] == "'=cmd,1,Effusion,absent,present,present,present,61.0,12.5"  # a formula is neutralised
+
+
+def test_a_nothing_found_class_is_called_from_the_other_classes_not_from_its_missing_band() -> None:
+    def run(*bands: Band) -> tuple[Finding, ...]:
+        labels = ("Glioma", "Meningioma", "No tumour")
+        return tuple(Finding(label, 0.5, band) for label, band in zip(labels, bands))
+
+    normal = ("No tumour",)
+    nothing = reader_study.ai_calls(run(Band.NEGATIVE, Band.NEGATIVE, Band.NEGATIVE), normal)
+    tumour = reader_study.ai_calls(run(Band.CRITICAL, Band.NEGATIVE, Band.NEGATIVE), normal)
+    unsure = reader_study.ai_calls(run(Band.INDETERMINATE, Band.NEGATIVE, Band.NEGATIVE), normal)
+    assert nothing == {"Glioma": A, "Meningioma": A, "No tumour": P}  # its band is always "negative"
+    assert tumour["No tumour"] is A and unsure["No tumour"] is None
+    # A reader and an adjudicator who say "no tumour" agree with an AI that called nothing.
+    reads = [
+        read("Adj", 1, StudyPhase.REFERENCE, P),
+        read("A", 1, StudyPhase.UNAIDED, P),
+        read("A", 1, StudyPhase.AIDED, P),
+    ]
+    found = {
+        1: tuple(
+            Finding("Effusion", 0.1, Band.NEGATIVE) if f.label == "No tumour" else f
+            for f in run(Band.NEGATIVE, Band.NEGATIVE, Band.NEGATIVE)
+        )
+    }
+    result = reader_study.summarise(reads, found, ["Effusion"], normal_labels=("Effusion",))
+    assert result.ai_agreement == reader_study.Proportion(1, 1)
